@@ -1,0 +1,296 @@
+//! The domain's small closed vocabularies (institution level, scheme, severity, …) as `u8`
+//! enums, with the exact strings the contract uses. Ingest maps strings to these once; the
+//! settlement kernel never sees a string.
+
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u8)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order (`ALL[v as usize] == v`).
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// How many values there are: the size of a lookup table indexed by this enum.
+            pub const COUNT: usize = $name::ALL.len();
+
+            /// The contract's spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses the contract's spelling (exact, lower case).
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Level of the institution that settled the claim (`institution_level`), or of the one that
+    /// wrote an external prescription (`prescriber_level`).
+    Level {
+        /// 基层 / 一级及以下: township and community health centres, village clinics.
+        Primary = "primary",
+        /// 二级 hospital.
+        Secondary = "secondary",
+        /// 三级 hospital.
+        Tertiary = "tertiary",
+        /// 定点零售药店: designated retail pharmacy filling an external prescription.
+        Pharmacy = "pharmacy",
+    }
+}
+
+vocabulary! {
+    /// Basic medical-insurance scheme of the person.
+    Scheme {
+        /// 城乡居民基本医疗保险.
+        Resident = "resident",
+        /// 职工基本医疗保险.
+        Employee = "employee",
+    }
+}
+
+vocabulary! {
+    /// Which benefit table a person is settled on: the scheme, with employee supplementary
+    /// (职工补充医保) as its own class because Ezhou settles it *in place of* the employee table.
+    Coverage {
+        Resident = "resident",
+        Employee = "employee",
+        EmployeeSupplementary = "employee_supplementary",
+    }
+}
+
+vocabulary! {
+    /// Severity of a chronic-condition registration.
+    Severity {
+        /// 门诊普通.
+        Normal = "normal",
+        /// 门诊重症, recognised after an expert review.
+        Severe = "severe",
+    }
+}
+
+vocabulary! {
+    /// Kind of transaction.
+    VisitType {
+        Outpatient = "outpatient",
+        Pharmacy = "pharmacy",
+        Inpatient = "inpatient",
+    }
+}
+
+vocabulary! {
+    /// Medical-assistance category (医疗救助对象).
+    AssistanceCategory {
+        /// 特困.
+        Destitute = "destitute",
+        /// 低保.
+        MinimumLiving = "minimum_living",
+        /// 低保边缘.
+        LowIncomeEdge = "low_income_edge",
+        /// 防返贫监测.
+        PovertyMonitoring = "poverty_monitoring",
+    }
+}
+
+vocabulary! {
+    /// Outcome of a claim (`status` column).
+    Status {
+        /// The fund paid ratio × cost (possibly 0 inside a deductible).
+        Paid = "paid",
+        /// The fund paid less than ratio × cost because the annual cap bound.
+        Capped = "capped",
+        /// No benefit covers the claim; `reason` says why.
+        NotCovered = "not_covered",
+        /// A refund that cancels an earlier claim.
+        Reversal = "reversal",
+        /// Not a valid claim; also written to `rejected.parquet`.
+        Rejected = "rejected",
+    }
+}
+
+vocabulary! {
+    /// Why a claim was not paid in full (`reason` column). Stable codes: the README documents
+    /// each one, and the audit platform keys on them.
+    Reason {
+        /// The annual cap bound: part or all of the cost is over the cap.
+        AnnualCapReached = "annual_cap_reached",
+        /// The claim cancels an earlier one.
+        ReversesClaim = "reverses_claim",
+        /// The person is not in the registry snapshot.
+        UnknownPerson = "unknown_person",
+        /// The person's registry row has a value the contract does not allow (scheme, tier,
+        /// assistance category).
+        InvalidPersonRecord = "invalid_person_record",
+        /// No policy file covers the person's insured region.
+        NoPolicyForRegion = "no_policy_for_region",
+        /// The region's policy has no version in force on the service date.
+        NoPolicyInForce = "no_policy_in_force",
+        /// The main diagnosis is not a condition of any benefit of the policy.
+        DiagnosisNotCovered = "diagnosis_not_covered",
+        /// The person has no registration for the diagnosed condition.
+        NotRegistered = "not_registered",
+        /// Service date before the day the registration's benefits start.
+        BeforeBenefitStart = "before_benefit_start",
+        /// Service date after the registration ended.
+        RegistrationEnded = "registration_ended",
+        /// The policy requires a signed family doctor (Jiaxing clause 8) and the person has none.
+        NoFamilyDoctor = "no_family_doctor",
+        /// The policy has no benefit for this person's scheme and severity.
+        SchemeNotCovered = "scheme_not_covered",
+        /// The benefit pays nothing at this institution level (Jiaxing residents at tertiary).
+        LevelNotCovered = "level_not_covered",
+        /// A pharmacy claim settled at the prescriber's level has no `prescriber_level`.
+        MissingPrescriberLevel = "missing_prescriber_level",
+        /// The benefit does not cover this visit type (e.g. an inpatient stay).
+        VisitTypeNotCovered = "visit_type_not_covered",
+        /// Rejected: a required key column (`claim_id`, `person_id`, …) is null.
+        NullKey = "null_key",
+        /// Rejected: `in_scope_amount` or `total_amount` is null.
+        NullAmount = "null_amount",
+        /// Rejected: `in_scope_amount` > `total_amount`.
+        InScopeExceedsTotal = "in_scope_exceeds_total",
+        /// Rejected: a negative amount on a claim that is not a reversal.
+        NegativeAmount = "negative_amount",
+        /// Rejected: `institution_level` or `prescriber_level` is not a contract value.
+        UnknownLevel = "unknown_level",
+        /// Rejected: `visit_type` is not a contract value.
+        UnknownVisitType = "unknown_visit_type",
+        /// Rejected: an amount does not fit the contract's decimal type.
+        UnreadableAmount = "unreadable_amount",
+        /// Rejected: a `claim_id` seen before (in this run or the ledger).
+        DuplicateClaimId = "duplicate_claim_id",
+        /// Rejected: a reversal whose original is neither in this run nor in the ledger.
+        OriginalNotFound = "original_not_found",
+        /// Rejected: a reversal of a claim already reversed.
+        AlreadyReversed = "already_reversed",
+        /// Rejected: a reversal whose amounts are not the negatives of its original's.
+        ReversalAmountMismatch = "reversal_amount_mismatch",
+        /// Rejected: a reversal of a claim that was itself rejected or a reversal.
+        OriginalNotReversible = "original_not_reversible",
+    }
+}
+
+impl Coverage {
+    pub fn of(scheme: Scheme, supplementary: bool) -> Coverage {
+        match (scheme, supplementary) {
+            (Scheme::Resident, _) => Coverage::Resident,
+            (Scheme::Employee, false) => Coverage::Employee,
+            (Scheme::Employee, true) => Coverage::EmployeeSupplementary,
+        }
+    }
+}
+
+/// Days since 1970-01-01 (Arrow `Date32`).
+pub type Day = i32;
+
+/// Milliseconds since 1970-01-01T00:00:00 (Arrow `Timestamp(ms)`).
+pub type Millis = i64;
+
+pub const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// The calendar day of a timestamp.
+#[inline]
+pub fn day_of(ts: Millis) -> Day {
+    ts.div_euclid(MILLIS_PER_DAY) as Day
+}
+
+/// Converts a civil date to days since the epoch (Howard Hinnant's algorithm).
+pub const fn days_from_civil(year: i32, month: u32, day: u32) -> Day {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = (y - era * 400) as u32;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe as i32 - 719_468
+}
+
+/// Converts days since the epoch to `(year, month, day)`.
+pub const fn civil_from_days(z: Day) -> (i32, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = (z - era * 146_097) as u32;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe as i32 + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The calendar year of a day: the key of year-to-date state.
+#[inline]
+pub fn year_of(day: Day) -> i32 {
+    civil_from_days(day).0
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Option<Day> {
+    let mut parts = text.trim().splitn(3, '-');
+    let y: i32 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// Formats a day as `YYYY-MM-DD`.
+pub fn format_date(day: Day) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+pub const fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ => {
+            if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 {
+                29
+            } else {
+                28
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_round_trips() {
+        for level in Level::ALL {
+            assert_eq!(Level::parse(level.as_str()), Some(*level));
+        }
+        assert_eq!(Level::parse("Primary"), None);
+        assert_eq!(Level::COUNT, 4);
+        assert_eq!(Reason::parse("annual_cap_reached"), Some(Reason::AnnualCapReached));
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2023, 5, 1), 19_478);
+        assert_eq!(civil_from_days(19_478), (2023, 5, 1));
+        assert_eq!(parse_date("2024-02-29"), Some(days_from_civil(2024, 2, 29)));
+        assert_eq!(parse_date("2023-02-29"), None);
+        assert_eq!(format_date(19_478), "2023-05-01");
+        assert_eq!(year_of(days_from_civil(2023, 12, 31)), 2023);
+        assert_eq!(year_of(days_from_civil(2024, 1, 1)), 2024);
+        assert_eq!(day_of(-1), -1);
+    }
+}

@@ -1,0 +1,123 @@
+//! The library's error type: every failure names what it was reading (file, column, row, policy
+//! key) so that a data-centre operator can find the bad input without a debugger.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a run. Bad *rows* never appear here: they go to `rejected.parquet`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A Parquet file could not be decoded or encoded.
+    #[error("{path}: parquet: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// An Arrow kernel failed (schema mismatch while building a batch, a cast).
+    #[error("{context}: arrow: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+
+    /// An input file lacks a required column or has it with the wrong type.
+    #[error("{path}: column `{column}`: {reason}")]
+    Schema {
+        path: PathBuf,
+        column: String,
+        reason: String,
+    },
+
+    /// A value in an input file that makes the whole file unusable (not just one row).
+    #[error("{path}: column `{column}`, row {row}: {reason}")]
+    Value {
+        path: PathBuf,
+        column: String,
+        row: u64,
+        reason: String,
+    },
+
+    /// A policy file is malformed or inconsistent.
+    #[error("{path}: `{key}`: {reason}")]
+    Policy {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+
+    /// The command line asked for something impossible.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Exit code for `main`, per CONTRACT.md: 2 for bad arguments or unreadable input, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Io { .. }
+            | Error::Parquet { .. }
+            | Error::Schema { .. }
+            | Error::Value { .. }
+            | Error::Policy { .. }
+            | Error::Usage(_) => 2,
+            Error::Arrow { .. } => 1,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn schema(
+        path: impl Into<PathBuf>,
+        column: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Schema {
+            path: path.into(),
+            column: column.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn policy(
+        path: impl Into<PathBuf>,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Policy {
+            path: path.into(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,589 @@
+//! Claims ingest: decode every claims file (row groups in parallel), validate each row, and turn
+//! the columns the engine needs into plain per-row vectors — dense person ids, level and visit
+//! codes, interned diagnosis / institution / drug ids, money in fen. A row that is not a valid
+//! claim is marked with its [`Reason`] and carried to `rejected.parquet`; it never stops the run.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, TimestampMillisecondType};
+use rayon::prelude::*;
+
+use super::read::{col, list_parquet, read_file, ColumnKind::*, ColumnSpec};
+use super::registry::PersonIndex;
+use crate::domain::{day_of, Day, Level, Millis, Reason, VisitType};
+use crate::error::{Error, Result};
+
+/// Marks a row whose `person_id` is null.
+pub const NO_PERSON: u32 = u32::MAX;
+/// Marks a null interned string (drug code, institution).
+pub const NO_CODE: u32 = u32::MAX;
+
+/// The claim columns of CONTRACT.md, in contract order.
+pub const CLAIM_COLUMNS: &[ColumnSpec] = &[
+    col("claim_id", Text, false),
+    col("person_id", Text, false),
+    col("region", Text, false),
+    col("settled_at", TimestampMs, false),
+    col("service_date", Date, true),
+    col("institution_id", Text, false),
+    col("institution_level", Text, false),
+    col("prescriber_level", Text, true),
+    col("visit_type", Text, true),
+    col("diagnosis", Text, false),
+    col("total_amount", Money, false),
+    col("in_scope_amount", Money, false),
+    col("drug_code", Text, true),
+    col("days_supply", Int32, true),
+    col("reverses_claim_id", Text, true),
+];
+
+/// Where a claims batch came from, and the columns kept from it for output: the settlement keys
+/// are written back exactly as read.
+#[derive(Debug, Clone)]
+pub struct ClaimBatch {
+    /// Global index of the batch's first row.
+    pub offset: usize,
+    pub file: usize,
+    /// Row number of the batch's first row inside its file.
+    pub file_row: u64,
+    pub claim_id: StringArray,
+    pub person_id: StringArray,
+    pub region: StringArray,
+    pub settled_at: ArrayRef,
+    pub institution_level: StringArray,
+    pub reverses_claim_id: StringArray,
+}
+
+/// An input file, for the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+/// All claims of the run, column-wise, indexed by global row (file order, then row order).
+#[derive(Debug, Default)]
+pub struct Claims {
+    pub sources: Vec<SourceFile>,
+    pub batches: Vec<ClaimBatch>,
+    pub person: Vec<u32>,
+    pub settled_at: Vec<Millis>,
+    /// `service_date`, or `settled_at`'s day when null: the day that picks the policy version and
+    /// the year-to-date year.
+    pub service_day: Vec<Day>,
+    pub service_date_null: Vec<bool>,
+    pub level: Vec<Level>,
+    pub prescriber: Vec<Option<Level>>,
+    pub visit: Vec<VisitType>,
+    pub diagnosis: Vec<u32>,
+    pub institution: Vec<u32>,
+    pub drug: Vec<u32>,
+    pub days_supply: Vec<Option<i32>>,
+    pub total_fen: Vec<i64>,
+    pub in_scope_fen: Vec<i64>,
+    pub is_reversal: Vec<bool>,
+    /// Set for rows that are not valid claims.
+    pub rejected: Vec<Option<Reason>>,
+    /// The offending value, for `rejected.parquet`'s `detail`.
+    pub reject_detail: HashMap<usize, String>,
+    pub diagnoses: Vec<String>,
+    pub institutions: Vec<String>,
+    pub drugs: Vec<String>,
+}
+
+/// One batch converted, before its interned ids are merged into the global dictionaries.
+struct Converted {
+    batch: ClaimBatch,
+    person: Vec<u32>,
+    unseen_persons: Vec<(usize, String)>,
+    settled_at: Vec<Millis>,
+    service_day: Vec<Day>,
+    service_date_null: Vec<bool>,
+    level: Vec<Level>,
+    prescriber: Vec<Option<Level>>,
+    visit: Vec<VisitType>,
+    diagnosis: Local,
+    institution: Local,
+    drug: Local,
+    days_supply: Vec<Option<i32>>,
+    total_fen: Vec<i64>,
+    in_scope_fen: Vec<i64>,
+    is_reversal: Vec<bool>,
+    rejected: Vec<Option<Reason>>,
+    detail: Vec<(usize, String)>,
+}
+
+/// A batch-local string dictionary: codes per row, and the distinct values in first-seen order.
+#[derive(Default)]
+struct Local {
+    codes: Vec<u32>,
+    values: Vec<String>,
+}
+
+impl Local {
+    fn build(array: &StringArray) -> Local {
+        let mut map: HashMap<&str, u32> = HashMap::new();
+        let mut local = Local {
+            codes: Vec::with_capacity(array.len()),
+            values: Vec::new(),
+        };
+        for i in 0..array.len() {
+            if array.is_null(i) {
+                local.codes.push(NO_CODE);
+                continue;
+            }
+            let v = array.value(i);
+            let next = map.len() as u32;
+            let code = *map.entry(v).or_insert_with(|| {
+                local.values.push(v.to_string());
+                next
+            });
+            local.codes.push(code);
+        }
+        local
+    }
+
+    /// Re-codes into a global dictionary, appending new values in order.
+    fn merge_into(self, global: &mut Vec<String>, index: &mut HashMap<String, u32>, out: &mut Vec<u32>) {
+        let remap: Vec<u32> = self
+            .values
+            .into_iter()
+            .map(|v| {
+                let next = global.len() as u32;
+                *index.entry(v).or_insert_with_key(|k| {
+                    global.push(k.clone());
+                    next
+                })
+            })
+            .collect();
+        out.extend(
+            self.codes
+                .iter()
+                .map(|&c| if c == NO_CODE { NO_CODE } else { remap[c as usize] }),
+        );
+    }
+}
+
+impl Claims {
+    pub fn len(&self) -> usize {
+        self.person.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.person.is_empty()
+    }
+
+    /// The batch holding global row `row`, and the row's index inside it.
+    #[inline]
+    pub fn locate(&self, row: usize) -> (&ClaimBatch, usize) {
+        let b = self.batches.partition_point(|b| b.offset <= row) - 1;
+        let batch = &self.batches[b];
+        (batch, row - batch.offset)
+    }
+
+    pub fn claim_id(&self, row: usize) -> Option<&str> {
+        let (batch, i) = self.locate(row);
+        batch.claim_id.is_valid(i).then(|| batch.claim_id.value(i))
+    }
+
+    pub fn reverses_claim_id(&self, row: usize) -> Option<&str> {
+        let (batch, i) = self.locate(row);
+        batch
+            .reverses_claim_id
+            .is_valid(i)
+            .then(|| batch.reverses_claim_id.value(i))
+    }
+
+    /// Reads `--claims FILE_OR_DIR`. Persons not in the registry get new dense ids in `persons`.
+    /// `known_claim_ids` (from the ledger) are claims settled by earlier runs: seeing one again
+    /// rejects the row as a duplicate.
+    pub fn load(
+        path: &Path,
+        persons: &mut PersonIndex,
+        known_claim_ids: &[&str],
+    ) -> Result<Claims> {
+        let files = list_parquet(path)?;
+        let mut claims = Claims::default();
+        let mut converted: Vec<Converted> = Vec::new();
+        for (f, file) in files.iter().enumerate() {
+            let decoded = read_file(file, CLAIM_COLUMNS)?;
+            claims.sources.push(SourceFile {
+                path: decoded.path.clone(),
+                bytes: decoded.bytes,
+                rows: decoded.rows,
+            });
+            let mut file_row = 0u64;
+            let starts: Vec<u64> = decoded
+                .batches
+                .iter()
+                .map(|b| {
+                    let start = file_row;
+                    file_row += b.num_rows() as u64;
+                    start
+                })
+                .collect();
+            let persons_ref: &PersonIndex = persons;
+            let mut batches: Vec<Converted> = decoded
+                .batches
+                .par_iter()
+                .zip(starts.par_iter())
+                .map(|(batch, &start)| convert(file, f, start, batch, persons_ref))
+                .collect::<Result<_>>()?;
+            converted.append(&mut batches);
+        }
+
+        // Merge batch-local results in order: deterministic for any thread count.
+        let total: usize = converted.iter().map(|c| c.person.len()).sum();
+        claims.reserve(total);
+        let mut diagnosis_index = HashMap::new();
+        let mut institution_index = HashMap::new();
+        let mut drug_index = HashMap::new();
+        for mut c in converted {
+            let offset = claims.person.len();
+            c.batch.offset = offset;
+            for (i, id) in c.unseen_persons.drain(..) {
+                c.person[i] = persons.intern(&id).0;
+            }
+            claims.person.extend_from_slice(&c.person);
+            claims.settled_at.extend_from_slice(&c.settled_at);
+            claims.service_day.extend_from_slice(&c.service_day);
+            claims.service_date_null.extend_from_slice(&c.service_date_null);
+            claims.level.extend_from_slice(&c.level);
+            claims.prescriber.extend_from_slice(&c.prescriber);
+            claims.visit.extend_from_slice(&c.visit);
+            c.diagnosis
+                .merge_into(&mut claims.diagnoses, &mut diagnosis_index, &mut claims.diagnosis);
+            c.institution.merge_into(
+                &mut claims.institutions,
+                &mut institution_index,
+                &mut claims.institution,
+            );
+            c.drug
+                .merge_into(&mut claims.drugs, &mut drug_index, &mut claims.drug);
+            claims.days_supply.extend_from_slice(&c.days_supply);
+            claims.total_fen.extend_from_slice(&c.total_fen);
+            claims.in_scope_fen.extend_from_slice(&c.in_scope_fen);
+            claims.is_reversal.extend_from_slice(&c.is_reversal);
+            claims.rejected.extend_from_slice(&c.rejected);
+            for (i, d) in c.detail {
+                claims.reject_detail.insert(offset + i, d);
+            }
+            claims.batches.push(c.batch);
+        }
+        claims.reject_duplicate_ids(known_claim_ids);
+        Ok(claims)
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.person.reserve_exact(n);
+        self.settled_at.reserve_exact(n);
+        self.service_day.reserve_exact(n);
+        self.service_date_null.reserve_exact(n);
+        self.level.reserve_exact(n);
+        self.prescriber.reserve_exact(n);
+        self.visit.reserve_exact(n);
+        self.diagnosis.reserve_exact(n);
+        self.institution.reserve_exact(n);
+        self.drug.reserve_exact(n);
+        self.days_supply.reserve_exact(n);
+        self.total_fen.reserve_exact(n);
+        self.in_scope_fen.reserve_exact(n);
+        self.is_reversal.reserve_exact(n);
+        self.rejected.reserve_exact(n);
+    }
+
+    /// Rejects every repeat of a claim id: a later row with the id of an earlier row, or of a
+    /// claim an earlier run settled. Sorting 64-bit hashes finds candidates in parallel without a
+    /// global hash table; equal hashes are confirmed on the strings.
+    fn reject_duplicate_ids(&mut self, known: &[&str]) {
+        const LEDGER: u64 = 1 << 63;
+        let hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        let hash = |s: &str| {
+            let mut h = hasher.build_hasher();
+            s.hash(&mut h);
+            h.finish()
+        };
+        let mut keys: Vec<(u64, u64)> = (0..self.len())
+            .into_par_iter()
+            .filter_map(|row| self.claim_id(row).map(|id| (hash(id), row as u64)))
+            .collect();
+        keys.par_extend(
+            known
+                .par_iter()
+                .enumerate()
+                .map(|(i, id)| (hash(id), LEDGER | i as u64)),
+        );
+        // Ledger entries sort before this run's rows of the same hash? No: by row, so a run row
+        // compares against every earlier entry with the same hash below.
+        keys.par_sort_unstable();
+        let text = |key: u64| -> &str {
+            if key & LEDGER != 0 {
+                known[(key & !LEDGER) as usize]
+            } else {
+                self.claim_id(key as usize).unwrap_or_default()
+            }
+        };
+        let mut duplicates = Vec::new();
+        let mut start = 0;
+        while start < keys.len() {
+            let mut end = start + 1;
+            while end < keys.len() && keys[end].0 == keys[start].0 {
+                end += 1;
+            }
+            if end - start > 1 {
+                // Within one hash: ledger ids first (they were settled earlier), then run rows in
+                // input order; a row is a duplicate if any entry before it has the same text.
+                let mut group: Vec<u64> = keys[start..end].iter().map(|k| k.1).collect();
+                group.sort_by_key(|&k| (k & LEDGER == 0, k & !LEDGER));
+                for j in 1..group.len() {
+                    let key = group[j];
+                    if key & LEDGER == 0 && group[..j].iter().any(|&e| text(e) == text(key)) {
+                        duplicates.push(key as usize);
+                    }
+                }
+            }
+            start = end;
+        }
+        for row in duplicates {
+            if self.rejected[row].is_none() {
+                self.rejected[row] = Some(Reason::DuplicateClaimId);
+            }
+        }
+    }
+}
+
+fn convert(
+    path: &Path,
+    file: usize,
+    file_row: u64,
+    batch: &RecordBatch,
+    persons: &PersonIndex,
+) -> Result<Converted> {
+    let n = batch.num_rows();
+    let text = |i: usize| batch.column(i).as_string::<i32>().clone();
+    let claim_id = text(0);
+    let person_id = text(1);
+    let region = text(2);
+    let settled = batch.column(3).as_primitive::<TimestampMillisecondType>();
+    let service = batch.column(4).as_primitive::<Date32Type>();
+    let institution_id = text(5);
+    let level_text = text(6);
+    let prescriber_text = text(7);
+    let visit_text = text(8);
+    let diagnosis = text(9);
+    let days = batch.column(13).as_primitive::<Int32Type>();
+    let reverses = text(14);
+    let total = Money::of(batch.column(10));
+    let in_scope = Money::of(batch.column(11));
+    let drug = text(12);
+
+    let mut c = Converted {
+        batch: ClaimBatch {
+            offset: 0,
+            file,
+            file_row,
+            claim_id: claim_id.clone(),
+            person_id: person_id.clone(),
+            region: region.clone(),
+            settled_at: batch.column(3).clone(),
+            institution_level: level_text.clone(),
+            reverses_claim_id: reverses.clone(),
+        },
+        person: Vec::with_capacity(n),
+        unseen_persons: Vec::new(),
+        settled_at: Vec::with_capacity(n),
+        service_day: Vec::with_capacity(n),
+        service_date_null: Vec::with_capacity(n),
+        level: Vec::with_capacity(n),
+        prescriber: Vec::with_capacity(n),
+        visit: Vec::with_capacity(n),
+        diagnosis: Local::build(&diagnosis),
+        institution: Local::build(&institution_id),
+        drug: Local::build(&drug),
+        days_supply: Vec::with_capacity(n),
+        total_fen: Vec::with_capacity(n),
+        in_scope_fen: Vec::with_capacity(n),
+        is_reversal: Vec::with_capacity(n),
+        rejected: Vec::with_capacity(n),
+        detail: Vec::new(),
+    };
+    let _ = path;
+    for i in 0..n {
+        let mut reject: Option<(Reason, String)> = None;
+        let mut fail = |reason: Reason, detail: String| {
+            if reject.is_none() {
+                reject = Some((reason, detail));
+            }
+        };
+        let required = [
+            (0usize, "claim_id"),
+            (1, "person_id"),
+            (2, "region"),
+            (3, "settled_at"),
+            (5, "institution_id"),
+            (6, "institution_level"),
+            (9, "diagnosis"),
+        ];
+        for (column, name) in required {
+            if batch.column(column).is_null(i) {
+                fail(Reason::NullKey, format!("{name} is null"));
+            }
+        }
+        let person = if person_id.is_null(i) {
+            NO_PERSON
+        } else {
+            match persons.get(person_id.value(i)) {
+                Some(p) => p,
+                None => {
+                    c.unseen_persons.push((i, person_id.value(i).to_string()));
+                    NO_PERSON
+                }
+            }
+        };
+        let settled_at = if settled.is_null(i) { 0 } else { settled.value(i) };
+        let service_day = if service.is_null(i) {
+            day_of(settled_at)
+        } else {
+            service.value(i)
+        };
+        let level = if level_text.is_null(i) {
+            Level::Primary
+        } else {
+            Level::parse(level_text.value(i)).unwrap_or_else(|| {
+                fail(
+                    Reason::UnknownLevel,
+                    format!("institution_level = {:?}", level_text.value(i)),
+                );
+                Level::Primary
+            })
+        };
+        let prescriber = if prescriber_text.is_null(i) {
+            None
+        } else {
+            match Level::parse(prescriber_text.value(i)) {
+                Some(l) if l != Level::Pharmacy => Some(l),
+                _ => {
+                    fail(
+                        Reason::UnknownLevel,
+                        format!("prescriber_level = {:?}", prescriber_text.value(i)),
+                    );
+                    None
+                }
+            }
+        };
+        let visit = if visit_text.is_null(i) {
+            if level == Level::Pharmacy {
+                VisitType::Pharmacy
+            } else {
+                VisitType::Outpatient
+            }
+        } else {
+            VisitType::parse(visit_text.value(i)).unwrap_or_else(|| {
+                fail(
+                    Reason::UnknownVisitType,
+                    format!("visit_type = {:?}", visit_text.value(i)),
+                );
+                VisitType::Outpatient
+            })
+        };
+        let is_reversal = reverses.is_valid(i);
+        let total_fen = total.fen(i, "total_amount", &mut fail);
+        let in_scope_fen = in_scope.fen(i, "in_scope_amount", &mut fail);
+        if !is_reversal {
+            if total_fen < 0 || in_scope_fen < 0 {
+                fail(
+                    Reason::NegativeAmount,
+                    format!("total_amount = {total_fen} fen, in_scope_amount = {in_scope_fen} fen"),
+                );
+            } else if in_scope_fen > total_fen {
+                fail(
+                    Reason::InScopeExceedsTotal,
+                    format!("in_scope_amount {in_scope_fen} fen > total_amount {total_fen} fen"),
+                );
+            }
+        }
+        c.person.push(person);
+        c.settled_at.push(settled_at);
+        c.service_day.push(service_day);
+        c.service_date_null.push(service.is_null(i));
+        c.level.push(level);
+        c.prescriber.push(prescriber);
+        c.visit.push(visit);
+        c.days_supply.push(days.is_valid(i).then(|| days.value(i)));
+        c.total_fen.push(total_fen);
+        c.in_scope_fen.push(in_scope_fen);
+        c.is_reversal.push(is_reversal);
+        match reject {
+            Some((reason, detail)) => {
+                c.rejected.push(Some(reason));
+                c.detail.push((i, detail));
+            }
+            None => c.rejected.push(None),
+        }
+    }
+    Ok(c)
+}
+
+/// A money column as read: a decimal of any scale, or text.
+enum Money<'a> {
+    Decimal(&'a arrow::array::PrimitiveArray<Decimal128Type>, i8),
+    Text(&'a StringArray),
+}
+
+/// Largest magnitude of the contract's `Decimal128(18, 2)`, in fen.
+const MAX_FEN: i128 = 999_999_999_999_999_999;
+
+impl<'a> Money<'a> {
+    fn of(array: &'a ArrayRef) -> Money<'a> {
+        match array.data_type() {
+            DataType::Decimal128(_, scale) => Money::Decimal(array.as_primitive(), *scale),
+            _ => Money::Text(array.as_string::<i32>()),
+        }
+    }
+
+    /// The amount in fen; 0 with a rejection for a null or unreadable value.
+    fn fen(&self, i: usize, column: &str, fail: &mut impl FnMut(Reason, String)) -> i64 {
+        let parsed: Option<Option<i128>> = match self {
+            Money::Decimal(a, scale) => a.is_valid(i).then(|| rescale(a.value(i), *scale)),
+            Money::Text(a) => a.is_valid(i).then(|| {
+                crate::money::parse_scaled(a.value(i), 2)
+                    .ok()
+                    .map(|v| v as i128)
+            }),
+        };
+        match parsed {
+            None => {
+                fail(Reason::NullAmount, format!("{column} is null"));
+                0
+            }
+            Some(Some(v)) if v.abs() <= MAX_FEN => v as i64,
+            Some(_) => {
+                let raw = match self {
+                    Money::Decimal(a, scale) => format!("{} (scale {scale})", a.value(i)),
+                    Money::Text(a) => format!("{:?}", a.value(i)),
+                };
+                fail(Reason::UnreadableAmount, format!("{column} = {raw}"));
+                0
+            }
+        }
+    }
+}
+
+/// A decimal mantissa at `scale` in fen, if exact.
+fn rescale(value: i128, scale: i8) -> Option<i128> {
+    match scale {
+        2 => Some(value),
+        s if s < 2 => value.checked_mul(10i128.checked_pow((2 - s) as u32)?),
+        s => {
+            let div = 10i128.checked_pow((s - 2) as u32)?;
+            (value % div == 0).then(|| value / div)
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_error_used(_: Error) {}

@@ -1,0 +1,232 @@
+//! Parquet reading shared by every input: open a file, project the columns a stage needs, decode
+//! its row groups in parallel, and coerce each column to the contract's type (dictionary strings
+//! to plain `Utf8`, any timestamp unit to milliseconds). A column of the wrong kind stops the run
+//! with the file and column named; a missing nullable column reads as all null.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// The contract type of an input column, and how lenient ingest is about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// `Utf8`; also accepts `LargeUtf8`, `Utf8View` and dictionary-encoded strings.
+    Text,
+    /// `Timestamp(ms)`; any unit or time zone is converted.
+    TimestampMs,
+    /// `Date32`.
+    Date,
+    /// `Decimal128(18, 2)` money. Kept as read (any decimal precision and scale, or text):
+    /// converting to fen is per row, because an unreadable amount rejects the row, not the file.
+    Money,
+    /// `Int16`/`Int32`: any integer type is accepted and range-checked when cast.
+    Int16,
+    Int32,
+    Boolean,
+}
+
+/// One column a stage reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnSpec {
+    pub name: &'static str,
+    pub kind: ColumnKind,
+    pub nullable: bool,
+}
+
+pub const fn col(name: &'static str, kind: ColumnKind, nullable: bool) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        kind,
+        nullable,
+    }
+}
+
+/// A decoded file: its batches (one or more per row group, in file order) with columns in the
+/// order of the specs asked for.
+pub struct FileBatches {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub rows: u64,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Lists the Parquet files behind `--claims FILE_OR_DIR`, sorted by name so runs are repeatable.
+pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::io(path, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::schema(path, "*", "no *.parquet files in this directory"));
+    }
+    Ok(files)
+}
+
+/// Reads `specs` from `path`, decoding row groups in parallel on the current rayon pool.
+pub fn read_file(path: &Path, specs: &[ColumnSpec]) -> Result<FileBatches> {
+    let open = || File::open(path).map_err(|e| Error::io(path, e));
+    let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?)
+        .map_err(|e| Error::parquet(path, e))?;
+    let file_schema = builder.schema().clone();
+    let row_groups = builder.metadata().num_row_groups();
+    let rows = builder.metadata().file_metadata().num_rows() as u64;
+
+    // Which file columns to decode, and where each spec's column is in the projected batch.
+    let mut roots = Vec::new();
+    for spec in specs {
+        match file_schema.index_of(spec.name) {
+            Ok(i) => {
+                check_kind(path, spec, file_schema.field(i).data_type())?;
+                roots.push(i);
+            }
+            Err(_) if spec.nullable => {}
+            Err(_) => {
+                return Err(Error::schema(path, spec.name, "required column is missing"));
+            }
+        }
+    }
+    roots.sort_unstable();
+    roots.dedup();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let target = Arc::new(target_schema(specs, &file_schema));
+
+    let per_group: Vec<Result<Vec<RecordBatch>>> = (0..row_groups)
+        .into_par_iter()
+        .map(|rg| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
+                .map_err(|e| Error::parquet(path, e))?
+                .with_row_groups(vec![rg])
+                .with_projection(mask.clone())
+                .with_batch_size(64 * 1024)
+                .build()
+                .map_err(|e| Error::parquet(path, e))?;
+            reader
+                .map(|batch| {
+                    let batch = batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
+                    coerce(path, &batch, specs, &target)
+                })
+                .collect()
+        })
+        .collect();
+    let mut batches = Vec::new();
+    for group in per_group {
+        batches.extend(group?);
+    }
+    Ok(FileBatches {
+        path: path.to_path_buf(),
+        bytes,
+        rows,
+        batches,
+    })
+}
+
+fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {
+    let text = |dt: &DataType| matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let ok = match spec.kind {
+        ColumnKind::Text => {
+            text(dt) || matches!(dt, DataType::Dictionary(_, v) if text(v))
+        }
+        ColumnKind::TimestampMs => matches!(dt, DataType::Timestamp(_, _)),
+        ColumnKind::Date => matches!(dt, DataType::Date32),
+        ColumnKind::Money => matches!(dt, DataType::Decimal128(_, _)) || text(dt),
+        ColumnKind::Int16 | ColumnKind::Int32 => dt.is_integer(),
+        ColumnKind::Boolean => matches!(dt, DataType::Boolean),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::schema(
+            path,
+            spec.name,
+            format!("has type {dt}, expected {:?}", spec.kind),
+        ))
+    }
+}
+
+fn target_type(kind: ColumnKind, file_type: Option<&DataType>) -> DataType {
+    match kind {
+        ColumnKind::Text => DataType::Utf8,
+        ColumnKind::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, None),
+        ColumnKind::Date => DataType::Date32,
+        ColumnKind::Money => match file_type {
+            Some(DataType::Decimal128(p, s)) => DataType::Decimal128(*p, *s),
+            Some(_) => DataType::Utf8,
+            None => DataType::Decimal128(18, 2),
+        },
+        ColumnKind::Int16 => DataType::Int16,
+        ColumnKind::Int32 => DataType::Int32,
+        ColumnKind::Boolean => DataType::Boolean,
+    }
+}
+
+fn target_schema(specs: &[ColumnSpec], file: &Schema) -> Schema {
+    Schema::new(
+        specs
+            .iter()
+            .map(|s| {
+                let file_type = file.field_with_name(s.name).ok().map(|f| f.data_type());
+                Field::new(s.name, target_type(s.kind, file_type), true)
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn coerce(
+    path: &Path,
+    batch: &RecordBatch,
+    specs: &[ColumnSpec],
+    target: &SchemaRef,
+) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = specs
+        .iter()
+        .zip(target.fields())
+        .map(|(spec, field)| match batch.column_by_name(spec.name) {
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            Some(array) if array.data_type() == field.data_type() => Ok(array.clone()),
+            Some(array) => {
+                let cast_array = if let (ColumnKind::TimestampMs, DataType::Timestamp(_, Some(_))) =
+                    (spec.kind, array.data_type())
+                {
+                    // Drop the zone first: the contract's timestamps are zone-less local times.
+                    let unit = match array.data_type() {
+                        DataType::Timestamp(u, _) => *u,
+                        _ => unreachable!(),
+                    };
+                    cast(array, &DataType::Timestamp(unit, None))
+                        .and_then(|a| cast(&a, field.data_type()))
+                } else {
+                    cast(array, field.data_type())
+                };
+                let converted = cast_array
+                    .map_err(|e| Error::schema(path, spec.name, format!("cannot convert: {e}")))?;
+                // A cast that turns values into nulls (an Int64 too big for Int32) loses data.
+                if converted.null_count() != array.null_count() {
+                    return Err(Error::schema(
+                        path,
+                        spec.name,
+                        format!("values do not fit {}", field.data_type()),
+                    ));
+                }
+                Ok(converted)
+            }
+        })
+        .collect::<Result<_>>()?;
+    RecordBatch::try_new(target.clone(), columns)
+        .map_err(|e| Error::arrow(path.display().to_string(), e))
+}

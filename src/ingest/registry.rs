@@ -1,0 +1,331 @@
+//! The person registry snapshot (`--persons`) and chronic-condition registrations
+//! (`--registrations`), read into dense per-person tables. Person ids become dense `u32` indices
+//! here, once; every later stage works with the index.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Int16Type};
+
+use super::read::{col, read_file, ColumnKind::*, ColumnSpec};
+use crate::domain::{AssistanceCategory, Coverage, Day, Scheme, Severity};
+use crate::error::{Error, Result};
+use crate::policy::{Policies, NONE};
+
+/// Dense person ids. Registry persons come first, in file order; persons met only in claims or
+/// the ledger are appended in the order they are first seen, so ids are deterministic.
+#[derive(Debug, Default)]
+pub struct PersonIndex {
+    map: HashMap<Box<str>, u32>,
+    ids: Vec<Box<str>>,
+}
+
+impl PersonIndex {
+    pub fn get(&self, id: &str) -> Option<u32> {
+        self.map.get(id).copied()
+    }
+
+    /// The dense id of `id`, adding it if new.
+    pub fn intern(&mut self, id: &str) -> (u32, bool) {
+        if let Some(&i) = self.map.get(id) {
+            return (i, false);
+        }
+        let i = self.ids.len() as u32;
+        self.ids.push(id.into());
+        self.map.insert(id.into(), i);
+        (i, true)
+    }
+
+    pub fn id(&self, person: u32) -> &str {
+        &self.ids[person as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Whether a person can be settled, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonState {
+    Valid,
+    /// Not in the registry snapshot (met in claims or the ledger only).
+    Unknown,
+    /// In the registry with a value the contract does not allow (named in the summary).
+    Invalid,
+}
+
+/// A person's settlement attributes, compiled from the registry row.
+#[derive(Debug, Clone, Copy)]
+pub struct Person {
+    pub state: PersonState,
+    /// Policy region index, or [`NONE`] when no policy file covers the insured region.
+    pub region: u16,
+    pub coverage: Coverage,
+    /// Index into the contribution tiers 100, 80, 60.
+    pub tier: u8,
+    pub assistance: Option<AssistanceCategory>,
+    pub family_doctor: bool,
+}
+
+impl Person {
+    pub const UNKNOWN: Person = Person {
+        state: PersonState::Unknown,
+        region: NONE,
+        coverage: Coverage::Resident,
+        tier: 0,
+        assistance: None,
+        family_doctor: false,
+    };
+}
+
+/// A chronic-condition registration (认定备案).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    pub condition: u16,
+    pub severity: Severity,
+    /// The person's chosen primary condition; `false` marks the secondary one (Ezhou 4(4)).
+    pub primary: bool,
+    pub approved_on: Day,
+    /// Last day of the registration, inclusive (`Day::MAX` when open).
+    pub ended_on: Day,
+}
+
+/// Persons and their registrations, by dense person id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub index: PersonIndex,
+    pub persons: Vec<Person>,
+    /// `registrations[offsets[p]..offsets[p + 1]]` are person `p`'s.
+    pub registration_offsets: Vec<u32>,
+    pub registrations: Vec<Registration>,
+    pub stats: RegistryStats,
+}
+
+/// What ingest skipped or could not use, for the summary.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RegistryStats {
+    pub persons: u64,
+    pub persons_invalid: u64,
+    pub persons_without_policy: u64,
+    pub registrations: u64,
+    pub registrations_unknown_person: u64,
+    pub registrations_unknown_condition: u64,
+    pub persons_bytes: u64,
+    pub registrations_bytes: u64,
+}
+
+const PERSON_COLUMNS: &[ColumnSpec] = &[
+    col("person_id", Text, false),
+    col("region", Text, false),
+    col("scheme", Text, false),
+    col("supplementary", Boolean, true),
+    col("contribution_tier", Int16, true),
+    col("assistance_category", Text, true),
+    col("family_doctor_signed", Boolean, true),
+];
+
+const REGISTRATION_COLUMNS: &[ColumnSpec] = &[
+    col("person_id", Text, false),
+    col("condition", Text, false),
+    col("severity", Text, true),
+    col("primary", Boolean, true),
+    col("approved_on", Date, false),
+    col("ended_on", Date, true),
+];
+
+impl Registry {
+    /// Reads both files. A null in a required column, an unknown scheme or severity, or a
+    /// repeated person stops the run with the file, column and row named: the registry is the
+    /// data centre's own master data, so a bad row there is a bad file.
+    pub fn load(persons: &Path, registrations: &Path, policies: &Policies) -> Result<Registry> {
+        let mut registry = Registry::default();
+        let file = read_file(persons, PERSON_COLUMNS)?;
+        registry.stats.persons_bytes = file.bytes;
+        let mut row = 0u64;
+        for batch in &file.batches {
+            registry.add_persons(persons, batch, &mut row, policies)?;
+        }
+        registry.stats.persons = row;
+
+        let file = read_file(registrations, REGISTRATION_COLUMNS)?;
+        registry.stats.registrations_bytes = file.bytes;
+        let mut by_person: Vec<(u32, Registration)> = Vec::new();
+        let mut row = 0u64;
+        for batch in &file.batches {
+            registry.add_registrations(registrations, batch, &mut row, policies, &mut by_person)?;
+        }
+        registry.stats.registrations = row;
+        // Stable by person, then by approval: the lookup scans a person's few rows in order.
+        by_person.sort_by_key(|(p, r)| (*p, r.approved_on, r.condition));
+        registry.registration_offsets = vec![0; registry.persons.len() + 1];
+        for (p, _) in &by_person {
+            registry.registration_offsets[*p as usize + 1] += 1;
+        }
+        for i in 1..registry.registration_offsets.len() {
+            registry.registration_offsets[i] += registry.registration_offsets[i - 1];
+        }
+        registry.registrations = by_person.into_iter().map(|(_, r)| r).collect();
+        Ok(registry)
+    }
+
+    fn add_persons(
+        &mut self,
+        path: &Path,
+        batch: &RecordBatch,
+        row: &mut u64,
+        policies: &Policies,
+    ) -> Result<()> {
+        let ids = batch.column(0).as_string::<i32>();
+        let regions = batch.column(1).as_string::<i32>();
+        let schemes = batch.column(2).as_string::<i32>();
+        let supplementary = batch.column(3).as_boolean();
+        let tiers = batch.column(4).as_primitive::<Int16Type>();
+        let assistance = batch.column(5).as_string::<i32>();
+        let family_doctor = batch.column(6).as_boolean();
+        for i in 0..batch.num_rows() {
+            let at = |column: &str, reason: String| Error::Value {
+                path: path.to_path_buf(),
+                column: column.into(),
+                row: *row,
+                reason,
+            };
+            for (c, name) in [(0, "person_id"), (1, "region"), (2, "scheme")] {
+                if batch.column(c).is_null(i) {
+                    return Err(at(name, "null in a required column".into()));
+                }
+            }
+            let (person, new) = self.index.intern(ids.value(i));
+            if !new {
+                return Err(at(
+                    "person_id",
+                    format!("person `{}` appears twice", ids.value(i)),
+                ));
+            }
+            debug_assert_eq!(person as usize, self.persons.len());
+            let scheme = Scheme::parse(schemes.value(i));
+            let tier = if tiers.is_null(i) {
+                Some(0)
+            } else {
+                crate::policy::TIERS
+                    .iter()
+                    .position(|&t| t == tiers.value(i))
+                    .map(|t| t as u8)
+            };
+            let category = if assistance.is_null(i) {
+                Some(None)
+            } else {
+                AssistanceCategory::parse(assistance.value(i)).map(Some)
+            };
+            let region = policies.region_index(regions.value(i)).unwrap_or(NONE);
+            let valid = scheme.is_some() && tier.is_some() && category.is_some();
+            if !valid {
+                self.stats.persons_invalid += 1;
+            } else if region == NONE {
+                self.stats.persons_without_policy += 1;
+            }
+            let supplementary = supplementary.is_valid(i) && supplementary.value(i);
+            self.persons.push(Person {
+                state: if valid {
+                    PersonState::Valid
+                } else {
+                    PersonState::Invalid
+                },
+                region,
+                coverage: Coverage::of(scheme.unwrap_or(Scheme::Resident), supplementary),
+                tier: tier.unwrap_or(0),
+                assistance: category.flatten(),
+                family_doctor: family_doctor.is_valid(i) && family_doctor.value(i),
+            });
+            *row += 1;
+        }
+        Ok(())
+    }
+
+    fn add_registrations(
+        &mut self,
+        path: &Path,
+        batch: &RecordBatch,
+        row: &mut u64,
+        policies: &Policies,
+        out: &mut Vec<(u32, Registration)>,
+    ) -> Result<()> {
+        let ids = batch.column(0).as_string::<i32>();
+        let conditions = batch.column(1).as_string::<i32>();
+        let severities = batch.column(2).as_string::<i32>();
+        let primary = batch.column(3).as_boolean();
+        let approved = batch.column(4).as_primitive::<Date32Type>();
+        let ended = batch.column(5).as_primitive::<Date32Type>();
+        for i in 0..batch.num_rows() {
+            let at = |column: &str, reason: String| Error::Value {
+                path: path.to_path_buf(),
+                column: column.into(),
+                row: *row,
+                reason,
+            };
+            for (c, name) in [(0, "person_id"), (1, "condition"), (4, "approved_on")] {
+                if batch.column(c).is_null(i) {
+                    return Err(at(name, "null in a required column".into()));
+                }
+            }
+            let severity = if severities.is_null(i) {
+                Severity::Normal
+            } else {
+                Severity::parse(severities.value(i)).ok_or_else(|| {
+                    at(
+                        "severity",
+                        format!("`{}` is not normal or severe", severities.value(i)),
+                    )
+                })?
+            };
+            *row += 1;
+            let Some(person) = self.index.get(ids.value(i)) else {
+                self.stats.registrations_unknown_person += 1;
+                continue;
+            };
+            let Some(condition) = policies.condition_id(conditions.value(i)) else {
+                self.stats.registrations_unknown_condition += 1;
+                continue;
+            };
+            out.push((
+                person,
+                Registration {
+                    condition,
+                    severity,
+                    primary: primary.is_null(i) || primary.value(i),
+                    approved_on: approved.value(i),
+                    ended_on: if ended.is_null(i) {
+                        Day::MAX
+                    } else {
+                        ended.value(i)
+                    },
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Person `p`'s registrations.
+    #[inline]
+    pub fn registrations_of(&self, person: u32) -> &[Registration] {
+        let p = person as usize;
+        match self.registration_offsets.get(p + 1) {
+            Some(&end) => &self.registrations[self.registration_offsets[p] as usize..end as usize],
+            None => &[],
+        }
+    }
+
+    /// The person's attributes; [`Person::UNKNOWN`] for ids met outside the registry.
+    #[inline]
+    pub fn person(&self, person: u32) -> Person {
+        self.persons
+            .get(person as usize)
+            .copied()
+            .unwrap_or(Person::UNKNOWN)
+    }
+}

@@ -1,0 +1,21 @@
+//! yibao: a columnar claim adjudication engine for provincial medical-insurance data centres.
+//!
+//! The pipeline, one module per stage, in data-flow order:
+//! [`ingest`] (read Parquet, validate, reject) → [`partition`] (claims grouped by dense person id
+//! in time order) → [`settle`] (per-person year-to-date state machine against the compiled
+//! [`policy`]) → [`output`] (settlements, rejected rows, [`ledger`], summary). [`run`] wires the
+//! stages for `yibao adjudicate`; [`generate`] writes a synthetic province.
+
+pub mod domain;
+pub mod error;
+pub mod generate;
+pub mod ingest;
+pub mod ledger;
+pub mod money;
+pub mod output;
+pub mod partition;
+pub mod policy;
+pub mod run;
+pub mod settle;
+
+pub use error::{Error, Result};

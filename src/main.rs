@@ -1,0 +1,166 @@
+//! The `yibao` command: clap parses, the library does the work, errors become exit codes
+//! (CONTRACT.md: 0 success, 2 bad arguments or unreadable input, 1 internal error).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+// mimalloc: settlement and Parquet decoding allocate many short-lived buffers from several
+// threads at once, where the system allocator's arenas contend.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "yibao", version, about = "Claim adjudication engine for medical-insurance data centres")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic province (claims, persons, registrations) over all five regions.
+    Generate {
+        /// Persons in the registry.
+        #[arg(long)]
+        persons: u64,
+        /// Claim rows to write (reversals and a few bad rows included).
+        #[arg(long)]
+        claims: u64,
+        /// Month of the claims, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Settle a batch of claims: the nightly job.
+    Adjudicate {
+        /// A claims Parquet file, or a directory of them.
+        #[arg(long)]
+        claims: PathBuf,
+        #[arg(long)]
+        persons: PathBuf,
+        #[arg(long)]
+        registrations: PathBuf,
+        /// Year-to-date state from the previous run (its OUT/ledger.parquet).
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Worker threads (default: every core). The output is the same for any value.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate the policy files and list every assumed number.
+    Check {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("yibao: {e:#}");
+            let code = e
+                .downcast_ref::<yibao::Error>()
+                .map(|e| e.exit_code())
+                .unwrap_or(1);
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Generate {
+            persons,
+            claims,
+            month,
+            out,
+            seed,
+        } => {
+            let (year, month) = parse_month(&month)?;
+            let report = yibao::generate::generate(&yibao::generate::GenerateConfig {
+                persons,
+                claims,
+                year,
+                month,
+                seed,
+                out: out.clone(),
+            })?;
+            println!(
+                "wrote {} persons, {} registrations, {} claims ({} reversals, {} bad rows) to {}",
+                report.persons,
+                report.registrations,
+                report.claims,
+                report.reversals,
+                report.bad_rows,
+                out.display()
+            );
+        }
+        Command::Adjudicate {
+            claims,
+            persons,
+            registrations,
+            ledger,
+            policies,
+            out,
+            threads,
+        } => {
+            let summary = yibao::run::adjudicate(&yibao::run::AdjudicateArgs {
+                claims,
+                persons,
+                registrations,
+                ledger,
+                policies,
+                out: out.clone(),
+                threads,
+            })?;
+            println!(
+                "settled {} claims ({} rejected) in {:.2} s, {:.0} rows/s, on {} threads; outputs in {}",
+                summary.claims,
+                summary.rejected,
+                summary.wall_seconds,
+                summary.rows_per_second,
+                summary.threads,
+                out.display()
+            );
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { policies },
+        } => {
+            let compiled = yibao::policy::Policies::load_dir(&policies)?;
+            print!("{}", compiled.check_report());
+            println!("policies OK");
+        }
+    }
+    Ok(())
+}
+
+fn parse_month(text: &str) -> anyhow::Result<(i32, u32)> {
+    let bad = || yibao::Error::Usage(format!("--month {text:?} is not YYYY-MM"));
+    let (y, m) = text.split_once('-').ok_or_else(bad)?;
+    let year: i32 = y.parse().map_err(|_| bad())?;
+    let month: u32 = m.parse().map_err(|_| bad())?;
+    if !(1..=12).contains(&month) || !(1900..=9999).contains(&year) {
+        return Err(bad().into());
+    }
+    Ok((year, month))
+}

@@ -1,0 +1,195 @@
+//! Output: `settlements.parquet`, `rejected.parquet`, `ledger.parquet` and `summary.json` in
+//! `--out`. Every file is written under a temporary name and renamed only once all of them are
+//! complete: outputs appear whole or not at all.
+
+pub mod parquet;
+pub mod rejected;
+pub mod settlements;
+pub mod summary;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::domain::{Reason, Status};
+use crate::error::{Error, Result};
+use crate::ingest::claims::Claims;
+use crate::ingest::registry::Registry;
+use crate::ledger::{ClaimRecord, Ledger, LedgerWriter};
+use crate::partition::Partitions;
+use crate::policy::Policies;
+use crate::settle::{Outcome, Settled};
+use parquet::{PendingFile, ROW_GROUP_ROWS};
+
+/// Marks a row that was never partitioned (rejected at ingest).
+const NOT_SETTLED: u32 = u32::MAX;
+
+/// Read-only view of a finished run, for the writers.
+pub struct RunView<'a> {
+    pub policies: &'a Policies,
+    pub registry: &'a Registry,
+    pub claims: &'a Claims,
+    pub ledger: &'a Ledger,
+    pub partitions: &'a Partitions,
+    pub settled: &'a Settled,
+    /// Global row → position in `partitions.order`.
+    position: Vec<u32>,
+}
+
+impl<'a> RunView<'a> {
+    pub fn new(
+        policies: &'a Policies,
+        registry: &'a Registry,
+        claims: &'a Claims,
+        ledger: &'a Ledger,
+        partitions: &'a Partitions,
+        settled: &'a Settled,
+    ) -> RunView<'a> {
+        let mut position = vec![NOT_SETTLED; claims.len()];
+        for (pos, &row) in partitions.order.iter().enumerate() {
+            position[row as usize] = pos as u32;
+        }
+        RunView {
+            policies,
+            registry,
+            claims,
+            ledger,
+            partitions,
+            settled,
+            position,
+        }
+    }
+
+    /// The settlement of global row `row`.
+    pub fn outcome(&self, row: usize) -> Outcome {
+        match self.position[row] {
+            NOT_SETTLED => Outcome::unsettled(
+                Status::Rejected,
+                self.claims.rejected[row].unwrap_or(Reason::NullKey),
+            ),
+            pos => self.settled.outcomes[pos as usize],
+        }
+    }
+}
+
+/// Row counts of what was written, for the summary.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Written {
+    pub settlements: u64,
+    pub rejected: u64,
+    pub ledger: u64,
+}
+
+/// Writes the three Parquet outputs to temporary files and returns them with their counts; the
+/// caller commits them after `summary.json` is ready.
+pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet::Committed>)> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut written = Written::default();
+    let mut pending = Vec::new();
+
+    // Settlement batches are built in parallel, a window at a time to bound memory, and written
+    // in input order.
+    let schema = settlements::schema();
+    let mut file = PendingFile::create(&out.join("settlements.parquet"), schema.clone())?;
+    let window = rayon::current_num_threads().max(1) * 2;
+    for start in (0..view.claims.batches.len()).step_by(window) {
+        let end = (start + window).min(view.claims.batches.len());
+        let batches: Vec<_> = (start..end)
+            .into_par_iter()
+            .map(|b| settlements::batch(view, b, &schema))
+            .collect::<Result<_>>()?;
+        for batch in &batches {
+            file.write(batch)?;
+        }
+    }
+    written.settlements = file.rows;
+    pending.push(file.close()?);
+
+    let rows = rejected::rows(view);
+    let mut file = PendingFile::create(&out.join("rejected.parquet"), rejected::schema())?;
+    for chunk in rows.chunks(ROW_GROUP_ROWS) {
+        file.write(&rejected::batch(view, chunk)?)?;
+    }
+    written.rejected = file.rows;
+    pending.push(file.close()?);
+
+    let mut file = PendingFile::create(
+        &out.join("ledger.parquet"),
+        Arc::new(crate::ledger::schema()),
+    )?;
+    write_ledger(view, &mut file)?;
+    written.ledger = file.rows;
+    pending.push(file.close()?);
+    Ok((written, pending))
+}
+
+/// The ledger after this run: for each person (dense id order), the pool states, then the
+/// claims of earlier runs (with this run's reversals marked), then this run's settled claims.
+fn write_ledger(view: &RunView, file: &mut PendingFile) -> Result<()> {
+    let (policies, claims, ledger) = (view.policies, view.claims, view.ledger);
+    let mut reversed_ledger = vec![false; ledger.claims.len()];
+    for &i in &view.settled.reversed_ledger {
+        reversed_ledger[i] = true;
+    }
+    let mut pools = view.settled.pools.iter().peekable();
+    let mut writer = LedgerWriter::default();
+    let persons = view.partitions.persons();
+    for p in 0..persons {
+        let person_id = view.registry.index.id(p as u32);
+        let rows = view.partitions.rows_of(p);
+        if rows.is_empty() {
+            for s in ledger.pools_of(p as u32) {
+                writer.push_pool(person_id, s, policies);
+            }
+        }
+        while let Some((_, s)) = pools.next_if(|(q, _)| *q as usize == p) {
+            writer.push_pool(person_id, s, policies);
+        }
+        let (start, records) = ledger.claims_of(p as u32);
+        for (i, r) in records.iter().enumerate() {
+            if reversed_ledger[start + i] {
+                let mut r = r.clone();
+                r.reversed = true;
+                writer.push_claim(person_id, &r, policies);
+            } else {
+                writer.push_claim(person_id, r, policies);
+            }
+        }
+        let base = view.partitions.offsets[p] as usize;
+        for (k, &row) in rows.iter().enumerate() {
+            let o = &view.settled.outcomes[base + k];
+            if o.status == Status::Rejected {
+                continue;
+            }
+            let row = row as usize;
+            let record = ClaimRecord {
+                claim_id: claims.claim_id(row).unwrap_or_default().into(),
+                settled_at: claims.settled_at[row],
+                service_day: claims.service_day[row],
+                status: o.status,
+                version: o.version,
+                label: o.label,
+                pool: o.pool,
+                ratio_bp: o.ratio_bp,
+                total_fen: claims.total_fen[row],
+                in_scope_fen: claims.in_scope_fen[row],
+                eligible_fen: o.eligible_fen,
+                deductible_fen: o.deductible_fen,
+                fund_fen: o.fund_fen,
+                copay_fen: o.copay_fen,
+                over_cap_fen: o.over_cap_fen,
+                assisted: o.assisted,
+                reversed: o.reversed,
+            };
+            writer.push_claim(person_id, &record, policies);
+        }
+        if writer.len() >= ROW_GROUP_ROWS {
+            file.write(&std::mem::take(&mut writer).finish()?)?;
+        }
+    }
+    if !writer.is_empty() {
+        file.write(&writer.finish()?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! `settlements.parquet`: one row per input claim with non-null keys, in input order, keys
+//! written back exactly as read. Built batch by batch from the claims batches, so key columns
+//! are reused rather than copied row by row.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Decimal128Array, Float32Array, ListArray, RecordBatch,
+    StringArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::compute::filter;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::RunView;
+use crate::error::{Error, Result};
+use crate::policy::NONE;
+
+/// The settlement schema of CONTRACT.md, in its column order.
+pub fn schema() -> SchemaRef {
+    let money = |name: &str| Field::new(name, DataType::Decimal128(18, 2), false);
+    Arc::new(Schema::new(vec![
+        Field::new("claim_id", DataType::Utf8, false),
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("region", DataType::Utf8, false),
+        Field::new(
+            "settled_at",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("institution_level", DataType::Utf8, false),
+        Field::new("policy_id", DataType::Utf8, true),
+        Field::new("benefit", DataType::Utf8, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, true),
+        money("eligible_amount"),
+        money("deductible_amount"),
+        Field::new("ratio", DataType::Decimal128(5, 4), true),
+        money("fund_paid"),
+        money("copay_amount"),
+        money("over_cap_amount"),
+        money("self_funded_amount"),
+        Field::new("cap_remaining", DataType::Decimal128(18, 2), true),
+        money("critical_illness_base"),
+        money("assistance_base"),
+        Field::new(
+            "anomaly_codes",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            false,
+        ),
+        Field::new("risk_score", DataType::Float32, false),
+    ]))
+}
+
+/// The settlement rows of claims batch `b`.
+pub fn batch<'a>(view: &RunView<'a>, b: usize, schema: &SchemaRef) -> Result<RecordBatch> {
+    let claims = view.claims;
+    let batch = &claims.batches[b];
+    let n = batch.claim_id.len();
+    let rows = batch.offset..batch.offset + n;
+    // Rows with a null key cannot be settlement rows (every key is non-null in the contract);
+    // they are in rejected.parquet only.
+    let keep: Vec<bool> = (0..n)
+        .map(|i| {
+            batch.claim_id.is_valid(i)
+                && batch.person_id.is_valid(i)
+                && batch.region.is_valid(i)
+                && batch.settled_at.is_valid(i)
+                && batch.institution_level.is_valid(i)
+        })
+        .collect();
+    let kept: Vec<usize> = rows.clone().filter(|&r| keep[r - batch.offset]).collect();
+    let mask = BooleanArray::from(keep);
+    let take = |a: &dyn Array| filter(a, &mask).map_err(|e| Error::arrow("settlements", e));
+
+    let outcomes: Vec<_> = kept.iter().map(|&r| view.outcome(r)).collect();
+    let policies = view.policies;
+    fn name(list: &[String], i: u16) -> Option<&str> {
+        (i != NONE).then(|| list[i as usize].as_str())
+    }
+    let text = |f: &dyn for<'o> Fn(&'o crate::settle::Outcome) -> Option<&'a str>| -> ArrayRef {
+        Arc::new(outcomes.iter().map(f).collect::<StringArray>())
+    };
+    let money = |values: Vec<i64>| -> Result<ArrayRef> {
+        Ok(Arc::new(
+            Decimal128Array::from_iter_values(values.into_iter().map(i128::from))
+                .with_precision_and_scale(18, 2)
+                .map_err(|e| Error::arrow("settlements", e))?,
+        ))
+    };
+    let per = |f: &dyn Fn(&crate::settle::Outcome) -> i64| -> Vec<i64> {
+        outcomes.iter().map(f).collect()
+    };
+    let self_funded: Vec<i64> = kept
+        .iter()
+        .map(|&r| claims.total_fen[r] - claims.in_scope_fen[r])
+        .collect();
+    let ratio: ArrayRef = Arc::new(
+        outcomes
+            .iter()
+            .map(|o| o.ratio_bp.map(i128::from))
+            .collect::<Decimal128Array>()
+            .with_precision_and_scale(5, 4)
+            .map_err(|e| Error::arrow("settlements", e))?,
+    );
+    let cap_remaining: ArrayRef = Arc::new(
+        outcomes
+            .iter()
+            .map(|o| o.cap_remaining_fen.map(i128::from))
+            .collect::<Decimal128Array>()
+            .with_precision_and_scale(18, 2)
+            .map_err(|e| Error::arrow("settlements", e))?,
+    );
+    let k = outcomes.len();
+    let anomaly_codes: ArrayRef = Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Utf8, true)),
+        OffsetBuffer::new_zeroed(k),
+        Arc::new(StringArray::new_null(0)),
+        None,
+    ));
+    let columns: Vec<ArrayRef> = vec![
+        take(&batch.claim_id)?,
+        take(&batch.person_id)?,
+        take(&batch.region)?,
+        take(&batch.settled_at)?,
+        take(&batch.institution_level)?,
+        text(&|o| name_of_version(policies, o.version)),
+        text(&|o| name(&policies.labels, o.label)),
+        text(&|o| Some(o.status.as_str())),
+        text(&|o| o.reason.map(|r| r.as_str())),
+        money(per(&|o| o.eligible_fen))?,
+        money(per(&|o| o.deductible_fen))?,
+        ratio,
+        money(per(&|o| o.fund_fen))?,
+        money(per(&|o| o.copay_fen))?,
+        money(per(&|o| o.over_cap_fen))?,
+        money(self_funded)?,
+        cap_remaining,
+        money(per(&|o| o.critical_illness_base_fen()))?,
+        money(per(&|o| o.assistance_base_fen()))?,
+        anomaly_codes,
+        Arc::new(Float32Array::from(vec![0.0f32; k])),
+    ];
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::arrow("settlements", e))
+}
+
+fn name_of_version(policies: &crate::policy::Policies, version: u16) -> Option<&str> {
+    (version != NONE).then(|| policies.versions[version as usize].id.as_str())
+}

@@ -1,0 +1,149 @@
+//! `summary.json`: the run manifest — inputs with sizes and row counts, policy versions, totals
+//! per region / scheme / benefit / status, reason and anomaly counts, wall time and rows/s.
+//! Money is written as exact decimal strings (yuan), never as binary floats.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{RunView, Written};
+use crate::ingest::claims::SourceFile;
+use crate::ingest::registry::RegistryStats;
+use crate::money::Yuan;
+use crate::policy::NONE;
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub engine: &'static str,
+    pub version: &'static str,
+    pub threads: usize,
+    pub inputs: Inputs,
+    pub policies: Vec<PolicyEntry>,
+    pub outputs: Written,
+    pub claims: u64,
+    pub rejected: u64,
+    pub totals: Vec<Total>,
+    pub reasons: BTreeMap<&'static str, u64>,
+    pub anomalies: BTreeMap<String, u64>,
+    pub wall_seconds: f64,
+    pub rows_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Inputs {
+    pub claims: Vec<SourceFile>,
+    pub persons: String,
+    pub registrations: String,
+    pub ledger: Option<String>,
+    pub ledger_pools: u64,
+    pub ledger_claims: u64,
+    pub registry: RegistryStats,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicyEntry {
+    pub region: String,
+    pub name: String,
+    pub file: String,
+    pub versions: Vec<String>,
+}
+
+/// Totals of one (region, scheme, benefit, status) group. `region` is the person's insured
+/// region (the one whose policy settled the claim); rows of unknown persons count under `-`.
+#[derive(Debug, Serialize)]
+pub struct Total {
+    pub region: String,
+    pub scheme: String,
+    pub benefit: Option<String>,
+    pub status: &'static str,
+    pub claims: u64,
+    pub total_amount: String,
+    pub in_scope_amount: String,
+    pub fund_paid: String,
+    pub copay_amount: String,
+    pub over_cap_amount: String,
+    pub deductible_amount: String,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    claims: u64,
+    total: i64,
+    in_scope: i64,
+    fund: i64,
+    copay: i64,
+    over_cap: i64,
+    deductible: i64,
+}
+
+/// Aggregates the run's outcomes. Deterministic: groups are kept in a `BTreeMap`.
+pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) {
+    let mut groups: BTreeMap<(u16, u8, u16, u8), Sums> = BTreeMap::new();
+    let mut reasons = BTreeMap::new();
+    let mut rejected = 0;
+    let c = view.claims;
+    for row in 0..c.len() {
+        let o = view.outcome(row);
+        let person = if c.person[row] == crate::ingest::claims::NO_PERSON {
+            crate::ingest::registry::Person::UNKNOWN
+        } else {
+            view.registry.person(c.person[row])
+        };
+        let key = (person.region, person.coverage as u8, o.label, o.status as u8);
+        let s = groups.entry(key).or_default();
+        s.claims += 1;
+        s.total += c.total_fen[row];
+        s.in_scope += c.in_scope_fen[row];
+        s.fund += o.fund_fen;
+        s.copay += o.copay_fen;
+        s.over_cap += o.over_cap_fen;
+        s.deductible += o.deductible_fen;
+        if let Some(r) = o.reason {
+            *reasons.entry(r.as_str()).or_insert(0) += 1;
+        }
+        if o.status == crate::domain::Status::Rejected {
+            rejected += 1;
+        }
+    }
+    let p = view.policies;
+    let totals = groups
+        .into_iter()
+        .map(|((region, coverage, label, status), s)| Total {
+            region: if region == NONE {
+                "-".into()
+            } else {
+                p.regions[region as usize].code.clone()
+            },
+            scheme: crate::domain::Coverage::ALL[coverage as usize]
+                .as_str()
+                .to_string(),
+            benefit: (label != NONE).then(|| p.labels[label as usize].clone()),
+            status: crate::domain::Status::ALL[status as usize].as_str(),
+            claims: s.claims,
+            total_amount: Yuan(s.total).to_string(),
+            in_scope_amount: Yuan(s.in_scope).to_string(),
+            fund_paid: Yuan(s.fund).to_string(),
+            copay_amount: Yuan(s.copay).to_string(),
+            over_cap_amount: Yuan(s.over_cap).to_string(),
+            deductible_amount: Yuan(s.deductible).to_string(),
+        })
+        .collect();
+    (totals, reasons, rejected)
+}
+
+pub fn policy_entries(view: &RunView) -> Vec<PolicyEntry> {
+    view.policies
+        .regions
+        .iter()
+        .map(|r| PolicyEntry {
+            region: r.code.clone(),
+            name: r.name.clone(),
+            file: r.file.display().to_string(),
+            versions: r
+                .versions
+                .iter()
+                .map(|&v| view.policies.versions[v as usize].id.clone())
+                .collect(),
+        })
+        .collect()
+}

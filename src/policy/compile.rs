@@ -1,0 +1,427 @@
+//! Validation and compilation of one policy file into [`Policies`]'s tables. Every refusal names
+//! the file, the key (as a dotted path) and the reason.
+
+use std::path::Path;
+
+use super::raw::{self, BenefitStart, CapPer, Number, RatioEntry};
+use super::{Assumption, Benefit, LevelRatio, Policies, RegionPolicy, Slot, Version, NONE};
+use crate::domain::{days_from_civil, Coverage, Day, Level, Severity, VisitType};
+use crate::error::{Error, Result};
+use crate::money::{parse_scaled, RATIO_ONE};
+
+/// Contribution tiers in the order of [`Version::tier_reduction_bp`].
+pub const TIERS: [i16; 3] = [100, 80, 60];
+
+/// Parses, validates and compiles one file's text, appending to `policies`.
+pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<()> {
+    let fail = |key: &str, reason: String| Error::policy(path, key, reason);
+    let file: raw::PolicyFile = toml::from_str(text).map_err(|e| {
+        let key = e
+            .span()
+            .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+            .unwrap_or_else(|| "-".into());
+        fail(&key, e.message().to_string())
+    })?;
+    // The untyped tree, to check that every `assumed` key names a key that is really there.
+    let tree: toml::Table = toml::from_str(text).map_err(|e| fail("-", e.to_string()))?;
+
+    if policies.region_by_code.contains_key(&file.region) {
+        return Err(fail(
+            "region",
+            format!("region {} is already defined by another file", file.region),
+        ));
+    }
+    if file.versions.is_empty() {
+        return Err(fail("versions", "a policy needs at least one version".into()));
+    }
+    let region = policies.regions.len() as u16;
+
+    // Conditions and their ICD-10 prefixes; a prefix may diagnose only one condition.
+    let mut icd_prefixes: Vec<(String, u16)> = Vec::new();
+    for (name, condition) in &file.conditions {
+        check_identifier(name).map_err(|r| fail(&format!("conditions.{name}"), r))?;
+        if condition.icd10.is_empty() {
+            return Err(fail(
+                &format!("conditions.{name}.icd10"),
+                "a condition needs at least one ICD-10 prefix".into(),
+            ));
+        }
+        let id = Policies::intern(&mut policies.conditions, name);
+        for prefix in &condition.icd10 {
+            let normalized = super::normalize_icd(prefix);
+            if normalized.is_empty() || !normalized.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(fail(
+                    &format!("conditions.{name}.icd10"),
+                    format!("`{prefix}` is not an ICD-10 code prefix"),
+                ));
+            }
+            if let Some((_, other)) = icd_prefixes.iter().find(|(p, _)| *p == normalized) {
+                return Err(fail(
+                    &format!("conditions.{name}.icd10"),
+                    format!(
+                        "prefix `{prefix}` already diagnoses `{}`",
+                        policies.conditions[*other as usize]
+                    ),
+                ));
+            }
+            icd_prefixes.push((normalized, id));
+        }
+    }
+    icd_prefixes.sort();
+
+    let mut version_ids = Vec::new();
+    for (vi, version) in file.versions.iter().enumerate() {
+        let vkey = format!("versions[{vi}]");
+        let at = |key: &str| format!("{vkey}.{key}");
+        if policies.versions.iter().any(|v| v.id == version.id) {
+            return Err(fail(
+                &at("id"),
+                format!("version id `{}` is used twice", version.id),
+            ));
+        }
+        let from = date(&version.effective_from).map_err(|r| fail(&at("effective_from"), r))?;
+        let to = match &version.effective_to {
+            Some(d) => date(d).map_err(|r| fail(&at("effective_to"), r))?,
+            None => Day::MAX,
+        };
+        if to < from {
+            return Err(fail(
+                &at("effective_to"),
+                "effective_to is before effective_from".into(),
+            ));
+        }
+
+        let mut tier_reduction_bp = [0u32; 3];
+        for (tier, reduction) in &version.tier_reduction {
+            let key = at(&format!("tier_reduction.{tier}"));
+            let slot = TIERS
+                .iter()
+                .position(|t| t.to_string() == *tier)
+                .ok_or_else(|| fail(&key, "contribution tiers are 100, 80 and 60".into()))?;
+            tier_reduction_bp[slot] = ratio(reduction).map_err(|r| fail(&key, r))?;
+        }
+        let secondary_factor_bp = match &version.secondary_factor {
+            Some(n) => ratio(n).map_err(|r| fail(&at("secondary_factor"), r))?,
+            None => RATIO_ONE,
+        };
+
+        let conditions_count = policies.conditions.len();
+        let mut benefits: Vec<Benefit> = Vec::new();
+        let mut pool_benefits: Vec<(u16, u16)> = Vec::new();
+        // Explicit matches first; fallbacks (severity "both", supplementary → employee) after.
+        let mut slots = vec![Slot::EMPTY; Coverage::COUNT * Severity::COUNT * conditions_count];
+        let index = |c: Coverage, s: Severity, k: u16| {
+            c as usize * Severity::COUNT * conditions_count
+                + s as usize * conditions_count
+                + k as usize
+        };
+        for (bi, b) in version.benefits.iter().enumerate() {
+            let bkey = format!("{vkey}.benefits[{bi}]");
+            let at = |key: &str| format!("{bkey}.{key}");
+            check_identifier(&b.name).map_err(|r| fail(&at("name"), r))?;
+            let coverage = Coverage::parse(&b.coverage).ok_or_else(|| {
+                fail(
+                    &at("coverage"),
+                    format!(
+                        "`{}` is not resident, employee or employee_supplementary",
+                        b.coverage
+                    ),
+                )
+            })?;
+            let severities: Vec<Severity> = match &b.severity {
+                None => Severity::ALL.to_vec(),
+                Some(s) => vec![Severity::parse(s).ok_or_else(|| {
+                    fail(&at("severity"), format!("`{s}` is not normal or severe"))
+                })?],
+            };
+            let mut visit_mask = 0u8;
+            let visit_types = b
+                .visit_types
+                .clone()
+                .unwrap_or_else(|| vec!["outpatient".into(), "pharmacy".into()]);
+            for v in &visit_types {
+                let v = VisitType::parse(v).ok_or_else(|| {
+                    fail(&at("visit_types"), format!("`{v}` is not a visit type"))
+                })?;
+                visit_mask |= 1 << v as u8;
+            }
+            let deductible_fen = money(&b.deductible).map_err(|r| fail(&at("deductible"), r))?;
+            let annual_cap_fen = match &b.annual_cap {
+                Some(n) => {
+                    let cap = money(n).map_err(|r| fail(&at("annual_cap"), r))?;
+                    if cap == 0 {
+                        return Err(fail(&at("annual_cap"), "a cap of 0 pays nothing".into()));
+                    }
+                    Some(cap)
+                }
+                None => None,
+            };
+            let mut level_ratio = [LevelRatio::NotCovered; Level::COUNT];
+            for key in b.ratio.keys() {
+                if Level::parse(key).is_none() {
+                    return Err(fail(
+                        &at(&format!("ratio.{key}")),
+                        "unknown level (primary, secondary, tertiary, pharmacy)".into(),
+                    ));
+                }
+            }
+            for level in Level::ALL {
+                let key = at(&format!("ratio.{level}"));
+                let entry = b.ratio.get(level.as_str()).ok_or_else(|| {
+                    fail(
+                        &key,
+                        "missing level: every level must be listed (a ratio, \
+                         \"not_covered\" or, for pharmacy, \"prescriber_level\")"
+                            .into(),
+                    )
+                })?;
+                level_ratio[*level as usize] = match entry {
+                    RatioEntry::Ratio(n) => LevelRatio::Ratio(ratio(n).map_err(|r| fail(&key, r))?),
+                    RatioEntry::NotCovered => LevelRatio::NotCovered,
+                    RatioEntry::PrescriberLevel if *level == Level::Pharmacy => {
+                        LevelRatio::PrescriberLevel
+                    }
+                    RatioEntry::PrescriberLevel => {
+                        return Err(fail(&key, "prescriber_level applies to pharmacy only".into()))
+                    }
+                };
+            }
+            if b.tier_reduction && coverage != Coverage::Employee {
+                return Err(fail(
+                    &at("tier_reduction"),
+                    "the contribution-tier reduction applies to the employee scheme only".into(),
+                ));
+            }
+            if b.conditions.is_empty() {
+                return Err(fail(&at("conditions"), "a benefit needs a condition".into()));
+            }
+            let benefit_id = benefits.len() as u16;
+            for condition in &b.conditions {
+                if !file.conditions.contains_key(condition) {
+                    return Err(fail(
+                        &at("conditions"),
+                        format!("`{condition}` is not defined under [conditions]"),
+                    ));
+                }
+                let cid = Policies::intern(&mut policies.conditions, condition);
+                let label =
+                    Policies::intern(&mut policies.labels, &format!("{}.{condition}", b.name));
+                // Each scheme's fund keeps its own caps: the pool is named with the coverage.
+                let pool_name = match b.cap_per {
+                    CapPer::Benefit => format!("{}:{}", coverage.as_str(), b.name),
+                    CapPer::Condition => format!("{}:{}.{condition}", coverage.as_str(), b.name),
+                };
+                let pool = Policies::intern(&mut policies.pools, &pool_name);
+                if !pool_benefits.contains(&(pool, benefit_id)) {
+                    pool_benefits.push((pool, benefit_id));
+                }
+                for &severity in &severities {
+                    let slot = &mut slots[index(coverage, severity, cid)];
+                    if slot.benefit != NONE {
+                        return Err(fail(
+                            &bkey,
+                            format!(
+                                "overlaps benefits[{}]: both pay {condition} for {} {}",
+                                slot.benefit,
+                                coverage.as_str(),
+                                severity.as_str()
+                            ),
+                        ));
+                    }
+                    *slot = Slot {
+                        benefit: benefit_id,
+                        label,
+                        pool,
+                    };
+                }
+            }
+            benefits.push(Benefit {
+                name: b.name.clone(),
+                deductible_fen,
+                annual_cap_fen,
+                cap_basis: b.cap_basis,
+                ratio: level_ratio,
+                tier_reduction: b.tier_reduction,
+                secondary_factor_bp: if b.secondary_factor {
+                    secondary_factor_bp
+                } else {
+                    RATIO_ONE
+                },
+                visit_mask,
+            });
+            for (key, why) in &b.assumed {
+                let table = tree["versions"][vi]["benefits"][bi].as_table();
+                check_assumed(table, key).map_err(|r| fail(&at(&format!("assumed.{key}")), r))?;
+                policies.assumptions.push(Assumption {
+                    file: path.to_path_buf(),
+                    version: version.id.clone(),
+                    key: at(key),
+                    why: why.clone(),
+                });
+            }
+        }
+        // A pool is one cap: benefits sharing it must agree on it, or a reversal could not
+        // tell which cap it gives back to.
+        for &(pool, b) in &pool_benefits {
+            for &(other_pool, o) in &pool_benefits {
+                let (x, y) = (&benefits[b as usize], &benefits[o as usize]);
+                if pool == other_pool
+                    && (x.annual_cap_fen, x.cap_basis, x.deductible_fen)
+                        != (y.annual_cap_fen, y.cap_basis, y.deductible_fen)
+                {
+                    return Err(fail(
+                        &format!("{vkey}.benefits[{o}]"),
+                        format!(
+                            "shares the cap pool `{}` with benefits[{b}] but not its cap, \
+                             basis and deductible",
+                            policies.pools[pool as usize]
+                        ),
+                    ));
+                }
+            }
+        }
+        if version.secondary_factor.is_some() && !version.benefits.iter().any(|b| b.secondary_factor) {
+            return Err(fail(
+                &at("secondary_factor"),
+                "no benefit of this version applies the secondary factor".into(),
+            ));
+        }
+        // Employee-supplementary members fall back to the employee table where the policy has no
+        // supplementary benefit for a condition (every region but Ezhou).
+        for severity in Severity::ALL {
+            for k in 0..conditions_count as u16 {
+                let supplementary = index(Coverage::EmployeeSupplementary, *severity, k);
+                if slots[supplementary].benefit == NONE {
+                    slots[supplementary] = slots[index(Coverage::Employee, *severity, k)];
+                }
+            }
+        }
+        for (key, why) in &version.assumed {
+            let table = tree["versions"][vi].as_table();
+            check_assumed(table, key).map_err(|r| fail(&at(&format!("assumed.{key}")), r))?;
+            policies.assumptions.push(Assumption {
+                file: path.to_path_buf(),
+                version: version.id.clone(),
+                key: at(key),
+                why: why.clone(),
+            });
+        }
+        version_ids.push(policies.versions.len() as u16);
+        policies.versions.push(Version {
+            id: version.id.clone(),
+            region,
+            from,
+            to,
+            start_offset_days: match version.benefit_start {
+                BenefitStart::ApprovalDay => 0,
+                BenefitStart::NextDay => 1,
+            },
+            family_doctor_required: version.family_doctor_required,
+            tier_reduction_bp,
+            icd_prefixes: icd_prefixes.clone(),
+            benefits,
+            pool_benefits,
+            slots,
+        });
+    }
+
+    // Versions of one region may not overlap: each day has at most one policy in force.
+    version_ids.sort_by_key(|&v| policies.versions[v as usize].from);
+    for pair in version_ids.windows(2) {
+        let (a, b) = (
+            &policies.versions[pair[0] as usize],
+            &policies.versions[pair[1] as usize],
+        );
+        if b.from <= a.to {
+            let bi = file.versions.iter().position(|v| v.id == b.id).unwrap_or(0);
+            return Err(fail(
+                &format!("versions[{bi}].effective_from"),
+                format!("version `{}` overlaps version `{}`", b.id, a.id),
+            ));
+        }
+    }
+
+    policies.region_by_code.insert(file.region.clone(), region);
+    policies.regions.push(RegionPolicy {
+        code: file.region,
+        name: file.name,
+        source: file.source,
+        file: path.to_path_buf(),
+        versions: version_ids,
+    });
+    // Slot tables were sized by the condition count at the time; a later file may add
+    // conditions, so widen every earlier table to the final count.
+    let n = policies.conditions.len();
+    for v in &mut policies.versions {
+        widen_slots(v, n);
+    }
+    Ok(())
+}
+
+fn widen_slots(v: &mut Version, conditions: usize) {
+    let old = v.slots.len() / (Coverage::COUNT * Severity::COUNT);
+    if old == conditions {
+        return;
+    }
+    let mut slots = vec![Slot::EMPTY; Coverage::COUNT * Severity::COUNT * conditions];
+    for block in 0..Coverage::COUNT * Severity::COUNT {
+        slots[block * conditions..block * conditions + old]
+            .copy_from_slice(&v.slots[block * old..block * old + old]);
+    }
+    v.slots = slots;
+}
+
+fn date(d: &toml::value::Datetime) -> Result<Day, String> {
+    match (&d.date, &d.time) {
+        (Some(date), None) => Ok(days_from_civil(
+            date.year as i32,
+            date.month as u32,
+            date.day as u32,
+        )),
+        _ => Err(format!("`{d}` is not a plain date (YYYY-MM-DD)")),
+    }
+}
+
+/// A ratio in basis points, 0 ≤ r ≤ 1, at most four decimals.
+fn ratio(n: &Number) -> Result<u32, String> {
+    let bp = parse_scaled(&n.0, 4)?;
+    if !(0..=RATIO_ONE as i64).contains(&bp) {
+        return Err(format!("ratio {} is outside 0..1", n.0));
+    }
+    Ok(bp as u32)
+}
+
+/// Yuan to fen, ≥ 0, at most two decimals.
+fn money(n: &Number) -> Result<i64, String> {
+    let fen = parse_scaled(&n.0, 2)?;
+    if fen < 0 {
+        return Err(format!("amount {} is negative", n.0));
+    }
+    Ok(fen)
+}
+
+fn check_identifier(name: &str) -> Result<(), String> {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        Ok(())
+    } else {
+        Err(format!("`{name}` must be lower-case letters, digits and _"))
+    }
+}
+
+/// An `assumed` key must name a key present in its table (dots descend into sub-tables).
+fn check_assumed(table: Option<&toml::Table>, key: &str) -> Result<(), String> {
+    let mut value: Option<&toml::Value> = None;
+    let mut current = table;
+    for part in key.split('.') {
+        value = current.and_then(|t| t.get(part));
+        current = value.and_then(|v| v.as_table());
+    }
+    match value {
+        Some(_) => Ok(()),
+        None => Err(format!("`{key}` is marked assumed but is not set in this table")),
+    }
+}

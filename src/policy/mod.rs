@@ -1,0 +1,277 @@
+//! Policies: the TOML files analysts edit (`policies/<region>.toml`), validated and compiled once
+//! into dense lookup tables. Settlement sees only [`Policies`]: versions by region and date,
+//! benefits by `[coverage][severity][condition]`, ratios by level in basis points, money in fen.
+//! No string is looked at per claim.
+
+mod compile;
+pub mod raw;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::domain::{Coverage, Day, Level, Severity, VisitType};
+use crate::error::{Error, Result};
+
+pub use compile::{compile_file, TIERS};
+
+/// Sentinel for "none" in `u16` id tables.
+pub const NONE: u16 = u16::MAX;
+
+/// All policies of a run, compiled.
+#[derive(Debug, Default)]
+pub struct Policies {
+    /// One per policy file, in file-name order.
+    pub regions: Vec<RegionPolicy>,
+    /// Every version of every region; `Version::region` points back.
+    pub versions: Vec<Version>,
+    /// Condition ids (`hypertension`, …) across all files; a condition's index is its id.
+    pub conditions: Vec<String>,
+    /// Output benefit labels (`two_diseases.hypertension`).
+    pub labels: Vec<String>,
+    /// Annual-cap pools: the key of year-to-date state (`resident:chronic_outpatient` for a
+    /// shared cap, `employee:two_diseases.hypertension` for a per-condition one). Stable across
+    /// versions, so that a mid-year rate change keeps the cap already used.
+    pub pools: Vec<String>,
+    /// Numbers the sources do not state, as listed by `yibao policy check`.
+    pub assumptions: Vec<Assumption>,
+    region_by_code: HashMap<String, u16>,
+}
+
+/// One region's file.
+#[derive(Debug)]
+pub struct RegionPolicy {
+    pub code: String,
+    pub name: String,
+    pub source: String,
+    pub file: PathBuf,
+    /// Indexes into [`Policies::versions`], by `effective_from`.
+    pub versions: Vec<u16>,
+}
+
+/// One effective-dated version of a region's policy.
+#[derive(Debug)]
+pub struct Version {
+    /// `policy_id` in the output.
+    pub id: String,
+    pub region: u16,
+    /// First day in force.
+    pub from: Day,
+    /// Last day in force (inclusive).
+    pub to: Day,
+    /// Days after approval before a registration pays (0 or 1).
+    pub start_offset_days: i32,
+    pub family_doctor_required: bool,
+    /// Ratio reduction for contribution tiers 100, 80 and 60, in basis points.
+    pub tier_reduction_bp: [u32; 3],
+    /// ICD-10 prefixes (upper case, no dots), sorted, with their condition id.
+    pub icd_prefixes: Vec<(String, u16)>,
+    pub benefits: Vec<Benefit>,
+    /// `(pool, benefit)` pairs: the benefit whose cap a pool counts against (for reversals).
+    pub pool_benefits: Vec<(u16, u16)>,
+    /// `[coverage][severity][condition]` → benefit slot.
+    slots: Vec<Slot>,
+}
+
+/// Which benefit, label and cap pool settle a (coverage, severity, condition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub benefit: u16,
+    pub label: u16,
+    pub pool: u16,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        benefit: NONE,
+        label: NONE,
+        pool: NONE,
+    };
+}
+
+/// A compiled benefit: everything the per-claim arithmetic needs, as integers.
+#[derive(Debug, Clone)]
+pub struct Benefit {
+    pub name: String,
+    pub deductible_fen: i64,
+    pub annual_cap_fen: Option<i64>,
+    pub cap_basis: CapBasis,
+    /// Indexed by [`Level`].
+    pub ratio: [LevelRatio; Level::COUNT],
+    pub tier_reduction: bool,
+    /// Factor on a secondary condition's ratio; `RATIO_ONE` when the benefit has none.
+    pub secondary_factor_bp: u32,
+    /// Bit `1 << VisitType as u8` set for each visit type paid.
+    pub visit_mask: u8,
+}
+
+pub use raw::CapBasis;
+
+/// A level's ratio, compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelRatio {
+    Ratio(u32),
+    NotCovered,
+    PrescriberLevel,
+}
+
+/// A number the source does not state, with where it is and why the value.
+#[derive(Debug, Clone)]
+pub struct Assumption {
+    pub file: PathBuf,
+    pub version: String,
+    pub key: String,
+    pub why: String,
+}
+
+impl Policies {
+    /// Loads and compiles every `*.toml` in `dir`, in file-name order.
+    pub fn load_dir(dir: &Path) -> Result<Policies> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::policy(dir, "*", "no policy files (*.toml) in this directory"));
+        }
+        let mut policies = Policies::default();
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+            compile_file(&mut policies, file, &text)?;
+        }
+        Ok(policies)
+    }
+
+    /// The region's index, looked up once per person at ingest.
+    pub fn region_index(&self, code: &str) -> Option<u16> {
+        self.region_by_code.get(code).copied()
+    }
+
+    /// The version of `region` in force on `day`.
+    #[inline]
+    pub fn version_on(&self, region: u16, day: Day) -> Option<u16> {
+        self.regions[region as usize]
+            .versions
+            .iter()
+            .copied()
+            .find(|&v| {
+                let v = &self.versions[v as usize];
+                v.from <= day && day <= v.to
+            })
+    }
+
+    /// Condition id of a condition name (registrations), if any policy names it.
+    pub fn condition_id(&self, name: &str) -> Option<u16> {
+        self.conditions
+            .iter()
+            .position(|c| c == name)
+            .map(|i| i as u16)
+    }
+
+    fn intern(list: &mut Vec<String>, name: &str) -> u16 {
+        match list.iter().position(|x| x == name) {
+            Some(i) => i as u16,
+            None => {
+                list.push(name.to_string());
+                (list.len() - 1) as u16
+            }
+        }
+    }
+}
+
+impl Version {
+    /// The benefit slot for a person's coverage, a registration's severity and a condition.
+    #[inline]
+    pub fn slot(&self, coverage: Coverage, severity: Severity, condition: u16) -> Option<Slot> {
+        let per_coverage = Severity::COUNT * self.condition_count();
+        let i = coverage as usize * per_coverage
+            + severity as usize * self.condition_count()
+            + condition as usize;
+        self.slots.get(i).copied().filter(|s| s.benefit != NONE)
+    }
+
+    /// The benefit whose cap `pool` counts against in this version.
+    pub fn benefit_of_pool(&self, pool: u16) -> Option<&Benefit> {
+        self.pool_benefits
+            .iter()
+            .find(|(p, _)| *p == pool)
+            .map(|&(_, b)| &self.benefits[b as usize])
+    }
+
+    fn condition_count(&self) -> usize {
+        self.slots.len() / (Coverage::COUNT * Severity::COUNT)
+    }
+
+    /// The condition an ICD-10 code diagnoses under this version: the longest matching prefix.
+    /// Called once per distinct diagnosis code at ingest, never per claim.
+    pub fn condition_of(&self, diagnosis: &str) -> Option<u16> {
+        let code = normalize_icd(diagnosis);
+        self.icd_prefixes
+            .iter()
+            .filter(|(prefix, _)| code.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|&(_, c)| c)
+    }
+}
+
+impl Benefit {
+    #[inline]
+    pub fn pays_visit(&self, visit: VisitType) -> bool {
+        self.visit_mask & (1 << visit as u8) != 0
+    }
+}
+
+/// Upper-cases an ICD-10 code and drops dots and spaces: `e11.9` → `E119`.
+pub fn normalize_icd(code: &str) -> String {
+    code.chars()
+        .filter(|c| !matches!(c, '.' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+impl Policies {
+    /// The text `yibao policy check` prints: each file and version, then every assumption.
+    pub fn check_report(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for region in &self.regions {
+            let _ = writeln!(
+                out,
+                "{} {} ({}): {} version(s)",
+                region.file.display(),
+                region.code,
+                region.name,
+                region.versions.len()
+            );
+            for &v in &region.versions {
+                let v = &self.versions[v as usize];
+                let to = if v.to == Day::MAX {
+                    "open".to_string()
+                } else {
+                    crate::domain::format_date(v.to)
+                };
+                let _ = writeln!(
+                    out,
+                    "  {}: {} .. {}, {} benefit(s)",
+                    v.id,
+                    crate::domain::format_date(v.from),
+                    to,
+                    v.benefits.len()
+                );
+            }
+        }
+        let _ = writeln!(out, "\n{} assumed number(s):", self.assumptions.len());
+        for a in &self.assumptions {
+            let _ = writeln!(
+                out,
+                "  {} [{}] {}: assumed — {}",
+                a.file.display(),
+                a.version,
+                a.key,
+                a.why
+            );
+        }
+        out
+    }
+}

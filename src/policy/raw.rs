@@ -1,0 +1,155 @@
+//! The policy file as an analyst writes it: serde structs mirroring the TOML one to one, with
+//! `deny_unknown_fields` so a misspelt key is refused rather than silently ignored. Nothing here
+//! is used by settlement; [`super::compile`] turns it into lookup tables.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A number as written in the file: TOML integer, float or string. Kept as its decimal text so
+/// that `0.53` is exactly 53 hundredths, never a binary float.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Number(pub String);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            Int(i64),
+            Float(f64),
+            Text(String),
+        }
+        Ok(Number(match Any::deserialize(d)? {
+            Any::Int(i) => i.to_string(),
+            // Rust prints the shortest text that reads back to the same f64, which for any
+            // number a person typed with a few decimals is exactly what they typed.
+            Any::Float(f) => f.to_string(),
+            Any::Text(s) => s,
+        }))
+    }
+}
+
+/// One region's policy file (`policies/<region>.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Pooling-region code (统筹区), e.g. `"420700"`; persons' `region` selects the file.
+    pub region: String,
+    /// Human name of the region.
+    pub name: String,
+    /// The source document(s) the numbers come from.
+    pub source: String,
+    /// Conditions this region recognises and the ICD-10 prefixes that diagnose them.
+    pub conditions: BTreeMap<String, Condition>,
+    /// Effective-dated versions; their date ranges must not overlap.
+    pub versions: Vec<Version>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// ICD-10 code prefixes, e.g. `["I10", "I11"]`; dots are ignored, the longest prefix wins.
+    pub icd10: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    /// Written to `policy_id` on every claim this version settles; unique across all files.
+    pub id: String,
+    pub effective_from: toml::value::Datetime,
+    /// Last day in force (inclusive); open-ended when absent.
+    pub effective_to: Option<toml::value::Datetime>,
+    /// Benefits are paid only to persons signed with a family doctor (Jiaxing clause 8).
+    #[serde(default)]
+    pub family_doctor_required: bool,
+    /// The first day a registration pays: `approval_day` or `next_day` (Rizhao).
+    pub benefit_start: BenefitStart,
+    /// Employee ratio reduction by contribution tier in percent, e.g. `{ "80" = 0.05 }`.
+    #[serde(default)]
+    pub tier_reduction: BTreeMap<String, Number>,
+    /// Factor on the ratio of a person's secondary (non-primary) condition (Ezhou: 0.5).
+    pub secondary_factor: Option<Number>,
+    #[serde(default)]
+    pub benefits: Vec<Benefit>,
+    /// Keys of this table whose numbers the source does not state: key → why the value.
+    #[serde(default)]
+    pub assumed: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BenefitStart {
+    ApprovalDay,
+    NextDay,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Benefit {
+    /// Benefit family; the output `benefit` is `<name>.<condition>`.
+    pub name: String,
+    /// `resident`, `employee` or `employee_supplementary`.
+    pub coverage: String,
+    /// `normal` or `severe`; absent means the benefit serves both.
+    pub severity: Option<String>,
+    pub conditions: Vec<String>,
+    /// Visit types the benefit pays for (default outpatient and pharmacy).
+    pub visit_types: Option<Vec<String>>,
+    /// Annual deductible in yuan (起付线).
+    pub deductible: Number,
+    /// Annual cap in yuan (年度最高支付限额); absent means uncapped.
+    pub annual_cap: Option<Number>,
+    /// `fund` (the cap limits the fund's payment, the default) or `cost`.
+    #[serde(default)]
+    pub cap_basis: CapBasis,
+    /// `benefit` (one cap shared by all the benefit's conditions) or `condition` (one each).
+    pub cap_per: CapPer,
+    /// Ratio by institution level; every level must be listed.
+    pub ratio: BTreeMap<String, RatioEntry>,
+    /// Apply the version's contribution-tier reduction (employee scheme only).
+    #[serde(default)]
+    pub tier_reduction: bool,
+    /// Apply the version's secondary-condition factor.
+    #[serde(default)]
+    pub secondary_factor: bool,
+    #[serde(default)]
+    pub assumed: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CapBasis {
+    #[default]
+    Fund,
+    Cost,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPer {
+    Benefit,
+    Condition,
+}
+
+/// A level's entry in a ratio table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RatioEntry {
+    Ratio(Number),
+    /// The level is not covered by this benefit.
+    NotCovered,
+    /// `pharmacy` only: settle at the ratio of the prescriber's level (Ezhou).
+    PrescriberLevel,
+}
+
+impl<'de> Deserialize<'de> for RatioEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = Number::deserialize(d)?;
+        Ok(match n.0.as_str() {
+            "not_covered" => RatioEntry::NotCovered,
+            "prescriber_level" => RatioEntry::PrescriberLevel,
+            _ => RatioEntry::Ratio(n),
+        })
+    }
+}

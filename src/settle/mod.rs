@@ -1,0 +1,504 @@
+//! Settlement: each person's claims, in `(settled_at, claim_id)` order, against the person's
+//! year-to-date state per year and cap pool. Persons are settled in parallel on the rayon pool;
+//! work is split into chunks whose boundaries depend only on the data, so the output is the same
+//! for any thread count.
+//!
+//! For each claim the engine picks the policy version (person's insured region, service date),
+//! maps the diagnosis to a condition, finds the person's registration for it, chooses the benefit
+//! by `[coverage][severity][condition]`, adjusts the ratio (contribution tier, secondary
+//! condition) and splits the cost with [`kernel::split`]. A reversal gives its original's effect
+//! on the state back. Every outcome other than `paid` carries a [`Reason`].
+
+pub mod kernel;
+
+use rayon::prelude::*;
+
+use crate::domain::{year_of, Coverage, Day, Level, Reason, Status};
+use crate::ingest::claims::Claims;
+use crate::ingest::registry::{Person, PersonState, Registration, Registry};
+use crate::ledger::{Ledger, PoolState};
+use crate::money::mul_ratio;
+use crate::partition::Partitions;
+use crate::policy::{LevelRatio, Policies, Version, NONE};
+use kernel::{split, Terms};
+
+/// Claims per parallel work unit: large enough to amortise scheduling, small enough to balance
+/// two cores when one person has thousands of claims.
+const CHUNK_CLAIMS: usize = 16 * 1024;
+
+/// One claim's settlement. Amounts in fen; `self_funded` and the audit bases are derived from
+/// these and the claim's input amounts when written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    pub reason: Option<Reason>,
+    /// Policy version index, or [`NONE`].
+    pub version: u16,
+    /// Benefit label index, or [`NONE`].
+    pub label: u16,
+    /// Cap pool index, or [`NONE`].
+    pub pool: u16,
+    pub ratio_bp: Option<u32>,
+    pub eligible_fen: i64,
+    pub deductible_fen: i64,
+    pub fund_fen: i64,
+    pub copay_fen: i64,
+    pub over_cap_fen: i64,
+    pub cap_remaining_fen: Option<i64>,
+    /// The person was in an assistance category when the claim was settled.
+    pub assisted: bool,
+    /// A later reversal in this run cancelled this claim.
+    pub reversed: bool,
+}
+
+impl Outcome {
+    pub fn unsettled(status: Status, reason: Reason) -> Outcome {
+        Outcome {
+            status,
+            reason: Some(reason),
+            version: NONE,
+            label: NONE,
+            pool: NONE,
+            ratio_bp: None,
+            eligible_fen: 0,
+            deductible_fen: 0,
+            fund_fen: 0,
+            copay_fen: 0,
+            over_cap_fen: 0,
+            cap_remaining_fen: None,
+            assisted: false,
+            reversed: false,
+        }
+    }
+
+    /// The in-scope cost left to the person: handed on to critical illness insurance.
+    pub fn critical_illness_base_fen(&self) -> i64 {
+        match self.status {
+            Status::Paid | Status::Capped | Status::Reversal => self.eligible_fen - self.fund_fen,
+            Status::NotCovered | Status::Rejected => 0,
+        }
+    }
+
+    /// What medical assistance receives: the same personal in-scope share, below the deductible
+    /// and above the cap included (Weihai), for persons in an assistance category.
+    pub fn assistance_base_fen(&self) -> i64 {
+        if self.assisted {
+            self.critical_illness_base_fen()
+        } else {
+            0
+        }
+    }
+}
+
+/// Everything settlement reads: compiled policies, registry, claims, ledger.
+pub struct Engine<'a> {
+    pub policies: &'a Policies,
+    pub registry: &'a Registry,
+    pub claims: &'a Claims,
+    pub ledger: &'a Ledger,
+    /// `[version][diagnosis]` → condition id or [`NONE`], built once per run.
+    diagnosis_condition: Vec<Vec<u16>>,
+}
+
+/// The settlement stage's result.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// One per entry of [`Partitions::order`], in that order.
+    pub outcomes: Vec<Outcome>,
+    /// Year-to-date state after the run, by person then (year, pool).
+    pub pools: Vec<(u32, PoolState)>,
+    /// Ledger claim records this run reversed.
+    pub reversed_ledger: Vec<usize>,
+}
+
+/// Per-thread scratch reused across persons: no allocation per claim.
+#[derive(Default)]
+struct Scratch {
+    pools: Vec<PoolState>,
+    reversed_ledger: Vec<usize>,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        policies: &'a Policies,
+        registry: &'a Registry,
+        claims: &'a Claims,
+        ledger: &'a Ledger,
+    ) -> Engine<'a> {
+        // Distinct diagnosis codes are few (thousands) next to claims (millions): match ICD-10
+        // prefixes once per code and version, never per claim.
+        let diagnosis_condition = policies
+            .versions
+            .iter()
+            .map(|v| {
+                claims
+                    .diagnoses
+                    .iter()
+                    .map(|d| v.condition_of(d).unwrap_or(NONE))
+                    .collect()
+            })
+            .collect();
+        Engine {
+            policies,
+            registry,
+            claims,
+            ledger,
+            diagnosis_condition,
+        }
+    }
+
+    /// Settles every partitioned claim in parallel.
+    pub fn settle(&self, partitions: &Partitions) -> Settled {
+        let n = partitions.order.len();
+        let mut outcomes = vec![Outcome::unsettled(Status::Rejected, Reason::NullKey); n];
+        // Chunk boundaries fall between persons, by claim count: a function of the data only.
+        let mut chunks: Vec<(usize, usize)> = Vec::new();
+        let mut start = 0;
+        for p in 0..partitions.persons() {
+            if (partitions.offsets[p + 1] - partitions.offsets[start]) as usize >= CHUNK_CLAIMS {
+                chunks.push((start, p + 1));
+                start = p + 1;
+            }
+        }
+        if start < partitions.persons() {
+            chunks.push((start, partitions.persons()));
+        }
+        let mut work: Vec<((usize, usize), &mut [Outcome])> = Vec::with_capacity(chunks.len());
+        let mut rest: &mut [Outcome] = &mut outcomes;
+        for &(a, b) in &chunks {
+            let len = (partitions.offsets[b] - partitions.offsets[a]) as usize;
+            let (head, tail) = rest.split_at_mut(len);
+            work.push(((a, b), head));
+            rest = tail;
+        }
+        let results: Vec<(Vec<(u32, PoolState)>, Vec<usize>)> = work
+            .into_par_iter()
+            .map_init(Scratch::default, |scratch, ((a, b), out)| {
+                let mut pools = Vec::new();
+                let mut reversed = Vec::new();
+                let base = partitions.offsets[a] as usize;
+                for p in a..b {
+                    let rows = partitions.rows_of(p);
+                    let from = partitions.offsets[p] as usize - base;
+                    self.settle_person(p as u32, rows, &mut out[from..from + rows.len()], scratch);
+                    pools.extend(scratch.pools.iter().map(|s| (p as u32, *s)));
+                    reversed.extend_from_slice(&scratch.reversed_ledger);
+                }
+                // Persons with no claims this run keep their ledger state unchanged: the writer
+                // takes it from the ledger, so nothing is lost for them.
+                (pools, reversed)
+            })
+            .collect();
+        let mut settled = Settled {
+            outcomes,
+            ..Settled::default()
+        };
+        for (pools, reversed) in results {
+            settled.pools.extend(pools);
+            settled.reversed_ledger.extend(reversed);
+        }
+        settled
+    }
+
+    /// Settles one person's claims (`rows`, in order) into `out`.
+    fn settle_person(&self, person: u32, rows: &[u32], out: &mut [Outcome], scratch: &mut Scratch) {
+        scratch.pools.clear();
+        scratch.pools.extend_from_slice(self.ledger.pools_of(person));
+        scratch.reversed_ledger.clear();
+        let attributes = self.registry.person(person);
+        for k in 0..rows.len() {
+            let row = rows[k] as usize;
+            out[k] = if self.claims.is_reversal[row] {
+                self.reverse(person, rows, k, out, scratch)
+            } else {
+                self.settle_claim(person, &attributes, row, &mut scratch.pools)
+            };
+        }
+        scratch.pools.sort_unstable_by_key(|s| (s.year, s.pool));
+    }
+
+    fn settle_claim(
+        &self,
+        person: u32,
+        attributes: &Person,
+        row: usize,
+        pools: &mut Vec<PoolState>,
+    ) -> Outcome {
+        let not_covered = |reason| Outcome::unsettled(Status::NotCovered, reason);
+        match attributes.state {
+            PersonState::Unknown => return not_covered(Reason::UnknownPerson),
+            PersonState::Invalid => return not_covered(Reason::InvalidPersonRecord),
+            PersonState::Valid => {}
+        }
+        if attributes.region == NONE {
+            return not_covered(Reason::NoPolicyForRegion);
+        }
+        let claims = self.claims;
+        let day = claims.service_day[row];
+        let Some(v) = self.policies.version_on(attributes.region, day) else {
+            return not_covered(Reason::NoPolicyInForce);
+        };
+        let with_version = |reason| Outcome {
+            version: v,
+            ..not_covered(reason)
+        };
+        let version = &self.policies.versions[v as usize];
+        let condition = self.diagnosis_condition[v as usize][claims.diagnosis[row] as usize];
+        if condition == NONE {
+            return with_version(Reason::DiagnosisNotCovered);
+        }
+        let registration = match find_registration(
+            self.registry.registrations_of(person),
+            condition,
+            day,
+            version.start_offset_days,
+        ) {
+            Ok(r) => r,
+            Err(reason) => return with_version(reason),
+        };
+        if version.family_doctor_required && !attributes.family_doctor {
+            return with_version(Reason::NoFamilyDoctor);
+        }
+        let Some(slot) = version.slot(attributes.coverage, registration.severity, condition) else {
+            return with_version(Reason::SchemeNotCovered);
+        };
+        let benefit = &version.benefits[slot.benefit as usize];
+        if !benefit.pays_visit(claims.visit[row]) {
+            return with_version(Reason::VisitTypeNotCovered);
+        }
+        let ratio_bp = match level_ratio(benefit.ratio, claims.level[row], claims.prescriber[row]) {
+            Ok(r) => adjust_ratio(r, version, benefit, attributes, registration),
+            Err(reason) => return with_version(reason),
+        };
+
+        let year = year_of(day);
+        let state = pool_state(pools, year, slot.pool);
+        let terms = Terms {
+            ratio_bp,
+            deductible_left_fen: benefit.deductible_fen - state.deductible_fen,
+            cap_left_fen: benefit.annual_cap_fen.map(|cap| {
+                cap - match benefit.cap_basis {
+                    crate::policy::CapBasis::Fund => state.fund_fen,
+                    crate::policy::CapBasis::Cost => state.cost_fen,
+                }
+            }),
+            cap_basis: benefit.cap_basis,
+        };
+        let s = split(claims.in_scope_fen[row], &terms);
+        state.fund_fen += s.fund_fen;
+        state.cost_fen += s.covered_fen;
+        state.deductible_fen += s.deductible_fen;
+        state.claims += 1;
+        Outcome {
+            status: if s.capped { Status::Capped } else { Status::Paid },
+            reason: s.capped.then_some(Reason::AnnualCapReached),
+            version: v,
+            label: slot.label,
+            pool: slot.pool,
+            ratio_bp: Some(ratio_bp),
+            eligible_fen: s.eligible_fen,
+            deductible_fen: s.deductible_fen,
+            fund_fen: s.fund_fen,
+            copay_fen: s.copay_fen,
+            over_cap_fen: s.over_cap_fen,
+            cap_remaining_fen: s.cap_remaining_fen,
+            assisted: attributes.assistance.is_some(),
+            reversed: false,
+        }
+    }
+
+    /// Settles the reversal at `rows[k]`: finds its original (earlier in this run, else in the
+    /// ledger), gives the original's effect on the state back and negates its settlement.
+    fn reverse(
+        &self,
+        person: u32,
+        rows: &[u32],
+        k: usize,
+        out: &mut [Outcome],
+        scratch: &mut Scratch,
+    ) -> Outcome {
+        let claims = self.claims;
+        let row = rows[k] as usize;
+        let rejected = |reason| Outcome::unsettled(Status::Rejected, reason);
+        let Some(target) = claims.reverses_claim_id(row) else {
+            return rejected(Reason::OriginalNotFound);
+        };
+        // The original as (outcome, total, in-scope, service day), and where to mark it reversed.
+        enum Found {
+            Run(usize),
+            Ledger(usize),
+        }
+        let found = (0..k)
+            .find(|&j| claims.claim_id(rows[j] as usize) == Some(target))
+            .map(Found::Run)
+            .or_else(|| {
+                let (start, records) = self.ledger.claims_of(person);
+                records
+                    .iter()
+                    .position(|r| &*r.claim_id == target)
+                    .map(|i| Found::Ledger(start + i))
+            });
+        let (original, total, in_scope, day) = match found {
+            None => return rejected(Reason::OriginalNotFound),
+            Some(Found::Run(j)) => {
+                let r = rows[j] as usize;
+                if out[j].reversed {
+                    return rejected(Reason::AlreadyReversed);
+                }
+                (out[j], claims.total_fen[r], claims.in_scope_fen[r], claims.service_day[r])
+            }
+            Some(Found::Ledger(i)) => {
+                let r = &self.ledger.claims[i];
+                if r.reversed || scratch.reversed_ledger.contains(&i) {
+                    return rejected(Reason::AlreadyReversed);
+                }
+                let outcome = Outcome {
+                    status: r.status,
+                    reason: None,
+                    version: r.version,
+                    label: r.label,
+                    pool: r.pool,
+                    ratio_bp: r.ratio_bp,
+                    eligible_fen: r.eligible_fen,
+                    deductible_fen: r.deductible_fen,
+                    fund_fen: r.fund_fen,
+                    copay_fen: r.copay_fen,
+                    over_cap_fen: r.over_cap_fen,
+                    cap_remaining_fen: None,
+                    assisted: r.assisted,
+                    reversed: false,
+                };
+                (outcome, r.total_fen, r.in_scope_fen, r.service_day)
+            }
+        };
+        if matches!(original.status, Status::Reversal | Status::Rejected) {
+            return rejected(Reason::OriginalNotReversible);
+        }
+        if claims.total_fen[row] != -total || claims.in_scope_fen[row] != -in_scope {
+            return rejected(Reason::ReversalAmountMismatch);
+        }
+        match found {
+            Some(Found::Run(j)) => out[j].reversed = true,
+            Some(Found::Ledger(i)) => scratch.reversed_ledger.push(i),
+            None => unreachable!(),
+        }
+
+        let mut cap_remaining_fen = None;
+        if original.pool != NONE {
+            let state = pool_state(&mut scratch.pools, year_of(day), original.pool);
+            state.fund_fen -= original.fund_fen;
+            state.cost_fen -= original.fund_fen + original.copay_fen;
+            state.deductible_fen -= original.deductible_fen;
+            state.claims -= 1;
+            if original.version != NONE {
+                let version = &self.policies.versions[original.version as usize];
+                if let Some(benefit) = version.benefit_of_pool(original.pool) {
+                    cap_remaining_fen = benefit.annual_cap_fen.map(|cap| {
+                        cap - match benefit.cap_basis {
+                            crate::policy::CapBasis::Fund => state.fund_fen,
+                            crate::policy::CapBasis::Cost => state.cost_fen,
+                        }
+                    });
+                }
+            }
+        }
+        Outcome {
+            status: Status::Reversal,
+            reason: Some(Reason::ReversesClaim),
+            version: original.version,
+            label: original.label,
+            pool: original.pool,
+            ratio_bp: original.ratio_bp,
+            eligible_fen: -original.eligible_fen,
+            deductible_fen: -original.deductible_fen,
+            fund_fen: -original.fund_fen,
+            copay_fen: -original.copay_fen,
+            over_cap_fen: -original.over_cap_fen,
+            cap_remaining_fen,
+            assisted: original.assisted,
+            reversed: false,
+        }
+    }
+}
+
+/// The registration that pays `condition` on `day`, or why none does.
+fn find_registration(
+    registrations: &[Registration],
+    condition: u16,
+    day: Day,
+    start_offset_days: i32,
+) -> Result<&Registration, Reason> {
+    let mut reason = Reason::NotRegistered;
+    let mut best: Option<&Registration> = None;
+    for r in registrations.iter().filter(|r| r.condition == condition) {
+        let starts = r.approved_on.saturating_add(start_offset_days);
+        if day < starts {
+            if reason == Reason::NotRegistered {
+                reason = Reason::BeforeBenefitStart;
+            }
+        } else if day > r.ended_on {
+            reason = Reason::RegistrationEnded;
+        } else if best.is_none_or(|b| r.approved_on >= b.approved_on) {
+            // Of two active registrations (a change registration), the later approval rules.
+            best = Some(r);
+        }
+    }
+    best.ok_or(reason)
+}
+
+/// The prescribed ratio at the claim's level; a pharmacy fill may take its prescriber's.
+fn level_ratio(
+    ratios: [LevelRatio; Level::COUNT],
+    level: Level,
+    prescriber: Option<Level>,
+) -> Result<u32, Reason> {
+    match ratios[level as usize] {
+        LevelRatio::Ratio(r) => Ok(r),
+        LevelRatio::NotCovered => Err(Reason::LevelNotCovered),
+        LevelRatio::PrescriberLevel => match prescriber {
+            None => Err(Reason::MissingPrescriberLevel),
+            Some(p) => match ratios[p as usize] {
+                LevelRatio::Ratio(r) => Ok(r),
+                _ => Err(Reason::LevelNotCovered),
+            },
+        },
+    }
+}
+
+/// Contribution-tier reduction (employees), then the secondary-condition factor (Ezhou 4(2),
+/// 4(4)): `(ratio − reduction) × factor`.
+fn adjust_ratio(
+    ratio_bp: u32,
+    version: &Version,
+    benefit: &crate::policy::Benefit,
+    person: &Person,
+    registration: &Registration,
+) -> u32 {
+    let mut r = ratio_bp;
+    if benefit.tier_reduction && person.coverage == Coverage::Employee {
+        r = r.saturating_sub(version.tier_reduction_bp[person.tier as usize]);
+    }
+    if !registration.primary {
+        r = mul_ratio(r, benefit.secondary_factor_bp);
+    }
+    r
+}
+
+/// The person's state for (year, pool), created empty on first use.
+fn pool_state(pools: &mut Vec<PoolState>, year: i32, pool: u16) -> &mut PoolState {
+    let i = match pools.iter().position(|s| s.year == year && s.pool == pool) {
+        Some(i) => i,
+        None => {
+            pools.push(PoolState {
+                year,
+                pool,
+                fund_fen: 0,
+                cost_fen: 0,
+                deductible_fen: 0,
+                claims: 0,
+            });
+            pools.len() - 1
+        }
+    };
+    &mut pools[i]
+}

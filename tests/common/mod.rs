@@ -1,0 +1,367 @@
+//! Test harness: builds small input files from compact row descriptions, runs the engine, and
+//! reads the settlements back as plain structs with money in fen.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::*;
+use arrow::datatypes::*;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+
+use yibao::domain::{days_from_civil, parse_date, MILLIS_PER_DAY};
+
+#[derive(Clone, Debug)]
+pub struct Person {
+    pub id: &'static str,
+    pub region: &'static str,
+    pub scheme: &'static str,
+    pub supplementary: Option<bool>,
+    pub tier: Option<i16>,
+    pub assistance: Option<&'static str>,
+    pub family_doctor: Option<bool>,
+}
+
+pub fn person(id: &'static str, region: &'static str, scheme: &'static str) -> Person {
+    Person {
+        id,
+        region,
+        scheme,
+        supplementary: None,
+        tier: None,
+        assistance: None,
+        family_doctor: Some(true),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub person: &'static str,
+    pub condition: &'static str,
+    pub severity: Option<&'static str>,
+    pub primary: Option<bool>,
+    pub approved_on: &'static str,
+    pub ended_on: Option<&'static str>,
+}
+
+pub fn registration(person: &'static str, condition: &'static str) -> Registration {
+    Registration {
+        person,
+        condition,
+        severity: None,
+        primary: None,
+        approved_on: "2020-01-01",
+        ended_on: None,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub id: &'static str,
+    pub person: &'static str,
+    pub region: &'static str,
+    /// `YYYY-MM-DD` (settled at noon) or `YYYY-MM-DD HH:MM`.
+    pub settled_at: &'static str,
+    pub service_date: Option<&'static str>,
+    pub level: &'static str,
+    pub prescriber: Option<&'static str>,
+    pub visit: Option<&'static str>,
+    pub diagnosis: &'static str,
+    pub total: &'static str,
+    pub in_scope: &'static str,
+    pub drug: Option<&'static str>,
+    pub days_supply: Option<i32>,
+    pub reverses: Option<&'static str>,
+}
+
+/// A claim fully in scope.
+pub fn claim(
+    id: &'static str,
+    person: &'static str,
+    settled_at: &'static str,
+    level: &'static str,
+    diagnosis: &'static str,
+    amount: &'static str,
+) -> Claim {
+    Claim {
+        id,
+        person,
+        region: "000000",
+        settled_at,
+        service_date: None,
+        level,
+        prescriber: None,
+        visit: None,
+        diagnosis,
+        total: amount,
+        in_scope: amount,
+        drug: Some("XC08CAA001"),
+        days_supply: Some(30),
+        reverses: None,
+    }
+}
+
+pub fn fen(text: &str) -> i64 {
+    yibao::money::parse_scaled(text, 2).expect("test amount")
+}
+
+fn millis(text: &str) -> i64 {
+    let (date, time) = text.split_once(' ').unwrap_or((text, "12:00"));
+    let day = parse_date(date).expect("test date") as i64;
+    let (h, m) = time.split_once(':').expect("HH:MM");
+    day * MILLIS_PER_DAY + (h.parse::<i64>().unwrap() * 60 + m.parse::<i64>().unwrap()) * 60_000
+}
+
+fn write(path: &Path, batch: RecordBatch) {
+    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn strings<T>(rows: &[T], f: impl Fn(&T) -> Option<&str>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<StringArray>())
+}
+
+fn money(rows: &[Claim], f: impl Fn(&Claim) -> &str) -> ArrayRef {
+    Arc::new(
+        rows.iter()
+            .map(|c| Some(fen(f(c)) as i128))
+            .collect::<Decimal128Array>()
+            .with_precision_and_scale(18, 2)
+            .unwrap(),
+    )
+}
+
+pub fn write_persons(path: &Path, persons: &[Person]) {
+    let batch = RecordBatch::try_from_iter(vec![
+        ("person_id", strings(persons, |p| Some(p.id))),
+        ("region", strings(persons, |p| Some(p.region))),
+        ("scheme", strings(persons, |p| Some(p.scheme))),
+        (
+            "supplementary",
+            Arc::new(persons.iter().map(|p| p.supplementary).collect::<BooleanArray>()) as ArrayRef,
+        ),
+        (
+            "contribution_tier",
+            Arc::new(persons.iter().map(|p| p.tier).collect::<Int16Array>()) as ArrayRef,
+        ),
+        ("assistance_category", strings(persons, |p| p.assistance)),
+        (
+            "family_doctor_signed",
+            Arc::new(persons.iter().map(|p| p.family_doctor).collect::<BooleanArray>()) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    write(path, batch);
+}
+
+pub fn write_registrations(path: &Path, rows: &[Registration]) {
+    let date = |s: &str| parse_date(s).expect("test date");
+    let batch = RecordBatch::try_from_iter(vec![
+        ("person_id", strings(rows, |r| Some(r.person))),
+        ("condition", strings(rows, |r| Some(r.condition))),
+        ("severity", strings(rows, |r| r.severity)),
+        (
+            "primary",
+            Arc::new(rows.iter().map(|r| r.primary).collect::<BooleanArray>()) as ArrayRef,
+        ),
+        (
+            "approved_on",
+            Arc::new(rows.iter().map(|r| Some(date(r.approved_on))).collect::<Date32Array>())
+                as ArrayRef,
+        ),
+        (
+            "ended_on",
+            Arc::new(rows.iter().map(|r| r.ended_on.map(date)).collect::<Date32Array>())
+                as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    write(path, batch);
+}
+
+pub fn claims_batch(rows: &[Claim]) -> RecordBatch {
+    RecordBatch::try_from_iter(vec![
+        ("claim_id", strings(rows, |c| Some(c.id))),
+        ("person_id", strings(rows, |c| Some(c.person))),
+        ("region", strings(rows, |c| Some(c.region))),
+        (
+            "settled_at",
+            Arc::new(
+                rows.iter()
+                    .map(|c| Some(millis(c.settled_at)))
+                    .collect::<TimestampMillisecondArray>(),
+            ) as ArrayRef,
+        ),
+        (
+            "service_date",
+            Arc::new(
+                rows.iter()
+                    .map(|c| c.service_date.map(|d| parse_date(d).unwrap()))
+                    .collect::<Date32Array>(),
+            ) as ArrayRef,
+        ),
+        ("institution_id", strings(rows, |_| Some("H0001"))),
+        ("institution_level", strings(rows, |c| Some(c.level))),
+        ("prescriber_level", strings(rows, |c| c.prescriber)),
+        ("visit_type", strings(rows, |c| c.visit)),
+        ("diagnosis", strings(rows, |c| Some(c.diagnosis))),
+        ("total_amount", money(rows, |c| c.total)),
+        ("in_scope_amount", money(rows, |c| c.in_scope)),
+        ("drug_code", strings(rows, |c| c.drug)),
+        (
+            "days_supply",
+            Arc::new(rows.iter().map(|c| c.days_supply).collect::<Int32Array>()) as ArrayRef,
+        ),
+        ("reverses_claim_id", strings(rows, |c| c.reverses)),
+    ])
+    .unwrap()
+}
+
+pub fn write_claims(path: &Path, rows: &[Claim]) {
+    write(path, claims_batch(rows));
+}
+
+/// The repository's `policies/` directory.
+pub fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// One settlement row, money in fen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub claim_id: String,
+    pub person_id: String,
+    pub policy_id: Option<String>,
+    pub benefit: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub eligible: i64,
+    pub deductible: i64,
+    pub ratio_bp: Option<i64>,
+    pub fund: i64,
+    pub copay: i64,
+    pub over_cap: i64,
+    pub self_funded: i64,
+    pub cap_remaining: Option<i64>,
+    pub critical_illness_base: i64,
+    pub assistance_base: i64,
+}
+
+/// Reads a settlements file into rows keyed by claim id.
+pub fn read_settlements(path: &Path) -> BTreeMap<String, Row> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = BTreeMap::new();
+    for batch in reader {
+        let b = batch.unwrap();
+        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let d = |n: &str| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Decimal128Type>()
+                .clone()
+        };
+        let (claim_id, person_id, policy_id, benefit, status, reason) = (
+            s("claim_id"),
+            s("person_id"),
+            s("policy_id"),
+            s("benefit"),
+            s("status"),
+            s("reason"),
+        );
+        let opt = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+        let (eligible, deductible, ratio, fund, copay, over_cap, self_funded, cap, ci, assist) = (
+            d("eligible_amount"),
+            d("deductible_amount"),
+            d("ratio"),
+            d("fund_paid"),
+            d("copay_amount"),
+            d("over_cap_amount"),
+            d("self_funded_amount"),
+            d("cap_remaining"),
+            d("critical_illness_base"),
+            d("assistance_base"),
+        );
+        for i in 0..b.num_rows() {
+            let row = Row {
+                claim_id: claim_id.value(i).to_string(),
+                person_id: person_id.value(i).to_string(),
+                policy_id: opt(&policy_id, i),
+                benefit: opt(&benefit, i),
+                status: status.value(i).to_string(),
+                reason: opt(&reason, i),
+                eligible: eligible.value(i) as i64,
+                deductible: deductible.value(i) as i64,
+                ratio_bp: ratio.is_valid(i).then(|| ratio.value(i) as i64),
+                fund: fund.value(i) as i64,
+                copay: copay.value(i) as i64,
+                over_cap: over_cap.value(i) as i64,
+                self_funded: self_funded.value(i) as i64,
+                cap_remaining: cap.is_valid(i).then(|| cap.value(i) as i64),
+                critical_illness_base: ci.value(i) as i64,
+                assistance_base: assist.value(i) as i64,
+            };
+            rows.insert(row.claim_id.clone(), row);
+        }
+    }
+    rows
+}
+
+/// A scenario: inputs written to a temporary directory, settled with the repository policies.
+pub struct Scenario {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    pub fn new(persons: &[Person], registrations: &[Registration], claims: &[Claim]) -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        write_persons(&dir.path().join("persons.parquet"), persons);
+        write_registrations(&dir.path().join("registrations.parquet"), registrations);
+        std::fs::create_dir_all(dir.path().join("claims")).unwrap();
+        write_claims(&dir.path().join("claims/part-0.parquet"), claims);
+        Scenario { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn args(&self, claims: &str, out: &str, ledger: Option<&str>) -> yibao::run::AdjudicateArgs {
+        yibao::run::AdjudicateArgs {
+            claims: self.path(claims),
+            persons: self.path("persons.parquet"),
+            registrations: self.path("registrations.parquet"),
+            ledger: ledger.map(|l| self.path(l)),
+            policies: policies_dir(),
+            out: self.path(out),
+            threads: Some(2),
+        }
+    }
+
+    /// Settles `claims/` and returns the settlements by claim id.
+    pub fn settle(&self) -> BTreeMap<String, Row> {
+        yibao::run::adjudicate(&self.args("claims", "out", None)).expect("adjudicate");
+        read_settlements(&self.path("out/settlements.parquet"))
+    }
+}
+
+/// Day number of a date, for expectations.
+pub fn day(y: i32, m: u32, d: u32) -> i32 {
+    days_from_civil(y, m, d)
+}
+
+/// Asserts the contract's identities on a row.
+pub fn assert_identities(r: &Row) {
+    assert_eq!(
+        r.eligible,
+        r.deductible + r.fund + r.copay + r.over_cap,
+        "eligible split of {}",
+        r.claim_id
+    );
+}
