@@ -425,3 +425,146 @@ fn check_assumed(table: Option<&toml::Table>, key: &str) -> Result<(), String> {
         None => Err(format!("`{key}` is marked assumed but is not set in this table")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+region = "999999"
+name = "Test"
+source = "test"
+[conditions.hypertension]
+icd10 = ["I10"]
+[[versions]]
+id = "t-1"
+effective_from = 2024-01-01
+effective_to = 2024-06-30
+benefit_start = "approval_day"
+[[versions.benefits]]
+name = "two_diseases"
+coverage = "resident"
+conditions = ["hypertension"]
+deductible = 0
+annual_cap = 1000
+cap_per = "condition"
+ratio = { primary = 0.6, secondary = 0.5, tertiary = "not_covered", pharmacy = "prescriber_level" }
+assumed = { annual_cap = "test" }
+[[versions]]
+id = "t-2"
+effective_from = 2024-07-01
+benefit_start = "next_day"
+"#;
+
+    fn compile(text: &str) -> Result<Policies> {
+        let mut p = Policies::default();
+        compile_file(&mut p, Path::new("test.toml"), text)?;
+        Ok(p)
+    }
+
+    fn refusal(text: &str) -> String {
+        match compile(text) {
+            Ok(_) => panic!("policy was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn compiles_into_tables() {
+        let p = compile(GOOD).unwrap();
+        assert_eq!(p.versions.len(), 2);
+        let v = &p.versions[0];
+        assert_eq!(v.from, days_from_civil(2024, 1, 1));
+        assert_eq!(v.to, days_from_civil(2024, 6, 30));
+        let b = &v.benefits[0];
+        assert_eq!(b.ratio[Level::Primary as usize], LevelRatio::Ratio(6000));
+        assert_eq!(b.ratio[Level::Tertiary as usize], LevelRatio::NotCovered);
+        assert_eq!(b.annual_cap_fen, Some(100_000));
+        assert_eq!(p.versions[1].start_offset_days, 1);
+        let hypertension = p.condition_id("hypertension").unwrap();
+        assert_eq!(v.condition_of("i10.9"), Some(hypertension));
+        assert_eq!(v.condition_of("I11"), None);
+        let slot = v.slot(Coverage::Resident, Severity::Severe, hypertension).unwrap();
+        assert_eq!(p.labels[slot.label as usize], "two_diseases.hypertension");
+        assert_eq!(p.pools[slot.pool as usize], "resident:two_diseases.hypertension");
+        assert!(v.slot(Coverage::Employee, Severity::Normal, hypertension).is_none());
+        assert_eq!(p.assumptions.len(), 1);
+        assert_eq!(p.assumptions[0].key, "versions[0].benefits[0].annual_cap");
+        assert_eq!(p.version_on(0, days_from_civil(2024, 7, 1)), Some(1));
+        assert_eq!(p.version_on(0, days_from_civil(2023, 12, 31)), None);
+    }
+
+    #[test]
+    fn refuses_an_unknown_key() {
+        let e = refusal(&GOOD.replace("deductible = 0", "deductable = 0"));
+        assert!(e.contains("test.toml") && e.contains("deductable"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_ratio_above_one() {
+        let e = refusal(&GOOD.replace("primary = 0.6", "primary = 1.2"));
+        assert!(e.contains("versions[0].benefits[0].ratio.primary"), "{e}");
+        assert!(e.contains("outside 0..1"), "{e}");
+    }
+
+    #[test]
+    fn refuses_overlapping_versions() {
+        let e = refusal(&GOOD.replace("effective_from = 2024-07-01", "effective_from = 2024-06-30"));
+        assert!(e.contains("versions[1].effective_from") && e.contains("overlaps"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_missing_level() {
+        let e = refusal(&GOOD.replace(", tertiary = \"not_covered\"", ""));
+        assert!(e.contains("ratio.tertiary") && e.contains("missing level"), "{e}");
+    }
+
+    #[test]
+    fn refuses_an_unknown_level_and_prescriber_level_off_pharmacy() {
+        let e = refusal(&GOOD.replace("tertiary = \"not_covered\"", "tertiary = \"not_covered\", quaternary = 0.1"));
+        assert!(e.contains("ratio.quaternary"), "{e}");
+        let e = refusal(&GOOD.replace("secondary = 0.5", "secondary = \"prescriber_level\""));
+        assert!(e.contains("pharmacy only"), "{e}");
+    }
+
+    #[test]
+    fn refuses_an_assumption_on_a_missing_key() {
+        let e = refusal(&GOOD.replace("assumed = { annual_cap", "assumed = { annual_kap"));
+        assert!(e.contains("assumed.annual_kap"), "{e}");
+    }
+
+    #[test]
+    fn refuses_an_undefined_condition_and_tier_reduction_for_residents() {
+        let e = refusal(&GOOD.replace("conditions = [\"hypertension\"]", "conditions = [\"gout\"]"));
+        assert!(e.contains("`gout` is not defined"), "{e}");
+        let e = refusal(&GOOD.replace("cap_per = \"condition\"", "cap_per = \"condition\"\ntier_reduction = true"));
+        assert!(e.contains("employee scheme only"), "{e}");
+    }
+
+    #[test]
+    fn refuses_money_with_too_many_decimals() {
+        let e = refusal(&GOOD.replace("annual_cap = 1000", "annual_cap = 1000.005"));
+        assert!(e.contains("annual_cap") && e.contains("decimal places"), "{e}");
+    }
+
+    #[test]
+    fn repository_policies_compile_and_list_assumptions() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let p = Policies::load_dir(&dir).unwrap();
+        let codes: Vec<&str> = p.regions.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["420700", "330400", "341502", "371100", "371000"]);
+        // Rizhao states no ratio or cap: every one of its benefits' numbers is assumed.
+        assert!(p
+            .assumptions
+            .iter()
+            .any(|a| a.version == "rizhao-2020" && a.key.ends_with("annual_cap")));
+        // Ezhou states every number of its benefits: only its start date is assumed.
+        assert!(p
+            .assumptions
+            .iter()
+            .filter(|a| a.version == "ezhou-2022")
+            .all(|a| a.key == "versions[0].effective_from"));
+        let report = p.check_report();
+        assert!(report.contains("weihai-2023-05: 2023-05-01 .. open"), "{report}");
+    }
+}

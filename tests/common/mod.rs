@@ -251,7 +251,7 @@ pub struct Row {
     pub assistance_base: i64,
 }
 
-/// Reads a settlements file into rows keyed by claim id.
+/// Reads a settlements file into rows keyed by claim id (the first row of a repeated id).
 pub fn read_settlements(path: &Path) -> BTreeMap<String, Row> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
         .unwrap()
@@ -307,7 +307,8 @@ pub fn read_settlements(path: &Path) -> BTreeMap<String, Row> {
                 critical_illness_base: ci.value(i) as i64,
                 assistance_base: assist.value(i) as i64,
             };
-            rows.insert(row.claim_id.clone(), row);
+            // A repeated claim id (rejected as a duplicate) keeps the first row under the id.
+            rows.entry(row.claim_id.clone()).or_insert(row);
         }
     }
     rows

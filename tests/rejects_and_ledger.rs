@@ -1,0 +1,204 @@
+//! Bad rows go to rejected.parquet with a reason and never stop the run; the ledger carries
+//! year-to-date state so that a split run equals the single run.
+
+mod common;
+
+use std::fs::File;
+use std::sync::Arc;
+
+use arrow::array::*;
+use arrow::datatypes::*;
+use common::*;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+
+const EZHOU: &str = "420700";
+
+fn read_all(path: &std::path::Path) -> RecordBatch {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+#[test]
+fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
+    let p = person("P1", EZHOU, "resident");
+    let good = claim("C1", "P1", "2024-03-01", "primary", "I10", "100.00");
+    let claims = vec![
+        good.clone(),
+        Claim {
+            in_scope: "120.00",
+            ..claim("C2", "P1", "2024-03-02", "primary", "I10", "100.00")
+        },
+        Claim {
+            total: "-5.00",
+            in_scope: "-5.00",
+            ..claim("C3", "P1", "2024-03-02", "primary", "I10", "0")
+        },
+        claim("C4", "P1", "2024-03-02", "quaternary", "I10", "100.00"),
+        Claim {
+            visit: Some("teleport"),
+            ..claim("C5", "P1", "2024-03-02", "primary", "I10", "100.00")
+        },
+        // A repeat of C1's id: the first one settles, the repeat is rejected.
+        claim("C1", "P1", "2024-03-03", "primary", "I10", "50.00"),
+    ];
+    let s = Scenario::new(&[p], &[registration("P1", "hypertension")], &claims);
+    // A second file whose claim_id is null and whose amount is text that is not a number.
+    let mut batch = claims_batch(&[claim("X", "P1", "2024-03-04", "primary", "I10", "1.00")]);
+    let mut columns = batch.columns().to_vec();
+    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    columns[0] = Arc::new(StringArray::from(vec![None::<&str>]));
+    fields[0] = Field::new("claim_id", DataType::Utf8, true);
+    batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), columns.clone()).unwrap();
+    let mut w = ArrowWriter::try_new(
+        File::create(s.path("claims/part-1.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    columns[0] = Arc::new(StringArray::from(vec!["C7"]));
+    columns[10] = Arc::new(StringArray::from(vec!["12.3x"]));
+    fields[10] = Field::new("total_amount", DataType::Utf8, true);
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let mut w = ArrowWriter::try_new(
+        File::create(s.path("claims/part-2.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let summary = yibao::run::adjudicate(&s.args("claims", "out", None)).unwrap();
+    assert_eq!(summary.claims, 8);
+    assert_eq!(summary.rejected, 7);
+
+    // Settlements: every row with its keys, the bad ones marked rejected with their reason.
+    let rows = read_all(&s.path("out/settlements.parquet"));
+    assert_eq!(rows.num_rows(), 7, "the null-id row cannot be a settlement row");
+    let ids = rows.column_by_name("claim_id").unwrap().as_string::<i32>();
+    let status = rows.column_by_name("status").unwrap().as_string::<i32>();
+    let reason = rows.column_by_name("reason").unwrap().as_string::<i32>();
+    let got: Vec<(&str, &str, Option<&str>)> = (0..rows.num_rows())
+        .map(|i| (ids.value(i), status.value(i), reason.is_valid(i).then(|| reason.value(i))))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("C1", "paid", None),
+            ("C2", "rejected", Some("in_scope_exceeds_total")),
+            ("C3", "rejected", Some("negative_amount")),
+            ("C4", "rejected", Some("unknown_level")),
+            ("C5", "rejected", Some("unknown_visit_type")),
+            ("C1", "rejected", Some("duplicate_claim_id")),
+            ("C7", "rejected", Some("unreadable_amount")),
+        ]
+    );
+
+    // rejected.parquet: every bad row, the null-id one included, with file and row.
+    let rejected = read_all(&s.path("out/rejected.parquet"));
+    assert_eq!(rejected.num_rows(), 7);
+    let reasons = rejected.column_by_name("reason").unwrap().as_string::<i32>();
+    assert_eq!(reasons.value(5), "null_key");
+    let detail = rejected.column_by_name("detail").unwrap().as_string::<i32>();
+    assert_eq!(detail.value(5), "claim_id is null");
+    assert_eq!(detail.value(6), "total_amount = \"12.3x\"");
+    let source_row = rejected
+        .column_by_name("source_row")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(source_row.value(4), 5, "the repeat of C1 is row 5 of part-0");
+    let source_file = rejected.column_by_name("source_file").unwrap().as_string::<i32>();
+    assert!(source_file.value(6).ends_with("part-2.parquet"));
+    let in_scope = rejected
+        .column_by_name("in_scope_amount")
+        .unwrap()
+        .as_primitive::<Decimal128Type>();
+    assert_eq!(in_scope.value(0), 12_000, "C2's in-scope amount as read");
+}
+
+#[test]
+fn a_malformed_file_stops_the_run_naming_file_and_column() {
+    let p = person("P1", EZHOU, "resident");
+    let s = Scenario::new(&[p], &[], &[claim("C1", "P1", "2024-03-01", "primary", "I10", "1.00")]);
+    let batch = RecordBatch::try_from_iter(vec![(
+        "claim_id",
+        Arc::new(StringArray::from(vec!["C9"])) as ArrayRef,
+    )])
+    .unwrap();
+    let path = s.path("claims/part-9.parquet");
+    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let err = yibao::run::adjudicate(&s.args("claims", "out", None)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("part-9.parquet") && text.contains("person_id"), "{text}");
+    assert_eq!(err.exit_code(), 2);
+    assert!(!s.path("out/settlements.parquet").exists(), "no partial output");
+}
+
+/// Month 1, then month 2 with month 1's ledger, equals one run over both months — including a
+/// reversal in month 2 of a month-1 claim and a cap crossed in month 2.
+#[test]
+fn month_split_with_the_ledger_equals_the_single_run() {
+    let persons = [
+        person("P1", EZHOU, "resident"),
+        Person {
+            tier: Some(80),
+            ..person("P2", EZHOU, "employee")
+        },
+    ];
+    let regs = [registration("P1", "hypertension"), registration("P2", "diabetes")];
+    let march = vec![
+        claim("A1", "P1", "2024-03-01", "primary", "I10", "900.00"),
+        claim("A2", "P1", "2024-03-20", "primary", "I10", "500.00"),
+        claim("B1", "P2", "2024-03-05", "secondary", "E11", "1000.00"),
+    ];
+    let april = vec![
+        Claim {
+            total: "-500.00",
+            in_scope: "-500.00",
+            reverses: Some("A2"),
+            ..claim("R1", "P1", "2024-04-02", "primary", "I10", "0")
+        },
+        claim("A3", "P1", "2024-04-03", "primary", "I10", "1000.00"),
+        claim("B2", "P2", "2024-04-05", "secondary", "E11", "2000.00"),
+        // A repeat of a March claim id is caught through the ledger.
+        claim("B1", "P2", "2024-04-06", "secondary", "E11", "10.00"),
+    ];
+    let s = Scenario::new(&persons, &regs, &march);
+    std::fs::create_dir_all(s.path("april")).unwrap();
+    write_claims(&s.path("april/part-0.parquet"), &april);
+    std::fs::create_dir_all(s.path("both")).unwrap();
+    write_claims(&s.path("both/part-0.parquet"), &march);
+    write_claims(&s.path("both/part-1.parquet"), &april);
+
+    yibao::run::adjudicate(&s.args("claims", "m1", None)).unwrap();
+    yibao::run::adjudicate(&s.args("april", "m2", Some("m1/ledger.parquet"))).unwrap();
+    yibao::run::adjudicate(&s.args("both", "all", None)).unwrap();
+    let mut split = read_settlements(&s.path("m1/settlements.parquet"));
+    let m2 = read_settlements(&s.path("m2/settlements.parquet"));
+    // The repeated B1 of April is a different row from March's B1 (the maps keep the first row
+    // of an id); compare it separately.
+    let whole = read_settlements(&s.path("all/settlements.parquet"));
+    for (id, row) in m2 {
+        if id == "B1" {
+            assert_eq!(row.reason.as_deref(), Some("duplicate_claim_id"));
+            continue;
+        }
+        split.insert(id, row);
+    }
+    assert_eq!(split, whole);
+    // A1 900 × 60% = 540; A2 500 would pay 300 > 460 left? no: 300 ≤ 460, paid, 160 left.
+    // R1 gives 300 back (460 left). A3 1000 × 60% = 600 > 460: capped at 460.00.
+    assert_eq!(whole["R1"].cap_remaining, Some(fen("460.00")));
+    assert_eq!((whole["A3"].status.as_str(), whole["A3"].fund), ("capped", fen("460.00")));
+    // P2: employee tier 80 at level 2: 75%. B1 750.00, B2 would pay 1,500 > 1,250 left.
+    assert_eq!(whole["B2"].fund, fen("1250.00"));
+}
