@@ -278,7 +278,10 @@ mod tests {
         }
         assert_eq!(Level::parse("Primary"), None);
         assert_eq!(Level::COUNT, 4);
-        assert_eq!(Reason::parse("annual_cap_reached"), Some(Reason::AnnualCapReached));
+        assert_eq!(
+            Reason::parse("annual_cap_reached"),
+            Some(Reason::AnnualCapReached)
+        );
     }
 
     #[test]

@@ -186,9 +186,9 @@ impl Ledger {
                                     bad("benefit", format!("benefit `{b}` is not in the policies"))
                                 })?,
                         };
-                        let status = opt(status, i).and_then(Status::parse).ok_or_else(|| {
-                            bad("status", "missing or unknown status".into())
-                        })?;
+                        let status = opt(status, i)
+                            .and_then(Status::parse)
+                            .ok_or_else(|| bad("status", "missing or unknown status".into()))?;
                         claims.push((
                             person,
                             ClaimRecord {
@@ -393,7 +393,8 @@ impl LedgerWriter {
         let name = |list: &Vec<String>, i: u16| (i != NONE).then(|| list[i as usize].clone());
         self.record.append_value("claim");
         self.person_id.append_value(person_id);
-        self.year.append_value(crate::domain::year_of(c.service_day));
+        self.year
+            .append_value(crate::domain::year_of(c.service_day));
         self.pool.append_option(name(&policies.pools, c.pool));
         for y in &mut self.ytd {
             y.append_null();

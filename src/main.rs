@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "yibao", version, about = "Claim adjudication engine for medical-insurance data centres")]
+#[command(
+    name = "yibao",
+    version,
+    about = "Claim adjudication engine for medical-insurance data centres"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -58,7 +58,14 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let engine = Engine::new(&policies, &registry, &claims, &ledger);
     let settled = engine.settle(&partitions);
 
-    let view = RunView::new(&policies, &registry, &claims, &ledger, &partitions, &settled);
+    let view = RunView::new(
+        &policies,
+        &registry,
+        &claims,
+        &ledger,
+        &partitions,
+        &settled,
+    );
     let (written, pending) = output::write_parquet(&view, &args.out)?;
     let (totals, reasons, rejected) = summary::totals(&view);
     let wall = started.elapsed().as_secs_f64();
@@ -89,8 +96,8 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
             0.0
         },
     };
-    let json = serde_json::to_vec_pretty(&summary)
-        .map_err(|e| Error::Usage(format!("summary: {e}")))?;
+    let json =
+        serde_json::to_vec_pretty(&summary).map_err(|e| Error::Usage(format!("summary: {e}")))?;
     // Parquet files first, summary last: a summary.json present means the run completed.
     for file in pending {
         file.commit()?;

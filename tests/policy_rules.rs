@@ -10,7 +10,11 @@ const EZHOU: &str = "420700";
 const WEIHAI: &str = "371000";
 const RIZHAO: &str = "371100";
 
-fn settle_one(p: Person, regs: &[Registration], claims: &[Claim]) -> std::collections::BTreeMap<String, Row> {
+fn settle_one(
+    p: Person,
+    regs: &[Registration],
+    claims: &[Claim],
+) -> std::collections::BTreeMap<String, Row> {
     let rows = Scenario::new(&[p], regs, claims).settle();
     for r in rows.values() {
         assert_identities(r);
@@ -39,14 +43,23 @@ fn jiaxing_resident_ratios_by_level() {
     ];
     let rows = settle_one(p, &regs, &claims);
     let c1 = &rows["C1"];
-    assert_eq!((c1.status.as_str(), c1.fund, c1.copay), ("paid", fen("60.00"), fen("40.00")));
+    assert_eq!(
+        (c1.status.as_str(), c1.fund, c1.copay),
+        ("paid", fen("60.00"), fen("40.00"))
+    );
     assert_eq!(c1.ratio_bp, Some(6000));
     assert_eq!(c1.cap_remaining, Some(fen("1740.00")));
-    assert_eq!(c1.benefit.as_deref(), Some("chronic_outpatient.hypertension"));
+    assert_eq!(
+        c1.benefit.as_deref(),
+        Some("chronic_outpatient.hypertension")
+    );
     assert_eq!(c1.policy_id.as_deref(), Some("jiaxing-2021"));
     assert_eq!(rows["C2"].fund, fen("50.00"));
     assert_eq!(rows["C2"].cap_remaining, Some(fen("1690.00")));
-    assert_eq!((rows["C3"].fund, rows["C3"].copay), (fen("65.43"), fen("58.02")));
+    assert_eq!(
+        (rows["C3"].fund, rows["C3"].copay),
+        (fen("65.43"), fen("58.02"))
+    );
     assert_eq!(rows["C3"].ratio_bp, Some(5300));
     let c4 = &rows["C4"];
     assert_eq!(c4.status, "not_covered");
@@ -74,18 +87,27 @@ fn jiaxing_cap_of_1800_binds_on_the_crossing_claim() {
     let c3 = &rows["C3"];
     assert_eq!(c3.status, "capped");
     assert_eq!(c3.reason.as_deref(), Some("annual_cap_reached"));
-    assert_eq!((c3.fund, c3.copay, c3.over_cap), (fen("300.00"), fen("200.00"), fen("500.00")));
+    assert_eq!(
+        (c3.fund, c3.copay, c3.over_cap),
+        (fen("300.00"), fen("200.00"), fen("500.00"))
+    );
     assert_eq!(c3.cap_remaining, Some(0));
     // Critical illness takes the personal in-scope share and the above-cap cost (clause 12).
     assert_eq!(c3.critical_illness_base, fen("700.00"));
     let c4 = &rows["C4"];
-    assert_eq!((c4.status.as_str(), c4.fund, c4.over_cap), ("capped", 0, fen("50.00")));
+    assert_eq!(
+        (c4.status.as_str(), c4.fund, c4.over_cap),
+        ("capped", 0, fen("50.00"))
+    );
 }
 
 #[test]
 fn jiaxing_single_cap_is_shared_by_hypertension_and_diabetes() {
     let p = person("P1", JIAXING, "resident");
-    let regs = [registration("P1", "hypertension"), registration("P1", "diabetes")];
+    let regs = [
+        registration("P1", "hypertension"),
+        registration("P1", "diabetes"),
+    ];
     let claims = [
         // Hypertension 2,500.00 at 60% = 1,500.00; shared cap left 300.00.
         claim("C1", "P1", "2024-03-01", "primary", "I10", "2500.00"),
@@ -97,7 +119,10 @@ fn jiaxing_single_cap_is_shared_by_hypertension_and_diabetes() {
     assert_eq!(rows["C1"].cap_remaining, Some(fen("300.00")));
     let c2 = &rows["C2"];
     assert_eq!(c2.benefit.as_deref(), Some("chronic_outpatient.diabetes"));
-    assert_eq!((c2.fund, c2.copay, c2.over_cap), (fen("300.00"), fen("300.00"), fen("400.00")));
+    assert_eq!(
+        (c2.fund, c2.copay, c2.over_cap),
+        (fen("300.00"), fen("300.00"), fen("400.00"))
+    );
 }
 
 #[test]
@@ -147,7 +172,10 @@ fn jiaxing_employee_pays_above_the_deductible_at_83_percent() {
         ],
     );
     let c1 = &rows["C1"];
-    assert_eq!((c1.deductible, c1.fund, c1.copay), (fen("1000.00"), fen("166.00"), fen("34.00")));
+    assert_eq!(
+        (c1.deductible, c1.fund, c1.copay),
+        (fen("1000.00"), fen("166.00"), fen("34.00"))
+    );
     assert_eq!(c1.critical_illness_base, fen("1034.00"));
     assert_eq!((rows["C2"].deductible, rows["C2"].fund), (0, fen("83.00")));
     assert_eq!(rows["C3"].fund, fen("50.00"));
@@ -178,12 +206,21 @@ fn ezhou_resident_ratios_by_level_and_pharmacy_at_prescriber_level() {
     assert_eq!(rows["C1"].fund, fen("60.00"));
     assert_eq!(rows["C2"].fund, fen("50.00"));
     assert_eq!(rows["C3"].fund, fen("40.00"));
-    assert_eq!((rows["C4"].fund, rows["C4"].ratio_bp), (fen("50.00"), Some(5000)));
+    assert_eq!(
+        (rows["C4"].fund, rows["C4"].ratio_bp),
+        (fen("50.00"), Some(5000))
+    );
     assert_eq!(rows["C5"].status, "not_covered");
-    assert_eq!(rows["C5"].reason.as_deref(), Some("missing_prescriber_level"));
+    assert_eq!(
+        rows["C5"].reason.as_deref(),
+        Some("missing_prescriber_level")
+    );
     // Cap 1,000.00 per condition: 1000 − 60 − 50 − 40 − 50 = 800.00 left.
     assert_eq!(rows["C4"].cap_remaining, Some(fen("800.00")));
-    assert_eq!(rows["C1"].benefit.as_deref(), Some("two_diseases.hypertension"));
+    assert_eq!(
+        rows["C1"].benefit.as_deref(),
+        Some("two_diseases.hypertension")
+    );
 }
 
 #[test]
@@ -212,10 +249,16 @@ fn ezhou_employee_tier80_secondary_condition_halves_ratio() {
             claim("C2", "P1", "2024-03-02", "primary", "I10", "100.00"),
         ],
     );
-    assert_eq!((rows["C1"].ratio_bp, rows["C1"].fund), (Some(3750), fen("375.00")));
+    assert_eq!(
+        (rows["C1"].ratio_bp, rows["C1"].fund),
+        (Some(3750), fen("375.00"))
+    );
     // Each condition keeps its own employee cap of 2,000.00.
     assert_eq!(rows["C1"].cap_remaining, Some(fen("1625.00")));
-    assert_eq!((rows["C2"].ratio_bp, rows["C2"].fund), (Some(8500), fen("85.00")));
+    assert_eq!(
+        (rows["C2"].ratio_bp, rows["C2"].fund),
+        (Some(8500), fen("85.00"))
+    );
     assert_eq!(rows["C2"].cap_remaining, Some(fen("1915.00")));
 }
 
@@ -256,7 +299,10 @@ fn ezhou_supplementary_replaces_employee_without_tier_reduction() {
     let c1 = &rows["C1"];
     assert_eq!(c1.ratio_bp, Some(9500));
     assert_eq!(c1.status, "capped");
-    assert_eq!((c1.fund, c1.copay, c1.over_cap), (fen("2500.00"), fen("131.58"), fen("368.42")));
+    assert_eq!(
+        (c1.fund, c1.copay, c1.over_cap),
+        (fen("2500.00"), fen("131.58"), fen("368.42"))
+    );
 }
 
 #[test]
@@ -268,10 +314,20 @@ fn ezhou_severe_registration_has_the_higher_cap() {
         severity: Some("severe"),
         ..registration("P1", "hypertension")
     }];
-    let rows = settle_one(p, &regs, &[claim("C1", "P1", "2024-03-01", "primary", "I10", "4000.00")]);
+    let rows = settle_one(
+        p,
+        &regs,
+        &[claim("C1", "P1", "2024-03-01", "primary", "I10", "4000.00")],
+    );
     let c1 = &rows["C1"];
-    assert_eq!(c1.benefit.as_deref(), Some("two_diseases_severe.hypertension"));
-    assert_eq!((c1.fund, c1.copay, c1.over_cap), (fen("2000.00"), fen("1333.33"), fen("666.67")));
+    assert_eq!(
+        c1.benefit.as_deref(),
+        Some("two_diseases_severe.hypertension")
+    );
+    assert_eq!(
+        (c1.fund, c1.copay, c1.over_cap),
+        (fen("2000.00"), fen("1333.33"), fen("666.67"))
+    );
 }
 
 // ---- Weihai: the 2023-05-01 switch to 70% at grassroots, cap carried across versions ----
@@ -291,11 +347,17 @@ fn weihai_grassroots_ratio_rises_to_70_percent_on_2023_05_01() {
         ],
     );
     assert_eq!(rows["C1"].policy_id.as_deref(), Some("weihai-2020"));
-    assert_eq!((rows["C1"].fund, rows["C1"].ratio_bp), (fen("200.00"), Some(5000)));
+    assert_eq!(
+        (rows["C1"].fund, rows["C1"].ratio_bp),
+        (fen("200.00"), Some(5000))
+    );
     let c2 = &rows["C2"];
     assert_eq!(c2.policy_id.as_deref(), Some("weihai-2023-05"));
     assert_eq!(c2.ratio_bp, Some(7000));
-    assert_eq!((c2.fund, c2.copay, c2.over_cap), (fen("100.00"), fen("42.86"), fen("57.14")));
+    assert_eq!(
+        (c2.fund, c2.copay, c2.over_cap),
+        (fen("100.00"), fen("42.86"), fen("57.14"))
+    );
 }
 
 #[test]
@@ -346,7 +408,10 @@ fn rizhao_benefits_start_the_day_after_approval() {
     assert_eq!(rows["C1"].status, "not_covered");
     assert_eq!(rows["C1"].reason.as_deref(), Some("before_benefit_start"));
     assert_eq!(rows["C2"].fund, fen("600.00"));
-    assert_eq!(rows["C2"].benefit.as_deref(), Some("chronic_special.malignant_tumour"));
+    assert_eq!(
+        rows["C2"].benefit.as_deref(),
+        Some("chronic_special.malignant_tumour")
+    );
 }
 
 #[test]
@@ -406,10 +471,16 @@ fn reversal_gives_the_cap_back() {
     assert_eq!(r1.status, "reversal");
     assert_eq!(r1.reason.as_deref(), Some("reverses_claim"));
     assert_eq!(r1.benefit.as_deref(), Some("two_diseases.hypertension"));
-    assert_eq!((r1.eligible, r1.fund, r1.copay), (fen("-1500.00"), fen("-900.00"), fen("-600.00")));
+    assert_eq!(
+        (r1.eligible, r1.fund, r1.copay),
+        (fen("-1500.00"), fen("-900.00"), fen("-600.00"))
+    );
     assert_eq!(r1.cap_remaining, Some(fen("1000.00")));
     assert_eq!(r1.ratio_bp, Some(6000));
-    assert_eq!((rows["C2"].status.as_str(), rows["C2"].fund), ("paid", fen("600.00")));
+    assert_eq!(
+        (rows["C2"].status.as_str(), rows["C2"].fund),
+        ("paid", fen("600.00"))
+    );
     assert_eq!(rows["C2"].cap_remaining, Some(fen("400.00")));
 }
 
@@ -437,7 +508,10 @@ fn reversal_problems_are_rejected() {
         ],
     );
     assert_eq!(rows["R0"].reason.as_deref(), Some("original_not_found"));
-    assert_eq!(rows["R1"].reason.as_deref(), Some("reversal_amount_mismatch"));
+    assert_eq!(
+        rows["R1"].reason.as_deref(),
+        Some("reversal_amount_mismatch")
+    );
     assert_eq!(rows["R2"].status, "reversal");
     assert_eq!(rows["R3"].reason.as_deref(), Some("already_reversed"));
     for id in ["R0", "R1", "R3"] {
@@ -463,8 +537,14 @@ fn new_year_resets_the_cap() {
             },
         ],
     );
-    assert_eq!((rows["C1"].status.as_str(), rows["C1"].fund), ("capped", fen("1000.00")));
-    assert_eq!((rows["C2"].status.as_str(), rows["C2"].fund), ("paid", fen("60.00")));
+    assert_eq!(
+        (rows["C1"].status.as_str(), rows["C1"].fund),
+        ("capped", fen("1000.00"))
+    );
+    assert_eq!(
+        (rows["C2"].status.as_str(), rows["C2"].fund),
+        ("paid", fen("60.00"))
+    );
     assert_eq!(rows["C2"].cap_remaining, Some(fen("940.00")));
     assert_eq!((rows["C3"].status.as_str(), rows["C3"].fund), ("capped", 0));
 }

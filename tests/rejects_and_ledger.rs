@@ -50,7 +50,12 @@ fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
     // A second file whose claim_id is null and whose amount is text that is not a number.
     let mut batch = claims_batch(&[claim("X", "P1", "2024-03-04", "primary", "I10", "1.00")]);
     let mut columns = batch.columns().to_vec();
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     columns[0] = Arc::new(StringArray::from(vec![None::<&str>]));
     fields[0] = Field::new("claim_id", DataType::Utf8, true);
     batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), columns.clone()).unwrap();
@@ -81,12 +86,22 @@ fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
 
     // Settlements: every row with its keys, the bad ones marked rejected with their reason.
     let rows = read_all(&s.path("out/settlements.parquet"));
-    assert_eq!(rows.num_rows(), 7, "the null-id row cannot be a settlement row");
+    assert_eq!(
+        rows.num_rows(),
+        7,
+        "the null-id row cannot be a settlement row"
+    );
     let ids = rows.column_by_name("claim_id").unwrap().as_string::<i32>();
     let status = rows.column_by_name("status").unwrap().as_string::<i32>();
     let reason = rows.column_by_name("reason").unwrap().as_string::<i32>();
     let got: Vec<(&str, &str, Option<&str>)> = (0..rows.num_rows())
-        .map(|i| (ids.value(i), status.value(i), reason.is_valid(i).then(|| reason.value(i))))
+        .map(|i| {
+            (
+                ids.value(i),
+                status.value(i),
+                reason.is_valid(i).then(|| reason.value(i)),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -104,17 +119,30 @@ fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
     // rejected.parquet: every bad row, the null-id one included, with file and row.
     let rejected = read_all(&s.path("out/rejected.parquet"));
     assert_eq!(rejected.num_rows(), 7);
-    let reasons = rejected.column_by_name("reason").unwrap().as_string::<i32>();
+    let reasons = rejected
+        .column_by_name("reason")
+        .unwrap()
+        .as_string::<i32>();
     assert_eq!(reasons.value(5), "null_key");
-    let detail = rejected.column_by_name("detail").unwrap().as_string::<i32>();
+    let detail = rejected
+        .column_by_name("detail")
+        .unwrap()
+        .as_string::<i32>();
     assert_eq!(detail.value(5), "claim_id is null");
     assert_eq!(detail.value(6), "total_amount = \"12.3x\"");
     let source_row = rejected
         .column_by_name("source_row")
         .unwrap()
         .as_primitive::<Int64Type>();
-    assert_eq!(source_row.value(4), 5, "the repeat of C1 is row 5 of part-0");
-    let source_file = rejected.column_by_name("source_file").unwrap().as_string::<i32>();
+    assert_eq!(
+        source_row.value(4),
+        5,
+        "the repeat of C1 is row 5 of part-0"
+    );
+    let source_file = rejected
+        .column_by_name("source_file")
+        .unwrap()
+        .as_string::<i32>();
     assert!(source_file.value(6).ends_with("part-2.parquet"));
     let in_scope = rejected
         .column_by_name("in_scope_amount")
@@ -126,7 +154,11 @@ fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
 #[test]
 fn a_malformed_file_stops_the_run_naming_file_and_column() {
     let p = person("P1", EZHOU, "resident");
-    let s = Scenario::new(&[p], &[], &[claim("C1", "P1", "2024-03-01", "primary", "I10", "1.00")]);
+    let s = Scenario::new(
+        &[p],
+        &[],
+        &[claim("C1", "P1", "2024-03-01", "primary", "I10", "1.00")],
+    );
     let batch = RecordBatch::try_from_iter(vec![(
         "claim_id",
         Arc::new(StringArray::from(vec!["C9"])) as ArrayRef,
@@ -138,9 +170,15 @@ fn a_malformed_file_stops_the_run_naming_file_and_column() {
     w.close().unwrap();
     let err = yibao::run::adjudicate(&s.args("claims", "out", None)).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("part-9.parquet") && text.contains("person_id"), "{text}");
+    assert!(
+        text.contains("part-9.parquet") && text.contains("person_id"),
+        "{text}"
+    );
     assert_eq!(err.exit_code(), 2);
-    assert!(!s.path("out/settlements.parquet").exists(), "no partial output");
+    assert!(
+        !s.path("out/settlements.parquet").exists(),
+        "no partial output"
+    );
 }
 
 /// Month 1, then month 2 with month 1's ledger, equals one run over both months — including a
@@ -154,7 +192,10 @@ fn month_split_with_the_ledger_equals_the_single_run() {
             ..person("P2", EZHOU, "employee")
         },
     ];
-    let regs = [registration("P1", "hypertension"), registration("P2", "diabetes")];
+    let regs = [
+        registration("P1", "hypertension"),
+        registration("P2", "diabetes"),
+    ];
     let march = vec![
         claim("A1", "P1", "2024-03-01", "primary", "I10", "900.00"),
         claim("A2", "P1", "2024-03-20", "primary", "I10", "500.00"),
@@ -198,7 +239,10 @@ fn month_split_with_the_ledger_equals_the_single_run() {
     // A1 900 × 60% = 540; A2 500 would pay 300 > 460 left? no: 300 ≤ 460, paid, 160 left.
     // R1 gives 300 back (460 left). A3 1000 × 60% = 600 > 460: capped at 460.00.
     assert_eq!(whole["R1"].cap_remaining, Some(fen("460.00")));
-    assert_eq!((whole["A3"].status.as_str(), whole["A3"].fund), ("capped", fen("460.00")));
+    assert_eq!(
+        (whole["A3"].status.as_str(), whole["A3"].fund),
+        ("capped", fen("460.00"))
+    );
     // P2: employee tier 80 at level 2: 75%. B1 750.00, B2 would pay 1,500 > 1,250 left.
     assert_eq!(whole["B2"].fund, fen("1250.00"));
 }

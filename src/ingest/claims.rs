@@ -3,8 +3,9 @@
 //! codes, interned diagnosis / institution / drug ids, money in fen. A row that is not a valid
 //! claim is marked with its [`Reason`] and carried to `rejected.parquet`; it never stops the run.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
@@ -14,7 +15,7 @@ use rayon::prelude::*;
 use super::read::{col, list_parquet, read_file, ColumnKind::*, ColumnSpec};
 use super::registry::PersonIndex;
 use crate::domain::{day_of, Day, Level, Millis, Reason, VisitType};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Marks a row whose `person_id` is null.
 pub const NO_PERSON: u32 = u32::MAX;
@@ -148,7 +149,12 @@ impl Local {
     }
 
     /// Re-codes into a global dictionary, appending new values in order.
-    fn merge_into(self, global: &mut Vec<String>, index: &mut HashMap<String, u32>, out: &mut Vec<u32>) {
+    fn merge_into(
+        self,
+        global: &mut Vec<String>,
+        index: &mut HashMap<String, u32>,
+        out: &mut Vec<u32>,
+    ) {
         let remap: Vec<u32> = self
             .values
             .into_iter()
@@ -160,11 +166,13 @@ impl Local {
                 })
             })
             .collect();
-        out.extend(
-            self.codes
-                .iter()
-                .map(|&c| if c == NO_CODE { NO_CODE } else { remap[c as usize] }),
-        );
+        out.extend(self.codes.iter().map(|&c| {
+            if c == NO_CODE {
+                NO_CODE
+            } else {
+                remap[c as usize]
+            }
+        }));
     }
 }
 
@@ -231,7 +239,7 @@ impl Claims {
                 .batches
                 .par_iter()
                 .zip(starts.par_iter())
-                .map(|(batch, &start)| convert(file, f, start, batch, persons_ref))
+                .map(|(batch, &start)| convert(f, start, batch, persons_ref))
                 .collect::<Result<_>>()?;
             converted.append(&mut batches);
         }
@@ -251,12 +259,17 @@ impl Claims {
             claims.person.extend_from_slice(&c.person);
             claims.settled_at.extend_from_slice(&c.settled_at);
             claims.service_day.extend_from_slice(&c.service_day);
-            claims.service_date_null.extend_from_slice(&c.service_date_null);
+            claims
+                .service_date_null
+                .extend_from_slice(&c.service_date_null);
             claims.level.extend_from_slice(&c.level);
             claims.prescriber.extend_from_slice(&c.prescriber);
             claims.visit.extend_from_slice(&c.visit);
-            c.diagnosis
-                .merge_into(&mut claims.diagnoses, &mut diagnosis_index, &mut claims.diagnosis);
+            c.diagnosis.merge_into(
+                &mut claims.diagnoses,
+                &mut diagnosis_index,
+                &mut claims.diagnosis,
+            );
             c.institution.merge_into(
                 &mut claims.institutions,
                 &mut institution_index,
@@ -301,12 +314,9 @@ impl Claims {
     /// global hash table; equal hashes are confirmed on the strings.
     fn reject_duplicate_ids(&mut self, known: &[&str]) {
         const LEDGER: u64 = 1 << 63;
-        let hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
-        let hash = |s: &str| {
-            let mut h = hasher.build_hasher();
-            s.hash(&mut h);
-            h.finish()
-        };
+        // SipHash with fixed keys: the same ids hash the same way on every run and thread.
+        let hasher = std::hash::BuildHasherDefault::<DefaultHasher>::default();
+        let hash = |s: &str| hasher.hash_one(s);
         let mut keys: Vec<(u64, u64)> = (0..self.len())
             .into_par_iter()
             .filter_map(|row| self.claim_id(row).map(|id| (hash(id), row as u64)))
@@ -317,8 +327,6 @@ impl Claims {
                 .enumerate()
                 .map(|(i, id)| (hash(id), LEDGER | i as u64)),
         );
-        // Ledger entries sort before this run's rows of the same hash? No: by row, so a run row
-        // compares against every earlier entry with the same hash below.
         keys.par_sort_unstable();
         let text = |key: u64| -> &str {
             if key & LEDGER != 0 {
@@ -357,7 +365,6 @@ impl Claims {
 }
 
 fn convert(
-    path: &Path,
     file: usize,
     file_row: u64,
     batch: &RecordBatch,
@@ -411,7 +418,6 @@ fn convert(
         rejected: Vec::with_capacity(n),
         detail: Vec::new(),
     };
-    let _ = path;
     for i in 0..n {
         let mut reject: Option<(Reason, String)> = None;
         let mut fail = |reason: Reason, detail: String| {
@@ -444,7 +450,11 @@ fn convert(
                 }
             }
         };
-        let settled_at = if settled.is_null(i) { 0 } else { settled.value(i) };
+        let settled_at = if settled.is_null(i) {
+            0
+        } else {
+            settled.value(i)
+        };
         let service_day = if service.is_null(i) {
             day_of(settled_at)
         } else {
@@ -584,6 +594,3 @@ fn rescale(value: i128, scale: i8) -> Option<i128> {
         }
     }
 }
-
-#[allow(dead_code)]
-fn _assert_error_used(_: Error) {}

@@ -72,7 +72,11 @@ pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(Error::schema(path, "*", "no *.parquet files in this directory"));
+        return Err(Error::schema(
+            path,
+            "*",
+            "no *.parquet files in this directory",
+        ));
     }
     Ok(files)
 }
@@ -80,9 +84,11 @@ pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
 /// Reads `specs` from `path`, decoding row groups in parallel on the current rayon pool.
 pub fn read_file(path: &Path, specs: &[ColumnSpec]) -> Result<FileBatches> {
     let open = || File::open(path).map_err(|e| Error::io(path, e));
-    let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?)
-        .map_err(|e| Error::parquet(path, e))?;
+    let bytes = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| Error::parquet(path, e))?;
     let file_schema = builder.schema().clone();
     let row_groups = builder.metadata().num_row_groups();
     let rows = builder.metadata().file_metadata().num_rows() as u64;
@@ -137,11 +143,14 @@ pub fn read_file(path: &Path, specs: &[ColumnSpec]) -> Result<FileBatches> {
 }
 
 fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {
-    let text = |dt: &DataType| matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let text = |dt: &DataType| {
+        matches!(
+            dt,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
+    };
     let ok = match spec.kind {
-        ColumnKind::Text => {
-            text(dt) || matches!(dt, DataType::Dictionary(_, v) if text(v))
-        }
+        ColumnKind::Text => text(dt) || matches!(dt, DataType::Dictionary(_, v) if text(v)),
         ColumnKind::TimestampMs => matches!(dt, DataType::Timestamp(_, _)),
         ColumnKind::Date => matches!(dt, DataType::Date32),
         ColumnKind::Money => matches!(dt, DataType::Decimal128(_, _)) || text(dt),

@@ -89,7 +89,12 @@ pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) 
         } else {
             view.registry.person(c.person[row])
         };
-        let key = (person.region, person.coverage as u8, o.label, o.status as u8);
+        let key = (
+            person.region,
+            person.coverage as u8,
+            o.label,
+            o.status as u8,
+        );
         let s = groups.entry(key).or_default();
         s.claims += 1;
         s.total += c.total_fen[row];

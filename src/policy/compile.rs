@@ -32,7 +32,10 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
         ));
     }
     if file.versions.is_empty() {
-        return Err(fail("versions", "a policy needs at least one version".into()));
+        return Err(fail(
+            "versions",
+            "a policy needs at least one version".into(),
+        ));
     }
     let region = policies.regions.len() as u16;
 
@@ -182,7 +185,10 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                         LevelRatio::PrescriberLevel
                     }
                     RatioEntry::PrescriberLevel => {
-                        return Err(fail(&key, "prescriber_level applies to pharmacy only".into()))
+                        return Err(fail(
+                            &key,
+                            "prescriber_level applies to pharmacy only".into(),
+                        ))
                     }
                 };
             }
@@ -193,7 +199,10 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 ));
             }
             if b.conditions.is_empty() {
-                return Err(fail(&at("conditions"), "a benefit needs a condition".into()));
+                return Err(fail(
+                    &at("conditions"),
+                    "a benefit needs a condition".into(),
+                ));
             }
             let benefit_id = benefits.len() as u16;
             for condition in &b.conditions {
@@ -280,7 +289,9 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 }
             }
         }
-        if version.secondary_factor.is_some() && !version.benefits.iter().any(|b| b.secondary_factor) {
+        if version.secondary_factor.is_some()
+            && !version.benefits.iter().any(|b| b.secondary_factor)
+        {
             return Err(fail(
                 &at("secondary_factor"),
                 "no benefit of this version applies the secondary factor".into(),
@@ -422,7 +433,9 @@ fn check_assumed(table: Option<&toml::Table>, key: &str) -> Result<(), String> {
     }
     match value {
         Some(_) => Ok(()),
-        None => Err(format!("`{key}` is marked assumed but is not set in this table")),
+        None => Err(format!(
+            "`{key}` is marked assumed but is not set in this table"
+        )),
     }
 }
 
@@ -484,10 +497,17 @@ benefit_start = "next_day"
         let hypertension = p.condition_id("hypertension").unwrap();
         assert_eq!(v.condition_of("i10.9"), Some(hypertension));
         assert_eq!(v.condition_of("I11"), None);
-        let slot = v.slot(Coverage::Resident, Severity::Severe, hypertension).unwrap();
+        let slot = v
+            .slot(Coverage::Resident, Severity::Severe, hypertension)
+            .unwrap();
         assert_eq!(p.labels[slot.label as usize], "two_diseases.hypertension");
-        assert_eq!(p.pools[slot.pool as usize], "resident:two_diseases.hypertension");
-        assert!(v.slot(Coverage::Employee, Severity::Normal, hypertension).is_none());
+        assert_eq!(
+            p.pools[slot.pool as usize],
+            "resident:two_diseases.hypertension"
+        );
+        assert!(v
+            .slot(Coverage::Employee, Severity::Normal, hypertension)
+            .is_none());
         assert_eq!(p.assumptions.len(), 1);
         assert_eq!(p.assumptions[0].key, "versions[0].benefits[0].annual_cap");
         assert_eq!(p.version_on(0, days_from_civil(2024, 7, 1)), Some(1));
@@ -509,19 +529,29 @@ benefit_start = "next_day"
 
     #[test]
     fn refuses_overlapping_versions() {
-        let e = refusal(&GOOD.replace("effective_from = 2024-07-01", "effective_from = 2024-06-30"));
-        assert!(e.contains("versions[1].effective_from") && e.contains("overlaps"), "{e}");
+        let e =
+            refusal(&GOOD.replace("effective_from = 2024-07-01", "effective_from = 2024-06-30"));
+        assert!(
+            e.contains("versions[1].effective_from") && e.contains("overlaps"),
+            "{e}"
+        );
     }
 
     #[test]
     fn refuses_a_missing_level() {
         let e = refusal(&GOOD.replace(", tertiary = \"not_covered\"", ""));
-        assert!(e.contains("ratio.tertiary") && e.contains("missing level"), "{e}");
+        assert!(
+            e.contains("ratio.tertiary") && e.contains("missing level"),
+            "{e}"
+        );
     }
 
     #[test]
     fn refuses_an_unknown_level_and_prescriber_level_off_pharmacy() {
-        let e = refusal(&GOOD.replace("tertiary = \"not_covered\"", "tertiary = \"not_covered\", quaternary = 0.1"));
+        let e = refusal(&GOOD.replace(
+            "tertiary = \"not_covered\"",
+            "tertiary = \"not_covered\", quaternary = 0.1",
+        ));
         assert!(e.contains("ratio.quaternary"), "{e}");
         let e = refusal(&GOOD.replace("secondary = 0.5", "secondary = \"prescriber_level\""));
         assert!(e.contains("pharmacy only"), "{e}");
@@ -535,16 +565,23 @@ benefit_start = "next_day"
 
     #[test]
     fn refuses_an_undefined_condition_and_tier_reduction_for_residents() {
-        let e = refusal(&GOOD.replace("conditions = [\"hypertension\"]", "conditions = [\"gout\"]"));
+        let e =
+            refusal(&GOOD.replace("conditions = [\"hypertension\"]", "conditions = [\"gout\"]"));
         assert!(e.contains("`gout` is not defined"), "{e}");
-        let e = refusal(&GOOD.replace("cap_per = \"condition\"", "cap_per = \"condition\"\ntier_reduction = true"));
+        let e = refusal(&GOOD.replace(
+            "cap_per = \"condition\"",
+            "cap_per = \"condition\"\ntier_reduction = true",
+        ));
         assert!(e.contains("employee scheme only"), "{e}");
     }
 
     #[test]
     fn refuses_money_with_too_many_decimals() {
         let e = refusal(&GOOD.replace("annual_cap = 1000", "annual_cap = 1000.005"));
-        assert!(e.contains("annual_cap") && e.contains("decimal places"), "{e}");
+        assert!(
+            e.contains("annual_cap") && e.contains("decimal places"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -565,6 +602,9 @@ benefit_start = "next_day"
             .filter(|a| a.version == "ezhou-2022")
             .all(|a| a.key == "versions[0].effective_from"));
         let report = p.check_report();
-        assert!(report.contains("weihai-2023-05: 2023-05-01 .. open"), "{report}");
+        assert!(
+            report.contains("weihai-2023-05: 2023-05-01 .. open"),
+            "{report}"
+        );
     }
 }

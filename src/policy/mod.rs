@@ -133,7 +133,11 @@ impl Policies {
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(Error::policy(dir, "*", "no policy files (*.toml) in this directory"));
+            return Err(Error::policy(
+                dir,
+                "*",
+                "no policy files (*.toml) in this directory",
+            ));
         }
         let mut policies = Policies::default();
         for file in &files {

@@ -44,28 +44,34 @@ pub fn split(eligible_fen: i64, terms: &Terms) -> Split {
     let deductible_fen = eligible_fen.min(terms.deductible_left_fen.max(0));
     let base = eligible_fen - deductible_fen;
     let ratio = terms.ratio_bp;
-    let (fund_fen, covered_fen, capped, cap_remaining_fen) = match (terms.cap_left_fen, terms.cap_basis) {
-        (None, _) => (apply_ratio(base, ratio), base, false, None),
-        (Some(left), CapBasis::Fund) => {
-            let left = left.max(0);
-            let full = apply_ratio(base, ratio);
-            if full > left {
-                let covered = if ratio == 0 {
-                    base
+    let (fund_fen, covered_fen, capped, cap_remaining_fen) =
+        match (terms.cap_left_fen, terms.cap_basis) {
+            (None, _) => (apply_ratio(base, ratio), base, false, None),
+            (Some(left), CapBasis::Fund) => {
+                let left = left.max(0);
+                let full = apply_ratio(base, ratio);
+                if full > left {
+                    let covered = if ratio == 0 {
+                        base
+                    } else {
+                        base.min(divide_by_ratio(left, ratio))
+                    };
+                    (left, covered, true, Some(0))
                 } else {
-                    base.min(divide_by_ratio(left, ratio))
-                };
-                (left, covered, true, Some(0))
-            } else {
-                (full, base, false, Some(left - full))
+                    (full, base, false, Some(left - full))
+                }
             }
-        }
-        (Some(left), CapBasis::Cost) => {
-            let left = left.max(0);
-            let covered = base.min(left);
-            (apply_ratio(covered, ratio), covered, covered < base, Some(left - covered))
-        }
-    };
+            (Some(left), CapBasis::Cost) => {
+                let left = left.max(0);
+                let covered = base.min(left);
+                (
+                    apply_ratio(covered, ratio),
+                    covered,
+                    covered < base,
+                    Some(left - covered),
+                )
+            }
+        };
     let s = Split {
         eligible_fen,
         deductible_fen,
@@ -101,7 +107,10 @@ mod tests {
     fn uncapped_claim_pays_ratio_of_base() {
         // 200.00 at 60%, no deductible: fund 120.00, copay 80.00.
         let s = split(20_000, &fund_terms(6_000, 0, None));
-        assert_eq!((s.fund_fen, s.copay_fen, s.over_cap_fen), (12_000, 8_000, 0));
+        assert_eq!(
+            (s.fund_fen, s.copay_fen, s.over_cap_fen),
+            (12_000, 8_000, 0)
+        );
         assert!(!s.capped);
     }
 
@@ -149,7 +158,10 @@ mod tests {
             ..fund_terms(6_000, 0, Some(15_000))
         };
         let s = split(20_000, &terms);
-        assert_eq!((s.fund_fen, s.copay_fen, s.over_cap_fen), (9_000, 6_000, 5_000));
+        assert_eq!(
+            (s.fund_fen, s.copay_fen, s.over_cap_fen),
+            (9_000, 6_000, 5_000)
+        );
         assert!(s.capped);
         assert_eq!(s.cap_remaining_fen, Some(0));
     }

@@ -111,6 +111,9 @@ pub struct Settled {
     pub reversed_ledger: Vec<usize>,
 }
 
+/// A chunk's year-to-date states (by person) and the ledger claims it reversed.
+type ChunkResult = (Vec<(u32, PoolState)>, Vec<usize>);
+
 /// Per-thread scratch reused across persons: no allocation per claim.
 #[derive(Default)]
 struct Scratch {
@@ -171,7 +174,7 @@ impl<'a> Engine<'a> {
             work.push(((a, b), head));
             rest = tail;
         }
-        let results: Vec<(Vec<(u32, PoolState)>, Vec<usize>)> = work
+        let results: Vec<ChunkResult> = work
             .into_par_iter()
             .map_init(Scratch::default, |scratch, ((a, b), out)| {
                 let mut pools = Vec::new();
@@ -203,7 +206,9 @@ impl<'a> Engine<'a> {
     /// Settles one person's claims (`rows`, in order) into `out`.
     fn settle_person(&self, person: u32, rows: &[u32], out: &mut [Outcome], scratch: &mut Scratch) {
         scratch.pools.clear();
-        scratch.pools.extend_from_slice(self.ledger.pools_of(person));
+        scratch
+            .pools
+            .extend_from_slice(self.ledger.pools_of(person));
         scratch.reversed_ledger.clear();
         let attributes = self.registry.person(person);
         for k in 0..rows.len() {
@@ -290,7 +295,11 @@ impl<'a> Engine<'a> {
         state.deductible_fen += s.deductible_fen;
         state.claims += 1;
         Outcome {
-            status: if s.capped { Status::Capped } else { Status::Paid },
+            status: if s.capped {
+                Status::Capped
+            } else {
+                Status::Paid
+            },
             reason: s.capped.then_some(Reason::AnnualCapReached),
             version: v,
             label: slot.label,
@@ -345,7 +354,12 @@ impl<'a> Engine<'a> {
                 if out[j].reversed {
                     return rejected(Reason::AlreadyReversed);
                 }
-                (out[j], claims.total_fen[r], claims.in_scope_fen[r], claims.service_day[r])
+                (
+                    out[j],
+                    claims.total_fen[r],
+                    claims.in_scope_fen[r],
+                    claims.service_day[r],
+                )
             }
             Some(Found::Ledger(i)) => {
                 let r = &self.ledger.claims[i];

@@ -142,7 +142,12 @@ pub fn write_persons(path: &Path, persons: &[Person]) {
         ("scheme", strings(persons, |p| Some(p.scheme))),
         (
             "supplementary",
-            Arc::new(persons.iter().map(|p| p.supplementary).collect::<BooleanArray>()) as ArrayRef,
+            Arc::new(
+                persons
+                    .iter()
+                    .map(|p| p.supplementary)
+                    .collect::<BooleanArray>(),
+            ) as ArrayRef,
         ),
         (
             "contribution_tier",
@@ -151,7 +156,12 @@ pub fn write_persons(path: &Path, persons: &[Person]) {
         ("assistance_category", strings(persons, |p| p.assistance)),
         (
             "family_doctor_signed",
-            Arc::new(persons.iter().map(|p| p.family_doctor).collect::<BooleanArray>()) as ArrayRef,
+            Arc::new(
+                persons
+                    .iter()
+                    .map(|p| p.family_doctor)
+                    .collect::<BooleanArray>(),
+            ) as ArrayRef,
         ),
     ])
     .unwrap();
@@ -170,13 +180,19 @@ pub fn write_registrations(path: &Path, rows: &[Registration]) {
         ),
         (
             "approved_on",
-            Arc::new(rows.iter().map(|r| Some(date(r.approved_on))).collect::<Date32Array>())
-                as ArrayRef,
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(date(r.approved_on)))
+                    .collect::<Date32Array>(),
+            ) as ArrayRef,
         ),
         (
             "ended_on",
-            Arc::new(rows.iter().map(|r| r.ended_on.map(date)).collect::<Date32Array>())
-                as ArrayRef,
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.ended_on.map(date))
+                    .collect::<Date32Array>(),
+            ) as ArrayRef,
         ),
     ])
     .unwrap();
@@ -333,7 +349,12 @@ impl Scenario {
         self.dir.path().join(name)
     }
 
-    pub fn args(&self, claims: &str, out: &str, ledger: Option<&str>) -> yibao::run::AdjudicateArgs {
+    pub fn args(
+        &self,
+        claims: &str,
+        out: &str,
+        ledger: Option<&str>,
+    ) -> yibao::run::AdjudicateArgs {
         yibao::run::AdjudicateArgs {
             claims: self.path(claims),
             persons: self.path("persons.parquet"),
