@@ -343,10 +343,18 @@ impl Claims {
                 end += 1;
             }
             if end - start > 1 {
-                // Within one hash: ledger ids first (they were settled earlier), then run rows in
-                // input order; a row is a duplicate if any entry before it has the same text.
+                // Within one hash, the id belongs to the ledger's claim (settled by an earlier
+                // run), else to the valid row settled first — by settlement time, then input
+                // order — so a split run and a whole run agree on which row is the repeat.
                 let mut group: Vec<u64> = keys[start..end].iter().map(|k| k.1).collect();
-                group.sort_by_key(|&k| (k & LEDGER == 0, k & !LEDGER));
+                group.sort_by_key(|&k| {
+                    if k & LEDGER != 0 {
+                        (false, false, i64::MIN, k & !LEDGER)
+                    } else {
+                        let row = k as usize;
+                        (true, self.rejected[row].is_some(), self.settled_at[row], k)
+                    }
+                });
                 for j in 1..group.len() {
                     let key = group[j];
                     if key & LEDGER == 0 && group[..j].iter().any(|&e| text(e) == text(key)) {

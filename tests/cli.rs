@@ -1,0 +1,205 @@
+//! Runs the built `yibao` binary as the README's quick start does, and checks every output file
+//! against the contract's schema (`tests/contract-schema.json`, a copy of the shared contract).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::datatypes::{DataType, Schema, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn yibao() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_yibao"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn schema_of(path: &Path) -> Schema {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    builder.schema().as_ref().clone()
+}
+
+fn rows_of(path: &Path) -> i64 {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    builder.metadata().file_metadata().num_rows()
+}
+
+/// Does `dt` satisfy a contract type name?
+fn matches(contract: &str, dt: &DataType) -> bool {
+    let utf8 = |d: &DataType| matches!(d, DataType::Utf8);
+    match contract {
+        "utf8" => utf8(dt) || matches!(dt, DataType::Dictionary(_, v) if utf8(v)),
+        "date32" => dt == &DataType::Date32,
+        "timestamp_ms" => matches!(dt, DataType::Timestamp(TimeUnit::Millisecond, _)),
+        "decimal(18,2)" => dt == &DataType::Decimal128(18, 2),
+        "decimal(5,4)" => dt == &DataType::Decimal128(5, 4),
+        "int16" => dt == &DataType::Int16,
+        "int32" => dt == &DataType::Int32,
+        "bool" => dt == &DataType::Boolean,
+        "float32" => dt == &DataType::Float32,
+        "list<utf8>" => matches!(dt, DataType::List(f) if utf8(f.data_type())),
+        other => panic!("unknown contract type {other}"),
+    }
+}
+
+fn check(schema: &Schema, columns: &serde_json::Value, what: &str) {
+    for column in columns.as_array().unwrap() {
+        let name = column["name"].as_str().unwrap();
+        let ty = column["type"].as_str().unwrap();
+        let field = schema
+            .field_with_name(name)
+            .unwrap_or_else(|_| panic!("{what}: column {name} missing"));
+        assert!(
+            matches(ty, field.data_type()),
+            "{what}.{name}: {} is not {ty}",
+            field.data_type()
+        );
+        if column["nullable"] == false {
+            assert!(
+                !field.is_nullable(),
+                "{what}.{name} must be declared non-null"
+            );
+        }
+    }
+}
+
+#[test]
+fn quick_start_settles_the_sample_and_outputs_follow_the_contract() {
+    let contract: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("tests/contract-schema.json")).unwrap())
+            .unwrap();
+    // The committed sample inputs follow the contract's input tables.
+    for (file, table) in [
+        ("data-samples/claims.parquet", "claims"),
+        ("data-samples/persons.parquet", "persons"),
+        ("data-samples/registrations.parquet", "registrations"),
+    ] {
+        check(&schema_of(&repo(file)), &contract["inputs"][table], table);
+    }
+
+    let out = tempfile::tempdir().unwrap();
+    let status = yibao()
+        .args([
+            "adjudicate",
+            "--claims",
+            "data-samples/claims.parquet",
+            "--persons",
+            "data-samples/persons.parquet",
+            "--registrations",
+            "data-samples/registrations.parquet",
+            "--out",
+        ])
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let settlements = out.path().join("settlements.parquet");
+    check(
+        &schema_of(&settlements),
+        &contract["outputs"]["settlements"],
+        "settlements",
+    );
+    let input_rows = rows_of(&repo("data-samples/claims.parquet"));
+    let rejected = rows_of(&out.path().join("rejected.parquet"));
+    let settled = rows_of(&settlements);
+    assert!(rejected > 0, "the sample carries a few bad rows");
+    assert!(settled <= input_rows && settled >= input_rows - rejected);
+    assert!(rows_of(&out.path().join("ledger.parquet")) > 0);
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["claims"], input_rows);
+    assert_eq!(summary["outputs"]["settlements"], settled);
+    assert_eq!(summary["outputs"]["rejected"], rejected);
+    assert_eq!(summary["policies"].as_array().unwrap().len(), 5);
+    let claimed: i64 = summary["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["claims"].as_i64().unwrap())
+        .sum();
+    assert_eq!(claimed, input_rows, "totals account for every input row");
+}
+
+#[test]
+fn thread_count_does_not_change_the_output() {
+    let out = tempfile::tempdir().unwrap();
+    for threads in ["1", "2"] {
+        let status = yibao()
+            .args([
+                "adjudicate",
+                "--claims",
+                "data-samples/claims.parquet",
+                "--persons",
+                "data-samples/persons.parquet",
+                "--registrations",
+                "data-samples/registrations.parquet",
+                "--threads",
+                threads,
+                "--out",
+            ])
+            .arg(out.path().join(threads))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for file in ["settlements.parquet", "ledger.parquet", "rejected.parquet"] {
+        let a = std::fs::read(out.path().join("1").join(file)).unwrap();
+        let b = std::fs::read(out.path().join("2").join(file)).unwrap();
+        assert!(a == b, "{file} differs");
+    }
+}
+
+#[test]
+fn unreadable_input_exits_2_naming_the_file() {
+    let out = tempfile::tempdir().unwrap();
+    let output = yibao()
+        .args([
+            "adjudicate",
+            "--claims",
+            "no-such-dir/claims.parquet",
+            "--persons",
+            "data-samples/persons.parquet",
+            "--registrations",
+            "data-samples/registrations.parquet",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no-such-dir/claims.parquet"), "{stderr}");
+}
+
+#[test]
+fn policy_check_lists_assumptions_and_refuses_a_bad_policy() {
+    let output = yibao().args(["policy", "check"]).output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("assumed number(s)"), "{stdout}");
+    assert!(stdout.contains("rizhao-2020"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("policies/ezhou.toml"))
+        .unwrap()
+        .replace("primary = 0.60", "primary = 1.60");
+    std::fs::write(dir.path().join("ezhou.toml"), text).unwrap();
+    let output = yibao()
+        .args(["policy", "check", "--policies"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ezhou.toml") && stderr.contains("ratio.primary"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,267 @@
+//! Invariants: the kernel's identities for any input (proptest), and on a generated month the
+//! contract's identities on every row, identical output for 1 and 2 threads, and a month split
+//! through the ledger equal to the single run.
+
+mod common;
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::*;
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::*;
+use common::*;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use proptest::prelude::*;
+use yibao::policy::CapBasis;
+use yibao::settle::kernel::{split, Terms};
+
+proptest! {
+    #[test]
+    fn kernel_split_keeps_the_identities(
+        eligible in 0i64..10_000_000,
+        ratio_bp in 0u32..=10_000,
+        deductible_left in -1_000i64..500_000,
+        cap_left in proptest::option::of(-1_000i64..2_000_000),
+        cost_basis in any::<bool>(),
+    ) {
+        let terms = Terms {
+            ratio_bp,
+            deductible_left_fen: deductible_left,
+            cap_left_fen: cap_left,
+            cap_basis: if cost_basis { CapBasis::Cost } else { CapBasis::Fund },
+        };
+        let s = split(eligible, &terms);
+        prop_assert_eq!(s.eligible_fen, s.deductible_fen + s.fund_fen + s.copay_fen + s.over_cap_fen);
+        prop_assert!(s.deductible_fen >= 0 && s.fund_fen >= 0 && s.copay_fen >= 0 && s.over_cap_fen >= 0);
+        prop_assert!(s.deductible_fen <= deductible_left.max(0));
+        let base = eligible - s.deductible_fen;
+        let full = yibao::money::apply_ratio(base, ratio_bp);
+        prop_assert!(s.fund_fen <= full);
+        if let Some(left) = cap_left {
+            if !cost_basis {
+                prop_assert!(s.fund_fen <= left.max(0));
+            } else {
+                prop_assert!(s.covered_fen <= left.max(0));
+            }
+            prop_assert!(s.cap_remaining_fen.unwrap() >= 0);
+        } else {
+            prop_assert_eq!(s.fund_fen, full);
+            prop_assert!(!s.capped);
+        }
+        prop_assert_eq!(s.capped, s.over_cap_fen > 0 || (s.fund_fen < full));
+    }
+}
+
+fn read(path: &Path) -> RecordBatch {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+fn generate(dir: &Path, persons: u64, claims: u64, year: i32, month: u32, seed: u64) {
+    yibao::generate::generate(&yibao::generate::GenerateConfig {
+        persons,
+        claims,
+        year,
+        month,
+        seed,
+        out: dir.to_path_buf(),
+    })
+    .unwrap();
+}
+
+fn args(
+    dir: &Path,
+    claims: &str,
+    out: &str,
+    ledger: Option<&str>,
+    threads: usize,
+) -> yibao::run::AdjudicateArgs {
+    yibao::run::AdjudicateArgs {
+        claims: dir.join(claims),
+        persons: dir.join("persons.parquet"),
+        registrations: dir.join("registrations.parquet"),
+        ledger: ledger.map(|l| dir.join(l)),
+        policies: policies_dir(),
+        out: dir.join(out),
+        threads: Some(threads),
+    }
+}
+
+#[test]
+fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 3_000, 30_000, 2024, 3, 11);
+    let one = yibao::run::adjudicate(&args(d, "claims.parquet", "t1", None, 1)).unwrap();
+    yibao::run::adjudicate(&args(d, "claims.parquet", "t2", None, 2)).unwrap();
+    for file in ["settlements.parquet", "rejected.parquet", "ledger.parquet"] {
+        let a = std::fs::read(d.join("t1").join(file)).unwrap();
+        let b = std::fs::read(d.join("t2").join(file)).unwrap();
+        assert!(a == b, "{file} differs between 1 and 2 threads");
+    }
+    assert!(one.rejected > 0, "the generator plants bad rows");
+
+    // Settlement rows are the input rows with non-null keys, in input order.
+    let input = read(&d.join("claims.parquet"));
+    let keys = [
+        "claim_id",
+        "person_id",
+        "region",
+        "settled_at",
+        "institution_level",
+    ];
+    let mask: BooleanArray = (0..input.num_rows())
+        .map(|i| {
+            Some(
+                keys.iter()
+                    .all(|k| input.column_by_name(k).unwrap().is_valid(i)),
+            )
+        })
+        .collect();
+    let input = filter_record_batch(&input, &mask).unwrap();
+    let out = read(&d.join("t1/settlements.parquet"));
+    assert_eq!(out.num_rows(), input.num_rows());
+    let dec = |b: &RecordBatch, n: &str| {
+        b.column_by_name(n)
+            .unwrap()
+            .as_primitive::<Decimal128Type>()
+            .clone()
+    };
+    let (total, in_scope) = (dec(&input, "total_amount"), dec(&input, "in_scope_amount"));
+    let (eligible, deductible, fund, copay, over_cap, self_funded, ci) = (
+        dec(&out, "eligible_amount"),
+        dec(&out, "deductible_amount"),
+        dec(&out, "fund_paid"),
+        dec(&out, "copay_amount"),
+        dec(&out, "over_cap_amount"),
+        dec(&out, "self_funded_amount"),
+        dec(&out, "critical_illness_base"),
+    );
+    let status = out
+        .column_by_name("status")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let reason = out
+        .column_by_name("reason")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let out_ids = out
+        .column_by_name("claim_id")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let in_ids = input
+        .column_by_name("claim_id")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..out.num_rows() {
+        assert_eq!(out_ids.value(i), in_ids.value(i));
+        *seen.entry(status.value(i)).or_insert(0) += 1;
+        assert_eq!(
+            eligible.value(i),
+            deductible.value(i) + fund.value(i) + copay.value(i) + over_cap.value(i),
+            "row {i}"
+        );
+        assert_eq!(
+            reason.is_null(i),
+            status.value(i) == "paid",
+            "row {i}: reason iff not paid"
+        );
+        if status.value(i) == "rejected" {
+            continue;
+        }
+        assert_eq!(
+            total.value(i),
+            in_scope.value(i) + self_funded.value(i),
+            "row {i}"
+        );
+        match status.value(i) {
+            "paid" | "capped" => {
+                assert_eq!(eligible.value(i), in_scope.value(i), "row {i}");
+                assert_eq!(ci.value(i), eligible.value(i) - fund.value(i));
+            }
+            "not_covered" => assert_eq!((eligible.value(i), fund.value(i)), (0, 0)),
+            "reversal" => assert!(fund.value(i) <= 0),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // A realistic month exercises every status.
+    for s in ["paid", "capped", "not_covered", "reversal", "rejected"] {
+        assert!(
+            seen.get(s).copied().unwrap_or(0) > 0,
+            "no {s} rows: {seen:?}"
+        );
+    }
+}
+
+fn write(path: &Path, batch: &RecordBatch) {
+    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn month_split_through_the_ledger_equals_the_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 2_000, 20_000, 2024, 5, 5);
+    // Split the month at the 16th by settlement time; bad rows with a null time go first.
+    let all = read(&d.join("claims.parquet"));
+    let settled = all
+        .column_by_name("settled_at")
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>()
+        .clone();
+    let cut = yibao::domain::days_from_civil(2024, 5, 16) as i64 * yibao::domain::MILLIS_PER_DAY;
+    let first: BooleanArray = (0..all.num_rows())
+        .map(|i| Some(settled.is_null(i) || settled.value(i) < cut))
+        .collect();
+    let second = arrow::compute::not(&first).unwrap();
+    for sub in ["h1", "h2", "both"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    let (a, b) = (
+        filter_record_batch(&all, &first).unwrap(),
+        filter_record_batch(&all, &second).unwrap(),
+    );
+    assert!(a.num_rows() > 1000 && b.num_rows() > 1000);
+    write(&d.join("h1/part.parquet"), &a);
+    write(&d.join("h2/part.parquet"), &b);
+    write(&d.join("both/part-1.parquet"), &a);
+    write(&d.join("both/part-2.parquet"), &b);
+
+    yibao::run::adjudicate(&args(d, "h1", "o1", None, 2)).unwrap();
+    yibao::run::adjudicate(&args(d, "h2", "o2", Some("o1/ledger.parquet"), 2)).unwrap();
+    yibao::run::adjudicate(&args(d, "both", "all", None, 2)).unwrap();
+    let split = concat_batches(
+        &read(&d.join("o1/settlements.parquet")).schema(),
+        &[
+            read(&d.join("o1/settlements.parquet")),
+            read(&d.join("o2/settlements.parquet")),
+        ],
+    )
+    .unwrap();
+    let whole = read(&d.join("all/settlements.parquet"));
+    assert_eq!(split.num_rows(), whole.num_rows());
+    for (i, field) in whole.schema().fields().iter().enumerate() {
+        assert_eq!(
+            split.column(i).as_ref(),
+            whole.column(i).as_ref(),
+            "column {}",
+            field.name()
+        );
+    }
+    // The reversals of the second half found their first-half originals through the ledger.
+    let status = whole.column_by_name("status").unwrap().as_string::<i32>();
+    assert!((0..whole.num_rows()).any(|i| status.value(i) == "reversal"));
+}
