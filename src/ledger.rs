@@ -390,7 +390,9 @@ impl LedgerWriter {
     }
 
     pub fn push_claim(&mut self, person_id: &str, c: &ClaimRecord, policies: &Policies) {
-        let name = |list: &Vec<String>, i: u16| (i != NONE).then(|| list[i as usize].clone());
+        fn name(list: &[String], i: u16) -> Option<&str> {
+            (i != NONE).then(|| list[i as usize].as_str())
+        }
         self.record.append_value("claim");
         self.person_id.append_value(person_id);
         self.year
@@ -405,7 +407,7 @@ impl LedgerWriter {
         self.service_date.append_value(c.service_day);
         self.status.append_value(c.status.as_str());
         self.policy_id.append_option(
-            (c.version != NONE).then(|| policies.versions[c.version as usize].id.clone()),
+            (c.version != NONE).then(|| policies.versions[c.version as usize].id.as_str()),
         );
         self.benefit.append_option(name(&policies.labels, c.label));
         self.ratio.append_option(c.ratio_bp.map(|r| r as i128));

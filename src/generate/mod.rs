@@ -1,19 +1,670 @@
-//! TEMPORARY stub until the generator lands.
+//! `yibao generate`: a deterministic synthetic province — a person registry, chronic-condition
+//! registrations and one month of claims across the five pooling regions — for tests,
+//! benchmarks and demonstrations, since real claims data cannot leave a data centre.
+//!
+//! The data is shaped to exercise the engine: two-diseases patients with skewed claim counts
+//! and heavy-tailed costs (so annual caps bind), registrations that start or end mid-month,
+//! unregistered patients, everyday diagnoses no benefit covers, out-of-region claims,
+//! pharmacy fills with and without a prescriber level, reversals, and a few deliberately bad
+//! rows that ingest must reject.
+//!
+//! **Reproducibility.** The same configuration gives byte-identical files on any machine and
+//! for any rayon thread count (with the same `parquet` crate version, whose name is in the
+//! footer): persons are cut into fixed chunks of 4,096, each drawn from its own hand-written RNG
+//! stream keyed by `(seed, chunk)` (module `rng`, which also avoids the platform's `libm`), each
+//! chunk's share of the claims follows from its position alone, and Parquet row groups are cut
+//! between chunks only. Within a chunk, claims are in settlement order; an original always
+//! precedes its reversal.
+
+mod catalogue;
+mod chunk;
+mod rng;
+mod schema;
+mod writer;
+
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use chunk::Plan;
+use writer::{ParallelWriter, ROW_GROUP_ROWS};
+
+/// What to generate.
+#[derive(Debug, Clone)]
 pub struct GenerateConfig {
+    /// Size of the person registry (`persons.parquet` rows).
     pub persons: u64,
+    /// Exact number of claim rows written, reversals and bad rows included.
     pub claims: u64,
+    /// The month the claims are settled in.
     pub year: i32,
     pub month: u32,
+    /// Names the province: same seed, same files.
     pub seed: u64,
-    pub out: std::path::PathBuf,
+    /// Directory for `persons.parquet`, `registrations.parquet` and `claims.parquet`; created
+    /// if missing.
+    pub out: PathBuf,
 }
+
+/// Row counts of what was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GenerateReport {
     pub persons: u64,
     pub registrations: u64,
+    /// All claim rows, equal to the configured count.
     pub claims: u64,
+    /// Claim rows that reverse an earlier claim.
     pub reversals: u64,
+    /// Claim rows written invalid on purpose (null keys, in-scope above total, a negative total
+    /// without a reversal, an unknown institution level, a duplicated claim id).
     pub bad_rows: u64,
 }
-pub fn generate(_cfg: &GenerateConfig) -> crate::Result<GenerateReport> {
-    unimplemented!()
+
+/// Writes the synthetic province described by `cfg` into `cfg.out`. Each file appears
+/// atomically (written as `name.parquet.tmp`, then renamed); on error no `.tmp` file is left.
+pub fn generate(cfg: &GenerateConfig) -> Result<GenerateReport> {
+    generate_with(cfg, ROW_GROUP_ROWS)
+}
+
+/// [`generate`] with a chosen row-group size, so tests can cover multi-row-group files cheaply.
+fn generate_with(cfg: &GenerateConfig, row_group_rows: usize) -> Result<GenerateReport> {
+    validate(cfg)?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let plan = Plan::new(cfg.persons, cfg.claims, cfg.year, cfg.month, cfg.seed);
+
+    let mut persons = ParallelWriter::create(
+        &cfg.out.join("persons.parquet"),
+        schema::persons(),
+        row_group_rows,
+    )?;
+    let mut registrations = ParallelWriter::create(
+        &cfg.out.join("registrations.parquet"),
+        schema::registrations(),
+        row_group_rows,
+    )?;
+    let mut claims = ParallelWriter::create(
+        &cfg.out.join("claims.parquet"),
+        schema::claims(),
+        row_group_rows,
+    )?;
+
+    let mut report = GenerateReport {
+        persons: cfg.persons,
+        registrations: 0,
+        claims: 0,
+        reversals: 0,
+        bad_rows: 0,
+    };
+    // Chunks are built a wave at a time (about a row group of claims) to bound memory; the
+    // wave size affects neither the rows nor where row groups are cut.
+    let wave = (ROW_GROUP_ROWS as u64 / plan.claims_per_chunk().max(1)).clamp(8, 256);
+    let chunks = plan.chunk_count();
+    let mut first = 0;
+    while first < chunks {
+        let last = (first + wave).min(chunks);
+        let outputs: Vec<Result<chunk::ChunkOutput>> = (first..last)
+            .into_par_iter()
+            .map(|c| chunk::generate(&plan, c))
+            .collect();
+        for output in outputs {
+            let output = output?;
+            report.registrations += output.registrations.num_rows() as u64;
+            report.claims += output.claims.num_rows() as u64;
+            report.reversals += output.reversals;
+            report.bad_rows += output.bad_rows;
+            persons.push(output.persons)?;
+            registrations.push(output.registrations)?;
+            claims.push(output.claims)?;
+        }
+        first = last;
+    }
+    debug_assert_eq!(report.claims, cfg.claims);
+    persons.finish()?;
+    registrations.finish()?;
+    claims.finish()?;
+    Ok(report)
+}
+
+fn validate(cfg: &GenerateConfig) -> Result<()> {
+    if !(1..=12).contains(&cfg.month) {
+        return Err(Error::Usage(format!(
+            "generate: month {} is not 1–12",
+            cfg.month
+        )));
+    }
+    if !(1900..=9999).contains(&cfg.year) {
+        return Err(Error::Usage(format!(
+            "generate: year {} is out of range",
+            cfg.year
+        )));
+    }
+    if cfg.claims > 0 && cfg.persons == 0 {
+        return Err(Error::Usage(
+            "generate: claims need at least one person".to_string(),
+        ));
+    }
+    // Claim rows of a chunk are numbered in u32.
+    if cfg.persons > 0
+        && cfg.claims / cfg.persons.div_ceil(chunk::CHUNK_PERSONS) > u32::MAX as u64 / 2
+    {
+        return Err(Error::Usage(
+            "generate: too many claims per person".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+    use std::fs::File;
+    use std::path::Path;
+
+    use arrow::array::{
+        Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Int16Array, Int32Array,
+        RecordBatch, StringArray, TimestampMillisecondArray,
+    };
+    use arrow::compute::concat_batches;
+    use arrow::datatypes::{DataType, TimeUnit};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::domain::{days_from_civil, Level, MILLIS_PER_DAY};
+
+    const FILES: [&str; 3] = ["persons.parquet", "registrations.parquet", "claims.parquet"];
+
+    fn config(dir: &Path, persons: u64, claims: u64, seed: u64) -> GenerateConfig {
+        GenerateConfig {
+            persons,
+            claims,
+            year: 2024,
+            month: 3,
+            seed,
+            out: dir.to_path_buf(),
+        }
+    }
+
+    fn bytes(dir: &Path) -> Vec<Vec<u8>> {
+        FILES
+            .iter()
+            .map(|f| std::fs::read(dir.join(f)).unwrap())
+            .collect()
+    }
+
+    fn read(path: &Path) -> (RecordBatch, usize) {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+        let row_groups = builder.metadata().num_row_groups();
+        let schema = builder.schema().clone();
+        let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+        (concat_batches(&schema, &batches).unwrap(), row_groups)
+    }
+
+    fn text<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
+        batch.column_by_name(name).unwrap().as_string::<i32>()
+    }
+
+    fn money<'a>(batch: &'a RecordBatch, name: &str) -> &'a Decimal128Array {
+        batch.column_by_name(name).unwrap().as_primitive()
+    }
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_bytes_for_any_thread_count() {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        // Small row groups, so the files have several and chunks straddle wave boundaries.
+        let run = |dir: &Path, seed: u64, threads: usize| {
+            pool(threads)
+                .install(|| generate_with(&config(dir, 30_000, 90_001, seed), 20_000))
+                .unwrap()
+        };
+        let ra = run(a.path(), 11, 1);
+        let rb = run(b.path(), 11, 2);
+        assert_eq!(ra, rb);
+        assert_eq!(bytes(a.path()), bytes(b.path()));
+        let (_, row_groups) = read(&a.path().join("claims.parquet"));
+        assert!(row_groups >= 4, "{row_groups} row groups");
+
+        // Again on the same directory: the files are replaced by identical ones.
+        run(a.path(), 11, 2);
+        assert_eq!(bytes(a.path()), bytes(b.path()));
+
+        run(c.path(), 12, 2);
+        let (x, y) = (bytes(a.path()), bytes(c.path()));
+        for i in 0..3 {
+            assert_ne!(x[i], y[i], "{} does not depend on the seed", FILES[i]);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(a.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn persons_do_not_depend_on_the_claims_count() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        generate(&config(a.path(), 9_000, 1_000, 5)).unwrap();
+        generate(&config(b.path(), 9_000, 30_000, 5)).unwrap();
+        assert_eq!(bytes(a.path())[0], bytes(b.path())[0]);
+    }
+
+    #[test]
+    fn schemas_are_the_contracts() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(&config(dir.path(), 2_000, 5_000, 1)).unwrap();
+        let money = DataType::Decimal128(18, 2);
+        let expected: [(&str, Vec<(&str, DataType)>); 3] = [
+            (
+                "persons.parquet",
+                vec![
+                    ("person_id", DataType::Utf8),
+                    ("region", DataType::Utf8),
+                    ("scheme", DataType::Utf8),
+                    ("supplementary", DataType::Boolean),
+                    ("contribution_tier", DataType::Int16),
+                    ("assistance_category", DataType::Utf8),
+                    ("family_doctor_signed", DataType::Boolean),
+                ],
+            ),
+            (
+                "registrations.parquet",
+                vec![
+                    ("person_id", DataType::Utf8),
+                    ("condition", DataType::Utf8),
+                    ("severity", DataType::Utf8),
+                    ("primary", DataType::Boolean),
+                    ("approved_on", DataType::Date32),
+                    ("ended_on", DataType::Date32),
+                ],
+            ),
+            (
+                "claims.parquet",
+                vec![
+                    ("claim_id", DataType::Utf8),
+                    ("person_id", DataType::Utf8),
+                    ("region", DataType::Utf8),
+                    (
+                        "settled_at",
+                        DataType::Timestamp(TimeUnit::Millisecond, None),
+                    ),
+                    ("service_date", DataType::Date32),
+                    ("institution_id", DataType::Utf8),
+                    ("institution_level", DataType::Utf8),
+                    ("prescriber_level", DataType::Utf8),
+                    ("visit_type", DataType::Utf8),
+                    ("diagnosis", DataType::Utf8),
+                    ("total_amount", money.clone()),
+                    ("in_scope_amount", money),
+                    ("drug_code", DataType::Utf8),
+                    ("days_supply", DataType::Int32),
+                    ("reverses_claim_id", DataType::Utf8),
+                ],
+            ),
+        ];
+        for (file, columns) in expected {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(
+                File::open(dir.path().join(file)).unwrap(),
+            )
+            .unwrap();
+            let got: Vec<(String, DataType)> = builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect();
+            let want: Vec<(String, DataType)> = columns
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t))
+                .collect();
+            assert_eq!(got, want, "{file}");
+        }
+    }
+
+    #[test]
+    fn claim_count_is_exact_for_awkward_sizes() {
+        for (persons, claims) in [
+            (1, 7),
+            (4_097, 1_000),
+            (10_000, 12_345),
+            (50_000, 3),
+            (3, 0),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let report = generate(&config(dir.path(), persons, claims, 99)).unwrap();
+            assert_eq!(report.claims, claims);
+            assert_eq!(report.persons, persons);
+            assert_eq!(
+                report.bad_rows,
+                if claims >= 1000 {
+                    (claims / 5000).max(1)
+                } else {
+                    0
+                }
+            );
+            let (batch, _) = read(&dir.path().join("claims.parquet"));
+            assert_eq!(
+                batch.num_rows() as u64,
+                claims,
+                "{persons} persons, {claims} claims"
+            );
+            let (people, _) = read(&dir.path().join("persons.parquet"));
+            assert_eq!(people.num_rows() as u64, persons);
+        }
+    }
+
+    #[test]
+    fn refuses_impossible_configurations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), 0, 10, 1);
+        assert!(matches!(generate(&cfg), Err(Error::Usage(_))));
+        cfg.persons = 10;
+        cfg.month = 13;
+        assert!(matches!(generate(&cfg), Err(Error::Usage(_))));
+    }
+
+    /// One 200k-claim province, checked row by row against the contract and for its mix.
+    #[test]
+    fn province_is_valid_and_shaped_as_specified() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), 50_000, 200_000, 2024);
+        let report = generate(&cfg).unwrap();
+        let (claims, _) = read(&dir.path().join("claims.parquet"));
+        let (persons, _) = read(&dir.path().join("persons.parquet"));
+        let (regs, _) = read(&dir.path().join("registrations.parquet"));
+        assert_eq!(claims.num_rows(), 200_000);
+        assert_eq!(report.registrations as usize, regs.num_rows());
+
+        let id = text(&claims, "claim_id");
+        let person = text(&claims, "person_id");
+        let region = text(&claims, "region");
+        let level = text(&claims, "institution_level");
+        let visit = text(&claims, "visit_type");
+        let prescriber = text(&claims, "prescriber_level");
+        let diagnosis = text(&claims, "diagnosis");
+        let institution = text(&claims, "institution_id");
+        let drug = text(&claims, "drug_code");
+        let reverses = text(&claims, "reverses_claim_id");
+        let total = money(&claims, "total_amount");
+        let in_scope = money(&claims, "in_scope_amount");
+        let settled: &TimestampMillisecondArray =
+            claims.column_by_name("settled_at").unwrap().as_primitive();
+        let service: &Date32Array = claims
+            .column_by_name("service_date")
+            .unwrap()
+            .as_primitive();
+        let days: &Int32Array = claims.column_by_name("days_supply").unwrap().as_primitive();
+        let n = claims.num_rows();
+
+        // Bad rows other than duplicates are recognisable one by one.
+        let obviously_bad = |i: usize| {
+            id.is_null(i)
+                || person.is_null(i)
+                || (reverses.is_null(i)
+                    && (in_scope.value(i) > total.value(i) || total.value(i) < 0))
+                || Level::parse(level.value(i)).is_none()
+        };
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut duplicates = 0u64;
+        let mut bad = 0u64;
+        let mut is_bad = vec![false; n];
+        for (i, flag) in is_bad.iter_mut().enumerate() {
+            if obviously_bad(i) {
+                bad += 1;
+                *flag = true;
+            } else if let Some(&first) = seen.get(id.value(i)) {
+                // A duplicate is a later resubmission of a whole earlier claim.
+                duplicates += 1;
+                *flag = true;
+                assert!(settled.value(i) > settled.value(first));
+                assert_eq!(person.value(i), person.value(first));
+                assert_eq!(total.value(i), total.value(first));
+            } else {
+                seen.insert(id.value(i), i);
+            }
+        }
+        // 40 bad rows, kinds cycled from `DuplicateClaimId`: 7 duplicates.
+        assert_eq!(report.bad_rows, 40);
+        assert_eq!(duplicates, 7);
+        assert_eq!(bad + duplicates, report.bad_rows);
+
+        let month_start = days_from_civil(2024, 3, 1) as i64 * MILLIS_PER_DAY;
+        let month_end = days_from_civil(2024, 4, 1) as i64 * MILLIS_PER_DAY;
+        let mut reversals = 0u64;
+        let mut counts = HashMap::<&str, u32>::new();
+        let (mut non_chronic, mut inpatient, mut null_visit, mut pharmacy) = (0, 0, 0, 0);
+        let (mut no_prescriber, mut full_scope, mut out_of_region, mut long_supply) = (0, 0, 0, 0);
+        let mut level_counts = HashMap::<&str, u32>::new();
+        for i in 0..n {
+            assert!((month_start..month_end).contains(&settled.value(i)));
+            if is_bad[i] {
+                continue;
+            }
+            if !reverses.is_null(i) {
+                reversals += 1;
+                let original = seen[reverses.value(i)];
+                assert!(original < i, "a reversal follows its original in the file");
+                assert!(settled.value(original) < settled.value(i));
+                assert_eq!(total.value(i), -total.value(original));
+                assert_eq!(in_scope.value(i), -in_scope.value(original));
+                assert!(reverses.is_null(original));
+                for c in [1, 2, 4, 5, 6, 7, 8, 9, 12, 13] {
+                    let column = claims.column(c);
+                    assert_eq!(
+                        &column.slice(i, 1),
+                        &column.slice(original, 1),
+                        "column {c}"
+                    );
+                }
+                continue;
+            }
+            assert!(0 <= in_scope.value(i) && in_scope.value(i) <= total.value(i));
+            assert!(total.value(i) > 0);
+            *counts.entry(person.value(i)).or_default() += 1;
+            *level_counts.entry(level.value(i)).or_default() += 1;
+            full_scope += (in_scope.value(i) == total.value(i)) as u32;
+            let own_region = &person.value(i)[1..7];
+            out_of_region += (own_region != region.value(i)) as u32;
+            assert!(institution.value(i)[1..].starts_with(region.value(i)));
+            if catalogue::NON_CHRONIC_CODES
+                .iter()
+                .any(|(c, _)| *c == diagnosis.value(i))
+            {
+                non_chronic += 1;
+            }
+            match level.value(i) {
+                "pharmacy" => {
+                    pharmacy += 1;
+                    assert_eq!(visit.value(i), "pharmacy");
+                    assert!(institution.value(i).starts_with('D'));
+                    no_prescriber += prescriber.is_null(i) as u32;
+                }
+                l => {
+                    assert!(prescriber.is_null(i));
+                    assert!(institution.value(i).starts_with('H'));
+                    if visit.is_null(i) {
+                        null_visit += 1;
+                    } else if visit.value(i) == "inpatient" {
+                        inpatient += 1;
+                        assert!(l == "secondary" || l == "tertiary");
+                        assert!(drug.is_null(i) && days.is_null(i));
+                        assert!(total.value(i) >= 200_000);
+                        let discharge = service.value(i) as i64 * MILLIS_PER_DAY;
+                        assert!(
+                            settled.value(i) >= discharge
+                                && settled.value(i) < discharge + 2 * MILLIS_PER_DAY
+                        );
+                    } else {
+                        assert_eq!(visit.value(i), "outpatient");
+                    }
+                }
+            }
+            if !days.is_null(i) {
+                long_supply += (days.value(i) > 84) as u32;
+                assert_eq!(drug.value(i).len(), 23);
+            }
+            if !service.is_null(i) && visit.is_null(i) {
+                assert_eq!(
+                    service.value(i) as i64,
+                    settled.value(i).div_euclid(MILLIS_PER_DAY)
+                );
+            }
+        }
+        let rate = |x: u32| x as f64 / n as f64;
+        let reversal_rate = reversals as f64 / n as f64;
+        assert!(
+            (0.003..0.007).contains(&reversal_rate),
+            "reversals {reversal_rate}"
+        );
+        assert_eq!(reversals, report.reversals);
+        for (l, want) in [
+            ("primary", 0.45),
+            ("secondary", 0.20),
+            ("tertiary", 0.10),
+            ("pharmacy", 0.25),
+        ] {
+            let got = rate(level_counts[l]);
+            assert!((got - want).abs() < 0.03, "{l}: {got}");
+        }
+        assert!(
+            (0.05..0.11).contains(&rate(non_chronic)),
+            "non-chronic {}",
+            rate(non_chronic)
+        );
+        assert!(
+            (0.006..0.014).contains(&rate(inpatient)),
+            "inpatient {}",
+            rate(inpatient)
+        );
+        assert!(
+            (0.025..0.05).contains(&rate(null_visit)),
+            "null visit {}",
+            rate(null_visit)
+        );
+        assert!((0.01..0.05).contains(&(no_prescriber as f64 / pharmacy as f64)));
+        assert!(
+            (0.17..0.23).contains(&rate(full_scope)),
+            "full scope {}",
+            rate(full_scope)
+        );
+        assert!(
+            (0.02..0.04).contains(&rate(out_of_region)),
+            "out of region {}",
+            rate(out_of_region)
+        );
+        assert!(
+            (0.01..0.04).contains(&rate(long_supply)),
+            "long supply {}",
+            rate(long_supply)
+        );
+
+        // Skewed claims per claimant: most claim a few times, a tail claims 20+ times.
+        let claimants = counts.len() as f64;
+        let few = counts.values().filter(|&&c| c <= 3).count() as f64 / claimants;
+        let many = counts.values().filter(|&&c| c >= 20).count() as f64 / claimants;
+        assert!(few > 0.5, "1–3 claims: {few}");
+        assert!((0.005..0.1).contains(&many), "20+ claims: {many}");
+        assert!(claimants < 0.8 * persons.num_rows() as f64);
+
+        // Persons: the scheme and registry mix.
+        let scheme = text(&persons, "scheme");
+        let employees = (0..persons.num_rows())
+            .filter(|&i| scheme.value(i) == "employee")
+            .count();
+        let share = employees as f64 / persons.num_rows() as f64;
+        assert!((0.28..0.32).contains(&share), "employees {share}");
+        let tier: &Int16Array = persons
+            .column_by_name("contribution_tier")
+            .unwrap()
+            .as_primitive();
+        let supplementary: &BooleanArray = persons
+            .column_by_name("supplementary")
+            .unwrap()
+            .as_boolean();
+        let assistance = text(&persons, "assistance_category");
+        for i in 0..persons.num_rows() {
+            if scheme.value(i) == "resident" {
+                assert!(tier.is_null(i));
+                assert!(supplementary.is_null(i) || !supplementary.value(i));
+            } else {
+                assert!(assistance.is_null(i));
+                assert!(tier.is_null(i) || [100, 80, 60].contains(&tier.value(i)));
+            }
+        }
+        let ids: HashSet<&str> = (0..persons.num_rows())
+            .map(|i| text(&persons, "person_id").value(i))
+            .collect();
+        assert_eq!(ids.len(), persons.num_rows());
+        assert!(counts.keys().all(|p| ids.contains(p)));
+
+        // Registrations: two-diseases pairs have exactly one primary; a few claimants with a
+        // chronic diagnosis have no registration at all.
+        let reg_person = text(&regs, "person_id");
+        let condition = text(&regs, "condition");
+        let primary: &BooleanArray = regs.column_by_name("primary").unwrap().as_boolean();
+        let mut by_person: HashMap<&str, Vec<usize>> = HashMap::new();
+        for i in 0..regs.num_rows() {
+            by_person.entry(reg_person.value(i)).or_default().push(i);
+        }
+        let mut pairs = 0;
+        for rows in by_person.values() {
+            let two: Vec<usize> = rows
+                .iter()
+                .copied()
+                .filter(|&i| ["hypertension", "diabetes"].contains(&condition.value(i)))
+                .collect();
+            if two.len() == 2 {
+                pairs += 1;
+                let primaries = two
+                    .iter()
+                    .filter(|&&i| primary.is_null(i) || primary.value(i))
+                    .count();
+                assert_eq!(primaries, 1);
+            }
+        }
+        assert!(pairs > 0);
+        let chronic_claimants: HashSet<&str> = (0..n)
+            .filter(|&i| !is_bad[i] && ["I10", "E11.9"].contains(&diagnosis.value(i)))
+            .map(|i| person.value(i))
+            .collect();
+        let unregistered = chronic_claimants
+            .iter()
+            .filter(|p| !by_person.contains_key(**p))
+            .count() as f64
+            / chronic_claimants.len() as f64;
+        assert!(
+            (0.015..0.05).contains(&unregistered),
+            "unregistered {unregistered}"
+        );
+
+        // Heavy tail: at this month's pace most claimants would pass a 2,500-yuan cost in a
+        // year, and some pass a 1,000-yuan fund cap at 60% (1,666.67 yuan) within the month.
+        let mut month_cost: HashMap<&str, i128> = HashMap::new();
+        for i in (0..n).filter(|&i| !is_bad[i]) {
+            let outpatient = !visit.is_null(i) && visit.value(i) != "inpatient";
+            if reverses.is_null(i) && outpatient {
+                *month_cost.entry(person.value(i)).or_default() += in_scope.value(i);
+            }
+        }
+        let share_over =
+            |fen: i128| month_cost.values().filter(|&&c| c > fen).count() as f64 / claimants;
+        let yearly = share_over(250_000 / 12);
+        let monthly = share_over(166_667);
+        assert!((0.4..0.95).contains(&yearly), "over 2,500 a year {yearly}");
+        assert!(
+            (0.03..0.25).contains(&monthly),
+            "over 1,666.67 in the month {monthly}"
+        );
+    }
 }

@@ -2,11 +2,13 @@
 //! per region / scheme / benefit / status, reason and anomaly counts, wall time and rows/s.
 //! Money is written as exact decimal strings (yuan), never as binary floats.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{RunView, Written};
+use crate::domain::{Reason, Status};
 use crate::ingest::claims::SourceFile;
 use crate::ingest::registry::RegistryStats;
 use crate::money::Yuan;
@@ -76,40 +78,78 @@ struct Sums {
     deductible: i64,
 }
 
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.claims += o.claims;
+        self.total += o.total;
+        self.in_scope += o.in_scope;
+        self.fund += o.fund;
+        self.copay += o.copay;
+        self.over_cap += o.over_cap;
+        self.deductible += o.deductible;
+    }
+}
+
 /// Aggregates the run's outcomes. Deterministic: groups are kept in a `BTreeMap`.
 pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) {
-    let mut groups: BTreeMap<(u16, u8, u16, u8), Sums> = BTreeMap::new();
-    let mut reasons = BTreeMap::new();
-    let mut rejected = 0;
+    type Key = (u16, u8, u16, u8);
     let c = view.claims;
-    for row in 0..c.len() {
-        let o = view.outcome(row);
-        let person = if c.person[row] == crate::ingest::claims::NO_PERSON {
-            crate::ingest::registry::Person::UNKNOWN
-        } else {
-            view.registry.person(c.person[row])
-        };
-        let key = (
-            person.region,
-            person.coverage as u8,
-            o.label,
-            o.status as u8,
+    // Integer sums commute, so a parallel fold merged in any order gives the same totals.
+    let (groups, reasons) = (0..c.len())
+        .into_par_iter()
+        .fold(
+            || (HashMap::<Key, Sums>::new(), [0u64; Reason::COUNT]),
+            |(mut groups, mut reasons), row| {
+                let o = view.outcome(row);
+                let person = if c.person[row] == crate::ingest::claims::NO_PERSON {
+                    crate::ingest::registry::Person::UNKNOWN
+                } else {
+                    view.registry.person(c.person[row])
+                };
+                let key = (
+                    person.region,
+                    person.coverage as u8,
+                    o.label,
+                    o.status as u8,
+                );
+                let s = groups.entry(key).or_default();
+                s.claims += 1;
+                s.total += c.total_fen[row];
+                s.in_scope += c.in_scope_fen[row];
+                s.fund += o.fund_fen;
+                s.copay += o.copay_fen;
+                s.over_cap += o.over_cap_fen;
+                s.deductible += o.deductible_fen;
+                if let Some(r) = o.reason {
+                    reasons[r as usize] += 1;
+                }
+                (groups, reasons)
+            },
+        )
+        .reduce(
+            || (HashMap::new(), [0u64; Reason::COUNT]),
+            |(mut a, mut ra), (b, rb)| {
+                for (k, v) in b {
+                    a.entry(k).or_default().add(&v);
+                }
+                for (x, y) in ra.iter_mut().zip(rb) {
+                    *x += y;
+                }
+                (a, ra)
+            },
         );
-        let s = groups.entry(key).or_default();
-        s.claims += 1;
-        s.total += c.total_fen[row];
-        s.in_scope += c.in_scope_fen[row];
-        s.fund += o.fund_fen;
-        s.copay += o.copay_fen;
-        s.over_cap += o.over_cap_fen;
-        s.deductible += o.deductible_fen;
-        if let Some(r) = o.reason {
-            *reasons.entry(r.as_str()).or_insert(0) += 1;
-        }
-        if o.status == crate::domain::Status::Rejected {
-            rejected += 1;
-        }
-    }
+    let groups: BTreeMap<Key, Sums> = groups.into_iter().collect();
+    let rejected = groups
+        .iter()
+        .filter(|(k, _)| k.3 == Status::Rejected as u8)
+        .map(|(_, s)| s.claims)
+        .sum();
+    let reasons: BTreeMap<&'static str, u64> = Reason::ALL
+        .iter()
+        .zip(reasons)
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| (r.as_str(), n))
+        .collect();
     let p = view.policies;
     let totals = groups
         .into_iter()
@@ -123,7 +163,7 @@ pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) 
                 .as_str()
                 .to_string(),
             benefit: (label != NONE).then(|| p.labels[label as usize].clone()),
-            status: crate::domain::Status::ALL[status as usize].as_str(),
+            status: Status::ALL[status as usize].as_str(),
             claims: s.claims,
             total_amount: Yuan(s.total).to_string(),
             in_scope_amount: Yuan(s.in_scope).to_string(),

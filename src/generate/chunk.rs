@@ -1,0 +1,1019 @@
+//! One chunk of the synthetic province: a fixed range of the registry's persons, the claims
+//! quota that falls to them, and their registrations, all drawn from RNG streams named by
+//! `(seed, chunk index)` alone, so a chunk's rows never depend on which thread built it.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int16Array, Int32Array, RecordBatch,
+    StringBuilder, TimestampMillisecondArray,
+};
+
+use super::catalogue::{
+    drug_catalogue, CONDITIONS, DIABETES, DRUGS_PER_CONDITION, HYPERTENSION, INSTITUTIONS,
+    LEVEL_LETTER, NON_CHRONIC_CODES, NON_CHRONIC_DRUGS, NON_CHRONIC_MEDIAN_FEN, REGIONS,
+};
+use super::rng::{Rng, Weighted};
+use super::schema;
+use crate::domain::{
+    days_from_civil, days_in_month, AssistanceCategory, Day, Level, Millis, VisitType,
+    MILLIS_PER_DAY,
+};
+use crate::error::{Error, Result};
+use crate::money::apply_ratio;
+
+/// Persons per chunk. Part of the output's definition: changing it changes every file.
+pub const CHUNK_PERSONS: u64 = 4096;
+
+/// Reversals per claim row.
+const REVERSAL_RATE: f64 = 0.005;
+/// One bad row per this many claim rows (at least one from [`BAD_ROWS_FROM`] rows on).
+const ROWS_PER_BAD_ROW: u64 = 5000;
+const BAD_ROWS_FROM: u64 = 1000;
+/// Mean claims per claimant the generator aims for, and the largest share of the registry that
+/// claims in one month (reached only when claims are many per person).
+const CLAIMS_PER_CLAIMANT: f64 = 4.0;
+const MAX_CLAIMANT_SHARE: f64 = 0.75;
+
+/// RNG streams of a chunk: persons do not depend on the claims count, so a registry stays the
+/// same when only `--claims` changes.
+const STREAM_PERSONS: u64 = 0;
+const STREAM_CLAIMS: u64 = 1;
+const STREAMS_PER_CHUNK: u64 = 2;
+
+/// Claims are settled between 07:30 and 21:00, so a reversal always fits before month end.
+const OPENING_MS: Millis = 7 * 3_600_000 + 1_800_000;
+const OPEN_SPAN_MS: u64 = 13 * 3_600_000 + 1_800_000;
+const MINUTE_MS: Millis = 60_000;
+
+/// The whole run's parameters and lookup tables, shared read-only by every chunk.
+pub struct Plan {
+    seed: u64,
+    persons: u64,
+    claims: u64,
+    bad_rows: u64,
+    /// First day of the month and its length.
+    month_start: Day,
+    month_days: u32,
+    /// Persons `region_bounds[r]..region_bounds[r + 1]` are insured in `REGIONS[r]`.
+    region_bounds: [u64; REGIONS.len() + 1],
+    person_digits: usize,
+    claim_digits: usize,
+    claimant_share: f64,
+    drugs: Vec<String>,
+    tables: Tables,
+}
+
+/// Draw tables, built once.
+struct Tables {
+    region: Weighted,
+    level: Weighted,
+    prescriber: Weighted,
+    other_condition: Weighted,
+    codes: Vec<Weighted>,
+    non_chronic: Weighted,
+    days_supply: Weighted,
+    contribution_tier: Weighted,
+    assistance: Weighted,
+}
+
+/// `Level` order, as `u8`, plus the invalid level a bad row carries.
+const QUATERNARY: u8 = 4;
+const PHARMACY: u8 = Level::Pharmacy as u8;
+const DAYS_SUPPLY: [i32; 8] = [7, 14, 28, 30, 56, 84, 0, 0];
+const LONG_SUPPLY: [i32; 4] = [90, 112, 120, 168];
+const VERY_LONG_SUPPLY: [i32; 4] = [180, 196, 252, 336];
+/// Cost relative to a grassroots visit, by `Level`.
+const LEVEL_COST: [f64; 4] = [0.85, 1.15, 1.5, 1.0];
+
+impl Plan {
+    pub fn new(persons: u64, claims: u64, year: i32, month: u32, seed: u64) -> Plan {
+        let total_weight: u64 = REGIONS.iter().map(|r| r.weight as u64).sum();
+        let mut region_bounds = [0u64; REGIONS.len() + 1];
+        let mut cumulative = 0u64;
+        for (r, region) in REGIONS.iter().enumerate() {
+            cumulative += region.weight as u64;
+            region_bounds[r + 1] = scale(persons, cumulative, total_weight);
+        }
+        let largest_region = region_bounds
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(0);
+        let bad_rows = if claims >= BAD_ROWS_FROM {
+            (claims / ROWS_PER_BAD_ROW).max(1)
+        } else {
+            0
+        };
+        let claimant_share = if persons == 0 {
+            0.0
+        } else {
+            (claims as f64 / (CLAIMS_PER_CLAIMANT * persons as f64)).min(MAX_CLAIMANT_SHARE)
+        };
+        let tables = Tables {
+            region: Weighted::new(&REGIONS.map(|r| r.weight)),
+            level: Weighted::new(&[450, 200, 100, 250]),
+            prescriber: Weighted::new(&[400, 350, 220, 30]),
+            other_condition: Weighted::new(
+                &CONDITIONS[2..]
+                    .iter()
+                    .map(|c| c.other_weight)
+                    .collect::<Vec<_>>(),
+            ),
+            codes: CONDITIONS
+                .iter()
+                .map(|c| Weighted::new(&c.codes.iter().map(|x| x.1).collect::<Vec<_>>()))
+                .collect(),
+            non_chronic: Weighted::new(&NON_CHRONIC_CODES.iter().map(|x| x.1).collect::<Vec<_>>()),
+            // 7, 14, 28, 30, 56, 84 days, then above 84 (≈2%) and above 168 (a few).
+            days_supply: Weighted::new(&[80, 120, 300, 258, 100, 120, 20, 2]),
+            contribution_tier: Weighted::new(&[800, 120, 80]),
+            assistance: Weighted::new(&[15, 45, 20, 20]),
+        };
+        Plan {
+            seed,
+            persons,
+            claims,
+            bad_rows,
+            month_start: days_from_civil(year, month, 1),
+            month_days: days_in_month(year, month),
+            region_bounds,
+            person_digits: digits(largest_region.saturating_sub(1)).max(6),
+            claim_digits: digits(claims.saturating_sub(1)).max(10),
+            claimant_share,
+            drugs: drug_catalogue(),
+            tables,
+        }
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.persons.div_ceil(CHUNK_PERSONS)
+    }
+
+    /// Claim rows per chunk on average (the wave size is chosen from it).
+    pub fn claims_per_chunk(&self) -> u64 {
+        self.claims / self.chunk_count().max(1)
+    }
+
+    fn chunk_persons(&self, chunk: u64) -> Range<u64> {
+        let start = chunk * CHUNK_PERSONS;
+        start..(start + CHUNK_PERSONS).min(self.persons)
+    }
+
+    /// Claim rows that fall to persons before `person`: spreading the exact total evenly over
+    /// chunks keeps every chunk's quota, and so its row numbers, computable in isolation.
+    fn claims_before(&self, person: u64) -> u64 {
+        scale(self.claims, person, self.persons)
+    }
+
+    fn bad_rows_before(&self, claim: u64) -> u64 {
+        scale(self.bad_rows, claim, self.claims)
+    }
+
+    fn region_of(&self, person: u64) -> usize {
+        (0..REGIONS.len())
+            .find(|&r| person < self.region_bounds[r + 1])
+            .unwrap_or(REGIONS.len() - 1)
+    }
+
+    fn month_end_ms(&self) -> Millis {
+        (self.month_start as Millis + self.month_days as Millis) * MILLIS_PER_DAY
+    }
+}
+
+/// `value × num / den`, floored, without overflow (`den == 0` gives 0).
+fn scale(value: u64, num: u64, den: u64) -> u64 {
+    if den == 0 {
+        0
+    } else {
+        (value as u128 * num as u128 / den as u128) as u64
+    }
+}
+
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// What one chunk contributes to each file, and its tallies.
+pub struct ChunkOutput {
+    pub persons: RecordBatch,
+    pub registrations: RecordBatch,
+    pub claims: RecordBatch,
+    pub reversals: u64,
+    pub bad_rows: u64,
+}
+
+/// A claimant (or registered non-claimant) and the habits that shape their claims.
+struct Profile {
+    /// Person index within the chunk.
+    local: u32,
+    region: u8,
+    /// Chronic conditions claimed for (`CONDITIONS` indices); empty for a claimant with only
+    /// everyday diagnoses.
+    conditions: Vec<u8>,
+    preferred_level: u8,
+    /// Usual institution per level in the home region.
+    home: [u16; 4],
+    /// Usual drug (catalogue index) per condition.
+    regular_drug: Vec<u16>,
+    /// Person-level cost multiplier: some patients are simply more expensive.
+    intensity: f64,
+    claims: u32,
+}
+
+struct Registration {
+    local: u32,
+    condition: u8,
+    severity: Option<&'static str>,
+    primary: Option<bool>,
+    approved_on: Day,
+    ended_on: Option<Day>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowKind {
+    Normal,
+    /// Cancels the row whose `uid` is `link`.
+    Reversal,
+    Bad(BadKind),
+}
+
+/// The kinds of bad row, cycled through in this order across the whole file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BadKind {
+    DuplicateClaimId,
+    NullClaimId,
+    InScopeExceedsTotal,
+    NegativeTotal,
+    QuaternaryLevel,
+    NullPersonId,
+}
+
+const BAD_KINDS: [BadKind; 6] = [
+    BadKind::DuplicateClaimId,
+    BadKind::NullClaimId,
+    BadKind::InScopeExceedsTotal,
+    BadKind::NegativeTotal,
+    BadKind::QuaternaryLevel,
+    BadKind::NullPersonId,
+];
+
+#[derive(Clone)]
+struct ClaimRow {
+    settled_at: Millis,
+    /// Creation order: a unique tie-break for sorting and the target of `link`.
+    uid: u32,
+    /// Index of the claimant's `Profile` in the chunk.
+    profile: u32,
+    region: u8,
+    level: u8,
+    institution: u16,
+    prescriber: Option<u8>,
+    visit: Option<VisitType>,
+    service_date: Option<Day>,
+    diagnosis: &'static str,
+    total: i64,
+    in_scope: i64,
+    drug: Option<u16>,
+    days_supply: Option<i32>,
+    kind: RowKind,
+    /// The original of a reversal, or the row whose claim id a duplicate reuses.
+    link: u32,
+}
+
+/// Builds chunk `chunk` of the province.
+pub fn generate(plan: &Plan, chunk: u64) -> Result<ChunkOutput> {
+    let persons = plan.chunk_persons(chunk);
+    let mut person_rng = Rng::for_stream(plan.seed, chunk * STREAMS_PER_CHUNK + STREAM_PERSONS);
+    let mut rng = Rng::for_stream(plan.seed, chunk * STREAMS_PER_CHUNK + STREAM_CLAIMS);
+    let count = (persons.end - persons.start) as usize;
+    let regions: Vec<u8> = persons.clone().map(|p| plan.region_of(p) as u8).collect();
+
+    let person_batch = person_rows(plan, &persons, &regions, &mut person_rng)?;
+
+    // This chunk's share of the file: rows, of which bad rows and reversals.
+    let first_claim = plan.claims_before(persons.start);
+    let quota = plan.claims_before(persons.end) - first_claim;
+    let first_bad = plan.bad_rows_before(first_claim);
+    let bad = plan.bad_rows_before(first_claim + quota) - first_bad;
+    let reversals = if quota > bad {
+        ((quota as f64 * REVERSAL_RATE + rng.unit()) as u64).min((quota - bad) / 3)
+    } else {
+        0
+    };
+    let normal = quota - bad - reversals;
+
+    // Claimants: a random subset of the chunk's persons.
+    let claimant_count = if normal == 0 {
+        u64::from(bad > 0)
+    } else {
+        ((count as f64 * plan.claimant_share).round() as u64).clamp(1, normal)
+    }
+    .min(count as u64) as usize;
+    let mut order: Vec<u32> = (0..count as u32).collect();
+    for i in 0..claimant_count {
+        let j = i + rng.below((count - i) as u64) as usize;
+        order.swap(i, j);
+    }
+    let mut claimant_ids = order[..claimant_count].to_vec();
+    claimant_ids.sort_unstable();
+    let mut is_claimant = vec![false; count];
+    for &c in &claimant_ids {
+        is_claimant[c as usize] = true;
+    }
+
+    let mut registrations = Vec::new();
+    let mut profiles: Vec<Profile> = claimant_ids
+        .iter()
+        .map(|&local| {
+            let profile = new_profile(plan, &mut rng, local, regions[local as usize]);
+            register(plan, &mut rng, &profile, &mut registrations);
+            profile
+        })
+        .collect();
+    // Registered patients who did not claim this month, as in any real registry.
+    for local in 0..count as u32 {
+        if !is_claimant[local as usize] && rng.chance(0.05) {
+            let mut profile = new_profile(plan, &mut rng, local, regions[local as usize]);
+            if profile.conditions.is_empty() {
+                profile.conditions.push(HYPERTENSION as u8);
+            }
+            register(plan, &mut rng, &profile, &mut registrations);
+        }
+    }
+    registrations.sort_by_key(|r| r.local);
+
+    allocate_claims(&mut rng, &mut profiles, normal);
+
+    let mut rows: Vec<ClaimRow> = Vec::with_capacity(quota as usize);
+    for (p, profile) in profiles.iter().enumerate() {
+        for j in 0..profile.claims {
+            // Stratified over the month so that each person's claims spread through it.
+            let day =
+                ((j as f64 + rng.unit()) * plan.month_days as f64 / profile.claims as f64) as u32;
+            let row = claim(
+                plan,
+                &mut rng,
+                profile,
+                p as u32,
+                day.min(plan.month_days - 1),
+            );
+            push_row(&mut rows, row);
+        }
+    }
+    let normal_rows = rows.len();
+    // Each original is used at most once, by a reversal or by a duplicate.
+    let mut taken = vec![false; normal_rows];
+
+    for _ in 0..reversals {
+        let original = pick_untaken(&mut rng, &mut taken);
+        let mut row = rows[original].clone();
+        row.settled_at = later_time(plan, &mut rng, row.settled_at);
+        row.total = -row.total;
+        row.in_scope = -row.in_scope;
+        row.kind = RowKind::Reversal;
+        row.link = original as u32;
+        push_row(&mut rows, row);
+    }
+
+    for b in 0..bad {
+        let mut kind = BAD_KINDS[((first_bad + b) % BAD_KINDS.len() as u64) as usize];
+        if kind == BadKind::DuplicateClaimId && taken.iter().all(|&t| t) {
+            kind = BadKind::NullClaimId;
+        }
+        let mut row = if kind == BadKind::DuplicateClaimId {
+            // A resubmission: the same claim again, settled a little later.
+            let original = pick_untaken(&mut rng, &mut taken);
+            let mut row = rows[original].clone();
+            row.settled_at = later_time(plan, &mut rng, row.settled_at);
+            row.link = original as u32;
+            row
+        } else {
+            let p = rng.below(profiles.len() as u64) as usize;
+            let day = rng.below(plan.month_days as u64) as u32;
+            claim(plan, &mut rng, &profiles[p], p as u32, day)
+        };
+        match kind {
+            BadKind::InScopeExceedsTotal => {
+                row.in_scope = row.total + 1 + rng.below(row.total as u64 / 10 + 1) as i64;
+            }
+            BadKind::NegativeTotal => {
+                row.total = -row.total;
+                row.in_scope = -row.in_scope;
+            }
+            BadKind::QuaternaryLevel => row.level = QUATERNARY,
+            BadKind::DuplicateClaimId | BadKind::NullClaimId | BadKind::NullPersonId => {}
+        }
+        row.kind = RowKind::Bad(kind);
+        push_row(&mut rows, row);
+    }
+    debug_assert_eq!(rows.len() as u64, quota);
+
+    let registration_batch = registration_rows(plan, &persons, &regions, &registrations)?;
+    let claims_batch = claim_rows(plan, &persons, &regions, &profiles, rows, first_claim)?;
+    Ok(ChunkOutput {
+        persons: person_batch,
+        registrations: registration_batch,
+        claims: claims_batch,
+        reversals,
+        bad_rows: bad,
+    })
+}
+
+fn push_row(rows: &mut Vec<ClaimRow>, mut row: ClaimRow) {
+    row.uid = rows.len() as u32;
+    rows.push(row);
+}
+
+/// A random normal row not yet reversed or duplicated. Callers never ask for more than a third
+/// of the rows, so rejection sampling ends quickly.
+fn pick_untaken(rng: &mut Rng, taken: &mut [bool]) -> usize {
+    loop {
+        let i = rng.below(taken.len() as u64) as usize;
+        if !taken[i] {
+            taken[i] = true;
+            return i;
+        }
+    }
+}
+
+/// A settlement time after `t` (by a minute to a week) that stays inside the month.
+fn later_time(plan: &Plan, rng: &mut Rng, t: Millis) -> Millis {
+    let room = plan.month_end_ms() - t - MINUTE_MS;
+    let span = room.clamp(1, 7 * MILLIS_PER_DAY);
+    t + MINUTE_MS + rng.below(span as u64) as Millis
+}
+
+fn new_profile(plan: &Plan, rng: &mut Rng, local: u32, region: u8) -> Profile {
+    let t = &plan.tables;
+    // Most claimants are two-diseases patients (a quarter of them with both), a fifth have
+    // another chronic condition (some with hypertension too), and a few claim only for
+    // everyday illnesses.
+    let mut conditions = Vec::with_capacity(2);
+    if rng.chance(0.04) {
+        // No chronic condition.
+    } else if rng.chance(0.80) {
+        match rng.below(100) {
+            0..45 => conditions.push(HYPERTENSION as u8),
+            45..75 => conditions.push(DIABETES as u8),
+            _ => conditions.extend([HYPERTENSION as u8, DIABETES as u8]),
+        }
+    } else {
+        conditions.push(2 + rng.pick(&t.other_condition) as u8);
+        if rng.chance(0.3) {
+            conditions.push(HYPERTENSION as u8);
+        }
+    }
+    let regular_drug = conditions
+        .iter()
+        .map(|&c| {
+            (c as usize * DRUGS_PER_CONDITION) as u16 + rng.zipf(DRUGS_PER_CONDITION as u64) as u16
+        })
+        .collect();
+    Profile {
+        local,
+        region,
+        conditions,
+        preferred_level: rng.pick(&t.level) as u8,
+        home: INSTITUTIONS.map(|n| rng.zipf(n) as u16),
+        regular_drug,
+        intensity: rng.lognormal(1.0, 0.35),
+        claims: 0,
+    }
+}
+
+/// Writes the registrations of `profile`: one per condition it claims for, except for the few
+/// unregistered patients, plus now and then one for a condition it does not claim for.
+fn register(plan: &Plan, rng: &mut Rng, profile: &Profile, out: &mut Vec<Registration>) {
+    let conditions = &profile.conditions;
+    let two_diseases =
+        conditions.contains(&(HYPERTENSION as u8)) && conditions.contains(&(DIABETES as u8));
+    // Which of hypertension and diabetes a patient with both chose as primary.
+    let primary_choice = if rng.chance(0.6) {
+        HYPERTENSION
+    } else {
+        DIABETES
+    } as u8;
+    let unregistered = !conditions.is_empty() && rng.chance(0.03);
+    if !unregistered {
+        for &condition in conditions {
+            let primary = if two_diseases
+                && (condition as usize == HYPERTENSION || condition as usize == DIABETES)
+            {
+                Some(condition == primary_choice)
+            } else if rng.chance(0.3) {
+                Some(true)
+            } else {
+                None
+            };
+            out.push(registration(plan, rng, profile.local, condition, primary));
+        }
+    }
+    if rng.chance(0.03) {
+        let extra = loop {
+            let c = rng.below(CONDITIONS.len() as u64) as u8;
+            if !conditions.contains(&c) {
+                break c;
+            }
+        };
+        // An unclaimed diabetes registration beside a claimed hypertension one (or the reverse)
+        // makes a two-diseases pair: it must not be a second primary.
+        let pairs = match extra as usize {
+            HYPERTENSION => conditions.contains(&(DIABETES as u8)),
+            DIABETES => conditions.contains(&(HYPERTENSION as u8)),
+            _ => false,
+        };
+        let primary = if pairs && !unregistered {
+            Some(false)
+        } else {
+            None
+        };
+        out.push(registration(plan, rng, profile.local, extra, primary));
+    }
+}
+
+fn registration(
+    plan: &Plan,
+    rng: &mut Rng,
+    local: u32,
+    condition: u8,
+    primary: Option<bool>,
+) -> Registration {
+    let severity = match rng.below(10) {
+        0 => None,
+        1 => Some("severe"),
+        _ => Some("normal"),
+    };
+    let month_days = plan.month_days as u64;
+    // Mostly approved one to five years ago; a few during the month, so benefits start
+    // mid-month.
+    let approved_on = if rng.chance(0.03) {
+        plan.month_start + rng.below(month_days) as Day
+    } else {
+        plan.month_start - 365 - rng.below(4 * 365 + 1) as Day
+    };
+    let ended_on = rng.chance(0.02).then(|| {
+        let from = approved_on.max(plan.month_start);
+        let left = (plan.month_start + plan.month_days as Day - from) as u64;
+        from + rng.below(left) as Day
+    });
+    Registration {
+        local,
+        condition,
+        severity,
+        primary,
+        approved_on,
+        ended_on,
+    }
+}
+
+/// Shares `normal` claims among the claimants: one each, the rest in proportion to a
+/// heavy-tailed weight, so many claim once to three times a month and a few twenty times or
+/// more.
+fn allocate_claims(rng: &mut Rng, profiles: &mut [Profile], normal: u64) {
+    if normal == 0 || profiles.is_empty() {
+        return;
+    }
+    let weights: Vec<f64> = profiles
+        .iter()
+        .map(|p| {
+            let w = rng.lognormal(1.0, 1.4).min(30.0);
+            if p.conditions.is_empty() {
+                w * 0.5
+            } else {
+                w
+            }
+        })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let extra = normal - profiles.len() as u64;
+    let mut given = 0u64;
+    for (p, w) in profiles.iter_mut().zip(&weights) {
+        let share = (extra as f64 * w / total) as u64;
+        p.claims = 1 + share as u32;
+        given += share;
+    }
+    // Floors leave fewer than one claim per claimant over: hand them out round-robin. (Float
+    // rounding could in principle overshoot by one instead: take it back the same way.)
+    let start = rng.below(profiles.len() as u64) as usize;
+    let mut k = start;
+    while given < extra {
+        profiles[k].claims += 1;
+        given += 1;
+        k = (k + 1) % profiles.len();
+    }
+    while given > extra {
+        if profiles[k].claims > 1 {
+            profiles[k].claims -= 1;
+            given -= 1;
+        }
+        k = (k + 1) % profiles.len();
+    }
+}
+
+/// One claim of `profile` on `day` (0-based in the month).
+fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day: u32) -> ClaimRow {
+    let t = &plan.tables;
+    let chronic_slot = if profile.conditions.is_empty() || rng.chance(0.06) {
+        None
+    } else if profile.conditions.len() > 1 && !rng.chance(0.55) {
+        Some(1)
+    } else {
+        Some(0)
+    };
+    let condition = chronic_slot.map(|s| profile.conditions[s] as usize);
+    let diagnosis = match condition {
+        Some(c) => CONDITIONS[c].codes[rng.pick(&t.codes[c])].0,
+        None => NON_CHRONIC_CODES[rng.pick(&t.non_chronic)].0,
+    };
+
+    let level = if rng.chance(0.6) {
+        profile.preferred_level
+    } else {
+        rng.pick(&t.level) as u8
+    };
+    // Most care is at home; a few claims are settled in another region (异地就医).
+    let region = if rng.chance(0.97) {
+        profile.region
+    } else {
+        loop {
+            let r = rng.pick(&t.region) as u8;
+            if r != profile.region {
+                break r;
+            }
+        }
+    };
+    let institution = if region == profile.region && rng.chance(0.7) {
+        profile.home[level as usize]
+    } else {
+        rng.zipf(INSTITUTIONS[level as usize]) as u16
+    };
+
+    let inpatient = (level == Level::Secondary as u8 || level == Level::Tertiary as u8)
+        && rng.chance(1.0 / 30.0);
+    let visit = if level == PHARMACY {
+        Some(VisitType::Pharmacy)
+    } else if inpatient {
+        Some(VisitType::Inpatient)
+    } else if rng.chance(0.05) {
+        None
+    } else {
+        Some(VisitType::Outpatient)
+    };
+    let prescriber = (level == PHARMACY)
+        .then(|| rng.pick(&t.prescriber))
+        .filter(|&p| p < 3)
+        .map(|p| p as u8);
+
+    let day_start = (plan.month_start as Millis + day as Millis) * MILLIS_PER_DAY;
+    let (settled_at, service_date, drug, days_supply, total) = if inpatient {
+        // Settled at discharge or the next morning's batch; service date is the discharge day.
+        let settle_day = if day + 1 < plan.month_days && rng.chance(0.5) {
+            day + 1
+        } else {
+            day
+        };
+        let settled_at = (plan.month_start as Millis + settle_day as Millis) * MILLIS_PER_DAY
+            + OPENING_MS
+            + rng.below(OPEN_SPAN_MS) as Millis;
+        let level_cost = if level == Level::Tertiary as u8 {
+            1.3
+        } else {
+            0.9
+        };
+        let total = rng.lognormal(1_300_000.0 * level_cost, 0.4).max(200_000.0);
+        (
+            settled_at,
+            Some(plan.month_start + day as Day),
+            None,
+            None,
+            total,
+        )
+    } else {
+        let settled_at = day_start + OPENING_MS + rng.below(OPEN_SPAN_MS) as Millis;
+        let service_date = (!rng.chance(0.05)).then_some(plan.month_start + day as Day);
+        let (drug, days, median) = match (condition, chronic_slot) {
+            (Some(c), Some(slot)) => {
+                let drug = if rng.chance(0.8) {
+                    profile.regular_drug[slot]
+                } else {
+                    (c * DRUGS_PER_CONDITION) as u16 + rng.zipf(DRUGS_PER_CONDITION as u64) as u16
+                };
+                let days = match rng.pick(&t.days_supply) {
+                    6 => LONG_SUPPLY[rng.below(4) as usize],
+                    7 => VERY_LONG_SUPPLY[rng.below(4) as usize],
+                    i => DAYS_SUPPLY[i],
+                };
+                // Cost grows with the supply dispensed, and with the patient's own intensity.
+                let median =
+                    CONDITIONS[c].median_fen * profile.intensity * (days as f64 + 10.0) / 40.0;
+                (drug, days, median)
+            }
+            _ => {
+                let drug = (NON_CHRONIC_DRUGS * DRUGS_PER_CONDITION) as u16
+                    + rng.zipf(DRUGS_PER_CONDITION as u64) as u16;
+                let days = [3, 5, 7][rng.below(3) as usize];
+                (drug, days, NON_CHRONIC_MEDIAN_FEN)
+            }
+        };
+        let total = rng
+            .lognormal(median * LEVEL_COST[level as usize], 0.45)
+            .max(100.0);
+        (settled_at, service_date, Some(drug), Some(days), total)
+    };
+    let total = total.round() as i64;
+    // A fifth of claims are wholly in the catalogue; the rest have 80–100% in scope.
+    let in_scope = if rng.chance(0.2) {
+        total
+    } else {
+        apply_ratio(total, 8_000 + rng.below(2_000) as u32).min(total)
+    };
+    ClaimRow {
+        settled_at,
+        uid: 0,
+        profile: profile_index,
+        region,
+        level,
+        institution,
+        prescriber,
+        visit,
+        service_date,
+        diagnosis,
+        total,
+        in_scope,
+        drug,
+        days_supply,
+        kind: RowKind::Normal,
+        link: 0,
+    }
+}
+
+/// Appends `P` + region + the person's number within the region.
+fn person_id(plan: &Plan, buf: &mut String, person: u64, region: usize) {
+    buf.clear();
+    buf.push('P');
+    buf.push_str(REGIONS[region].code);
+    push_padded(buf, person - plan.region_bounds[region], plan.person_digits);
+}
+
+fn push_padded(buf: &mut String, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    for _ in len..width {
+        buf.push('0');
+    }
+    for &d in &digits[i..] {
+        buf.push(d as char);
+    }
+}
+
+fn batch(
+    schema: arrow::datatypes::SchemaRef,
+    columns: Vec<ArrayRef>,
+    what: &str,
+) -> Result<RecordBatch> {
+    RecordBatch::try_new(schema, columns).map_err(|e| Error::arrow(format!("generate: {what}"), e))
+}
+
+fn person_rows(
+    plan: &Plan,
+    persons: &Range<u64>,
+    regions: &[u8],
+    rng: &mut Rng,
+) -> Result<RecordBatch> {
+    let t = &plan.tables;
+    let n = regions.len();
+    let mut ids = StringBuilder::with_capacity(n, n * 16);
+    let mut region_col = StringBuilder::with_capacity(n, n * 6);
+    let mut scheme = StringBuilder::with_capacity(n, n * 8);
+    let mut supplementary = Vec::with_capacity(n);
+    let mut tier = Vec::with_capacity(n);
+    let mut assistance = StringBuilder::with_capacity(n, n * 4);
+    let mut family_doctor = Vec::with_capacity(n);
+    let mut buf = String::with_capacity(24);
+    for (person, &region) in persons.clone().zip(regions) {
+        let region = region as usize;
+        person_id(plan, &mut buf, person, region);
+        ids.append_value(&buf);
+        region_col.append_value(REGIONS[region].code);
+        if rng.chance(0.30) {
+            scheme.append_value("employee");
+            supplementary.push(Some(rng.chance(0.30)));
+            tier.push(
+                (!rng.chance(0.05)).then(|| [100i16, 80, 60][rng.pick(&t.contribution_tier)]),
+            );
+            assistance.append_null();
+        } else {
+            scheme.append_value("resident");
+            supplementary.push(rng.chance(0.05).then_some(false));
+            tier.push(None);
+            if rng.chance(0.05) {
+                assistance.append_value(AssistanceCategory::ALL[rng.pick(&t.assistance)].as_str());
+            } else {
+                assistance.append_null();
+            }
+        }
+        family_doctor.push(match rng.below(100) {
+            0..75 => Some(true),
+            75..95 => Some(false),
+            _ => None,
+        });
+    }
+    batch(
+        schema::persons(),
+        vec![
+            Arc::new(ids.finish()),
+            Arc::new(region_col.finish()),
+            Arc::new(scheme.finish()),
+            Arc::new(BooleanArray::from(supplementary)),
+            Arc::new(Int16Array::from(tier)),
+            Arc::new(assistance.finish()),
+            Arc::new(BooleanArray::from(family_doctor)),
+        ],
+        "persons",
+    )
+}
+
+fn registration_rows(
+    plan: &Plan,
+    persons: &Range<u64>,
+    regions: &[u8],
+    registrations: &[Registration],
+) -> Result<RecordBatch> {
+    let n = registrations.len();
+    let mut ids = StringBuilder::with_capacity(n, n * 16);
+    let mut condition = StringBuilder::with_capacity(n, n * 12);
+    let mut severity = StringBuilder::with_capacity(n, n * 6);
+    let mut buf = String::with_capacity(24);
+    for r in registrations {
+        person_id(
+            plan,
+            &mut buf,
+            persons.start + r.local as u64,
+            regions[r.local as usize] as usize,
+        );
+        ids.append_value(&buf);
+        condition.append_value(CONDITIONS[r.condition as usize].id);
+        severity.append_option(r.severity);
+    }
+    batch(
+        schema::registrations(),
+        vec![
+            Arc::new(ids.finish()),
+            Arc::new(condition.finish()),
+            Arc::new(severity.finish()),
+            Arc::new(BooleanArray::from_iter(
+                registrations.iter().map(|r| r.primary),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                registrations.iter().map(|r| r.approved_on),
+            )),
+            Arc::new(Date32Array::from_iter(
+                registrations.iter().map(|r| r.ended_on),
+            )),
+        ],
+        "registrations",
+    )
+}
+
+fn claim_rows(
+    plan: &Plan,
+    persons: &Range<u64>,
+    regions: &[u8],
+    profiles: &[Profile],
+    mut rows: Vec<ClaimRow>,
+    first_claim: u64,
+) -> Result<RecordBatch> {
+    // File order is settlement order within the chunk: an original always precedes its
+    // reversal or duplicate, which are settled strictly later.
+    let by_uid_len = rows.len();
+    rows.sort_unstable_by_key(|r| (r.settled_at, r.uid));
+    let mut position = vec![0u64; by_uid_len];
+    for (pos, row) in rows.iter().enumerate() {
+        position[row.uid as usize] = pos as u64;
+    }
+    let claim_id = |buf: &mut String, region: u8, pos: u64| {
+        buf.clear();
+        buf.push('C');
+        buf.push_str(REGIONS[region as usize].code);
+        push_padded(buf, first_claim + pos, plan.claim_digits);
+    };
+
+    let n = rows.len();
+    let mut ids = StringBuilder::with_capacity(n, n * 18);
+    let mut person_ids = StringBuilder::with_capacity(n, n * 16);
+    let mut region = StringBuilder::with_capacity(n, n * 6);
+    let mut institution = StringBuilder::with_capacity(n, n * 12);
+    let mut level = StringBuilder::with_capacity(n, n * 8);
+    let mut prescriber = StringBuilder::with_capacity(n, n * 4);
+    let mut visit = StringBuilder::with_capacity(n, n * 9);
+    let mut diagnosis = StringBuilder::with_capacity(n, n * 5);
+    let mut drug = StringBuilder::with_capacity(n, n * 23);
+    let mut reverses = StringBuilder::with_capacity(n / 100, n / 100 * 18);
+    let mut buf = String::with_capacity(32);
+    for (pos, row) in rows.iter().enumerate() {
+        match row.kind {
+            RowKind::Bad(BadKind::NullClaimId) => ids.append_null(),
+            RowKind::Bad(BadKind::DuplicateClaimId) => {
+                claim_id(&mut buf, row.region, position[row.link as usize]);
+                ids.append_value(&buf);
+            }
+            _ => {
+                claim_id(&mut buf, row.region, pos as u64);
+                ids.append_value(&buf);
+            }
+        }
+        if row.kind == RowKind::Bad(BadKind::NullPersonId) {
+            person_ids.append_null();
+        } else {
+            let local = profiles[row.profile as usize].local;
+            person_id(
+                plan,
+                &mut buf,
+                persons.start + local as u64,
+                regions[local as usize] as usize,
+            );
+            person_ids.append_value(&buf);
+        }
+        let code = REGIONS[row.region as usize].code;
+        region.append_value(code);
+        // Institution ids keep the level the institution really has, even on a bad row.
+        let home_level = if row.level == QUATERNARY {
+            Level::Tertiary as usize
+        } else {
+            row.level as usize
+        };
+        buf.clear();
+        buf.push(if home_level == PHARMACY as usize {
+            'D'
+        } else {
+            'H'
+        });
+        buf.push_str(code);
+        buf.push(LEVEL_LETTER[home_level]);
+        push_padded(&mut buf, row.institution as u64, 4);
+        institution.append_value(&buf);
+        level.append_value(if row.level == QUATERNARY {
+            "quaternary"
+        } else {
+            Level::ALL[row.level as usize].as_str()
+        });
+        prescriber.append_option(row.prescriber.map(|p| Level::ALL[p as usize].as_str()));
+        visit.append_option(row.visit.map(VisitType::as_str));
+        diagnosis.append_value(row.diagnosis);
+        drug.append_option(row.drug.map(|d| plan.drugs[d as usize].as_str()));
+        if row.kind == RowKind::Reversal {
+            claim_id(&mut buf, row.region, position[row.link as usize]);
+            reverses.append_value(&buf);
+        } else {
+            reverses.append_null();
+        }
+    }
+    let money = |values: Vec<i128>, what: &str| {
+        Decimal128Array::from(values)
+            .with_precision_and_scale(18, 2)
+            .map_err(|e| Error::arrow(format!("generate: {what}"), e))
+    };
+    let total = money(
+        rows.iter().map(|r| r.total as i128).collect(),
+        "total_amount",
+    )?;
+    let in_scope = money(
+        rows.iter().map(|r| r.in_scope as i128).collect(),
+        "in_scope_amount",
+    )?;
+    batch(
+        schema::claims(),
+        vec![
+            Arc::new(ids.finish()),
+            Arc::new(person_ids.finish()),
+            Arc::new(region.finish()),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.settled_at),
+            )),
+            Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.service_date))),
+            Arc::new(institution.finish()),
+            Arc::new(level.finish()),
+            Arc::new(prescriber.finish()),
+            Arc::new(visit.finish()),
+            Arc::new(diagnosis.finish()),
+            Arc::new(total),
+            Arc::new(in_scope),
+            Arc::new(drug.finish()),
+            Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.days_supply))),
+            Arc::new(reverses.finish()),
+        ],
+        "claims",
+    )
+}
