@@ -44,6 +44,12 @@ pub fn adjudicate(args: &AdjudicateArgs) -> Result<summary::Summary> {
 
 fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let started = Instant::now();
+    let mut stages = summary::StageTimes::default();
+    let mut lap = Instant::now();
+    let mut mark = |slot: &mut f64| {
+        *slot = lap.elapsed().as_secs_f64();
+        lap = Instant::now();
+    };
     let policies = Policies::load_dir(&args.policies)?;
     let mut registry = Registry::load(&args.persons, &args.registrations, &policies)?;
     let ledger = match &args.ledger {
@@ -53,10 +59,13 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let known_ids = ledger.claim_ids();
     let claims = Claims::load(&args.claims, &mut registry.index, &known_ids)?;
     drop(known_ids);
+    mark(&mut stages.ingest);
     let persons = registry.index.len();
     let partitions = Partitions::build(&claims, persons);
+    mark(&mut stages.partition);
     let engine = Engine::new(&policies, &registry, &claims, &ledger);
     let settled = engine.settle(&partitions);
+    mark(&mut stages.settle);
 
     let view = RunView::new(
         &policies,
@@ -68,6 +77,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     );
     let (written, pending) = output::write_parquet(&view, &args.out)?;
     let (totals, reasons, rejected) = summary::totals(&view);
+    mark(&mut stages.output);
     let wall = started.elapsed().as_secs_f64();
     let summary = summary::Summary {
         engine: "yibao",
@@ -90,6 +100,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         reasons,
         anomalies: Default::default(),
         wall_seconds: wall,
+        stage_seconds: stages,
         rows_per_second: if wall > 0.0 {
             claims.len() as f64 / wall
         } else {

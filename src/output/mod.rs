@@ -124,18 +124,47 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     Ok((written, pending))
 }
 
+/// Persons per ledger batch: batches are built in parallel and written in person order.
+const LEDGER_PERSONS_PER_BATCH: usize = 64 * 1024;
+
 /// The ledger after this run: for each person (dense id order), the pool states, then the
 /// claims of earlier runs (with this run's reversals marked), then this run's settled claims.
 fn write_ledger(view: &RunView, file: &mut PendingFile) -> Result<()> {
-    let (policies, claims, ledger) = (view.policies, view.claims, view.ledger);
-    let mut reversed_ledger = vec![false; ledger.claims.len()];
+    let mut reversed_ledger = vec![false; view.ledger.claims.len()];
     for &i in &view.settled.reversed_ledger {
         reversed_ledger[i] = true;
     }
-    let mut pools = view.settled.pools.iter().peekable();
-    let mut writer = LedgerWriter::default();
     let persons = view.partitions.persons();
-    for p in 0..persons {
+    let ranges: Vec<(usize, usize)> = (0..persons)
+        .step_by(LEDGER_PERSONS_PER_BATCH)
+        .map(|a| (a, (a + LEDGER_PERSONS_PER_BATCH).min(persons)))
+        .collect();
+    let window = rayon::current_num_threads().max(1) * 2;
+    for group in ranges.chunks(window) {
+        let batches: Vec<_> = group
+            .par_iter()
+            .map(|&(a, b)| ledger_batch(view, a, b, &reversed_ledger))
+            .collect::<Result<_>>()?;
+        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+            file.write(batch)?;
+        }
+    }
+    Ok(())
+}
+
+/// The ledger rows of persons `a..b`.
+fn ledger_batch(
+    view: &RunView,
+    a: usize,
+    b: usize,
+    reversed_ledger: &[bool],
+) -> Result<arrow::array::RecordBatch> {
+    let (policies, claims, ledger) = (view.policies, view.claims, view.ledger);
+    let all_pools = &view.settled.pools;
+    let from = all_pools.partition_point(|(q, _)| (*q as usize) < a);
+    let mut pools = all_pools[from..].iter().peekable();
+    let mut writer = LedgerWriter::default();
+    for p in a..b {
         let person_id = view.registry.index.id(p as u32);
         let rows = view.partitions.rows_of(p);
         if rows.is_empty() {
@@ -184,12 +213,6 @@ fn write_ledger(view: &RunView, file: &mut PendingFile) -> Result<()> {
             };
             writer.push_claim(person_id, &record, policies);
         }
-        if writer.len() >= ROW_GROUP_ROWS {
-            file.write(&std::mem::take(&mut writer).finish()?)?;
-        }
     }
-    if !writer.is_empty() {
-        file.write(&writer.finish()?)?;
-    }
-    Ok(())
+    writer.finish()
 }

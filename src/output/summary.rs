@@ -28,7 +28,20 @@ pub struct Summary {
     pub reasons: BTreeMap<&'static str, u64>,
     pub anomalies: BTreeMap<String, u64>,
     pub wall_seconds: f64,
+    /// Where the wall time went, for operators watching the nightly window.
+    pub stage_seconds: StageTimes,
     pub rows_per_second: f64,
+}
+
+/// Wall seconds per pipeline stage.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StageTimes {
+    /// Policies, registry, ledger and claims read and validated.
+    pub ingest: f64,
+    pub partition: f64,
+    pub settle: f64,
+    /// Parquet outputs and the summary's totals.
+    pub output: f64,
 }
 
 #[derive(Debug, Serialize)]

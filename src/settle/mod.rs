@@ -281,12 +281,7 @@ impl<'a> Engine<'a> {
         let terms = Terms {
             ratio_bp,
             deductible_left_fen: benefit.deductible_fen - state.deductible_fen,
-            cap_left_fen: benefit.annual_cap_fen.map(|cap| {
-                cap - match benefit.cap_basis {
-                    crate::policy::CapBasis::Fund => state.fund_fen,
-                    crate::policy::CapBasis::Cost => state.cost_fen,
-                }
-            }),
+            cap_left_fen: cap_left(benefit, state),
             cap_basis: benefit.cap_basis,
         };
         let s = split(claims.in_scope_fen[row], &terms);
@@ -407,12 +402,7 @@ impl<'a> Engine<'a> {
             if original.version != NONE {
                 let version = &self.policies.versions[original.version as usize];
                 if let Some(benefit) = version.benefit_of_pool(original.pool) {
-                    cap_remaining_fen = benefit.annual_cap_fen.map(|cap| {
-                        cap - match benefit.cap_basis {
-                            crate::policy::CapBasis::Fund => state.fund_fen,
-                            crate::policy::CapBasis::Cost => state.cost_fen,
-                        }
-                    });
+                    cap_remaining_fen = cap_left(benefit, state);
                 }
             }
         }
@@ -496,6 +486,17 @@ fn adjust_ratio(
         r = mul_ratio(r, benefit.secondary_factor_bp);
     }
     r
+}
+
+/// What is left of the benefit's annual cap given the pool's year-to-date use, on the cap's
+/// basis (fund paid, or cost covered); `None` when uncapped.
+fn cap_left(benefit: &crate::policy::Benefit, state: &PoolState) -> Option<i64> {
+    benefit.annual_cap_fen.map(|cap| {
+        cap - match benefit.cap_basis {
+            crate::policy::CapBasis::Fund => state.fund_fen,
+            crate::policy::CapBasis::Cost => state.cost_fen,
+        }
+    })
 }
 
 /// The person's state for (year, pool), created empty on first use.
