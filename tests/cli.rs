@@ -211,3 +211,60 @@ fn policy_check_lists_assumptions_and_refuses_a_bad_policy() {
         "{stderr}"
     );
 }
+
+#[test]
+fn generate_then_adjudicate_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = dir.path().join("gen");
+    let output = yibao()
+        .args([
+            "generate",
+            "--persons",
+            "500",
+            "--claims",
+            "2000",
+            "--month",
+            "2023-12",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(&gen)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("2000 claims"));
+    let status = yibao()
+        .arg("adjudicate")
+        .arg("--claims")
+        .arg(gen.join("claims.parquet"))
+        .arg("--persons")
+        .arg(gen.join("persons.parquet"))
+        .arg("--registrations")
+        .arg(gen.join("registrations.parquet"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(rows_of(&gen.join("claims.parquet")), 2000);
+    let bad = yibao()
+        .args([
+            "generate",
+            "--persons",
+            "5",
+            "--claims",
+            "5",
+            "--month",
+            "2023-13",
+            "--out",
+        ])
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -588,3 +588,66 @@ fn unknown_person_and_region_are_not_covered() {
     assert_eq!(rows["C1"].policy_id, None);
     assert_eq!(rows["C2"].reason.as_deref(), Some("unknown_person"));
 }
+
+// ---- Jin'an and Rizhao: assumed residents' rates by level ----
+
+#[test]
+fn jinan_two_diseases_and_chronic_special_by_level() {
+    // Assumed Anhui rates: two-diseases 60% / 55% / 50%, chronic special 70% / 65% / 60%.
+    // Heart failure 1,000.00 at level 2: 650.00, cap 3,000.00 leaves 2,350.00.
+    let p = person("P1", "341502", "resident");
+    let rows = settle_one(
+        p,
+        &[
+            registration("P1", "diabetes"),
+            registration("P1", "heart_failure"),
+        ],
+        &[
+            claim("C1", "P1", "2024-03-01", "primary", "E11", "100.00"),
+            claim("C2", "P1", "2024-03-02", "secondary", "E11", "100.00"),
+            claim("C3", "P1", "2024-03-03", "tertiary", "E11", "100.00"),
+            claim("C4", "P1", "2024-03-04", "secondary", "I50.0", "1000.00"),
+        ],
+    );
+    assert_eq!(rows["C1"].fund, fen("60.00"));
+    assert_eq!(rows["C2"].fund, fen("55.00"));
+    assert_eq!(rows["C3"].fund, fen("50.00"));
+    // Two-diseases cap 500.00 per condition: 500 − 60 − 55 − 50 = 335.00.
+    assert_eq!(rows["C3"].cap_remaining, Some(fen("335.00")));
+    let c4 = &rows["C4"];
+    assert_eq!(c4.benefit.as_deref(), Some("chronic_special.heart_failure"));
+    assert_eq!(
+        (c4.fund, c4.cap_remaining),
+        (fen("650.00"), Some(fen("2350.00")))
+    );
+    assert_eq!(c4.policy_id.as_deref(), Some("jinan-2023"));
+}
+
+#[test]
+fn rizhao_two_diseases_by_level_with_a_300_cap() {
+    // Assumed: 60% / 55% / 50%, hypertension cap 300.00. 200.00 at level 2 → 110.00 (190.00
+    // left); 400.00 at level 1 would pay 240.00: fund 190.00, covered round(190.00 / 0.6) =
+    // 316.67, copay 126.67, over cap 83.33.
+    let p = person("P1", RIZHAO, "resident");
+    let regs = [Registration {
+        approved_on: "2024-01-01",
+        ..registration("P1", "hypertension")
+    }];
+    let rows = settle_one(
+        p,
+        &regs,
+        &[
+            claim("C1", "P1", "2024-03-01", "secondary", "I10", "200.00"),
+            claim("C2", "P1", "2024-03-02", "primary", "I10", "400.00"),
+        ],
+    );
+    assert_eq!(
+        (rows["C1"].fund, rows["C1"].cap_remaining),
+        (fen("110.00"), Some(fen("190.00")))
+    );
+    let c2 = &rows["C2"];
+    assert_eq!(
+        (c2.fund, c2.copay, c2.over_cap),
+        (fen("190.00"), fen("126.67"), fen("83.33"))
+    );
+}
