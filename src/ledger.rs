@@ -152,8 +152,17 @@ impl Ledger {
                     "pool" => pools.push((
                         person,
                         PoolState {
-                            year: year.value(i),
-                            pool: pool(opt(pool_name, i))?,
+                            year: if year.is_valid(i) {
+                                year.value(i)
+                            } else {
+                                return Err(bad("year", "a pool record needs its year".into()));
+                            },
+                            pool: match opt(pool_name, i) {
+                                Some(name) => pool(Some(name))?,
+                                None => {
+                                    return Err(bad("pool", "a pool record needs its pool".into()))
+                                }
+                            },
                             fund_fen: fen(fund_ytd, i),
                             cost_fen: fen(cost_ytd, i),
                             deductible_fen: fen(deductible_ytd, i),

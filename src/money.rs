@@ -42,8 +42,8 @@ pub fn mul_ratio(a_bp: u32, b_bp: u32) -> u32 {
     round_div(a_bp as i128 * b_bp as i128, RATIO_ONE as i128) as u32
 }
 
-/// Formats fen as yuan with two decimals, for reports and error messages.
-pub struct Yuan(pub i64);
+/// Formats fen as yuan with two decimals, for reports (wide enough for any sum of amounts).
+pub struct Yuan(pub i128);
 
 impl fmt::Display for Yuan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

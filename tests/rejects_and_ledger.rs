@@ -246,3 +246,118 @@ fn month_split_with_the_ledger_equals_the_single_run() {
     // P2: employee tier 80 at level 2: 75%. B1 750.00, B2 would pay 1,500 > 1,250 left.
     assert_eq!(whole["B2"].fund, fen("1250.00"));
 }
+
+/// Counts the ledger's `pool` rows per (person, year, pool).
+fn pool_rows(path: &std::path::Path) -> std::collections::BTreeMap<(String, i32, String), usize> {
+    let b = read_all(path);
+    let record = b.column_by_name("record").unwrap().as_string::<i32>();
+    let person = b.column_by_name("person_id").unwrap().as_string::<i32>();
+    let pool = b.column_by_name("pool").unwrap().as_string::<i32>();
+    let year = b
+        .column_by_name("year")
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    let mut counts = std::collections::BTreeMap::new();
+    for i in 0..b.num_rows() {
+        if record.value(i) == "pool" {
+            let key = (
+                person.value(i).to_string(),
+                year.value(i),
+                pool.value(i).to_string(),
+            );
+            *counts.entry(key).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// A person idle for a month keeps exactly one copy of each year-to-date state, and a claim id
+/// seen only on a reversal rejected in settlement still counts as seen in the next run.
+#[test]
+fn idle_months_and_settlement_rejects_carry_through_the_ledger() {
+    let persons = [
+        person("P1", EZHOU, "resident"),
+        person("P2", EZHOU, "resident"),
+    ];
+    let regs = [
+        registration("P1", "hypertension"),
+        registration("P2", "hypertension"),
+    ];
+    let m1 = vec![
+        claim("A1", "P1", "2024-03-01", "primary", "I10", "1000.00"),
+        // A reversal of a claim nobody has: rejected in settlement, but its id is taken.
+        Claim {
+            total: "-10.00",
+            in_scope: "-10.00",
+            reverses: Some("NOPE"),
+            ..claim("X1", "P2", "2024-03-02", "primary", "I10", "0")
+        },
+    ];
+    let m2 = vec![claim("B1", "P2", "2024-04-01", "primary", "I10", "10.00")];
+    let m3 = vec![
+        // P1 was idle in April: March's 600.00 still counts, 400.00 left at 60%.
+        claim("A2", "P1", "2024-05-01", "primary", "I10", "1000.00"),
+        claim("X1", "P2", "2024-05-02", "primary", "I10", "100.00"),
+    ];
+    let s = Scenario::new(&persons, &regs, &m1);
+    for (dir, rows) in [("m2", &m2), ("m3", &m3)] {
+        std::fs::create_dir_all(s.path(dir)).unwrap();
+        write_claims(&s.path(&format!("{dir}/part.parquet")), rows);
+    }
+    std::fs::create_dir_all(s.path("all")).unwrap();
+    write_claims(&s.path("all/part-1.parquet"), &m1);
+    write_claims(&s.path("all/part-2.parquet"), &m2);
+    write_claims(&s.path("all/part-3.parquet"), &m3);
+
+    yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
+    yibao::run::adjudicate(&s.args("m2", "o2", Some("o1/ledger.parquet"))).unwrap();
+    yibao::run::adjudicate(&s.args("m3", "o3", Some("o2/ledger.parquet"))).unwrap();
+    yibao::run::adjudicate(&s.args("all", "whole", None)).unwrap();
+
+    let counts = pool_rows(&s.path("o2/ledger.parquet"));
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert_eq!(counts.len(), 2);
+    assert_eq!(
+        pool_rows(&s.path("o3/ledger.parquet")),
+        pool_rows(&s.path("whole/ledger.parquet"))
+    );
+
+    let whole = read_settlements(&s.path("whole/settlements.parquet"));
+    let m3_rows = read_settlements(&s.path("o3/settlements.parquet"));
+    assert_eq!(m3_rows["A2"], whole["A2"]);
+    assert_eq!(
+        (m3_rows["A2"].status.as_str(), m3_rows["A2"].fund),
+        ("capped", fen("400.00"))
+    );
+    assert_eq!(m3_rows["X1"].reason.as_deref(), Some("duplicate_claim_id"));
+}
+
+#[test]
+fn a_ledger_pool_row_without_its_pool_stops_the_run() {
+    let s = Scenario::new(
+        &[person("P1", EZHOU, "resident")],
+        &[registration("P1", "hypertension")],
+        &[claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00")],
+    );
+    yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
+    let mut ledger = read_all(&s.path("o1/ledger.parquet"));
+    let i = ledger.schema().index_of("pool").unwrap();
+    let mut columns = ledger.columns().to_vec();
+    columns[i] = Arc::new(StringArray::new_null(ledger.num_rows()));
+    ledger = RecordBatch::try_new(ledger.schema(), columns).unwrap();
+    let mut w = ArrowWriter::try_new(
+        File::create(s.path("bad-ledger.parquet")).unwrap(),
+        ledger.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&ledger).unwrap();
+    w.close().unwrap();
+    let err =
+        yibao::run::adjudicate(&s.args("claims", "o2", Some("bad-ledger.parquet"))).unwrap_err();
+    assert!(
+        err.to_string().contains("a pool record needs its pool"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+}

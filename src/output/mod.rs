@@ -128,7 +128,8 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
 const LEDGER_PERSONS_PER_BATCH: usize = 64 * 1024;
 
 /// The ledger after this run: for each person (dense id order), the pool states, then the
-/// claims of earlier runs (with this run's reversals marked), then this run's settled claims.
+/// claims of earlier runs (with this run's reversals marked), then this run's claims (all that
+/// passed ingest).
 fn write_ledger(view: &RunView, file: &mut PendingFile) -> Result<()> {
     let mut reversed_ledger = vec![false; view.ledger.claims.len()];
     for &i in &view.settled.reversed_ledger {
@@ -187,10 +188,9 @@ fn ledger_batch(
         }
         let base = view.partitions.offsets[p] as usize;
         for (k, &row) in rows.iter().enumerate() {
+            // Rows rejected in settlement (a reversal without a valid original) stay in the
+            // ledger as `rejected`: their ids still count as seen, as in a single run.
             let o = &view.settled.outcomes[base + k];
-            if o.status == Status::Rejected {
-                continue;
-            }
             let row = row as usize;
             let record = ClaimRecord {
                 claim_id: claims.claim_id(row).unwrap_or_default().into(),

@@ -83,12 +83,12 @@ pub struct Total {
 #[derive(Default, Clone, Copy)]
 struct Sums {
     claims: u64,
-    total: i64,
-    in_scope: i64,
-    fund: i64,
-    copay: i64,
-    over_cap: i64,
-    deductible: i64,
+    total: i128,
+    in_scope: i128,
+    fund: i128,
+    copay: i128,
+    over_cap: i128,
+    deductible: i128,
 }
 
 impl Sums {
@@ -127,12 +127,12 @@ pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) 
                 );
                 let s = groups.entry(key).or_default();
                 s.claims += 1;
-                s.total += c.total_fen[row];
-                s.in_scope += c.in_scope_fen[row];
-                s.fund += o.fund_fen;
-                s.copay += o.copay_fen;
-                s.over_cap += o.over_cap_fen;
-                s.deductible += o.deductible_fen;
+                s.total += i128::from(c.total_fen[row]);
+                s.in_scope += i128::from(c.in_scope_fen[row]);
+                s.fund += i128::from(o.fund_fen);
+                s.copay += i128::from(o.copay_fen);
+                s.over_cap += i128::from(o.over_cap_fen);
+                s.deductible += i128::from(o.deductible_fen);
                 if let Some(r) = o.reason {
                     reasons[r as usize] += 1;
                 }

@@ -182,13 +182,15 @@ impl<'a> Engine<'a> {
                 let base = partitions.offsets[a] as usize;
                 for p in a..b {
                     let rows = partitions.rows_of(p);
+                    if rows.is_empty() {
+                        // No claims this run: the writer carries the ledger state unchanged.
+                        continue;
+                    }
                     let from = partitions.offsets[p] as usize - base;
                     self.settle_person(p as u32, rows, &mut out[from..from + rows.len()], scratch);
                     pools.extend(scratch.pools.iter().map(|s| (p as u32, *s)));
                     reversed.extend_from_slice(&scratch.reversed_ledger);
                 }
-                // Persons with no claims this run keep their ledger state unchanged: the writer
-                // takes it from the ledger, so nothing is lost for them.
                 (pools, reversed)
             })
             .collect();
