@@ -14,6 +14,24 @@ fn yibao() -> Command {
     c
 }
 
+/// `yibao adjudicate` on the sample's persons and registrations, with `claims`, writing to `out`.
+fn adjudicate_sample(claims: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut c = yibao();
+    c.args([
+        "adjudicate",
+        "--claims",
+        claims,
+        "--persons",
+        "data-samples/persons.parquet",
+        "--registrations",
+        "data-samples/registrations.parquet",
+    ])
+    .args(extra)
+    .arg("--out")
+    .arg(out);
+    c
+}
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -89,18 +107,7 @@ fn quick_start_settles_the_sample_and_outputs_follow_the_contract() {
     }
 
     let out = tempfile::tempdir().unwrap();
-    let status = yibao()
-        .args([
-            "adjudicate",
-            "--claims",
-            "data-samples/claims.parquet",
-            "--persons",
-            "data-samples/persons.parquet",
-            "--registrations",
-            "data-samples/registrations.parquet",
-            "--out",
-        ])
-        .arg(out.path())
+    let status = adjudicate_sample("data-samples/claims.parquet", out.path(), &[])
         .status()
         .unwrap();
     assert!(status.success());
@@ -139,22 +146,13 @@ fn quick_start_settles_the_sample_and_outputs_follow_the_contract() {
 fn thread_count_does_not_change_the_output() {
     let out = tempfile::tempdir().unwrap();
     for threads in ["1", "2"] {
-        let status = yibao()
-            .args([
-                "adjudicate",
-                "--claims",
-                "data-samples/claims.parquet",
-                "--persons",
-                "data-samples/persons.parquet",
-                "--registrations",
-                "data-samples/registrations.parquet",
-                "--threads",
-                threads,
-                "--out",
-            ])
-            .arg(out.path().join(threads))
-            .status()
-            .unwrap();
+        let status = adjudicate_sample(
+            "data-samples/claims.parquet",
+            &out.path().join(threads),
+            &["--threads", threads],
+        )
+        .status()
+        .unwrap();
         assert!(status.success());
     }
     for file in ["settlements.parquet", "ledger.parquet", "rejected.parquet"] {
@@ -167,18 +165,7 @@ fn thread_count_does_not_change_the_output() {
 #[test]
 fn unreadable_input_exits_2_naming_the_file() {
     let out = tempfile::tempdir().unwrap();
-    let output = yibao()
-        .args([
-            "adjudicate",
-            "--claims",
-            "no-such-dir/claims.parquet",
-            "--persons",
-            "data-samples/persons.parquet",
-            "--registrations",
-            "data-samples/registrations.parquet",
-            "--out",
-        ])
-        .arg(out.path())
+    let output = adjudicate_sample("no-such-dir/claims.parquet", out.path(), &[])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
