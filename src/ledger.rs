@@ -135,14 +135,9 @@ impl Ledger {
                 let pool = |name: Option<&str>| -> Result<u16> {
                     match name {
                         None => Ok(NONE),
-                        Some(n) => policies
-                            .pools
-                            .iter()
-                            .position(|p| p == n)
-                            .map(|p| p as u16)
-                            .ok_or_else(|| {
-                                bad("pool", format!("pool `{n}` is not in the current policies"))
-                            }),
+                        Some(n) => policies.pools.id(n).ok_or_else(|| {
+                            bad("pool", format!("pool `{n}` is not in the current policies"))
+                        }),
                     }
                 };
                 fn opt(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
@@ -172,28 +167,18 @@ impl Ledger {
                     "claim" => {
                         let version = match opt(policy_id, i) {
                             None => NONE,
-                            Some(id) => policies
-                                .versions
-                                .iter()
-                                .position(|v| v.id == id)
-                                .map(|v| v as u16)
-                                .ok_or_else(|| {
-                                    bad(
-                                        "policy_id",
-                                        format!("policy `{id}` is not in the current policies"),
-                                    )
-                                })?,
+                            Some(id) => policies.version_id(id).ok_or_else(|| {
+                                bad(
+                                    "policy_id",
+                                    format!("policy `{id}` is not in the current policies"),
+                                )
+                            })?,
                         };
                         let label = match opt(benefit, i) {
                             None => NONE,
-                            Some(b) => policies
-                                .labels
-                                .iter()
-                                .position(|l| l == b)
-                                .map(|l| l as u16)
-                                .ok_or_else(|| {
-                                    bad("benefit", format!("benefit `{b}` is not in the policies"))
-                                })?,
+                            Some(b) => policies.labels.id(b).ok_or_else(|| {
+                                bad("benefit", format!("benefit `{b}` is not in the policies"))
+                            })?,
                         };
                         let status = opt(status, i)
                             .and_then(Status::parse)

@@ -49,7 +49,7 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 "a condition needs at least one ICD-10 prefix".into(),
             ));
         }
-        let id = Policies::intern(&mut policies.conditions, name);
+        let id = policies.conditions.intern(name);
         for prefix in &condition.icd10 {
             let normalized = super::normalize_icd(prefix);
             if normalized.is_empty() || !normalized.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -76,7 +76,7 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
     for (vi, version) in file.versions.iter().enumerate() {
         let vkey = format!("versions[{vi}]");
         let at = |key: &str| format!("{vkey}.{key}");
-        if policies.versions.iter().any(|v| v.id == version.id) {
+        if policies.version_id(&version.id).is_some() {
             return Err(fail(
                 &at("id"),
                 format!("version id `{}` is used twice", version.id),
@@ -212,15 +212,14 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                         format!("`{condition}` is not defined under [conditions]"),
                     ));
                 }
-                let cid = Policies::intern(&mut policies.conditions, condition);
-                let label =
-                    Policies::intern(&mut policies.labels, &format!("{}.{condition}", b.name));
+                let cid = policies.conditions.intern(condition);
+                let label = policies.labels.intern(&format!("{}.{condition}", b.name));
                 // Each scheme's fund keeps its own caps: the pool is named with the coverage.
                 let pool_name = match b.cap_per {
                     CapPer::Benefit => format!("{}:{}", coverage.as_str(), b.name),
                     CapPer::Condition => format!("{}:{}.{condition}", coverage.as_str(), b.name),
                 };
-                let pool = Policies::intern(&mut policies.pools, &pool_name);
+                let pool = policies.pools.intern(&pool_name);
                 if !pool_benefits.contains(&(pool, benefit_id)) {
                     pool_benefits.push((pool, benefit_id));
                 }
@@ -317,7 +316,9 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 why: why.clone(),
             });
         }
-        version_ids.push(policies.versions.len() as u16);
+        let vid = policies.versions.len() as u16;
+        version_ids.push(vid);
+        policies.version_by_id.insert(version.id.clone(), vid);
         policies.versions.push(Version {
             id: version.id.clone(),
             region,

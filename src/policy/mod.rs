@@ -25,16 +25,50 @@ pub struct Policies {
     /// Every version of every region; `Version::region` points back.
     pub versions: Vec<Version>,
     /// Condition ids (`hypertension`, …) across all files; a condition's index is its id.
-    pub conditions: Vec<String>,
+    pub conditions: Names,
     /// Output benefit labels (`two_diseases.hypertension`).
-    pub labels: Vec<String>,
+    pub labels: Names,
     /// Annual-cap pools: the key of year-to-date state (`resident:chronic_outpatient` for a
     /// shared cap, `employee:two_diseases.hypertension` for a per-condition one). Stable across
     /// versions, so that a mid-year rate change keeps the cap already used.
-    pub pools: Vec<String>,
+    pub pools: Names,
     /// Numbers the sources do not state, as listed by `yibao policy check`.
     pub assumptions: Vec<Assumption>,
     region_by_code: HashMap<String, u16>,
+    version_by_id: HashMap<String, u16>,
+}
+
+/// Interned names: a name's index is its id. Looking a name up is a hash, once per distinct
+/// input value (registration conditions, ledger pools); settlement uses only the ids.
+#[derive(Debug, Default)]
+pub struct Names {
+    names: Vec<String>,
+    ids: HashMap<String, u16>,
+}
+
+impl Names {
+    /// The id of `name`, adding it if new.
+    pub fn intern(&mut self, name: &str) -> u16 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u16;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
+    }
+
+    pub fn id(&self, name: &str) -> Option<u16> {
+        self.ids.get(name).copied()
+    }
+}
+
+impl std::ops::Deref for Names {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.names
+    }
 }
 
 /// One region's file.
@@ -167,20 +201,12 @@ impl Policies {
 
     /// Condition id of a condition name (registrations), if any policy names it.
     pub fn condition_id(&self, name: &str) -> Option<u16> {
-        self.conditions
-            .iter()
-            .position(|c| c == name)
-            .map(|i| i as u16)
+        self.conditions.id(name)
     }
 
-    fn intern(list: &mut Vec<String>, name: &str) -> u16 {
-        match list.iter().position(|x| x == name) {
-            Some(i) => i as u16,
-            None => {
-                list.push(name.to_string());
-                (list.len() - 1) as u16
-            }
-        }
+    /// Index of the policy version with `policy_id` `id` (ledger records).
+    pub fn version_id(&self, id: &str) -> Option<u16> {
+        self.version_by_id.get(id).copied()
     }
 }
 
