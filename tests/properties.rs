@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::Path;
 
 use arrow::array::*;
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::*;
 use common::*;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 use proptest::prelude::*;
 use yibao::policy::CapBasis;
 use yibao::settle::kernel::{split, Terms};
@@ -52,15 +49,6 @@ proptest! {
         }
         prop_assert_eq!(s.capped, s.over_cap_fen > 0 || (s.fund_fen < full));
     }
-}
-
-fn read(path: &Path) -> RecordBatch {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
-    concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 fn generate(dir: &Path, persons: u64, claims: u64, year: i32, month: u32, seed: u64) {
@@ -108,7 +96,7 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
     assert!(one.rejected > 0, "the generator plants bad rows");
 
     // Settlement rows are the input rows with non-null keys, in input order.
-    let input = read(&d.join("claims.parquet"));
+    let input = read_parquet(&d.join("claims.parquet"));
     let keys = [
         "claim_id",
         "person_id",
@@ -125,7 +113,7 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
         })
         .collect();
     let input = filter_record_batch(&input, &mask).unwrap();
-    let out = read(&d.join("t1/settlements.parquet"));
+    let out = read_parquet(&d.join("t1/settlements.parquet"));
     assert_eq!(out.num_rows(), input.num_rows());
     let dec = |b: &RecordBatch, n: &str| {
         b.column_by_name(n)
@@ -204,19 +192,13 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
     }
 }
 
-fn write(path: &Path, batch: &RecordBatch) {
-    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
-    w.write(batch).unwrap();
-    w.close().unwrap();
-}
-
 #[test]
 fn month_split_through_the_ledger_equals_the_single_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     generate(d, 2_000, 20_000, 2024, 5, 5);
     // Split the month at the 16th by settlement time; bad rows with a null time go first.
-    let all = read(&d.join("claims.parquet"));
+    let all = read_parquet(&d.join("claims.parquet"));
     let settled = all
         .column_by_name("settled_at")
         .unwrap()
@@ -235,23 +217,23 @@ fn month_split_through_the_ledger_equals_the_single_run() {
         filter_record_batch(&all, &second).unwrap(),
     );
     assert!(a.num_rows() > 1000 && b.num_rows() > 1000);
-    write(&d.join("h1/part.parquet"), &a);
-    write(&d.join("h2/part.parquet"), &b);
-    write(&d.join("both/part-1.parquet"), &a);
-    write(&d.join("both/part-2.parquet"), &b);
+    write_parquet(&d.join("h1/part.parquet"), &a);
+    write_parquet(&d.join("h2/part.parquet"), &b);
+    write_parquet(&d.join("both/part-1.parquet"), &a);
+    write_parquet(&d.join("both/part-2.parquet"), &b);
 
     yibao::run::adjudicate(&args(d, "h1", "o1", None, 2)).unwrap();
     yibao::run::adjudicate(&args(d, "h2", "o2", Some("o1/ledger.parquet"), 2)).unwrap();
     yibao::run::adjudicate(&args(d, "both", "all", None, 2)).unwrap();
     let split = concat_batches(
-        &read(&d.join("o1/settlements.parquet")).schema(),
+        &read_parquet(&d.join("o1/settlements.parquet")).schema(),
         &[
-            read(&d.join("o1/settlements.parquet")),
-            read(&d.join("o2/settlements.parquet")),
+            read_parquet(&d.join("o1/settlements.parquet")),
+            read_parquet(&d.join("o2/settlements.parquet")),
         ],
     )
     .unwrap();
-    let whole = read(&d.join("all/settlements.parquet"));
+    let whole = read_parquet(&d.join("all/settlements.parquet"));
     assert_eq!(split.num_rows(), whole.num_rows());
     for (i, field) in whole.schema().fields().iter().enumerate() {
         assert_eq!(

@@ -3,25 +3,13 @@
 
 mod common;
 
-use std::fs::File;
 use std::sync::Arc;
 
 use arrow::array::*;
 use arrow::datatypes::*;
 use common::*;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 
 const EZHOU: &str = "420700";
-
-fn read_all(path: &std::path::Path) -> RecordBatch {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
-    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
-}
 
 #[test]
 fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
@@ -59,33 +47,19 @@ fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
     columns[0] = Arc::new(StringArray::from(vec![None::<&str>]));
     fields[0] = Field::new("claim_id", DataType::Utf8, true);
     batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), columns.clone()).unwrap();
-    let mut w = ArrowWriter::try_new(
-        File::create(s.path("claims/part-1.parquet")).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_parquet(&s.path("claims/part-1.parquet"), &batch);
     columns[0] = Arc::new(StringArray::from(vec!["C7"]));
     columns[10] = Arc::new(StringArray::from(vec!["12.3x"]));
     fields[10] = Field::new("total_amount", DataType::Utf8, true);
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-    let mut w = ArrowWriter::try_new(
-        File::create(s.path("claims/part-2.parquet")).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_parquet(&s.path("claims/part-2.parquet"), &batch);
 
     let summary = yibao::run::adjudicate(&s.args("claims", "out", None)).unwrap();
     assert_eq!(summary.claims, 8);
     assert_eq!(summary.rejected, 7);
 
     // Settlements: every row with its keys, the bad ones marked rejected with their reason.
-    let rows = read_all(&s.path("out/settlements.parquet"));
+    let rows = read_parquet(&s.path("out/settlements.parquet"));
     assert_eq!(
         rows.num_rows(),
         7,
@@ -117,7 +91,7 @@ fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
     );
 
     // rejected.parquet: every bad row, the null-id one included, with file and row.
-    let rejected = read_all(&s.path("out/rejected.parquet"));
+    let rejected = read_parquet(&s.path("out/rejected.parquet"));
     assert_eq!(rejected.num_rows(), 7);
     let reasons = rejected
         .column_by_name("reason")
@@ -164,10 +138,7 @@ fn a_malformed_file_stops_the_run_naming_file_and_column() {
         Arc::new(StringArray::from(vec!["C9"])) as ArrayRef,
     )])
     .unwrap();
-    let path = s.path("claims/part-9.parquet");
-    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_parquet(&s.path("claims/part-9.parquet"), &batch);
     let err = yibao::run::adjudicate(&s.args("claims", "out", None)).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -249,7 +220,7 @@ fn month_split_with_the_ledger_equals_the_single_run() {
 
 /// Counts the ledger's `pool` rows per (person, year, pool).
 fn pool_rows(path: &std::path::Path) -> std::collections::BTreeMap<(String, i32, String), usize> {
-    let b = read_all(path);
+    let b = read_parquet(path);
     let record = b.column_by_name("record").unwrap().as_string::<i32>();
     let person = b.column_by_name("person_id").unwrap().as_string::<i32>();
     let pool = b.column_by_name("pool").unwrap().as_string::<i32>();
@@ -340,19 +311,12 @@ fn a_ledger_pool_row_without_its_pool_stops_the_run() {
         &[claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00")],
     );
     yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
-    let mut ledger = read_all(&s.path("o1/ledger.parquet"));
+    let mut ledger = read_parquet(&s.path("o1/ledger.parquet"));
     let i = ledger.schema().index_of("pool").unwrap();
     let mut columns = ledger.columns().to_vec();
     columns[i] = Arc::new(StringArray::new_null(ledger.num_rows()));
     ledger = RecordBatch::try_new(ledger.schema(), columns).unwrap();
-    let mut w = ArrowWriter::try_new(
-        File::create(s.path("bad-ledger.parquet")).unwrap(),
-        ledger.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&ledger).unwrap();
-    w.close().unwrap();
+    write_parquet(&s.path("bad-ledger.parquet"), &ledger);
     let err =
         yibao::run::adjudicate(&s.args("claims", "o2", Some("bad-ledger.parquet"))).unwrap_err();
     assert!(

@@ -115,10 +115,21 @@ fn millis(text: &str) -> i64 {
     day * MILLIS_PER_DAY + (h.parse::<i64>().unwrap() * 60 + m.parse::<i64>().unwrap()) * 60_000
 }
 
-fn write(path: &Path, batch: RecordBatch) {
+/// Writes one batch as a Parquet file.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) {
     let mut w = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
+    w.write(batch).unwrap();
     w.close().unwrap();
+}
+
+/// Reads a whole Parquet file as one batch.
+pub fn read_parquet(path: &Path) -> RecordBatch {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 fn strings<T>(rows: &[T], f: impl Fn(&T) -> Option<&str>) -> ArrayRef {
@@ -165,7 +176,7 @@ pub fn write_persons(path: &Path, persons: &[Person]) {
         ),
     ])
     .unwrap();
-    write(path, batch);
+    write_parquet(path, &batch);
 }
 
 pub fn write_registrations(path: &Path, rows: &[Registration]) {
@@ -196,7 +207,7 @@ pub fn write_registrations(path: &Path, rows: &[Registration]) {
         ),
     ])
     .unwrap();
-    write(path, batch);
+    write_parquet(path, &batch);
 }
 
 pub fn claims_batch(rows: &[Claim]) -> RecordBatch {
@@ -238,7 +249,7 @@ pub fn claims_batch(rows: &[Claim]) -> RecordBatch {
 }
 
 pub fn write_claims(path: &Path, rows: &[Claim]) {
-    write(path, claims_batch(rows));
+    write_parquet(path, &claims_batch(rows));
 }
 
 /// The repository's `policies/` directory.
