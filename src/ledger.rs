@@ -17,13 +17,12 @@ use arrow::array::{
     StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, Int32Type, Schema, TimeUnit,
-    TimestampMillisecondType,
+    DataType, Date32Type, Decimal128Type, Field, Int32Type, Schema, TimestampMillisecondType,
 };
 
 use crate::domain::{Day, Millis, Status};
 use crate::error::{Error, Result};
-use crate::ingest::read::{col, read_file, ColumnKind::*, ColumnSpec};
+use crate::ingest::read::{col, contract_schema, read_file, ColumnKind::*, ColumnSpec};
 use crate::ingest::registry::PersonIndex;
 use crate::policy::{Policies, NONE};
 
@@ -283,21 +282,15 @@ const LEDGER_COLUMNS: &[ColumnSpec] = &[
 
 /// The ledger's Arrow schema (documented in the README).
 pub fn schema() -> Schema {
-    let money = || DataType::Decimal128(18, 2);
-    let mut fields = Vec::new();
-    for spec in LEDGER_COLUMNS {
-        let dt = match (spec.name, spec.kind) {
-            ("ratio", _) => DataType::Decimal128(5, 4),
-            (_, Text) => DataType::Utf8,
-            (_, Int32) => DataType::Int32,
-            (_, Money) => money(),
-            (_, TimestampMs) => DataType::Timestamp(TimeUnit::Millisecond, None),
-            (_, Date) => DataType::Date32,
-            (_, Boolean) => DataType::Boolean,
-            (_, Int16) => DataType::Int16,
-        };
-        fields.push(Field::new(spec.name, dt, spec.nullable));
-    }
+    // Ratios are read with the money reader (any decimal) but written at the contract's (5, 4).
+    let fields: Vec<Field> = contract_schema(LEDGER_COLUMNS)
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "ratio" => Field::new("ratio", DataType::Decimal128(5, 4), f.is_nullable()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
     Schema::new(fields)
 }
 

@@ -168,6 +168,18 @@ fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {
     }
 }
 
+/// The contract's Arrow schema for `specs`: the type each kind is written as (money as
+/// `Decimal128(18, 2)`), with the specs' nullability. Writers of inputs (the generator) and of the
+/// ledger use it, so a column is defined once, where it is read.
+pub fn contract_schema(specs: &[ColumnSpec]) -> Schema {
+    Schema::new(
+        specs
+            .iter()
+            .map(|s| Field::new(s.name, target_type(s.kind, None), s.nullable))
+            .collect::<Vec<_>>(),
+    )
+}
+
 fn target_type(kind: ColumnKind, file_type: Option<&DataType>) -> DataType {
     match kind {
         ColumnKind::Text => DataType::Utf8,

@@ -120,7 +120,8 @@ pub struct RegistryStats {
     pub registrations_bytes: u64,
 }
 
-const PERSON_COLUMNS: &[ColumnSpec] = &[
+/// The persons columns of CONTRACT.md, in contract order.
+pub const PERSON_COLUMNS: &[ColumnSpec] = &[
     col("person_id", Text, false),
     col("region", Text, false),
     col("scheme", Text, false),
@@ -130,7 +131,8 @@ const PERSON_COLUMNS: &[ColumnSpec] = &[
     col("family_doctor_signed", Boolean, true),
 ];
 
-const REGISTRATION_COLUMNS: &[ColumnSpec] = &[
+/// The registrations columns of CONTRACT.md, in contract order.
+pub const REGISTRATION_COLUMNS: &[ColumnSpec] = &[
     col("person_id", Text, false),
     col("condition", Text, false),
     col("severity", Text, true),
