@@ -89,6 +89,16 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// A two-way referral (双向转诊) recorded on an inpatient claim (`referral`).
+    Referral {
+        /// 上转: referred up to a higher-level hospital.
+        Upward = "upward",
+        /// 下转: referred down for continued recovery or treatment.
+        Downward = "downward",
+    }
+}
+
+vocabulary! {
     /// Medical-assistance category (医疗救助对象).
     AssistanceCategory {
         /// 特困.
@@ -165,6 +175,8 @@ vocabulary! {
         UnknownLevel = "unknown_level",
         /// Rejected: `visit_type` is not a contract value.
         UnknownVisitType = "unknown_visit_type",
+        /// Rejected: `referral` is not a contract value.
+        UnknownReferral = "unknown_referral",
         /// Rejected: an amount does not fit the contract's decimal type.
         UnreadableAmount = "unreadable_amount",
         /// Rejected: a `claim_id` seen before (in this run or the ledger).

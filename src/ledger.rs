@@ -20,11 +20,12 @@ use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Field, Int32Type, Schema, TimestampMillisecondType,
 };
 
-use crate::domain::{Day, Millis, Status};
+use crate::domain::{Day, Millis, Status, VisitType};
 use crate::error::{Error, Result};
 use crate::ingest::read::{col, contract_schema, read_file, ColumnKind::*, ColumnSpec};
 use crate::ingest::registry::PersonIndex;
 use crate::policy::{Policies, NONE};
+use crate::settle::Layers;
 
 /// A person's year-to-date use of one cap pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,19 @@ pub struct ClaimRecord {
     pub over_cap_fen: i64,
     pub assisted: bool,
     pub reversed: bool,
+    pub visit: VisitType,
+    /// `medical_community_id` of an inpatient stay: what a later upward referral compares with.
+    pub medical_community: Option<Box<str>>,
+    /// Critical illness insurance and medical assistance on this claim.
+    pub layers: Layers,
+}
+
+impl ClaimRecord {
+    /// An inpatient stay that was settled (not a refund, not rejected).
+    pub fn is_stay(&self) -> bool {
+        self.visit == VisitType::Inpatient
+            && !matches!(self.status, Status::Reversal | Status::Rejected)
+    }
 }
 
 /// The ledger read back, grouped by dense person id.
@@ -120,6 +134,10 @@ impl Ledger {
             let amounts: Vec<_> = (15..22).map(money).collect();
             let assisted = batch.column(22).as_boolean();
             let reversed = batch.column(23).as_boolean();
+            let (visit, community, ci_pool) = (text(24), text(25), text(26));
+            let (ci_deductible, ci_paid) = (money(27), money(28));
+            let assistance_pool = text(29);
+            let (assistance_deductible, assistance_paid) = (money(30), money(31));
             for i in 0..batch.num_rows() {
                 let bad = |column: &str, reason: String| Error::Value {
                     path: path.to_path_buf(),
@@ -204,6 +222,21 @@ impl Ledger {
                                 over_cap_fen: fen(amounts[6], i),
                                 assisted: assisted.is_valid(i) && assisted.value(i),
                                 reversed: reversed.is_valid(i) && reversed.value(i),
+                                visit: match opt(visit, i) {
+                                    None => VisitType::Outpatient,
+                                    Some(v) => VisitType::parse(v).ok_or_else(|| {
+                                        bad("visit_type", format!("unknown visit type `{v}`"))
+                                    })?,
+                                },
+                                medical_community: opt(community, i).map(Into::into),
+                                layers: Layers {
+                                    ci_pool: pool(opt(ci_pool, i))?,
+                                    ci_deductible_fen: fen(ci_deductible, i),
+                                    ci_fen: fen(ci_paid, i),
+                                    assistance_pool: pool(opt(assistance_pool, i))?,
+                                    assistance_deductible_fen: fen(assistance_deductible, i),
+                                    assistance_fen: fen(assistance_paid, i),
+                                },
                             },
                         ));
                     }
@@ -278,6 +311,14 @@ const LEDGER_COLUMNS: &[ColumnSpec] = &[
     col("over_cap_amount", Money, true),
     col("assisted", Boolean, true),
     col("reversed", Boolean, true),
+    col("visit_type", Text, true),
+    col("medical_community_id", Text, true),
+    col("critical_illness_pool", Text, true),
+    col("critical_illness_deductible", Money, true),
+    col("critical_illness_paid", Money, true),
+    col("assistance_pool", Text, true),
+    col("assistance_deductible", Money, true),
+    col("assistance_paid", Money, true),
 ];
 
 /// The ledger's Arrow schema (documented in the README).
@@ -312,6 +353,12 @@ pub struct LedgerWriter {
     amounts: [Decimal128Builder; 7],
     assisted: BooleanBuilder,
     reversed: BooleanBuilder,
+    visit: StringBuilder,
+    community: StringBuilder,
+    ci_pool: StringBuilder,
+    ci_amounts: [Decimal128Builder; 2],
+    assistance_pool: StringBuilder,
+    assistance_amounts: [Decimal128Builder; 2],
     rows: usize,
 }
 
@@ -338,6 +385,12 @@ impl Default for LedgerWriter {
             amounts: std::array::from_fn(|_| money_builder()),
             assisted: BooleanBuilder::new(),
             reversed: BooleanBuilder::new(),
+            visit: StringBuilder::new(),
+            community: StringBuilder::new(),
+            ci_pool: StringBuilder::new(),
+            ci_amounts: std::array::from_fn(|_| money_builder()),
+            assistance_pool: StringBuilder::new(),
+            assistance_amounts: std::array::from_fn(|_| money_builder()),
             rows: 0,
         }
     }
@@ -373,6 +426,13 @@ impl LedgerWriter {
         }
         self.assisted.append_null();
         self.reversed.append_null();
+        self.visit.append_null();
+        self.community.append_null();
+        self.ci_pool.append_null();
+        self.assistance_pool.append_null();
+        for a in self.ci_amounts.iter_mut().chain(&mut self.assistance_amounts) {
+            a.append_null();
+        }
         self.rows += 1;
     }
 
@@ -412,6 +472,16 @@ impl LedgerWriter {
         }
         self.assisted.append_value(c.assisted);
         self.reversed.append_value(c.reversed);
+        self.visit.append_value(c.visit.as_str());
+        self.community.append_option(c.medical_community.as_deref());
+        let l = &c.layers;
+        self.ci_pool.append_option(name(&policies.pools, l.ci_pool));
+        self.ci_amounts[0].append_value(l.ci_deductible_fen as i128);
+        self.ci_amounts[1].append_value(l.ci_fen as i128);
+        self.assistance_pool
+            .append_option(name(&policies.pools, l.assistance_pool));
+        self.assistance_amounts[0].append_value(l.assistance_deductible_fen as i128);
+        self.assistance_amounts[1].append_value(l.assistance_fen as i128);
         self.rows += 1;
     }
 
@@ -439,6 +509,16 @@ impl LedgerWriter {
         }
         columns.push(Arc::new(self.assisted.finish()));
         columns.push(Arc::new(self.reversed.finish()));
+        columns.push(Arc::new(self.visit.finish()));
+        columns.push(Arc::new(self.community.finish()));
+        columns.push(Arc::new(self.ci_pool.finish()));
+        for a in &mut self.ci_amounts {
+            columns.push(Arc::new(a.finish()));
+        }
+        columns.push(Arc::new(self.assistance_pool.finish()));
+        for a in &mut self.assistance_amounts {
+            columns.push(Arc::new(a.finish()));
+        }
         RecordBatch::try_new(Arc::new(schema()), columns).map_err(|e| Error::arrow("ledger", e))
     }
 }

@@ -38,7 +38,9 @@ fn jiaxing_resident_ratios_by_level() {
             prescriber: Some("tertiary"),
             ..claim("C3", "P1", "2024-03-03", "pharmacy", "I11.9", "123.45")
         },
-        // Tertiary is not listed in clause 11: not covered here.
+        // Tertiary is not listed in clause 11: the chronic benefit does not pay; general
+        // outpatient (clause 12) does, at its assumed residents' tertiary 30%: 30.00, its own
+        // cap of 500.00 left at 470.00.
         claim("C4", "P1", "2024-03-04", "tertiary", "I10", "100.00"),
     ];
     let rows = settle_one(p, &regs, &claims);
@@ -62,9 +64,16 @@ fn jiaxing_resident_ratios_by_level() {
     );
     assert_eq!(rows["C3"].ratio_bp, Some(5300));
     let c4 = &rows["C4"];
-    assert_eq!(c4.status, "not_covered");
-    assert_eq!(c4.reason.as_deref(), Some("level_not_covered"));
-    assert_eq!((c4.eligible, c4.fund, c4.benefit.clone()), (0, 0, None));
+    assert_eq!(c4.status, "paid");
+    assert_eq!(c4.benefit.as_deref(), Some("general_outpatient"));
+    assert_eq!(c4.condition_reason.as_deref(), Some("level_not_covered"));
+    assert_eq!(
+        (c4.eligible, c4.fund, c4.copay, c4.cap_remaining),
+        (fen("100.00"), fen("30.00"), fen("70.00"), Some(fen("470.00")))
+    );
+    // The chronic cap is untouched by the general-outpatient claim.
+    assert_eq!(c4.ratio_bp, Some(3000));
+    assert_eq!(c1.condition_reason, None);
 }
 
 #[test]
@@ -137,8 +146,13 @@ fn jiaxing_requires_a_family_doctor() {
         &[registration("P1", "hypertension")],
         &[claim("C1", "P1", "2024-03-01", "primary", "I10", "100.00")],
     );
-    assert_eq!(rows["C1"].status, "not_covered");
-    assert_eq!(rows["C1"].reason.as_deref(), Some("no_family_doctor"));
+    // The two-diseases benefit does not pay; general outpatient does, at grassroots 50%.
+    let c1 = &rows["C1"];
+    assert_eq!(
+        (c1.benefit.as_deref(), c1.fund),
+        (Some("general_outpatient"), fen("50.00"))
+    );
+    assert_eq!(c1.condition_reason.as_deref(), Some("no_family_doctor"));
     // A null family_doctor_signed reads as false.
     let p = Person {
         family_doctor: None,
@@ -149,7 +163,10 @@ fn jiaxing_requires_a_family_doctor() {
         &[registration("P1", "hypertension")],
         &[claim("C1", "P1", "2024-03-01", "primary", "I10", "100.00")],
     );
-    assert_eq!(rows["C1"].reason.as_deref(), Some("no_family_doctor"));
+    assert_eq!(
+        rows["C1"].condition_reason.as_deref(),
+        Some("no_family_doctor")
+    );
 }
 
 #[test]
@@ -384,7 +401,14 @@ fn weihai_employees_have_no_two_diseases_benefit() {
         &[registration("P1", "diabetes")],
         &[claim("C1", "P1", "2024-03-01", "primary", "E11", "100.00")],
     );
-    assert_eq!(rows["C1"].reason.as_deref(), Some("scheme_not_covered"));
+    // General outpatient takes it instead; its assumed employees' deductible of 1,000.00
+    // absorbs all of the 100.00.
+    let c1 = &rows["C1"];
+    assert_eq!(c1.condition_reason.as_deref(), Some("scheme_not_covered"));
+    assert_eq!(
+        (c1.benefit.as_deref(), c1.deductible, c1.fund),
+        (Some("general_outpatient"), fen("100.00"), 0)
+    );
 }
 
 // ---- Rizhao: benefits start the day after approval ----
@@ -405,9 +429,18 @@ fn rizhao_benefits_start_the_day_after_approval() {
             claim("C2", "P1", "2024-03-11", "tertiary", "C34.9", "1000.00"),
         ],
     );
-    assert_eq!(rows["C1"].status, "not_covered");
-    assert_eq!(rows["C1"].reason.as_deref(), Some("before_benefit_start"));
+    // On the approval day the chronic benefit does not pay yet: general outpatient does, at
+    // its assumed residents' tertiary 30% = 300.00.
+    assert_eq!(
+        rows["C1"].condition_reason.as_deref(),
+        Some("before_benefit_start")
+    );
+    assert_eq!(
+        (rows["C1"].benefit.as_deref(), rows["C1"].fund),
+        (Some("general_outpatient"), fen("300.00"))
+    );
     assert_eq!(rows["C2"].fund, fen("600.00"));
+    assert_eq!(rows["C2"].condition_reason, None);
     assert_eq!(
         rows["C2"].benefit.as_deref(),
         Some("chronic_special.malignant_tumour")
@@ -435,7 +468,15 @@ fn registration_window_and_diagnosis_reasons() {
             claim("C6", "P1", "2024-03-06", "primary", "J06.9", "100.00"),
         ],
     );
-    let reason = |c: &str| rows[c].reason.clone();
+    // Outside the two-diseases benefit each claim falls to general outpatient (assumed
+    // residents' grassroots 50%: 50.00), with the reason the condition benefit did not pay.
+    let reason = |c: &str| rows[c].condition_reason.clone();
+    for c in ["C1", "C4", "C5", "C6"] {
+        assert_eq!(rows[c].benefit.as_deref(), Some("general_outpatient"), "{c}");
+        assert_eq!((rows[c].status.as_str(), rows[c].fund), ("paid", fen("50.00")));
+    }
+    // Settlement order C1, C5, C6, C4: four claims of 50.00 against the 500.00 cap.
+    assert_eq!(rows["C4"].cap_remaining, Some(fen("300.00")));
     assert_eq!(reason("C1").as_deref(), Some("before_benefit_start"));
     assert_eq!(rows["C2"].fund, fen("60.00"));
     assert_eq!(rows["C3"].fund, fen("60.00"));

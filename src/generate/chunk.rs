@@ -17,7 +17,7 @@ use super::catalogue::{
 use super::rng::{Rng, Weighted};
 use super::schema;
 use crate::domain::{
-    days_from_civil, days_in_month, AssistanceCategory, Day, Level, Millis, VisitType,
+    days_from_civil, days_in_month, AssistanceCategory, Day, Level, Millis, Referral, VisitType,
     MILLIS_PER_DAY,
 };
 use crate::error::{Error, Result};
@@ -277,6 +277,7 @@ struct ClaimRow {
     in_scope: i64,
     drug: Option<u16>,
     days_supply: Option<i32>,
+    referral: Option<Referral>,
     kind: RowKind,
     /// The original of a reversal, or the row whose claim id a duplicate reuses.
     link: u32,
@@ -650,8 +651,30 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
         rng.zipf(INSTITUTIONS[level as usize]) as u16
     };
 
-    let inpatient = (level == Level::Secondary as u8 || level == Level::Tertiary as u8)
-        && rng.chance(1.0 / 30.0);
+    // Hospitals admit one visit in thirty, grassroots institutions one in a hundred.
+    let inpatient = match level {
+        l if l == Level::Secondary as u8 || l == Level::Tertiary as u8 => rng.chance(1.0 / 30.0),
+        l if l == Level::Primary as u8 => rng.chance(1.0 / 100.0),
+        _ => false,
+    };
+    // A stay may come with a two-way referral; an upward one is mostly to a hospital of the
+    // person's own medical community (that of their grassroots institution).
+    let referral = if inpatient {
+        match rng.below(100) {
+            0..=11 => Some(Referral::Upward),
+            12..=15 => Some(Referral::Downward),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let institution = if referral == Some(Referral::Upward) && rng.chance(0.8) {
+        let community = profile.home[Level::Primary as usize] % COMMUNITIES;
+        let span = INSTITUTIONS[level as usize] / COMMUNITIES as u64;
+        rng.zipf(span) as u16 * COMMUNITIES + community
+    } else {
+        institution
+    };
     let visit = if level == PHARMACY {
         Some(VisitType::Pharmacy)
     } else if inpatient {
@@ -682,7 +705,13 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
         } else {
             0.9
         };
-        let total = rng.lognormal(1_300_000.0 * level_cost, 0.4).max(200_000.0);
+        // A heavy tail: some stays reach critical illness insurance's deductible.
+        let level_cost = if level == Level::Primary as u8 {
+            0.4
+        } else {
+            level_cost
+        };
+        let total = rng.lognormal(1_300_000.0 * level_cost, 0.6).max(200_000.0);
         (
             settled_at,
             Some(plan.month_start + day as Day),
@@ -744,9 +773,20 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
         in_scope,
         drug,
         days_supply,
+        referral,
         kind: RowKind::Normal,
         link: 0,
     }
+}
+
+/// Medical communities (医共体) per region: an institution's is its number modulo this; one
+/// number in [`OUTSIDE_COMMUNITY`] belongs to none.
+const COMMUNITIES: u16 = 6;
+const OUTSIDE_COMMUNITY: u16 = 7;
+
+/// The medical community of a non-pharmacy institution, if it belongs to one.
+fn community_of(institution: u16) -> Option<u16> {
+    (institution % OUTSIDE_COMMUNITY != 0).then_some(institution % COMMUNITIES)
 }
 
 /// Appends `P` + region + the person's number within the region.
@@ -921,6 +961,8 @@ fn claim_rows(
     let mut diagnosis = StringBuilder::with_capacity(n, n * 5);
     let mut drug = StringBuilder::with_capacity(n, n * 23);
     let mut reverses = StringBuilder::with_capacity(n / 100, n / 100 * 18);
+    let mut referral = StringBuilder::with_capacity(n / 100, n / 100 * 8);
+    let mut community = StringBuilder::with_capacity(n, n * 9);
     let mut buf = String::with_capacity(32);
     for (pos, row) in rows.iter().enumerate() {
         match row.kind {
@@ -979,6 +1021,17 @@ fn claim_rows(
         } else {
             reverses.append_null();
         }
+        referral.append_option(row.referral.map(Referral::as_str));
+        match community_of(row.institution).filter(|_| home_level != PHARMACY as usize) {
+            Some(c) => {
+                buf.clear();
+                buf.push('M');
+                buf.push_str(code);
+                push_padded(&mut buf, c as u64, 2);
+                community.append_value(&buf);
+            }
+            None => community.append_null(),
+        }
     }
     let money = |values: Vec<i128>, what: &str| {
         Decimal128Array::from(values)
@@ -1013,6 +1066,8 @@ fn claim_rows(
             Arc::new(drug.finish()),
             Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.days_supply))),
             Arc::new(reverses.finish()),
+            Arc::new(referral.finish()),
+            Arc::new(community.finish()),
         ],
         "claims",
     )

@@ -310,6 +310,8 @@ mod tests {
                     ("drug_code", DataType::Utf8),
                     ("days_supply", DataType::Int32),
                     ("reverses_claim_id", DataType::Utf8),
+                    ("referral", DataType::Utf8),
+                    ("medical_community_id", DataType::Utf8),
                 ],
             ),
         ];
@@ -391,6 +393,9 @@ mod tests {
         let region = text(&claims, "region");
         let level = text(&claims, "institution_level");
         let visit = text(&claims, "visit_type");
+        let referral = text(&claims, "referral");
+        let community = text(&claims, "medical_community_id");
+        let (mut referrals, mut with_community) = (0u32, 0u32);
         let prescriber = text(&claims, "prescriber_level");
         let diagnosis = text(&claims, "diagnosis");
         let institution = text(&claims, "institution_id");
@@ -497,7 +502,8 @@ mod tests {
                         null_visit += 1;
                     } else if visit.value(i) == "inpatient" {
                         inpatient += 1;
-                        assert!(l == "secondary" || l == "tertiary");
+                        assert!(l != "pharmacy");
+                        referrals += referral.is_valid(i) as u32;
                         assert!(drug.is_null(i) && days.is_null(i));
                         assert!(total.value(i) >= 200_000);
                         let discharge = service.value(i) as i64 * MILLIS_PER_DAY;
@@ -507,6 +513,13 @@ mod tests {
                         );
                     } else {
                         assert_eq!(visit.value(i), "outpatient");
+                    }
+                    if visit.is_null(i) || visit.value(i) != "inpatient" {
+                        assert!(referral.is_null(i));
+                    }
+                    if community.is_valid(i) {
+                        assert!(community.value(i).starts_with('M'));
+                        with_community += 1;
                     }
                 }
             }
@@ -543,7 +556,7 @@ mod tests {
             rate(non_chronic)
         );
         assert!(
-            (0.006..0.014).contains(&rate(inpatient)),
+            (0.008..0.02).contains(&rate(inpatient)),
             "inpatient {}",
             rate(inpatient)
         );
@@ -553,6 +566,9 @@ mod tests {
             rate(null_visit)
         );
         assert!((0.01..0.05).contains(&(no_prescriber as f64 / pharmacy as f64)));
+        let referred = referrals as f64 / inpatient as f64;
+        assert!((0.08..0.25).contains(&referred), "referrals {referred}");
+        assert!(with_community > 0);
         assert!(
             (0.17..0.23).contains(&rate(full_scope)),
             "full scope {}",

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::read::{col, list_parquet, read_file, ColumnKind::*, ColumnSpec};
 use super::registry::PersonIndex;
-use crate::domain::{day_of, Day, Level, Millis, Reason, VisitType};
+use crate::domain::{day_of, Day, Level, Millis, Reason, Referral, VisitType};
 use crate::error::Result;
 
 /// Marks a row whose `person_id` is null.
@@ -39,6 +39,9 @@ pub const CLAIM_COLUMNS: &[ColumnSpec] = &[
     col("drug_code", Text, true),
     col("days_supply", Int32, true),
     col("reverses_claim_id", Text, true),
+    // Added by yibao (optional): Weihai's referral rules.
+    col("referral", Text, true),
+    col("medical_community_id", Text, true),
 ];
 
 /// Where a claims batch came from, and the columns kept from it for output: the settlement keys
@@ -87,6 +90,10 @@ pub struct Claims {
     pub total_fen: Vec<i64>,
     pub in_scope_fen: Vec<i64>,
     pub is_reversal: Vec<bool>,
+    /// `referral` (inpatient stays).
+    pub referral: Vec<Option<Referral>>,
+    /// Interned `medical_community_id` (医共体) of the institution, or [`NO_CODE`].
+    pub medical_community: Vec<u32>,
     /// Set for rows that are not valid claims.
     pub rejected: Vec<Option<Reason>>,
     /// The offending value, for `rejected.parquet`'s `detail`.
@@ -94,6 +101,7 @@ pub struct Claims {
     pub diagnoses: Vec<String>,
     pub institutions: Vec<String>,
     pub drugs: Vec<String>,
+    pub medical_communities: Vec<String>,
 }
 
 /// One batch converted, before its interned ids are merged into the global dictionaries.
@@ -114,6 +122,8 @@ struct Converted {
     total_fen: Vec<i64>,
     in_scope_fen: Vec<i64>,
     is_reversal: Vec<bool>,
+    referral: Vec<Option<Referral>>,
+    medical_community: Local,
     rejected: Vec<Option<Reason>>,
     detail: Vec<(usize, String)>,
 }
@@ -250,6 +260,7 @@ impl Claims {
         let mut diagnosis_index = HashMap::new();
         let mut institution_index = HashMap::new();
         let mut drug_index = HashMap::new();
+        let mut community_index = HashMap::new();
         for mut c in converted {
             let offset = claims.person.len();
             c.batch.offset = offset;
@@ -281,6 +292,12 @@ impl Claims {
             claims.total_fen.extend_from_slice(&c.total_fen);
             claims.in_scope_fen.extend_from_slice(&c.in_scope_fen);
             claims.is_reversal.extend_from_slice(&c.is_reversal);
+            claims.referral.extend_from_slice(&c.referral);
+            c.medical_community.merge_into(
+                &mut claims.medical_communities,
+                &mut community_index,
+                &mut claims.medical_community,
+            );
             claims.rejected.extend_from_slice(&c.rejected);
             for (i, d) in c.detail {
                 claims.reject_detail.insert(offset + i, d);
@@ -306,6 +323,8 @@ impl Claims {
         self.total_fen.reserve_exact(n);
         self.in_scope_fen.reserve_exact(n);
         self.is_reversal.reserve_exact(n);
+        self.referral.reserve_exact(n);
+        self.medical_community.reserve_exact(n);
         self.rejected.reserve_exact(n);
     }
 
@@ -395,6 +414,8 @@ fn convert(
     let total = Money::of(batch.column(10));
     let in_scope = Money::of(batch.column(11));
     let drug = text(12);
+    let referral_text = text(15);
+    let community = text(16);
 
     let mut c = Converted {
         batch: ClaimBatch {
@@ -423,6 +444,8 @@ fn convert(
         total_fen: Vec::with_capacity(n),
         in_scope_fen: Vec::with_capacity(n),
         is_reversal: Vec::with_capacity(n),
+        referral: Vec::with_capacity(n),
+        medical_community: Local::build(&community),
         rejected: Vec::with_capacity(n),
         detail: Vec::new(),
     };
@@ -508,6 +531,17 @@ fn convert(
                 VisitType::Outpatient
             })
         };
+        let referral = if referral_text.is_null(i) {
+            None
+        } else {
+            Referral::parse(referral_text.value(i)).or_else(|| {
+                fail(
+                    Reason::UnknownReferral,
+                    format!("referral = {:?}", referral_text.value(i)),
+                );
+                None
+            })
+        };
         let is_reversal = reverses.is_valid(i);
         let total_fen = total.fen(i, "total_amount", &mut fail);
         let in_scope_fen = in_scope.fen(i, "in_scope_amount", &mut fail);
@@ -535,6 +569,7 @@ fn convert(
         c.total_fen.push(total_fen);
         c.in_scope_fen.push(in_scope_fen);
         c.is_reversal.push(is_reversal);
+        c.referral.push(referral);
         match reject {
             Some((reason, detail)) => {
                 c.rejected.push(Some(reason));

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::domain::{Reason, Status};
 use crate::error::{Error, Result};
-use crate::ingest::claims::Claims;
+use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::Registry;
 use crate::ledger::{ClaimRecord, Ledger, LedgerWriter};
 use crate::partition::Partitions;
@@ -210,6 +210,12 @@ fn ledger_batch(
                 over_cap_fen: o.over_cap_fen,
                 assisted: o.assisted,
                 reversed: o.reversed,
+                visit: claims.visit[row],
+                medical_community: match claims.medical_community[row] {
+                    NO_CODE => None,
+                    c => Some(claims.medical_communities[c as usize].as_str().into()),
+                },
+                layers: o.layers,
             };
             writer.push_claim(person_id, &record, policies);
         }

@@ -38,6 +38,8 @@ pub fn schema() -> SchemaRef {
         text("drug_code"),
         Field::new("days_supply", DataType::Int32, true),
         text("reverses_claim_id"),
+        text("referral"),
+        text("medical_community_id"),
         Field::new("reason", DataType::Utf8, false),
         text("detail"),
         Field::new("source_file", DataType::Utf8, false),
@@ -128,6 +130,8 @@ pub fn batch(view: &RunView, rejected: &[(usize, Reason)]) -> Result<RecordBatch
                 .collect::<Int32Array>(),
         ),
         strings(&|r, _| c.reverses_claim_id(r).map(str::to_string)),
+        strings(&|r, _| c.referral[r].map(|x| x.as_str().to_string())),
+        strings(&|r, _| code(&c.medical_communities, c.medical_community[r])),
         strings(&|_, reason| Some(reason.as_str().to_string())),
         strings(&|r, _| c.reject_detail.get(&r).cloned()),
         strings(&|r, _| {

@@ -49,6 +49,13 @@ pub fn schema() -> SchemaRef {
             false,
         ),
         Field::new("risk_score", DataType::Float32, false),
+        // Added by yibao: the later layers of one-stop settlement, and what the person pays.
+        // total = fund_paid + critical_illness_paid + assistance_paid + patient_pays.
+        money("critical_illness_paid"),
+        money("assistance_paid"),
+        money("patient_pays"),
+        // Why no registered-condition benefit paid (a general benefit did, or none).
+        Field::new("condition_reason", DataType::Utf8, true),
     ]))
 }
 
@@ -140,6 +147,15 @@ pub fn batch<'a>(view: &RunView<'a>, b: usize, schema: &SchemaRef) -> Result<Rec
         money(per(&|o| o.assistance_base_fen()))?,
         anomaly_codes,
         Arc::new(Float32Array::from(vec![0.0f32; k])),
+        money(per(&|o| o.layers.ci_fen))?,
+        money(per(&|o| o.layers.assistance_fen))?,
+        money(
+            kept.iter()
+                .zip(&outcomes)
+                .map(|(&r, o)| o.patient_pays_fen(claims.total_fen[r]))
+                .collect(),
+        )?,
+        text(&|o| o.condition_reason.map(|r| r.as_str())),
     ];
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::arrow("settlements", e))
 }

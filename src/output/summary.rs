@@ -78,6 +78,9 @@ pub struct Total {
     pub copay_amount: String,
     pub over_cap_amount: String,
     pub deductible_amount: String,
+    pub critical_illness_paid: String,
+    pub assistance_paid: String,
+    pub patient_pays: String,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -89,6 +92,9 @@ struct Sums {
     copay: i128,
     over_cap: i128,
     deductible: i128,
+    critical_illness: i128,
+    assistance: i128,
+    patient_pays: i128,
 }
 
 impl Sums {
@@ -100,6 +106,9 @@ impl Sums {
         self.copay += o.copay;
         self.over_cap += o.over_cap;
         self.deductible += o.deductible;
+        self.critical_illness += o.critical_illness;
+        self.assistance += o.assistance;
+        self.patient_pays += o.patient_pays;
     }
 }
 
@@ -133,6 +142,9 @@ pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) 
                 s.copay += i128::from(o.copay_fen);
                 s.over_cap += i128::from(o.over_cap_fen);
                 s.deductible += i128::from(o.deductible_fen);
+                s.critical_illness += i128::from(o.layers.ci_fen);
+                s.assistance += i128::from(o.layers.assistance_fen);
+                s.patient_pays += i128::from(o.patient_pays_fen(c.total_fen[row]));
                 if let Some(r) = o.reason {
                     reasons[r as usize] += 1;
                 }
@@ -184,6 +196,9 @@ pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) 
             copay_amount: Yuan(s.copay).to_string(),
             over_cap_amount: Yuan(s.over_cap).to_string(),
             deductible_amount: Yuan(s.deductible).to_string(),
+            critical_illness_paid: Yuan(s.critical_illness).to_string(),
+            assistance_paid: Yuan(s.assistance).to_string(),
+            patient_pays: Yuan(s.patient_pays).to_string(),
         })
         .collect();
     (totals, reasons, rejected)

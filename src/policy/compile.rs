@@ -3,9 +3,12 @@
 
 use std::path::Path;
 
-use super::raw::{self, BenefitStart, CapPer, Number, RatioEntry};
-use super::{Assumption, Benefit, LevelRatio, Policies, RegionPolicy, Slot, Version, NONE};
-use crate::domain::{days_from_civil, Coverage, Day, Level, Severity, VisitType};
+use super::raw::{self, BenefitStart, CapPer, DeductiblePer, Number, RatioEntry, Scope};
+use super::{
+    Assistance, Assumption, Benefit, CriticalIllness, LevelRatio, Policies, RegionPolicy, Slot,
+    Version, NONE,
+};
+use crate::domain::{days_from_civil, AssistanceCategory, Coverage, Day, Level, Severity, VisitType};
 use crate::error::{Error, Result};
 use crate::money::{parse_scaled, RATIO_ONE};
 
@@ -113,6 +116,7 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
         let mut pool_benefits: Vec<(u16, u16)> = Vec::new();
         // Explicit matches first; fallbacks (severity "both", supplementary → employee) after.
         let mut slots = vec![Slot::EMPTY; Coverage::COUNT * Severity::COUNT * conditions_count];
+        let mut general = [[Slot::EMPTY; VisitType::COUNT]; Coverage::COUNT];
         let index = |c: Coverage, s: Severity, k: u16| {
             c as usize * Severity::COUNT * conditions_count
                 + s as usize * conditions_count
@@ -148,7 +152,6 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 })?;
                 visit_mask |= 1 << v as u8;
             }
-            let deductible_fen = money(&b.deductible).map_err(|r| fail(&at("deductible"), r))?;
             let annual_cap_fen = match &b.annual_cap {
                 Some(n) => {
                     let cap = money(n).map_err(|r| fail(&at("annual_cap"), r))?;
@@ -192,19 +195,94 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                     }
                 };
             }
+            let deductible_fen = deductible(&b.deductible, b.deductible_per, &level_ratio)
+                .map_err(|(key, r)| fail(&at(&key), r))?;
+            let referral_waiver = match b.referral_waiver {
+                Some(_) if b.deductible_per != DeductiblePer::Admission => {
+                    return Err(fail(
+                        &at("referral_waiver"),
+                        "referral waivers apply to per-admission deductibles only".into(),
+                    ))
+                }
+                Some(w) => w,
+                None => raw::ReferralWaiver {
+                    upward_in_community: false,
+                    downward: false,
+                },
+            };
             if b.tier_reduction && coverage != Coverage::Employee {
                 return Err(fail(
                     &at("tier_reduction"),
                     "the contribution-tier reduction applies to the employee scheme only".into(),
                 ));
             }
-            if b.conditions.is_empty() {
-                return Err(fail(
-                    &at("conditions"),
-                    "a benefit needs a condition".into(),
-                ));
-            }
             let benefit_id = benefits.len() as u16;
+            match (b.scope, b.cap_per) {
+                (Scope::RegisteredConditions, None) => {
+                    return Err(fail(
+                        &at("cap_per"),
+                        "say whether the cap is per `benefit` or per `condition`".into(),
+                    ))
+                }
+                (Scope::RegisteredConditions, Some(_)) if b.conditions.is_empty() => {
+                    return Err(fail(
+                        &at("conditions"),
+                        "a benefit needs a condition (or scope = \"general\")".into(),
+                    ))
+                }
+                (Scope::General, _) if !b.conditions.is_empty() || b.severity.is_some() => {
+                    return Err(fail(
+                        &at("scope"),
+                        "a general benefit pays every claim of its visit types: it takes no \
+                         conditions or severity"
+                            .into(),
+                    ))
+                }
+                (Scope::General, Some(CapPer::Condition)) => {
+                    return Err(fail(
+                        &at("cap_per"),
+                        "a general benefit has no conditions to cap one by one".into(),
+                    ))
+                }
+                (Scope::General, _) if b.secondary_factor => {
+                    return Err(fail(
+                        &at("secondary_factor"),
+                        "a general benefit has no primary or secondary condition".into(),
+                    ))
+                }
+                (Scope::General, _) => {
+                    let label = policies.labels.intern(&b.name);
+                    let pool = policies
+                        .pools
+                        .intern(&format!("{}:{}", coverage.as_str(), b.name));
+                    pool_benefits.push((pool, benefit_id));
+                    for visit in VisitType::ALL {
+                        if visit_mask & (1 << *visit as u8) == 0 {
+                            continue;
+                        }
+                        let slot = &mut general[coverage as usize][*visit as usize];
+                        if slot.benefit != NONE {
+                            return Err(fail(
+                                &bkey,
+                                format!(
+                                    "overlaps benefits[{}]: both are general benefits paying {} \
+                                     claims for {}",
+                                    slot.benefit,
+                                    visit.as_str(),
+                                    coverage.as_str()
+                                ),
+                            ));
+                        }
+                        *slot = Slot {
+                            benefit: benefit_id,
+                            label,
+                            pool,
+                        };
+                    }
+                }
+                (Scope::RegisteredConditions, Some(_)) => {}
+            }
+            let cap_per = b.cap_per.unwrap_or(CapPer::Benefit);
             for condition in &b.conditions {
                 if !file.conditions.contains_key(condition) {
                     return Err(fail(
@@ -215,7 +293,7 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 let cid = policies.conditions.intern(condition);
                 let label = policies.labels.intern(&format!("{}.{condition}", b.name));
                 // Each scheme's fund keeps its own caps: the pool is named with the coverage.
-                let pool_name = match b.cap_per {
+                let pool_name = match cap_per {
                     CapPer::Benefit => format!("{}:{}", coverage.as_str(), b.name),
                     CapPer::Condition => format!("{}:{}.{condition}", coverage.as_str(), b.name),
                 };
@@ -246,6 +324,8 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
             benefits.push(Benefit {
                 name: b.name.clone(),
                 deductible_fen,
+                deductible_per: b.deductible_per,
+                referral_waiver,
                 annual_cap_fen,
                 cap_basis: b.cap_basis,
                 ratio: level_ratio,
@@ -274,8 +354,8 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
             for &(other_pool, o) in &pool_benefits {
                 let (x, y) = (&benefits[b as usize], &benefits[o as usize]);
                 if pool == other_pool
-                    && (x.annual_cap_fen, x.cap_basis, x.deductible_fen)
-                        != (y.annual_cap_fen, y.cap_basis, y.deductible_fen)
+                    && (x.annual_cap_fen, x.cap_basis, x.deductible_fen, x.deductible_per)
+                        != (y.annual_cap_fen, y.cap_basis, y.deductible_fen, y.deductible_per)
                 {
                     return Err(fail(
                         &format!("{vkey}.benefits[{o}]"),
@@ -306,6 +386,14 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 }
             }
         }
+        let supplementary = Coverage::EmployeeSupplementary as usize;
+        for visit in 0..VisitType::COUNT {
+            if general[supplementary][visit].benefit == NONE {
+                general[supplementary][visit] = general[Coverage::Employee as usize][visit];
+            }
+        }
+        let critical_illness = compile_critical_illness(policies, path, &tree, vi, version)?;
+        let assistance = compile_assistance(policies, path, &tree, vi, version)?;
         for (key, why) in &version.assumed {
             let table = tree["versions"][vi].as_table();
             check_assumed(table, key).map_err(|r| fail(&at(&format!("assumed.{key}")), r))?;
@@ -334,6 +422,9 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
             benefits,
             pool_benefits,
             slots,
+            general,
+            critical_illness,
+            assistance,
         });
     }
 
@@ -366,6 +457,186 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
     let n = policies.conditions.len();
     for v in &mut policies.versions {
         widen_slots(v, n);
+    }
+    Ok(())
+}
+
+/// A benefit's deductible by level: one amount everywhere, or (per admission only) a table that
+/// lists every level the benefit pays at.
+fn deductible(
+    d: &raw::Deductible,
+    per: DeductiblePer,
+    ratios: &[LevelRatio; Level::COUNT],
+) -> std::result::Result<[i64; Level::COUNT], (String, String)> {
+    match d {
+        raw::Deductible::Amount(n) => {
+            let fen = money(n).map_err(|r| ("deductible".to_string(), r))?;
+            Ok([fen; Level::COUNT])
+        }
+        raw::Deductible::ByLevel(_) if per != DeductiblePer::Admission => Err((
+            "deductible".into(),
+            "a deductible by level needs deductible_per = \"admission\"".into(),
+        )),
+        raw::Deductible::ByLevel(table) => {
+            let mut out = [0; Level::COUNT];
+            for (key, n) in table {
+                let level = Level::parse(key).ok_or_else(|| {
+                    (
+                        format!("deductible.{key}"),
+                        "unknown level (primary, secondary, tertiary, pharmacy)".to_string(),
+                    )
+                })?;
+                out[level as usize] = money(n).map_err(|r| (format!("deductible.{key}"), r))?;
+            }
+            for level in Level::ALL {
+                if ratios[*level as usize] != LevelRatio::NotCovered
+                    && !table.contains_key(level.as_str())
+                {
+                    return Err((
+                        format!("deductible.{level}"),
+                        "missing level: the benefit pays here, so its deductible must be listed"
+                            .into(),
+                    ));
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A layer's coverage; supplementary members fall back to the employee table.
+fn layer_coverage(text: &str) -> std::result::Result<Coverage, String> {
+    Coverage::parse(text).ok_or_else(|| {
+        format!("`{text}` is not resident, employee or employee_supplementary")
+    })
+}
+
+fn compile_critical_illness(
+    policies: &mut Policies,
+    path: &Path,
+    tree: &toml::Table,
+    vi: usize,
+    version: &raw::Version,
+) -> Result<[Option<CriticalIllness>; Coverage::COUNT]> {
+    let fail = |key: &str, reason: String| Error::policy(path, key, reason);
+    let mut out: [Option<CriticalIllness>; Coverage::COUNT] = Default::default();
+    for (ci, c) in version.critical_illness.iter().enumerate() {
+        let at = |key: &str| format!("versions[{vi}].critical_illness[{ci}].{key}");
+        let coverage = layer_coverage(&c.coverage).map_err(|r| fail(&at("coverage"), r))?;
+        if out[coverage as usize].is_some() {
+            return Err(fail(
+                &at("coverage"),
+                format!("a second critical-illness table for {coverage}"),
+            ));
+        }
+        let deductible_fen = money(&c.deductible).map_err(|r| fail(&at("deductible"), r))?;
+        let mut bands = Vec::with_capacity(c.bands.len());
+        for (i, band) in c.bands.iter().enumerate() {
+            let above = money(&band.above).map_err(|r| fail(&at(&format!("bands[{i}].above")), r))?;
+            let r = ratio(&band.ratio).map_err(|r| fail(&at(&format!("bands[{i}].ratio")), r))?;
+            let expected_first = i == 0 && above != 0;
+            let not_rising = bands.last().is_some_and(|&(prev, _)| above <= prev);
+            if expected_first || not_rising {
+                return Err(fail(
+                    &at(&format!("bands[{i}].above")),
+                    "bands start at 0 and rise strictly".into(),
+                ));
+            }
+            bands.push((above, r));
+        }
+        if bands.is_empty() {
+            return Err(fail(&at("bands"), "at least one band is needed".into()));
+        }
+        let annual_cap_fen = match &c.annual_cap {
+            Some(n) => Some(money(n).map_err(|r| fail(&at("annual_cap"), r))?),
+            None => None,
+        };
+        let pool = policies
+            .pools
+            .intern(&format!("critical_illness:{}", coverage.as_str()));
+        out[coverage as usize] = Some(CriticalIllness {
+            deductible_fen,
+            bands,
+            annual_cap_fen,
+            pool,
+        });
+        let table = tree["versions"][vi]["critical_illness"][ci].as_table();
+        record_assumed(policies, path, table, &c.assumed, &version.id, &at)?;
+    }
+    let (employee, supplementary) = (
+        Coverage::Employee as usize,
+        Coverage::EmployeeSupplementary as usize,
+    );
+    if out[supplementary].is_none() {
+        out[supplementary] = out[employee].clone();
+    }
+    Ok(out)
+}
+
+fn compile_assistance(
+    policies: &mut Policies,
+    path: &Path,
+    tree: &toml::Table,
+    vi: usize,
+    version: &raw::Version,
+) -> Result<[Option<Assistance>; AssistanceCategory::COUNT]> {
+    let fail = |key: &str, reason: String| Error::policy(path, key, reason);
+    let mut out = [None; AssistanceCategory::COUNT];
+    for (ai, a) in version.assistance.iter().enumerate() {
+        let at = |key: &str| format!("versions[{vi}].assistance[{ai}].{key}");
+        let category = AssistanceCategory::parse(&a.category).ok_or_else(|| {
+            fail(
+                &at("category"),
+                format!(
+                    "`{}` is not destitute, minimum_living, low_income_edge or poverty_monitoring",
+                    a.category
+                ),
+            )
+        })?;
+        if out[category as usize].is_some() {
+            return Err(fail(
+                &at("category"),
+                format!("a second assistance table for {category}"),
+            ));
+        }
+        let deductible_fen = match &a.deductible {
+            Some(n) => money(n).map_err(|r| fail(&at("deductible"), r))?,
+            None => 0,
+        };
+        let annual_cap_fen = match &a.annual_cap {
+            Some(n) => Some(money(n).map_err(|r| fail(&at("annual_cap"), r))?),
+            None => None,
+        };
+        out[category as usize] = Some(Assistance {
+            deductible_fen,
+            ratio_bp: ratio(&a.ratio).map_err(|r| fail(&at("ratio"), r))?,
+            annual_cap_fen,
+            pool: policies.pools.intern("medical_assistance"),
+        });
+        let table = tree["versions"][vi]["assistance"][ai].as_table();
+        record_assumed(policies, path, table, &a.assumed, &version.id, &at)?;
+    }
+    Ok(out)
+}
+
+/// Checks a table's `assumed` keys and lists them for `yibao policy check`.
+fn record_assumed(
+    policies: &mut Policies,
+    path: &Path,
+    table: Option<&toml::Table>,
+    assumed: &std::collections::BTreeMap<String, String>,
+    version: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Result<()> {
+    for (key, why) in assumed {
+        check_assumed(table, key)
+            .map_err(|r| Error::policy(path, &at(&format!("assumed.{key}")), r))?;
+        policies.assumptions.push(Assumption {
+            file: path.to_path_buf(),
+            version: version.to_string(),
+            key: at(key),
+            why: why.clone(),
+        });
     }
     Ok(())
 }
@@ -596,12 +867,19 @@ benefit_start = "next_day"
             .assumptions
             .iter()
             .any(|a| a.version == "rizhao-2020" && a.key.ends_with("annual_cap")));
-        // Ezhou states every number of its benefits: only its start date is assumed.
-        assert!(p
+        // Ezhou states every number of its six two-diseases benefits: none is assumed, while
+        // the general, inpatient and later-layer tables it does not state all are.
+        let ezhou: Vec<&str> = p
             .assumptions
             .iter()
             .filter(|a| a.version == "ezhou-2022")
-            .all(|a| a.key == "versions[0].effective_from"));
+            .map(|a| a.key.as_str())
+            .collect();
+        assert!(ezhou.iter().all(|k| (0..6)
+            .all(|b| !k.starts_with(&format!("versions[0].benefits[{b}].")))));
+        for table in ["benefits[6]", "benefits[9]", "critical_illness[1]", "assistance[3]"] {
+            assert!(ezhou.iter().any(|k| k.contains(table)), "{table}: {ezhou:?}");
+        }
         let report = p.check_report();
         assert!(
             report.contains("weihai-2023-05: 2023-05-01 .. open"),

@@ -9,7 +9,7 @@ pub mod raw;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::domain::{Coverage, Day, Level, Severity, VisitType};
+use crate::domain::{AssistanceCategory, Coverage, Day, Level, Referral, Severity, VisitType};
 use crate::error::{Error, Result};
 
 pub use compile::{compile_file, TIERS};
@@ -104,6 +104,52 @@ pub struct Version {
     pub pool_benefits: Vec<(u16, u16)>,
     /// `[coverage][severity][condition]` → benefit slot.
     slots: Vec<Slot>,
+    /// `[coverage][visit type]` → the general benefit (general outpatient, inpatient) that pays
+    /// a claim no condition benefit pays.
+    general: [[Slot; VisitType::COUNT]; Coverage::COUNT],
+    /// Critical illness insurance by coverage (supplementary members on the employee table).
+    pub critical_illness: [Option<CriticalIllness>; Coverage::COUNT],
+    /// Medical assistance by category.
+    pub assistance: [Option<Assistance>; AssistanceCategory::COUNT],
+}
+
+/// Critical illness insurance (大病保险), compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CriticalIllness {
+    pub deductible_fen: i64,
+    /// `(above, ratio)`: from `above` fen of cumulative base over the deductible, `ratio` bp.
+    /// The first band starts at 0; `above` rises strictly.
+    pub bands: Vec<(i64, u32)>,
+    pub annual_cap_fen: Option<i64>,
+    /// Year-to-date state: `cost` = base received, `deductible` = absorbed, `fund` = paid.
+    pub pool: u16,
+}
+
+impl CriticalIllness {
+    /// What the bands pay on the first `above` fen of cumulative base over the deductible,
+    /// rounded once. A claim is paid the difference of this function across the base it adds,
+    /// so that a year's payments do not depend on how its cost is split into claims.
+    pub fn paid_on(&self, above: i64) -> i64 {
+        let mut sum: i128 = 0;
+        for (i, &(from, ratio)) in self.bands.iter().enumerate() {
+            if above <= from {
+                break;
+            }
+            let to = self.bands.get(i + 1).map_or(above, |&(next, _)| next.min(above));
+            sum += (to - from) as i128 * ratio as i128;
+        }
+        crate::money::round_div(sum, crate::money::RATIO_ONE as i128) as i64
+    }
+}
+
+/// Medical assistance (医疗救助) for one category, compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assistance {
+    pub deductible_fen: i64,
+    pub ratio_bp: u32,
+    pub annual_cap_fen: Option<i64>,
+    /// Year-to-date state: `cost` = base received, `deductible` = absorbed, `fund` = paid.
+    pub pool: u16,
 }
 
 /// Which benefit, label and cap pool settle a (coverage, severity, condition).
@@ -126,7 +172,10 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub struct Benefit {
     pub name: String,
-    pub deductible_fen: i64,
+    /// Deductible by institution level (the same at every level for an annual deductible).
+    pub deductible_fen: [i64; Level::COUNT],
+    pub deductible_per: DeductiblePer,
+    pub referral_waiver: ReferralWaiver,
     pub annual_cap_fen: Option<i64>,
     pub cap_basis: CapBasis,
     /// Indexed by [`Level`].
@@ -138,7 +187,20 @@ pub struct Benefit {
     pub visit_mask: u8,
 }
 
-pub use raw::CapBasis;
+pub use raw::{CapBasis, DeductiblePer, ReferralWaiver};
+
+impl ReferralWaiver {
+    /// Whether a stay with this referral pays no deductible of its own. `same_community`: the
+    /// person's previous stay was in the same medical community as this one.
+    #[inline]
+    pub fn waives(&self, referral: Option<Referral>, same_community: bool) -> bool {
+        match referral {
+            Some(Referral::Downward) => self.downward,
+            Some(Referral::Upward) => self.upward_in_community && same_community,
+            None => false,
+        }
+    }
+}
 
 /// A level's ratio, compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +281,18 @@ impl Version {
             + severity as usize * self.condition_count()
             + condition as usize;
         self.slots.get(i).copied().filter(|s| s.benefit != NONE)
+    }
+
+    /// The general benefit paying `visit` claims outside every condition benefit, if any.
+    #[inline]
+    pub fn general_slot(&self, coverage: Coverage, visit: VisitType) -> Option<Slot> {
+        Some(self.general[coverage as usize][visit as usize]).filter(|s| s.benefit != NONE)
+    }
+
+    /// Critical illness insurance for a coverage.
+    #[inline]
+    pub fn critical_illness_for(&self, coverage: Coverage) -> Option<&CriticalIllness> {
+        self.critical_illness[coverage as usize].as_ref()
     }
 
     /// The benefit whose cap `pool` counts against in this version.

@@ -73,7 +73,54 @@ pub struct Version {
     pub secondary_factor: Option<Number>,
     #[serde(default)]
     pub benefits: Vec<Benefit>,
+    /// Critical illness insurance (大病保险), one table per coverage.
+    #[serde(default)]
+    pub critical_illness: Vec<CriticalIllness>,
+    /// Medical assistance (医疗救助), one table per assistance category.
+    #[serde(default)]
+    pub assistance: Vec<Assistance>,
     /// Keys of this table whose numbers the source does not state: key → why the value.
+    #[serde(default)]
+    pub assumed: BTreeMap<String, String>,
+}
+
+/// The second layer: takes each claim's `critical_illness_base` (the in-scope cost the basic
+/// fund left to the person) and pays on the year's cumulative base above its own deductible,
+/// at a ratio that rises by band.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriticalIllness {
+    /// `resident` or `employee` (supplementary members use the employee table).
+    pub coverage: String,
+    /// Annual deductible in yuan (大病保险起付线), on the cumulative base.
+    pub deductible: Number,
+    /// Progressive bands: from `above` yuan of cumulative base over the deductible, `ratio`.
+    pub bands: Vec<Band>,
+    /// Most it pays a person in a year, in yuan; absent means uncapped.
+    pub annual_cap: Option<Number>,
+    #[serde(default)]
+    pub assumed: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Band {
+    pub above: Number,
+    pub ratio: Number,
+}
+
+/// The third layer, for persons in an assistance category: what is still in scope after both
+/// insurance layers (deductibles and above-cap cost included) is assisted at `ratio`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assistance {
+    /// `destitute`, `minimum_living`, `low_income_edge` or `poverty_monitoring`.
+    pub category: String,
+    /// Annual deductible in yuan on the assisted base (0 when absent).
+    pub deductible: Option<Number>,
+    pub ratio: Number,
+    /// Most assistance pays a person in a year, in yuan; absent means uncapped.
+    pub annual_cap: Option<Number>,
     #[serde(default)]
     pub assumed: BTreeMap<String, String>,
 }
@@ -94,18 +141,30 @@ pub struct Benefit {
     pub coverage: String,
     /// `normal` or `severe`; absent means the benefit serves both.
     pub severity: Option<String>,
+    /// `registered_conditions` (the default: pays registered persons' claims for `conditions`)
+    /// or `general` (pays every claim of its visit types that no condition benefit pays:
+    /// general outpatient 普通门诊, inpatient 住院).
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
     pub conditions: Vec<String>,
     /// Visit types the benefit pays for (default outpatient and pharmacy).
     pub visit_types: Option<Vec<String>>,
-    /// Annual deductible in yuan (起付线).
-    pub deductible: Number,
+    /// Deductible in yuan (起付线): one number, or one per institution level.
+    pub deductible: Deductible,
+    /// `year` (the default: absorbed once a year) or `admission` (per inpatient stay).
+    #[serde(default)]
+    pub deductible_per: DeductiblePer,
+    /// Weihai's two-way referral rules (admission deductibles only).
+    pub referral_waiver: Option<ReferralWaiver>,
     /// Annual cap in yuan (年度最高支付限额); absent means uncapped.
     pub annual_cap: Option<Number>,
     /// `fund` (the cap limits the fund's payment, the default) or `cost`.
     #[serde(default)]
     pub cap_basis: CapBasis,
-    /// `benefit` (one cap shared by all the benefit's conditions) or `condition` (one each).
-    pub cap_per: CapPer,
+    /// `benefit` (one cap shared by all the benefit's conditions) or `condition` (one each);
+    /// required for condition benefits.
+    pub cap_per: Option<CapPer>,
     /// Ratio by institution level; every level must be listed.
     pub ratio: BTreeMap<String, RatioEntry>,
     /// Apply the version's contribution-tier reduction (employee scheme only).
@@ -116,6 +175,42 @@ pub struct Benefit {
     pub secondary_factor: bool,
     #[serde(default)]
     pub assumed: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    #[default]
+    RegisteredConditions,
+    General,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeductiblePer {
+    #[default]
+    Year,
+    Admission,
+}
+
+/// A deductible as written: one amount, or a table by institution level.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Deductible {
+    ByLevel(BTreeMap<String, Number>),
+    Amount(Number),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralWaiver {
+    /// An upward referral inside the medical community, continuing a stay, pays only the
+    /// first admission's deductible (当次住院只计算首次起付线): none of its own.
+    #[serde(default)]
+    pub upward_in_community: bool,
+    /// A downward referral pays no deductible (下转 … 取消起付线).
+    #[serde(default)]
+    pub downward: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -10,16 +10,17 @@
 //! on the state back. Every outcome other than `paid` carries a [`Reason`].
 
 pub mod kernel;
+pub mod layers;
 
 use rayon::prelude::*;
 
-use crate::domain::{year_of, Coverage, Day, Level, Reason, Status};
-use crate::ingest::claims::Claims;
+use crate::domain::{year_of, Coverage, Day, Level, Reason, Status, VisitType};
+use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::{Person, PersonState, Registration, Registry};
 use crate::ledger::{Ledger, PoolState};
 use crate::money::mul_ratio;
 use crate::partition::Partitions;
-use crate::policy::{LevelRatio, Policies, Version, NONE};
+use crate::policy::{DeductiblePer, LevelRatio, Policies, Slot, Version, NONE};
 use kernel::{split, Terms};
 
 /// Claims per parallel work unit: large enough to amortise scheduling, small enough to balance
@@ -49,6 +50,50 @@ pub struct Outcome {
     pub assisted: bool,
     /// A later reversal in this run cancelled this claim.
     pub reversed: bool,
+    /// What the later layers did with the claim.
+    pub layers: Layers,
+    /// Why no registered-condition benefit paid a claim settled by a general benefit (or not
+    /// covered at all): a Jiaxing tertiary visit, a missing registration, … `None` when a
+    /// condition benefit paid, and on reversals.
+    pub condition_reason: Option<Reason>,
+}
+
+/// The second and third layers of one-stop settlement (一站式结算): critical illness insurance
+/// and medical assistance. Each keeps a year-to-date pool of its own: base received (`cost`),
+/// deductible absorbed and amount paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    /// Critical-illness pool, or [`NONE`] when no critical illness insurance took the claim.
+    pub ci_pool: u16,
+    pub ci_deductible_fen: i64,
+    /// `critical_illness_paid`.
+    pub ci_fen: i64,
+    /// Assistance pool, or [`NONE`].
+    pub assistance_pool: u16,
+    pub assistance_deductible_fen: i64,
+    /// `assistance_paid`.
+    pub assistance_fen: i64,
+}
+
+impl Layers {
+    pub const NONE: Layers = Layers {
+        ci_pool: NONE,
+        ci_deductible_fen: 0,
+        ci_fen: 0,
+        assistance_pool: NONE,
+        assistance_deductible_fen: 0,
+        assistance_fen: 0,
+    };
+
+    fn negated(&self) -> Layers {
+        Layers {
+            ci_deductible_fen: -self.ci_deductible_fen,
+            ci_fen: -self.ci_fen,
+            assistance_deductible_fen: -self.assistance_deductible_fen,
+            assistance_fen: -self.assistance_fen,
+            ..*self
+        }
+    }
 }
 
 impl Outcome {
@@ -68,6 +113,8 @@ impl Outcome {
             cap_remaining_fen: None,
             assisted: false,
             reversed: false,
+            layers: Layers::NONE,
+            condition_reason: None,
         }
     }
 
@@ -79,14 +126,20 @@ impl Outcome {
         }
     }
 
-    /// What medical assistance receives: the same personal in-scope share, below the deductible
-    /// and above the cap included (Weihai), for persons in an assistance category.
+    /// What medical assistance receives, for persons in an assistance category: the in-scope
+    /// cost both insurance layers left, below their deductibles and above their caps included
+    /// (Weihai: 经基本医保、大病保险等报销后 … 全部纳入医疗救助范围).
     pub fn assistance_base_fen(&self) -> i64 {
         if self.assisted {
-            self.critical_illness_base_fen()
+            self.critical_illness_base_fen() - self.layers.ci_fen
         } else {
             0
         }
+    }
+
+    /// What the person finally pays of `total`: `total − fund − critical illness − assistance`.
+    pub fn patient_pays_fen(&self, total_fen: i64) -> i64 {
+        total_fen - self.fund_fen - self.layers.ci_fen - self.layers.assistance_fen
     }
 }
 
@@ -98,6 +151,9 @@ pub struct Engine<'a> {
     pub ledger: &'a Ledger,
     /// `[version][diagnosis]` → condition id or [`NONE`], built once per run.
     diagnosis_condition: Vec<Vec<u16>>,
+    /// Each ledger claim's medical community as a code of this run's dictionary (`NO_CODE` when
+    /// it had none or no claim of this run names it).
+    ledger_community: Vec<u32>,
 }
 
 /// The settlement stage's result.
@@ -119,6 +175,9 @@ type ChunkResult = (Vec<(u32, PoolState)>, Vec<usize>);
 struct Scratch {
     pools: Vec<PoolState>,
     reversed_ledger: Vec<usize>,
+    /// Medical community of the person's latest inpatient stay (`NO_CODE` when it had none),
+    /// or `None` before any: what an upward referral compares with.
+    last_stay: Option<u32>,
 }
 
 impl<'a> Engine<'a> {
@@ -141,12 +200,29 @@ impl<'a> Engine<'a> {
                     .collect()
             })
             .collect();
+        let codes: std::collections::HashMap<&str, u32> = claims
+            .medical_communities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i as u32))
+            .collect();
+        let ledger_community = ledger
+            .claims
+            .iter()
+            .map(|r| {
+                r.medical_community
+                    .as_deref()
+                    .and_then(|c| codes.get(c).copied())
+                    .unwrap_or(NO_CODE)
+            })
+            .collect();
         Engine {
             policies,
             registry,
             claims,
             ledger,
             diagnosis_condition,
+            ledger_community,
         }
     }
 
@@ -212,13 +288,22 @@ impl<'a> Engine<'a> {
             .pools
             .extend_from_slice(self.ledger.pools_of(person));
         scratch.reversed_ledger.clear();
+        let (start, records) = self.ledger.claims_of(person);
+        scratch.last_stay = records
+            .iter()
+            .rposition(|r| r.is_stay())
+            .map(|i| self.ledger_community[start + i]);
         let attributes = self.registry.person(person);
         for k in 0..rows.len() {
             let row = rows[k] as usize;
             out[k] = if self.claims.is_reversal[row] {
                 self.reverse(person, rows, k, out, scratch)
             } else {
-                self.settle_claim(person, &attributes, row, &mut scratch.pools)
+                let outcome = self.settle_claim(person, &attributes, row, scratch);
+                if self.claims.visit[row] == VisitType::Inpatient {
+                    scratch.last_stay = Some(self.claims.medical_community[row]);
+                }
+                outcome
             };
         }
         scratch.pools.sort_unstable_by_key(|s| (s.year, s.pool));
@@ -229,7 +314,7 @@ impl<'a> Engine<'a> {
         person: u32,
         attributes: &Person,
         row: usize,
-        pools: &mut Vec<PoolState>,
+        scratch: &mut Scratch,
     ) -> Outcome {
         let not_covered = |reason| Outcome::unsettled(Status::NotCovered, reason);
         match attributes.state {
@@ -245,44 +330,54 @@ impl<'a> Engine<'a> {
         let Some(v) = self.policies.version_on(attributes.region, day) else {
             return not_covered(Reason::NoPolicyInForce);
         };
-        let with_version = |reason| Outcome {
-            version: v,
-            ..not_covered(reason)
-        };
         let version = &self.policies.versions[v as usize];
-        let condition = self.diagnosis_condition[v as usize][claims.diagnosis[row] as usize];
-        if condition == NONE {
-            return with_version(Reason::DiagnosisNotCovered);
-        }
-        let registration = match find_registration(
-            self.registry.registrations_of(person),
-            condition,
-            day,
-            version.start_offset_days,
-        ) {
-            Ok(r) => r,
-            Err(reason) => return with_version(reason),
-        };
-        if version.family_doctor_required && !attributes.family_doctor {
-            return with_version(Reason::NoFamilyDoctor);
-        }
-        let Some(slot) = version.slot(attributes.coverage, registration.severity, condition) else {
-            return with_version(Reason::SchemeNotCovered);
+        // A registered condition's benefit first; what it does not pay falls to the general
+        // benefit of the visit type (Jiaxing clause 12: costs outside the two-diseases scope go
+        // to general outpatient), else it is not covered for the condition path's reason.
+        let condition = self.condition_benefit(person, attributes, v, row);
+        let condition_reason = condition.err();
+        let chosen = condition.or_else(|reason| {
+            let slot = version
+                .general_slot(attributes.coverage, claims.visit[row])
+                .ok_or(reason)?;
+            let benefit = &version.benefits[slot.benefit as usize];
+            let ratio = level_ratio(benefit.ratio, claims.level[row], claims.prescriber[row])?;
+            Ok((slot, adjust_ratio(ratio, version, benefit, attributes, true)))
+        });
+        let (slot, ratio_bp) = match chosen {
+            Ok(c) => c,
+            Err(reason) => {
+                return Outcome {
+                    version: v,
+                    condition_reason,
+                    ..not_covered(reason)
+                }
+            }
         };
         let benefit = &version.benefits[slot.benefit as usize];
-        if !benefit.pays_visit(claims.visit[row]) {
-            return with_version(Reason::VisitTypeNotCovered);
-        }
-        let ratio_bp = match level_ratio(benefit.ratio, claims.level[row], claims.prescriber[row]) {
-            Ok(r) => adjust_ratio(r, version, benefit, attributes, registration),
-            Err(reason) => return with_version(reason),
-        };
+        let level = claims.level[row];
 
         let year = year_of(day);
-        let state = pool_state(pools, year, slot.pool);
+        let state = pool_state(&mut scratch.pools, year, slot.pool);
+        let deductible_left_fen = match benefit.deductible_per {
+            DeductiblePer::Year => benefit.deductible_fen[level as usize] - state.deductible_fen,
+            DeductiblePer::Admission => {
+                let community = claims.medical_community[row];
+                let same_community =
+                    community != NO_CODE && scratch.last_stay == Some(community);
+                if benefit
+                    .referral_waiver
+                    .waives(claims.referral[row], same_community)
+                {
+                    0
+                } else {
+                    benefit.deductible_fen[level as usize]
+                }
+            }
+        };
         let terms = Terms {
             ratio_bp,
-            deductible_left_fen: benefit.deductible_fen - state.deductible_fen,
+            deductible_left_fen,
             cap_left_fen: cap_left(benefit, state),
             cap_basis: benefit.cap_basis,
         };
@@ -291,7 +386,7 @@ impl<'a> Engine<'a> {
         state.cost_fen += s.covered_fen;
         state.deductible_fen += s.deductible_fen;
         state.claims += 1;
-        Outcome {
+        let mut outcome = Outcome {
             status: if s.capped {
                 Status::Capped
             } else {
@@ -310,7 +405,54 @@ impl<'a> Engine<'a> {
             cap_remaining_fen: s.cap_remaining_fen,
             assisted: attributes.assistance.is_some(),
             reversed: false,
+            layers: Layers::NONE,
+            condition_reason,
+        };
+        outcome.layers = layers::settle(
+            version,
+            attributes,
+            year,
+            outcome.critical_illness_base_fen(),
+            &mut scratch.pools,
+        );
+        outcome
+    }
+
+    /// The condition benefit that pays the claim and its adjusted ratio, or why none does.
+    fn condition_benefit(
+        &self,
+        person: u32,
+        attributes: &Person,
+        v: u16,
+        row: usize,
+    ) -> Result<(Slot, u32), Reason> {
+        let claims = self.claims;
+        let version = &self.policies.versions[v as usize];
+        let condition = self.diagnosis_condition[v as usize][claims.diagnosis[row] as usize];
+        if condition == NONE {
+            return Err(Reason::DiagnosisNotCovered);
         }
+        let registration = find_registration(
+            self.registry.registrations_of(person),
+            condition,
+            claims.service_day[row],
+            version.start_offset_days,
+        )?;
+        if version.family_doctor_required && !attributes.family_doctor {
+            return Err(Reason::NoFamilyDoctor);
+        }
+        let slot = version
+            .slot(attributes.coverage, registration.severity, condition)
+            .ok_or(Reason::SchemeNotCovered)?;
+        let benefit = &version.benefits[slot.benefit as usize];
+        if !benefit.pays_visit(claims.visit[row]) {
+            return Err(Reason::VisitTypeNotCovered);
+        }
+        let ratio = level_ratio(benefit.ratio, claims.level[row], claims.prescriber[row])?;
+        Ok((
+            slot,
+            adjust_ratio(ratio, version, benefit, attributes, registration.primary),
+        ))
     }
 
     /// Settles the reversal at `rows[k]`: finds its original (earlier in this run, else in the
@@ -364,6 +506,8 @@ impl<'a> Engine<'a> {
                     return rejected(Reason::AlreadyReversed);
                 }
                 let outcome = Outcome {
+                    layers: r.layers,
+                    condition_reason: None,
                     status: r.status,
                     reason: None,
                     version: r.version,
@@ -395,6 +539,12 @@ impl<'a> Engine<'a> {
         }
 
         let mut cap_remaining_fen = None;
+        layers::give_back(
+            &original.layers,
+            original.critical_illness_base_fen(),
+            year_of(day),
+            &mut scratch.pools,
+        );
         if original.pool != NONE {
             let state = pool_state(&mut scratch.pools, year_of(day), original.pool);
             state.fund_fen -= original.fund_fen;
@@ -423,6 +573,8 @@ impl<'a> Engine<'a> {
             cap_remaining_fen,
             assisted: original.assisted,
             reversed: false,
+            layers: original.layers.negated(),
+            condition_reason: None,
         }
     }
 }
@@ -478,13 +630,13 @@ fn adjust_ratio(
     version: &Version,
     benefit: &crate::policy::Benefit,
     person: &Person,
-    registration: &Registration,
+    primary_condition: bool,
 ) -> u32 {
     let mut r = ratio_bp;
     if benefit.tier_reduction && person.coverage == Coverage::Employee {
         r = r.saturating_sub(version.tier_reduction_bp[person.tier as usize]);
     }
-    if !registration.primary {
+    if !primary_condition {
         r = mul_ratio(r, benefit.secondary_factor_bp);
     }
     r

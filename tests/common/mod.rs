@@ -75,6 +75,8 @@ pub struct Claim {
     pub drug: Option<&'static str>,
     pub days_supply: Option<i32>,
     pub reverses: Option<&'static str>,
+    pub referral: Option<&'static str>,
+    pub community: Option<&'static str>,
 }
 
 /// A claim fully in scope.
@@ -101,6 +103,25 @@ pub fn claim(
         drug: Some("XC08CAA001"),
         days_supply: Some(30),
         reverses: None,
+        referral: None,
+        community: None,
+    }
+}
+
+/// An inpatient stay fully in scope, discharged (and settled) on `settled_at`'s day.
+pub fn stay(
+    id: &'static str,
+    person: &'static str,
+    settled_at: &'static str,
+    level: &'static str,
+    diagnosis: &'static str,
+    amount: &'static str,
+) -> Claim {
+    Claim {
+        visit: Some("inpatient"),
+        drug: None,
+        days_supply: None,
+        ..claim(id, person, settled_at, level, diagnosis, amount)
     }
 }
 
@@ -244,6 +265,8 @@ pub fn claims_batch(rows: &[Claim]) -> RecordBatch {
             Arc::new(rows.iter().map(|c| c.days_supply).collect::<Int32Array>()) as ArrayRef,
         ),
         ("reverses_claim_id", strings(rows, |c| c.reverses)),
+        ("referral", strings(rows, |c| c.referral)),
+        ("medical_community_id", strings(rows, |c| c.community)),
     ])
     .unwrap()
 }
@@ -276,6 +299,10 @@ pub struct Row {
     pub cap_remaining: Option<i64>,
     pub critical_illness_base: i64,
     pub assistance_base: i64,
+    pub critical_illness_paid: i64,
+    pub assistance_paid: i64,
+    pub patient_pays: i64,
+    pub condition_reason: Option<String>,
 }
 
 /// Reads a settlements file into rows keyed by claim id (the first row of a repeated id).
@@ -315,6 +342,12 @@ pub fn read_settlements(path: &Path) -> BTreeMap<String, Row> {
             d("critical_illness_base"),
             d("assistance_base"),
         );
+        let (ci_paid, assist_paid, patient) = (
+            d("critical_illness_paid"),
+            d("assistance_paid"),
+            d("patient_pays"),
+        );
+        let condition_reason = s("condition_reason");
         for i in 0..b.num_rows() {
             let row = Row {
                 claim_id: claim_id.value(i).to_string(),
@@ -333,6 +366,10 @@ pub fn read_settlements(path: &Path) -> BTreeMap<String, Row> {
                 cap_remaining: cap.is_valid(i).then(|| cap.value(i) as i64),
                 critical_illness_base: ci.value(i) as i64,
                 assistance_base: assist.value(i) as i64,
+                critical_illness_paid: ci_paid.value(i) as i64,
+                assistance_paid: assist_paid.value(i) as i64,
+                patient_pays: patient.value(i) as i64,
+                condition_reason: opt(&condition_reason, i),
             };
             // A repeated claim id (rejected as a duplicate) keeps the first row under the id.
             rows.entry(row.claim_id.clone()).or_insert(row);
@@ -397,4 +434,29 @@ pub fn assert_identities(r: &Row) {
         "eligible split of {}",
         r.claim_id
     );
+    if matches!(r.status.as_str(), "paid" | "capped" | "reversal") {
+        // Covered: total = eligible + self-funded, shared by the three layers and the person.
+        assert_eq!(
+            r.eligible + r.self_funded,
+            r.fund + r.critical_illness_paid + r.assistance_paid + r.patient_pays,
+            "three-layer identity of {}",
+            r.claim_id
+        );
+        assert_eq!(r.critical_illness_base, r.eligible - r.fund);
+        if r.assistance_base != 0 {
+            assert_eq!(
+                r.assistance_base,
+                r.critical_illness_base - r.critical_illness_paid
+            );
+        }
+        assert!(r.critical_illness_paid.abs() <= r.critical_illness_base.abs());
+        assert!(r.assistance_paid.abs() <= r.assistance_base.abs());
+    } else {
+        assert_eq!(
+            (r.critical_illness_paid, r.assistance_paid),
+            (0, 0),
+            "{}",
+            r.claim_id
+        );
+    }
 }
