@@ -430,7 +430,11 @@ impl LedgerWriter {
         self.community.append_null();
         self.ci_pool.append_null();
         self.assistance_pool.append_null();
-        for a in self.ci_amounts.iter_mut().chain(&mut self.assistance_amounts) {
+        for a in self
+            .ci_amounts
+            .iter_mut()
+            .chain(&mut self.assistance_amounts)
+        {
             a.append_null();
         }
         self.rows += 1;

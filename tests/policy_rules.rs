@@ -69,7 +69,12 @@ fn jiaxing_resident_ratios_by_level() {
     assert_eq!(c4.condition_reason.as_deref(), Some("level_not_covered"));
     assert_eq!(
         (c4.eligible, c4.fund, c4.copay, c4.cap_remaining),
-        (fen("100.00"), fen("30.00"), fen("70.00"), Some(fen("470.00")))
+        (
+            fen("100.00"),
+            fen("30.00"),
+            fen("70.00"),
+            Some(fen("470.00"))
+        )
     );
     // The chronic cap is untouched by the general-outpatient claim.
     assert_eq!(c4.ratio_bp, Some(3000));
@@ -472,8 +477,15 @@ fn registration_window_and_diagnosis_reasons() {
     // residents' grassroots 50%: 50.00), with the reason the condition benefit did not pay.
     let reason = |c: &str| rows[c].condition_reason.clone();
     for c in ["C1", "C4", "C5", "C6"] {
-        assert_eq!(rows[c].benefit.as_deref(), Some("general_outpatient"), "{c}");
-        assert_eq!((rows[c].status.as_str(), rows[c].fund), ("paid", fen("50.00")));
+        assert_eq!(
+            rows[c].benefit.as_deref(),
+            Some("general_outpatient"),
+            "{c}"
+        );
+        assert_eq!(
+            (rows[c].status.as_str(), rows[c].fund),
+            ("paid", fen("50.00"))
+        );
     }
     // Settlement order C1, C5, C6, C4: four claims of 50.00 against the 500.00 cap.
     assert_eq!(rows["C4"].cap_remaining, Some(fen("300.00")));

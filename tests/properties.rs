@@ -131,6 +131,19 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
         dec(&out, "self_funded_amount"),
         dec(&out, "critical_illness_base"),
     );
+    let (ci_paid, assistance_base, assistance_paid, patient_pays) = (
+        dec(&out, "critical_illness_paid"),
+        dec(&out, "assistance_base"),
+        dec(&out, "assistance_paid"),
+        dec(&out, "patient_pays"),
+    );
+    let benefit = out
+        .column_by_name("benefit")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let mut layers_paid = (0, 0);
+    let mut benefits = std::collections::BTreeSet::new();
     let status = out
         .column_by_name("status")
         .unwrap()
@@ -173,6 +186,25 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
             in_scope.value(i) + self_funded.value(i),
             "row {i}"
         );
+        // One-stop settlement: the three layers and the person share the whole cost.
+        assert_eq!(
+            total.value(i),
+            fund.value(i) + ci_paid.value(i) + assistance_paid.value(i) + patient_pays.value(i),
+            "row {i}: three-layer identity"
+        );
+        assert!(ci_paid.value(i).abs() <= ci.value(i).abs(), "row {i}");
+        if assistance_base.value(i) != 0 {
+            assert_eq!(assistance_base.value(i), ci.value(i) - ci_paid.value(i));
+        }
+        assert!(assistance_paid.value(i).abs() <= assistance_base.value(i).abs());
+        if status.value(i) != "reversal" {
+            assert!(patient_pays.value(i) >= 0, "row {i}");
+        }
+        layers_paid.0 += (ci_paid.value(i) > 0) as u32;
+        layers_paid.1 += (assistance_paid.value(i) > 0) as u32;
+        if benefit.is_valid(i) {
+            benefits.insert(benefit.value(i).split('.').next().unwrap().to_string());
+        }
         match status.value(i) {
             "paid" | "capped" => {
                 assert_eq!(eligible.value(i), in_scope.value(i), "row {i}");
@@ -182,6 +214,11 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
             "reversal" => assert!(fund.value(i) <= 0),
             other => panic!("unexpected status {other}"),
         }
+    }
+    // Every layer and every kind of benefit pays somewhere in a month.
+    assert!(layers_paid.0 > 0 && layers_paid.1 > 0, "{layers_paid:?}");
+    for b in ["general_outpatient", "inpatient", "two_diseases"] {
+        assert!(benefits.contains(b), "{benefits:?}");
     }
     // A realistic month exercises every status.
     for s in ["paid", "capped", "not_covered", "reversal", "rejected"] {
@@ -243,7 +280,16 @@ fn month_split_through_the_ledger_equals_the_single_run() {
             field.name()
         );
     }
-    // The reversals of the second half found their first-half originals through the ledger.
+    // The reversals of the second half found their first-half originals through the ledger,
+    // and both later layers paid in the second half on state the first half left.
     let status = whole.column_by_name("status").unwrap().as_string::<i32>();
     assert!((0..whole.num_rows()).any(|i| status.value(i) == "reversal"));
+    let second = read_parquet(&d.join("o2/settlements.parquet"));
+    for layer in ["critical_illness_paid", "assistance_paid"] {
+        let paid = second
+            .column_by_name(layer)
+            .unwrap()
+            .as_primitive::<Decimal128Type>();
+        assert!((0..paid.len()).any(|i| paid.value(i) > 0), "{layer}");
+    }
 }

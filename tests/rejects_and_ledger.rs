@@ -289,7 +289,11 @@ fn idle_months_and_settlement_rejects_carry_through_the_ledger() {
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     // Each person's two-diseases pool and critical-illness pool (which took the copays).
     assert_eq!(counts.len(), 4, "{counts:?}");
-    assert!(counts.contains_key(&("P1".to_string(), 2024, "critical_illness:resident".to_string())));
+    assert!(counts.contains_key(&(
+        "P1".to_string(),
+        2024,
+        "critical_illness:resident".to_string()
+    )));
     assert_eq!(
         pool_rows(&s.path("o3/ledger.parquet")),
         pool_rows(&s.path("whole/ledger.parquet"))

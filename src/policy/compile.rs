@@ -8,7 +8,9 @@ use super::{
     Assistance, Assumption, Benefit, CriticalIllness, LevelRatio, Policies, RegionPolicy, Slot,
     Version, NONE,
 };
-use crate::domain::{days_from_civil, AssistanceCategory, Coverage, Day, Level, Severity, VisitType};
+use crate::domain::{
+    days_from_civil, AssistanceCategory, Coverage, Day, Level, Severity, VisitType,
+};
 use crate::error::{Error, Result};
 use crate::money::{parse_scaled, RATIO_ONE};
 
@@ -337,16 +339,8 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 },
                 visit_mask,
             });
-            for (key, why) in &b.assumed {
-                let table = tree["versions"][vi]["benefits"][bi].as_table();
-                check_assumed(table, key).map_err(|r| fail(&at(&format!("assumed.{key}")), r))?;
-                policies.assumptions.push(Assumption {
-                    file: path.to_path_buf(),
-                    version: version.id.clone(),
-                    key: at(key),
-                    why: why.clone(),
-                });
-            }
+            let table = tree["versions"][vi]["benefits"][bi].as_table();
+            record_assumed(policies, path, table, &b.assumed, &version.id, &at)?;
         }
         // A pool is one cap: benefits sharing it must agree on it, or a reversal could not
         // tell which cap it gives back to.
@@ -354,8 +348,17 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
             for &(other_pool, o) in &pool_benefits {
                 let (x, y) = (&benefits[b as usize], &benefits[o as usize]);
                 if pool == other_pool
-                    && (x.annual_cap_fen, x.cap_basis, x.deductible_fen, x.deductible_per)
-                        != (y.annual_cap_fen, y.cap_basis, y.deductible_fen, y.deductible_per)
+                    && (
+                        x.annual_cap_fen,
+                        x.cap_basis,
+                        x.deductible_fen,
+                        x.deductible_per,
+                    ) != (
+                        y.annual_cap_fen,
+                        y.cap_basis,
+                        y.deductible_fen,
+                        y.deductible_per,
+                    )
                 {
                     return Err(fail(
                         &format!("{vkey}.benefits[{o}]"),
@@ -386,24 +389,19 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 }
             }
         }
-        let supplementary = Coverage::EmployeeSupplementary as usize;
-        for visit in 0..VisitType::COUNT {
-            if general[supplementary][visit].benefit == NONE {
-                general[supplementary][visit] = general[Coverage::Employee as usize][visit];
+        let employee = general[Coverage::Employee as usize];
+        for (slot, fallback) in general[Coverage::EmployeeSupplementary as usize]
+            .iter_mut()
+            .zip(employee)
+        {
+            if slot.benefit == NONE {
+                *slot = fallback;
             }
         }
         let critical_illness = compile_critical_illness(policies, path, &tree, vi, version)?;
         let assistance = compile_assistance(policies, path, &tree, vi, version)?;
-        for (key, why) in &version.assumed {
-            let table = tree["versions"][vi].as_table();
-            check_assumed(table, key).map_err(|r| fail(&at(&format!("assumed.{key}")), r))?;
-            policies.assumptions.push(Assumption {
-                file: path.to_path_buf(),
-                version: version.id.clone(),
-                key: at(key),
-                why: why.clone(),
-            });
-        }
+        let table = tree["versions"][vi].as_table();
+        record_assumed(policies, path, table, &version.assumed, &version.id, &at)?;
         let vid = policies.versions.len() as u16;
         version_ids.push(vid);
         policies.version_by_id.insert(version.id.clone(), vid);
@@ -506,9 +504,8 @@ fn deductible(
 
 /// A layer's coverage; supplementary members fall back to the employee table.
 fn layer_coverage(text: &str) -> std::result::Result<Coverage, String> {
-    Coverage::parse(text).ok_or_else(|| {
-        format!("`{text}` is not resident, employee or employee_supplementary")
-    })
+    Coverage::parse(text)
+        .ok_or_else(|| format!("`{text}` is not resident, employee or employee_supplementary"))
 }
 
 fn compile_critical_illness(
@@ -532,7 +529,8 @@ fn compile_critical_illness(
         let deductible_fen = money(&c.deductible).map_err(|r| fail(&at("deductible"), r))?;
         let mut bands = Vec::with_capacity(c.bands.len());
         for (i, band) in c.bands.iter().enumerate() {
-            let above = money(&band.above).map_err(|r| fail(&at(&format!("bands[{i}].above")), r))?;
+            let above =
+                money(&band.above).map_err(|r| fail(&at(&format!("bands[{i}].above")), r))?;
             let r = ratio(&band.ratio).map_err(|r| fail(&at(&format!("bands[{i}].ratio")), r))?;
             let expected_first = i == 0 && above != 0;
             let not_rising = bands.last().is_some_and(|&(prev, _)| above <= prev);
@@ -630,7 +628,7 @@ fn record_assumed(
 ) -> Result<()> {
     for (key, why) in assumed {
         check_assumed(table, key)
-            .map_err(|r| Error::policy(path, &at(&format!("assumed.{key}")), r))?;
+            .map_err(|r| Error::policy(path, at(&format!("assumed.{key}")), r))?;
         policies.assumptions.push(Assumption {
             file: path.to_path_buf(),
             version: version.to_string(),
@@ -875,10 +873,19 @@ benefit_start = "next_day"
             .filter(|a| a.version == "ezhou-2022")
             .map(|a| a.key.as_str())
             .collect();
-        assert!(ezhou.iter().all(|k| (0..6)
-            .all(|b| !k.starts_with(&format!("versions[0].benefits[{b}].")))));
-        for table in ["benefits[6]", "benefits[9]", "critical_illness[1]", "assistance[3]"] {
-            assert!(ezhou.iter().any(|k| k.contains(table)), "{table}: {ezhou:?}");
+        assert!(ezhou
+            .iter()
+            .all(|k| (0..6).all(|b| !k.starts_with(&format!("versions[0].benefits[{b}].")))));
+        for table in [
+            "benefits[6]",
+            "benefits[9]",
+            "critical_illness[1]",
+            "assistance[3]",
+        ] {
+            assert!(
+                ezhou.iter().any(|k| k.contains(table)),
+                "{table}: {ezhou:?}"
+            );
         }
         let report = p.check_report();
         assert!(

@@ -135,7 +135,10 @@ impl CriticalIllness {
             if above <= from {
                 break;
             }
-            let to = self.bands.get(i + 1).map_or(above, |&(next, _)| next.min(above));
+            let to = self
+                .bands
+                .get(i + 1)
+                .map_or(above, |&(next, _)| next.min(above));
             sum += (to - from) as i128 * ratio as i128;
         }
         crate::money::round_div(sum, crate::money::RATIO_ONE as i128) as i64

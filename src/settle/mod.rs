@@ -342,7 +342,10 @@ impl<'a> Engine<'a> {
                 .ok_or(reason)?;
             let benefit = &version.benefits[slot.benefit as usize];
             let ratio = level_ratio(benefit.ratio, claims.level[row], claims.prescriber[row])?;
-            Ok((slot, adjust_ratio(ratio, version, benefit, attributes, true)))
+            Ok((
+                slot,
+                adjust_ratio(ratio, version, benefit, attributes, true),
+            ))
         });
         let (slot, ratio_bp) = match chosen {
             Ok(c) => c,
@@ -363,8 +366,7 @@ impl<'a> Engine<'a> {
             DeductiblePer::Year => benefit.deductible_fen[level as usize] - state.deductible_fen,
             DeductiblePer::Admission => {
                 let community = claims.medical_community[row];
-                let same_community =
-                    community != NO_CODE && scratch.last_stay == Some(community);
+                let same_community = community != NO_CODE && scratch.last_stay == Some(community);
                 if benefit
                     .referral_waiver
                     .waives(claims.referral[row], same_community)
