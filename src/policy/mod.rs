@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::{AssistanceCategory, Coverage, Day, Level, Referral, Severity, VisitType};
 use crate::error::{Error, Result};
+use crate::money::Yuan;
 
 pub use compile::{compile_file, TIERS};
 
@@ -329,6 +330,12 @@ impl Benefit {
     }
 }
 
+/// A ratio in basis points as a percentage: `8500` → `85%`, `5350` → `53.5%`.
+fn percent(bp: u32) -> String {
+    let whole = format!("{}.{:02}", bp / 100, bp % 100);
+    format!("{}%", whole.trim_end_matches('0').trim_end_matches('.'))
+}
+
 /// Upper-cases an ICD-10 code and drops dots and spaces: `e11.9` → `E119`.
 pub fn normalize_icd(code: &str) -> String {
     code.chars()
@@ -366,6 +373,52 @@ impl Policies {
                     to,
                     v.benefits.len()
                 );
+                let mut names: Vec<&str> = Vec::new();
+                for b in &v.benefits {
+                    if !names.contains(&b.name.as_str()) {
+                        names.push(&b.name);
+                    }
+                }
+                let _ = writeln!(out, "    benefits: {}", names.join(", "));
+                let ci: Vec<String> = [Coverage::Resident, Coverage::Employee]
+                    .iter()
+                    .filter_map(|&c| {
+                        v.critical_illness_for(c).map(|ci| {
+                            let bands: Vec<String> = ci
+                                .bands
+                                .iter()
+                                .map(|&(above, r)| {
+                                    format!("{} from {}", percent(r), Yuan(above as i128))
+                                })
+                                .collect();
+                            format!(
+                                "{c} (deductible {}, {}, cap {})",
+                                Yuan(ci.deductible_fen as i128),
+                                bands.join(", "),
+                                ci.annual_cap_fen
+                                    .map_or("none".to_string(), |f| Yuan(f as i128).to_string())
+                            )
+                        })
+                    })
+                    .collect();
+                if !ci.is_empty() {
+                    let _ = writeln!(out, "    critical illness: {}", ci.join("; "));
+                }
+                let assistance: Vec<String> = AssistanceCategory::ALL
+                    .iter()
+                    .filter_map(|&c| {
+                        v.assistance[c as usize].map(|a| {
+                            format!(
+                                "{c} {} after {}",
+                                percent(a.ratio_bp),
+                                Yuan(a.deductible_fen as i128)
+                            )
+                        })
+                    })
+                    .collect();
+                if !assistance.is_empty() {
+                    let _ = writeln!(out, "    assistance: {}", assistance.join(", "));
+                }
             }
         }
         let _ = writeln!(out, "\n{} assumed number(s):", self.assumptions.len());
