@@ -119,6 +119,17 @@ fn quick_start_settles_the_sample_and_outputs_follow_the_contract() {
         "settlements",
         true,
     );
+    // yibao's additions to the contract: the one-stop layers, typed like the contract's money.
+    let schema = schema_of(&settlements);
+    for added in ["critical_illness_paid", "assistance_paid", "patient_pays"] {
+        let field = schema.field_with_name(added).unwrap();
+        assert_eq!(
+            (field.data_type(), field.is_nullable()),
+            (&arrow::datatypes::DataType::Decimal128(18, 2), false),
+            "{added}"
+        );
+    }
+    assert!(schema.field_with_name("condition_reason").is_ok());
     let input_rows = rows_of(&repo("data-samples/claims.parquet"));
     let rejected = rows_of(&out.path().join("rejected.parquet"));
     let settled = rows_of(&settlements);
