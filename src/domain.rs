@@ -192,6 +192,37 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// An audit rule (`anomaly_codes`, `anomalies.parquet`'s `rule`). Stable codes: the README
+    /// documents each one with the clause or practice behind it.
+    Rule {
+        /// Same person and drug refilled while more than the policy's days of the last fill
+        /// remain (Ezhou: a continuous prescription is refilled with 15 days or less left).
+        EarlyRefill = "early_refill",
+        /// `days_supply` over the policy's prescription limit (Ezhou 168, Rizhao 84 days).
+        SupplyTooLong = "supply_too_long",
+        /// Same person, institution, drug, amount and day as an earlier claim.
+        DuplicateClaim = "duplicate_claim",
+        /// A chronic-condition diagnosis without a registration; for a person in an assistance
+        /// category, Rizhao's positive audit: a benefit missed.
+        UnregisteredCondition = "unregistered_condition",
+        /// Service before the registration's benefits start.
+        BeforeBenefitStart = "before_benefit_start",
+        /// Service after the registration ended.
+        AfterRegistrationEnd = "after_registration_end",
+        /// The benefit's annual cap was already used up.
+        CapExhausted = "cap_exhausted",
+        /// The person's year-to-date cost passes the policy's early-warning threshold (Weihai).
+        HighCost = "high_cost",
+        /// A pharmacy claim with no prescriber level: no external prescription behind it.
+        PharmacyWithoutPrescription = "pharmacy_without_prescription",
+        /// More claims for one person in a day or a week than the policy allows.
+        VisitBurst = "visit_burst",
+        /// An amount far above its drug's and level's distribution in this batch.
+        AmountOutlier = "amount_outlier",
+    }
+}
+
 impl Coverage {
     pub fn of(scheme: Scheme, supplementary: bool) -> Coverage {
         match (scheme, supplementary) {

@@ -63,6 +63,10 @@ pub struct ClaimRecord {
     pub assisted: bool,
     pub reversed: bool,
     pub visit: VisitType,
+    /// What the audit rules compare across runs (duplicates, refills).
+    pub institution_id: Option<Box<str>>,
+    pub drug_code: Option<Box<str>>,
+    pub days_supply: Option<i32>,
     /// `medical_community_id` of an inpatient stay: what a later upward referral compares with.
     pub medical_community: Option<Box<str>>,
     /// Critical illness insurance and medical assistance on this claim.
@@ -138,6 +142,8 @@ impl Ledger {
             let (ci_deductible, ci_paid) = (money(27), money(28));
             let assistance_pool = text(29);
             let (assistance_deductible, assistance_paid) = (money(30), money(31));
+            let (institution, drug) = (text(32), text(33));
+            let days_supply = batch.column(34).as_primitive::<Int32Type>();
             for i in 0..batch.num_rows() {
                 let bad = |column: &str, reason: String| Error::Value {
                     path: path.to_path_buf(),
@@ -229,6 +235,9 @@ impl Ledger {
                                     })?,
                                 },
                                 medical_community: opt(community, i).map(Into::into),
+                                institution_id: opt(institution, i).map(Into::into),
+                                drug_code: opt(drug, i).map(Into::into),
+                                days_supply: days_supply.is_valid(i).then(|| days_supply.value(i)),
                                 layers: Layers {
                                     ci_pool: pool(opt(ci_pool, i))?,
                                     ci_deductible_fen: fen(ci_deductible, i),
@@ -319,6 +328,9 @@ const LEDGER_COLUMNS: &[ColumnSpec] = &[
     col("assistance_pool", Text, true),
     col("assistance_deductible", Money, true),
     col("assistance_paid", Money, true),
+    col("institution_id", Text, true),
+    col("drug_code", Text, true),
+    col("days_supply", Int32, true),
 ];
 
 /// The ledger's Arrow schema (documented in the README).
@@ -359,6 +371,9 @@ pub struct LedgerWriter {
     ci_amounts: [Decimal128Builder; 2],
     assistance_pool: StringBuilder,
     assistance_amounts: [Decimal128Builder; 2],
+    institution: StringBuilder,
+    drug: StringBuilder,
+    days_supply: Int32Builder,
     rows: usize,
 }
 
@@ -391,6 +406,9 @@ impl Default for LedgerWriter {
             ci_amounts: std::array::from_fn(|_| money_builder()),
             assistance_pool: StringBuilder::new(),
             assistance_amounts: std::array::from_fn(|_| money_builder()),
+            institution: StringBuilder::new(),
+            drug: StringBuilder::new(),
+            days_supply: Int32Builder::new(),
             rows: 0,
         }
     }
@@ -437,6 +455,9 @@ impl LedgerWriter {
         {
             a.append_null();
         }
+        self.institution.append_null();
+        self.drug.append_null();
+        self.days_supply.append_null();
         self.rows += 1;
     }
 
@@ -486,6 +507,9 @@ impl LedgerWriter {
             .append_option(name(&policies.pools, l.assistance_pool));
         self.assistance_amounts[0].append_value(l.assistance_deductible_fen as i128);
         self.assistance_amounts[1].append_value(l.assistance_fen as i128);
+        self.institution.append_option(c.institution_id.as_deref());
+        self.drug.append_option(c.drug_code.as_deref());
+        self.days_supply.append_option(c.days_supply);
         self.rows += 1;
     }
 
@@ -523,6 +547,9 @@ impl LedgerWriter {
         for a in &mut self.assistance_amounts {
             columns.push(Arc::new(a.finish()));
         }
+        columns.push(Arc::new(self.institution.finish()));
+        columns.push(Arc::new(self.drug.finish()));
+        columns.push(Arc::new(self.days_supply.finish()));
         RecordBatch::try_new(Arc::new(schema()), columns).map_err(|e| Error::arrow("ledger", e))
     }
 }

@@ -287,8 +287,9 @@ fn idle_months_and_settlement_rejects_carry_through_the_ledger() {
 
     let counts = pool_rows(&s.path("o2/ledger.parquet"));
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
-    // Each person's two-diseases pool and critical-illness pool (which took the copays).
-    assert_eq!(counts.len(), 4, "{counts:?}");
+    // Each person's two-diseases pool, critical-illness pool (which took the copays) and
+    // year-to-date total cost.
+    assert_eq!(counts.len(), 6, "{counts:?}");
     assert!(counts.contains_key(&(
         "P1".to_string(),
         2024,

@@ -153,6 +153,11 @@ fn write_ledger(view: &RunView, file: &mut PendingFile) -> Result<()> {
     Ok(())
 }
 
+/// An interned value as the ledger keeps it.
+fn code(values: &[String], code: u32) -> Option<Box<str>> {
+    (code != NO_CODE).then(|| values[code as usize].as_str().into())
+}
+
 /// The ledger rows of persons `a..b`.
 fn ledger_batch(
     view: &RunView,
@@ -211,11 +216,11 @@ fn ledger_batch(
                 assisted: o.assisted,
                 reversed: o.reversed,
                 visit: claims.visit[row],
-                medical_community: match claims.medical_community[row] {
-                    NO_CODE => None,
-                    c => Some(claims.medical_communities[c as usize].as_str().into()),
-                },
+                medical_community: code(&claims.medical_communities, claims.medical_community[row]),
                 layers: o.layers,
+                institution_id: code(&claims.institutions, claims.institution[row]),
+                drug_code: code(&claims.drugs, claims.drug[row]),
+                days_supply: claims.days_supply[row],
             };
             writer.push_claim(person_id, &record, policies);
         }

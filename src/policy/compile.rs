@@ -5,11 +5,11 @@ use std::path::Path;
 
 use super::raw::{self, BenefitStart, CapPer, DeductiblePer, Number, RatioEntry, Scope};
 use super::{
-    Assistance, Assumption, Benefit, CriticalIllness, LevelRatio, Policies, RegionPolicy, Slot,
-    Version, NONE,
+    Assistance, Assumption, AuditRules, Benefit, CriticalIllness, LevelRatio, Policies,
+    RegionPolicy, Slot, Version, DEFAULT_WEIGHTS_BP, NONE,
 };
 use crate::domain::{
-    days_from_civil, AssistanceCategory, Coverage, Day, Level, Severity, VisitType,
+    days_from_civil, AssistanceCategory, Coverage, Day, Level, Rule, Severity, VisitType,
 };
 use crate::error::{Error, Result};
 use crate::money::{parse_scaled, RATIO_ONE};
@@ -400,6 +400,10 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
         }
         let critical_illness = compile_critical_illness(policies, path, &tree, vi, version)?;
         let assistance = compile_assistance(policies, path, &tree, vi, version)?;
+        let audit = match &version.audit {
+            None => None,
+            Some(a) => Some(compile_audit(policies, path, &tree, vi, version, a)?),
+        };
         let table = tree["versions"][vi].as_table();
         record_assumed(policies, path, table, &version.assumed, &version.id, &at)?;
         let vid = policies.versions.len() as u16;
@@ -423,6 +427,7 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
             general,
             critical_illness,
             assistance,
+            audit,
         });
     }
 
@@ -615,6 +620,59 @@ fn compile_assistance(
         record_assumed(policies, path, table, &a.assumed, &version.id, &at)?;
     }
     Ok(out)
+}
+
+fn compile_audit(
+    policies: &mut Policies,
+    path: &Path,
+    tree: &toml::Table,
+    vi: usize,
+    version: &raw::Version,
+    a: &raw::AuditTable,
+) -> Result<AuditRules> {
+    let fail = |key: &str, reason: String| Error::policy(path, key, reason);
+    let at = |key: &str| format!("versions[{vi}].audit.{key}");
+    let mut weights_bp = DEFAULT_WEIGHTS_BP;
+    for (code, w) in &a.weights {
+        let key = at(&format!("weights.{code}"));
+        let rule = Rule::parse(code)
+            .ok_or_else(|| fail(&key, format!("`{code}` is not an audit rule code")))?;
+        weights_bp[rule as usize] = ratio(w).map_err(|r| fail(&key, r))?;
+    }
+    let positive = |key: &str, v: i64| {
+        if v > 0 {
+            Ok(())
+        } else {
+            Err(fail(&at(key), "must be positive".into()))
+        }
+    };
+    positive("max_days_supply", a.max_days_supply as i64)?;
+    positive("max_claims_per_day", a.max_claims_per_day as i64)?;
+    positive("max_claims_per_week", a.max_claims_per_week as i64)?;
+    positive("outlier_min_group", a.outlier_min_group as i64)?;
+    if a.refill_remaining_days < 0 {
+        return Err(fail(
+            &at("refill_remaining_days"),
+            "must not be negative".into(),
+        ));
+    }
+    let high_cost_fen =
+        money(&a.high_cost_threshold).map_err(|r| fail(&at("high_cost_threshold"), r))?;
+    let outlier_factor_centi =
+        parse_scaled(&a.outlier_mad_factor.0, 2).map_err(|r| fail(&at("outlier_mad_factor"), r))?;
+    positive("outlier_mad_factor", outlier_factor_centi)?;
+    let table = tree["versions"][vi]["audit"].as_table();
+    record_assumed(policies, path, table, &a.assumed, &version.id, &at)?;
+    Ok(AuditRules {
+        refill_remaining_days: a.refill_remaining_days,
+        max_days_supply: a.max_days_supply,
+        high_cost_fen,
+        max_claims_per_day: a.max_claims_per_day,
+        max_claims_per_week: a.max_claims_per_week,
+        outlier_factor_centi,
+        outlier_min_group: a.outlier_min_group,
+        weights_bp,
+    })
 }
 
 /// Checks a table's `assumed` keys and lists them for `yibao policy check`.

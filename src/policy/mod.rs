@@ -9,11 +9,17 @@ pub mod raw;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::domain::{AssistanceCategory, Coverage, Day, Level, Referral, Severity, VisitType};
+use crate::domain::{
+    AssistanceCategory, Coverage, Day, Level, Referral, Rule, Severity, VisitType,
+};
 use crate::error::{Error, Result};
 use crate::money::Yuan;
 
 pub use compile::{compile_file, TIERS};
+
+/// The pool of a person's year-to-date cost of every claim (`total_amount`, refunds
+/// subtracted): what the high-cost early warning watches.
+pub const TOTAL_COST_POOL: &str = "person:total_cost";
 
 /// Sentinel for "none" in `u16` id tables.
 pub const NONE: u16 = u16::MAX;
@@ -112,7 +118,41 @@ pub struct Version {
     pub critical_illness: [Option<CriticalIllness>; Coverage::COUNT],
     /// Medical assistance by category.
     pub assistance: [Option<Assistance>; AssistanceCategory::COUNT],
+    /// Audit thresholds, if the version sets them.
+    pub audit: Option<AuditRules>,
 }
+
+/// The audit table, compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRules {
+    pub refill_remaining_days: i32,
+    pub max_days_supply: i32,
+    pub high_cost_fen: i64,
+    pub max_claims_per_day: u32,
+    pub max_claims_per_week: u32,
+    /// `outlier_mad_factor` in hundredths.
+    pub outlier_factor_centi: i64,
+    pub outlier_min_group: u32,
+    /// Risk weight per [`Rule`], basis points.
+    pub weights_bp: [u32; Rule::COUNT],
+}
+
+/// Risk weights where neither the policy nor a version sets one, by [`Rule`] order: how much a
+/// flag alone says a claim deserves a look. Duplicates and prescription-less fills are the most
+/// direct signs of fraud; window and cap flags mostly mark a person to follow up.
+pub const DEFAULT_WEIGHTS_BP: [u32; Rule::COUNT] = [
+    5_000, // early_refill
+    4_000, // supply_too_long
+    8_000, // duplicate_claim
+    3_000, // unregistered_condition
+    3_000, // before_benefit_start
+    3_000, // after_registration_end
+    2_000, // cap_exhausted
+    4_000, // high_cost
+    6_000, // pharmacy_without_prescription
+    6_000, // visit_burst
+    5_000, // amount_outlier
+];
 
 /// Critical illness insurance (大病保险), compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +280,7 @@ impl Policies {
             ));
         }
         let mut policies = Policies::default();
+        policies.pools.intern(TOTAL_COST_POOL);
         for file in &files {
             let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
             compile_file(&mut policies, file, &text)?;

@@ -79,7 +79,33 @@ pub struct Version {
     /// Medical assistance (医疗救助), one table per assistance category.
     #[serde(default)]
     pub assistance: Vec<Assistance>,
+    /// Audit thresholds and risk weights; without the table only the threshold-free rules run.
+    pub audit: Option<AuditTable>,
     /// Keys of this table whose numbers the source does not state: key → why the value.
+    #[serde(default)]
+    pub assumed: BTreeMap<String, String>,
+}
+
+/// The smart-audit rules' thresholds (智能审核).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditTable {
+    /// A refill is early when more than this many days of the last fill remain.
+    pub refill_remaining_days: i32,
+    /// Longest prescription, in days of supply.
+    pub max_days_supply: i32,
+    /// Year-to-date cost per person (yuan) whose crossing raises an early warning.
+    pub high_cost_threshold: Number,
+    pub max_claims_per_day: u32,
+    /// In the trailing seven days (the service day and the six before).
+    pub max_claims_per_week: u32,
+    /// An amount is an outlier above `median + factor × 1.4826 × MAD` of its group.
+    pub outlier_mad_factor: Number,
+    /// Smallest (drug, level) group the outlier rule judges.
+    pub outlier_min_group: u32,
+    /// Risk weight per rule code in 0..1; rules not listed keep the built-in weight.
+    #[serde(default)]
+    pub weights: BTreeMap<String, Number>,
     #[serde(default)]
     pub assumed: BTreeMap<String, String>,
 }

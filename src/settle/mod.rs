@@ -154,6 +154,8 @@ pub struct Engine<'a> {
     /// Each ledger claim's medical community as a code of this run's dictionary (`NO_CODE` when
     /// it had none or no claim of this run names it).
     ledger_community: Vec<u32>,
+    /// [`crate::policy::TOTAL_COST_POOL`]'s id, when the policies define it.
+    total_cost_pool: Option<u16>,
 }
 
 /// The settlement stage's result.
@@ -223,6 +225,7 @@ impl<'a> Engine<'a> {
             ledger,
             diagnosis_condition,
             ledger_community,
+            total_cost_pool: policies.pools.id(crate::policy::TOTAL_COST_POOL),
         }
     }
 
@@ -305,6 +308,17 @@ impl<'a> Engine<'a> {
                 }
                 outcome
             };
+            // Every settled row counts in the year's total cost (a refund negatively), in the
+            // year of its own service day.
+            if let (Some(pool), true) = (self.total_cost_pool, out[k].status != Status::Rejected) {
+                let state = pool_state(
+                    &mut scratch.pools,
+                    year_of(self.claims.service_day[row]),
+                    pool,
+                );
+                state.cost_fen += self.claims.total_fen[row];
+                state.claims += 1;
+            }
         }
         scratch.pools.sort_unstable_by_key(|s| (s.year, s.pool));
     }
