@@ -3,9 +3,10 @@
 //! The pipeline, one module per stage, in data-flow order:
 //! [`ingest`] (read Parquet, validate, reject) → [`partition`] (claims grouped by dense person id
 //! in time order) → [`settle`] (per-person year-to-date state machine against the compiled
-//! [`policy`]) → [`output`] (settlements, rejected rows, [`ledger`], summary). [`run`] wires the
+//! [`policy`]) → [`audit`] (anomaly flags and risk scores) → [`output`] (settlements, rejected rows, [`ledger`], summary). [`run`] wires the
 //! stages for `yibao adjudicate`; [`generate`] writes a synthetic province.
 
+pub mod audit;
 pub mod domain;
 pub mod error;
 pub mod generate;

@@ -1,10 +1,12 @@
 //! The nightly job, stage by stage: policies → registry → ledger → claims (ingest) →
-//! partitions → settlement → outputs. Everything runs on one rayon pool sized by `--threads`;
+//! partitions → settlement → audit → outputs. Everything runs on one rayon pool sized by `--threads`;
 //! no stage's result depends on the pool size.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::audit::Auditor;
+use crate::domain::Rule;
 use crate::error::{Error, Result};
 use crate::ingest::claims::Claims;
 use crate::ingest::registry::Registry;
@@ -66,6 +68,16 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let engine = Engine::new(&policies, &registry, &claims, &ledger);
     let settled = engine.settle(&partitions);
     mark(&mut stages.settle);
+    let audited = Auditor {
+        policies: &policies,
+        registry: &registry,
+        claims: &claims,
+        ledger: &ledger,
+        partitions: &partitions,
+        settled: &settled,
+    }
+    .run();
+    mark(&mut stages.audit);
 
     let view = RunView::new(
         &policies,
@@ -74,6 +86,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         &ledger,
         &partitions,
         &settled,
+        &audited,
     );
     let (written, pending) = output::write_parquet(&view, &args.out)?;
     let (totals, reasons, rejected) = summary::totals(&view);
@@ -98,7 +111,12 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         rejected,
         totals,
         reasons,
-        anomalies: Default::default(),
+        anomalies: Rule::ALL
+            .iter()
+            .zip(audited.counts())
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.as_str().to_string(), n))
+            .collect(),
         wall_seconds: wall,
         stage_seconds: stages,
         rows_per_second: if wall > 0.0 {

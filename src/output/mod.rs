@@ -2,6 +2,7 @@
 //! `--out`. Every file is written under a temporary name and renamed only once all of them are
 //! complete: outputs appear whole or not at all.
 
+pub mod anomalies;
 pub mod parquet;
 pub mod rejected;
 pub mod settlements;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::audit::Audited;
 use crate::domain::{Reason, Status};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{Claims, NO_CODE};
@@ -33,6 +35,7 @@ pub struct RunView<'a> {
     pub ledger: &'a Ledger,
     pub partitions: &'a Partitions,
     pub settled: &'a Settled,
+    pub audited: &'a Audited,
     /// Global row → position in `partitions.order`.
     position: Vec<u32>,
 }
@@ -45,6 +48,7 @@ impl<'a> RunView<'a> {
         ledger: &'a Ledger,
         partitions: &'a Partitions,
         settled: &'a Settled,
+        audited: &'a Audited,
     ) -> RunView<'a> {
         let mut position = vec![NOT_SETTLED; claims.len()];
         for (pos, &row) in partitions.order.iter().enumerate() {
@@ -57,7 +61,16 @@ impl<'a> RunView<'a> {
             ledger,
             partitions,
             settled,
+            audited,
             position,
+        }
+    }
+
+    /// The audit flags of global row `row` (none for rows rejected at ingest).
+    pub fn flags(&self, row: usize) -> u16 {
+        match self.position[row] {
+            NOT_SETTLED => 0,
+            pos => self.audited.flags[pos as usize],
         }
     }
 
@@ -79,6 +92,7 @@ pub struct Written {
     pub settlements: u64,
     pub rejected: u64,
     pub ledger: u64,
+    pub anomalies: u64,
 }
 
 /// Writes the three Parquet outputs to temporary files and returns them with their counts; the
@@ -112,6 +126,13 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
         file.write(&rejected::batch(view, chunk)?)?;
     }
     written.rejected = file.rows;
+    pending.push(file.close()?);
+
+    let mut file = PendingFile::create(&out.join("anomalies.parquet"), anomalies::schema())?;
+    for chunk in view.audited.anomalies.chunks(ROW_GROUP_ROWS) {
+        file.write(&anomalies::batch(view, chunk)?)?;
+    }
+    written.anomalies = file.rows;
     pending.push(file.close()?);
 
     let mut file = PendingFile::create(

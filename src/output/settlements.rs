@@ -119,12 +119,31 @@ pub fn batch<'a>(view: &RunView<'a>, b: usize, schema: &SchemaRef) -> Result<Rec
             .map_err(|e| Error::arrow("settlements", e))?,
     );
     let k = outcomes.len();
+    // Flags as code lists; the codes are static strings, so the values are built once per row
+    // with no per-code allocation beyond the array's own buffers.
+    let flags: Vec<u16> = kept.iter().map(|&r| view.flags(r)).collect();
+    let mut codes = arrow::array::StringBuilder::new();
+    let mut count = 0i32;
+    let mut offsets = Vec::with_capacity(k + 1);
+    offsets.push(0i32);
+    for &f in &flags {
+        for rule in crate::audit::Audited::rules(f) {
+            codes.append_value(rule.as_str());
+            count += 1;
+        }
+        offsets.push(count);
+    }
     let anomaly_codes: ArrayRef = Arc::new(ListArray::new(
         Arc::new(Field::new_list_field(DataType::Utf8, true)),
-        OffsetBuffer::new_zeroed(k),
-        Arc::new(StringArray::new_null(0)),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(codes.finish()),
         None,
     ));
+    let risk: Float32Array = outcomes
+        .iter()
+        .zip(&flags)
+        .map(|(o, &f)| crate::audit::Audited::risk_score(policies, o.version, f))
+        .collect();
     let columns: Vec<ArrayRef> = vec![
         take(&batch.claim_id)?,
         take(&batch.person_id)?,
@@ -146,7 +165,7 @@ pub fn batch<'a>(view: &RunView<'a>, b: usize, schema: &SchemaRef) -> Result<Rec
         money(per(&|o| o.critical_illness_base_fen()))?,
         money(per(&|o| o.assistance_base_fen()))?,
         anomaly_codes,
-        Arc::new(Float32Array::from(vec![0.0f32; k])),
+        Arc::new(risk),
         money(per(&|o| o.layers.ci_fen))?,
         money(per(&|o| o.layers.assistance_fen))?,
         money(

@@ -40,6 +40,8 @@ pub struct StageTimes {
     pub ingest: f64,
     pub partition: f64,
     pub settle: f64,
+    /// Anomaly rules and risk scores.
+    pub audit: f64,
     /// Parquet outputs and the summary's totals.
     pub output: f64,
 }

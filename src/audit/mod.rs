@@ -1,0 +1,180 @@
+//! Smart audit (智能审核): the rules that flag settled claims for an auditor, run after
+//! settlement. Each flag is a stable [`Rule`] code with its evidence (the value, the policy's
+//! threshold, the earlier claim it relates to), so an auditor sees why.
+//!
+//! Two kinds of rule:
+//! - **per person**, in the person's `(settled_at, claim_id)` order against what the person did
+//!   before — in this run and, through the ledger, in earlier runs — so flags survive a month
+//!   split ([`person`]);
+//! - **per batch**: amounts far from their (drug, level) group in this run ([`outlier`]).
+//!
+//! A claim's risk score is `1 − Π(1 − weight)` over its flags, weights from its policy version.
+
+mod outlier;
+mod person;
+
+use rayon::prelude::*;
+
+use crate::domain::Rule;
+use crate::ingest::claims::Claims;
+use crate::ingest::registry::Registry;
+use crate::ledger::Ledger;
+use crate::partition::Partitions;
+use crate::policy::{Policies, DEFAULT_WEIGHTS_BP, NONE};
+use crate::settle::Settled;
+
+/// Persons per parallel work unit (by claim count, as in settlement).
+const CHUNK_CLAIMS: usize = 16 * 1024;
+
+/// The claim an anomaly points back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Related {
+    None,
+    /// A claim of this run, by global row.
+    Run(u32),
+    /// A claim of an earlier run, by ledger record index.
+    Ledger(u32),
+}
+
+/// One flag with its evidence. `value` and `threshold` are in the rule's unit: days for the
+/// refill and supply rules, claims for bursts, fen for amounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anomaly {
+    /// Position in [`Partitions::order`].
+    pub position: u32,
+    pub rule: Rule,
+    pub value: Option<i64>,
+    pub threshold: Option<i64>,
+    pub related: Related,
+    /// For `visit_burst`: the window that overflowed, in days (1 or 7); else 0.
+    pub window_days: u8,
+}
+
+impl Rule {
+    /// What `value` and `threshold` count.
+    pub fn unit(self) -> Unit {
+        match self {
+            Rule::EarlyRefill | Rule::SupplyTooLong => Unit::Days,
+            Rule::VisitBurst => Unit::Claims,
+            Rule::HighCost | Rule::AmountOutlier | Rule::CapExhausted | Rule::DuplicateClaim => {
+                Unit::Fen
+            }
+            Rule::UnregisteredCondition
+            | Rule::BeforeBenefitStart
+            | Rule::AfterRegistrationEnd
+            | Rule::PharmacyWithoutPrescription => Unit::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Days,
+    Claims,
+    Fen,
+    None,
+}
+
+/// The audit stage's result.
+#[derive(Debug, Default)]
+pub struct Audited {
+    /// Bit `1 << rule` per position in [`Partitions::order`].
+    pub flags: Vec<u16>,
+    /// Every flag with its evidence, by position then rule.
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl Audited {
+    /// Flags of a position as rules, in code order.
+    pub fn rules(flags: u16) -> impl Iterator<Item = Rule> {
+        Rule::ALL
+            .iter()
+            .copied()
+            .filter(move |r| flags & (1 << *r as u16) != 0)
+    }
+
+    /// `1 − Π(1 − w)` over the flags, with the weights of the claim's policy version.
+    pub fn risk_score(policies: &Policies, version: u16, flags: u16) -> f32 {
+        if flags == 0 {
+            return 0.0;
+        }
+        let weights = match version {
+            NONE => &DEFAULT_WEIGHTS_BP,
+            v => match &policies.versions[v as usize].audit {
+                Some(a) => &a.weights_bp,
+                None => &DEFAULT_WEIGHTS_BP,
+            },
+        };
+        let mut clear = 1.0f64;
+        for rule in Audited::rules(flags) {
+            clear *= 1.0 - f64::from(weights[rule as usize]) / 10_000.0;
+        }
+        (1.0 - clear) as f32
+    }
+
+    /// Anomaly counts per rule code, for the summary.
+    pub fn counts(&self) -> [u64; Rule::COUNT] {
+        let mut counts = [0u64; Rule::COUNT];
+        for a in &self.anomalies {
+            counts[a.rule as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// Everything the rules read.
+pub struct Auditor<'a> {
+    pub policies: &'a Policies,
+    pub registry: &'a Registry,
+    pub claims: &'a Claims,
+    pub ledger: &'a Ledger,
+    pub partitions: &'a Partitions,
+    pub settled: &'a Settled,
+}
+
+impl Auditor<'_> {
+    /// Runs every rule. Deterministic for any thread count: chunks are cut by the data alone and
+    /// results are concatenated in order.
+    pub fn run(&self) -> Audited {
+        let lookup = person::LedgerCodes::new(self.claims, self.ledger, self.policies);
+        let partitions = self.partitions;
+        let mut chunks: Vec<(usize, usize)> = Vec::new();
+        let mut start = 0;
+        for p in 0..partitions.persons() {
+            if (partitions.offsets[p + 1] - partitions.offsets[start]) as usize >= CHUNK_CLAIMS {
+                chunks.push((start, p + 1));
+                start = p + 1;
+            }
+        }
+        if start < partitions.persons() {
+            chunks.push((start, partitions.persons()));
+        }
+        let parts: Vec<Vec<Anomaly>> = chunks
+            .par_iter()
+            .map(|&(a, b)| {
+                let mut found = Vec::new();
+                let mut scratch = person::Scratch::default();
+                for p in a..b {
+                    person::audit_person(self, &lookup, p as u32, &mut scratch, &mut found);
+                }
+                found
+            })
+            .collect();
+        let mut anomalies: Vec<Anomaly> = parts.into_iter().flatten().collect();
+        anomalies.extend(outlier::amount_outliers(self));
+        anomalies.par_sort_unstable_by_key(|a| (a.position, a.rule));
+        let mut flags = vec![0u16; self.partitions.order.len()];
+        for a in &anomalies {
+            flags[a.position as usize] |= 1 << a.rule as u16;
+        }
+        Audited { flags, anomalies }
+    }
+
+    /// The audit rules of the version that settled the claim at `position`, if any.
+    fn rules_at(&self, position: usize) -> Option<&crate::policy::AuditRules> {
+        match self.settled.outcomes[position].version {
+            NONE => None,
+            v => self.policies.versions[v as usize].audit.as_ref(),
+        }
+    }
+}
