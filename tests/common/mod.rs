@@ -77,6 +77,7 @@ pub struct Claim {
     pub reverses: Option<&'static str>,
     pub referral: Option<&'static str>,
     pub community: Option<&'static str>,
+    pub institution: &'static str,
 }
 
 /// A claim fully in scope.
@@ -105,6 +106,7 @@ pub fn claim(
         reverses: None,
         referral: None,
         community: None,
+        institution: "H0001",
     }
 }
 
@@ -145,12 +147,10 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) {
 
 /// Reads a whole Parquet file as one batch.
 pub fn read_parquet(path: &Path) -> RecordBatch {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
-    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&schema, &batches).unwrap()
 }
 
 fn strings<T>(rows: &[T], f: impl Fn(&T) -> Option<&str>) -> ArrayRef {
@@ -252,7 +252,7 @@ pub fn claims_batch(rows: &[Claim]) -> RecordBatch {
                     .collect::<Date32Array>(),
             ) as ArrayRef,
         ),
-        ("institution_id", strings(rows, |_| Some("H0001"))),
+        ("institution_id", strings(rows, |c| Some(c.institution))),
         ("institution_level", strings(rows, |c| Some(c.level))),
         ("prescriber_level", strings(rows, |c| c.prescriber)),
         ("visit_type", strings(rows, |c| c.visit)),
@@ -303,6 +303,8 @@ pub struct Row {
     pub assistance_paid: i64,
     pub patient_pays: i64,
     pub condition_reason: Option<String>,
+    pub anomaly_codes: Vec<String>,
+    pub risk_score: f32,
 }
 
 /// Reads a settlements file into rows keyed by claim id (the first row of a repeated id).
@@ -348,6 +350,16 @@ pub fn read_settlements(path: &Path) -> BTreeMap<String, Row> {
             d("patient_pays"),
         );
         let condition_reason = s("condition_reason");
+        let codes = b
+            .column_by_name("anomaly_codes")
+            .unwrap()
+            .as_list::<i32>()
+            .clone();
+        let risk = b
+            .column_by_name("risk_score")
+            .unwrap()
+            .as_primitive::<Float32Type>()
+            .clone();
         for i in 0..b.num_rows() {
             let row = Row {
                 claim_id: claim_id.value(i).to_string(),
@@ -370,12 +382,69 @@ pub fn read_settlements(path: &Path) -> BTreeMap<String, Row> {
                 assistance_paid: assist_paid.value(i) as i64,
                 patient_pays: patient.value(i) as i64,
                 condition_reason: opt(&condition_reason, i),
+                anomaly_codes: {
+                    let v = codes.value(i);
+                    let v = v.as_string::<i32>();
+                    (0..v.len()).map(|j| v.value(j).to_string()).collect()
+                },
+                risk_score: risk.value(i),
             };
             // A repeated claim id (rejected as a duplicate) keeps the first row under the id.
             rows.entry(row.claim_id.clone()).or_insert(row);
         }
     }
     rows
+}
+
+/// One row of `anomalies.parquet`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flag {
+    pub claim_id: String,
+    pub rule: String,
+    pub value_amount: Option<i64>,
+    pub threshold_amount: Option<i64>,
+    pub value_count: Option<i64>,
+    pub threshold_count: Option<i64>,
+    pub related_claim_id: Option<String>,
+    pub detail: String,
+}
+
+/// Reads `anomalies.parquet`.
+pub fn read_anomalies(path: &Path) -> Vec<Flag> {
+    let b = read_parquet(path);
+    let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+    let d = |n: &str| {
+        b.column_by_name(n)
+            .unwrap()
+            .as_primitive::<Decimal128Type>()
+            .clone()
+    };
+    let c = |n: &str| {
+        b.column_by_name(n)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone()
+    };
+    let (claim, rule, related, detail) =
+        (s("claim_id"), s("rule"), s("related_claim_id"), s("detail"));
+    let (va, ta, vc, tc) = (
+        d("value_amount"),
+        d("threshold_amount"),
+        c("value_count"),
+        c("threshold_count"),
+    );
+    (0..b.num_rows())
+        .map(|i| Flag {
+            claim_id: claim.value(i).to_string(),
+            rule: rule.value(i).to_string(),
+            value_amount: va.is_valid(i).then(|| va.value(i) as i64),
+            threshold_amount: ta.is_valid(i).then(|| ta.value(i) as i64),
+            value_count: vc.is_valid(i).then(|| vc.value(i)),
+            threshold_count: tc.is_valid(i).then(|| tc.value(i)),
+            related_claim_id: related.is_valid(i).then(|| related.value(i).to_string()),
+            detail: detail.value(i).to_string(),
+        })
+        .collect()
 }
 
 /// A scenario: inputs written to a temporary directory, settled with the repository policies.
