@@ -60,6 +60,15 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Score the audit rules against the labels `generate` wrote: precision and recall per rule.
+    AuditEval {
+        /// The generator's labels.parquet.
+        #[arg(long)]
+        labels: PathBuf,
+        /// A run's anomalies.parquet.
+        #[arg(long)]
+        anomalies: PathBuf,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -146,6 +155,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 summary.threads,
                 out.display()
             );
+        }
+        Command::AuditEval { labels, anomalies } => {
+            let scores = yibao::audit::eval::evaluate(&labels, &anomalies)?;
+            print!("{}", yibao::audit::eval::report(&scores));
         }
         Command::Policy {
             command: PolicyCommand::Check { policies },

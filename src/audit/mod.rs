@@ -10,6 +10,7 @@
 //!
 //! A claim's risk score is `1 − Π(1 − weight)` over its flags, weights from its policy version.
 
+pub mod eval;
 mod outlier;
 mod person;
 
