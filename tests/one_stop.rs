@@ -387,3 +387,122 @@ fn layer_tables_refuse_bad_bands_and_duplicates() {
     let e = check(text.replacen("deductible_per = \"admission\"\n", "", 1));
     assert!(e.contains("deductible_per"), "{e}");
 }
+
+#[test]
+fn an_upward_referral_continues_only_a_recent_stay_that_still_counts() {
+    let persons = [
+        person("P1", WEIHAI, "resident"),
+        person("P2", WEIHAI, "resident"),
+    ];
+    let first = |id, p, date| Claim {
+        community: Some("M01"),
+        ..stay(id, p, date, "primary", "I63.9", "5000.00")
+    };
+    let rows = settle(
+        &persons,
+        &[],
+        &[
+            // P1's first stay is refunded: the referred stay continues nothing and pays its own
+            // 500.00 deductible: 9,500.00 × 70% = 6,650.00.
+            first("A1", "P1", "2024-03-01"),
+            Claim {
+                total: "-5000.00",
+                in_scope: "-5000.00",
+                reverses: Some("A1"),
+                ..first("R1", "P1", "2024-03-02")
+            },
+            referred(
+                stay("A2", "P1", "2024-03-05", "secondary", "I63.9", "10000.00"),
+                "upward",
+                "M01",
+            ),
+            // P2's earlier stay ended 31 days before: not continuous (30 days, assumed).
+            first("B1", "P2", "2024-02-01"),
+            referred(
+                stay("B2", "P2", "2024-03-03", "secondary", "I63.9", "10000.00"),
+                "upward",
+                "M01",
+            ),
+        ],
+    );
+    assert_eq!(
+        (rows["A2"].deductible, rows["A2"].fund),
+        (fen("500.00"), fen("6650.00"))
+    );
+    assert_eq!(
+        (rows["B2"].deductible, rows["B2"].fund),
+        (fen("500.00"), fen("6650.00"))
+    );
+}
+
+#[test]
+fn jiaxing_employees_absorb_one_outpatient_deductible() {
+    // Clause 11: the chronic benefit's deductible is the general-outpatient one (1,000.00,
+    // assumed), absorbed once across both benefits.
+    let p = person("P1", "330400", "employee");
+    let rows = settle(
+        &[p],
+        &[registration("P1", "hypertension")],
+        &[
+            // 600.00 chronic: all deductible.
+            claim("C1", "P1", "2024-03-01", "primary", "I10", "600.00"),
+            // 1,000.00 general outpatient: the last 400.00 of the deductible, then 600.00 at the
+            // assumed employees' grassroots 70% = 420.00.
+            Claim {
+                drug: None,
+                ..claim("C2", "P1", "2024-03-02", "primary", "J06.9", "1000.00")
+            },
+            // Chronic again: nothing left to absorb, 100.00 × 83% = 83.00.
+            claim("C3", "P1", "2024-03-03", "primary", "I10", "100.00"),
+        ],
+    );
+    assert_eq!((rows["C1"].deductible, rows["C1"].fund), (fen("600.00"), 0));
+    assert_eq!(
+        (rows["C2"].deductible, rows["C2"].fund),
+        (fen("400.00"), fen("420.00"))
+    );
+    assert_eq!((rows["C3"].deductible, rows["C3"].fund), (0, fen("83.00")));
+}
+
+#[test]
+fn benefit_tables_refuse_settings_that_would_settle_wrongly() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(policies_dir().join("weihai.toml")).unwrap();
+    let check = |text: String| {
+        std::fs::write(dir.path().join("weihai.toml"), text).unwrap();
+        yibao::policy::Policies::load_dir(dir.path())
+            .unwrap_err()
+            .to_string()
+    };
+    // A per-admission deductible on outpatient claims.
+    let e = check(text.replacen("visit_types = [\"inpatient\"]\n", "", 1));
+    assert!(
+        e.contains("deductible_per") && e.contains("inpatient"),
+        "{e}"
+    );
+    let e = check(text.replacen("visit_types = [\"inpatient\"]", "visit_types = []", 1));
+    assert!(e.contains("visit_types"), "{e}");
+    let e = check(text.replacen("annual_cap = 400000", "annual_cap = 0", 1));
+    assert!(e.contains("critical_illness[0].annual_cap"), "{e}");
+    // The same pool counted per admission in one version and per year in the next.
+    let last = text.rfind("deductible_per = \"admission\"").unwrap();
+    let (head, tail) = text.split_at(last);
+    let tail = tail
+        .replacen("deductible_per = \"admission\"", "", 1)
+        .replacen(
+            "deductible = { primary = 300, secondary = 600, tertiary = 900 }",
+            "deductible = 300",
+            1,
+        )
+        .replacen(
+            "referral_waiver = { upward_in_community = true, downward = true, within_days = 30 }",
+            "",
+            1,
+        )
+        .replacen(", \"referral_waiver.within_days\" = \"not stated; the document says only continuous hospitalisation\"", "", 1);
+    let e = check(format!("{head}{tail}"));
+    assert!(
+        e.contains("counts its deductible or cap differently"),
+        "{e}"
+    );
+}

@@ -20,12 +20,24 @@ pub const TIERS: [i16; 3] = [100, 80, 60];
 /// Parses, validates and compiles one file's text, appending to `policies`.
 pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<()> {
     let fail = |key: &str, reason: String| Error::policy(path, key, reason);
-    let file: raw::PolicyFile = toml::from_str(text).map_err(|e| {
-        let key = e
-            .span()
+    let line = |e: &toml::de::Error| {
+        e.span()
             .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
-            .unwrap_or_else(|| "-".into());
-        fail(&key, e.message().to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let syntax =
+        toml::Deserializer::parse(text).map_err(|e| fail(&line(&e), e.message().into()))?;
+    // serde_path_to_error names the dotted key of a value of the wrong shape (a deductible that
+    // is neither a number nor a table, a band without its ratio), with the line where it is.
+    let file: raw::PolicyFile = serde_path_to_error::deserialize(syntax).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if key == "." || key.is_empty() {
+            line(&inner)
+        } else {
+            format!("{key} ({})", line(&inner))
+        };
+        fail(&key, inner.message().to_string())
     })?;
     // The untyped tree, to check that every `assumed` key names a key that is really there.
     let tree: toml::Table = toml::from_str(text).map_err(|e| fail("-", e.to_string()))?;
@@ -154,6 +166,19 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 })?;
                 visit_mask |= 1 << v as u8;
             }
+            if visit_mask == 0 {
+                return Err(fail(
+                    &at("visit_types"),
+                    "a benefit must pay some visit type".into(),
+                ));
+            }
+            let inpatient_only = visit_mask == 1 << VisitType::Inpatient as u8;
+            if b.deductible_per == DeductiblePer::Admission && !inpatient_only {
+                return Err(fail(
+                    &at("deductible_per"),
+                    "a deductible per admission needs visit_types = [\"inpatient\"]".into(),
+                ));
+            }
             let annual_cap_fen = match &b.annual_cap {
                 Some(n) => {
                     let cap = money(n).map_err(|r| fail(&at("annual_cap"), r))?;
@@ -210,7 +235,34 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 None => raw::ReferralWaiver {
                     upward_in_community: false,
                     downward: false,
+                    within_days: None,
                 },
+            };
+            let deductible_pool = match &b.deductible_shared {
+                None => NONE,
+                Some(_) if b.deductible_per != DeductiblePer::Year => {
+                    return Err(fail(
+                        &at("deductible_shared"),
+                        "only an annual deductible can be shared".into(),
+                    ))
+                }
+                Some(name) => {
+                    check_identifier(name).map_err(|r| fail(&at("deductible_shared"), r))?;
+                    let pool = policies
+                        .pools
+                        .intern(&format!("{}:deductible.{name}", coverage.as_str()));
+                    if let Some((other, _)) = benefits.iter().enumerate().find(|(_, o)| {
+                        o.deductible_pool == pool && o.deductible_fen != deductible_fen
+                    }) {
+                        return Err(fail(
+                            &at("deductible"),
+                            format!(
+                                "shares deductible `{name}` with benefits[{other}] but not its amount"
+                            ),
+                        ));
+                    }
+                    pool
+                }
             };
             if b.tier_reduction && coverage != Coverage::Employee {
                 return Err(fail(
@@ -327,6 +379,7 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                 name: b.name.clone(),
                 deductible_fen,
                 deductible_per: b.deductible_per,
+                deductible_pool,
                 referral_waiver,
                 annual_cap_fen,
                 cap_basis: b.cap_basis,
@@ -447,6 +500,37 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
         }
     }
 
+    // A pool's year-to-date state must mean the same in every version that uses it: a mid-year
+    // version may change a cap, not what the state counts.
+    let mut kinds: std::collections::HashMap<u16, (usize, DeductiblePer, raw::CapBasis)> =
+        std::collections::HashMap::new();
+    for &v in &version_ids {
+        let version = &policies.versions[v as usize];
+        let vi = file
+            .versions
+            .iter()
+            .position(|x| x.id == version.id)
+            .unwrap_or(0);
+        for &(pool, b) in &version.pool_benefits {
+            let b = &version.benefits[b as usize];
+            let kind = (b.deductible_per, b.cap_basis);
+            match kinds.get(&pool) {
+                Some(&(first, per, basis)) if (per, basis) != kind => {
+                    return Err(fail(
+                        &format!("versions[{vi}]"),
+                        format!(
+                        "pool `{}` counts its deductible or cap differently from versions[{first}]",
+                        policies.pools[pool as usize]
+                    ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    kinds.insert(pool, (vi, kind.0, kind.1));
+                }
+            }
+        }
+    }
     policies.region_by_code.insert(file.region.clone(), region);
     policies.regions.push(RegionPolicy {
         code: file.region,
@@ -551,7 +635,7 @@ fn compile_critical_illness(
             return Err(fail(&at("bands"), "at least one band is needed".into()));
         }
         let annual_cap_fen = match &c.annual_cap {
-            Some(n) => Some(money(n).map_err(|r| fail(&at("annual_cap"), r))?),
+            Some(n) => Some(positive_money(n).map_err(|r| fail(&at("annual_cap"), r))?),
             None => None,
         };
         let pool = policies
@@ -607,7 +691,7 @@ fn compile_assistance(
             None => 0,
         };
         let annual_cap_fen = match &a.annual_cap {
-            Some(n) => Some(money(n).map_err(|r| fail(&at("annual_cap"), r))?),
+            Some(n) => Some(positive_money(n).map_err(|r| fail(&at("annual_cap"), r))?),
             None => None,
         };
         out[category as usize] = Some(Assistance {
@@ -737,6 +821,14 @@ fn money(n: &Number) -> Result<i64, String> {
         return Err(format!("amount {} is negative", n.0));
     }
     Ok(fen)
+}
+
+/// A cap: money above 0 (a cap of 0 would pay nothing; leave the cap out for none).
+fn positive_money(n: &Number) -> Result<i64, String> {
+    match money(n)? {
+        0 => Err("a cap of 0 pays nothing".into()),
+        fen => Ok(fen),
+    }
 }
 
 fn check_identifier(name: &str) -> Result<(), String> {

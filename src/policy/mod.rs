@@ -219,6 +219,9 @@ pub struct Benefit {
     /// Deductible by institution level (the same at every level for an annual deductible).
     pub deductible_fen: [i64; Level::COUNT],
     pub deductible_per: DeductiblePer,
+    /// The shared-deductible pool, or [`NONE`] when the deductible is absorbed in the claim's
+    /// own cap pool.
+    pub deductible_pool: u16,
     pub referral_waiver: ReferralWaiver,
     pub annual_cap_fen: Option<i64>,
     pub cap_basis: CapBasis,
@@ -421,8 +424,14 @@ impl Policies {
                     }
                 }
                 let _ = writeln!(out, "    benefits: {}", names.join(", "));
-                let ci: Vec<String> = [Coverage::Resident, Coverage::Employee]
+                // Supplementary members use the employee table unless they have their own.
+                let own = |c: Coverage| {
+                    c != Coverage::EmployeeSupplementary
+                        || v.critical_illness_for(c) != v.critical_illness_for(Coverage::Employee)
+                };
+                let ci: Vec<String> = Coverage::ALL
                     .iter()
+                    .filter(|&&c| own(c))
                     .filter_map(|&c| {
                         v.critical_illness_for(c).map(|ci| {
                             let bands: Vec<String> = ci

@@ -183,6 +183,10 @@ pub struct Benefit {
     pub deductible_per: DeductiblePer,
     /// Weihai's two-way referral rules (admission deductibles only).
     pub referral_waiver: Option<ReferralWaiver>,
+    /// Name of a deductible this benefit shares with others of the version (Jiaxing employees:
+    /// the chronic benefit's deductible is the general-outpatient one): absorbed once a year
+    /// across them.
+    pub deductible_shared: Option<String>,
     /// Annual cap in yuan (年度最高支付限额); absent means uncapped.
     pub annual_cap: Option<Number>,
     /// `fund` (the cap limits the fund's payment, the default) or `cost`.
@@ -220,11 +224,28 @@ pub enum DeductiblePer {
 }
 
 /// A deductible as written: one amount, or a table by institution level.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Deductible {
     ByLevel(BTreeMap<String, Number>),
     Amount(Number),
+}
+
+impl<'de> Deserialize<'de> for Deductible {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            ByLevel(BTreeMap<String, Number>),
+            Amount(Number),
+        }
+        match Either::deserialize(d) {
+            Ok(Either::ByLevel(t)) => Ok(Deductible::ByLevel(t)),
+            Ok(Either::Amount(n)) => Ok(Deductible::Amount(n)),
+            Err(_) => Err(serde::de::Error::custom(
+                "a deductible is an amount in yuan or a table by level, e.g. { primary = 200 }",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -237,6 +258,9 @@ pub struct ReferralWaiver {
     /// A downward referral pays no deductible (下转 … 取消起付线).
     #[serde(default)]
     pub downward: bool,
+    /// The stay an upward referral continues must have ended at most this many days before
+    /// the referred stay's discharge (连续性住院); absent: any earlier stay.
+    pub within_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

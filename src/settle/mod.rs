@@ -14,7 +14,7 @@ pub mod layers;
 
 use rayon::prelude::*;
 
-use crate::domain::{year_of, Coverage, Day, Level, Reason, Status, VisitType};
+use crate::domain::{year_of, Coverage, Day, Level, Reason, Referral, Status, VisitType};
 use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::{Person, PersonState, Registration, Registry};
 use crate::ledger::{Ledger, PoolState};
@@ -177,9 +177,6 @@ type ChunkResult = (Vec<(u32, PoolState)>, Vec<usize>);
 struct Scratch {
     pools: Vec<PoolState>,
     reversed_ledger: Vec<usize>,
-    /// Medical community of the person's latest inpatient stay (`NO_CODE` when it had none),
-    /// or `None` before any: what an upward referral compares with.
-    last_stay: Option<u32>,
 }
 
 impl<'a> Engine<'a> {
@@ -291,22 +288,17 @@ impl<'a> Engine<'a> {
             .pools
             .extend_from_slice(self.ledger.pools_of(person));
         scratch.reversed_ledger.clear();
-        let (start, records) = self.ledger.claims_of(person);
-        scratch.last_stay = records
-            .iter()
-            .rposition(|r| r.is_stay())
-            .map(|i| self.ledger_community[start + i]);
         let attributes = self.registry.person(person);
         for k in 0..rows.len() {
             let row = rows[k] as usize;
             out[k] = if self.claims.is_reversal[row] {
                 self.reverse(person, rows, k, out, scratch)
             } else {
-                let outcome = self.settle_claim(person, &attributes, row, scratch);
-                if self.claims.visit[row] == VisitType::Inpatient {
-                    scratch.last_stay = Some(self.claims.medical_community[row]);
-                }
-                outcome
+                let previous = match self.claims.referral[row] {
+                    Some(Referral::Upward) => self.previous_stay(person, rows, k, out, scratch),
+                    _ => None,
+                };
+                self.settle_claim(person, &attributes, row, previous, scratch)
             };
             // Every settled row counts in the year's total cost (a refund negatively), in the
             // year of its own service day.
@@ -328,6 +320,7 @@ impl<'a> Engine<'a> {
         person: u32,
         attributes: &Person,
         row: usize,
+        previous_stay: Option<(u32, Day)>,
         scratch: &mut Scratch,
     ) -> Outcome {
         let not_covered = |reason| Outcome::unsettled(Status::NotCovered, reason);
@@ -375,22 +368,31 @@ impl<'a> Engine<'a> {
         let level = claims.level[row];
 
         let year = year_of(day);
-        let state = pool_state(&mut scratch.pools, year, slot.pool);
+        // A shared deductible (Jiaxing employees: one outpatient deductible) is absorbed in its
+        // own pool; otherwise in the benefit's.
+        let deductible_pool = match benefit.deductible_pool {
+            NONE => slot.pool,
+            shared => shared,
+        };
+        let deductible_used = pool_state(&mut scratch.pools, year, deductible_pool).deductible_fen;
         let deductible_left_fen = match benefit.deductible_per {
-            DeductiblePer::Year => benefit.deductible_fen[level as usize] - state.deductible_fen,
+            DeductiblePer::Year => benefit.deductible_fen[level as usize] - deductible_used,
             DeductiblePer::Admission => {
                 let community = claims.medical_community[row];
-                let same_community = community != NO_CODE && scratch.last_stay == Some(community);
-                if benefit
-                    .referral_waiver
-                    .waives(claims.referral[row], same_community)
-                {
+                let waiver = &benefit.referral_waiver;
+                let continues = previous_stay.is_some_and(|(c, on)| {
+                    community != NO_CODE
+                        && c == community
+                        && waiver.within_days.is_none_or(|w| day - on <= w as i32)
+                });
+                if waiver.waives(claims.referral[row], continues) {
                     0
                 } else {
                     benefit.deductible_fen[level as usize]
                 }
             }
         };
+        let state = pool_state(&mut scratch.pools, year, slot.pool);
         let terms = Terms {
             ratio_bp,
             deductible_left_fen,
@@ -400,8 +402,8 @@ impl<'a> Engine<'a> {
         let s = split(claims.in_scope_fen[row], &terms);
         state.fund_fen += s.fund_fen;
         state.cost_fen += s.covered_fen;
-        state.deductible_fen += s.deductible_fen;
         state.claims += 1;
+        pool_state(&mut scratch.pools, year, deductible_pool).deductible_fen += s.deductible_fen;
         let mut outcome = Outcome {
             status: if s.capped {
                 Status::Capped
@@ -562,16 +564,23 @@ impl<'a> Engine<'a> {
             &mut scratch.pools,
         );
         if original.pool != NONE {
-            let state = pool_state(&mut scratch.pools, year_of(day), original.pool);
+            let year = year_of(day);
+            let benefit = match original.version {
+                NONE => None,
+                v => self.policies.versions[v as usize].benefit_of_pool(original.pool),
+            };
+            let deductible_pool = match benefit.map_or(NONE, |b| b.deductible_pool) {
+                NONE => original.pool,
+                shared => shared,
+            };
+            pool_state(&mut scratch.pools, year, deductible_pool).deductible_fen -=
+                original.deductible_fen;
+            let state = pool_state(&mut scratch.pools, year, original.pool);
             state.fund_fen -= original.fund_fen;
             state.cost_fen -= original.fund_fen + original.copay_fen;
-            state.deductible_fen -= original.deductible_fen;
             state.claims -= 1;
-            if original.version != NONE {
-                let version = &self.policies.versions[original.version as usize];
-                if let Some(benefit) = version.benefit_of_pool(original.pool) {
-                    cap_remaining_fen = cap_left(benefit, state);
-                }
+            if let Some(benefit) = benefit {
+                cap_remaining_fen = cap_left(benefit, state);
             }
         }
         Outcome {
@@ -592,6 +601,46 @@ impl<'a> Engine<'a> {
             layers: original.layers.negated(),
             condition_reason: None,
         }
+    }
+}
+
+impl Engine<'_> {
+    /// The person's latest stay before `rows[k]` that still counts — settled, not refunded by
+    /// then — in this run, else in the ledger: its medical community and discharge day, which an
+    /// upward referral continues. Looked up only for upward referrals.
+    fn previous_stay(
+        &self,
+        person: u32,
+        rows: &[u32],
+        k: usize,
+        out: &[Outcome],
+        scratch: &Scratch,
+    ) -> Option<(u32, Day)> {
+        let counts = |s: Status| matches!(s, Status::Paid | Status::Capped | Status::NotCovered);
+        let claims = self.claims;
+        (0..k)
+            .rev()
+            .find(|&j| {
+                let r = rows[j] as usize;
+                claims.visit[r] == VisitType::Inpatient && counts(out[j].status) && !out[j].reversed
+            })
+            .map(|j| {
+                let r = rows[j] as usize;
+                (claims.medical_community[r], claims.service_day[r])
+            })
+            .or_else(|| {
+                let (start, records) = self.ledger.claims_of(person);
+                records
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find(|(i, r)| {
+                        r.is_stay()
+                            && !r.reversed
+                            && !scratch.reversed_ledger.contains(&(start + i))
+                    })
+                    .map(|(i, r)| (self.ledger_community[start + i], r.service_day))
+            })
     }
 }
 
