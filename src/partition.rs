@@ -67,4 +67,22 @@ impl Partitions {
     pub fn persons(&self) -> usize {
         self.offsets.len() - 1
     }
+
+    /// Person ranges `(first, end)` of about `claims` claims each, cut between persons: the
+    /// parallel work units of settlement and audit. The cuts depend on the data alone, so the
+    /// output is the same for any thread count.
+    pub fn chunks(&self, claims: usize) -> Vec<(usize, usize)> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for p in 0..self.persons() {
+            if (self.offsets[p + 1] - self.offsets[start]) as usize >= claims {
+                chunks.push((start, p + 1));
+                start = p + 1;
+            }
+        }
+        if start < self.persons() {
+            chunks.push((start, self.persons()));
+        }
+        chunks
+    }
 }

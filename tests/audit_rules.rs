@@ -475,17 +475,7 @@ fn flags_survive_the_month_split() {
             ..claim("V3", "P2", "2024-04-01", "primary", "J06.9", "10.02")
         },
     ];
-    let s = Scenario::new(&persons, &regs, &m1);
-    std::fs::create_dir_all(s.path("m2")).unwrap();
-    write_claims(&s.path("m2/part.parquet"), &m2);
-    std::fs::create_dir_all(s.path("all")).unwrap();
-    write_claims(&s.path("all/part-1.parquet"), &m1);
-    write_claims(&s.path("all/part-2.parquet"), &m2);
-    yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
-    yibao::run::adjudicate(&s.args("m2", "o2", Some("o1/ledger.parquet"))).unwrap();
-    yibao::run::adjudicate(&s.args("all", "whole", None)).unwrap();
-    let split = read_settlements(&s.path("o2/settlements.parquet"));
-    let whole = read_settlements(&s.path("whole/settlements.parquet"));
+    let (s, split, whole) = split_and_whole(&persons, &regs, &m1, &m2);
     for c in ["A2", "H2", "D2", "V2", "V3"] {
         assert_eq!(split[c].anomaly_codes, whole[c].anomaly_codes, "{c}");
     }

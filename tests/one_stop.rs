@@ -336,17 +336,7 @@ fn a_referral_continues_a_stay_settled_by_the_previous_run() {
         "upward",
         "M01",
     )];
-    let s = Scenario::new(&persons, &[], &m1);
-    std::fs::create_dir_all(s.path("m2")).unwrap();
-    write_claims(&s.path("m2/part.parquet"), &m2);
-    std::fs::create_dir_all(s.path("all")).unwrap();
-    write_claims(&s.path("all/part-1.parquet"), &m1);
-    write_claims(&s.path("all/part-2.parquet"), &m2);
-    yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
-    yibao::run::adjudicate(&s.args("m2", "o2", Some("o1/ledger.parquet"))).unwrap();
-    yibao::run::adjudicate(&s.args("all", "whole", None)).unwrap();
-    let split = read_settlements(&s.path("o2/settlements.parquet"));
-    let whole = read_settlements(&s.path("whole/settlements.parquet"));
+    let (_, split, whole) = split_and_whole(&persons, &[], &m1, &m2);
     assert_eq!(
         (split["A2"].deductible, split["A2"].fund),
         (0, fen("7000.00"))

@@ -139,17 +139,7 @@ impl Auditor<'_> {
     pub fn run(&self) -> Audited {
         let lookup = person::LedgerCodes::new(self.claims, self.ledger, self.policies);
         let partitions = self.partitions;
-        let mut chunks: Vec<(usize, usize)> = Vec::new();
-        let mut start = 0;
-        for p in 0..partitions.persons() {
-            if (partitions.offsets[p + 1] - partitions.offsets[start]) as usize >= CHUNK_CLAIMS {
-                chunks.push((start, p + 1));
-                start = p + 1;
-            }
-        }
-        if start < partitions.persons() {
-            chunks.push((start, partitions.persons()));
-        }
+        let chunks = partitions.chunks(CHUNK_CLAIMS);
         let parts: Vec<Vec<Anomaly>> = chunks
             .par_iter()
             .map(|&(a, b)| {

@@ -231,17 +231,7 @@ impl<'a> Engine<'a> {
         let n = partitions.order.len();
         let mut outcomes = vec![Outcome::unsettled(Status::Rejected, Reason::NullKey); n];
         // Chunk boundaries fall between persons, by claim count: a function of the data only.
-        let mut chunks: Vec<(usize, usize)> = Vec::new();
-        let mut start = 0;
-        for p in 0..partitions.persons() {
-            if (partitions.offsets[p + 1] - partitions.offsets[start]) as usize >= CHUNK_CLAIMS {
-                chunks.push((start, p + 1));
-                start = p + 1;
-            }
-        }
-        if start < partitions.persons() {
-            chunks.push((start, partitions.persons()));
-        }
+        let chunks = partitions.chunks(CHUNK_CLAIMS);
         let mut work: Vec<((usize, usize), &mut [Outcome])> = Vec::with_capacity(chunks.len());
         let mut rest: &mut [Outcome] = &mut outcomes;
         for &(a, b) in &chunks {

@@ -490,6 +490,28 @@ impl Scenario {
     }
 }
 
+/// A month split: settles `m1`, then `m2` with `m1`'s ledger (outputs `o1`, `o2`), and both
+/// in one run (`whole`). Returns the scenario and the settlements of `o2` and of `whole`.
+pub fn split_and_whole(
+    persons: &[Person],
+    registrations: &[Registration],
+    m1: &[Claim],
+    m2: &[Claim],
+) -> (Scenario, BTreeMap<String, Row>, BTreeMap<String, Row>) {
+    let s = Scenario::new(persons, registrations, m1);
+    std::fs::create_dir_all(s.path("m2")).unwrap();
+    write_claims(&s.path("m2/part.parquet"), m2);
+    std::fs::create_dir_all(s.path("all")).unwrap();
+    write_claims(&s.path("all/part-1.parquet"), m1);
+    write_claims(&s.path("all/part-2.parquet"), m2);
+    yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
+    yibao::run::adjudicate(&s.args("m2", "o2", Some("o1/ledger.parquet"))).unwrap();
+    yibao::run::adjudicate(&s.args("all", "whole", None)).unwrap();
+    let split = read_settlements(&s.path("o2/settlements.parquet"));
+    let whole = read_settlements(&s.path("whole/settlements.parquet"));
+    (s, split, whole)
+}
+
 /// Day number of a date, for expectations.
 pub fn day(y: i32, m: u32, d: u32) -> i32 {
     days_from_civil(y, m, d)
