@@ -136,6 +136,7 @@ fn quick_start_settles_the_sample_and_outputs_follow_the_contract() {
     assert!(rejected > 0, "the sample carries a few bad rows");
     assert!(settled <= input_rows && settled >= input_rows - rejected);
     assert!(rows_of(&out.path().join("ledger.parquet")) > 0);
+    let anomalies = rows_of(&out.path().join("anomalies.parquet"));
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
@@ -143,6 +144,14 @@ fn quick_start_settles_the_sample_and_outputs_follow_the_contract() {
     assert_eq!(summary["claims"], input_rows);
     assert_eq!(summary["outputs"]["settlements"], settled);
     assert_eq!(summary["outputs"]["rejected"], rejected);
+    assert_eq!(summary["outputs"]["anomalies"], anomalies);
+    let per_rule: i64 = summary["anomalies"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_i64().unwrap())
+        .sum();
+    assert_eq!(per_rule, anomalies as i64, "anomaly counts per rule");
     assert_eq!(summary["policies"].as_array().unwrap().len(), 5);
     let claimed: i64 = summary["totals"]
         .as_array()
