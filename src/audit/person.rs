@@ -65,6 +65,9 @@ pub struct Scratch {
     recent: Vec<usize>,
     /// Year-to-date total cost by year.
     ytd: Vec<(i32, i64)>,
+    /// Service days of the claims counted so far (recent ledger claims, then this run's up to
+    /// the current one), sorted: a burst window is two binary searches.
+    days: Vec<Day>,
 }
 
 /// A claim that counts as having happened: settled and not a refund.
@@ -113,6 +116,10 @@ pub fn audit_person(
             .filter(|(_, r)| counts(r.status) && r.service_day >= earliest.saturating_sub(6))
             .map(|(i, _)| first + i),
     );
+    s.days.clear();
+    s.days
+        .extend(s.recent.iter().map(|&i| a.ledger.claims[i].service_day));
+    s.days.sort_unstable();
     let ledger_gone = |i: usize, k: usize, s: &Scratch| {
         a.ledger.claims[i].reversed || s.ledger_reversed_at.iter().any(|&(j, at)| j == i && at < k)
     };
@@ -143,6 +150,11 @@ pub fn audit_person(
                 })
             };
         let (before, after) = add_cost(&mut s.ytd, year_of(day), claims.total_fen[row]);
+        // Claims of the person on this day and in the trailing week, this one included.
+        let at = s.days.partition_point(|&d| d <= day);
+        s.days.insert(at, day);
+        let on_day = (at + 1 - s.days.partition_point(|&d| d < day)) as u32;
+        let in_week = (at + 1 - s.days.partition_point(|&d| d <= day - 7)) as u32;
         let rules = a.rules_at(position);
         let drug = claims.drug[row];
 
@@ -293,20 +305,7 @@ pub fn audit_person(
             );
         }
 
-        // Claims of the person on this day and in the trailing week, this one included.
-        let (mut on_day, mut in_week) = (0u32, 0u32);
-        let mut tally = |d: Day| {
-            on_day += (d == day) as u32;
-            in_week += (d <= day && d > day - 7) as u32;
-        };
-        for j in 0..=k {
-            if counts(outcomes[base + j].status) {
-                tally(claims.service_day[rows[j] as usize]);
-            }
-        }
-        for &i in &s.recent {
-            tally(a.ledger.claims[i].service_day);
-        }
+
         let burst = if on_day > rules.max_claims_per_day {
             Some((on_day, rules.max_claims_per_day, 1))
         } else if in_week > rules.max_claims_per_week {
