@@ -305,7 +305,6 @@ pub fn audit_person(
             );
         }
 
-
         let burst = if on_day > rules.max_claims_per_day {
             Some((on_day, rules.max_claims_per_day, 1))
         } else if in_week > rules.max_claims_per_week {
