@@ -252,6 +252,234 @@ pub const INSTITUTIONS: [u64; 4] = [600, 300, 200, 500];
 /// The letter of a level in an institution id (`H330400P0042`, `D330400R0007`).
 pub const LEVEL_LETTER: [char; 4] = ['P', 'S', 'T', 'R'];
 
+/// What the generator assumes of one region's policy file (`policies/<region>.toml`), so that
+/// the baseline it writes stays clear of every audit rule: the conditions the policy's ICD-10
+/// prefixes diagnose (registrations are written under these names), the audit thresholds, and
+/// how much in-scope cost a person may run up in a month in each cap pool without using a cap up.
+/// The tests check these facts against the policy files themselves.
+pub struct PolicyFacts {
+    /// ICD-10 prefix (upper case, no dots) and the condition it diagnoses.
+    pub conditions: &'static [(&'static str, &'static str)],
+    /// `max_days_supply`: a fill above it is `supply_too_long`.
+    pub max_days_supply: i32,
+    /// Days after the approval day on which benefits start (Rizhao: the next day).
+    pub benefit_start_offset: i32,
+    /// Condition benefits pay only persons signed with a family doctor (Jiaxing clause 8).
+    pub family_doctor_required: bool,
+    /// Employees have condition benefits; elsewhere their chronic claims go to general
+    /// outpatient.
+    pub employee_condition_benefits: bool,
+    /// One cap shared by every condition (Jiaxing's chronic outpatient benefit).
+    pub shared_condition_cap: bool,
+    /// Residents' condition benefit pays at tertiary institutions (not in Jiaxing).
+    pub resident_tertiary_condition: bool,
+    /// In-scope fen a month per condition cap pool, `(condition, resident, employee)`; with a
+    /// shared cap, the first entry is the shared pool's.
+    pub budgets: &'static [(&'static str, i64, i64)],
+}
+
+/// Audit threshold: a refill with more than this many days of the last fill left is early.
+pub const REFILL_REMAINING_DAYS: i32 = 15;
+/// Audit threshold: a person's year-to-date total cost crossing this (fen) is `high_cost`.
+pub const HIGH_COST_FEN: i64 = 10_000_000;
+/// Audit thresholds: claims of a person in a day and in a trailing week.
+pub const MAX_CLAIMS_PER_DAY: u32 = 3;
+pub const MAX_CLAIMS_PER_WEEK: u32 = 10;
+
+/// A month's in-scope fen in the general outpatient pool (resident, employee): below residents'
+/// 500-yuan cap at up to 50% (1,000 yuan of cost) and employees' 1,000 deductible plus 3,000
+/// cap at up to 70% (5,286 yuan).
+pub const GENERAL_BUDGET_FEN: (i64, i64) = (85_000, 450_000);
+
+const HYPERTENSION_DIABETES: [(&str, &str); 11] = [
+    ("I10", "hypertension"),
+    ("I11", "hypertension"),
+    ("I12", "hypertension"),
+    ("I13", "hypertension"),
+    ("I14", "hypertension"),
+    ("I15", "hypertension"),
+    ("E10", "diabetes"),
+    ("E11", "diabetes"),
+    ("E12", "diabetes"),
+    ("E13", "diabetes"),
+    ("E14", "diabetes"),
+];
+
+const fn with_two_diseases<const N: usize, const M: usize>(
+    own: [(&'static str, &'static str); N],
+) -> [(&'static str, &'static str); M] {
+    assert!(M == N + HYPERTENSION_DIABETES.len());
+    let mut out = [("", ""); M];
+    let mut i = 0;
+    while i < HYPERTENSION_DIABETES.len() {
+        out[i] = HYPERTENSION_DIABETES[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < N {
+        out[i + j] = own[j];
+        j += 1;
+    }
+    out
+}
+
+const JIAXING_CONDITIONS: [(&str, &str); 38] = with_two_diseases([
+    ("G30", "alzheimers"),
+    ("F00", "alzheimers"),
+    ("G20", "parkinsons"),
+    ("I20", "coronary_heart_disease"),
+    ("I21", "coronary_heart_disease"),
+    ("I22", "coronary_heart_disease"),
+    ("I23", "coronary_heart_disease"),
+    ("I24", "coronary_heart_disease"),
+    ("I25", "coronary_heart_disease"),
+    ("N18", "chronic_kidney_disease"),
+    ("J45", "asthma"),
+    ("J46", "asthma"),
+    ("A15", "tuberculosis"),
+    ("A16", "tuberculosis"),
+    ("A17", "tuberculosis"),
+    ("A18", "tuberculosis"),
+    ("A19", "tuberculosis"),
+    ("Z492", "peritoneal_dialysis"),
+    ("J44", "copd"),
+    ("F20", "schizophrenia"),
+    ("F25", "schizophrenia"),
+    ("F31", "schizophrenia"),
+    ("K70", "chronic_liver_disease"),
+    ("K73", "chronic_liver_disease"),
+    ("K74", "chronic_liver_disease"),
+    ("M05", "rheumatoid_arthritis"),
+    ("M06", "rheumatoid_arthritis"),
+]);
+const RIZHAO_CONDITIONS: [(&str, &str); 21] = with_two_diseases([
+    ("C", "malignant_tumour"),
+    ("N185", "uraemia_dialysis"),
+    ("N186", "uraemia_dialysis"),
+    ("Z49", "uraemia_dialysis"),
+    ("Z94", "organ_transplant_antirejection"),
+    ("F20", "severe_mental_disorder"),
+    ("F25", "severe_mental_disorder"),
+    ("F31", "severe_mental_disorder"),
+    ("F322", "severe_mental_disorder"),
+    ("F323", "severe_mental_disorder"),
+]);
+const JINAN_CONDITIONS: [(&str, &str); 24] = with_two_diseases([
+    ("I50", "heart_failure"),
+    ("I20", "coronary_heart_disease"),
+    ("I21", "coronary_heart_disease"),
+    ("I22", "coronary_heart_disease"),
+    ("I23", "coronary_heart_disease"),
+    ("I24", "coronary_heart_disease"),
+    ("I25", "coronary_heart_disease"),
+    ("I60", "stroke"),
+    ("I61", "stroke"),
+    ("I63", "stroke"),
+    ("I64", "stroke"),
+    ("I69", "stroke"),
+    ("J44", "copd"),
+]);
+
+/// [`PolicyFacts`] by [`REGIONS`] index. Budgets stay below each cap's exhaustion point, the
+/// in-scope cost at which the fund would pay the whole cap at the benefit's highest ratio
+/// (plus its deductible), by 15–20%.
+pub const POLICY_FACTS: [PolicyFacts; 5] = [
+    // Jiaxing: one 1,800 cap for every condition; residents at up to 60% (3,000 yuan),
+    // employees after a 1,000 deductible at up to 83% (3,169 yuan).
+    PolicyFacts {
+        conditions: &JIAXING_CONDITIONS,
+        max_days_supply: 84,
+        benefit_start_offset: 0,
+        family_doctor_required: true,
+        employee_condition_benefits: true,
+        shared_condition_cap: true,
+        resident_tertiary_condition: false,
+        budgets: &[("chronic_outpatient", 240_000, 260_000)],
+    },
+    // Ezhou: caps per condition 1,000 (residents, up to 60%: 1,667 yuan) and 2,000–2,500
+    // (employees, up to 95%: 2,105 yuan).
+    PolicyFacts {
+        conditions: &HYPERTENSION_DIABETES,
+        max_days_supply: 168,
+        benefit_start_offset: 0,
+        family_doctor_required: false,
+        employee_condition_benefits: true,
+        shared_condition_cap: false,
+        resident_tertiary_condition: true,
+        budgets: &[
+            ("hypertension", 140_000, 175_000),
+            ("diabetes", 140_000, 175_000),
+        ],
+    },
+    // Weihai: residents' hypertension 300 at up to 70% (429 yuan), diabetes 500 (714 yuan).
+    PolicyFacts {
+        conditions: &HYPERTENSION_DIABETES,
+        max_days_supply: 84,
+        benefit_start_offset: 0,
+        family_doctor_required: false,
+        employee_condition_benefits: false,
+        shared_condition_cap: false,
+        resident_tertiary_condition: true,
+        budgets: &[("hypertension", 36_000, 0), ("diabetes", 60_000, 0)],
+    },
+    // Rizhao: hypertension 300 at up to 60% (500 yuan), diabetes 500 (833 yuan), the four
+    // special conditions 20,000 at up to 70% (28,571 yuan).
+    PolicyFacts {
+        conditions: &RIZHAO_CONDITIONS,
+        max_days_supply: 84,
+        benefit_start_offset: 1,
+        family_doctor_required: false,
+        employee_condition_benefits: false,
+        shared_condition_cap: false,
+        resident_tertiary_condition: true,
+        budgets: &[
+            ("hypertension", 42_000, 0),
+            ("diabetes", 70_000, 0),
+            ("malignant_tumour", 500_000, 0),
+            ("uraemia_dialysis", 500_000, 0),
+            ("organ_transplant_antirejection", 500_000, 0),
+            ("severe_mental_disorder", 500_000, 0),
+        ],
+    },
+    // Jin'an: two diseases 500 at up to 60% (833 yuan), the four chronic-special conditions
+    // 3,000 at up to 70% (4,286 yuan).
+    PolicyFacts {
+        conditions: &JINAN_CONDITIONS,
+        max_days_supply: 84,
+        benefit_start_offset: 0,
+        family_doctor_required: false,
+        employee_condition_benefits: false,
+        shared_condition_cap: false,
+        resident_tertiary_condition: true,
+        budgets: &[
+            ("hypertension", 70_000, 0),
+            ("diabetes", 70_000, 0),
+            ("heart_failure", 350_000, 0),
+            ("coronary_heart_disease", 350_000, 0),
+            ("stroke", 350_000, 0),
+            ("copd", 350_000, 0),
+        ],
+    },
+];
+
+/// The condition `diagnosis` diagnoses under region `region`'s policy: the longest matching
+/// ICD-10 prefix, dots ignored.
+pub fn policy_condition(region: usize, diagnosis: &str) -> Option<&'static str> {
+    POLICY_FACTS[region]
+        .conditions
+        .iter()
+        .filter(|(prefix, _)| starts_with_ignoring_dots(diagnosis, prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|&(_, c)| c)
+}
+
+fn starts_with_ignoring_dots(code: &str, prefix: &str) -> bool {
+    let mut code = code.bytes().filter(|&b| b != b'.' && b != b' ');
+    prefix
+        .bytes()
+        .all(|p| code.next().is_some_and(|c| c.to_ascii_uppercase() == p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

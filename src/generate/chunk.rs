@@ -1,6 +1,12 @@
 //! One chunk of the synthetic province: a fixed range of the registry's persons, the claims
 //! quota that falls to them, and their registrations, all drawn from RNG streams named by
 //! `(seed, chunk index)` alone, so a chunk's rows never depend on which thread built it.
+//!
+//! A chunk's claimants are of two kinds. Most are *baseline* claimants, whose claims are drawn
+//! under constraints that keep every audit rule quiet (see the module doc of `generate`). A few
+//! are *planted*: each carries one scripted anomaly (module `plant`), and their claims are
+//! labelled with the rule they should fire. Reversals and bad rows are drawn from baseline
+//! claims only.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -11,9 +17,12 @@ use arrow::array::{
 };
 
 use super::catalogue::{
-    drug_catalogue, CONDITIONS, DIABETES, DRUGS_PER_CONDITION, HYPERTENSION, INSTITUTIONS,
-    LEVEL_LETTER, NON_CHRONIC_CODES, NON_CHRONIC_DRUGS, NON_CHRONIC_MEDIAN_FEN, REGIONS,
+    drug_catalogue, policy_condition, PolicyFacts, CONDITIONS, DIABETES, DRUGS_PER_CONDITION,
+    GENERAL_BUDGET_FEN, HIGH_COST_FEN, HYPERTENSION, INSTITUTIONS, LEVEL_LETTER,
+    MAX_CLAIMS_PER_DAY, MAX_CLAIMS_PER_WEEK, NON_CHRONIC_CODES, NON_CHRONIC_DRUGS,
+    NON_CHRONIC_MEDIAN_FEN, POLICY_FACTS, REFILL_REMAINING_DAYS, REGIONS,
 };
+use super::plant::{self, Plant};
 use super::rng::{Rng, Weighted};
 use super::schema;
 use crate::domain::{
@@ -35,6 +44,16 @@ const BAD_ROWS_FROM: u64 = 1000;
 /// claims in one month (reached only when claims are many per person).
 const CLAIMS_PER_CLAIMANT: f64 = 4.0;
 const MAX_CLAIMANT_SHARE: f64 = 0.75;
+/// Most claims a baseline claimant makes in a month: with at most three a day and ten a week,
+/// more would not fit a month. Only a configuration with more claims than its claimants can
+/// take this way (about 25 claims per person) goes beyond it.
+pub const MAX_CLAIMS_PER_PERSON: u32 = 30;
+/// A baseline person's month of `total_amount` stays below this (fen), far from the high-cost
+/// line; stays are admitted only below [`STAY_ADMIT_BELOW_FEN`] and cut to end below
+/// [`STAY_CEILING_FEN`].
+const MONTH_CEILING_FEN: i64 = HIGH_COST_FEN / 100 * 79;
+const STAY_ADMIT_BELOW_FEN: i64 = 4_000_000;
+const STAY_CEILING_FEN: i64 = 6_000_000;
 
 /// RNG streams of a chunk: persons do not depend on the claims count, so a registry stays the
 /// same when only `--claims` changes.
@@ -42,50 +61,63 @@ const STREAM_PERSONS: u64 = 0;
 const STREAM_CLAIMS: u64 = 1;
 const STREAMS_PER_CHUNK: u64 = 2;
 
-/// Claims are settled between 07:30 and 21:00, so a reversal always fits before month end.
-const OPENING_MS: Millis = 7 * 3_600_000 + 1_800_000;
-const OPEN_SPAN_MS: u64 = 13 * 3_600_000 + 1_800_000;
-const MINUTE_MS: Millis = 60_000;
+/// Claims are settled between 07:30 and 21:00 (a person's later claims of a day a few minutes
+/// after their earlier ones), so a reversal always fits before month end.
+pub(super) const OPENING_MS: Millis = 7 * 3_600_000 + 1_800_000;
+pub(super) const OPEN_SPAN_MS: u64 = 13 * 3_600_000 + 1_800_000;
+pub(super) const MINUTE_MS: Millis = 60_000;
 
 /// The whole run's parameters and lookup tables, shared read-only by every chunk.
 pub struct Plan {
-    seed: u64,
+    pub(super) seed: u64,
     persons: u64,
     claims: u64,
     bad_rows: u64,
     /// First day of the month and its length.
-    month_start: Day,
-    month_days: u32,
+    pub(super) month_start: Day,
+    pub(super) month_days: u32,
     /// Persons `region_bounds[r]..region_bounds[r + 1]` are insured in `REGIONS[r]`.
     region_bounds: [u64; REGIONS.len() + 1],
     person_digits: usize,
     claim_digits: usize,
     claimant_share: f64,
     drugs: Vec<String>,
-    tables: Tables,
+    pub(super) tables: Tables,
 }
 
 /// Draw tables, built once.
-struct Tables {
+pub(super) struct Tables {
     region: Weighted,
-    level: Weighted,
-    prescriber: Weighted,
+    pub(super) level: Weighted,
+    /// Level of the institution that wrote a pharmacy fill's prescription.
+    pub(super) prescriber: Weighted,
     other_condition: Weighted,
-    codes: Vec<Weighted>,
-    non_chronic: Weighted,
+    pub(super) codes: Vec<Weighted>,
+    pub(super) non_chronic: Weighted,
     days_supply: Weighted,
     contribution_tier: Weighted,
     assistance: Weighted,
+    /// `[region][condition][code]`: the condition the person's policy diagnoses, if any.
+    mapped: Vec<Vec<Vec<Option<&'static str>>>>,
+    /// `[region][condition]`: the condition names a patient's registrations carry, so that
+    /// every code of the condition the region's policy knows finds one.
+    registered: Vec<Vec<Vec<&'static str>>>,
 }
 
 /// `Level` order, as `u8`, plus the invalid level a bad row carries.
 const QUATERNARY: u8 = 4;
-const PHARMACY: u8 = Level::Pharmacy as u8;
+pub(super) const PRIMARY: u8 = Level::Primary as u8;
+pub(super) const SECONDARY: u8 = Level::Secondary as u8;
+pub(super) const TERTIARY: u8 = Level::Tertiary as u8;
+pub(super) const PHARMACY: u8 = Level::Pharmacy as u8;
 const DAYS_SUPPLY: [i32; 8] = [7, 14, 28, 30, 56, 84, 0, 0];
-const LONG_SUPPLY: [i32; 4] = [90, 112, 120, 168];
-const VERY_LONG_SUPPLY: [i32; 4] = [180, 196, 252, 336];
+/// Long prescriptions: Ezhou allows up to 24 weeks; elsewhere they are planted anomalies.
+pub(super) const LONG_SUPPLY: [i32; 4] = [90, 112, 120, 168];
+pub(super) const VERY_LONG_SUPPLY: [i32; 4] = [180, 196, 252, 336];
 /// Cost relative to a grassroots visit, by `Level`.
-const LEVEL_COST: [f64; 4] = [0.85, 1.15, 1.5, 1.0];
+pub(super) const LEVEL_COST: [f64; 4] = [0.85, 1.15, 1.5, 1.0];
+/// Index of Ezhou, the one region allowing fills above 84 days, in `REGIONS`.
+pub(super) const EZHOU: usize = 1;
 
 impl Plan {
     pub fn new(persons: u64, claims: u64, year: i32, month: u32, seed: u64) -> Plan {
@@ -111,10 +143,45 @@ impl Plan {
         } else {
             (claims as f64 / (CLAIMS_PER_CLAIMANT * persons as f64)).min(MAX_CLAIMANT_SHARE)
         };
+        let mapped: Vec<Vec<Vec<Option<&'static str>>>> = (0..REGIONS.len())
+            .map(|r| {
+                CONDITIONS
+                    .iter()
+                    .map(|c| {
+                        c.codes
+                            .iter()
+                            .map(|(code, _)| policy_condition(r, code))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let registered = mapped
+            .iter()
+            .map(|by_condition| {
+                by_condition
+                    .iter()
+                    .enumerate()
+                    .map(|(c, codes)| {
+                        let mut names: Vec<&'static str> = Vec::new();
+                        for name in codes.iter().flatten() {
+                            if !names.contains(name) {
+                                names.push(name);
+                            }
+                        }
+                        // A condition this policy does not know keeps the generator's name.
+                        if names.is_empty() {
+                            names.push(CONDITIONS[c].id);
+                        }
+                        names
+                    })
+                    .collect()
+            })
+            .collect();
         let tables = Tables {
             region: Weighted::new(&REGIONS.map(|r| r.weight)),
             level: Weighted::new(&[450, 200, 100, 250]),
-            prescriber: Weighted::new(&[400, 350, 220, 30]),
+            prescriber: Weighted::new(&[400, 350, 220]),
             other_condition: Weighted::new(
                 &CONDITIONS[2..]
                     .iter()
@@ -126,10 +193,12 @@ impl Plan {
                 .map(|c| Weighted::new(&c.codes.iter().map(|x| x.1).collect::<Vec<_>>()))
                 .collect(),
             non_chronic: Weighted::new(&NON_CHRONIC_CODES.iter().map(|x| x.1).collect::<Vec<_>>()),
-            // 7, 14, 28, 30, 56, 84 days, then above 84 (≈2%) and above 168 (a few).
+            // 7, 14, 28, 30, 56, 84 days, then longer (≈2%, Ezhou only: elsewhere 56 or 84).
             days_supply: Weighted::new(&[80, 120, 300, 258, 100, 120, 20, 2]),
             contribution_tier: Weighted::new(&[800, 120, 80]),
             assistance: Weighted::new(&[15, 45, 20, 20]),
+            mapped,
+            registered,
         };
         Plan {
             seed,
@@ -180,6 +249,11 @@ impl Plan {
     fn month_end_ms(&self) -> Millis {
         (self.month_start as Millis + self.month_days as Millis) * MILLIS_PER_DAY
     }
+
+    /// The registration names of a patient of `condition` insured in `region`.
+    pub(super) fn registered_names(&self, region: usize, condition: usize) -> &[&'static str] {
+        &self.tables.registered[region][condition]
+    }
 }
 
 /// `value × num / den`, floored, without overflow (`den == 0` gives 0).
@@ -200,35 +274,45 @@ pub struct ChunkOutput {
     pub persons: RecordBatch,
     pub registrations: RecordBatch,
     pub claims: RecordBatch,
+    pub labels: RecordBatch,
     pub reversals: u64,
     pub bad_rows: u64,
 }
 
-/// A claimant (or registered non-claimant) and the habits that shape their claims.
-struct Profile {
-    /// Person index within the chunk.
-    local: u32,
-    region: u8,
-    /// Chronic conditions claimed for (`CONDITIONS` indices); empty for a claimant with only
-    /// everyday diagnoses.
-    conditions: Vec<u8>,
-    preferred_level: u8,
-    /// Usual institution per level in the home region.
-    home: [u16; 4],
-    /// Usual drug (catalogue index) per condition.
-    regular_drug: Vec<u16>,
-    /// Person-level cost multiplier: some patients are simply more expensive.
-    intensity: f64,
-    claims: u32,
+/// What settlement and the audit rules read of a person besides claims and registrations.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Attrs {
+    pub employee: bool,
+    pub family_doctor: bool,
+    pub assisted: bool,
 }
 
-struct Registration {
-    local: u32,
-    condition: u8,
-    severity: Option<&'static str>,
-    primary: Option<bool>,
-    approved_on: Day,
-    ended_on: Option<Day>,
+/// A claimant (or registered non-claimant) and the habits that shape their claims.
+pub(super) struct Profile {
+    /// Person index within the chunk.
+    pub local: u32,
+    pub region: u8,
+    /// Chronic conditions claimed for (`CONDITIONS` indices); empty for a claimant with only
+    /// everyday diagnoses.
+    pub conditions: Vec<u8>,
+    preferred_level: u8,
+    /// Usual institution per level in the home region.
+    pub home: [u16; 4],
+    /// Usual drug (catalogue index) per condition.
+    pub regular_drug: Vec<u16>,
+    /// Person-level cost multiplier: some patients are simply more expensive.
+    pub intensity: f64,
+    pub claims: u32,
+}
+
+pub(super) struct Registration {
+    pub local: u32,
+    /// The condition as the person's policy names it.
+    pub condition: &'static str,
+    pub severity: Option<&'static str>,
+    pub primary: Option<bool>,
+    pub approved_on: Day,
+    pub ended_on: Option<Day>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -260,8 +344,8 @@ const BAD_KINDS: [BadKind; 6] = [
 ];
 
 #[derive(Clone)]
-struct ClaimRow {
-    settled_at: Millis,
+pub(super) struct ClaimRow {
+    pub settled_at: Millis,
     /// Creation order: a unique tie-break for sorting and the target of `link`.
     uid: u32,
     /// Index of the claimant's `Profile` in the chunk.
@@ -273,14 +357,16 @@ struct ClaimRow {
     visit: Option<VisitType>,
     service_date: Option<Day>,
     diagnosis: &'static str,
-    total: i64,
-    in_scope: i64,
+    pub total: i64,
+    pub in_scope: i64,
     drug: Option<u16>,
     days_supply: Option<i32>,
     referral: Option<Referral>,
     kind: RowKind,
     /// The original of a reversal, or the row whose claim id a duplicate reuses.
     link: u32,
+    /// The audit rule a planted claim should fire.
+    pub label: Option<Plant>,
 }
 
 /// Builds chunk `chunk` of the province.
@@ -291,7 +377,7 @@ pub fn generate(plan: &Plan, chunk: u64) -> Result<ChunkOutput> {
     let count = (persons.end - persons.start) as usize;
     let regions: Vec<u8> = persons.clone().map(|p| plan.region_of(p) as u8).collect();
 
-    let person_batch = person_rows(plan, &persons, &regions, &mut person_rng)?;
+    let (person_batch, attrs) = person_rows(plan, &persons, &regions, &mut person_rng)?;
 
     // This chunk's share of the file: rows, of which bad rows and reversals.
     let first_claim = plan.claims_before(persons.start);
@@ -324,15 +410,23 @@ pub fn generate(plan: &Plan, chunk: u64) -> Result<ChunkOutput> {
         is_claimant[c as usize] = true;
     }
 
+    // A few claimants carry a planted anomaly each; the rest are the baseline.
+    let scripts = plant::choose(&mut rng, quota, normal, &claimant_ids, &regions, &attrs);
+    let mut scripted = vec![false; claimant_count];
+    for &(_, i) in &scripts {
+        scripted[i] = true;
+    }
+
     let mut registrations = Vec::new();
-    let mut profiles: Vec<Profile> = claimant_ids
-        .iter()
-        .map(|&local| {
+    let mut profiles: Vec<Profile> = Vec::with_capacity(claimant_count);
+    for (i, &local) in claimant_ids.iter().enumerate() {
+        if !scripted[i] {
             let profile = new_profile(plan, &mut rng, local, regions[local as usize]);
-            register(plan, &mut rng, &profile, &mut registrations);
-            profile
-        })
-        .collect();
+            register(plan, &mut rng, &profile, true, &mut registrations);
+            profiles.push(profile);
+        }
+    }
+    let baseline_profiles = profiles.len();
     // Registered patients who did not claim this month, as in any real registry.
     for local in 0..count as u32 {
         if !is_claimant[local as usize] && rng.chance(0.05) {
@@ -340,31 +434,57 @@ pub fn generate(plan: &Plan, chunk: u64) -> Result<ChunkOutput> {
             if profile.conditions.is_empty() {
                 profile.conditions.push(HYPERTENSION as u8);
             }
-            register(plan, &mut rng, &profile, &mut registrations);
+            register(plan, &mut rng, &profile, false, &mut registrations);
         }
+    }
+
+    // Planted claims first: what they take fixes the baseline's share.
+    let mut spend = Spend::default();
+    let mut planted: Vec<ClaimRow> = Vec::new();
+    for &(kind, i) in &scripts {
+        let local = claimant_ids[i];
+        let mut profile = new_profile(plan, &mut rng, local, regions[local as usize]);
+        spend.reset();
+        let index = profiles.len() as u32;
+        plant::script(
+            plan,
+            &mut rng,
+            kind,
+            &mut profile,
+            index,
+            attrs[local as usize],
+            &mut spend,
+            &mut planted,
+            &mut registrations,
+        );
+        profiles.push(profile);
     }
     registrations.sort_by_key(|r| r.local);
 
-    allocate_claims(&mut rng, &mut profiles, normal);
+    let baseline_claims = normal - planted.len() as u64;
+    allocate_claims(
+        &mut rng,
+        &mut profiles[..baseline_profiles],
+        baseline_claims,
+    );
 
     let mut rows: Vec<ClaimRow> = Vec::with_capacity(quota as usize);
-    for (p, profile) in profiles.iter().enumerate() {
-        for j in 0..profile.claims {
-            // Stratified over the month so that each person's claims spread through it.
-            let day =
-                ((j as f64 + rng.unit()) * plan.month_days as f64 / profile.claims as f64) as u32;
+    let mut days = Vec::with_capacity(MAX_CLAIMS_PER_PERSON as usize);
+    for (p, profile) in profiles[..baseline_profiles].iter().enumerate() {
+        place_days(&mut rng, profile.claims, plan.month_days, &mut days);
+        spend.reset();
+        let person = attrs[profile.local as usize];
+        for (j, &day) in days.iter().enumerate() {
+            let left = profile.claims - j as u32;
             let row = claim(
-                plan,
-                &mut rng,
-                profile,
-                p as u32,
-                day.min(plan.month_days - 1),
+                plan, &mut rng, profile, person, &mut spend, p as u32, day, left,
             );
             push_row(&mut rows, row);
         }
     }
     let normal_rows = rows.len();
-    // Each original is used at most once, by a reversal or by a duplicate.
+    // Each baseline original is used at most once, by a reversal or by a duplicate; planted
+    // claims are never reversed or copied.
     let mut taken = vec![false; normal_rows];
 
     for _ in 0..reversals {
@@ -391,9 +511,20 @@ pub fn generate(plan: &Plan, chunk: u64) -> Result<ChunkOutput> {
             row.link = original as u32;
             row
         } else {
-            let p = rng.below(profiles.len() as u64) as usize;
+            let p = rng.below(baseline_profiles as u64) as usize;
             let day = rng.below(plan.month_days as u64) as u32;
-            claim(plan, &mut rng, &profiles[p], p as u32, day)
+            let person = attrs[profiles[p].local as usize];
+            spend.reset();
+            claim(
+                plan,
+                &mut rng,
+                &profiles[p],
+                person,
+                &mut spend,
+                p as u32,
+                day,
+                1,
+            )
         };
         match kind {
             BadKind::InScopeExceedsTotal => {
@@ -409,14 +540,19 @@ pub fn generate(plan: &Plan, chunk: u64) -> Result<ChunkOutput> {
         row.kind = RowKind::Bad(kind);
         push_row(&mut rows, row);
     }
+    for row in planted {
+        push_row(&mut rows, row);
+    }
     debug_assert_eq!(rows.len() as u64, quota);
 
     let registration_batch = registration_rows(plan, &persons, &regions, &registrations)?;
-    let claims_batch = claim_rows(plan, &persons, &regions, &profiles, rows, first_claim)?;
+    let (claims_batch, labels_batch) =
+        claim_rows(plan, &persons, &regions, &profiles, rows, first_claim)?;
     Ok(ChunkOutput {
         persons: person_batch,
         registrations: registration_batch,
         claims: claims_batch,
+        labels: labels_batch,
         reversals,
         bad_rows: bad,
     })
@@ -446,7 +582,7 @@ fn later_time(plan: &Plan, rng: &mut Rng, t: Millis) -> Millis {
     t + MINUTE_MS + rng.below(span as u64) as Millis
 }
 
-fn new_profile(plan: &Plan, rng: &mut Rng, local: u32, region: u8) -> Profile {
+pub(super) fn new_profile(plan: &Plan, rng: &mut Rng, local: u32, region: u8) -> Profile {
     let t = &plan.tables;
     // Most claimants are two-diseases patients (a quarter of them with both), a fifth have
     // another chronic condition (some with hypertension too), and a few claim only for
@@ -484,10 +620,19 @@ fn new_profile(plan: &Plan, rng: &mut Rng, local: u32, region: u8) -> Profile {
     }
 }
 
-/// Writes the registrations of `profile`: one per condition it claims for, except for the few
-/// unregistered patients, plus now and then one for a condition it does not claim for.
-fn register(plan: &Plan, rng: &mut Rng, profile: &Profile, out: &mut Vec<Registration>) {
+/// Writes the registrations of `profile`: one per condition it claims for, under the name its
+/// region's policy gives the condition, plus now and then one for a condition it does not
+/// claim for. A claimant's registrations pay all month (approved a year or more ago, not
+/// ended); a non-claimant's may start or end during the month.
+fn register(
+    plan: &Plan,
+    rng: &mut Rng,
+    profile: &Profile,
+    claimant: bool,
+    out: &mut Vec<Registration>,
+) {
     let conditions = &profile.conditions;
+    let region = profile.region as usize;
     let two_diseases =
         conditions.contains(&(HYPERTENSION as u8)) && conditions.contains(&(DIABETES as u8));
     // Which of hypertension and diabetes a patient with both chose as primary.
@@ -496,19 +641,25 @@ fn register(plan: &Plan, rng: &mut Rng, profile: &Profile, out: &mut Vec<Registr
     } else {
         DIABETES
     } as u8;
-    let unregistered = !conditions.is_empty() && rng.chance(0.03);
-    if !unregistered {
-        for &condition in conditions {
-            let primary = if two_diseases
-                && (condition as usize == HYPERTENSION || condition as usize == DIABETES)
-            {
-                Some(condition == primary_choice)
-            } else if rng.chance(0.3) {
-                Some(true)
-            } else {
-                None
-            };
-            out.push(registration(plan, rng, profile.local, condition, primary));
+    for &condition in conditions {
+        let primary = if two_diseases
+            && (condition as usize == HYPERTENSION || condition as usize == DIABETES)
+        {
+            Some(condition == primary_choice)
+        } else if rng.chance(0.3) {
+            Some(true)
+        } else {
+            None
+        };
+        for &name in plan.registered_names(region, condition as usize) {
+            out.push(registration(
+                plan,
+                rng,
+                profile.local,
+                name,
+                primary,
+                claimant,
+            ));
         }
     }
     if rng.chance(0.03) {
@@ -525,12 +676,9 @@ fn register(plan: &Plan, rng: &mut Rng, profile: &Profile, out: &mut Vec<Registr
             DIABETES => conditions.contains(&(HYPERTENSION as u8)),
             _ => false,
         };
-        let primary = if pairs && !unregistered {
-            Some(false)
-        } else {
-            None
-        };
-        out.push(registration(plan, rng, profile.local, extra, primary));
+        let primary = if pairs { Some(false) } else { None };
+        let name = plan.registered_names(region, extra as usize)[0];
+        out.push(registration(plan, rng, profile.local, name, primary, false));
     }
 }
 
@@ -538,8 +686,9 @@ fn registration(
     plan: &Plan,
     rng: &mut Rng,
     local: u32,
-    condition: u8,
+    condition: &'static str,
     primary: Option<bool>,
+    claimant: bool,
 ) -> Registration {
     let severity = match rng.below(10) {
         0 => None,
@@ -547,14 +696,14 @@ fn registration(
         _ => Some("normal"),
     };
     let month_days = plan.month_days as u64;
-    // Mostly approved one to five years ago; a few during the month, so benefits start
-    // mid-month.
-    let approved_on = if rng.chance(0.03) {
+    // Mostly approved one to five years ago; a few non-claimants' during the month, so their
+    // benefits start mid-month.
+    let approved_on = if rng.chance(0.03) && !claimant {
         plan.month_start + rng.below(month_days) as Day
     } else {
-        plan.month_start - 365 - rng.below(4 * 365 + 1) as Day
+        years_ago(plan, rng)
     };
-    let ended_on = rng.chance(0.02).then(|| {
+    let ended_on = (rng.chance(0.02) && !claimant).then(|| {
         let from = approved_on.max(plan.month_start);
         let left = (plan.month_start + plan.month_days as Day - from) as u64;
         from + rng.below(left) as Day
@@ -569,9 +718,14 @@ fn registration(
     }
 }
 
+/// An approval day one to five years before the month.
+pub(super) fn years_ago(plan: &Plan, rng: &mut Rng) -> Day {
+    plan.month_start - 365 - rng.below(4 * 365 + 1) as Day
+}
+
 /// Shares `normal` claims among the claimants: one each, the rest in proportion to a
 /// heavy-tailed weight, so many claim once to three times a month and a few twenty times or
-/// more.
+/// more — never more than [`MAX_CLAIMS_PER_PERSON`] while any claimant has room.
 fn allocate_claims(rng: &mut Rng, profiles: &mut [Profile], normal: u64) {
     if normal == 0 || profiles.is_empty() {
         return;
@@ -589,33 +743,347 @@ fn allocate_claims(rng: &mut Rng, profiles: &mut [Profile], normal: u64) {
         .collect();
     let total: f64 = weights.iter().sum();
     let extra = normal - profiles.len() as u64;
+    let room = (MAX_CLAIMS_PER_PERSON - 1) as u64;
     let mut given = 0u64;
     for (p, w) in profiles.iter_mut().zip(&weights) {
-        let share = (extra as f64 * w / total) as u64;
+        let share = ((extra as f64 * w / total) as u64).min(room);
         p.claims = 1 + share as u32;
         given += share;
     }
-    // Floors leave fewer than one claim per claimant over: hand them out round-robin. (Float
-    // rounding could in principle overshoot by one instead: take it back the same way.)
-    let start = rng.below(profiles.len() as u64) as usize;
-    let mut k = start;
+    // Floors and the cap leave claims over: hand them out round-robin to claimants with room,
+    // and past the cap only when none has any. (Float rounding could in principle overshoot
+    // by one instead: take it back the same way.)
+    let n = profiles.len();
+    let mut k = rng.below(n as u64) as usize;
+    let mut past_cap = false;
     while given < extra {
-        profiles[k].claims += 1;
-        given += 1;
-        k = (k + 1) % profiles.len();
+        let mut gave = false;
+        for _ in 0..n {
+            if given == extra {
+                break;
+            }
+            if past_cap || profiles[k].claims < MAX_CLAIMS_PER_PERSON {
+                profiles[k].claims += 1;
+                given += 1;
+                gave = true;
+            }
+            k = (k + 1) % n;
+        }
+        past_cap |= !gave;
     }
     while given > extra {
         if profiles[k].claims > 1 {
             profiles[k].claims -= 1;
             given -= 1;
         }
-        k = (k + 1) % profiles.len();
+        k = (k + 1) % n;
     }
 }
 
-/// One claim of `profile` on `day` (0-based in the month).
-fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day: u32) -> ClaimRow {
+/// Days (0-based, nondecreasing) for `n` claims, stratified over the month so that a person's
+/// claims spread through it, with at most [`MAX_CLAIMS_PER_DAY`] on a day and
+/// [`MAX_CLAIMS_PER_WEEK`] in any seven consecutive days. Up to [`MAX_CLAIMS_PER_PERSON`]
+/// claims always fit; beyond, the days are spread evenly and may break the limits.
+fn place_days(rng: &mut Rng, n: u32, month_days: u32, out: &mut Vec<u32>) {
+    out.clear();
+    let mut per_day = [0u32; 31];
+    let mut last = 0u32;
+    let mut fits = true;
+    for j in 0..n {
+        let target = ((j as f64 + rng.unit()) * month_days as f64 / n as f64) as u32;
+        let mut d = target.min(month_days - 1).max(last);
+        while d < month_days
+            && (per_day[d as usize] >= MAX_CLAIMS_PER_DAY
+                || per_day[d.saturating_sub(6) as usize..=d as usize]
+                    .iter()
+                    .sum::<u32>()
+                    >= MAX_CLAIMS_PER_WEEK)
+        {
+            d += 1;
+        }
+        if d >= month_days {
+            fits = false;
+            continue;
+        }
+        per_day[d as usize] += 1;
+        last = d;
+        out.push(d);
+    }
+    if !fits {
+        out.clear();
+        out.extend((0..n).map(|j| (j as u64 * month_days as u64 / n as u64) as u32));
+    }
+}
+
+/// The cap pool a claim's in-scope cost counts against, as far as the generator can tell from
+/// [`PolicyFacts`]: settlement's own pools are finer, never coarser.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Pool {
+    General,
+    Inpatient,
+    Condition(&'static str),
+}
+
+/// Where a claim settles: its condition's benefit when the person's policy diagnoses one, a
+/// registration of it pays on the day (`covered`) and the benefit pays this person at this
+/// level; else general outpatient (or inpatient for a stay).
+pub(super) fn pool_of(
+    region: usize,
+    person: Attrs,
+    mapped: Option<&'static str>,
+    covered: bool,
+    level: u8,
+    prescriber: Option<u8>,
+    inpatient: bool,
+) -> Pool {
+    if inpatient {
+        return Pool::Inpatient;
+    }
+    let facts: &PolicyFacts = &POLICY_FACTS[region];
+    let Some(condition) = mapped.filter(|_| covered) else {
+        return Pool::General;
+    };
+    if (person.employee && !facts.employee_condition_benefits)
+        || (facts.family_doctor_required && !person.family_doctor)
+        || (!person.employee && level == TERTIARY && !facts.resident_tertiary_condition)
+        || (level == PHARMACY && prescriber.is_none())
+    {
+        return Pool::General;
+    }
+    if facts.shared_condition_cap {
+        Pool::Condition(facts.budgets[0].0)
+    } else {
+        Pool::Condition(condition)
+    }
+}
+
+/// The in-scope fen a person may spend in `pool` in a month without using up its cap.
+pub(super) fn budget_fen(region: usize, employee: bool, pool: Pool) -> i64 {
+    let pick = |resident: i64, employee_fen: i64| if employee { employee_fen } else { resident };
+    match pool {
+        Pool::General => pick(GENERAL_BUDGET_FEN.0, GENERAL_BUDGET_FEN.1),
+        Pool::Inpatient => i64::MAX,
+        Pool::Condition(c) => POLICY_FACTS[region]
+            .budgets
+            .iter()
+            .find(|b| b.0 == c)
+            .map_or(0, |b| pick(b.1, b.2)),
+    }
+}
+
+/// One earlier claim of the person, as the duplicate rule compares claims.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    day: u32,
+    region: u8,
+    level: u8,
+    institution: u16,
+    drug: Option<u16>,
+    total: i64,
+}
+
+/// What a person has claimed so far this month, as the audit rules and the caps see it.
+#[derive(Default)]
+pub(super) struct Spend {
+    pools: Vec<(Pool, i64)>,
+    /// `total_amount` so far.
+    pub total: i64,
+    /// Per drug, the first day a next fill of it is not early.
+    fills: Vec<(u16, i64)>,
+    seen: Vec<Seen>,
+    /// Day and settlement time of the latest outpatient or pharmacy claim.
+    last: Option<(u32, Millis)>,
+}
+
+impl Spend {
+    pub fn reset(&mut self) {
+        self.pools.clear();
+        self.total = 0;
+        self.fills.clear();
+        self.seen.clear();
+        self.last = None;
+    }
+
+    fn spent(&self, pool: Pool) -> i64 {
+        self.pools
+            .iter()
+            .find(|(p, _)| *p == pool)
+            .map_or(0, |(_, s)| *s)
+    }
+
+    /// Whether a fill of `drug` on `day` leaves at most [`REFILL_REMAINING_DAYS`] of the
+    /// person's latest earlier fill of it.
+    pub fn refill_ok(&self, drug: u16, day: u32) -> bool {
+        self.fills
+            .iter()
+            .find(|(d, _)| *d == drug)
+            .is_none_or(|&(_, from)| day as i64 >= from)
+    }
+
+    /// A settlement time on `day` after the person's earlier claims of that day: settlement
+    /// order is then creation order, which the refill and duplicate rules depend on.
+    pub fn time_on(&mut self, plan: &Plan, rng: &mut Rng, day: u32) -> Millis {
+        let day_start = (plan.month_start as Millis + day as Millis) * MILLIS_PER_DAY;
+        let mut t = day_start + OPENING_MS + rng.below(OPEN_SPAN_MS) as Millis;
+        if let Some((d, last)) = self.last {
+            if d == day && t <= last {
+                t = last + MINUTE_MS + rng.below(20 * MINUTE_MS as u64) as Millis;
+            }
+        }
+        self.last = Some((day, t));
+        t
+    }
+
+    /// Marks `t` (on `day`) as the person's latest claim time.
+    pub fn settled(&mut self, day: u32, t: Millis) {
+        self.last = Some((day, t));
+    }
+
+    /// Cuts a claim's amounts so that the pool keeps within `budget`, leaving room for the
+    /// person's `remaining − 1` further claims (a claim takes at most 1.5 / remaining of what
+    /// is left), and the month's total below the high-cost line.
+    pub fn fit(
+        &self,
+        rng: &mut Rng,
+        pool: Pool,
+        budget: i64,
+        remaining: u32,
+        total: i64,
+        in_scope: i64,
+    ) -> (i64, i64) {
+        let left = (budget - self.spent(pool)).max(0);
+        let share = if remaining <= 1 {
+            left
+        } else {
+            ((left as f64 * 1.5 / remaining as f64) as i64).min(left)
+        };
+        let (mut total, mut in_scope) = (total, in_scope);
+        if in_scope > share {
+            let full = in_scope == total;
+            let f = share as f64 * (0.6 + 0.4 * rng.unit()) / in_scope as f64;
+            total = ((total as f64 * f).round() as i64).max(100);
+            in_scope = ((in_scope as f64 * f) as i64).min(total).min(share);
+            if full {
+                // A claim wholly in the catalogue stays so.
+                total = in_scope.max(1);
+                in_scope = total;
+            }
+        }
+        let room = (MONTH_CEILING_FEN - self.total).max(100);
+        if total > room {
+            total = room;
+            in_scope = in_scope.min(total);
+        }
+        (total, in_scope)
+    }
+
+    /// `total`, raised by a fen at a time until no earlier claim of the person on the day has
+    /// the same institution, drug and amount (which would make this one a duplicate).
+    fn distinct_total(&self, day: u32, row: &ClaimRow, mut total: i64) -> i64 {
+        let same = |s: &Seen| {
+            s.day == day
+                && s.region == row.region
+                && s.level == row.level
+                && s.institution == row.institution
+                && s.drug == row.drug
+        };
+        while self.seen.iter().any(|s| same(s) && s.total == total) {
+            total += 1;
+        }
+        total
+    }
+
+    /// Counts `row` (service day `day`) against the person's month.
+    pub fn record(&mut self, row: &ClaimRow, day: u32, pool: Pool) {
+        match self.pools.iter_mut().find(|(p, _)| *p == pool) {
+            Some((_, s)) => *s += row.in_scope,
+            None => self.pools.push((pool, row.in_scope)),
+        }
+        self.total += row.total;
+        self.seen.push(Seen {
+            day,
+            region: row.region,
+            level: row.level,
+            institution: row.institution,
+            drug: row.drug,
+            total: row.total,
+        });
+        if let (Some(drug), Some(supply)) = (row.drug, row.days_supply) {
+            let from = day as i64 + supply as i64 - REFILL_REMAINING_DAYS as i64;
+            match self.fills.iter_mut().find(|(d, _)| *d == drug) {
+                Some((_, f)) => *f = from,
+                None if from > day as i64 => self.fills.push((drug, from)),
+                None => {}
+            }
+        }
+    }
+}
+
+/// A claim's typical total (fen): by condition and supply (`None`: an everyday diagnosis), the
+/// patient's intensity and the institution level, with a log-normal spread.
+pub(super) fn typical_total(
+    rng: &mut Rng,
+    condition: Option<usize>,
+    intensity: f64,
+    level: u8,
+    days: i32,
+) -> i64 {
+    let (median, ceiling) = match condition {
+        // Cost grows with the supply dispensed, and with the patient's own intensity.
+        Some(c) => (
+            CONDITIONS[c].median_fen * intensity * (days as f64 + 10.0) / 40.0,
+            CONDITIONS[c].median_fen,
+        ),
+        None => (NON_CHRONIC_MEDIAN_FEN, NON_CHRONIC_MEDIAN_FEN),
+    };
+    // The log-normal tail is cut softly at a few times the drug group's typical cost, which
+    // keeps the baseline clear of `amount_outlier` (its bar is the group's median plus ten
+    // robust standard deviations, with medians lowered by the persons' cap budgets).
+    let ceiling = ceiling * TAIL_CEILING;
+    let mut total = rng.lognormal(median * LEVEL_COST[level as usize], 0.45);
+    if total > ceiling {
+        total = ceiling * (0.85 + 0.15 * rng.unit());
+    }
+    total.max(100.0).round() as i64
+}
+
+/// Where [`typical_total`] cuts the tail, in multiples of a condition's median 30-day cost.
+const TAIL_CEILING: f64 = 2.5;
+
+/// The in-scope part of `total`: a fifth of claims are wholly in the catalogue, the rest have
+/// 80–100% in scope.
+pub(super) fn in_scope_of(rng: &mut Rng, total: i64) -> i64 {
+    if rng.chance(0.2) {
+        total
+    } else {
+        apply_ratio(total, 8_000 + rng.below(2_000) as u32).min(total)
+    }
+}
+
+/// A drug of the condition whose catalogue drugs start at `base`, `preferred` first, that the
+/// person may fill on `day` without an early refill; `None` when all are still in supply.
+fn refillable(spend: &Spend, base: u16, preferred: u16, day: u32) -> Option<u16> {
+    let n = DRUGS_PER_CONDITION as u16;
+    (0..n)
+        .map(|k| base + (preferred - base + k) % n)
+        .find(|&d| spend.refill_ok(d, day))
+}
+
+/// One baseline claim of `profile` on `day` (0-based in the month); `remaining` counts it and
+/// the person's later claims.
+#[allow(clippy::too_many_arguments)]
+fn claim(
+    plan: &Plan,
+    rng: &mut Rng,
+    profile: &Profile,
+    person: Attrs,
+    spend: &mut Spend,
+    profile_index: u32,
+    day: u32,
+    remaining: u32,
+) -> ClaimRow {
     let t = &plan.tables;
+    let home_region = profile.region as usize;
     let chronic_slot = if profile.conditions.is_empty() || rng.chance(0.06) {
         None
     } else if profile.conditions.len() > 1 && !rng.chance(0.55) {
@@ -624,9 +1092,12 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
         Some(0)
     };
     let condition = chronic_slot.map(|s| profile.conditions[s] as usize);
-    let diagnosis = match condition {
-        Some(c) => CONDITIONS[c].codes[rng.pick(&t.codes[c])].0,
-        None => NON_CHRONIC_CODES[rng.pick(&t.non_chronic)].0,
+    let (diagnosis, mapped) = match condition {
+        Some(c) => {
+            let code = rng.pick(&t.codes[c]);
+            (CONDITIONS[c].codes[code].0, t.mapped[home_region][c][code])
+        }
+        None => (NON_CHRONIC_CODES[rng.pick(&t.non_chronic)].0, None),
     };
 
     let level = if rng.chance(0.6) {
@@ -651,12 +1122,13 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
         rng.zipf(INSTITUTIONS[level as usize]) as u16
     };
 
-    // Hospitals admit one visit in thirty, grassroots institutions one in a hundred.
+    // Hospitals admit one visit in thirty, grassroots institutions one in a hundred; a person
+    // whose month already cost much is not admitted again.
     let inpatient = match level {
-        l if l == Level::Secondary as u8 || l == Level::Tertiary as u8 => rng.chance(1.0 / 30.0),
-        l if l == Level::Primary as u8 => rng.chance(1.0 / 100.0),
+        l if l == SECONDARY || l == TERTIARY => rng.chance(1.0 / 30.0),
+        l if l == PRIMARY => rng.chance(1.0 / 100.0),
         _ => false,
-    };
+    } && spend.total < STAY_ADMIT_BELOW_FEN;
     // A stay may come with a two-way referral; an upward one is mostly to a hospital of the
     // person's own medical community (that of their grassroots institution).
     let referral = if inpatient {
@@ -684,12 +1156,9 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
     } else {
         Some(VisitType::Outpatient)
     };
-    let prescriber = (level == PHARMACY)
-        .then(|| rng.pick(&t.prescriber))
-        .filter(|&p| p < 3)
-        .map(|p| p as u8);
+    // Every baseline pharmacy fill has its prescription's level.
+    let prescriber = (level == PHARMACY).then(|| rng.pick(&t.prescriber) as u8);
 
-    let day_start = (plan.month_start as Millis + day as Millis) * MILLIS_PER_DAY;
     let (settled_at, service_date, drug, days_supply, total) = if inpatient {
         // Settled at discharge or the next morning's batch; service date is the discharge day.
         let settle_day = if day + 1 < plan.month_days && rng.chance(0.5) {
@@ -700,18 +1169,15 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
         let settled_at = (plan.month_start as Millis + settle_day as Millis) * MILLIS_PER_DAY
             + OPENING_MS
             + rng.below(OPEN_SPAN_MS) as Millis;
-        let level_cost = if level == Level::Tertiary as u8 {
-            1.3
-        } else {
-            0.9
-        };
-        // A heavy tail: some stays reach critical illness insurance's deductible.
-        let level_cost = if level == Level::Primary as u8 {
-            0.4
-        } else {
-            level_cost
-        };
-        let total = rng.lognormal(1_300_000.0 * level_cost, 0.6).max(200_000.0);
+        let level_cost = if level == TERTIARY { 1.3 } else { 0.9 };
+        // A heavy tail: some stays reach critical illness insurance's deductible, none the
+        // high-cost line.
+        let level_cost = if level == PRIMARY { 0.4 } else { level_cost };
+        let mut total = rng.lognormal(1_300_000.0 * level_cost, 0.6).max(200_000.0) as i64;
+        let room = STAY_CEILING_FEN - spend.total;
+        if total > room {
+            total = (room as f64 * (0.7 + 0.3 * rng.unit())) as i64;
+        }
         (
             settled_at,
             Some(plan.month_start + day as Day),
@@ -720,45 +1186,54 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
             total,
         )
     } else {
-        let settled_at = day_start + OPENING_MS + rng.below(OPEN_SPAN_MS) as Millis;
+        let settled_at = spend.time_on(plan, rng, day);
         let service_date = (!rng.chance(0.05)).then_some(plan.month_start + day as Day);
-        let (drug, days, median) = match (condition, chronic_slot) {
+        let (drug, days) = match (condition, chronic_slot) {
             (Some(c), Some(slot)) => {
-                let drug = if rng.chance(0.8) {
+                let base = (c * DRUGS_PER_CONDITION) as u16;
+                let preferred = if rng.chance(0.8) {
                     profile.regular_drug[slot]
                 } else {
-                    (c * DRUGS_PER_CONDITION) as u16 + rng.zipf(DRUGS_PER_CONDITION as u64) as u16
+                    base + rng.zipf(DRUGS_PER_CONDITION as u64) as u16
                 };
                 let days = match rng.pick(&t.days_supply) {
-                    6 => LONG_SUPPLY[rng.below(4) as usize],
-                    7 => VERY_LONG_SUPPLY[rng.below(4) as usize],
+                    6 | 7 if home_region == EZHOU => LONG_SUPPLY[rng.below(4) as usize],
+                    6 | 7 => [56, 84][rng.below(2) as usize],
                     i => DAYS_SUPPLY[i],
                 };
-                // Cost grows with the supply dispensed, and with the patient's own intensity.
-                let median =
-                    CONDITIONS[c].median_fen * profile.intensity * (days as f64 + 10.0) / 40.0;
-                (drug, days, median)
+                // A drug still in supply is not refilled early: another of the condition's
+                // drugs is dispensed (or, in the rare case all are, none).
+                match refillable(spend, base, preferred, day) {
+                    Some(drug) => (Some(drug), Some(days)),
+                    None => (None, None),
+                }
             }
             _ => {
                 let drug = (NON_CHRONIC_DRUGS * DRUGS_PER_CONDITION) as u16
                     + rng.zipf(DRUGS_PER_CONDITION as u64) as u16;
-                let days = [3, 5, 7][rng.below(3) as usize];
-                (drug, days, NON_CHRONIC_MEDIAN_FEN)
+                (Some(drug), Some([3, 5, 7][rng.below(3) as usize]))
             }
         };
-        let total = rng
-            .lognormal(median * LEVEL_COST[level as usize], 0.45)
-            .max(100.0);
-        (settled_at, service_date, Some(drug), Some(days), total)
+        let total = typical_total(rng, condition, profile.intensity, level, days.unwrap_or(30));
+        (settled_at, service_date, drug, days, total)
     };
-    let total = total.round() as i64;
-    // A fifth of claims are wholly in the catalogue; the rest have 80–100% in scope.
-    let in_scope = if rng.chance(0.2) {
-        total
+    let in_scope = in_scope_of(rng, total);
+    let pool = pool_of(
+        home_region,
+        person,
+        mapped,
+        true,
+        level,
+        prescriber,
+        inpatient,
+    );
+    let (total, in_scope) = if inpatient {
+        (total, in_scope)
     } else {
-        apply_ratio(total, 8_000 + rng.below(2_000) as u32).min(total)
+        let budget = budget_fen(home_region, person.employee, pool);
+        spend.fit(rng, pool, budget, remaining, total, in_scope)
     };
-    ClaimRow {
+    let mut row = ClaimRow {
         settled_at,
         uid: 0,
         profile: profile_index,
@@ -776,7 +1251,165 @@ fn claim(plan: &Plan, rng: &mut Rng, profile: &Profile, profile_index: u32, day:
         referral,
         kind: RowKind::Normal,
         link: 0,
+        label: None,
+    };
+    row.total = spend.distinct_total(day, &row, row.total);
+    spend.record(&row, day, pool);
+    row
+}
+
+/// How a planted claim's amounts are drawn.
+#[derive(Clone, Copy)]
+pub(super) enum Amount {
+    /// Typical for its drug and level, and cut to the person's budget like a baseline claim.
+    Budgeted,
+    /// Typical, uncut (the claim's pool is used up anyway).
+    Typical,
+    Fixed {
+        total: i64,
+        in_scope: i64,
+    },
+}
+
+/// A planted claim, as a script describes it.
+#[derive(Clone, Copy)]
+pub(super) struct Spec {
+    pub day: u32,
+    pub diagnosis: &'static str,
+    /// `CONDITIONS` index of the diagnosis, `None` for an everyday one: sets the typical cost.
+    pub condition: Option<usize>,
+    /// A registration of the diagnosed condition pays on `day`.
+    pub covered: bool,
+    pub level: u8,
+    pub inpatient: bool,
+    /// A pharmacy fill carries its prescriber's level.
+    pub prescriber: bool,
+    pub drug: Option<u16>,
+    pub days_supply: Option<i32>,
+    pub amount: Amount,
+    pub label: Option<Plant>,
+}
+
+impl Spec {
+    /// An outpatient (or, at a pharmacy, prescribed) claim with typical, budgeted amounts.
+    pub fn new(day: u32, diagnosis: &'static str, condition: Option<usize>, level: u8) -> Spec {
+        Spec {
+            day,
+            diagnosis,
+            condition,
+            covered: true,
+            level,
+            inpatient: false,
+            prescriber: true,
+            drug: None,
+            days_supply: None,
+            amount: Amount::Budgeted,
+            label: None,
+        }
     }
+}
+
+/// Writes a planted claim of `profile` (at its home institution of the level, in its home
+/// region, service date set) and counts it against the person's month. Returns the claim and
+/// its pool.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn emit(
+    plan: &Plan,
+    rng: &mut Rng,
+    profile: &Profile,
+    profile_index: u32,
+    person: Attrs,
+    spend: &mut Spend,
+    spec: &Spec,
+    remaining: u32,
+) -> (ClaimRow, Pool) {
+    let region = profile.region as usize;
+    let level = spec.level;
+    let prescriber =
+        (level == PHARMACY && spec.prescriber).then(|| rng.pick(&plan.tables.prescriber) as u8);
+    let visit = if level == PHARMACY {
+        VisitType::Pharmacy
+    } else if spec.inpatient {
+        VisitType::Inpatient
+    } else {
+        VisitType::Outpatient
+    };
+    let settled_at = if spec.inpatient {
+        let settle_day = if spec.day + 1 < plan.month_days && rng.chance(0.5) {
+            spec.day + 1
+        } else {
+            spec.day
+        };
+        (plan.month_start as Millis + settle_day as Millis) * MILLIS_PER_DAY
+            + OPENING_MS
+            + rng.below(OPEN_SPAN_MS) as Millis
+    } else {
+        spend.time_on(plan, rng, spec.day)
+    };
+    let pool = pool_of(
+        region,
+        person,
+        policy_condition(region, spec.diagnosis),
+        spec.covered,
+        level,
+        prescriber,
+        spec.inpatient,
+    );
+    let (total, in_scope) = match spec.amount {
+        Amount::Fixed { total, in_scope } => (total, in_scope),
+        Amount::Budgeted | Amount::Typical => {
+            // A planted long fill costs like an 84-day one, so that it is no amount outlier.
+            let days = spec.days_supply.unwrap_or(30).min(84);
+            let total = typical_total(rng, spec.condition, profile.intensity, level, days);
+            let in_scope = in_scope_of(rng, total);
+            if matches!(spec.amount, Amount::Budgeted) {
+                let budget = budget_fen(region, person.employee, pool);
+                spend.fit(rng, pool, budget, remaining, total, in_scope)
+            } else {
+                (total, in_scope)
+            }
+        }
+    };
+    let mut row = ClaimRow {
+        settled_at,
+        uid: 0,
+        profile: profile_index,
+        region: profile.region,
+        level,
+        institution: profile.home[level as usize],
+        prescriber,
+        visit: Some(visit),
+        service_date: Some(plan.month_start + spec.day as Day),
+        diagnosis: spec.diagnosis,
+        total,
+        in_scope,
+        drug: spec.drug,
+        days_supply: spec.days_supply,
+        referral: None,
+        kind: RowKind::Normal,
+        link: 0,
+        label: spec.label,
+    };
+    row.total = spend.distinct_total(spec.day, &row, row.total);
+    spend.record(&row, spec.day, pool);
+    (row, pool)
+}
+
+/// A resubmission of `row` (a planted claim on `day`) under a new claim id a little later the
+/// same day: the `duplicate_claim` plant.
+pub(super) fn resubmit(
+    rng: &mut Rng,
+    spend: &mut Spend,
+    row: &ClaimRow,
+    day: u32,
+    pool: Pool,
+) -> ClaimRow {
+    let mut copy = row.clone();
+    copy.settled_at = row.settled_at + MINUTE_MS + rng.below(60 * MINUTE_MS as u64) as Millis;
+    copy.label = Some(Plant::DuplicateClaim);
+    spend.settled(day, copy.settled_at);
+    spend.record(&copy, day, pool);
+    copy
 }
 
 /// Medical communities (医共体) per region: an institution's is its number modulo this; one
@@ -831,7 +1464,7 @@ fn person_rows(
     persons: &Range<u64>,
     regions: &[u8],
     rng: &mut Rng,
-) -> Result<RecordBatch> {
+) -> Result<(RecordBatch, Vec<Attrs>)> {
     let t = &plan.tables;
     let n = regions.len();
     let mut ids = StringBuilder::with_capacity(n, n * 16);
@@ -841,13 +1474,16 @@ fn person_rows(
     let mut tier = Vec::with_capacity(n);
     let mut assistance = StringBuilder::with_capacity(n, n * 4);
     let mut family_doctor = Vec::with_capacity(n);
+    let mut attrs = Vec::with_capacity(n);
     let mut buf = String::with_capacity(24);
     for (person, &region) in persons.clone().zip(regions) {
         let region = region as usize;
+        let mut a = Attrs::default();
         person_id(plan, &mut buf, person, region);
         ids.append_value(&buf);
         region_col.append_value(REGIONS[region].code);
         if rng.chance(0.30) {
+            a.employee = true;
             scheme.append_value("employee");
             supplementary.push(Some(rng.chance(0.30)));
             tier.push(
@@ -859,18 +1495,22 @@ fn person_rows(
             supplementary.push(rng.chance(0.05).then_some(false));
             tier.push(None);
             if rng.chance(0.05) {
+                a.assisted = true;
                 assistance.append_value(AssistanceCategory::ALL[rng.pick(&t.assistance)].as_str());
             } else {
                 assistance.append_null();
             }
         }
-        family_doctor.push(match rng.below(100) {
+        let signed = match rng.below(100) {
             0..75 => Some(true),
             75..95 => Some(false),
             _ => None,
-        });
+        };
+        a.family_doctor = signed == Some(true);
+        family_doctor.push(signed);
+        attrs.push(a);
     }
-    batch(
+    let batch = batch(
         schema::persons(),
         vec![
             Arc::new(ids.finish()),
@@ -882,7 +1522,8 @@ fn person_rows(
             Arc::new(BooleanArray::from(family_doctor)),
         ],
         "persons",
-    )
+    )?;
+    Ok((batch, attrs))
 }
 
 fn registration_rows(
@@ -904,7 +1545,7 @@ fn registration_rows(
             regions[r.local as usize] as usize,
         );
         ids.append_value(&buf);
-        condition.append_value(CONDITIONS[r.condition as usize].id);
+        condition.append_value(r.condition);
         severity.append_option(r.severity);
     }
     batch(
@@ -934,7 +1575,7 @@ fn claim_rows(
     profiles: &[Profile],
     mut rows: Vec<ClaimRow>,
     first_claim: u64,
-) -> Result<RecordBatch> {
+) -> Result<(RecordBatch, RecordBatch)> {
     // File order is settlement order within the chunk: an original always precedes its
     // reversal or duplicate, which are settled strictly later.
     let by_uid_len = rows.len();
@@ -963,6 +1604,8 @@ fn claim_rows(
     let mut reverses = StringBuilder::with_capacity(n / 100, n / 100 * 18);
     let mut referral = StringBuilder::with_capacity(n / 100, n / 100 * 8);
     let mut community = StringBuilder::with_capacity(n, n * 9);
+    let mut label_ids = StringBuilder::new();
+    let mut label_rules = StringBuilder::new();
     let mut buf = String::with_capacity(32);
     for (pos, row) in rows.iter().enumerate() {
         match row.kind {
@@ -974,6 +1617,10 @@ fn claim_rows(
             _ => {
                 claim_id(&mut buf, row.region, pos as u64);
                 ids.append_value(&buf);
+                if let Some(plant) = row.label {
+                    label_ids.append_value(&buf);
+                    label_rules.append_value(plant.code());
+                }
             }
         }
         if row.kind == RowKind::Bad(BadKind::NullPersonId) {
@@ -1046,7 +1693,7 @@ fn claim_rows(
         rows.iter().map(|r| r.in_scope as i128).collect(),
         "in_scope_amount",
     )?;
-    batch(
+    let claims = batch(
         schema::claims(),
         vec![
             Arc::new(ids.finish()),
@@ -1070,5 +1717,11 @@ fn claim_rows(
             Arc::new(community.finish()),
         ],
         "claims",
-    )
+    )?;
+    let labels = batch(
+        schema::labels(),
+        vec![Arc::new(label_ids.finish()), Arc::new(label_rules.finish())],
+        "labels",
+    )?;
+    Ok((claims, labels))
 }

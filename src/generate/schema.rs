@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::ingest::claims::CLAIM_COLUMNS;
 use crate::ingest::read::contract_schema;
@@ -31,4 +31,12 @@ pub fn persons() -> SchemaRef {
 
 pub fn registrations() -> SchemaRef {
     Arc::new(contract_schema(REGISTRATION_COLUMNS))
+}
+
+/// `labels.parquet`: one row per planted claim and the audit rule it should fire.
+pub fn labels() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("claim_id", DataType::Utf8, false),
+        Field::new("rule", DataType::Utf8, false),
+    ]))
 }
