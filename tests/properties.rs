@@ -94,6 +94,18 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
         assert!(a == b, "{file} differs between 1 and 2 threads");
     }
     assert!(one.rejected > 0, "the generator plants bad rows");
+    // Every planted anomaly is found, and the rules flag nothing else (the amount outlier
+    // also judges the generator's natural lognormal amounts: precision is only reported).
+    let scores =
+        yibao::audit::eval::evaluate(&d.join("labels.parquet"), &d.join("t1/anomalies.parquet"))
+            .unwrap();
+    for s in &scores {
+        assert!(s.planted > 0, "{s:?}");
+        assert!(s.recall >= 0.99, "{s:?}");
+        if s.rule != "amount_outlier" {
+            assert!(s.precision >= 0.95, "{s:?}");
+        }
+    }
 
     // Settlement rows are the input rows with non-null keys, in input order.
     let input = read_parquet(&d.join("claims.parquet"));
