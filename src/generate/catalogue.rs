@@ -506,4 +506,155 @@ mod tests {
             }
         }
     }
+
+    /// [`POLICY_FACTS`] against `policies/*.toml`, every version: the diagnosis mapping of every
+    /// code the generator writes, benefit start, the family-doctor rule, which benefits pay whom,
+    /// and that every budget stays below its cap's exhaustion point while a cap_exhausted plant's
+    /// 20,000 yuan uses any cap up.
+    #[test]
+    fn policy_facts_are_the_policy_files() {
+        use crate::domain::{Coverage, Level, Severity, VisitType};
+        use crate::policy::{Benefit, DeductiblePer, LevelRatio, Policies};
+
+        let policies =
+            Policies::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+                .unwrap();
+        let ratios = |b: &Benefit| -> Vec<u32> {
+            b.ratio
+                .iter()
+                .filter_map(|r| match r {
+                    LevelRatio::Ratio(r) => Some(*r),
+                    _ => None,
+                })
+                .collect()
+        };
+        // The in-scope cost (fen) at which the fund has paid the whole cap.
+        let exhaustion = |b: &Benefit| -> f64 {
+            let cap = b
+                .annual_cap_fen
+                .expect("every outpatient benefit has a cap") as f64;
+            let deductible = match b.deductible_per {
+                DeductiblePer::Year => *b.deductible_fen.iter().max().unwrap() as f64,
+                DeductiblePer::Admission => 0.0,
+            };
+            deductible + cap * 10_000.0 / *ratios(b).iter().max().unwrap() as f64
+        };
+        // What a plant's 20,000 yuan at primary or secondary leaves the fund owing: positive
+        // means the cap is used up.
+        let plant_exhausts = |b: &Benefit, tier_bp: u32| {
+            let deductible = *b.deductible_fen.iter().max().unwrap();
+            let low = [Level::Primary, Level::Secondary]
+                .iter()
+                .map(|&l| match b.ratio[l as usize] {
+                    LevelRatio::Ratio(r) => r,
+                    _ => panic!("{} pays nothing at {l}", b.name),
+                })
+                .min()
+                .unwrap()
+                - tier_bp;
+            (2_000_000 - deductible) as f64 * low as f64 / 10_000.0
+                > b.annual_cap_fen.unwrap() as f64
+        };
+        let codes: Vec<&str> = CONDITIONS
+            .iter()
+            .flat_map(|c| c.codes.iter().map(|x| x.0))
+            .chain(NON_CHRONIC_CODES.iter().map(|x| x.0))
+            .collect();
+        for (r, region) in REGIONS.iter().enumerate() {
+            let facts = &POLICY_FACTS[r];
+            let index = policies.region_index(region.code).unwrap();
+            for &v in &policies.regions[index as usize].versions {
+                let version = &policies.versions[v as usize];
+                for code in &codes {
+                    let theirs = version
+                        .condition_of(code)
+                        .map(|c| policies.conditions[c as usize].as_str());
+                    assert_eq!(policy_condition(r, code), theirs, "{} {code}", version.id);
+                }
+                assert!(NON_CHRONIC_CODES
+                    .iter()
+                    .all(|(c, _)| policy_condition(r, c).is_none()));
+                assert_eq!(version.start_offset_days, facts.benefit_start_offset);
+                assert_eq!(version.family_doctor_required, facts.family_doctor_required);
+                let tier_bp = *version.tier_reduction_bp.iter().max().unwrap();
+                for &coverage in Coverage::ALL {
+                    let employee = coverage != Coverage::Resident;
+                    let mut pools = Vec::new();
+                    for (_, condition) in facts.conditions {
+                        let id = policies.condition_id(condition).unwrap();
+                        for &severity in Severity::ALL {
+                            let slot = version.slot(coverage, severity, id);
+                            let Some(slot) = slot else {
+                                assert!(employee && !facts.employee_condition_benefits);
+                                continue;
+                            };
+                            assert!(!employee || facts.employee_condition_benefits);
+                            let b = &version.benefits[slot.benefit as usize];
+                            assert!(b.pays_visit(VisitType::Outpatient));
+                            assert!(b.pays_visit(VisitType::Pharmacy));
+                            assert_eq!(
+                                matches!(b.ratio[Level::Tertiary as usize], LevelRatio::Ratio(_)),
+                                employee || facts.resident_tertiary_condition,
+                                "{} {}",
+                                version.id,
+                                b.name
+                            );
+                            let name = if facts.shared_condition_cap {
+                                facts.budgets[0].0
+                            } else {
+                                condition
+                            };
+                            let budget = facts.budgets.iter().find(|b| b.0 == name).unwrap();
+                            let budget = if employee { budget.2 } else { budget.1 };
+                            assert!(
+                                (budget as f64) < 0.9 * exhaustion(b),
+                                "{} {coverage} {condition}: budget {budget}",
+                                version.id
+                            );
+                            if ["hypertension", "diabetes"].contains(condition) {
+                                assert!(plant_exhausts(b, tier_bp), "{} {}", version.id, b.name);
+                            }
+                            if !pools.contains(&(slot.pool, *condition)) {
+                                pools.push((slot.pool, *condition));
+                            }
+                        }
+                    }
+                    // One pool for every condition when the facts say the cap is shared; else
+                    // no pool is shared by two conditions.
+                    let mut distinct: Vec<u16> = pools.iter().map(|p| p.0).collect();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    if facts.shared_condition_cap {
+                        assert_eq!(distinct.len(), 1, "{}", version.id);
+                    } else {
+                        for (pool, condition) in &pools {
+                            assert!(
+                                pools.iter().all(|(p, c)| p != pool || c == condition),
+                                "{} {condition}",
+                                version.id
+                            );
+                        }
+                    }
+                    for visit in [VisitType::Outpatient, VisitType::Pharmacy] {
+                        let slot = version.general_slot(coverage, visit).unwrap();
+                        let b = &version.benefits[slot.benefit as usize];
+                        let budget = if employee {
+                            GENERAL_BUDGET_FEN.1
+                        } else {
+                            GENERAL_BUDGET_FEN.0
+                        };
+                        assert!((budget as f64) < 0.9 * exhaustion(b), "{}", version.id);
+                        assert!(plant_exhausts(b, tier_bp), "{} {}", version.id, b.name);
+                    }
+                    // A planted high-cost stay (at most 160,000 yuan in scope) leaves the
+                    // inpatient cap unused up.
+                    let slot = version
+                        .general_slot(coverage, VisitType::Inpatient)
+                        .unwrap();
+                    let b = &version.benefits[slot.benefit as usize];
+                    assert!(exhaustion(b) > 16_000_000.0, "{}", version.id);
+                }
+            }
+        }
+    }
 }

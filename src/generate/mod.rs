@@ -3,10 +3,63 @@
 //! benchmarks and demonstrations, since real claims data cannot leave a data centre.
 //!
 //! The data is shaped to exercise the engine: two-diseases patients with skewed claim counts
-//! and heavy-tailed costs (so annual caps bind), registrations that start or end mid-month,
-//! unregistered patients, everyday diagnoses no benefit covers, out-of-region claims,
-//! pharmacy fills with and without a prescriber level, reversals, and a few deliberately bad
-//! rows that ingest must reject.
+//! and heavy-tailed costs, everyday diagnoses no condition benefit covers, out-of-region claims,
+//! long prescriptions where Ezhou allows them, reversals, a few deliberately bad rows that
+//! ingest must reject, and audit anomalies planted at known rates with their ground truth in
+//! `labels.parquet` (`claim_id`, `rule`; never read by `adjudicate`).
+//!
+//! **A clean baseline.** Claims of ordinary (baseline) claimants fire none of the audit rules;
+//! module `catalogue`'s `PolicyFacts` mirror what this needs of `policies/*.toml` (and a test
+//! checks them against the files):
+//! - `early_refill`: a person's fills of a drug are spaced so that each leaves at most 15 days
+//!   of the previous one (a drug still in supply gives way to another of the condition's);
+//!   within a day, claims settle in the order they are drawn.
+//! - `supply_too_long`: supplies stay within the person's region's limit (84 days; 168 in
+//!   Ezhou).
+//! - `duplicate_claim`: no two claims of a person share day, institution, drug and amount (a
+//!   fen is added when they would).
+//! - `unregistered_condition`, `before_benefit_start`, `after_registration_end`: a claimant is
+//!   registered, under the name the person's region's policy gives it, for every condition a
+//!   diagnosis of theirs maps to (Rizhao's F20 is `severe_mental_disorder`, N18.5
+//!   `uraemia_dialysis`), approved a year or more before the month and not ended; everyday
+//!   diagnoses map to no condition in any region. Registrations that start or end mid-month
+//!   belong to registered non-claimants (and to the plants).
+//! - `cap_exhausted`: each person's in-scope cost per cap pool stays within a monthly budget
+//!   15–20% below the cost that would use the cap up at the benefit's best ratio (Weihai's
+//!   hypertension 360 yuan, general outpatient 850 for residents, …); a claim takes at most
+//!   1.5 / (claims left) of what is left, and typical costs are cut softly at 2.5 × the
+//!   condition's median so that the robust `amount_outlier` bar is rarely reached either.
+//! - `high_cost`: a person's month stays below 79,000 yuan (stays are admitted below 40,000
+//!   and end below 60,000).
+//! - `pharmacy_without_prescription`: every pharmacy fill has a prescriber level.
+//! - `visit_burst`: at most 3 claims a day, 10 in any 7 days, 30 a month per person. (Only a
+//!   configuration with more claims than its claimants can take this way — about 25 per
+//!   person in the registry — exceeds them.)
+//! - `amount_outlier` is statistical, and the baseline rarely passes its bar: no claim of a
+//!   1,000,000-claim month (200,000 persons), a few in a 30,000-claim month of 3,000 persons.
+//!
+//! **Planted anomalies** (module `plant`). Per chunk, `claims × rate` scripts of each kind
+//! (stochastically rounded), each on a claimant of its own whose whole month it writes, never
+//! reversed nor copied into a bad row. Each planted claim fires exactly its own rule; the
+//! labels list exactly the claims the rule flags:
+//!
+//! | rule | scripts per 10,000 claims | labels per script | labelled claims |
+//! |---|---|---|---|
+//! | `early_refill` | 20 | 1 | ≈ 0.20% |
+//! | `supply_too_long` | 20 | 1 | ≈ 0.20% |
+//! | `duplicate_claim` | 20 | 1 | ≈ 0.20% |
+//! | `unregistered_condition` | 10 | 1–3 (half on assisted persons) | ≈ 0.20% |
+//! | `before_benefit_start` | 13 | 1–2 (Rizhao: the approval day too) | ≈ 0.20% |
+//! | `after_registration_end` | 13 | 1–2 | ≈ 0.20% |
+//! | `cap_exhausted` | 7 | 2–4 claims after a 20,000–30,000-yuan one | ≈ 0.21% |
+//! | `high_cost` | 15 | 1 (a 100,000–160,000-yuan stay) | ≈ 0.15% |
+//! | `pharmacy_without_prescription` | 13 | 1–2 | ≈ 0.20% |
+//! | `visit_burst` | 7 | 2–4 (the 4th and later of 5–7 claims in a day) | ≈ 0.21% |
+//! | `amount_outlier` | 15 | 1 (27–36 × its drug's typical cost) | ≈ 0.15% |
+//!
+//! Scripts take at most a quarter of a chunk's claimants and a fifth of its claims, none in a
+//! chunk of fewer than 8 claimants. The cap plants are what makes claims `capped`: baseline
+//! caps are approached, never used up.
 //!
 //! **Reproducibility.** The same configuration gives byte-identical files on any machine and
 //! for any rayon thread count (with the same `parquet` crate version, whose name is in the
@@ -1012,6 +1065,29 @@ mod tests {
             let rate = ids.len() as f64 / audit.claims as f64;
             assert!((0.001..0.003).contains(&rate), "{rule}: {rate}");
         }
+        // Unregistered conditions on assisted persons (Rizhao's missed benefit) and on others.
+        let (claims, _) = read(&dir.path().join("claims.parquet"));
+        let (persons, _) = read(&dir.path().join("persons.parquet"));
+        let assistance = text(&persons, "assistance_category");
+        let assisted: HashSet<&str> = (0..persons.num_rows())
+            .filter(|&i| assistance.is_valid(i))
+            .map(|i| text(&persons, "person_id").value(i))
+            .collect();
+        let unregistered = &labelled["unregistered_condition"];
+        let (mut on_assisted, mut in_rizhao) = (0, 0);
+        for i in 0..claims.num_rows() {
+            let id = text(&claims, "claim_id");
+            if id.is_valid(i) && unregistered.contains(id.value(i)) {
+                let person = text(&claims, "person_id").value(i);
+                on_assisted += assisted.contains(person) as usize;
+                in_rizhao += (assisted.contains(person) && person.starts_with("P371100")) as usize;
+            }
+        }
+        assert!(
+            in_rizhao > 0 && on_assisted < unregistered.len(),
+            "{on_assisted} of {} on assisted persons, {in_rizhao} in Rizhao",
+            unregistered.len()
+        );
     }
 
     /// A small month (30,000 claims) still has a few of every kind and every settlement status.

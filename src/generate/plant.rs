@@ -147,9 +147,12 @@ pub(super) fn choose(
 }
 
 /// An unused claimant for the `nth` script of `plant`, preferring the persons a kind is
-/// meant to cover: assisted persons (in Rizhao first) for a quarter each of the unregistered
-/// conditions and the rest unassisted, Rizhao for a third of the early claims, Ezhou (limit 168
-/// days) for a quarter of the long fills and of the unprescribed pharmacy fills.
+/// meant to cover: for the unregistered conditions, assisted persons in Rizhao (else assisted
+/// ones) for a quarter of the scripts, assisted persons for another quarter and unassisted ones
+/// for the rest; Rizhao persons for a third of the early claims; Ezhou persons (limit 168 days)
+/// for a quarter of the long fills and of the unprescribed pharmacy fills. (Chunks hold
+/// consecutive persons, who are mostly of one region: regional preferences matter only in
+/// small registries.)
 fn pick(
     rng: &mut Rng,
     plant: Plant,
@@ -159,37 +162,42 @@ fn pick(
     attrs: &[Attrs],
     used: &mut [bool],
 ) -> usize {
-    let prefer = |i: usize| {
+    // How well claimant `i` fits, 0 to `BEST`.
+    const BEST: u8 = 2;
+    let fit = |i: usize| -> u8 {
         let local = claimants[i] as usize;
         let (region, person) = (regions[local] as usize, attrs[local]);
+        let yes = |b: bool| if b { BEST } else { 0 };
         match plant {
             Plant::UnregisteredCondition => match nth % 4 {
-                0 => person.assisted && region == RIZHAO,
-                1 => person.assisted,
-                _ => !person.assisted,
+                0 => u8::from(person.assisted) + u8::from(person.assisted && region == RIZHAO),
+                1 => yes(person.assisted),
+                _ => yes(!person.assisted),
             },
-            Plant::BeforeBenefitStart => nth % 3 != 0 || region == RIZHAO,
+            Plant::BeforeBenefitStart => yes(nth % 3 != 0 || region == RIZHAO),
             Plant::SupplyTooLong | Plant::PharmacyWithoutPrescription => {
-                nth % 4 != 0 || region == EZHOU
+                yes(nth % 4 != 0 || region == EZHOU)
             }
-            _ => true,
+            _ => BEST,
         }
     };
     let n = claimants.len();
     let start = rng.below(n as u64) as usize;
-    let mut fallback = None;
+    let mut best: Option<(u8, usize)> = None;
     for k in 0..n {
         let i = (start + k) % n;
         if used[i] {
             continue;
         }
-        if prefer(i) {
-            used[i] = true;
-            return i;
+        let f = fit(i);
+        if best.is_none_or(|(b, _)| f > b) {
+            best = Some((f, i));
+            if f == BEST {
+                break;
+            }
         }
-        fallback.get_or_insert(i);
     }
-    let i = fallback.expect("scripts take at most a quarter of the claimants");
+    let (_, i) = best.expect("scripts take at most a quarter of the claimants");
     used[i] = true;
     i
 }
