@@ -62,7 +62,7 @@ pub const CONDITIONS: [Condition; 15] = [
             ("I15.9", 5),
         ],
         atc: &["C08CA", "C09AA", "C09CA", "C07AB", "C03AA", "C09DA"],
-        median_fen: 9_000.0,
+        median_fen: 6_000.0,
         other_weight: 0,
     },
     Condition {
@@ -78,7 +78,7 @@ pub const CONDITIONS: [Condition; 15] = [
             ("E14.9", 12),
         ],
         atc: &["A10BA", "A10BB", "A10BH", "A10AE", "A10BF", "A10BJ"],
-        median_fen: 16_000.0,
+        median_fen: 12_000.0,
         other_weight: 0,
     },
     Condition {

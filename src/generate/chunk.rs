@@ -41,12 +41,13 @@ const REVERSAL_RATE: f64 = 0.005;
 const ROWS_PER_BAD_ROW: u64 = 5000;
 const BAD_ROWS_FROM: u64 = 1000;
 /// Mean claims per claimant the generator aims for, and the largest share of the registry that
-/// claims in one month (reached only when claims are many per person).
+/// claims in one month (reached only when claims are many per person; exceeded only when they
+/// are so many that claimants would need more than [`MAX_CLAIMS_PER_PERSON`]).
 const CLAIMS_PER_CLAIMANT: f64 = 4.0;
 const MAX_CLAIMANT_SHARE: f64 = 0.75;
 /// Most claims a baseline claimant makes in a month: with at most three a day and ten a week,
 /// more would not fit a month. Only a configuration with more claims than its claimants can
-/// take this way (about 25 claims per person) goes beyond it.
+/// take this way (about 27 claims per person of the registry) goes beyond it.
 pub const MAX_CLAIMS_PER_PERSON: u32 = 30;
 /// A baseline person's month of `total_amount` stays below this (fen), far from the high-cost
 /// line; stays are admitted only below [`STAY_ADMIT_BELOW_FEN`] and cut to end below
@@ -138,10 +139,15 @@ impl Plan {
         } else {
             0
         };
+        // Beyond ~20 claims per person, more of the registry claims, so that no claimant needs
+        // more than [`MAX_CLAIMS_PER_PERSON`] (up to ~27 claims per person).
         let claimant_share = if persons == 0 {
             0.0
         } else {
-            (claims as f64 / (CLAIMS_PER_CLAIMANT * persons as f64)).min(MAX_CLAIMANT_SHARE)
+            let per_person = claims as f64 / persons as f64;
+            (per_person / CLAIMS_PER_CLAIMANT)
+                .min(MAX_CLAIMANT_SHARE)
+                .max((per_person / (MAX_CLAIMS_PER_PERSON as f64 * 0.9)).min(1.0))
         };
         let mapped: Vec<Vec<Vec<Option<&'static str>>>> = (0..REGIONS.len())
             .map(|r| {
@@ -885,7 +891,8 @@ struct Seen {
 /// What a person has claimed so far this month, as the audit rules and the caps see it.
 #[derive(Default)]
 pub(super) struct Spend {
-    pools: Vec<(Pool, i64)>,
+    /// In-scope fen and claims per pool.
+    pools: Vec<(Pool, i64, u32)>,
     /// `total_amount` so far.
     pub total: i64,
     /// Per drug, the first day a next fill of it is not early.
@@ -902,13 +909,6 @@ impl Spend {
         self.fills.clear();
         self.seen.clear();
         self.last = None;
-    }
-
-    fn spent(&self, pool: Pool) -> i64 {
-        self.pools
-            .iter()
-            .find(|(p, _)| *p == pool)
-            .map_or(0, |(_, s)| *s)
     }
 
     /// Whether a fill of `drug` on `day` leaves at most [`REFILL_REMAINING_DAYS`] of the
@@ -939,32 +939,36 @@ impl Spend {
         self.last = Some((day, t));
     }
 
-    /// Cuts a claim's amounts so that the pool keeps within `budget`, leaving room for the
-    /// person's `remaining − 1` further claims (a claim takes at most 1.5 / remaining of what
-    /// is left), and the month's total below the high-cost line.
-    pub fn fit(
-        &self,
-        rng: &mut Rng,
-        pool: Pool,
-        budget: i64,
-        remaining: u32,
-        total: i64,
-        in_scope: i64,
-    ) -> (i64, i64) {
-        let left = (budget - self.spent(pool)).max(0);
-        let share = if remaining <= 1 {
+    /// What a claim may take of the pool's `budget`, leaving room for the person's further
+    /// claims in the pool: at most 1.5 / (expected claims left in the pool, this one included)
+    /// of what is left. Of the `remaining` claims of the person (this one included), the pool
+    /// is expected to get the share it got so far (with one claim in and one out assumed).
+    pub fn share(&self, pool: Pool, budget: i64, remaining: u32) -> i64 {
+        let (spent, claims) = self
+            .pools
+            .iter()
+            .find(|p| p.0 == pool)
+            .map_or((0, 0), |p| (p.1, p.2));
+        let left = (budget - spent).max(0);
+        let so_far = self.seen.len() as f64;
+        let expected = remaining as f64 * (claims as f64 + 1.0) / (so_far + 2.0);
+        if expected <= 1.0 {
             left
         } else {
-            ((left as f64 * 1.5 / remaining as f64) as i64).min(left)
-        };
+            ((left as f64 / expected) as i64).min(left)
+        }
+    }
+
+    /// Cuts a claim's amounts so that its in-scope cost is within `share` (a claim wholly in
+    /// the catalogue stays so) and the month's total stays below the high-cost line.
+    pub fn fit(&self, rng: &mut Rng, share: i64, total: i64, in_scope: i64) -> (i64, i64) {
         let (mut total, mut in_scope) = (total, in_scope);
         if in_scope > share {
             let full = in_scope == total;
-            let f = share as f64 * (0.6 + 0.4 * rng.unit()) / in_scope as f64;
+            let f = share as f64 * (0.85 + 0.15 * rng.unit()) / in_scope as f64;
             total = ((total as f64 * f).round() as i64).max(100);
             in_scope = ((in_scope as f64 * f) as i64).min(total).min(share);
             if full {
-                // A claim wholly in the catalogue stays so.
                 total = in_scope.max(1);
                 in_scope = total;
             }
@@ -995,9 +999,12 @@ impl Spend {
 
     /// Counts `row` (service day `day`) against the person's month.
     pub fn record(&mut self, row: &ClaimRow, day: u32, pool: Pool) {
-        match self.pools.iter_mut().find(|(p, _)| *p == pool) {
-            Some((_, s)) => *s += row.in_scope,
-            None => self.pools.push((pool, row.in_scope)),
+        match self.pools.iter_mut().find(|p| p.0 == pool) {
+            Some(p) => {
+                p.1 += row.in_scope;
+                p.2 += 1;
+            }
+            None => self.pools.push((pool, row.in_scope, 1)),
         }
         self.total += row.total;
         self.seen.push(Seen {
@@ -1046,6 +1053,9 @@ pub(super) fn typical_total(
     }
     total.max(100.0).round() as i64
 }
+
+/// Median fee (fen) of a follow-up visit without a dispensed drug, at a grassroots institution.
+const CONSULTATION_FEN: f64 = 1_500.0;
 
 /// Where [`typical_total`] cuts the tail, in multiples of a condition's median 30-day cost.
 const TAIL_CEILING: f64 = 2.5;
@@ -1227,11 +1237,37 @@ fn claim(
         prescriber,
         inpatient,
     );
+    let (mut level, mut region, mut institution, mut visit, mut prescriber) =
+        (level, region, institution, visit, prescriber);
+    let (mut drug, mut days_supply) = (drug, days_supply);
     let (total, in_scope) = if inpatient {
         (total, in_scope)
     } else {
-        let budget = budget_fen(home_region, person.employee, pool);
-        spend.fit(rng, pool, budget, remaining, total, in_scope)
+        let share = spend.share(
+            pool,
+            budget_fen(home_region, person.employee, pool),
+            remaining,
+        );
+        if in_scope <= 2 * share {
+            spend.fit(rng, share, total, in_scope)
+        } else {
+            // The person's budget has no room for another fill: a follow-up visit without
+            // one (at a pharmacy: at their grassroots institution instead). A drug's amounts
+            // are thus never cut by more than half, which would lower its group's median and
+            // make ordinary fills of others look like amount outliers.
+            if level == PHARMACY {
+                (level, region, visit, prescriber) =
+                    (PRIMARY, profile.region, Some(VisitType::Outpatient), None);
+                institution = profile.home[PRIMARY as usize];
+            }
+            (drug, days_supply) = (None, None);
+            let fee = rng
+                .lognormal(CONSULTATION_FEN * LEVEL_COST[level as usize], 0.3)
+                .max(100.0)
+                .round() as i64;
+            let in_scope = in_scope_of(rng, fee).min(share);
+            spend.fit(rng, share, fee, in_scope)
+        }
     };
     let mut row = ClaimRow {
         settled_at,
@@ -1364,7 +1400,8 @@ pub(super) fn emit(
             let in_scope = in_scope_of(rng, total);
             if matches!(spec.amount, Amount::Budgeted) {
                 let budget = budget_fen(region, person.employee, pool);
-                spend.fit(rng, pool, budget, remaining, total, in_scope)
+                let share = spend.share(pool, budget, remaining);
+                spend.fit(rng, share, total, in_scope)
             } else {
                 (total, in_scope)
             }

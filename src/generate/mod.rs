@@ -26,17 +26,21 @@
 //!   belong to registered non-claimants (and to the plants).
 //! - `cap_exhausted`: each person's in-scope cost per cap pool stays within a monthly budget
 //!   15–20% below the cost that would use the cap up at the benefit's best ratio (Weihai's
-//!   hypertension 360 yuan, general outpatient 850 for residents, …); a claim takes at most
-//!   1.5 / (claims left) of what is left, and typical costs are cut softly at 2.5 × the
-//!   condition's median so that the robust `amount_outlier` bar is rarely reached either.
+//!   hypertension 360 yuan, general outpatient 850 for residents, …). A claim takes about its
+//!   share of what is left (by the pool's expected claims left); a fill that would have to be
+//!   cut by more than half becomes a follow-up visit without a fill (no drug, a small fee; at
+//!   the person's grassroots institution rather than a pharmacy) — about 9% of claims at 5
+//!   claims per claimant.
+//! - `amount_outlier` is statistical, and the baseline almost never passes its bar: fills are
+//!   cut by at most half (cutting more would lower their drug's median and make others' fills
+//!   look extreme) and typical costs are capped softly at 2.5 × the condition's median 30-day
+//!   cost. No claim of a 1,000,000-claim month (200,000 persons) passes; a couple in 80,000
+//!   claims of 3,000 persons.
 //! - `high_cost`: a person's month stays below 79,000 yuan (stays are admitted below 40,000
 //!   and end below 60,000).
 //! - `pharmacy_without_prescription`: every pharmacy fill has a prescriber level.
-//! - `visit_burst`: at most 3 claims a day, 10 in any 7 days, 30 a month per person. (Only a
-//!   configuration with more claims than its claimants can take this way — about 25 per
-//!   person in the registry — exceeds them.)
-//! - `amount_outlier` is statistical, and the baseline rarely passes its bar: no claim of a
-//!   1,000,000-claim month (200,000 persons), a few in a 30,000-claim month of 3,000 persons.
+//! - `visit_burst`: at most 3 claims a day, 10 in any 7 days, 30 a month per person (only a
+//!   configuration of more than about 27 claims per person of the registry exceeds them).
 //!
 //! **Planted anomalies** (module `plant`). Per chunk, `claims × rate` scripts of each kind
 //! (stochastically rounded), each on a claimant of its own whose whole month it writes, never
@@ -51,7 +55,7 @@
 //! | `unregistered_condition` | 10 | 1–3 (half on assisted persons) | ≈ 0.20% |
 //! | `before_benefit_start` | 13 | 1–2 (Rizhao: the approval day too) | ≈ 0.20% |
 //! | `after_registration_end` | 13 | 1–2 | ≈ 0.20% |
-//! | `cap_exhausted` | 7 | 2–4 claims after a 20,000–30,000-yuan one | ≈ 0.21% |
+//! | `cap_exhausted` | 7 | 2–4 claims after a 20,000–30,000-yuan visit | ≈ 0.21% |
 //! | `high_cost` | 15 | 1 (a 100,000–160,000-yuan stay) | ≈ 0.15% |
 //! | `pharmacy_without_prescription` | 13 | 1–2 | ≈ 0.20% |
 //! | `visit_burst` | 7 | 2–4 (the 4th and later of 5–7 claims in a day) | ≈ 0.21% |
@@ -59,7 +63,9 @@
 //!
 //! Scripts take at most a quarter of a chunk's claimants and a fifth of its claims, none in a
 //! chunk of fewer than 8 claimants. The cap plants are what makes claims `capped`: baseline
-//! caps are approached, never used up.
+//! caps are approached, never used up. The labels are exact for months in which every
+//! region's policy is in force (from 2022-01): before, the engine audits no claim of a region
+//! without a policy.
 //!
 //! **Reproducibility.** The same configuration gives byte-identical files on any machine and
 //! for any rayon thread count (with the same `parquet` crate version, whose name is in the
@@ -605,6 +611,16 @@ mod tests {
             }
         }
         let rate = |x: u32| x as f64 / n as f64;
+        // Heavy claimants' claims beyond their cap budgets are visits without a fill.
+        let drugless = (0..n)
+            .filter(|&i| {
+                !is_bad[i] && drug.is_null(i) && (visit.is_null(i) || visit.value(i) != "inpatient")
+            })
+            .count();
+        assert!(
+            (0.02..0.15).contains(&(drugless as f64 / n as f64)),
+            "drugless {drugless}"
+        );
         let reversal_rate = reversals as f64 / n as f64;
         assert!(
             (0.003..0.007).contains(&reversal_rate),
@@ -1126,5 +1142,28 @@ mod tests {
             labelled["amount_outlier"].len()
         );
         eprintln!("statuses: {:?}", audit.statuses);
+    }
+
+    /// Labels stay exact for dense and sparse registries, short and long months, and years
+    /// under other policy versions.
+    #[test]
+    fn labels_are_exact_for_any_shape_of_month() {
+        for (persons, claims, year, month, seed) in [
+            (4_000, 100_000, 2024, 2, 2),
+            (100_000, 100_000, 2023, 2, 3),
+            (2_000, 30_000, 2022, 1, 6),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = GenerateConfig {
+                persons,
+                claims,
+                year,
+                month,
+                seed,
+                out: dir.path().to_path_buf(),
+            };
+            generate(&cfg).unwrap();
+            assert_labels_match(dir.path(), 10);
+        }
     }
 }
