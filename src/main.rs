@@ -119,12 +119,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out: out.clone(),
             })?;
             println!(
-                "wrote {} persons, {} registrations, {} claims ({} reversals, {} bad rows) to {}",
+                "wrote {} persons, {} registrations, {} claims ({} reversals, {} bad rows, {} planted anomalies in labels.parquet) to {}",
                 report.persons,
                 report.registrations,
                 report.claims,
                 report.reversals,
                 report.bad_rows,
+                report.labels,
                 out.display()
             );
         }
