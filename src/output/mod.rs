@@ -93,6 +93,17 @@ pub struct Written {
     pub rejected: u64,
     pub ledger: u64,
     pub anomalies: u64,
+    /// Wall seconds spent building and writing each file: where the output stage goes.
+    pub seconds: FileSeconds,
+}
+
+/// Wall seconds per output file.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct FileSeconds {
+    pub settlements: f64,
+    pub rejected: f64,
+    pub anomalies: f64,
+    pub ledger: f64,
 }
 
 /// Writes the three Parquet outputs to temporary files and returns them with their counts; the
@@ -101,6 +112,11 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut written = Written::default();
     let mut pending = Vec::new();
+    let mut lap = std::time::Instant::now();
+    let mut took = |slot: &mut f64| {
+        *slot = lap.elapsed().as_secs_f64();
+        lap = std::time::Instant::now();
+    };
 
     // Settlement batches are built in parallel, a window at a time to bound memory, and written
     // in input order.
@@ -119,6 +135,7 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     }
     written.settlements = file.rows;
     pending.push(file.close()?);
+    took(&mut written.seconds.settlements);
 
     let rows = rejected::rows(view);
     let mut file = PendingFile::create(&out.join("rejected.parquet"), rejected::schema())?;
@@ -127,6 +144,7 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     }
     written.rejected = file.rows;
     pending.push(file.close()?);
+    took(&mut written.seconds.rejected);
 
     let mut file = PendingFile::create(&out.join("anomalies.parquet"), anomalies::schema())?;
     for chunk in view.audited.anomalies.chunks(ROW_GROUP_ROWS) {
@@ -134,6 +152,7 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     }
     written.anomalies = file.rows;
     pending.push(file.close()?);
+    took(&mut written.seconds.anomalies);
 
     let mut file = PendingFile::create(
         &out.join("ledger.parquet"),
@@ -142,6 +161,7 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     write_ledger(view, &mut file)?;
     written.ledger = file.rows;
     pending.push(file.close()?);
+    took(&mut written.seconds.ledger);
     Ok((written, pending))
 }
 
