@@ -223,6 +223,14 @@ vocabulary! {
     }
 }
 
+impl Status {
+    /// A claim that happened and was settled — `paid`, `capped` or `not_covered` — as opposed to
+    /// a refund or a rejected row: what counts as an earlier claim, stay or fill.
+    pub fn is_settled_claim(self) -> bool {
+        matches!(self, Status::Paid | Status::Capped | Status::NotCovered)
+    }
+}
+
 impl Coverage {
     pub fn of(scheme: Scheme, supplementary: bool) -> Coverage {
         match (scheme, supplementary) {

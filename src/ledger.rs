@@ -76,8 +76,7 @@ pub struct ClaimRecord {
 impl ClaimRecord {
     /// An inpatient stay that was settled (not a refund, not rejected).
     pub fn is_stay(&self) -> bool {
-        self.visit == VisitType::Inpatient
-            && !matches!(self.status, Status::Reversal | Status::Rejected)
+        self.visit == VisitType::Inpatient && self.status.is_settled_claim()
     }
 }
 

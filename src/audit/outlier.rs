@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::{Anomaly, Auditor, Related};
-use crate::domain::{Rule, Status};
+use crate::domain::Rule;
 use crate::ingest::claims::NO_CODE;
 use crate::money::round_div;
 
@@ -25,8 +25,10 @@ pub fn amount_outliers(a: &Auditor) -> Vec<Anomaly> {
         .filter_map(|(position, &row)| {
             let row = row as usize;
             let o = &a.settled.outcomes[position];
-            let settled = matches!(o.status, Status::Paid | Status::Capped | Status::NotCovered);
-            (settled && claims.drug[row] != NO_CODE && a.rules_at(position).is_some()).then(|| {
+            (o.status.is_settled_claim()
+                && claims.drug[row] != NO_CODE
+                && a.rules_at(position).is_some())
+            .then(|| {
                 (
                     claims.drug[row],
                     claims.level[row] as u8,

@@ -70,11 +70,6 @@ pub struct Scratch {
     days: Vec<Day>,
 }
 
-/// A claim that counts as having happened: settled and not a refund.
-fn counts(status: Status) -> bool {
-    matches!(status, Status::Paid | Status::Capped | Status::NotCovered)
-}
-
 pub fn audit_person(
     a: &Auditor,
     codes: &LedgerCodes,
@@ -113,7 +108,9 @@ pub fn audit_person(
         records
             .iter()
             .enumerate()
-            .filter(|(_, r)| counts(r.status) && r.service_day >= earliest.saturating_sub(6))
+            .filter(|(_, r)| {
+                r.status.is_settled_claim() && r.service_day >= earliest.saturating_sub(6)
+            })
             .map(|(i, _)| first + i),
     );
     s.days.clear();
@@ -203,7 +200,7 @@ pub fn audit_person(
             .rev()
             .find(|&j| {
                 let r = rows[j] as usize;
-                counts(outcomes[base + j].status)
+                outcomes[base + j].status.is_settled_claim()
                     && s.reversed_at[j] >= k
                     && same_claim(
                         claims.institution[r],
@@ -255,7 +252,7 @@ pub fn audit_person(
                     .rev()
                     .find(|&j| {
                         let r = rows[j] as usize;
-                        counts(outcomes[base + j].status)
+                        outcomes[base + j].status.is_settled_claim()
                             && s.reversed_at[j] >= k
                             && claims.drug[r] == drug
                             && claims.days_supply[r].is_some()
@@ -270,7 +267,7 @@ pub fn audit_person(
                             .rev()
                             .find(|&i| {
                                 let r = &records[i];
-                                counts(r.status)
+                                r.status.is_settled_claim()
                                     && !ledger_gone(first + i, k, s)
                                     && codes.drug[first + i] == drug
                                     && r.days_supply.is_some()

@@ -606,13 +606,14 @@ impl Engine<'_> {
         out: &[Outcome],
         scratch: &Scratch,
     ) -> Option<(u32, Day)> {
-        let counts = |s: Status| matches!(s, Status::Paid | Status::Capped | Status::NotCovered);
         let claims = self.claims;
         (0..k)
             .rev()
             .find(|&j| {
                 let r = rows[j] as usize;
-                claims.visit[r] == VisitType::Inpatient && counts(out[j].status) && !out[j].reversed
+                claims.visit[r] == VisitType::Inpatient
+                    && out[j].status.is_settled_claim()
+                    && !out[j].reversed
             })
             .map(|j| {
                 let r = rows[j] as usize;
