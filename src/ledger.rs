@@ -1,10 +1,17 @@
 //! Year-to-date state carried between runs (`OUT/ledger.parquet`, read back with `--ledger`).
 //!
-//! One file, two kinds of row, told apart by `record`:
-//! - `pool`: a person's use of one annual-cap pool in one year (fund paid, cost covered,
+//! One file, three kinds of row, told apart by `record`:
+//! - `0` name: entry of one of the file's name lists ([`LISTS`]: persons, pools, policies,
+//!   benefits, statuses, visit types, institutions, drugs, medical communities). Every other row
+//!   holds names as codes into these lists, so it is integers but for its claim id: the ledger
+//!   is rewritten every run and grows with every claim, so its rows must be cheap to write;
+//! - `1` pool: a person's use of one annual-cap pool in one year (fund paid, cost covered,
 //!   deductible absorbed, claims counted);
-//! - `claim`: a claim settled by a run, with its settlement, so that a later reversal can undo it
-//!   and a repeated `claim_id` is caught.
+//! - `2` claim: a claim settled by a run, with its settlement, so that a later reversal can undo
+//!   it and a repeated `claim_id` is caught.
+//!
+//! Money is in fen (`Int64`). Names are resolved against the current policies once per list
+//! entry when the ledger is read.
 //!
 //! Running month 1 and then month 2 with month 1's ledger gives the settlements of one run over
 //! both months, because everything the arithmetic reads from the past is here.
@@ -12,20 +19,36 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use std::borrow::Cow;
+
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Decimal128Builder, Int32Builder, RecordBatch,
-    StringBuilder, TimestampMillisecondBuilder,
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int16Array, Int32Array,
+    Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, Int32Type, Schema, TimestampMillisecondType,
+    Date32Type, Int16Type, Int32Type, Int64Type, Schema, TimestampMillisecondType,
 };
 
 use crate::domain::{Day, Millis, Status, VisitType};
 use crate::error::{Error, Result};
+use crate::ingest::claims::NO_CODE;
 use crate::ingest::read::{col, contract_schema, read_file, ColumnKind::*, ColumnSpec};
 use crate::ingest::registry::PersonIndex;
+use crate::output::parquet::{FileSettings, ROW_GROUP_ROWS};
 use crate::policy::{Policies, NONE};
 use crate::settle::Layers;
+use parquet::basic::Compression;
+use parquet::file::properties::EnabledStatistics;
+
+/// How `ledger.parquet` is encoded (chosen by measurement, README "Performance").
+pub const SETTINGS: FileSettings = FileSettings {
+    compression: Compression::SNAPPY,
+    distinct_columns: &["claim_id"],
+    statistics: EnabledStatistics::Chunk,
+    row_group_rows: ROW_GROUP_ROWS,
+};
 
 /// A person's year-to-date use of one cap pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,12 +86,14 @@ pub struct ClaimRecord {
     pub assisted: bool,
     pub reversed: bool,
     pub visit: VisitType,
-    /// What the audit rules compare across runs (duplicates, refills).
-    pub institution_id: Option<Box<str>>,
-    pub drug_code: Option<Box<str>>,
+    /// What the audit rules compare across runs (duplicates, refills): codes into
+    /// [`Ledger::institutions`] / [`Ledger::drugs`], or [`NO_CODE`].
+    pub institution: u32,
+    pub drug: u32,
     pub days_supply: Option<i32>,
-    /// `medical_community_id` of an inpatient stay: what a later upward referral compares with.
-    pub medical_community: Option<Box<str>>,
+    /// `medical_community_id` of an inpatient stay, a code into [`Ledger::medical_communities`]:
+    /// what a later upward referral compares with.
+    pub medical_community: u32,
     /// Critical illness insurance and medical assistance on this claim.
     pub layers: Layers,
 }
@@ -87,7 +112,14 @@ pub struct Ledger {
     pools: Vec<PoolState>,
     claim_offsets: Vec<u32>,
     pub claims: Vec<ClaimRecord>,
+    /// The texts that records hold as codes ([`ClaimRecord::institution`] and the like).
+    pub institutions: Vec<String>,
+    pub drugs: Vec<String>,
+    pub medical_communities: Vec<String>,
 }
+
+/// Marks a ledger text that this run's claims never mention (a null is [`NO_CODE`]).
+pub const UNSEEN: u32 = u32::MAX - 1;
 
 impl Ledger {
     pub fn pools_of(&self, person: u32) -> &[PoolState] {
@@ -114,68 +146,171 @@ impl Ledger {
         self.pools.len()
     }
 
+    /// For each code of one of the ledger's text lists, the code of the same text in this run's
+    /// dictionary `run` ([`UNSEEN`] where the run has no such text): one hash per distinct text,
+    /// so comparing a ledger claim with a run claim is comparing two integers.
+    pub fn run_codes(ledger: &[String], run: &[String]) -> Vec<u32> {
+        let index: HashMap<&str, u32> = run
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.as_str(), i as u32))
+            .collect();
+        ledger
+            .iter()
+            .map(|v| index.get(v.as_str()).copied().unwrap_or(UNSEEN))
+            .collect()
+    }
+
     /// Reads `--ledger`. Persons new to this run get dense ids. A pool or policy the current
     /// policies do not know stops the run: settling against state the policies cannot interpret
     /// would be silently wrong.
     pub fn load(path: &Path, persons: &mut PersonIndex, policies: &Policies) -> Result<Ledger> {
         let file = read_file(path, LEDGER_COLUMNS)?;
+        let bad = |row: u64, column: &str, reason: String| Error::Value {
+            path: path.to_path_buf(),
+            column: column.into(),
+            row,
+            reason,
+        };
+        let column = |name: &str| {
+            LEDGER_COLUMNS
+                .iter()
+                .position(|c| c.name == name)
+                .expect("a ledger column")
+        };
+
+        // First the name lists, in code order.
+        let mut lists: [Vec<String>; LISTS.len()] = Default::default();
+        let mut row = 0u64;
+        for batch in &file.batches {
+            let record = batch.column(column("record")).as_primitive::<Int16Type>();
+            let list = batch.column(column("list")).as_primitive::<Int16Type>();
+            let name = batch.column(column("name")).as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                if record.is_valid(i) && record.value(i) == RECORD_NAME {
+                    let which = list.is_valid(i).then(|| list.value(i));
+                    let Some(slot) = which.and_then(|l| lists.get_mut(l as usize)) else {
+                        return Err(bad(row, "list", format!("unknown name list {which:?}")));
+                    };
+                    if name.is_null(i) {
+                        return Err(bad(row, "name", "a name row needs its name".into()));
+                    }
+                    slot.push(name.value(i).to_string());
+                }
+                row += 1;
+            }
+        }
+        let [person_names, pool_names, policy_names, benefit_names, status_names, visit_names, institutions, drugs, medical_communities] =
+            lists;
+        let person_of: Vec<u32> = person_names.iter().map(|p| persons.intern(p).0).collect();
+        let pool_of: Vec<Option<u16>> = pool_names.iter().map(|n| policies.pools.id(n)).collect();
+        let policy_of: Vec<Option<u16>> = policy_names
+            .iter()
+            .map(|n| policies.version_id(n))
+            .collect();
+        let benefit_of: Vec<Option<u16>> = benefit_names
+            .iter()
+            .map(|n| policies.labels.id(n))
+            .collect();
+        let status_of: Vec<Option<Status>> =
+            status_names.iter().map(|n| Status::parse(n)).collect();
+        let visit_of: Vec<Option<VisitType>> =
+            visit_names.iter().map(|n| VisitType::parse(n)).collect();
+
         let mut pools: Vec<(u32, PoolState)> = Vec::new();
         let mut claims: Vec<(u32, ClaimRecord)> = Vec::new();
         let mut row = 0u64;
         for batch in &file.batches {
-            let text = |i: usize| batch.column(i).as_string::<i32>();
-            let (record, person_id, pool_name) = (text(0), text(1), text(3));
-            let year = batch.column(2).as_primitive::<Int32Type>();
-            let money = |i: usize| batch.column(i).as_primitive::<Decimal128Type>();
-            let (fund_ytd, cost_ytd, deductible_ytd) = (money(4), money(5), money(6));
-            let count = batch.column(7).as_primitive::<Int32Type>();
-            let claim_id = text(8);
-            let settled_at = batch.column(9).as_primitive::<TimestampMillisecondType>();
-            let service_date = batch.column(10).as_primitive::<Date32Type>();
-            let (status, policy_id, benefit) = (text(11), text(12), text(13));
-            let ratio = batch.column(14).as_primitive::<Decimal128Type>();
-            let amounts: Vec<_> = (15..22).map(money).collect();
-            let assisted = batch.column(22).as_boolean();
-            let reversed = batch.column(23).as_boolean();
-            let (visit, community, ci_pool) = (text(24), text(25), text(26));
-            let (ci_deductible, ci_paid) = (money(27), money(28));
-            let assistance_pool = text(29);
-            let (assistance_deductible, assistance_paid) = (money(30), money(31));
-            let (institution, drug) = (text(32), text(33));
-            let days_supply = batch.column(34).as_primitive::<Int32Type>();
+            let int16 = |name: &str| batch.column(column(name)).as_primitive::<Int16Type>();
+            let int32 = |name: &str| batch.column(column(name)).as_primitive::<Int32Type>();
+            let int64 = |name: &str| batch.column(column(name)).as_primitive::<Int64Type>();
+            let record = int16("record");
+            let person = int32("person");
+            let year = int32("year");
+            let pool = int32("pool");
+            let (fund_ytd, cost_ytd, deductible_ytd) = (
+                int64("fund_paid_ytd_fen"),
+                int64("cost_ytd_fen"),
+                int64("deductible_ytd_fen"),
+            );
+            let count = int32("claims_ytd");
+            let claim_id = batch.column(column("claim_id")).as_string::<i32>();
+            let settled_at = batch
+                .column(column("settled_at"))
+                .as_primitive::<TimestampMillisecondType>();
+            let service_date = batch
+                .column(column("service_date"))
+                .as_primitive::<Date32Type>();
+            let (status, policy, benefit) = (int16("status"), int32("policy"), int32("benefit"));
+            let ratio = int32("ratio_bp");
+            let amounts: Vec<_> = CLAIM_AMOUNTS.iter().map(|c| int64(c)).collect();
+            let assisted = batch.column(column("assisted")).as_boolean();
+            let reversed = batch.column(column("reversed")).as_boolean();
+            let visit = int16("visit_type");
+            let community = int32("medical_community");
+            let (ci_pool, ci_deductible, ci_paid) = (
+                int32("critical_illness_pool"),
+                int64("critical_illness_deductible_fen"),
+                int64("critical_illness_paid_fen"),
+            );
+            let (assistance_pool, assistance_deductible, assistance_paid) = (
+                int32("assistance_pool"),
+                int64("assistance_deductible_fen"),
+                int64("assistance_paid_fen"),
+            );
+            let (institution, drug) = (int32("institution"), int32("drug"));
+            let days_supply = int32("days_supply");
             for i in 0..batch.num_rows() {
-                let bad = |column: &str, reason: String| Error::Value {
-                    path: path.to_path_buf(),
-                    column: column.into(),
-                    row,
-                    reason,
-                };
-                if person_id.is_null(i) || record.is_null(i) {
-                    return Err(bad("person_id", "null person_id or record".into()));
+                let this_row = row;
+                row += 1;
+                let bad = |column: &str, reason: String| bad(this_row, column, reason);
+                let kind = record.value(i);
+                if kind == RECORD_NAME {
+                    continue;
                 }
-                let person = persons.intern(person_id.value(i)).0;
-                let pool = |name: Option<&str>| -> Result<u16> {
-                    match name {
+                let entry = |a: &Int32Array, what: &str| -> Result<Option<usize>> {
+                    if a.is_null(i) {
+                        return Ok(None);
+                    }
+                    let v = a.value(i);
+                    usize::try_from(v)
+                        .map(Some)
+                        .map_err(|_| bad(what, format!("negative code {v}")))
+                };
+                let pool_id = |c: Option<usize>, what: &str| -> Result<u16> {
+                    match c {
                         None => Ok(NONE),
-                        Some(n) => policies.pools.id(n).ok_or_else(|| {
-                            bad("pool", format!("pool `{n}` is not in the current policies"))
-                        }),
+                        Some(c) => match pool_of.get(c) {
+                            Some(Some(id)) => Ok(*id),
+                            Some(None) => Err(bad(
+                                what,
+                                format!("pool `{}` is not in the current policies", pool_names[c]),
+                            )),
+                            None => Err(bad(what, format!("pool code {c} has no name row"))),
+                        },
                     }
                 };
-                fn opt(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
-                    a.is_valid(i).then(|| a.value(i))
-                }
-                match record.value(i) {
-                    "pool" => pools.push((
-                        person,
+                let text_code = |a: &Int32Array, what: &str, list: &[String]| match entry(a, what)?
+                {
+                    None => Ok(NO_CODE),
+                    Some(c) if c < list.len() => Ok(c as u32),
+                    Some(c) => Err(bad(what, format!("code {c} has no name row"))),
+                };
+                let Some(p) = entry(person, "person")?.and_then(|c| person_of.get(c).copied())
+                else {
+                    return Err(bad("person", "a null or unnamed person".into()));
+                };
+                match kind {
+                    RECORD_POOL => pools.push((
+                        p,
                         PoolState {
                             year: if year.is_valid(i) {
                                 year.value(i)
                             } else {
                                 return Err(bad("year", "a pool record needs its year".into()));
                             },
-                            pool: match opt(pool_name, i) {
-                                Some(name) => pool(Some(name))?,
+                            pool: match entry(pool, "pool")? {
+                                Some(c) => pool_id(Some(c), "pool")?,
                                 None => {
                                     return Err(bad("pool", "a pool record needs its pool".into()))
                                 }
@@ -186,29 +321,58 @@ impl Ledger {
                             claims: count.value(i),
                         },
                     )),
-                    "claim" => {
-                        let version = match opt(policy_id, i) {
+                    RECORD_CLAIM => {
+                        let version = match entry(policy, "policy")? {
                             None => NONE,
-                            Some(id) => policies.version_id(id).ok_or_else(|| {
-                                bad(
-                                    "policy_id",
-                                    format!("policy `{id}` is not in the current policies"),
-                                )
-                            })?,
+                            Some(c) => match policy_of.get(c) {
+                                Some(Some(id)) => *id,
+                                Some(None) => {
+                                    return Err(bad(
+                                        "policy",
+                                        format!(
+                                            "policy `{}` is not in the current policies",
+                                            policy_names[c]
+                                        ),
+                                    ))
+                                }
+                                None => {
+                                    return Err(bad("policy", format!("code {c} has no name row")))
+                                }
+                            },
                         };
-                        let label = match opt(benefit, i) {
+                        let label = match entry(benefit, "benefit")? {
                             None => NONE,
-                            Some(b) => policies.labels.id(b).ok_or_else(|| {
-                                bad("benefit", format!("benefit `{b}` is not in the policies"))
-                            })?,
+                            Some(c) => match benefit_of.get(c) {
+                                Some(Some(id)) => *id,
+                                _ => {
+                                    return Err(bad(
+                                        "benefit",
+                                        format!(
+                                            "benefit `{}` is not in the policies",
+                                            benefit_names.get(c).map_or("?", |s| s.as_str())
+                                        ),
+                                    ))
+                                }
+                            },
                         };
-                        let status = opt(status, i)
-                            .and_then(Status::parse)
+                        let status = (status.is_valid(i))
+                            .then(|| status_of.get(status.value(i) as usize).copied().flatten())
+                            .flatten()
                             .ok_or_else(|| bad("status", "missing or unknown status".into()))?;
+                        let visit = if visit.is_null(i) {
+                            VisitType::Outpatient
+                        } else {
+                            visit_of
+                                .get(visit.value(i) as usize)
+                                .copied()
+                                .flatten()
+                                .ok_or_else(|| bad("visit_type", "unknown visit type".into()))?
+                        };
                         claims.push((
-                            person,
+                            p,
                             ClaimRecord {
-                                claim_id: opt(claim_id, i)
+                                claim_id: (claim_id.is_valid(i))
+                                    .then(|| claim_id.value(i))
                                     .ok_or_else(|| bad("claim_id", "null claim_id".into()))?
                                     .into(),
                                 settled_at: settled_at.value(i),
@@ -216,7 +380,7 @@ impl Ledger {
                                 status,
                                 version,
                                 label,
-                                pool: pool(opt(pool_name, i))?,
+                                pool: pool_id(entry(pool, "pool")?, "pool")?,
                                 ratio_bp: ratio.is_valid(i).then(|| ratio.value(i) as u32),
                                 total_fen: fen(amounts[0], i),
                                 in_scope_fen: fen(amounts[1], i),
@@ -227,30 +391,34 @@ impl Ledger {
                                 over_cap_fen: fen(amounts[6], i),
                                 assisted: assisted.is_valid(i) && assisted.value(i),
                                 reversed: reversed.is_valid(i) && reversed.value(i),
-                                visit: match opt(visit, i) {
-                                    None => VisitType::Outpatient,
-                                    Some(v) => VisitType::parse(v).ok_or_else(|| {
-                                        bad("visit_type", format!("unknown visit type `{v}`"))
-                                    })?,
-                                },
-                                medical_community: opt(community, i).map(Into::into),
-                                institution_id: opt(institution, i).map(Into::into),
-                                drug_code: opt(drug, i).map(Into::into),
+                                visit,
+                                medical_community: text_code(
+                                    community,
+                                    "medical_community",
+                                    &medical_communities,
+                                )?,
+                                institution: text_code(institution, "institution", &institutions)?,
+                                drug: text_code(drug, "drug", &drugs)?,
                                 days_supply: days_supply.is_valid(i).then(|| days_supply.value(i)),
                                 layers: Layers {
-                                    ci_pool: pool(opt(ci_pool, i))?,
+                                    ci_pool: pool_id(
+                                        entry(ci_pool, "critical_illness_pool")?,
+                                        "critical_illness_pool",
+                                    )?,
                                     ci_deductible_fen: fen(ci_deductible, i),
                                     ci_fen: fen(ci_paid, i),
-                                    assistance_pool: pool(opt(assistance_pool, i))?,
+                                    assistance_pool: pool_id(
+                                        entry(assistance_pool, "assistance_pool")?,
+                                        "assistance_pool",
+                                    )?,
                                     assistance_deductible_fen: fen(assistance_deductible, i),
                                     assistance_fen: fen(assistance_paid, i),
                                 },
                             },
                         ));
                     }
-                    other => return Err(bad("record", format!("unknown record kind `{other}`"))),
+                    other => return Err(bad("record", format!("unknown record kind {other}"))),
                 }
-                row += 1;
             }
         }
         let n = persons.len();
@@ -261,13 +429,17 @@ impl Ledger {
             pools,
             claim_offsets,
             claims,
+            institutions,
+            drugs,
+            medical_communities,
         })
     }
 }
 
-fn fen(a: &arrow::array::PrimitiveArray<Decimal128Type>, i: usize) -> i64 {
+/// An amount in fen; a null (a column the row's kind does not use) counts as 0.
+fn fen(a: &Int64Array, i: usize) -> i64 {
     if a.is_valid(i) {
-        a.value(i) as i64
+        a.value(i)
     } else {
         0
     }
@@ -294,261 +466,291 @@ fn group<T>(mut items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Vec<T>) {
     (offsets, items.into_iter().map(|(_, t)| t).collect())
 }
 
+/// What a ledger row is.
+const RECORD_NAME: i16 = 0;
+const RECORD_POOL: i16 = 1;
+const RECORD_CLAIM: i16 = 2;
+
+/// The name lists of a ledger file, by list code: a coded column's value is the position of its
+/// text in its list (the `name` rows of that list, in file order).
+pub const LISTS: [&str; 9] = [
+    "person",
+    "pool",
+    "policy",
+    "benefit",
+    "status",
+    "visit_type",
+    "institution",
+    "drug",
+    "medical_community",
+];
+
+/// A name list's code (its index in [`LISTS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    Person,
+    Pool,
+    Policy,
+    Benefit,
+    Status,
+    Visit,
+    Institution,
+    Drug,
+    MedicalCommunity,
+}
+
+const CLAIM_AMOUNTS: [&str; 7] = [
+    "total_fen",
+    "in_scope_fen",
+    "eligible_fen",
+    "deductible_fen",
+    "fund_paid_fen",
+    "copay_fen",
+    "over_cap_fen",
+];
+
+/// The ledger's columns (README "Ledger"): money in fen (`Int64`), names as codes into the file's
+/// own name lists, so a row is integers but for its claim id.
 const LEDGER_COLUMNS: &[ColumnSpec] = &[
-    col("record", Text, false),
-    col("person_id", Text, false),
+    col("record", Int16, false),
+    col("list", Int16, true),
+    col("name", Text, true),
+    col("person", Int32, true),
     col("year", Int32, true),
-    col("pool", Text, true),
-    col("fund_paid_ytd", Money, true),
-    col("cost_ytd", Money, true),
-    col("deductible_ytd", Money, true),
+    col("pool", Int32, true),
+    col("fund_paid_ytd_fen", Int64, true),
+    col("cost_ytd_fen", Int64, true),
+    col("deductible_ytd_fen", Int64, true),
     col("claims_ytd", Int32, true),
     col("claim_id", Text, true),
     col("settled_at", TimestampMs, true),
     col("service_date", Date, true),
-    col("status", Text, true),
-    col("policy_id", Text, true),
-    col("benefit", Text, true),
-    col("ratio", Money, true),
-    col("total_amount", Money, true),
-    col("in_scope_amount", Money, true),
-    col("eligible_amount", Money, true),
-    col("deductible_amount", Money, true),
-    col("fund_paid", Money, true),
-    col("copay_amount", Money, true),
-    col("over_cap_amount", Money, true),
+    col("status", Int16, true),
+    col("policy", Int32, true),
+    col("benefit", Int32, true),
+    col("ratio_bp", Int32, true),
+    col("total_fen", Int64, true),
+    col("in_scope_fen", Int64, true),
+    col("eligible_fen", Int64, true),
+    col("deductible_fen", Int64, true),
+    col("fund_paid_fen", Int64, true),
+    col("copay_fen", Int64, true),
+    col("over_cap_fen", Int64, true),
     col("assisted", Boolean, true),
     col("reversed", Boolean, true),
-    col("visit_type", Text, true),
-    col("medical_community_id", Text, true),
-    col("critical_illness_pool", Text, true),
-    col("critical_illness_deductible", Money, true),
-    col("critical_illness_paid", Money, true),
-    col("assistance_pool", Text, true),
-    col("assistance_deductible", Money, true),
-    col("assistance_paid", Money, true),
-    col("institution_id", Text, true),
-    col("drug_code", Text, true),
+    col("visit_type", Int16, true),
+    col("medical_community", Int32, true),
+    col("critical_illness_pool", Int32, true),
+    col("critical_illness_deductible_fen", Int64, true),
+    col("critical_illness_paid_fen", Int64, true),
+    col("assistance_pool", Int32, true),
+    col("assistance_deductible_fen", Int64, true),
+    col("assistance_paid_fen", Int64, true),
+    col("institution", Int32, true),
+    col("drug", Int32, true),
     col("days_supply", Int32, true),
 ];
 
 /// The ledger's Arrow schema (documented in the README).
 pub fn schema() -> Schema {
-    // Ratios are read with the money reader (any decimal) but written at the contract's (5, 4).
-    let fields: Vec<Field> = contract_schema(LEDGER_COLUMNS)
+    contract_schema(LEDGER_COLUMNS)
+}
+
+/// A claim row of the ledger being written.
+pub struct LedgerClaim<'a> {
+    pub person: u32,
+    pub claim_id: &'a str,
+    /// The settlement; its own `claim_id` is not read (a claim settled by this run has none
+    /// allocated: its id is the input's, in `claim_id` above).
+    pub record: Cow<'a, ClaimRecord>,
+    /// Reversed by now (by an earlier run, or by this one).
+    pub reversed: bool,
+}
+
+/// Assembles a batch from the columns one kind of row uses; every other column is null.
+fn assemble(n: usize, mut columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
+    let schema = Arc::new(schema());
+    let arrays: Vec<ArrayRef> = schema
         .fields()
         .iter()
-        .map(|f| match f.name().as_str() {
-            "ratio" => Field::new("ratio", DataType::Decimal128(5, 4), f.is_nullable()),
-            _ => f.as_ref().clone(),
-        })
+        .map(
+            |f| match columns.iter().position(|(name, _)| *name == f.name()) {
+                Some(i) => columns.swap_remove(i).1,
+                None => new_null_array(f.data_type(), n),
+            },
+        )
         .collect();
-    Schema::new(fields)
+    debug_assert!(columns.is_empty(), "a column the ledger does not have");
+    RecordBatch::try_new(schema, arrays).map_err(|e| Error::arrow("ledger", e))
 }
 
-/// Builds ledger batches row by row (the ledger is small next to the claims).
-pub struct LedgerWriter {
-    record: StringBuilder,
-    person_id: StringBuilder,
-    year: Int32Builder,
-    pool: StringBuilder,
-    ytd: [Decimal128Builder; 3],
-    claims_ytd: Int32Builder,
-    claim_id: StringBuilder,
-    settled_at: TimestampMillisecondBuilder,
-    service_date: arrow::array::Date32Builder,
-    status: StringBuilder,
-    policy_id: StringBuilder,
-    benefit: StringBuilder,
-    ratio: Decimal128Builder,
-    amounts: [Decimal128Builder; 7],
-    assisted: BooleanBuilder,
-    reversed: BooleanBuilder,
-    visit: StringBuilder,
-    community: StringBuilder,
-    ci_pool: StringBuilder,
-    ci_amounts: [Decimal128Builder; 2],
-    assistance_pool: StringBuilder,
-    assistance_amounts: [Decimal128Builder; 2],
-    institution: StringBuilder,
-    drug: StringBuilder,
-    days_supply: Int32Builder,
-    rows: usize,
+fn arc(a: impl Array + 'static) -> ArrayRef {
+    Arc::new(a)
 }
 
-fn money_builder() -> Decimal128Builder {
-    Decimal128Builder::new().with_data_type(DataType::Decimal128(18, 2))
+fn id16(id: u16) -> Option<i32> {
+    (id != NONE).then_some(id as i32)
 }
 
-impl Default for LedgerWriter {
-    fn default() -> Self {
-        LedgerWriter {
-            record: StringBuilder::new(),
-            person_id: StringBuilder::new(),
-            year: Int32Builder::new(),
-            pool: StringBuilder::new(),
-            ytd: std::array::from_fn(|_| money_builder()),
-            claims_ytd: Int32Builder::new(),
-            claim_id: StringBuilder::new(),
-            settled_at: TimestampMillisecondBuilder::new(),
-            service_date: arrow::array::Date32Builder::new(),
-            status: StringBuilder::new(),
-            policy_id: StringBuilder::new(),
-            benefit: StringBuilder::new(),
-            ratio: Decimal128Builder::new().with_data_type(DataType::Decimal128(5, 4)),
-            amounts: std::array::from_fn(|_| money_builder()),
-            assisted: BooleanBuilder::new(),
-            reversed: BooleanBuilder::new(),
-            visit: StringBuilder::new(),
-            community: StringBuilder::new(),
-            ci_pool: StringBuilder::new(),
-            ci_amounts: std::array::from_fn(|_| money_builder()),
-            assistance_pool: StringBuilder::new(),
-            assistance_amounts: std::array::from_fn(|_| money_builder()),
-            institution: StringBuilder::new(),
-            drug: StringBuilder::new(),
-            days_supply: Int32Builder::new(),
-            rows: 0,
-        }
-    }
+fn code32(code: u32) -> Option<i32> {
+    (code != NO_CODE).then_some(code as i32)
 }
 
-impl LedgerWriter {
-    pub fn len(&self) -> usize {
-        self.rows
-    }
+/// Name rows: entry `name` of `list`; entries of a list are numbered in file order.
+pub fn name_batch(entries: &[(List, &str)]) -> Result<RecordBatch> {
+    let n = entries.len();
+    assemble(
+        n,
+        vec![
+            ("record", arc(Int16Array::from_value(RECORD_NAME, n))),
+            (
+                "list",
+                arc(Int16Array::from_iter_values(
+                    entries.iter().map(|(l, _)| *l as i16),
+                )),
+            ),
+            (
+                "name",
+                arc(StringArray::from_iter_values(
+                    entries.iter().map(|(_, v)| *v),
+                )),
+            ),
+        ],
+    )
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
+/// Pool rows: (person, state).
+pub fn pool_batch(rows: &[(u32, &PoolState)]) -> Result<RecordBatch> {
+    let n = rows.len();
+    let int32 = |f: &dyn Fn(&PoolState) -> i32| {
+        arc(Int32Array::from_iter_values(rows.iter().map(|(_, s)| f(s))))
+    };
+    let int64 = |f: &dyn Fn(&PoolState) -> i64| {
+        arc(Int64Array::from_iter_values(rows.iter().map(|(_, s)| f(s))))
+    };
+    assemble(
+        n,
+        vec![
+            ("record", arc(Int16Array::from_value(RECORD_POOL, n))),
+            (
+                "person",
+                arc(Int32Array::from_iter_values(
+                    rows.iter().map(|(p, _)| *p as i32),
+                )),
+            ),
+            ("year", int32(&|s| s.year)),
+            ("pool", int32(&|s| s.pool as i32)),
+            ("fund_paid_ytd_fen", int64(&|s| s.fund_fen)),
+            ("cost_ytd_fen", int64(&|s| s.cost_fen)),
+            ("deductible_ytd_fen", int64(&|s| s.deductible_fen)),
+            ("claims_ytd", int32(&|s| s.claims)),
+        ],
+    )
+}
 
-    pub fn push_pool(&mut self, person_id: &str, state: &PoolState, policies: &Policies) {
-        self.record.append_value("pool");
-        self.person_id.append_value(person_id);
-        self.year.append_value(state.year);
-        self.pool.append_value(&policies.pools[state.pool as usize]);
-        self.ytd[0].append_value(state.fund_fen as i128);
-        self.ytd[1].append_value(state.cost_fen as i128);
-        self.ytd[2].append_value(state.deductible_fen as i128);
-        self.claims_ytd.append_value(state.claims);
-        self.claim_id.append_null();
-        self.settled_at.append_null();
-        self.service_date.append_null();
-        self.status.append_null();
-        self.policy_id.append_null();
-        self.benefit.append_null();
-        self.ratio.append_null();
-        for a in &mut self.amounts {
-            a.append_null();
-        }
-        self.assisted.append_null();
-        self.reversed.append_null();
-        self.visit.append_null();
-        self.community.append_null();
-        self.ci_pool.append_null();
-        self.assistance_pool.append_null();
-        for a in self
-            .ci_amounts
-            .iter_mut()
-            .chain(&mut self.assistance_amounts)
-        {
-            a.append_null();
-        }
-        self.institution.append_null();
-        self.drug.append_null();
-        self.days_supply.append_null();
-        self.rows += 1;
-    }
+/// Claim rows, whose text codes (institution, drug, medical community) are already codes of the
+/// file's lists.
+pub fn claim_batch(rows: &[LedgerClaim]) -> Result<RecordBatch> {
+    let n = rows.len();
+    let int16 = |f: &dyn Fn(&ClaimRecord) -> i16| {
+        arc(Int16Array::from_iter_values(
+            rows.iter().map(|c| f(&c.record)),
+        ))
+    };
+    let int32 = |f: &dyn Fn(&ClaimRecord) -> Option<i32>| {
+        arc(rows.iter().map(|c| f(&c.record)).collect::<Int32Array>())
+    };
+    let int64 = |f: &dyn Fn(&ClaimRecord) -> i64| {
+        arc(Int64Array::from_iter_values(
+            rows.iter().map(|c| f(&c.record)),
+        ))
+    };
+    let flag = |f: &dyn Fn(&LedgerClaim) -> bool| {
+        arc(rows.iter().map(|c| Some(f(c))).collect::<BooleanArray>())
+    };
+    assemble(
+        n,
+        vec![
+            ("record", arc(Int16Array::from_value(RECORD_CLAIM, n))),
+            (
+                "person",
+                arc(Int32Array::from_iter_values(
+                    rows.iter().map(|c| c.person as i32),
+                )),
+            ),
+            (
+                "year",
+                int32(&|r| Some(crate::domain::year_of(r.service_day))),
+            ),
+            ("pool", int32(&|r| id16(r.pool))),
+            (
+                "claim_id",
+                arc(StringArray::from_iter_values(
+                    rows.iter().map(|c| c.claim_id),
+                )),
+            ),
+            (
+                "settled_at",
+                arc(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|c| c.record.settled_at),
+                )),
+            ),
+            (
+                "service_date",
+                arc(Date32Array::from_iter_values(
+                    rows.iter().map(|c| c.record.service_day),
+                )),
+            ),
+            ("status", int16(&|r| r.status as i16)),
+            ("policy", int32(&|r| id16(r.version))),
+            ("benefit", int32(&|r| id16(r.label))),
+            ("ratio_bp", int32(&|r| r.ratio_bp.map(|b| b as i32))),
+            ("total_fen", int64(&|r| r.total_fen)),
+            ("in_scope_fen", int64(&|r| r.in_scope_fen)),
+            ("eligible_fen", int64(&|r| r.eligible_fen)),
+            ("deductible_fen", int64(&|r| r.deductible_fen)),
+            ("fund_paid_fen", int64(&|r| r.fund_fen)),
+            ("copay_fen", int64(&|r| r.copay_fen)),
+            ("over_cap_fen", int64(&|r| r.over_cap_fen)),
+            ("assisted", flag(&|c| c.record.assisted)),
+            ("reversed", flag(&|c| c.reversed)),
+            ("visit_type", int16(&|r| r.visit as i16)),
+            ("medical_community", int32(&|r| code32(r.medical_community))),
+            ("critical_illness_pool", int32(&|r| id16(r.layers.ci_pool))),
+            (
+                "critical_illness_deductible_fen",
+                int64(&|r| r.layers.ci_deductible_fen),
+            ),
+            ("critical_illness_paid_fen", int64(&|r| r.layers.ci_fen)),
+            (
+                "assistance_pool",
+                int32(&|r| id16(r.layers.assistance_pool)),
+            ),
+            (
+                "assistance_deductible_fen",
+                int64(&|r| r.layers.assistance_deductible_fen),
+            ),
+            ("assistance_paid_fen", int64(&|r| r.layers.assistance_fen)),
+            ("institution", int32(&|r| code32(r.institution))),
+            ("drug", int32(&|r| code32(r.drug))),
+            ("days_supply", int32(&|r| r.days_supply)),
+        ],
+    )
+}
 
-    pub fn push_claim(&mut self, person_id: &str, c: &ClaimRecord, policies: &Policies) {
-        fn name(list: &[String], i: u16) -> Option<&str> {
-            (i != NONE).then(|| list[i as usize].as_str())
-        }
-        self.record.append_value("claim");
-        self.person_id.append_value(person_id);
-        self.year
-            .append_value(crate::domain::year_of(c.service_day));
-        self.pool.append_option(name(&policies.pools, c.pool));
-        for y in &mut self.ytd {
-            y.append_null();
-        }
-        self.claims_ytd.append_null();
-        self.claim_id.append_value(&c.claim_id);
-        self.settled_at.append_value(c.settled_at);
-        self.service_date.append_value(c.service_day);
-        self.status.append_value(c.status.as_str());
-        self.policy_id.append_option(
-            (c.version != NONE).then(|| policies.versions[c.version as usize].id.as_str()),
-        );
-        self.benefit.append_option(name(&policies.labels, c.label));
-        self.ratio.append_option(c.ratio_bp.map(|r| r as i128));
-        let values = [
-            c.total_fen,
-            c.in_scope_fen,
-            c.eligible_fen,
-            c.deductible_fen,
-            c.fund_fen,
-            c.copay_fen,
-            c.over_cap_fen,
-        ];
-        for (b, v) in self.amounts.iter_mut().zip(values) {
-            b.append_value(v as i128);
-        }
-        self.assisted.append_value(c.assisted);
-        self.reversed.append_value(c.reversed);
-        self.visit.append_value(c.visit.as_str());
-        self.community.append_option(c.medical_community.as_deref());
-        let l = &c.layers;
-        self.ci_pool.append_option(name(&policies.pools, l.ci_pool));
-        self.ci_amounts[0].append_value(l.ci_deductible_fen as i128);
-        self.ci_amounts[1].append_value(l.ci_fen as i128);
-        self.assistance_pool
-            .append_option(name(&policies.pools, l.assistance_pool));
-        self.assistance_amounts[0].append_value(l.assistance_deductible_fen as i128);
-        self.assistance_amounts[1].append_value(l.assistance_fen as i128);
-        self.institution.append_option(c.institution_id.as_deref());
-        self.drug.append_option(c.drug_code.as_deref());
-        self.days_supply.append_option(c.days_supply);
-        self.rows += 1;
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    pub fn finish(mut self) -> Result<RecordBatch> {
-        let [f, c, d] = &mut self.ytd;
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.record.finish()),
-            Arc::new(self.person_id.finish()),
-            Arc::new(self.year.finish()),
-            Arc::new(self.pool.finish()),
-            Arc::new(f.finish()),
-            Arc::new(c.finish()),
-            Arc::new(d.finish()),
-            Arc::new(self.claims_ytd.finish()),
-            Arc::new(self.claim_id.finish()),
-            Arc::new(self.settled_at.finish()),
-            Arc::new(self.service_date.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.policy_id.finish()),
-            Arc::new(self.benefit.finish()),
-            Arc::new(self.ratio.finish()),
-        ];
-        for a in &mut self.amounts {
-            columns.push(Arc::new(a.finish()));
+    #[test]
+    fn enum_codes_are_positions_in_the_written_name_lists() {
+        for (i, s) in Status::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
         }
-        columns.push(Arc::new(self.assisted.finish()));
-        columns.push(Arc::new(self.reversed.finish()));
-        columns.push(Arc::new(self.visit.finish()));
-        columns.push(Arc::new(self.community.finish()));
-        columns.push(Arc::new(self.ci_pool.finish()));
-        for a in &mut self.ci_amounts {
-            columns.push(Arc::new(a.finish()));
+        for (i, v) in VisitType::ALL.iter().enumerate() {
+            assert_eq!(*v as usize, i);
         }
-        columns.push(Arc::new(self.assistance_pool.finish()));
-        for a in &mut self.assistance_amounts {
-            columns.push(Arc::new(a.finish()));
-        }
-        columns.push(Arc::new(self.institution.finish()));
-        columns.push(Arc::new(self.drug.finish()));
-        columns.push(Arc::new(self.days_supply.finish()));
-        RecordBatch::try_new(Arc::new(schema()), columns).map_err(|e| Error::arrow("ledger", e))
+        assert_eq!(LISTS[List::MedicalCommunity as usize], "medical_community");
+        assert_eq!(LISTS[List::Person as usize], "person");
     }
 }

@@ -4,11 +4,13 @@
 //! [`ingest`] (read Parquet, validate, reject) → [`partition`] (claims grouped by dense person id
 //! in time order) → [`settle`] (per-person year-to-date state machine against the compiled
 //! [`policy`]) → [`audit`] (anomaly flags and risk scores) → [`output`] (settlements, rejected rows, [`ledger`], summary). [`run`] wires the
-//! stages for `yibao adjudicate`; [`generate`] writes a synthetic province.
+//! stages for `yibao adjudicate`; [`generate`] writes a synthetic province;
+//! [`floor`] measures the Parquet I/O floor the engine is held to.
 
 pub mod audit;
 pub mod domain;
 pub mod error;
+pub mod floor;
 pub mod generate;
 pub mod ingest;
 pub mod ledger;

@@ -69,6 +69,19 @@ enum Command {
         #[arg(long)]
         anomalies: PathBuf,
     },
+    /// Measure the I/O floor: read the claim columns the engine needs and write a file of the
+    /// settlement schema through the same Parquet code, with no settlement. Prints JSON.
+    BenchFloor {
+        #[arg(long)]
+        claims: PathBuf,
+        /// Where the floor's settlement file is written (and removed, unless --keep).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        keep: bool,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -156,6 +169,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 summary.threads,
                 out.display()
             );
+        }
+        Command::BenchFloor {
+            claims,
+            out,
+            threads,
+            keep,
+        } => {
+            let floor = yibao::floor::measure(&claims, &out, threads, keep)?;
+            println!("{}", serde_json::to_string(&floor)?);
         }
         Command::AuditEval { labels, anomalies } => {
             let scores = yibao::audit::eval::evaluate(&labels, &anomalies)?;

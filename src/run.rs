@@ -124,6 +124,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         } else {
             0.0
         },
+        peak_rss_bytes: summary::peak_rss_bytes(),
     };
     let json =
         serde_json::to_vec_pretty(&summary).map_err(|e| Error::Usage(format!("summary: {e}")))?;

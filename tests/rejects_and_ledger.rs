@@ -221,20 +221,38 @@ fn month_split_with_the_ledger_equals_the_single_run() {
 /// Counts the ledger's `pool` rows per (person, year, pool).
 fn pool_rows(path: &std::path::Path) -> std::collections::BTreeMap<(String, i32, String), usize> {
     let b = read_parquet(path);
-    let record = b.column_by_name("record").unwrap().as_string::<i32>();
-    let person = b.column_by_name("person_id").unwrap().as_string::<i32>();
-    let pool = b.column_by_name("pool").unwrap().as_string::<i32>();
-    let year = b
-        .column_by_name("year")
+    let int = |name: &str| {
+        arrow::compute::cast(
+            b.column_by_name(name).unwrap(),
+            &arrow::datatypes::DataType::Int32,
+        )
         .unwrap()
-        .as_primitive::<Int32Type>();
+        .as_primitive::<Int32Type>()
+        .clone()
+    };
+    let (record, list, person, pool, year) = (
+        int("record"),
+        int("list"),
+        int("person"),
+        int("pool"),
+        int("year"),
+    );
+    let name = b.column_by_name("name").unwrap().as_string::<i32>();
+    // The ledger's name lists: record 0 rows, list 0 = persons, 1 = pools.
+    let entries = |which: i32| -> Vec<String> {
+        (0..b.num_rows())
+            .filter(|&i| record.value(i) == 0 && list.value(i) == which)
+            .map(|i| name.value(i).to_string())
+            .collect()
+    };
+    let (persons, pools) = (entries(0), entries(1));
     let mut counts = std::collections::BTreeMap::new();
     for i in 0..b.num_rows() {
-        if record.value(i) == "pool" {
+        if record.value(i) == 1 {
             let key = (
-                person.value(i).to_string(),
+                persons[person.value(i) as usize].clone(),
                 year.value(i),
-                pool.value(i).to_string(),
+                pools[pool.value(i) as usize].clone(),
             );
             *counts.entry(key).or_insert(0) += 1;
         }
@@ -321,7 +339,7 @@ fn a_ledger_pool_row_without_its_pool_stops_the_run() {
     let mut ledger = read_parquet(&s.path("o1/ledger.parquet"));
     let i = ledger.schema().index_of("pool").unwrap();
     let mut columns = ledger.columns().to_vec();
-    columns[i] = Arc::new(StringArray::new_null(ledger.num_rows()));
+    columns[i] = Arc::new(arrow::array::Int32Array::new_null(ledger.num_rows()));
     ledger = RecordBatch::try_new(ledger.schema(), columns).unwrap();
     write_parquet(&s.path("bad-ledger.parquet"), &ledger);
     let err =

@@ -9,12 +9,10 @@ use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ledger::{ClaimRecord, Ledger};
 use crate::policy::{CapBasis, NONE, TOTAL_COST_POOL};
 
-/// A ledger value this run's claims never name: equal to no code of this run, null included.
-const UNSEEN: u32 = u32::MAX - 1;
-
 /// Each ledger claim's institution and drug as codes of this run's dictionaries, so the rules
 /// compare integers.
 pub struct LedgerCodes {
+    /// Per ledger claim record: its institution and drug as codes of this run's dictionaries.
     institution: Vec<u32>,
     drug: Vec<u32>,
     total_cost_pool: Option<u16>,
@@ -22,32 +20,22 @@ pub struct LedgerCodes {
 
 impl LedgerCodes {
     pub fn new(claims: &Claims, ledger: &Ledger, policies: &crate::policy::Policies) -> Self {
-        fn codes(
-            values: &[String],
-            of: impl Fn(&ClaimRecord) -> Option<&str>,
-            ledger: &Ledger,
-        ) -> Vec<u32> {
-            let index: std::collections::HashMap<&str, u32> = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.as_str(), i as u32))
-                .collect();
-            ledger
+        let institutions = Ledger::run_codes(&ledger.institutions, &claims.institutions);
+        let drugs = Ledger::run_codes(&ledger.drugs, &claims.drugs);
+        let run = |map: &[u32], code: u32| {
+            if code == NO_CODE {
+                NO_CODE
+            } else {
+                map[code as usize]
+            }
+        };
+        LedgerCodes {
+            institution: ledger
                 .claims
                 .iter()
-                .map(|r| match of(r) {
-                    None => NO_CODE,
-                    Some(v) => index.get(v).copied().unwrap_or(UNSEEN),
-                })
-                .collect()
-        }
-        LedgerCodes {
-            institution: codes(
-                &claims.institutions,
-                |r| r.institution_id.as_deref(),
-                ledger,
-            ),
-            drug: codes(&claims.drugs, |r| r.drug_code.as_deref(), ledger),
+                .map(|r| run(&institutions, r.institution))
+                .collect(),
+            drug: ledger.claims.iter().map(|r| run(&drugs, r.drug)).collect(),
             total_cost_pool: policies.pools.id(TOTAL_COST_POOL),
         }
     }

@@ -80,15 +80,15 @@ mod chunk;
 mod plant;
 mod rng;
 mod schema;
-mod writer;
 
 use std::path::PathBuf;
 
+use parquet::basic::{Compression, ZstdLevel};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::output::parquet::{FileSettings, PendingFile, ROW_GROUP_ROWS};
 use chunk::Plan;
-use writer::{ParallelWriter, ROW_GROUP_ROWS};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -134,27 +134,30 @@ fn generate_with(cfg: &GenerateConfig, row_group_rows: usize) -> Result<Generate
     validate(cfg)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
     let plan = Plan::new(cfg.persons, cfg.claims, cfg.year, cfg.month, cfg.seed);
+    // Inputs are written once and read by every run: zstd makes them small for little cost.
+    let settings = FileSettings {
+        compression: Compression::ZSTD(
+            ZstdLevel::try_new(1).map_err(|e| Error::parquet(&cfg.out, e))?,
+        ),
+        distinct_columns: &["claim_id"],
+        row_group_rows,
+        ..FileSettings::default()
+    };
 
-    let mut persons = ParallelWriter::create(
+    let mut persons = PendingFile::create_with(
         &cfg.out.join("persons.parquet"),
         schema::persons(),
-        row_group_rows,
+        &settings,
     )?;
-    let mut registrations = ParallelWriter::create(
+    let mut registrations = PendingFile::create_with(
         &cfg.out.join("registrations.parquet"),
         schema::registrations(),
-        row_group_rows,
+        &settings,
     )?;
-    let mut claims = ParallelWriter::create(
-        &cfg.out.join("claims.parquet"),
-        schema::claims(),
-        row_group_rows,
-    )?;
-    let mut labels = ParallelWriter::create(
-        &cfg.out.join("labels.parquet"),
-        schema::labels(),
-        row_group_rows,
-    )?;
+    let mut claims =
+        PendingFile::create_with(&cfg.out.join("claims.parquet"), schema::claims(), &settings)?;
+    let mut labels =
+        PendingFile::create_with(&cfg.out.join("labels.parquet"), schema::labels(), &settings)?;
 
     let mut report = GenerateReport {
         persons: cfg.persons,
@@ -182,18 +185,18 @@ fn generate_with(cfg: &GenerateConfig, row_group_rows: usize) -> Result<Generate
             report.reversals += output.reversals;
             report.bad_rows += output.bad_rows;
             report.labels += output.labels.num_rows() as u64;
-            persons.push(output.persons)?;
-            registrations.push(output.registrations)?;
-            claims.push(output.claims)?;
-            labels.push(output.labels)?;
+            persons.write(&output.persons)?;
+            registrations.write(&output.registrations)?;
+            claims.write(&output.claims)?;
+            labels.write(&output.labels)?;
         }
         first = last;
     }
     debug_assert_eq!(report.claims, cfg.claims);
-    persons.finish()?;
-    registrations.finish()?;
-    claims.finish()?;
-    labels.finish()?;
+    persons.close()?.commit()?;
+    registrations.close()?.commit()?;
+    claims.close()?.commit()?;
+    labels.close()?.commit()?;
     Ok(report)
 }
 

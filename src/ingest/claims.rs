@@ -5,6 +5,8 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+
+use crate::ingest::FastMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
@@ -137,7 +139,7 @@ struct Local {
 
 impl Local {
     fn build(array: &StringArray) -> Local {
-        let mut map: HashMap<&str, u32> = HashMap::new();
+        let mut map: FastMap<&str, u32> = FastMap::default();
         let mut local = Local {
             codes: Vec::with_capacity(array.len()),
             values: Vec::new(),
@@ -162,7 +164,7 @@ impl Local {
     fn merge_into(
         self,
         global: &mut Vec<String>,
-        index: &mut HashMap<String, u32>,
+        index: &mut FastMap<String, u32>,
         out: &mut Vec<u32>,
     ) {
         let remap: Vec<u32> = self
@@ -257,10 +259,10 @@ impl Claims {
         // Merge batch-local results in order: deterministic for any thread count.
         let total: usize = converted.iter().map(|c| c.person.len()).sum();
         claims.reserve(total);
-        let mut diagnosis_index = HashMap::new();
-        let mut institution_index = HashMap::new();
-        let mut drug_index = HashMap::new();
-        let mut community_index = HashMap::new();
+        let mut diagnosis_index = FastMap::default();
+        let mut institution_index = FastMap::default();
+        let mut drug_index = FastMap::default();
+        let mut community_index = FastMap::default();
         for mut c in converted {
             let offset = claims.person.len();
             c.batch.offset = offset;

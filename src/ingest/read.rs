@@ -28,9 +28,10 @@ pub enum ColumnKind {
     /// `Decimal128(18, 2)` money. Kept as read (any decimal precision and scale, or text):
     /// converting to fen is per row, because an unreadable amount rejects the row, not the file.
     Money,
-    /// `Int16`/`Int32`: any integer type is accepted and range-checked when cast.
+    /// `Int16`/`Int32`/`Int64`: any integer type is accepted and range-checked when cast.
     Int16,
     Int32,
+    Int64,
     Boolean,
 }
 
@@ -154,7 +155,7 @@ fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {
         ColumnKind::TimestampMs => matches!(dt, DataType::Timestamp(_, _)),
         ColumnKind::Date => matches!(dt, DataType::Date32),
         ColumnKind::Money => matches!(dt, DataType::Decimal128(_, _)) || text(dt),
-        ColumnKind::Int16 | ColumnKind::Int32 => dt.is_integer(),
+        ColumnKind::Int16 | ColumnKind::Int32 | ColumnKind::Int64 => dt.is_integer(),
         ColumnKind::Boolean => matches!(dt, DataType::Boolean),
     };
     if ok {
@@ -192,6 +193,7 @@ fn target_type(kind: ColumnKind, file_type: Option<&DataType>) -> DataType {
         },
         ColumnKind::Int16 => DataType::Int16,
         ColumnKind::Int32 => DataType::Int32,
+        ColumnKind::Int64 => DataType::Int64,
         ColumnKind::Boolean => DataType::Boolean,
     }
 }

@@ -2,7 +2,7 @@
 //! (`--registrations`), read into dense per-person tables. Person ids become dense `u32` indices
 //! here, once; every later stage works with the index.
 
-use std::collections::HashMap;
+use hashbrown::HashTable;
 use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -15,38 +15,78 @@ use crate::policy::{Policies, NONE};
 
 /// Dense person ids. Registry persons come first, in file order; persons met only in claims or
 /// the ledger are appended in the order they are first seen, so ids are deterministic.
-#[derive(Debug, Default)]
+///
+/// The ids' text lives in one arena and the hash table holds only dense ids: a province's
+/// millions of persons cost two small allocations, not two per person.
+#[derive(Default)]
 pub struct PersonIndex {
-    map: HashMap<Box<str>, u32>,
-    ids: Vec<Box<str>>,
+    table: HashTable<u32>,
+    text: String,
+    /// `ends[i]` = end of person `i`'s id in `text` (its start is `ends[i - 1]`, or 0).
+    ends: Vec<usize>,
+}
+
+impl std::fmt::Debug for PersonIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonIndex")
+            .field("persons", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    super::FastHash.hash_one(id)
 }
 
 impl PersonIndex {
+    pub fn with_capacity(persons: usize) -> PersonIndex {
+        PersonIndex {
+            table: HashTable::with_capacity(persons),
+            text: String::with_capacity(persons * 20),
+            ends: Vec::with_capacity(persons),
+        }
+    }
+
     pub fn get(&self, id: &str) -> Option<u32> {
-        self.map.get(id).copied()
+        self.table.find(hash(id), |&i| self.id(i) == id).copied()
     }
 
     /// The dense id of `id`, adding it if new.
     pub fn intern(&mut self, id: &str) -> (u32, bool) {
-        if let Some(&i) = self.map.get(id) {
+        let h = hash(id);
+        let (text, ends) = (&self.text, &self.ends);
+        let text_of = |i: u32| {
+            let i = i as usize;
+            &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
+        };
+        if let Some(&i) = self.table.find(h, |&i| text_of(i) == id) {
             return (i, false);
         }
-        let i = self.ids.len() as u32;
-        self.ids.push(id.into());
-        self.map.insert(id.into(), i);
+        let i = self.ends.len() as u32;
+        self.text.push_str(id);
+        self.ends.push(self.text.len());
+        let (text, ends) = (&self.text, &self.ends);
+        let hash_of = |&i: &u32| {
+            let i = i as usize;
+            hash(&text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]])
+        };
+        self.table.insert_unique(h, i, hash_of);
         (i, true)
     }
 
     pub fn id(&self, person: u32) -> &str {
-        &self.ids[person as usize]
+        let i = person as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ends.is_empty()
     }
 }
 
@@ -148,6 +188,8 @@ impl Registry {
     pub fn load(persons: &Path, registrations: &Path, policies: &Policies) -> Result<Registry> {
         let mut registry = Registry::default();
         let file = read_file(persons, PERSON_COLUMNS)?;
+        // Room for the registry and some persons met only in claims or the ledger.
+        registry.index = PersonIndex::with_capacity(file.rows as usize + file.rows as usize / 4);
         registry.stats.persons_bytes = file.bytes;
         let mut row = 0u64;
         for batch in &file.batches {

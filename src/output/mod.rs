@@ -14,11 +14,15 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::audit::Audited;
-use crate::domain::{Reason, Status};
+use crate::domain::{Reason, Status, VisitType};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::Registry;
-use crate::ledger::{ClaimRecord, Ledger, LedgerWriter};
+use std::borrow::Cow;
+
+use arrow::array::RecordBatch;
+
+use crate::ledger::{ClaimRecord, Ledger, LedgerClaim, List, PoolState};
 use crate::partition::Partitions;
 use crate::policy::Policies;
 use crate::settle::{Outcome, Settled};
@@ -121,7 +125,11 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     // Settlement batches are built in parallel, a window at a time to bound memory, and written
     // in input order.
     let schema = settlements::schema();
-    let mut file = PendingFile::create(&out.join("settlements.parquet"), schema.clone())?;
+    let mut file = PendingFile::create_with(
+        &out.join("settlements.parquet"),
+        schema.clone(),
+        &settlements::SETTINGS,
+    )?;
     let window = rayon::current_num_threads().max(1) * 2;
     for start in (0..view.claims.batches.len()).step_by(window) {
         let end = (start + window).min(view.claims.batches.len());
@@ -154,9 +162,10 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     pending.push(file.close()?);
     took(&mut written.seconds.anomalies);
 
-    let mut file = PendingFile::create(
+    let mut file = PendingFile::create_with(
         &out.join("ledger.parquet"),
         Arc::new(crate::ledger::schema()),
+        &crate::ledger::SETTINGS,
     )?;
     write_ledger(view, &mut file)?;
     written.ledger = file.rows;
@@ -168,103 +177,213 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
 /// Persons per ledger batch: batches are built in parallel and written in person order.
 const LEDGER_PERSONS_PER_BATCH: usize = 64 * 1024;
 
-/// The ledger after this run: for each person (dense id order), the pool states, then the
-/// claims of earlier runs (with this run's reversals marked), then this run's claims (all that
-/// passed ingest).
+/// One of the ledger's text lists after this run: the previous ledger's entries (their codes
+/// unchanged), then this run's new texts; `from_run` maps a run dictionary code to its entry.
+struct MergedTexts<'a> {
+    values: Vec<&'a str>,
+    from_run: Vec<u32>,
+}
+
+impl<'a> MergedTexts<'a> {
+    fn new(ledger: &'a [String], run: &'a [String]) -> MergedTexts<'a> {
+        let mut values: Vec<&str> = ledger.iter().map(String::as_str).collect();
+        let mut index: std::collections::HashMap<&str, u32> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (*v, i as u32))
+            .collect();
+        let from_run = run
+            .iter()
+            .map(|v| {
+                *index.entry(v.as_str()).or_insert_with(|| {
+                    values.push(v.as_str());
+                    values.len() as u32 - 1
+                })
+            })
+            .collect();
+        MergedTexts { values, from_run }
+    }
+
+    fn code(&self, run_code: u32) -> u32 {
+        match run_code {
+            NO_CODE => NO_CODE,
+            c => self.from_run[c as usize],
+        }
+    }
+}
+
+/// The texts of the ledger after this run.
+struct LedgerTexts<'a> {
+    institutions: MergedTexts<'a>,
+    drugs: MergedTexts<'a>,
+    medical_communities: MergedTexts<'a>,
+}
+
+/// The ledger after this run: its name lists, then for each person (dense id order) the pool
+/// states, the claims of earlier runs (with this run's reversals marked), and this run's claims
+/// (all that passed ingest).
 fn write_ledger(view: &RunView, file: &mut PendingFile) -> Result<()> {
-    let mut reversed_ledger = vec![false; view.ledger.claims.len()];
+    let (claims, ledger, policies) = (view.claims, view.ledger, view.policies);
+    let texts = LedgerTexts {
+        institutions: MergedTexts::new(&ledger.institutions, &claims.institutions),
+        drugs: MergedTexts::new(&ledger.drugs, &claims.drugs),
+        medical_communities: MergedTexts::new(
+            &ledger.medical_communities,
+            &claims.medical_communities,
+        ),
+    };
+    let persons = view.partitions.persons();
+    let person_ids: Vec<&str> = (0..persons as u32)
+        .map(|p| view.registry.index.id(p))
+        .collect();
+    let policy_ids: Vec<&str> = policies.versions.iter().map(|v| v.id.as_str()).collect();
+    fn str_of(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let lists: [(List, Vec<&str>); 9] = [
+        (List::Person, person_ids),
+        (List::Pool, str_of(&policies.pools)),
+        (List::Policy, policy_ids),
+        (List::Benefit, str_of(&policies.labels)),
+        (
+            List::Status,
+            Status::ALL.iter().map(|s| s.as_str()).collect(),
+        ),
+        (
+            List::Visit,
+            VisitType::ALL.iter().map(|v| v.as_str()).collect(),
+        ),
+        (List::Institution, texts.institutions.values.clone()),
+        (List::Drug, texts.drugs.values.clone()),
+        (
+            List::MedicalCommunity,
+            texts.medical_communities.values.clone(),
+        ),
+    ];
+    let names: Vec<(List, &str)> = lists
+        .iter()
+        .flat_map(|(list, values)| values.iter().map(move |v| (*list, *v)))
+        .collect();
+    for chunk in names.chunks(ROW_GROUP_ROWS) {
+        file.write(&crate::ledger::name_batch(chunk)?)?;
+    }
+
+    let mut reversed_ledger = vec![false; ledger.claims.len()];
     for &i in &view.settled.reversed_ledger {
         reversed_ledger[i] = true;
     }
-    let persons = view.partitions.persons();
     let ranges: Vec<(usize, usize)> = (0..persons)
         .step_by(LEDGER_PERSONS_PER_BATCH)
         .map(|a| (a, (a + LEDGER_PERSONS_PER_BATCH).min(persons)))
         .collect();
     let window = rayon::current_num_threads().max(1) * 2;
     for group in ranges.chunks(window) {
-        let batches: Vec<_> = group
+        let batches: Vec<Vec<RecordBatch>> = group
             .par_iter()
-            .map(|&(a, b)| ledger_batch(view, a, b, &reversed_ledger))
+            .map(|&(a, b)| ledger_batches(view, &texts, a, b, &reversed_ledger))
             .collect::<Result<_>>()?;
-        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        for batch in batches.iter().flatten().filter(|b| b.num_rows() > 0) {
             file.write(batch)?;
         }
     }
     Ok(())
 }
 
-/// An interned value as the ledger keeps it.
-fn code(values: &[String], code: u32) -> Option<Box<str>> {
-    (code != NO_CODE).then(|| values[code as usize].as_str().into())
-}
-
-/// The ledger rows of persons `a..b`.
-fn ledger_batch(
+/// The rows of persons `a..b`: their pool states, their claims of earlier runs (with this run's
+/// reversals marked), then their claims of this run. A person's claims stay in settlement
+/// order, which is all the reader needs.
+fn ledger_batches(
     view: &RunView,
+    texts: &LedgerTexts,
     a: usize,
     b: usize,
     reversed_ledger: &[bool],
-) -> Result<arrow::array::RecordBatch> {
-    let (policies, claims, ledger) = (view.policies, view.claims, view.ledger);
+) -> Result<Vec<RecordBatch>> {
+    let (claims, ledger) = (view.claims, view.ledger);
     let all_pools = &view.settled.pools;
     let from = all_pools.partition_point(|(q, _)| (*q as usize) < a);
-    let mut pools = all_pools[from..].iter().peekable();
-    let mut writer = LedgerWriter::default();
+    let mut settled_pools = all_pools[from..].iter().peekable();
+    let mut pools: Vec<(u32, &PoolState)> = Vec::new();
+    let mut earlier: Vec<LedgerClaim> = Vec::new();
     for p in a..b {
-        let person_id = view.registry.index.id(p as u32);
-        let rows = view.partitions.rows_of(p);
-        if rows.is_empty() {
-            for s in ledger.pools_of(p as u32) {
-                writer.push_pool(person_id, s, policies);
+        let person = p as u32;
+        // A person settled in this run has the whole state in the run's pools.
+        if view.partitions.rows_of(p).is_empty() {
+            pools.extend(ledger.pools_of(person).iter().map(|s| (person, s)));
+        }
+        while let Some((_, s)) = settled_pools.next_if(|(q, _)| *q as usize == p) {
+            pools.push((person, s));
+        }
+        let (start, records) = ledger.claims_of(person);
+        earlier.extend(records.iter().enumerate().map(|(i, r)| LedgerClaim {
+            person,
+            claim_id: &r.claim_id,
+            record: Cow::Borrowed(r),
+            reversed: r.reversed || reversed_ledger[start + i],
+        }));
+    }
+    let (first, last) = (
+        view.partitions.offsets[a] as usize,
+        view.partitions.offsets[b] as usize,
+    );
+    let mut person = a;
+    let current: Vec<LedgerClaim> = (first..last)
+        .map(|pos| {
+            while view.partitions.offsets[person + 1] as usize <= pos {
+                person += 1;
             }
-        }
-        while let Some((_, s)) = pools.next_if(|(q, _)| *q as usize == p) {
-            writer.push_pool(person_id, s, policies);
-        }
-        let (start, records) = ledger.claims_of(p as u32);
-        for (i, r) in records.iter().enumerate() {
-            if reversed_ledger[start + i] {
-                let mut r = r.clone();
-                r.reversed = true;
-                writer.push_claim(person_id, &r, policies);
-            } else {
-                writer.push_claim(person_id, r, policies);
-            }
-        }
-        let base = view.partitions.offsets[p] as usize;
-        for (k, &row) in rows.iter().enumerate() {
             // Rows rejected in settlement (a reversal without a valid original) stay in the
             // ledger as `rejected`: their ids still count as seen, as in a single run.
-            let o = &view.settled.outcomes[base + k];
-            let row = row as usize;
-            let record = ClaimRecord {
-                claim_id: claims.claim_id(row).unwrap_or_default().into(),
-                settled_at: claims.settled_at[row],
-                service_day: claims.service_day[row],
-                status: o.status,
-                version: o.version,
-                label: o.label,
-                pool: o.pool,
-                ratio_bp: o.ratio_bp,
-                total_fen: claims.total_fen[row],
-                in_scope_fen: claims.in_scope_fen[row],
-                eligible_fen: o.eligible_fen,
-                deductible_fen: o.deductible_fen,
-                fund_fen: o.fund_fen,
-                copay_fen: o.copay_fen,
-                over_cap_fen: o.over_cap_fen,
-                assisted: o.assisted,
+            let o = &view.settled.outcomes[pos];
+            let row = view.partitions.order[pos] as usize;
+            LedgerClaim {
+                person: person as u32,
+                claim_id: claims.claim_id(row).unwrap_or_default(),
+                record: Cow::Owned(ClaimRecord {
+                    claim_id: Box::default(),
+                    settled_at: claims.settled_at[row],
+                    service_day: claims.service_day[row],
+                    status: o.status,
+                    version: o.version,
+                    label: o.label,
+                    pool: o.pool,
+                    ratio_bp: o.ratio_bp,
+                    total_fen: claims.total_fen[row],
+                    in_scope_fen: claims.in_scope_fen[row],
+                    eligible_fen: o.eligible_fen,
+                    deductible_fen: o.deductible_fen,
+                    fund_fen: o.fund_fen,
+                    copay_fen: o.copay_fen,
+                    over_cap_fen: o.over_cap_fen,
+                    assisted: o.assisted,
+                    reversed: o.reversed,
+                    visit: claims.visit[row],
+                    medical_community: texts
+                        .medical_communities
+                        .code(claims.medical_community[row]),
+                    layers: o.layers,
+                    institution: texts.institutions.code(claims.institution[row]),
+                    drug: texts.drugs.code(claims.drug[row]),
+                    days_supply: claims.days_supply[row],
+                }),
                 reversed: o.reversed,
-                visit: claims.visit[row],
-                medical_community: code(&claims.medical_communities, claims.medical_community[row]),
-                layers: o.layers,
-                institution_id: code(&claims.institutions, claims.institution[row]),
-                drug_code: code(&claims.drugs, claims.drug[row]),
-                days_supply: claims.days_supply[row],
-            };
-            writer.push_claim(person_id, &record, policies);
-        }
+            }
+        })
+        .collect();
+    // Columns are built one at a time over a slice of rows: slices small enough to stay in
+    // cache keep that one pass per column, not one trip to memory per column.
+    let mut batches = Vec::new();
+    for chunk in pools.chunks(CACHED_ROWS) {
+        batches.push(crate::ledger::pool_batch(chunk)?);
     }
-    writer.finish()
+    for chunk in earlier
+        .chunks(CACHED_ROWS)
+        .chain(current.chunks(CACHED_ROWS))
+    {
+        batches.push(crate::ledger::claim_batch(chunk)?);
+    }
+    Ok(batches)
 }
+
+/// Rows per ledger batch: a slice of claim records that fits in a core's cache.
+const CACHED_ROWS: usize = 4096;

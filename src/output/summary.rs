@@ -31,6 +31,23 @@ pub struct Summary {
     /// Where the wall time went, for operators watching the nightly window.
     pub stage_seconds: StageTimes,
     pub rows_per_second: f64,
+    /// The process's peak resident memory (Linux `VmHWM`), for sizing the machine and
+    /// `--memory-limit`; `null` where the platform does not tell.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident set size so far, from `/proc/self/status` (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Wall seconds per pipeline stage.

@@ -199,20 +199,14 @@ impl<'a> Engine<'a> {
                     .collect()
             })
             .collect();
-        let codes: std::collections::HashMap<&str, u32> = claims
-            .medical_communities
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.as_str(), i as u32))
-            .collect();
+        let communities =
+            Ledger::run_codes(&ledger.medical_communities, &claims.medical_communities);
         let ledger_community = ledger
             .claims
             .iter()
-            .map(|r| {
-                r.medical_community
-                    .as_deref()
-                    .and_then(|c| codes.get(c).copied())
-                    .unwrap_or(NO_CODE)
+            .map(|r| match r.medical_community {
+                NO_CODE => NO_CODE,
+                c => communities[c as usize],
             })
             .collect();
         Engine {
