@@ -103,11 +103,17 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("yibao: {e:#}");
-            let code = e
-                .downcast_ref::<yibao::Error>()
-                .map(|e| e.exit_code())
-                .unwrap_or(1);
+            // The library's messages already carry their cause; other errors print their chain.
+            let code = match e.downcast_ref::<yibao::Error>() {
+                Some(own) => {
+                    eprintln!("yibao: {own}");
+                    own.exit_code()
+                }
+                None => {
+                    eprintln!("yibao: {e:#}");
+                    1
+                }
+            };
             ExitCode::from(code as u8)
         }
     }

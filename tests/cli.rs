@@ -275,3 +275,52 @@ fn generate_then_adjudicate_through_the_binary() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `bench-floor` reads the sample's claims and writes a settlement-shaped file of every claim
+/// row; it prints its measurement as JSON and removes the file unless asked to keep it.
+#[test]
+fn bench_floor_writes_a_settlement_shaped_file_of_every_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |keep: bool| {
+        let mut c = yibao();
+        c.args([
+            "bench-floor",
+            "--claims",
+            "data-samples/claims.parquet",
+            "--out",
+        ])
+        .arg(dir.path())
+        .args(["--threads", "2"]);
+        if keep {
+            c.arg("--keep");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let claims = rows_of(&repo("data-samples/claims.parquet"));
+    let floor = run(false);
+    assert_eq!(floor["claims"], claims);
+    assert_eq!(floor["threads"], 2);
+    assert!(floor["wall_seconds"].as_f64().unwrap() > 0.0);
+    assert!(!dir.path().join("settlements.parquet").exists());
+
+    run(true);
+    let written = dir.path().join("settlements.parquet");
+    assert_eq!(rows_of(&written), claims);
+    let names: Vec<String> = schema_of(&written)
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let contract: Vec<String> = yibao::output::settlements::schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, contract);
+}

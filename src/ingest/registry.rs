@@ -3,6 +3,7 @@
 //! here, once; every later stage works with the index.
 
 use hashbrown::HashTable;
+use rayon::prelude::*;
 use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -136,6 +137,14 @@ pub struct Registration {
     pub ended_on: Day,
 }
 
+/// One batch's registrations, before they are joined in file order.
+#[derive(Default)]
+struct BatchRegistrations {
+    found: Vec<(u32, Registration)>,
+    unknown_person: u64,
+    unknown_condition: u64,
+}
+
 /// Persons and their registrations, by dense person id.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -191,20 +200,70 @@ impl Registry {
         // Room for the registry and some persons met only in claims or the ledger.
         registry.index = PersonIndex::with_capacity(file.rows as usize + file.rows as usize / 4);
         registry.stats.persons_bytes = file.bytes;
-        let mut row = 0u64;
+        // Rows are parsed in parallel, batch by batch; ids are then numbered in file order.
+        let mut first_rows = Vec::with_capacity(file.batches.len());
+        let mut rows = 0u64;
         for batch in &file.batches {
-            registry.add_persons(persons, batch, &mut row, policies)?;
+            first_rows.push(rows);
+            rows += batch.num_rows() as u64;
         }
-        registry.stats.persons = row;
+        // The first bad row in file order is the one reported, whatever the thread count.
+        let parsed: Vec<Vec<Person>> = file
+            .batches
+            .par_iter()
+            .zip(&first_rows)
+            .map(|(batch, &first)| parse_persons(persons, batch, first, policies))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Result<_>>()?;
+        registry.persons.reserve(rows as usize);
+        for ((batch, people), &first) in file.batches.iter().zip(parsed).zip(&first_rows) {
+            let ids = batch.column(0).as_string::<i32>();
+            for (i, person) in people.into_iter().enumerate() {
+                if !registry.index.intern(ids.value(i)).1 {
+                    return Err(Error::Value {
+                        path: persons.to_path_buf(),
+                        column: "person_id".into(),
+                        row: first + i as u64,
+                        reason: format!("person `{}` appears twice", ids.value(i)),
+                    });
+                }
+                match person.state {
+                    PersonState::Invalid => registry.stats.persons_invalid += 1,
+                    _ if person.region == NONE => registry.stats.persons_without_policy += 1,
+                    _ => {}
+                }
+                registry.persons.push(person);
+            }
+        }
+        registry.stats.persons = rows;
 
         let file = read_file(registrations, REGISTRATION_COLUMNS)?;
         registry.stats.registrations_bytes = file.bytes;
-        let mut by_person: Vec<(u32, Registration)> = Vec::new();
-        let mut row = 0u64;
+        // Batches are read in parallel (the person index is only looked up here) and joined in
+        // file order.
+        let mut first_rows = Vec::with_capacity(file.batches.len());
+        let mut rows = 0u64;
         for batch in &file.batches {
-            registry.add_registrations(registrations, batch, &mut row, policies, &mut by_person)?;
+            first_rows.push(rows);
+            rows += batch.num_rows() as u64;
         }
-        registry.stats.registrations = row;
+        let read: Vec<BatchRegistrations> = file
+            .batches
+            .par_iter()
+            .zip(&first_rows)
+            .map(|(batch, &first)| registry.registrations_in(registrations, batch, first, policies))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Result<_>>()?;
+        registry.stats.registrations = rows;
+        let mut by_person: Vec<(u32, Registration)> =
+            Vec::with_capacity(read.iter().map(|r| r.found.len()).sum());
+        for r in read {
+            by_person.extend(r.found);
+            registry.stats.registrations_unknown_person += r.unknown_person;
+            registry.stats.registrations_unknown_condition += r.unknown_condition;
+        }
         // Stable by person, then by approval: the lookup scans a person's few rows in order.
         by_person.sort_by_key(|(p, r)| (*p, r.approved_on, r.condition));
         registry.registration_offsets = vec![0; registry.persons.len() + 1];
@@ -218,87 +277,15 @@ impl Registry {
         Ok(registry)
     }
 
-    fn add_persons(
-        &mut self,
+    /// The registrations of one batch whose first row is file row `first_row`.
+    fn registrations_in(
+        &self,
         path: &Path,
         batch: &RecordBatch,
-        row: &mut u64,
+        first_row: u64,
         policies: &Policies,
-    ) -> Result<()> {
-        let ids = batch.column(0).as_string::<i32>();
-        let regions = batch.column(1).as_string::<i32>();
-        let schemes = batch.column(2).as_string::<i32>();
-        let supplementary = batch.column(3).as_boolean();
-        let tiers = batch.column(4).as_primitive::<Int16Type>();
-        let assistance = batch.column(5).as_string::<i32>();
-        let family_doctor = batch.column(6).as_boolean();
-        for i in 0..batch.num_rows() {
-            let at = |column: &str, reason: String| Error::Value {
-                path: path.to_path_buf(),
-                column: column.into(),
-                row: *row,
-                reason,
-            };
-            for (c, name) in [(0, "person_id"), (1, "region"), (2, "scheme")] {
-                if batch.column(c).is_null(i) {
-                    return Err(at(name, "null in a required column".into()));
-                }
-            }
-            let (person, new) = self.index.intern(ids.value(i));
-            if !new {
-                return Err(at(
-                    "person_id",
-                    format!("person `{}` appears twice", ids.value(i)),
-                ));
-            }
-            debug_assert_eq!(person as usize, self.persons.len());
-            let scheme = Scheme::parse(schemes.value(i));
-            let tier = if tiers.is_null(i) {
-                Some(0)
-            } else {
-                crate::policy::TIERS
-                    .iter()
-                    .position(|&t| t == tiers.value(i))
-                    .map(|t| t as u8)
-            };
-            let category = if assistance.is_null(i) {
-                Some(None)
-            } else {
-                AssistanceCategory::parse(assistance.value(i)).map(Some)
-            };
-            let region = policies.region_index(regions.value(i)).unwrap_or(NONE);
-            let valid = scheme.is_some() && tier.is_some() && category.is_some();
-            if !valid {
-                self.stats.persons_invalid += 1;
-            } else if region == NONE {
-                self.stats.persons_without_policy += 1;
-            }
-            let supplementary = supplementary.is_valid(i) && supplementary.value(i);
-            self.persons.push(Person {
-                state: if valid {
-                    PersonState::Valid
-                } else {
-                    PersonState::Invalid
-                },
-                region,
-                coverage: Coverage::of(scheme.unwrap_or(Scheme::Resident), supplementary),
-                tier: tier.unwrap_or(0),
-                assistance: category.flatten(),
-                family_doctor: family_doctor.is_valid(i) && family_doctor.value(i),
-            });
-            *row += 1;
-        }
-        Ok(())
-    }
-
-    fn add_registrations(
-        &mut self,
-        path: &Path,
-        batch: &RecordBatch,
-        row: &mut u64,
-        policies: &Policies,
-        out: &mut Vec<(u32, Registration)>,
-    ) -> Result<()> {
+    ) -> Result<BatchRegistrations> {
+        let mut out = BatchRegistrations::default();
         let ids = batch.column(0).as_string::<i32>();
         let conditions = batch.column(1).as_string::<i32>();
         let severities = batch.column(2).as_string::<i32>();
@@ -309,7 +296,7 @@ impl Registry {
             let at = |column: &str, reason: String| Error::Value {
                 path: path.to_path_buf(),
                 column: column.into(),
-                row: *row,
+                row: first_row + i as u64,
                 reason,
             };
             for (c, name) in [(0, "person_id"), (1, "condition"), (4, "approved_on")] {
@@ -327,16 +314,15 @@ impl Registry {
                     )
                 })?
             };
-            *row += 1;
             let Some(person) = self.index.get(ids.value(i)) else {
-                self.stats.registrations_unknown_person += 1;
+                out.unknown_person += 1;
                 continue;
             };
             let Some(condition) = policies.condition_id(conditions.value(i)) else {
-                self.stats.registrations_unknown_condition += 1;
+                out.unknown_condition += 1;
                 continue;
             };
-            out.push((
+            out.found.push((
                 person,
                 Registration {
                     condition,
@@ -351,7 +337,7 @@ impl Registry {
                 },
             ));
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Person `p`'s registrations.
@@ -372,4 +358,63 @@ impl Registry {
             .copied()
             .unwrap_or(Person::UNKNOWN)
     }
+}
+
+/// The persons of one batch whose first row is file row `first_row`, in row order.
+fn parse_persons(
+    path: &Path,
+    batch: &RecordBatch,
+    first_row: u64,
+    policies: &Policies,
+) -> Result<Vec<Person>> {
+    let mut out = Vec::with_capacity(batch.num_rows());
+    let regions = batch.column(1).as_string::<i32>();
+    let schemes = batch.column(2).as_string::<i32>();
+    let supplementary = batch.column(3).as_boolean();
+    let tiers = batch.column(4).as_primitive::<Int16Type>();
+    let assistance = batch.column(5).as_string::<i32>();
+    let family_doctor = batch.column(6).as_boolean();
+    for i in 0..batch.num_rows() {
+        let at = |column: &str, reason: String| Error::Value {
+            path: path.to_path_buf(),
+            column: column.into(),
+            row: first_row + i as u64,
+            reason,
+        };
+        for (c, name) in [(0, "person_id"), (1, "region"), (2, "scheme")] {
+            if batch.column(c).is_null(i) {
+                return Err(at(name, "null in a required column".into()));
+            }
+        }
+        let scheme = Scheme::parse(schemes.value(i));
+        let tier = if tiers.is_null(i) {
+            Some(0)
+        } else {
+            crate::policy::TIERS
+                .iter()
+                .position(|&t| t == tiers.value(i))
+                .map(|t| t as u8)
+        };
+        let category = if assistance.is_null(i) {
+            Some(None)
+        } else {
+            AssistanceCategory::parse(assistance.value(i)).map(Some)
+        };
+        let region = policies.region_index(regions.value(i)).unwrap_or(NONE);
+        let valid = scheme.is_some() && tier.is_some() && category.is_some();
+        let supplementary = supplementary.is_valid(i) && supplementary.value(i);
+        out.push(Person {
+            state: if valid {
+                PersonState::Valid
+            } else {
+                PersonState::Invalid
+            },
+            region,
+            coverage: Coverage::of(scheme.unwrap_or(Scheme::Resident), supplementary),
+            tier: tier.unwrap_or(0),
+            assistance: category.flatten(),
+            family_doctor: family_doctor.is_valid(i) && family_doctor.value(i),
+        });
+    }
+    Ok(out)
 }
