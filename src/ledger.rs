@@ -181,6 +181,7 @@ impl Ledger {
 
         // First the name lists, in code order.
         let mut lists: [Vec<String>; LISTS.len()] = Default::default();
+        let (mut pool_rows, mut claim_rows) = (0usize, 0usize);
         let mut row = 0u64;
         for batch in &file.batches {
             let record = batch.column(column("record")).as_primitive::<Int16Type>();
@@ -196,6 +197,10 @@ impl Ledger {
                         return Err(bad(row, "name", "a name row needs its name".into()));
                     }
                     slot.push(name.value(i).to_string());
+                } else if record.is_valid(i) && record.value(i) == RECORD_POOL {
+                    pool_rows += 1;
+                } else {
+                    claim_rows += 1;
                 }
                 row += 1;
             }
@@ -217,10 +222,14 @@ impl Ledger {
         let visit_of: Vec<Option<VisitType>> =
             visit_names.iter().map(|n| VisitType::parse(n)).collect();
 
-        let mut pools: Vec<(u32, PoolState)> = Vec::new();
-        let mut claims: Vec<(u32, ClaimRecord)> = Vec::new();
+        // Sized up front: a ledger holds every claim of the year, and growing vectors of that
+        // size by doubling costs copies and fresh pages.
+        let mut pools: Vec<(u32, PoolState)> = Vec::with_capacity(pool_rows);
+        let mut claims: Vec<(u32, ClaimRecord)> = Vec::with_capacity(claim_rows);
         let mut row = 0u64;
-        for batch in &file.batches {
+        // Each decoded batch is dropped once read, so the records replace the batches in memory.
+        for batch in file.batches {
+            let batch = &batch;
             let int16 = |name: &str| batch.column(column(name)).as_primitive::<Int16Type>();
             let int32 = |name: &str| batch.column(column(name)).as_primitive::<Int32Type>();
             let int64 = |name: &str| batch.column(column(name)).as_primitive::<Int64Type>();
@@ -453,9 +462,9 @@ fn slice<'a, T>(offsets: &[u32], items: &'a [T], person: u32) -> &'a [T] {
     }
 }
 
-/// Groups `(person, item)` by person (stable), as CSR offsets over `persons` ids.
-fn group<T>(mut items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Vec<T>) {
-    items.sort_by_key(|(p, _)| *p);
+/// Groups `(person, item)` by person (stable), as CSR offsets over `persons` ids: a counting
+/// sort, each item moved once (the items are whole claim records, millions of them).
+fn group<T>(items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Vec<T>) {
     let mut offsets = vec![0u32; persons + 1];
     for (p, _) in &items {
         offsets[*p as usize + 1] += 1;
@@ -463,7 +472,20 @@ fn group<T>(mut items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Vec<T>) {
     for i in 1..offsets.len() {
         offsets[i] += offsets[i - 1];
     }
-    (offsets, items.into_iter().map(|(_, t)| t).collect())
+    // Source index of each destination slot, in destination order.
+    let mut next = offsets.clone();
+    let mut source = vec![0u32; items.len()];
+    for (i, (p, _)) in items.iter().enumerate() {
+        let slot = &mut next[*p as usize];
+        source[*slot as usize] = i as u32;
+        *slot += 1;
+    }
+    let mut items: Vec<Option<T>> = items.into_iter().map(|(_, t)| Some(t)).collect();
+    let grouped = source
+        .iter()
+        .map(|&i| items[i as usize].take().expect("each item placed once"))
+        .collect();
+    (offsets, grouped)
 }
 
 /// What a ledger row is.
@@ -741,6 +763,17 @@ pub fn claim_batch(rows: &[LedgerClaim]) -> Result<RecordBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_is_a_stable_counting_sort_by_person() {
+        let items = vec![(2, "a"), (0, "b"), (2, "c"), (0, "d"), (3, "e")];
+        let (offsets, grouped) = group(items, 5);
+        assert_eq!(offsets, vec![0, 2, 2, 4, 5, 5]);
+        assert_eq!(grouped, vec!["b", "d", "a", "c", "e"]);
+        assert_eq!(slice(&offsets, &grouped, 2), &["a", "c"]);
+        assert!(slice(&offsets, &grouped, 1).is_empty());
+        assert!(slice(&offsets, &grouped, 9).is_empty());
+    }
 
     #[test]
     fn enum_codes_are_positions_in_the_written_name_lists() {
