@@ -236,16 +236,7 @@ impl Claims {
                 bytes: decoded.bytes,
                 rows: decoded.rows,
             });
-            let mut file_row = 0u64;
-            let starts: Vec<u64> = decoded
-                .batches
-                .iter()
-                .map(|b| {
-                    let start = file_row;
-                    file_row += b.num_rows() as u64;
-                    start
-                })
-                .collect();
+            let starts = decoded.first_rows();
             let persons_ref: &PersonIndex = persons;
             let mut batches: Vec<Converted> = decoded
                 .batches

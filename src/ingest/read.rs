@@ -60,6 +60,33 @@ pub struct FileBatches {
     pub batches: Vec<RecordBatch>,
 }
 
+impl FileBatches {
+    /// The file row number of each batch's first row.
+    pub fn first_rows(&self) -> Vec<u64> {
+        let mut rows = 0u64;
+        self.batches
+            .iter()
+            .map(|b| {
+                let first = rows;
+                rows += b.num_rows() as u64;
+                first
+            })
+            .collect()
+    }
+}
+
+/// The first of `columns` (index, name) that is null in row `i`: a required value is missing.
+pub fn first_null<'n>(
+    batch: &RecordBatch,
+    i: usize,
+    columns: &[(usize, &'n str)],
+) -> Option<&'n str> {
+    columns
+        .iter()
+        .find(|(c, _)| batch.column(*c).is_null(i))
+        .map(|(_, name)| *name)
+}
+
 /// Lists the Parquet files behind `--claims FILE_OR_DIR`, sorted by name so runs are repeatable.
 pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;

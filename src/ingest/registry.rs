@@ -9,7 +9,7 @@ use std::path::Path;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int16Type};
 
-use super::read::{col, read_file, ColumnKind::*, ColumnSpec};
+use super::read::{col, first_null, read_file, ColumnKind::*, ColumnSpec};
 use crate::domain::{AssistanceCategory, Coverage, Day, Scheme, Severity};
 use crate::error::{Error, Result};
 use crate::policy::{Policies, NONE};
@@ -201,12 +201,8 @@ impl Registry {
         registry.index = PersonIndex::with_capacity(file.rows as usize + file.rows as usize / 4);
         registry.stats.persons_bytes = file.bytes;
         // Rows are parsed in parallel, batch by batch; ids are then numbered in file order.
-        let mut first_rows = Vec::with_capacity(file.batches.len());
-        let mut rows = 0u64;
-        for batch in &file.batches {
-            first_rows.push(rows);
-            rows += batch.num_rows() as u64;
-        }
+        let first_rows = file.first_rows();
+        let rows = file.rows;
         // The first bad row in file order is the one reported, whatever the thread count.
         let parsed: Vec<Vec<Person>> = file
             .batches
@@ -242,12 +238,8 @@ impl Registry {
         registry.stats.registrations_bytes = file.bytes;
         // Batches are read in parallel (the person index is only looked up here) and joined in
         // file order.
-        let mut first_rows = Vec::with_capacity(file.batches.len());
-        let mut rows = 0u64;
-        for batch in &file.batches {
-            first_rows.push(rows);
-            rows += batch.num_rows() as u64;
-        }
+        let first_rows = file.first_rows();
+        let rows = file.rows;
         let read: Vec<BatchRegistrations> = file
             .batches
             .par_iter()
@@ -299,10 +291,9 @@ impl Registry {
                 row: first_row + i as u64,
                 reason,
             };
-            for (c, name) in [(0, "person_id"), (1, "condition"), (4, "approved_on")] {
-                if batch.column(c).is_null(i) {
-                    return Err(at(name, "null in a required column".into()));
-                }
+            let required = [(0, "person_id"), (1, "condition"), (4, "approved_on")];
+            if let Some(name) = first_null(batch, i, &required) {
+                return Err(at(name, "null in a required column".into()));
             }
             let severity = if severities.is_null(i) {
                 Severity::Normal
@@ -381,10 +372,9 @@ fn parse_persons(
             row: first_row + i as u64,
             reason,
         };
-        for (c, name) in [(0, "person_id"), (1, "region"), (2, "scheme")] {
-            if batch.column(c).is_null(i) {
-                return Err(at(name, "null in a required column".into()));
-            }
+        if let Some(name) = first_null(batch, i, &[(0, "person_id"), (1, "region"), (2, "scheme")])
+        {
+            return Err(at(name, "null in a required column".into()));
         }
         let scheme = Scheme::parse(schemes.value(i));
         let tier = if tiers.is_null(i) {
