@@ -8,9 +8,11 @@ pub mod rejected;
 pub mod settlements;
 pub mod summary;
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use rayon::prelude::*;
 
 use crate::audit::Audited;
@@ -18,10 +20,6 @@ use crate::domain::{Reason, Status, VisitType};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::Registry;
-use std::borrow::Cow;
-
-use arrow::array::RecordBatch;
-
 use crate::ledger::{ClaimRecord, Ledger, LedgerClaim, List, PoolState};
 use crate::partition::Partitions;
 use crate::policy::Policies;
