@@ -107,6 +107,20 @@ impl Error {
         }
     }
 
+    pub(crate) fn value(
+        path: impl Into<PathBuf>,
+        column: impl Into<String>,
+        row: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Value {
+            path: path.into(),
+            column: column.into(),
+            row,
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn policy(
         path: impl Into<PathBuf>,
         key: impl Into<String>,

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::ingest::claims::CLAIM_COLUMNS;
 use crate::ingest::read::{list_parquet, read_file};
-use crate::output::parquet::PendingFile;
+use crate::output::parquet::{FileSettings, PendingFile};
 use crate::output::settlements;
 
 /// One measurement of the floor.
@@ -57,7 +57,7 @@ pub fn measure(claims: &Path, out: &Path, threads: Option<usize>, keep: bool) ->
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let schema = floor_schema();
         let path = out.join("settlements.parquet");
-        let mut file = PendingFile::create_with(&path, schema.clone(), &settlements::SETTINGS)?;
+        let mut file = PendingFile::create_with(&path, schema.clone(), &FileSettings::PER_CLAIM)?;
         let window = rayon::current_num_threads().max(1) * 2;
         for file_batches in &files {
             for group in file_batches.batches.chunks(window) {

@@ -36,19 +36,8 @@ use crate::error::{Error, Result};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::read::{col, contract_schema, read_file, ColumnKind::*, ColumnSpec};
 use crate::ingest::registry::PersonIndex;
-use crate::output::parquet::{FileSettings, ROW_GROUP_ROWS};
 use crate::policy::{Policies, NONE};
 use crate::settle::Layers;
-use parquet::basic::Compression;
-use parquet::file::properties::EnabledStatistics;
-
-/// How `ledger.parquet` is encoded (chosen by measurement, README "Performance").
-pub const SETTINGS: FileSettings = FileSettings {
-    compression: Compression::SNAPPY,
-    distinct_columns: &["claim_id"],
-    statistics: EnabledStatistics::Chunk,
-    row_group_rows: ROW_GROUP_ROWS,
-};
 
 /// A person's year-to-date use of one cap pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +110,22 @@ pub struct Ledger {
 /// Marks a ledger text that this run's claims never mention (a null is [`NO_CODE`]).
 pub const UNSEEN: u32 = u32::MAX - 1;
 
+/// A ledger text list's codes translated to a run dictionary's ([`Ledger::run_codes`]).
+#[derive(Debug, Default)]
+pub struct RunCodes(Vec<u32>);
+
+impl RunCodes {
+    /// The run's code for ledger code `code`: [`NO_CODE`] for a null, [`UNSEEN`] for a text the
+    /// run's claims do not have.
+    #[inline]
+    pub fn of(&self, code: u32) -> u32 {
+        match code {
+            NO_CODE => NO_CODE,
+            c => self.0[c as usize],
+        }
+    }
+}
+
 impl Ledger {
     pub fn pools_of(&self, person: u32) -> &[PoolState] {
         slice(&self.pool_offsets, &self.pools, person)
@@ -146,19 +151,20 @@ impl Ledger {
         self.pools.len()
     }
 
-    /// For each code of one of the ledger's text lists, the code of the same text in this run's
-    /// dictionary `run` ([`UNSEEN`] where the run has no such text): one hash per distinct text,
-    /// so comparing a ledger claim with a run claim is comparing two integers.
-    pub fn run_codes(ledger: &[String], run: &[String]) -> Vec<u32> {
+    /// Maps the codes of one of the ledger's text lists to this run's dictionary `run`: one hash
+    /// per distinct text, so comparing a ledger claim with a run claim is comparing integers.
+    pub fn run_codes(ledger: &[String], run: &[String]) -> RunCodes {
         let index: HashMap<&str, u32> = run
             .iter()
             .enumerate()
             .map(|(i, v)| (v.as_str(), i as u32))
             .collect();
-        ledger
-            .iter()
-            .map(|v| index.get(v.as_str()).copied().unwrap_or(UNSEEN))
-            .collect()
+        RunCodes(
+            ledger
+                .iter()
+                .map(|v| index.get(v.as_str()).copied().unwrap_or(UNSEEN))
+                .collect(),
+        )
     }
 
     /// Reads `--ledger`. Persons new to this run get dense ids. A pool or policy the current
@@ -166,12 +172,7 @@ impl Ledger {
     /// would be silently wrong.
     pub fn load(path: &Path, persons: &mut PersonIndex, policies: &Policies) -> Result<Ledger> {
         let file = read_file(path, LEDGER_COLUMNS)?;
-        let bad = |row: u64, column: &str, reason: String| Error::Value {
-            path: path.to_path_buf(),
-            column: column.into(),
-            row,
-            reason,
-        };
+        let bad = |row: u64, column: &str, reason: String| Error::value(path, column, row, reason);
         let column = |name: &str| {
             LEDGER_COLUMNS
                 .iter()

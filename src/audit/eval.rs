@@ -40,11 +40,13 @@ fn pairs(path: &Path) -> Result<BTreeSet<(String, Rule)>> {
             batch.column(1).as_string::<i32>(),
         );
         for i in 0..batch.num_rows() {
-            let rule = Rule::parse(rules.value(i)).ok_or_else(|| Error::Value {
-                path: path.to_path_buf(),
-                column: "rule".into(),
-                row,
-                reason: format!("`{}` is not an audit rule code", rules.value(i)),
+            let rule = Rule::parse(rules.value(i)).ok_or_else(|| {
+                Error::value(
+                    path,
+                    "rule",
+                    row,
+                    format!("`{}` is not an audit rule code", rules.value(i)),
+                )
             })?;
             out.insert((ids.value(i).to_string(), rule));
             row += 1;

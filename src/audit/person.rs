@@ -6,36 +6,22 @@
 use super::{Anomaly, Auditor, Related};
 use crate::domain::{year_of, Day, Level, Reason, Rule, Status};
 use crate::ingest::claims::{Claims, NO_CODE};
-use crate::ledger::{ClaimRecord, Ledger};
+use crate::ledger::{ClaimRecord, Ledger, RunCodes};
 use crate::policy::{CapBasis, NONE, TOTAL_COST_POOL};
 
-/// Each ledger claim's institution and drug as codes of this run's dictionaries, so the rules
+/// The ledger's institutions and drugs as codes of this run's dictionaries, so the rules
 /// compare integers.
 pub struct LedgerCodes {
-    /// Per ledger claim record: its institution and drug as codes of this run's dictionaries.
-    institution: Vec<u32>,
-    drug: Vec<u32>,
+    institutions: RunCodes,
+    drugs: RunCodes,
     total_cost_pool: Option<u16>,
 }
 
 impl LedgerCodes {
     pub fn new(claims: &Claims, ledger: &Ledger, policies: &crate::policy::Policies) -> Self {
-        let institutions = Ledger::run_codes(&ledger.institutions, &claims.institutions);
-        let drugs = Ledger::run_codes(&ledger.drugs, &claims.drugs);
-        let run = |map: &[u32], code: u32| {
-            if code == NO_CODE {
-                NO_CODE
-            } else {
-                map[code as usize]
-            }
-        };
         LedgerCodes {
-            institution: ledger
-                .claims
-                .iter()
-                .map(|r| run(&institutions, r.institution))
-                .collect(),
-            drug: ledger.claims.iter().map(|r| run(&drugs, r.drug)).collect(),
+            institutions: Ledger::run_codes(&ledger.institutions, &claims.institutions),
+            drugs: Ledger::run_codes(&ledger.drugs, &claims.drugs),
             total_cost_pool: policies.pools.id(TOTAL_COST_POOL),
         }
     }
@@ -207,8 +193,8 @@ pub fn audit_person(
                         let r = &a.ledger.claims[i];
                         !ledger_gone(i, k, s)
                             && same_claim(
-                                codes.institution[i],
-                                codes.drug[i],
+                                codes.institutions.of(r.institution),
+                                codes.drugs.of(r.drug),
                                 r.total_fen,
                                 r.service_day,
                             )
@@ -257,7 +243,7 @@ pub fn audit_person(
                                 let r = &records[i];
                                 r.status.is_settled_claim()
                                     && !ledger_gone(first + i, k, s)
-                                    && codes.drug[first + i] == drug
+                                    && codes.drugs.of(r.drug) == drug
                                     && r.days_supply.is_some()
                             })
                             .map(|i| {

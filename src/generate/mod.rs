@@ -139,9 +139,8 @@ fn generate_with(cfg: &GenerateConfig, row_group_rows: usize) -> Result<Generate
         compression: Compression::ZSTD(
             ZstdLevel::try_new(1).map_err(|e| Error::parquet(&cfg.out, e))?,
         ),
-        distinct_columns: &["claim_id"],
         row_group_rows,
-        ..FileSettings::default()
+        ..FileSettings::PER_CLAIM
     };
 
     let mut persons = PendingFile::create_with(

@@ -14,7 +14,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, TimestampMillisecondType};
 use rayon::prelude::*;
 
-use super::read::{col, list_parquet, read_file, ColumnKind::*, ColumnSpec};
+use super::read::{col, first_null, list_parquet, read_file, ColumnKind::*, ColumnSpec};
 use super::registry::PersonIndex;
 use crate::domain::{day_of, Day, Level, Millis, Reason, Referral, VisitType};
 use crate::error::Result;
@@ -458,10 +458,8 @@ fn convert(
             (6, "institution_level"),
             (9, "diagnosis"),
         ];
-        for (column, name) in required {
-            if batch.column(column).is_null(i) {
-                fail(Reason::NullKey, format!("{name} is null"));
-            }
+        if let Some(name) = first_null(batch, i, &required) {
+            fail(Reason::NullKey, format!("{name} is null"));
         }
         let person = if person_id.is_null(i) {
             NO_PERSON

@@ -217,12 +217,12 @@ impl Registry {
             let ids = batch.column(0).as_string::<i32>();
             for (i, person) in people.into_iter().enumerate() {
                 if !registry.index.intern(ids.value(i)).1 {
-                    return Err(Error::Value {
-                        path: persons.to_path_buf(),
-                        column: "person_id".into(),
-                        row: first + i as u64,
-                        reason: format!("person `{}` appears twice", ids.value(i)),
-                    });
+                    return Err(Error::value(
+                        persons,
+                        "person_id",
+                        first + i as u64,
+                        format!("person `{}` appears twice", ids.value(i)),
+                    ));
                 }
                 match person.state {
                     PersonState::Invalid => registry.stats.persons_invalid += 1,
@@ -285,11 +285,8 @@ impl Registry {
         let approved = batch.column(4).as_primitive::<Date32Type>();
         let ended = batch.column(5).as_primitive::<Date32Type>();
         for i in 0..batch.num_rows() {
-            let at = |column: &str, reason: String| Error::Value {
-                path: path.to_path_buf(),
-                column: column.into(),
-                row: first_row + i as u64,
-                reason,
+            let at = |column: &str, reason: String| {
+                Error::value(path, column, first_row + i as u64, reason)
             };
             let required = [(0, "person_id"), (1, "condition"), (4, "approved_on")];
             if let Some(name) = first_null(batch, i, &required) {
@@ -366,12 +363,8 @@ fn parse_persons(
     let assistance = batch.column(5).as_string::<i32>();
     let family_doctor = batch.column(6).as_boolean();
     for i in 0..batch.num_rows() {
-        let at = |column: &str, reason: String| Error::Value {
-            path: path.to_path_buf(),
-            column: column.into(),
-            row: first_row + i as u64,
-            reason,
-        };
+        let at =
+            |column: &str, reason: String| Error::value(path, column, first_row + i as u64, reason);
         if let Some(name) = first_null(batch, i, &[(0, "person_id"), (1, "region"), (2, "scheme")])
         {
             return Err(at(name, "null in a required column".into()));

@@ -24,7 +24,7 @@ use crate::ledger::{ClaimRecord, Ledger, LedgerClaim, List, PoolState};
 use crate::partition::Partitions;
 use crate::policy::Policies;
 use crate::settle::{Outcome, Settled};
-use parquet::{PendingFile, ROW_GROUP_ROWS};
+use parquet::{FileSettings, PendingFile, ROW_GROUP_ROWS};
 
 /// Marks a row that was never partitioned (rejected at ingest).
 const NOT_SETTLED: u32 = u32::MAX;
@@ -126,7 +126,7 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     let mut file = PendingFile::create_with(
         &out.join("settlements.parquet"),
         schema.clone(),
-        &settlements::SETTINGS,
+        &FileSettings::PER_CLAIM,
     )?;
     let window = rayon::current_num_threads().max(1) * 2;
     for start in (0..view.claims.batches.len()).step_by(window) {
@@ -144,7 +144,11 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     took(&mut written.seconds.settlements);
 
     let rows = rejected::rows(view);
-    let mut file = PendingFile::create(&out.join("rejected.parquet"), rejected::schema())?;
+    let mut file = PendingFile::create_with(
+        &out.join("rejected.parquet"),
+        rejected::schema(),
+        &FileSettings::PER_CLAIM,
+    )?;
     for chunk in rows.chunks(ROW_GROUP_ROWS) {
         file.write(&rejected::batch(view, chunk)?)?;
     }
@@ -152,7 +156,11 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     pending.push(file.close()?);
     took(&mut written.seconds.rejected);
 
-    let mut file = PendingFile::create(&out.join("anomalies.parquet"), anomalies::schema())?;
+    let mut file = PendingFile::create_with(
+        &out.join("anomalies.parquet"),
+        anomalies::schema(),
+        &FileSettings::PER_CLAIM,
+    )?;
     for chunk in view.audited.anomalies.chunks(ROW_GROUP_ROWS) {
         file.write(&anomalies::batch(view, chunk)?)?;
     }
@@ -163,7 +171,7 @@ pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet
     let mut file = PendingFile::create_with(
         &out.join("ledger.parquet"),
         Arc::new(crate::ledger::schema()),
-        &crate::ledger::SETTINGS,
+        &FileSettings::PER_CLAIM,
     )?;
     write_ledger(view, &mut file)?;
     written.ledger = file.rows;

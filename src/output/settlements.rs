@@ -12,21 +12,9 @@ use arrow::buffer::OffsetBuffer;
 use arrow::compute::filter;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use parquet::basic::Compression;
-use parquet::file::properties::EnabledStatistics;
-
-use super::parquet::{FileSettings, ROW_GROUP_ROWS};
 use super::RunView;
 use crate::error::{Error, Result};
 use crate::policy::NONE;
-
-/// How `settlements.parquet` is encoded (chosen by measurement, README "Performance").
-pub const SETTINGS: FileSettings = FileSettings {
-    compression: Compression::SNAPPY,
-    distinct_columns: &["claim_id"],
-    statistics: EnabledStatistics::Chunk,
-    row_group_rows: ROW_GROUP_ROWS,
-};
 
 /// The settlement schema of CONTRACT.md, in its column order.
 pub fn schema() -> SchemaRef {

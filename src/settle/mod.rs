@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::domain::{year_of, Coverage, Day, Level, Reason, Referral, Status, VisitType};
 use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::{Person, PersonState, Registration, Registry};
-use crate::ledger::{Ledger, PoolState};
+use crate::ledger::{Ledger, PoolState, RunCodes};
 use crate::money::mul_ratio;
 use crate::partition::Partitions;
 use crate::policy::{DeductiblePer, LevelRatio, Policies, Slot, Version, NONE};
@@ -151,9 +151,8 @@ pub struct Engine<'a> {
     pub ledger: &'a Ledger,
     /// `[version][diagnosis]` → condition id or [`NONE`], built once per run.
     diagnosis_condition: Vec<Vec<u16>>,
-    /// Each ledger claim's medical community as a code of this run's dictionary (`NO_CODE` when
-    /// it had none or no claim of this run names it).
-    ledger_community: Vec<u32>,
+    /// The ledger's medical communities as codes of this run's dictionary.
+    ledger_communities: RunCodes,
     /// [`crate::policy::TOTAL_COST_POOL`]'s id, when the policies define it.
     total_cost_pool: Option<u16>,
 }
@@ -199,23 +198,15 @@ impl<'a> Engine<'a> {
                     .collect()
             })
             .collect();
-        let communities =
+        let ledger_communities =
             Ledger::run_codes(&ledger.medical_communities, &claims.medical_communities);
-        let ledger_community = ledger
-            .claims
-            .iter()
-            .map(|r| match r.medical_community {
-                NO_CODE => NO_CODE,
-                c => communities[c as usize],
-            })
-            .collect();
         Engine {
             policies,
             registry,
             claims,
             ledger,
             diagnosis_condition,
-            ledger_community,
+            ledger_communities,
             total_cost_pool: policies.pools.id(crate::policy::TOTAL_COST_POOL),
         }
     }
@@ -624,7 +615,12 @@ impl Engine<'_> {
                             && !r.reversed
                             && !scratch.reversed_ledger.contains(&(start + i))
                     })
-                    .map(|(i, r)| (self.ledger_community[start + i], r.service_day))
+                    .map(|(_, r)| {
+                        (
+                            self.ledger_communities.of(r.medical_community),
+                            r.service_day,
+                        )
+                    })
             })
     }
 }
