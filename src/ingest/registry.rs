@@ -35,6 +35,13 @@ impl std::fmt::Debug for PersonIndex {
     }
 }
 
+/// Person `i`'s id in the arena (`ends[i]` is its end; its start the previous end).
+fn arena_id<'a>(text: &'a str, ends: &[usize], i: u32) -> &'a str {
+    let i = i as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &text[start..ends[i]]
+}
+
 fn hash(id: &str) -> u64 {
     use std::hash::BuildHasher;
     super::FastHash.hash_one(id)
@@ -50,36 +57,30 @@ impl PersonIndex {
     }
 
     pub fn get(&self, id: &str) -> Option<u32> {
-        self.table.find(hash(id), |&i| self.id(i) == id).copied()
+        self.get_hashed(hash(id), id)
     }
 
     /// The dense id of `id`, adding it if new.
     pub fn intern(&mut self, id: &str) -> (u32, bool) {
         let h = hash(id);
-        let (text, ends) = (&self.text, &self.ends);
-        let text_of = |i: u32| {
-            let i = i as usize;
-            &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
-        };
-        if let Some(&i) = self.table.find(h, |&i| text_of(i) == id) {
+        if let Some(i) = self.get_hashed(h, id) {
             return (i, false);
         }
         let i = self.ends.len() as u32;
         self.text.push_str(id);
         self.ends.push(self.text.len());
         let (text, ends) = (&self.text, &self.ends);
-        let hash_of = |&i: &u32| {
-            let i = i as usize;
-            hash(&text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]])
-        };
-        self.table.insert_unique(h, i, hash_of);
+        self.table
+            .insert_unique(h, i, |&j| hash(arena_id(text, ends, j)));
         (i, true)
     }
 
+    fn get_hashed(&self, h: u64, id: &str) -> Option<u32> {
+        self.table.find(h, |&i| self.id(i) == id).copied()
+    }
+
     pub fn id(&self, person: u32) -> &str {
-        let i = person as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        arena_id(&self.text, &self.ends, person)
     }
 
     pub fn len(&self) -> usize {
@@ -400,4 +401,27 @@ fn parse_persons(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_ids_are_dense_in_first_seen_order_and_read_back_from_the_arena() {
+        let mut index = PersonIndex::with_capacity(2);
+        let names: Vec<String> = (0..1000).map(|i| format!("P{i:06}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(index.intern(n), (i as u32, true));
+        }
+        assert_eq!(index.intern("P000007"), (7, false));
+        assert_eq!(index.intern(""), (1000, true));
+        assert_eq!(index.len(), 1001);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(index.get(n), Some(i as u32));
+            assert_eq!(index.id(i as u32), n);
+        }
+        assert_eq!(index.id(1000), "");
+        assert_eq!(index.get("P999999"), None);
+    }
 }
