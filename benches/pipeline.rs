@@ -57,11 +57,9 @@ fn stages(c: &mut Criterion) {
     let mut registry = load_registry();
     let ledger = Ledger::default();
     let claims = Claims::load(&claims_path, &mut registry.index, &[]).unwrap();
-    let persons = registry.index.len();
-    group.bench_function("partition", |b| {
-        b.iter(|| Partitions::build(&claims, persons))
-    });
-    let partitions = Partitions::build(&claims, persons);
+    let partition = || Partitions::build(&claims, &registry.index, &ledger, |_| true);
+    group.bench_function("partition", |b| b.iter(partition));
+    let partitions = partition();
     let engine = Engine::new(&policies, &registry, &claims, &ledger);
     group.bench_function("settle", |b| b.iter(|| engine.settle(&partitions)));
     let settled = engine.settle(&partitions);
@@ -86,7 +84,11 @@ fn stages(c: &mut Criterion) {
     );
     let out = dir.path().join("out");
     group.bench_function("outputs", |b| {
-        b.iter(|| output::write_parquet(&view, &out).unwrap())
+        b.iter(|| {
+            let mut files = output::OutputFiles::create(&out, &ledger).unwrap();
+            files.append(&view).unwrap();
+            files.close(&policies).unwrap()
+        })
     });
     group.finish();
 }

@@ -2,9 +2,10 @@
 //!
 //! One file, three kinds of row, told apart by `record`:
 //! - `0` name: entry of one of the file's name lists ([`LISTS`]: persons, pools, policies,
-//!   benefits, statuses, visit types, institutions, drugs, medical communities). Every other row
-//!   holds names as codes into these lists, so it is integers but for its claim id: the ledger
-//!   is rewritten every run and grows with every claim, so its rows must be cheap to write;
+//!   benefits, statuses, visit types, institutions, drugs, medical communities), written after
+//!   every other row. Every other row holds names as codes into these lists, so it is integers
+//!   but for its claim id: the ledger is rewritten every run and grows with every claim, so its
+//!   rows must be cheap to write;
 //! - `1` pool: a person's use of one annual-cap pool in one year (fund paid, cost covered,
 //!   deductible absorbed, claims counted);
 //! - `2` claim: a claim settled by a run, with its settlement, so that a later reversal can undo
@@ -141,6 +142,19 @@ impl Ledger {
             }
             None => (0, &[]),
         }
+    }
+
+    /// Size of the dense person id space the ledger was grouped over (persons it names).
+    pub fn persons(&self) -> usize {
+        self.pool_offsets
+            .len()
+            .max(self.claim_offsets.len())
+            .saturating_sub(1)
+    }
+
+    /// Whether the ledger holds pools or claims of `person`.
+    pub fn has_state(&self, person: u32) -> bool {
+        !self.pools_of(person).is_empty() || !self.claims_of(person).1.is_empty()
     }
 
     pub fn claim_ids(&self) -> Vec<&str> {

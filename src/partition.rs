@@ -1,48 +1,147 @@
-//! Partitioning: claims grouped by dense person id (a counting sort, no global comparison sort),
-//! then each person's claims put in settlement order `(settled_at, claim_id)`. The result is the
-//! unit of parallel work: persons are independent, so any split of the person range settles the
-//! same way on any number of threads.
+//! Partitioning: the claims of a run (or of one spill unit) grouped by person, persons put in
+//! output order, and each person's claims put in settlement order `(settled_at, claim_id)`.
+//!
+//! Every output lists persons in the order of [`person_key`] (ties by id): a fixed function of
+//! the person id alone. That order does not depend on which persons share a run, so a month
+//! settled in one piece and a month spilled to disk and settled partition by partition (each
+//! partition a range of keys) write the same rows in the same order. Grouping is a counting sort
+//! over dense person ids; only the persons themselves are sorted by key.
 
 use rayon::prelude::*;
 
 use crate::ingest::claims::{Claims, NO_PERSON};
+use crate::ingest::registry::PersonIndex;
+use crate::ledger::Ledger;
 
-/// Valid claims grouped by person and ordered in time.
+/// The stable key of a person id: FNV-1a over its bytes, finished with MurmurHash3's `fmix64`
+/// so that the top bits (which pick a spill partition) are well mixed. Fixed forever: changing
+/// it reorders every output file.
+pub fn person_key(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Key bits that name a block: persons are grouped in blocks of equal top key bits wherever an
+/// output groups rows (the ledger writes a block's pool rows, then its claim rows). A spill
+/// partition is a whole number of blocks, so the grouping never depends on how a run was cut.
+pub const BLOCK_BITS: u32 = 10;
+
+/// The block of a person key.
+pub fn block_of(key: u64) -> usize {
+    (key >> (64 - BLOCK_BITS)) as usize
+}
+
+/// The claims of a run grouped by person, persons in output order.
+///
+/// A *slot* is a person's place in output order; `persons[slot]` is its dense person id.
 #[derive(Debug, Default)]
 pub struct Partitions {
-    /// `order[offsets[p]..offsets[p + 1]]` are person `p`'s claim rows, in settlement order.
+    /// Dense person id of each slot: every person with a claim row here, and every person of
+    /// the ledger in this partition's key range, ordered by `(person_key, id)`.
+    pub persons: Vec<u32>,
+    /// [`person_key`] of each slot.
+    pub keys: Vec<u64>,
+    /// `order[offsets[s]..offsets[s + 1]]` are slot `s`'s valid claim rows, in settlement order.
     pub offsets: Vec<u32>,
     pub order: Vec<u32>,
+    /// `rejected[rejected_offsets[s]..rejected_offsets[s + 1]]` are slot `s`'s rows rejected at
+    /// ingest, in input order.
+    pub rejected_offsets: Vec<u32>,
+    pub rejected: Vec<u32>,
+    /// Rows with no person (a null `person_id`), in input order: written after every person.
+    pub orphans: Vec<u32>,
 }
 
 impl Partitions {
-    /// Groups every claim not rejected at ingest. `persons` is the size of the dense id space.
-    pub fn build(claims: &Claims, persons: usize) -> Partitions {
-        let mut offsets = vec![0u32; persons + 1];
-        let valid = |row: usize| claims.rejected[row].is_none() && claims.person[row] != NO_PERSON;
-        for row in 0..claims.len() {
-            if valid(row) {
-                offsets[claims.person[row] as usize + 1] += 1;
+    /// Groups the rows of `claims` by person. Persons with only ledger state are included when
+    /// `in_range(person_key)` holds (the partition's key range; everything for a whole run).
+    pub fn build(
+        claims: &Claims,
+        index: &PersonIndex,
+        ledger: &Ledger,
+        in_range: impl Fn(u64) -> bool + Sync,
+    ) -> Partitions {
+        const ABSENT: u32 = u32::MAX;
+        let mut slot_of = vec![ABSENT; index.len()];
+        for &p in &claims.person {
+            if p != NO_PERSON {
+                slot_of[p as usize] = 0;
             }
         }
-        for p in 1..offsets.len() {
-            offsets[p] += offsets[p - 1];
+        let ledger_persons = ledger.persons().min(index.len());
+        let with_state: Vec<u32> = (0..ledger_persons as u32)
+            .into_par_iter()
+            .filter(|&p| {
+                slot_of[p as usize] == ABSENT
+                    && ledger.has_state(p)
+                    && in_range(person_key(index.id(p)))
+            })
+            .collect();
+        for p in with_state {
+            slot_of[p as usize] = 0;
+        }
+        let mut keyed: Vec<(u64, u32)> = slot_of
+            .par_iter()
+            .enumerate()
+            .filter(|(_, s)| **s != ABSENT)
+            .map(|(p, _)| (person_key(index.id(p as u32)), p as u32))
+            .collect();
+        keyed.par_sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| index.id(a.1).cmp(index.id(b.1)))
+        });
+        let (keys, persons): (Vec<u64>, Vec<u32>) = keyed.into_iter().unzip();
+        for (slot, &p) in persons.iter().enumerate() {
+            slot_of[p as usize] = slot as u32;
+        }
+
+        let slots = persons.len();
+        let valid = |row: usize| claims.rejected[row].is_none();
+        let mut offsets = vec![0u32; slots + 1];
+        let mut rejected_offsets = vec![0u32; slots + 1];
+        let mut orphans = Vec::new();
+        for row in 0..claims.len() {
+            match claims.person[row] {
+                NO_PERSON => orphans.push(row as u32),
+                p if valid(row) => offsets[slot_of[p as usize] as usize + 1] += 1,
+                p => rejected_offsets[slot_of[p as usize] as usize + 1] += 1,
+            }
+        }
+        for s in 1..=slots {
+            offsets[s] += offsets[s - 1];
+            rejected_offsets[s] += rejected_offsets[s - 1];
         }
         let mut cursor = offsets.clone();
-        let mut order = vec![0u32; offsets[persons] as usize];
+        let mut rejected_cursor = rejected_offsets.clone();
+        let mut order = vec![0u32; offsets[slots] as usize];
+        let mut rejected = vec![0u32; rejected_offsets[slots] as usize];
         for row in 0..claims.len() {
+            let p = claims.person[row];
+            if p == NO_PERSON {
+                continue;
+            }
+            let s = slot_of[p as usize] as usize;
             if valid(row) {
-                let p = claims.person[row] as usize;
-                order[cursor[p] as usize] = row as u32;
-                cursor[p] += 1;
+                order[cursor[s] as usize] = row as u32;
+                cursor[s] += 1;
+            } else {
+                rejected[rejected_cursor[s] as usize] = row as u32;
+                rejected_cursor[s] += 1;
             }
         }
         // Sort each person's rows in time; ties on the timestamp are broken by claim id, as the
         // contract says, so the order never depends on input file order.
-        let mut slices: Vec<&mut [u32]> = Vec::with_capacity(persons);
+        let mut slices: Vec<&mut [u32]> = Vec::with_capacity(slots);
         let mut rest: &mut [u32] = &mut order;
-        for p in 0..persons {
-            let len = (offsets[p + 1] - offsets[p]) as usize;
+        for s in 0..slots {
+            let len = (offsets[s + 1] - offsets[s]) as usize;
             let (head, tail) = rest.split_at_mut(len);
             if len > 1 {
                 slices.push(head);
@@ -57,32 +156,98 @@ impl Partitions {
                     .then_with(|| claims.claim_id(a).cmp(&claims.claim_id(b)))
             })
         });
-        Partitions { offsets, order }
+        Partitions {
+            persons,
+            keys,
+            offsets,
+            order,
+            rejected_offsets,
+            rejected,
+            orphans,
+        }
     }
 
-    pub fn rows_of(&self, person: usize) -> &[u32] {
-        &self.order[self.offsets[person] as usize..self.offsets[person + 1] as usize]
+    /// Slot `slot`'s valid claim rows, in settlement order.
+    pub fn rows_of(&self, slot: usize) -> &[u32] {
+        &self.order[self.offsets[slot] as usize..self.offsets[slot + 1] as usize]
     }
 
-    pub fn persons(&self) -> usize {
-        self.offsets.len() - 1
+    /// Slot `slot`'s rows rejected at ingest, in input order.
+    pub fn rejected_of(&self, slot: usize) -> &[u32] {
+        let (a, b) = (self.rejected_offsets[slot], self.rejected_offsets[slot + 1]);
+        &self.rejected[a as usize..b as usize]
     }
 
-    /// Person ranges `(first, end)` of about `claims` claims each, cut between persons: the
+    /// Number of slots (persons in output order).
+    pub fn slots(&self) -> usize {
+        self.persons.len()
+    }
+
+    /// Every row in output order: each person's valid claims (settlement order) then the
+    /// person's rejected rows (input order), persons in slot order, then the rows with no person.
+    pub fn output_rows(&self) -> Vec<u32> {
+        let mut rows =
+            Vec::with_capacity(self.order.len() + self.rejected.len() + self.orphans.len());
+        for s in 0..self.slots() {
+            rows.extend_from_slice(self.rows_of(s));
+            rows.extend_from_slice(self.rejected_of(s));
+        }
+        rows.extend_from_slice(&self.orphans);
+        rows
+    }
+
+    /// Slot ranges `(first, end)` of the non-empty blocks, in order.
+    pub fn blocks(&self) -> Vec<(usize, usize)> {
+        let mut blocks = Vec::new();
+        let mut start = 0;
+        for s in 1..=self.slots() {
+            if s == self.slots() || block_of(self.keys[s]) != block_of(self.keys[start]) {
+                blocks.push((start, s));
+                start = s;
+            }
+        }
+        blocks
+    }
+
+    /// Slot ranges `(first, end)` of about `claims` claims each, cut between persons: the
     /// parallel work units of settlement and audit. The cuts depend on the data alone, so the
     /// output is the same for any thread count.
     pub fn chunks(&self, claims: usize) -> Vec<(usize, usize)> {
         let mut chunks = Vec::new();
         let mut start = 0;
-        for p in 0..self.persons() {
-            if (self.offsets[p + 1] - self.offsets[start]) as usize >= claims {
-                chunks.push((start, p + 1));
-                start = p + 1;
+        for s in 0..self.slots() {
+            if (self.offsets[s + 1] - self.offsets[start]) as usize >= claims {
+                chunks.push((start, s + 1));
+                start = s + 1;
             }
         }
-        if start < self.persons() {
-            chunks.push((start, self.persons()));
+        if start < self.slots() {
+            chunks.push((start, self.slots()));
         }
         chunks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_key_is_fixed() {
+        // Computed independently (Python, from the FNV-1a and fmix64 definitions): a change to
+        // the key would reorder every output file, so it is pinned.
+        assert_eq!(person_key(""), 0xefd0_1f60_ba99_2926);
+        assert_eq!(person_key("P00000001"), 0x7290_15c5_a8ca_6f2b);
+        let spread = (0..4096)
+            .map(|i| person_key(&format!("P{i:08}")) >> 62)
+            .fold([0u32; 4], |mut n, q| {
+                n[q as usize] += 1;
+                n
+            });
+        // Top bits pick spill partitions: each quarter gets about a quarter of the persons.
+        assert!(
+            spread.iter().all(|&n| (900..1150).contains(&n)),
+            "{spread:?}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::ingest::claims::Claims;
 use crate::ingest::registry::Registry;
 use crate::ledger::Ledger;
-use crate::output::{self, summary, RunView};
+use crate::output::{self, summary, OutputFiles, RunView};
 use crate::partition::Partitions;
 use crate::policy::Policies;
 use crate::settle::Engine;
@@ -62,8 +62,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let claims = Claims::load(&args.claims, &mut registry.index, &known_ids)?;
     drop(known_ids);
     mark(&mut stages.ingest);
-    let persons = registry.index.len();
-    let partitions = Partitions::build(&claims, persons);
+    let partitions = Partitions::build(&claims, &registry.index, &ledger, |_| true);
     mark(&mut stages.partition);
     let engine = Engine::new(&policies, &registry, &claims, &ledger);
     let settled = engine.settle(&partitions);
@@ -88,7 +87,9 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         &settled,
         &audited,
     );
-    let (written, pending) = output::write_parquet(&view, &args.out)?;
+    let mut files = OutputFiles::create(&args.out, &ledger)?;
+    files.append(&view)?;
+    let (written, pending) = files.close(&policies)?;
     let (totals, reasons, rejected) = summary::totals(&view);
     mark(&mut stages.output);
     let wall = started.elapsed().as_secs_f64();

@@ -145,8 +145,8 @@ impl Auditor<'_> {
             .map(|&(a, b)| {
                 let mut found = Vec::new();
                 let mut scratch = person::Scratch::default();
-                for p in a..b {
-                    person::audit_person(self, &lookup, p as u32, &mut scratch, &mut found);
+                for slot in a..b {
+                    person::audit_person(self, &lookup, slot, &mut scratch, &mut found);
                 }
                 found
             })

@@ -47,17 +47,17 @@ pub struct Scratch {
 pub fn audit_person(
     a: &Auditor,
     codes: &LedgerCodes,
-    person: u32,
+    slot: usize,
     s: &mut Scratch,
     found: &mut Vec<Anomaly>,
 ) {
-    let p = person as usize;
-    let rows = a.partitions.rows_of(p);
+    let rows = a.partitions.rows_of(slot);
     if rows.is_empty() {
         return;
     }
+    let person = a.partitions.persons[slot];
     let (claims, outcomes) = (a.claims, &a.settled.outcomes);
-    let base = a.partitions.offsets[p] as usize;
+    let base = a.partitions.offsets[slot] as usize;
     let (first, records) = a.ledger.claims_of(person);
     s.reversed_at.clear();
     s.reversed_at.resize(rows.len(), usize::MAX);

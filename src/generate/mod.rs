@@ -805,7 +805,9 @@ mod tests {
         let (claims, _) = read(&dir.join("claims.parquet"));
         let (persons, _) = read(&dir.join("persons.parquet"));
         let settlements = settle(dir);
-        // Settlement rows are the input rows with non-null keys, in input order.
+        // Settlement rows are the input rows with non-null keys, in output order: `rows[s]` is
+        // the input row of settlement row `s`, matched by claim id (a repeated id's rows in
+        // input order; the generator's repeats are exact copies).
         let keys = [
             "claim_id",
             "person_id",
@@ -813,10 +815,23 @@ mod tests {
             "settled_at",
             "institution_level",
         ];
-        let rows: Vec<usize> = (0..claims.num_rows())
-            .filter(|&i| {
-                keys.iter()
-                    .all(|k| claims.column_by_name(k).unwrap().is_valid(i))
+        let mut by_id: HashMap<&str, std::collections::VecDeque<usize>> = HashMap::new();
+        let input_id = text(&claims, "claim_id");
+        for i in 0..claims.num_rows() {
+            if keys
+                .iter()
+                .all(|k| claims.column_by_name(k).unwrap().is_valid(i))
+            {
+                by_id.entry(input_id.value(i)).or_default().push_back(i);
+            }
+        }
+        let settled_id = text(&settlements, "claim_id");
+        let rows: Vec<usize> = (0..settlements.num_rows())
+            .map(|s| {
+                by_id
+                    .get_mut(settled_id.value(s))
+                    .and_then(|q| q.pop_front())
+                    .expect("every settlement row is an input row")
             })
             .collect();
         assert_eq!(rows.len(), settlements.num_rows());

@@ -200,9 +200,15 @@ impl Claims {
     /// The batch holding global row `row`, and the row's index inside it.
     #[inline]
     pub fn locate(&self, row: usize) -> (&ClaimBatch, usize) {
+        let (b, i) = self.locate_index(row);
+        (&self.batches[b], i)
+    }
+
+    /// The index of the batch holding global row `row`, and the row's index inside it.
+    #[inline]
+    pub fn locate_index(&self, row: usize) -> (usize, usize) {
         let b = self.batches.partition_point(|b| b.offset <= row) - 1;
-        let batch = &self.batches[b];
-        (batch, row - batch.offset)
+        (b, row - self.batches[b].offset)
     }
 
     pub fn claim_id(&self, row: usize) -> Option<&str> {

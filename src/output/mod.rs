@@ -108,185 +108,257 @@ pub struct FileSeconds {
     pub ledger: f64,
 }
 
-/// Writes the three Parquet outputs to temporary files and returns them with their counts; the
-/// caller commits them after `summary.json` is ready.
-pub fn write_parquet(view: &RunView, out: &Path) -> Result<(Written, Vec<parquet::Committed>)> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut written = Written::default();
-    let mut pending = Vec::new();
-    let mut lap = std::time::Instant::now();
-    let mut took = |slot: &mut f64| {
-        *slot = lap.elapsed().as_secs_f64();
-        lap = std::time::Instant::now();
-    };
+/// The four Parquet outputs being written, under temporary names until committed. A run
+/// writes one partition after another, in key order ([`crate::partition`]); each file grows by
+/// appending, so a whole run and a spilled run write the same bytes.
+pub struct OutputFiles {
+    settlements: PendingFile,
+    rejected: PendingFile,
+    anomalies: PendingFile,
+    ledger: PendingFile,
+    ledger_names: LedgerNames,
+    pub written: Written,
+}
 
-    // Settlement batches are built in parallel, a window at a time to bound memory, and written
-    // in input order.
-    let schema = settlements::schema();
-    let mut file = PendingFile::create_with(
-        &out.join("settlements.parquet"),
-        schema.clone(),
-        &FileSettings::PER_CLAIM,
-    )?;
-    let window = rayon::current_num_threads().max(1) * 2;
-    for start in (0..view.claims.batches.len()).step_by(window) {
-        let end = (start + window).min(view.claims.batches.len());
-        let batches: Vec<_> = (start..end)
-            .into_par_iter()
-            .map(|b| settlements::batch(view, b, &schema))
-            .collect::<Result<_>>()?;
-        for batch in &batches {
-            file.write(batch)?;
+/// Settlement rows per batch built in parallel.
+const SETTLEMENT_BATCH_ROWS: usize = 64 * 1024;
+
+impl OutputFiles {
+    /// Opens the files in `out`; `ledger` is the ledger read at the start (its text lists keep
+    /// their codes).
+    pub fn create(out: &Path, ledger: &Ledger) -> Result<OutputFiles> {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let open = |name: &str, schema| {
+            PendingFile::create_with(&out.join(name), schema, &FileSettings::PER_CLAIM)
+        };
+        Ok(OutputFiles {
+            settlements: open("settlements.parquet", settlements::schema())?,
+            rejected: open("rejected.parquet", rejected::schema())?,
+            anomalies: open("anomalies.parquet", anomalies::schema())?,
+            ledger: open("ledger.parquet", Arc::new(crate::ledger::schema()))?,
+            ledger_names: LedgerNames::new(ledger),
+            written: Written::default(),
+        })
+    }
+
+    /// Appends the rows of one settled partition (or of a whole run).
+    pub fn append(&mut self, view: &RunView) -> Result<()> {
+        let mut lap = std::time::Instant::now();
+        let mut took = |slot: &mut f64| {
+            *slot += lap.elapsed().as_secs_f64();
+            lap = std::time::Instant::now();
+        };
+        let rows = view.partitions.output_rows();
+
+        // Settlement batches are built in parallel, a window at a time to bound memory.
+        let schema = settlements::schema();
+        let chunks: Vec<&[u32]> = rows.chunks(SETTLEMENT_BATCH_ROWS).collect();
+        let window = rayon::current_num_threads().max(1) * 2;
+        for group in chunks.chunks(window) {
+            let batches: Vec<_> = group
+                .par_iter()
+                .map(|rows| settlements::batch(view, rows, &schema))
+                .collect::<Result<_>>()?;
+            for batch in &batches {
+                self.settlements.write(batch)?;
+            }
+        }
+        self.written.settlements = self.settlements.rows;
+        took(&mut self.written.seconds.settlements);
+
+        let rejected_rows = rejected::rows(view, &rows);
+        for chunk in rejected_rows.chunks(ROW_GROUP_ROWS) {
+            self.rejected.write(&rejected::batch(view, chunk)?)?;
+        }
+        self.written.rejected = self.rejected.rows;
+        took(&mut self.written.seconds.rejected);
+
+        for chunk in view.audited.anomalies.chunks(ROW_GROUP_ROWS) {
+            self.anomalies.write(&anomalies::batch(view, chunk)?)?;
+        }
+        self.written.anomalies = self.anomalies.rows;
+        took(&mut self.written.seconds.anomalies);
+
+        write_ledger(view, &mut self.ledger_names, &mut self.ledger)?;
+        self.written.ledger = self.ledger.rows;
+        took(&mut self.written.seconds.ledger);
+        Ok(())
+    }
+
+    /// Finishes every file (the ledger's name lists last) and returns them with their counts;
+    /// the caller commits them after `summary.json` is ready.
+    pub fn close(mut self, policies: &Policies) -> Result<(Written, Vec<parquet::Committed>)> {
+        let lap = std::time::Instant::now();
+        self.ledger_names.write(policies, &mut self.ledger)?;
+        self.written.ledger = self.ledger.rows;
+        self.written.seconds.ledger += lap.elapsed().as_secs_f64();
+        let pending = vec![
+            self.settlements.close()?,
+            self.rejected.close()?,
+            self.anomalies.close()?,
+            self.ledger.close()?,
+        ];
+        Ok((self.written, pending))
+    }
+}
+
+/// One of the ledger's text lists as written: the previous ledger's entries (their codes
+/// unchanged), then each new text in the order the written rows first use it — an order that
+/// depends on the rows alone, not on how a run was cut into partitions.
+struct TextList {
+    values: Vec<String>,
+    index: crate::ingest::FastMap<String, u32>,
+}
+
+impl TextList {
+    fn new(ledger: &[String]) -> TextList {
+        TextList {
+            values: ledger.to_vec(),
+            index: ledger
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), i as u32))
+                .collect(),
         }
     }
-    written.settlements = file.rows;
-    pending.push(file.close()?);
-    took(&mut written.seconds.settlements);
 
-    let rows = rejected::rows(view);
-    let mut file = PendingFile::create_with(
-        &out.join("rejected.parquet"),
-        rejected::schema(),
-        &FileSettings::PER_CLAIM,
-    )?;
-    for chunk in rows.chunks(ROW_GROUP_ROWS) {
-        file.write(&rejected::batch(view, chunk)?)?;
+    /// Ledger codes for a run dictionary, assigned in the order `used` (run codes in write
+    /// order) first mentions them; unmentioned entries stay [`NO_CODE`].
+    fn codes_for(&mut self, run: &[String], used: impl Iterator<Item = u32>) -> Vec<u32> {
+        let mut codes = vec![NO_CODE; run.len()];
+        for c in used {
+            if c == NO_CODE || codes[c as usize] != NO_CODE {
+                continue;
+            }
+            let next = self.values.len() as u32;
+            let text = &run[c as usize];
+            codes[c as usize] = *self.index.entry(text.clone()).or_insert_with(|| {
+                self.values.push(text.clone());
+                next
+            });
+        }
+        codes
     }
-    written.rejected = file.rows;
-    pending.push(file.close()?);
-    took(&mut written.seconds.rejected);
-
-    let mut file = PendingFile::create_with(
-        &out.join("anomalies.parquet"),
-        anomalies::schema(),
-        &FileSettings::PER_CLAIM,
-    )?;
-    for chunk in view.audited.anomalies.chunks(ROW_GROUP_ROWS) {
-        file.write(&anomalies::batch(view, chunk)?)?;
-    }
-    written.anomalies = file.rows;
-    pending.push(file.close()?);
-    took(&mut written.seconds.anomalies);
-
-    let mut file = PendingFile::create_with(
-        &out.join("ledger.parquet"),
-        Arc::new(crate::ledger::schema()),
-        &FileSettings::PER_CLAIM,
-    )?;
-    write_ledger(view, &mut file)?;
-    written.ledger = file.rows;
-    pending.push(file.close()?);
-    took(&mut written.seconds.ledger);
-    Ok((written, pending))
 }
 
-/// Persons per ledger batch: batches are built in parallel and written in person order.
-const LEDGER_PERSONS_PER_BATCH: usize = 64 * 1024;
-
-/// One of the ledger's text lists after this run: the previous ledger's entries (their codes
-/// unchanged), then this run's new texts; `from_run` maps a run dictionary code to its entry.
-struct MergedTexts<'a> {
-    values: Vec<&'a str>,
-    from_run: Vec<u32>,
+/// The ledger's name lists as they grow while partitions are written: persons get codes in
+/// write order; texts as [`TextList`].
+struct LedgerNames {
+    persons: Vec<String>,
+    institutions: TextList,
+    drugs: TextList,
+    medical_communities: TextList,
 }
 
-impl<'a> MergedTexts<'a> {
-    fn new(ledger: &'a [String], run: &'a [String]) -> MergedTexts<'a> {
-        let mut values: Vec<&str> = ledger.iter().map(String::as_str).collect();
-        let mut index: std::collections::HashMap<&str, u32> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (*v, i as u32))
-            .collect();
-        let from_run = run
-            .iter()
-            .map(|v| {
-                *index.entry(v.as_str()).or_insert_with(|| {
-                    values.push(v.as_str());
-                    values.len() as u32 - 1
-                })
-            })
-            .collect();
-        MergedTexts { values, from_run }
+impl LedgerNames {
+    fn new(ledger: &Ledger) -> LedgerNames {
+        LedgerNames {
+            persons: Vec::new(),
+            institutions: TextList::new(&ledger.institutions),
+            drugs: TextList::new(&ledger.drugs),
+            medical_communities: TextList::new(&ledger.medical_communities),
+        }
     }
 
-    fn code(&self, run_code: u32) -> u32 {
+    /// The name rows, after every pool and claim row: the reader collects names first.
+    fn write(&self, policies: &Policies, file: &mut PendingFile) -> Result<()> {
+        fn str_of(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
+        let lists: [(List, Vec<&str>); 9] = [
+            (List::Person, str_of(&self.persons)),
+            (List::Pool, str_of(&policies.pools)),
+            (
+                List::Policy,
+                policies.versions.iter().map(|v| v.id.as_str()).collect(),
+            ),
+            (List::Benefit, str_of(&policies.labels)),
+            (
+                List::Status,
+                Status::ALL.iter().map(|s| s.as_str()).collect(),
+            ),
+            (
+                List::Visit,
+                VisitType::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+            (List::Institution, str_of(&self.institutions.values)),
+            (List::Drug, str_of(&self.drugs.values)),
+            (
+                List::MedicalCommunity,
+                str_of(&self.medical_communities.values),
+            ),
+        ];
+        let names: Vec<(List, &str)> = lists
+            .iter()
+            .flat_map(|(list, values)| values.iter().map(move |v| (*list, *v)))
+            .collect();
+        for chunk in names.chunks(ROW_GROUP_ROWS) {
+            file.write(&crate::ledger::name_batch(chunk)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// This partition's ledger codes: person code per slot, text codes per run dictionary code.
+struct UnitCodes {
+    person: Vec<u32>,
+    institutions: Vec<u32>,
+    drugs: Vec<u32>,
+    medical_communities: Vec<u32>,
+}
+
+impl UnitCodes {
+    fn text(codes: &[u32], run_code: u32) -> u32 {
         match run_code {
             NO_CODE => NO_CODE,
-            c => self.from_run[c as usize],
+            c => codes[c as usize],
         }
     }
 }
 
-/// The texts of the ledger after this run.
-struct LedgerTexts<'a> {
-    institutions: MergedTexts<'a>,
-    drugs: MergedTexts<'a>,
-    medical_communities: MergedTexts<'a>,
-}
-
-/// The ledger after this run: its name lists, then for each person (dense id order) the pool
+/// Appends the ledger rows of one partition: for each slot in order, the person's pool
 /// states, the claims of earlier runs (with this run's reversals marked), and this run's claims
-/// (all that passed ingest).
-fn write_ledger(view: &RunView, file: &mut PendingFile) -> Result<()> {
-    let (claims, ledger, policies) = (view.claims, view.ledger, view.policies);
-    let texts = LedgerTexts {
-        institutions: MergedTexts::new(&ledger.institutions, &claims.institutions),
-        drugs: MergedTexts::new(&ledger.drugs, &claims.drugs),
-        medical_communities: MergedTexts::new(
-            &ledger.medical_communities,
+/// (all that passed ingest). A person with none of these gets no rows and no code.
+fn write_ledger(view: &RunView, names: &mut LedgerNames, file: &mut PendingFile) -> Result<()> {
+    let (claims, ledger, partitions) = (view.claims, view.ledger, view.partitions);
+    let slots = partitions.slots();
+    let mut person = vec![NO_CODE; slots];
+    for (slot, code) in person.iter_mut().enumerate() {
+        let p = partitions.persons[slot];
+        if !partitions.rows_of(slot).is_empty() || ledger.has_state(p) {
+            *code = names.persons.len() as u32;
+            names.persons.push(view.registry.index.id(p).to_string());
+        }
+    }
+    let order = &partitions.order;
+    let codes = UnitCodes {
+        person,
+        institutions: names.institutions.codes_for(
+            &claims.institutions,
+            order.iter().map(|&r| claims.institution[r as usize]),
+        ),
+        drugs: names.drugs.codes_for(
+            &claims.drugs,
+            order.iter().map(|&r| claims.drug[r as usize]),
+        ),
+        medical_communities: names.medical_communities.codes_for(
             &claims.medical_communities,
+            order.iter().map(|&r| claims.medical_community[r as usize]),
         ),
     };
-    let persons = view.partitions.persons();
-    let person_ids: Vec<&str> = (0..persons as u32)
-        .map(|p| view.registry.index.id(p))
-        .collect();
-    let policy_ids: Vec<&str> = policies.versions.iter().map(|v| v.id.as_str()).collect();
-    fn str_of(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
-    }
-    let lists: [(List, Vec<&str>); 9] = [
-        (List::Person, person_ids),
-        (List::Pool, str_of(&policies.pools)),
-        (List::Policy, policy_ids),
-        (List::Benefit, str_of(&policies.labels)),
-        (
-            List::Status,
-            Status::ALL.iter().map(|s| s.as_str()).collect(),
-        ),
-        (
-            List::Visit,
-            VisitType::ALL.iter().map(|v| v.as_str()).collect(),
-        ),
-        (List::Institution, texts.institutions.values.clone()),
-        (List::Drug, texts.drugs.values.clone()),
-        (
-            List::MedicalCommunity,
-            texts.medical_communities.values.clone(),
-        ),
-    ];
-    let names: Vec<(List, &str)> = lists
-        .iter()
-        .flat_map(|(list, values)| values.iter().map(move |v| (*list, *v)))
-        .collect();
-    for chunk in names.chunks(ROW_GROUP_ROWS) {
-        file.write(&crate::ledger::name_batch(chunk)?)?;
-    }
 
     let mut reversed_ledger = vec![false; ledger.claims.len()];
     for &i in &view.settled.reversed_ledger {
         reversed_ledger[i] = true;
     }
-    let ranges: Vec<(usize, usize)> = (0..persons)
-        .step_by(LEDGER_PERSONS_PER_BATCH)
-        .map(|a| (a, (a + LEDGER_PERSONS_PER_BATCH).min(persons)))
-        .collect();
+    // Rows are grouped by kind within a block, never across blocks, so the file reads the
+    // same however the run was partitioned.
+    let ranges = partitions.blocks();
     let window = rayon::current_num_threads().max(1) * 2;
     for group in ranges.chunks(window) {
         let batches: Vec<Vec<RecordBatch>> = group
             .par_iter()
-            .map(|&(a, b)| ledger_batches(view, &texts, a, b, &reversed_ledger))
+            .map(|&(a, b)| ledger_batches(view, &codes, a, b, &reversed_ledger))
             .collect::<Result<_>>()?;
         for batch in batches.iter().flatten().filter(|b| b.num_rows() > 0) {
             file.write(batch)?;
@@ -295,55 +367,55 @@ fn write_ledger(view: &RunView, file: &mut PendingFile) -> Result<()> {
     Ok(())
 }
 
-/// The rows of persons `a..b`: their pool states, their claims of earlier runs (with this run's
+/// The rows of slots `a..b` (a block): their pool states, their claims of earlier runs (with this run's
 /// reversals marked), then their claims of this run. A person's claims stay in settlement
 /// order, which is all the reader needs.
 fn ledger_batches(
     view: &RunView,
-    texts: &LedgerTexts,
+    codes: &UnitCodes,
     a: usize,
     b: usize,
     reversed_ledger: &[bool],
 ) -> Result<Vec<RecordBatch>> {
-    let (claims, ledger) = (view.claims, view.ledger);
+    let (claims, ledger, partitions) = (view.claims, view.ledger, view.partitions);
     let all_pools = &view.settled.pools;
     let from = all_pools.partition_point(|(q, _)| (*q as usize) < a);
     let mut settled_pools = all_pools[from..].iter().peekable();
     let mut pools: Vec<(u32, &PoolState)> = Vec::new();
     let mut earlier: Vec<LedgerClaim> = Vec::new();
-    for p in a..b {
-        let person = p as u32;
+    for slot in a..b {
+        let (person, code) = (partitions.persons[slot], codes.person[slot]);
         // A person settled in this run has the whole state in the run's pools.
-        if view.partitions.rows_of(p).is_empty() {
-            pools.extend(ledger.pools_of(person).iter().map(|s| (person, s)));
+        if partitions.rows_of(slot).is_empty() {
+            pools.extend(ledger.pools_of(person).iter().map(|s| (code, s)));
         }
-        while let Some((_, s)) = settled_pools.next_if(|(q, _)| *q as usize == p) {
-            pools.push((person, s));
+        while let Some((_, s)) = settled_pools.next_if(|(q, _)| *q as usize == slot) {
+            pools.push((code, s));
         }
         let (start, records) = ledger.claims_of(person);
         earlier.extend(records.iter().enumerate().map(|(i, r)| LedgerClaim {
-            person,
+            person: code,
             claim_id: &r.claim_id,
             record: Cow::Borrowed(r),
             reversed: r.reversed || reversed_ledger[start + i],
         }));
     }
     let (first, last) = (
-        view.partitions.offsets[a] as usize,
-        view.partitions.offsets[b] as usize,
+        partitions.offsets[a] as usize,
+        partitions.offsets[b] as usize,
     );
-    let mut person = a;
+    let mut slot = a;
     let current: Vec<LedgerClaim> = (first..last)
         .map(|pos| {
-            while view.partitions.offsets[person + 1] as usize <= pos {
-                person += 1;
+            while partitions.offsets[slot + 1] as usize <= pos {
+                slot += 1;
             }
             // Rows rejected in settlement (a reversal without a valid original) stay in the
             // ledger as `rejected`: their ids still count as seen, as in a single run.
             let o = &view.settled.outcomes[pos];
-            let row = view.partitions.order[pos] as usize;
+            let row = partitions.order[pos] as usize;
             LedgerClaim {
-                person: person as u32,
+                person: codes.person[slot],
                 claim_id: claims.claim_id(row).unwrap_or_default(),
                 record: Cow::Owned(ClaimRecord {
                     claim_id: Box::default(),
@@ -364,12 +436,13 @@ fn ledger_batches(
                     assisted: o.assisted,
                     reversed: o.reversed,
                     visit: claims.visit[row],
-                    medical_community: texts
-                        .medical_communities
-                        .code(claims.medical_community[row]),
+                    medical_community: UnitCodes::text(
+                        &codes.medical_communities,
+                        claims.medical_community[row],
+                    ),
                     layers: o.layers,
-                    institution: texts.institutions.code(claims.institution[row]),
-                    drug: texts.drugs.code(claims.drug[row]),
+                    institution: UnitCodes::text(&codes.institutions, claims.institution[row]),
+                    drug: UnitCodes::text(&codes.drugs, claims.drug[row]),
                     days_supply: claims.days_supply[row],
                 }),
                 reversed: o.reversed,

@@ -47,10 +47,11 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// The rejected rows, in input order, with their reasons.
-pub fn rows(view: &RunView) -> Vec<(usize, Reason)> {
-    (0..view.claims.len())
-        .filter_map(|row| {
+/// The rejected rows among `rows` (global rows in output order), with their reasons.
+pub fn rows(view: &RunView, rows: &[u32]) -> Vec<(usize, Reason)> {
+    rows.iter()
+        .filter_map(|&row| {
+            let row = row as usize;
             let o = view.outcome(row);
             (o.status == Status::Rejected).then(|| (row, o.reason.unwrap_or(Reason::NullKey)))
         })

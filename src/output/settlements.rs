@@ -1,19 +1,18 @@
-//! `settlements.parquet`: one row per input claim with non-null keys, in input order, keys
-//! written back exactly as read. Built batch by batch from the claims batches, so key columns
-//! are reused rather than copied row by row.
+//! `settlements.parquet`: one row per input claim with non-null keys, in output order (persons
+//! by key, see [`crate::partition`]), keys written back exactly as read.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Decimal128Array, Float32Array, ListArray, RecordBatch,
-    StringArray,
+    Array, ArrayRef, Decimal128Array, Float32Array, ListArray, RecordBatch, StringArray,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::compute::filter;
+use arrow::compute::interleave;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::RunView;
 use crate::error::{Error, Result};
+use crate::ingest::claims::ClaimBatch;
 use crate::policy::NONE;
 
 /// The settlement schema of CONTRACT.md, in its column order.
@@ -59,26 +58,27 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// The settlement rows of claims batch `b`.
-pub fn batch<'a>(view: &RunView<'a>, b: usize, schema: &SchemaRef) -> Result<RecordBatch> {
+/// The settlement rows of `rows` (global rows, in output order). Rows with a null key cannot be
+/// settlement rows (every key is non-null in the contract): they are in `rejected.parquet` only.
+pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result<RecordBatch> {
     let claims = view.claims;
-    let batch = &claims.batches[b];
-    let n = batch.claim_id.len();
-    let rows = batch.offset..batch.offset + n;
-    // Rows with a null key cannot be settlement rows (every key is non-null in the contract);
-    // they are in rejected.parquet only.
-    let keep: Vec<bool> = (0..n)
-        .map(|i| {
-            batch.claim_id.is_valid(i)
-                && batch.person_id.is_valid(i)
-                && batch.region.is_valid(i)
-                && batch.settled_at.is_valid(i)
-                && batch.institution_level.is_valid(i)
+    let kept: Vec<usize> = rows
+        .iter()
+        .map(|&r| r as usize)
+        .filter(|&r| {
+            let (b, i) = claims.locate(r);
+            b.claim_id.is_valid(i)
+                && b.person_id.is_valid(i)
+                && b.region.is_valid(i)
+                && b.settled_at.is_valid(i)
+                && b.institution_level.is_valid(i)
         })
         .collect();
-    let kept: Vec<usize> = rows.clone().filter(|&r| keep[r - batch.offset]).collect();
-    let mask = BooleanArray::from(keep);
-    let take = |a: &dyn Array| filter(a, &mask).map_err(|e| Error::arrow("settlements", e));
+    let at: Vec<(usize, usize)> = kept.iter().map(|&r| claims.locate_index(r)).collect();
+    let take = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<ArrayRef> {
+        let arrays: Vec<&dyn Array> = claims.batches.iter().map(pick).collect();
+        interleave(&arrays, &at).map_err(|e| Error::arrow("settlements", e))
+    };
 
     let outcomes: Vec<_> = kept.iter().map(|&r| view.outcome(r)).collect();
     let policies = view.policies;
@@ -145,11 +145,11 @@ pub fn batch<'a>(view: &RunView<'a>, b: usize, schema: &SchemaRef) -> Result<Rec
         .map(|(o, &f)| crate::audit::Audited::risk_score(policies, o.version, f))
         .collect();
     let columns: Vec<ArrayRef> = vec![
-        take(&batch.claim_id)?,
-        take(&batch.person_id)?,
-        take(&batch.region)?,
-        take(&batch.settled_at)?,
-        take(&batch.institution_level)?,
+        take(|b| &b.claim_id)?,
+        take(|b| &b.person_id)?,
+        take(|b| &b.region)?,
+        take(|b| b.settled_at.as_ref())?,
+        take(|b| &b.institution_level)?,
         text(&|o| name_of_version(policies, o.version)),
         text(&|o| name(&policies.labels, o.label)),
         text(&|o| Some(o.status.as_str())),

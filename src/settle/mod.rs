@@ -162,13 +162,14 @@ pub struct Engine<'a> {
 pub struct Settled {
     /// One per entry of [`Partitions::order`], in that order.
     pub outcomes: Vec<Outcome>,
-    /// Year-to-date state after the run, by person then (year, pool).
+    /// Year-to-date state after the run of every person with claims, by slot (see
+    /// [`Partitions`]) then (year, pool).
     pub pools: Vec<(u32, PoolState)>,
     /// Ledger claim records this run reversed.
     pub reversed_ledger: Vec<usize>,
 }
 
-/// A chunk's year-to-date states (by person) and the ledger claims it reversed.
+/// A chunk's year-to-date states (by slot) and the ledger claims it reversed.
 type ChunkResult = (Vec<(u32, PoolState)>, Vec<usize>);
 
 /// Per-thread scratch reused across persons: no allocation per claim.
@@ -231,15 +232,16 @@ impl<'a> Engine<'a> {
                 let mut pools = Vec::new();
                 let mut reversed = Vec::new();
                 let base = partitions.offsets[a] as usize;
-                for p in a..b {
-                    let rows = partitions.rows_of(p);
+                for slot in a..b {
+                    let rows = partitions.rows_of(slot);
                     if rows.is_empty() {
                         // No claims this run: the writer carries the ledger state unchanged.
                         continue;
                     }
-                    let from = partitions.offsets[p] as usize - base;
-                    self.settle_person(p as u32, rows, &mut out[from..from + rows.len()], scratch);
-                    pools.extend(scratch.pools.iter().map(|s| (p as u32, *s)));
+                    let from = partitions.offsets[slot] as usize - base;
+                    let person = partitions.persons[slot];
+                    self.settle_person(person, rows, &mut out[from..from + rows.len()], scratch);
+                    pools.extend(scratch.pools.iter().map(|s| (slot as u32, *s)));
                     reversed.extend_from_slice(&scratch.reversed_ledger);
                 }
                 (pools, reversed)
