@@ -75,6 +75,11 @@ enum Command {
         /// Worker threads (default: every core). The output is the same for any value.
         #[arg(long)]
         threads: Option<usize>,
+        /// Memory the claims may take (e.g. `2GiB`, `512MiB`, `1.5G`, or bytes); a larger month
+        /// is spilled to disk under OUT by person partition. Default: half of physical memory.
+        /// The output is the same for any value.
+        #[arg(long, value_parser = parse_memory_limit)]
+        memory_limit: Option<u64>,
     },
     /// Score the audit rules against the labels `generate` wrote: precision and recall per rule.
     AuditEval {
@@ -173,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             policies,
             out,
             threads,
+            memory_limit,
         } => {
             let summary = yibao::run::adjudicate(&yibao::run::AdjudicateArgs {
                 claims,
@@ -182,6 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 policies,
                 out: out.clone(),
                 threads,
+                memory_limit,
             })?;
             println!(
                 "settled {} claims ({} rejected) in {:.2} s, {:.0} rows/s, on {} threads; outputs in {}",
@@ -226,4 +233,8 @@ fn parse_month(text: &str) -> anyhow::Result<(i32, u32)> {
         return Err(bad().into());
     }
     Ok((year, month))
+}
+
+fn parse_memory_limit(text: &str) -> Result<u64, String> {
+    yibao::run::parse_size(text).map_err(|e| e.to_string())
 }

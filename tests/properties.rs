@@ -78,6 +78,7 @@ fn args(
         policies: policies_dir(),
         out: dir.join(out),
         threads: Some(threads),
+        memory_limit: None,
     }
 }
 

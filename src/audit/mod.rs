@@ -11,7 +11,7 @@
 //! A claim's risk score is `1 − Π(1 − weight)` over its flags, weights from its policy version.
 
 pub mod eval;
-mod outlier;
+pub mod outlier;
 mod person;
 
 use rayon::prelude::*;
@@ -136,7 +136,16 @@ pub struct Auditor<'a> {
 impl Auditor<'_> {
     /// Runs every rule. Deterministic for any thread count: chunks are cut by the data alone and
     /// results are concatenated in order.
+    /// Runs every rule on a whole run: the amount statistics are this run's.
     pub fn run(&self) -> Audited {
+        let mut counts = outlier::AmountCounts::default();
+        counts.add(self);
+        self.run_with(&counts.stats())
+    }
+
+    /// Runs every rule on one partition of a run, judging amounts against `stats`, the whole
+    /// run's (see [`outlier::AmountCounts`]).
+    pub fn run_with(&self, stats: &outlier::AmountStats) -> Audited {
         let lookup = person::LedgerCodes::new(self.claims, self.ledger, self.policies);
         let partitions = self.partitions;
         let chunks = partitions.chunks(CHUNK_CLAIMS);
@@ -152,7 +161,7 @@ impl Auditor<'_> {
             })
             .collect();
         let mut anomalies: Vec<Anomaly> = parts.into_iter().flatten().collect();
-        anomalies.extend(outlier::amount_outliers(self));
+        anomalies.extend(outlier::amount_outliers(self, stats));
         anomalies.par_sort_unstable_by_key(|a| (a.position, a.rule));
         let mut flags = vec![0u16; self.partitions.order.len()];
         for a in &anomalies {

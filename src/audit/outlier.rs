@@ -9,15 +9,102 @@ use rayon::prelude::*;
 use super::{Anomaly, Auditor, Related};
 use crate::domain::Rule;
 use crate::ingest::claims::NO_CODE;
+use crate::ingest::FastMap;
 use crate::money::round_div;
 
 /// 1.4826 in ten-thousandths: MAD to standard deviation for normal data.
 const MAD_TO_SIGMA: i128 = 14_826;
 
-pub fn amount_outliers(a: &Auditor) -> Vec<Anomaly> {
+/// `(drug, level, total, position)` of a claim the rule judges.
+type Item = (u32, u8, i64, u32);
+
+/// A group: (drug code text, institution level).
+type GroupKey = (Box<str>, u8);
+
+/// The amounts of each (drug, level) group across the whole run, as sorted `(total, count)`
+/// runs, gathered partition by partition: the rule compares a claim with every claim of its
+/// group in the run, wherever the run was cut.
+#[derive(Default)]
+pub struct AmountCounts {
+    groups: FastMap<GroupKey, Vec<(i64, u32)>>,
+}
+
+/// Per (drug, level) group: size, lower median and lower median absolute deviation, in fen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupStats {
+    pub n: u32,
+    pub median: i64,
+    pub mad: i64,
+}
+
+/// The groups' statistics for the whole run.
+#[derive(Default)]
+pub struct AmountStats {
+    groups: FastMap<GroupKey, GroupStats>,
+}
+
+impl AmountCounts {
+    /// Adds the judged claims of one settled partition.
+    pub fn add(&mut self, a: &Auditor) {
+        let items = items(a);
+        for group in groups(&items) {
+            let (drug, level) = (group[0].0, group[0].1);
+            let runs = self
+                .groups
+                .entry((a.claims.drugs[drug as usize].as_str().into(), level))
+                .or_default();
+            for x in group {
+                match runs.last_mut() {
+                    Some((v, n)) if *v == x.2 => *n += 1,
+                    _ => runs.push((x.2, 1)),
+                }
+            }
+        }
+    }
+
+    pub fn stats(mut self) -> AmountStats {
+        let groups = self
+            .groups
+            .par_drain()
+            .map(|(key, mut runs)| {
+                // Runs of several partitions: put them in order and merge equal totals.
+                runs.sort_unstable();
+                (key, group_stats(&runs))
+            })
+            .collect();
+        AmountStats { groups }
+    }
+}
+
+/// Median and MAD of sorted `(value, count)` runs (equal values may repeat across runs).
+fn group_stats(runs: &[(i64, u32)]) -> GroupStats {
+    let n: u32 = runs.iter().map(|r| r.1).sum();
+    let nth = |runs: &[(i64, u32)], k: u32| -> i64 {
+        let mut seen = 0;
+        for &(v, c) in runs {
+            seen += c;
+            if seen > k {
+                return v;
+            }
+        }
+        unreachable!("k < n")
+    };
+    let median = nth(runs, (n - 1) / 2);
+    let mut deviations: Vec<(i64, u32)> =
+        runs.iter().map(|&(v, c)| ((v - median).abs(), c)).collect();
+    deviations.sort_unstable();
+    GroupStats {
+        n,
+        median,
+        mad: nth(&deviations, (n - 1) / 2),
+    }
+}
+
+/// Every settled claim with a drug whose version has audit rules, sorted by (drug, level,
+/// total, position).
+fn items(a: &Auditor) -> Vec<Item> {
     let claims = a.claims;
-    // (drug, level, total, position) of every settled claim with a drug and audit rules.
-    let mut items: Vec<(u32, u8, i64, u32)> = a
+    let mut items: Vec<Item> = a
         .partitions
         .order
         .par_iter()
@@ -39,8 +126,13 @@ pub fn amount_outliers(a: &Auditor) -> Vec<Anomaly> {
         })
         .collect();
     items.par_sort_unstable();
-    let mut groups: Vec<&[(u32, u8, i64, u32)]> = Vec::new();
-    let mut rest = &items[..];
+    items
+}
+
+/// The (drug, level) groups of sorted items.
+fn groups(items: &[Item]) -> Vec<&[Item]> {
+    let mut groups: Vec<&[Item]> = Vec::new();
+    let mut rest = items;
     while let Some(&(drug, level, _, _)) = rest.first() {
         let n = rest.partition_point(|x| (x.0, x.1) == (drug, level));
         let (group, tail) = rest.split_at(n);
@@ -48,18 +140,29 @@ pub fn amount_outliers(a: &Auditor) -> Vec<Anomaly> {
         rest = tail;
     }
     groups
+}
+
+/// The outliers among this partition's claims, each judged against its group in `stats`.
+pub fn amount_outliers(a: &Auditor, stats: &AmountStats) -> Vec<Anomaly> {
+    let items = items(a);
+    groups(&items)
         .par_iter()
-        .flat_map_iter(|group| judge(a, group))
+        .flat_map_iter(|group| {
+            let key = (
+                a.claims.drugs[group[0].0 as usize].as_str().into(),
+                group[0].1,
+            );
+            let stats = stats.groups.get(&key).copied();
+            judge(a, group, stats)
+        })
         .collect()
 }
 
-/// The outliers of one (drug, level) group (sorted by amount).
-fn judge(a: &Auditor, group: &[(u32, u8, i64, u32)]) -> Vec<Anomaly> {
-    let n = group.len();
-    let median = group[(n - 1) / 2].2;
-    let mut deviations: Vec<i64> = group.iter().map(|x| (x.2 - median).abs()).collect();
-    deviations.sort_unstable();
-    let mad = deviations[(n - 1) / 2];
+/// The outliers of one (drug, level) group of this partition.
+fn judge(a: &Auditor, group: &[Item], stats: Option<GroupStats>) -> Vec<Anomaly> {
+    let Some(GroupStats { n, median, mad }) = stats else {
+        return Vec::new();
+    };
     if mad == 0 {
         return Vec::new();
     }
@@ -69,7 +172,7 @@ fn judge(a: &Auditor, group: &[(u32, u8, i64, u32)]) -> Vec<Anomaly> {
         let Some(rules) = a.rules_at(position as usize) else {
             continue;
         };
-        if (n as u32) < rules.outlier_min_group {
+        if n < rules.outlier_min_group {
             continue;
         }
         let bar = median

@@ -796,6 +796,7 @@ mod tests {
             policies: Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
             out: out.clone(),
             threads: Some(2),
+            memory_limit: None,
         })
         .unwrap();
         read(&out.join("settlements.parquet")).0

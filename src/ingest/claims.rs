@@ -10,7 +10,7 @@ use crate::ingest::FastMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, TimestampMillisecondType};
 use rayon::prelude::*;
 
@@ -55,6 +55,9 @@ pub struct ClaimBatch {
     pub file: usize,
     /// Row number of the batch's first row inside its file.
     pub file_row: u64,
+    /// Row number of each row inside its file, when the rows are not consecutive (a batch read
+    /// back from a spill partition); `None` means `file_row + i`.
+    pub file_rows: Option<UInt64Array>,
     pub claim_id: StringArray,
     pub person_id: StringArray,
     pub region: StringArray,
@@ -211,6 +214,16 @@ impl Claims {
         (b, row - self.batches[b].offset)
     }
 
+    /// Row number of global row `row` inside its input file, and the file's index.
+    pub fn source_row(&self, row: usize) -> (usize, u64) {
+        let (batch, i) = self.locate(row);
+        let in_file = match &batch.file_rows {
+            Some(rows) => rows.value(i),
+            None => batch.file_row + i as u64,
+        };
+        (batch.file, in_file)
+    }
+
     pub fn claim_id(&self, row: usize) -> Option<&str> {
         let (batch, i) = self.locate(row);
         batch.claim_id.is_valid(i).then(|| batch.claim_id.value(i))
@@ -233,25 +246,48 @@ impl Claims {
         known_claim_ids: &[&str],
     ) -> Result<Claims> {
         let files = list_parquet(path)?;
-        let mut claims = Claims::default();
-        let mut converted: Vec<Converted> = Vec::new();
+        let mut sources = Vec::new();
+        let mut inputs = Vec::new();
         for (f, file) in files.iter().enumerate() {
             let decoded = read_file(file, CLAIM_COLUMNS)?;
-            claims.sources.push(SourceFile {
+            sources.push(SourceFile {
                 path: decoded.path.clone(),
                 bytes: decoded.bytes,
                 rows: decoded.rows,
             });
             let starts = decoded.first_rows();
-            let persons_ref: &PersonIndex = persons;
-            let mut batches: Vec<Converted> = decoded
-                .batches
-                .par_iter()
-                .zip(starts.par_iter())
-                .map(|(batch, &start)| convert(f, start, batch, persons_ref))
-                .collect::<Result<_>>()?;
-            converted.append(&mut batches);
+            inputs.extend(
+                decoded
+                    .batches
+                    .into_iter()
+                    .zip(starts)
+                    .map(|(batch, first_row)| InputBatch {
+                        file: f,
+                        first_row,
+                        batch,
+                    }),
+            );
         }
+        Claims::from_batches(sources, inputs, persons, Repeats::Find(known_claim_ids))
+    }
+
+    /// Builds the claims of `inputs` (batches of [`CLAIM_COLUMNS`], in order; a batch may carry
+    /// [`FILE_ROW`] as an extra column when its rows are not consecutive in the file).
+    pub fn from_batches(
+        sources: Vec<SourceFile>,
+        inputs: Vec<InputBatch>,
+        persons: &mut PersonIndex,
+        repeats: Repeats,
+    ) -> Result<Claims> {
+        let mut claims = Claims {
+            sources,
+            ..Claims::default()
+        };
+        let persons_ref: &PersonIndex = persons;
+        let converted: Vec<Converted> = inputs
+            .into_par_iter()
+            .map(|input| convert(input.file, input.first_row, &input.batch, persons_ref))
+            .collect::<Result<_>>()?;
 
         // Merge batch-local results in order: deterministic for any thread count.
         let total: usize = converted.iter().map(|c| c.person.len()).sum();
@@ -303,8 +339,36 @@ impl Claims {
             }
             claims.batches.push(c.batch);
         }
-        claims.reject_duplicate_ids(known_claim_ids);
+        match repeats {
+            Repeats::Find(known) => claims.reject_duplicate_ids(known),
+            Repeats::Listed(rows) => {
+                if !rows.is_empty() {
+                    let starts = claims.file_starts();
+                    for row in 0..claims.len() {
+                        let (file, in_file) = claims.source_row(row);
+                        let input_row = starts[file] + in_file;
+                        if claims.rejected[row].is_none() && rows.binary_search(&input_row).is_ok()
+                        {
+                            claims.rejected[row] = Some(Reason::DuplicateClaimId);
+                        }
+                    }
+                }
+            }
+        }
         Ok(claims)
+    }
+
+    /// The input row number of each source file's first row (files in order).
+    pub fn file_starts(&self) -> Vec<u64> {
+        let mut start = 0;
+        self.sources
+            .iter()
+            .map(|f| {
+                let first = start;
+                start += f.rows;
+                first
+            })
+            .collect()
     }
 
     fn reserve(&mut self, n: usize) {
@@ -328,66 +392,133 @@ impl Claims {
     }
 
     /// Rejects every repeat of a claim id: a later row with the id of an earlier row, or of a
-    /// claim an earlier run settled. Sorting 64-bit hashes finds candidates in parallel without a
-    /// global hash table; equal hashes are confirmed on the strings.
+    /// claim an earlier run settled (see [`find_repeats`]).
     fn reject_duplicate_ids(&mut self, known: &[&str]) {
-        const LEDGER: u64 = 1 << 63;
-        // SipHash with fixed keys: the same ids hash the same way on every run and thread.
-        let hasher = std::hash::BuildHasherDefault::<DefaultHasher>::default();
-        let hash = |s: &str| hasher.hash_one(s);
-        let mut keys: Vec<(u64, u64)> = (0..self.len())
+        let occurrences: Vec<Occurrence> = (0..self.len())
             .into_par_iter()
-            .filter_map(|row| self.claim_id(row).map(|id| (hash(id), row as u64)))
+            .filter_map(|row| {
+                self.claim_id(row).map(|id| Occurrence {
+                    id,
+                    rejected: self.rejected[row].is_some(),
+                    settled_at: self.settled_at[row],
+                    input_row: row as u64,
+                })
+            })
             .collect();
-        keys.par_extend(
-            known
-                .par_iter()
-                .enumerate()
-                .map(|(i, id)| (hash(id), LEDGER | i as u64)),
-        );
-        keys.par_sort_unstable();
-        let text = |key: u64| -> &str {
-            if key & LEDGER != 0 {
-                known[(key & !LEDGER) as usize]
-            } else {
-                self.claim_id(key as usize).unwrap_or_default()
-            }
-        };
-        let mut duplicates = Vec::new();
-        let mut start = 0;
-        while start < keys.len() {
-            let mut end = start + 1;
-            while end < keys.len() && keys[end].0 == keys[start].0 {
-                end += 1;
-            }
-            if end - start > 1 {
-                // Within one hash, the id belongs to the ledger's claim (settled by an earlier
-                // run), else to the valid row settled first — by settlement time, then input
-                // order — so a split run and a whole run agree on which row is the repeat.
-                let mut group: Vec<u64> = keys[start..end].iter().map(|k| k.1).collect();
-                group.sort_by_key(|&k| {
-                    if k & LEDGER != 0 {
-                        (false, false, i64::MIN, k & !LEDGER)
-                    } else {
-                        let row = k as usize;
-                        (true, self.rejected[row].is_some(), self.settled_at[row], k)
-                    }
-                });
-                for j in 1..group.len() {
-                    let key = group[j];
-                    if key & LEDGER == 0 && group[..j].iter().any(|&e| text(e) == text(key)) {
-                        duplicates.push(key as usize);
-                    }
-                }
-            }
-            start = end;
-        }
-        for row in duplicates {
+        for row in find_repeats(&occurrences, known) {
+            let row = row as usize;
             if self.rejected[row].is_none() {
                 self.rejected[row] = Some(Reason::DuplicateClaimId);
             }
         }
     }
+}
+
+/// Extra column of a claims batch read back from a spill partition: each row's row number in
+/// its input file (`UInt64`).
+pub const FILE_ROW: &str = "__file_row";
+
+/// A claims batch to build [`Claims`] from.
+pub struct InputBatch {
+    /// Index of the source file.
+    pub file: usize,
+    /// Row number of the batch's first row in its file (when its rows are consecutive).
+    pub first_row: u64,
+    pub batch: RecordBatch,
+}
+
+/// How ingest finds repeated claim ids.
+pub enum Repeats<'a> {
+    /// Among the rows being loaded and the ledger's ids (a whole run).
+    Find(&'a [&'a str]),
+    /// Already found across the whole input (a spilled run): the input rows to reject, sorted.
+    Listed(&'a [u64]),
+}
+
+/// One row's claim id with what decides which copy of an id is the original.
+pub struct Occurrence<'a> {
+    pub id: &'a str,
+    /// Rejected at ingest for another reason.
+    pub rejected: bool,
+    pub settled_at: Millis,
+    /// Row number across the whole input (files in order).
+    pub input_row: u64,
+}
+
+/// The input rows that repeat a claim id: within one id, the ledger's claim (settled by an
+/// earlier run) is the original, else the valid row settled first — by settlement time, then
+/// input order — so a split run and a whole run agree on which row is the repeat. Sorting 64-bit
+/// hashes finds candidates in parallel without a global hash table; equal hashes are confirmed
+/// on the strings. Returned sorted.
+pub fn find_repeats(occurrences: &[Occurrence], known: &[&str]) -> Vec<u64> {
+    const LEDGER: u64 = 1 << 63;
+    let hash = |s: &str| claim_id_hash(s);
+    let mut keys: Vec<(u64, u64)> = occurrences
+        .par_iter()
+        .enumerate()
+        .map(|(i, o)| (hash(o.id), i as u64))
+        .collect();
+    keys.par_extend(
+        known
+            .par_iter()
+            .enumerate()
+            .map(|(i, id)| (hash(id), LEDGER | i as u64)),
+    );
+    keys.par_sort_unstable();
+    let text = |key: u64| -> &str {
+        if key & LEDGER != 0 {
+            known[(key & !LEDGER) as usize]
+        } else {
+            occurrences[key as usize].id
+        }
+    };
+    let mut repeats = Vec::new();
+    let mut start = 0;
+    while start < keys.len() {
+        let mut end = start + 1;
+        while end < keys.len() && keys[end].0 == keys[start].0 {
+            end += 1;
+        }
+        if end - start > 1 {
+            let mut group: Vec<u64> = keys[start..end].iter().map(|k| k.1).collect();
+            group.sort_by_key(|&k| {
+                if k & LEDGER != 0 {
+                    (false, false, i64::MIN, k & !LEDGER)
+                } else {
+                    let o = &occurrences[k as usize];
+                    (true, o.rejected, o.settled_at, o.input_row)
+                }
+            });
+            for j in 1..group.len() {
+                let key = group[j];
+                if key & LEDGER == 0 && group[..j].iter().any(|&e| text(e) == text(key)) {
+                    repeats.push(occurrences[key as usize].input_row);
+                }
+            }
+        }
+        start = end;
+    }
+    repeats.sort_unstable();
+    repeats
+}
+
+/// The 64-bit hash that finds repeated claim ids: SipHash with fixed keys, so the same ids hash
+/// the same way on every run and thread.
+pub fn claim_id_hash(id: &str) -> u64 {
+    std::hash::BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
+}
+
+/// Whether each row of `batch` is rejected at ingest, and its settlement time: what decides
+/// which copy of a repeated claim id is the original.
+pub fn convert_rows(
+    batch: &RecordBatch,
+    persons: &PersonIndex,
+) -> Result<(Vec<bool>, Vec<Millis>)> {
+    let c = convert(0, 0, batch, persons)?;
+    Ok((
+        c.rejected.iter().map(Option::is_some).collect(),
+        c.settled_at,
+    ))
 }
 
 fn convert(
@@ -421,6 +552,9 @@ fn convert(
             offset: 0,
             file,
             file_row,
+            file_rows: batch
+                .column_by_name(FILE_ROW)
+                .map(|a| a.as_primitive::<arrow::datatypes::UInt64Type>().clone()),
             claim_id: claim_id.clone(),
             person_id: person_id.clone(),
             region: region.clone(),

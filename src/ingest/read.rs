@@ -111,6 +111,28 @@ pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// Reads `specs` from `path`, decoding row groups in parallel on the current rayon pool.
 pub fn read_file(path: &Path, specs: &[ColumnSpec]) -> Result<FileBatches> {
+    let mut batches = Vec::new();
+    let (bytes, rows) = read_windows(path, specs, usize::MAX, |window| {
+        batches.extend(window);
+        Ok(())
+    })?;
+    Ok(FileBatches {
+        path: path.to_path_buf(),
+        bytes,
+        rows,
+        batches,
+    })
+}
+
+/// Reads `specs` from `path` a window of `window` row groups at a time (each window decoded in
+/// parallel), handing each window's batches, in file order, to `each`: memory holds one window,
+/// not the file. Returns the file's size in bytes and its row count.
+pub fn read_windows(
+    path: &Path,
+    specs: &[ColumnSpec],
+    window: usize,
+    mut each: impl FnMut(Vec<RecordBatch>) -> Result<()>,
+) -> Result<(u64, u64)> {
     let open = || File::open(path).map_err(|e| Error::io(path, e));
     let bytes = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
@@ -140,34 +162,42 @@ pub fn read_file(path: &Path, specs: &[ColumnSpec]) -> Result<FileBatches> {
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let target = Arc::new(target_schema(specs, &file_schema));
 
-    let per_group: Vec<Result<Vec<RecordBatch>>> = (0..row_groups)
-        .into_par_iter()
-        .map(|rg| {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
-                .map_err(|e| Error::parquet(path, e))?
-                .with_row_groups(vec![rg])
-                .with_projection(mask.clone())
-                .with_batch_size(64 * 1024)
-                .build()
-                .map_err(|e| Error::parquet(path, e))?;
-            reader
-                .map(|batch| {
-                    let batch = batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
-                    coerce(path, &batch, specs, &target)
-                })
-                .collect()
-        })
-        .collect();
-    let mut batches = Vec::new();
-    for group in per_group {
-        batches.extend(group?);
+    let groups: Vec<usize> = (0..row_groups).collect();
+    for window in groups.chunks(window.max(1)) {
+        let per_group: Vec<Result<Vec<RecordBatch>>> = window
+            .par_iter()
+            .map(|&rg| {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
+                    .map_err(|e| Error::parquet(path, e))?
+                    .with_row_groups(vec![rg])
+                    .with_projection(mask.clone())
+                    .with_batch_size(64 * 1024)
+                    .build()
+                    .map_err(|e| Error::parquet(path, e))?;
+                reader
+                    .map(|batch| {
+                        let batch =
+                            batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
+                        coerce(path, &batch, specs, &target)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut batches = Vec::new();
+        for group in per_group {
+            batches.extend(group?);
+        }
+        each(batches)?;
     }
-    Ok(FileBatches {
-        path: path.to_path_buf(),
-        bytes,
-        rows,
-        batches,
-    })
+    Ok((bytes, rows))
+}
+
+/// The row count of a Parquet file, from its footer.
+pub fn row_count(path: &Path) -> Result<u64> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))?;
+    Ok(builder.metadata().file_metadata().num_rows() as u64)
 }
 
 fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
@@ -69,6 +69,7 @@ impl FileSettings {
     fn properties(&self) -> WriterProperties {
         let mut builder = WriterProperties::builder()
             .set_compression(self.compression)
+            .set_write_batch_size(WRITE_BATCH_ROWS)
             .set_statistics_enabled(self.statistics)
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)));
         for name in self.distinct_columns {
@@ -199,8 +200,9 @@ impl PendingFile {
             .into_par_iter()
             .map(|(g, c, mut column)| {
                 let field = schema.field(c);
-                for batch in &groups[g] {
-                    for leaf in compute_leaves(field, batch.column(c))? {
+                let arrays: Vec<&ArrayRef> = groups[g].iter().map(|b| b.column(c)).collect();
+                for piece in aligned(&arrays, WRITE_BATCH_ROWS)? {
+                    for leaf in compute_leaves(field, &piece)? {
                         column.write(&leaf)?;
                     }
                 }
@@ -286,6 +288,58 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// Rows the column writer encodes per step (parquet's `write_batch_size`, its default):
+/// it decides where a page ends after each step, so steps must fall on the same rows whatever
+/// the batches were.
+const WRITE_BATCH_ROWS: usize = 1024;
+
+/// A row group's column as pieces whose lengths are multiples of `step` (but the last): the
+/// batches as written, sliced on multiples of `step` rows from the group's start, with the rows
+/// around each batch boundary joined into one piece. Copies at most `step` rows per boundary.
+fn aligned(arrays: &[&ArrayRef], step: usize) -> parquet::errors::Result<Vec<ArrayRef>> {
+    let mut pieces = Vec::new();
+    let mut carry: Vec<ArrayRef> = Vec::new();
+    let mut carried = 0;
+    let join = |carry: &mut Vec<ArrayRef>| -> parquet::errors::Result<ArrayRef> {
+        let parts: Vec<&dyn Array> = carry.iter().map(|a| a.as_ref()).collect();
+        let joined = arrow::compute::concat(&parts)
+            .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))?;
+        carry.clear();
+        Ok(joined)
+    };
+    for array in arrays {
+        let (mut at, len) = (0, array.len());
+        if carried > 0 {
+            let head = (step - carried).min(len);
+            carry.push(array.slice(0, head));
+            carried += head;
+            at = head;
+            if carried < step {
+                continue;
+            }
+            pieces.push(join(&mut carry)?);
+            carried = 0;
+        }
+        let whole = (len - at) / step * step;
+        if whole > 0 {
+            pieces.push(if at == 0 && whole == len {
+                (*array).clone()
+            } else {
+                array.slice(at, whole)
+            });
+        }
+        at += whole;
+        if at < len {
+            carry.push(array.slice(at, len - at));
+            carried = len - at;
+        }
+    }
+    if carried > 0 {
+        pieces.push(join(&mut carry)?);
+    }
+    Ok(pieces)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +386,33 @@ mod tests {
             file.close().unwrap().commit().unwrap();
         });
         std::fs::read(&path).unwrap()
+    }
+
+    #[test]
+    fn pieces_fall_on_whole_steps_whatever_the_batches() {
+        let arrays: Vec<ArrayRef> = [5, 3, 9, 1, 4]
+            .iter()
+            .scan(0i64, |from, &n| {
+                let a: ArrayRef = Arc::new(Int64Array::from_iter_values(*from..*from + n));
+                *from += n;
+                Some(a)
+            })
+            .collect();
+        let refs: Vec<&ArrayRef> = arrays.iter().collect();
+        let pieces = aligned(&refs, 4).unwrap();
+        let lengths: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+        assert_eq!(lengths, vec![4, 4, 8, 4, 2]);
+        let values: Vec<i64> = pieces
+            .iter()
+            .flat_map(|p| {
+                p.as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(values, (0..22).collect::<Vec<_>>());
     }
 
     #[test]

@@ -142,10 +142,7 @@ pub fn batch(view: &RunView, rejected: &[(usize, Reason)]) -> Result<RecordBatch
         Arc::new(
             rejected
                 .iter()
-                .map(|&(r, _)| {
-                    let (b, i) = at(r);
-                    (b.file_row + i as u64) as i64
-                })
+                .map(|&(r, _)| c.source_row(r).1 as i64)
                 .collect::<Int64Array>(),
         ),
     ];

@@ -12,7 +12,7 @@ use crate::domain::{Reason, Status};
 use crate::ingest::claims::SourceFile;
 use crate::ingest::registry::RegistryStats;
 use crate::money::Yuan;
-use crate::policy::NONE;
+use crate::policy::{Policies, NONE};
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -31,9 +31,23 @@ pub struct Summary {
     /// Where the wall time went, for operators watching the nightly window.
     pub stage_seconds: StageTimes,
     pub rows_per_second: f64,
+    /// `--memory-limit` as applied, in bytes.
+    pub memory_limit_bytes: u64,
+    /// Set when the claims did not fit the memory limit and were spilled to disk.
+    pub spill: Option<Spill>,
     /// The process's peak resident memory (Linux `VmHWM`), for sizing the machine and
     /// `--memory-limit`; `null` where the platform does not tell.
     pub peak_rss_bytes: Option<u64>,
+}
+
+/// How a run that spilled was cut.
+#[derive(Debug, Serialize)]
+pub struct Spill {
+    /// Partitions of persons (by the top bits of the person key); the rows with no person are
+    /// one more.
+    pub partitions: u64,
+    /// Spill files' size on disk.
+    pub bytes: u64,
 }
 
 /// The process's peak resident set size so far, from `/proc/self/status` (Linux).
@@ -131,12 +145,78 @@ impl Sums {
     }
 }
 
-/// Aggregates the run's outcomes. Deterministic: groups are kept in a `BTreeMap`.
-pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) {
-    type Key = (u16, u8, u16, u8);
+/// Totals key: (insured region, coverage, benefit label, status).
+type Key = (u16, u8, u16, u8);
+
+/// The run's outcomes summed by group and reason, added up partition by partition. Integer sums
+/// commute, so the totals do not depend on how the run was cut. Deterministic: groups are kept
+/// in a `BTreeMap`.
+#[derive(Default)]
+pub struct Tally {
+    groups: BTreeMap<Key, Sums>,
+    reasons: [u64; Reason::COUNT],
+}
+
+impl Tally {
+    /// Adds the outcomes of one settled partition (or of a whole run).
+    pub fn add(&mut self, view: &RunView) {
+        let (groups, reasons) = tally(view);
+        for (k, v) in groups {
+            self.groups.entry(k).or_default().add(&v);
+        }
+        for (x, y) in self.reasons.iter_mut().zip(reasons) {
+            *x += y;
+        }
+    }
+
+    /// The summary's totals, reason counts and rejected-row count.
+    pub fn finish(self, p: &Policies) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) {
+        let rejected = self
+            .groups
+            .iter()
+            .filter(|(k, _)| k.3 == Status::Rejected as u8)
+            .map(|(_, s)| s.claims)
+            .sum();
+        let reasons: BTreeMap<&'static str, u64> = Reason::ALL
+            .iter()
+            .zip(self.reasons)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.as_str(), n))
+            .collect();
+        let totals = self
+            .groups
+            .into_iter()
+            .map(|((region, coverage, label, status), s)| Total {
+                region: if region == NONE {
+                    "-".into()
+                } else {
+                    p.regions[region as usize].code.clone()
+                },
+                scheme: crate::domain::Coverage::ALL[coverage as usize]
+                    .as_str()
+                    .to_string(),
+                benefit: (label != NONE).then(|| p.labels[label as usize].clone()),
+                status: Status::ALL[status as usize].as_str(),
+                claims: s.claims,
+                total_amount: Yuan(s.total).to_string(),
+                in_scope_amount: Yuan(s.in_scope).to_string(),
+                fund_paid: Yuan(s.fund).to_string(),
+                copay_amount: Yuan(s.copay).to_string(),
+                over_cap_amount: Yuan(s.over_cap).to_string(),
+                deductible_amount: Yuan(s.deductible).to_string(),
+                critical_illness_paid: Yuan(s.critical_illness).to_string(),
+                assistance_paid: Yuan(s.assistance).to_string(),
+                patient_pays: Yuan(s.patient_pays).to_string(),
+            })
+            .collect();
+        (totals, reasons, rejected)
+    }
+}
+
+fn tally(view: &RunView) -> (HashMap<Key, Sums>, [u64; Reason::COUNT]) {
     let c = view.claims;
     // Integer sums commute, so a parallel fold merged in any order gives the same totals.
-    let (groups, reasons) = (0..c.len())
+    (0..c.len())
         .into_par_iter()
         .fold(
             || (HashMap::<Key, Sums>::new(), [0u64; Reason::COUNT]),
@@ -181,50 +261,11 @@ pub fn totals(view: &RunView) -> (Vec<Total>, BTreeMap<&'static str, u64>, u64) 
                 }
                 (a, ra)
             },
-        );
-    let groups: BTreeMap<Key, Sums> = groups.into_iter().collect();
-    let rejected = groups
-        .iter()
-        .filter(|(k, _)| k.3 == Status::Rejected as u8)
-        .map(|(_, s)| s.claims)
-        .sum();
-    let reasons: BTreeMap<&'static str, u64> = Reason::ALL
-        .iter()
-        .zip(reasons)
-        .filter(|(_, n)| *n > 0)
-        .map(|(r, n)| (r.as_str(), n))
-        .collect();
-    let p = view.policies;
-    let totals = groups
-        .into_iter()
-        .map(|((region, coverage, label, status), s)| Total {
-            region: if region == NONE {
-                "-".into()
-            } else {
-                p.regions[region as usize].code.clone()
-            },
-            scheme: crate::domain::Coverage::ALL[coverage as usize]
-                .as_str()
-                .to_string(),
-            benefit: (label != NONE).then(|| p.labels[label as usize].clone()),
-            status: Status::ALL[status as usize].as_str(),
-            claims: s.claims,
-            total_amount: Yuan(s.total).to_string(),
-            in_scope_amount: Yuan(s.in_scope).to_string(),
-            fund_paid: Yuan(s.fund).to_string(),
-            copay_amount: Yuan(s.copay).to_string(),
-            over_cap_amount: Yuan(s.over_cap).to_string(),
-            deductible_amount: Yuan(s.deductible).to_string(),
-            critical_illness_paid: Yuan(s.critical_illness).to_string(),
-            assistance_paid: Yuan(s.assistance).to_string(),
-            patient_pays: Yuan(s.patient_pays).to_string(),
-        })
-        .collect();
-    (totals, reasons, rejected)
+        )
 }
 
-pub fn policy_entries(view: &RunView) -> Vec<PolicyEntry> {
-    view.policies
+pub fn policy_entries(policies: &Policies) -> Vec<PolicyEntry> {
+    policies
         .regions
         .iter()
         .map(|r| PolicyEntry {
@@ -234,7 +275,7 @@ pub fn policy_entries(view: &RunView) -> Vec<PolicyEntry> {
             versions: r
                 .versions
                 .iter()
-                .map(|&v| view.policies.versions[v as usize].id.clone())
+                .map(|&v| policies.versions[v as usize].id.clone())
                 .collect(),
         })
         .collect()

@@ -480,6 +480,7 @@ impl Scenario {
             policies: policies_dir(),
             out: self.path(out),
             threads: Some(2),
+            memory_limit: None,
         }
     }
 

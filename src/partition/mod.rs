@@ -7,6 +7,8 @@
 //! partition a range of keys) write the same rows in the same order. Grouping is a counting sort
 //! over dense person ids; only the persons themselves are sorted by key.
 
+pub mod spill;
+
 use rayon::prelude::*;
 
 use crate::ingest::claims::{Claims, NO_PERSON};

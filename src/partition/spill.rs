@@ -1,0 +1,323 @@
+//! Out-of-core partitioning: when a month's claims do not fit in `--memory-limit`, a first pass
+//! scatters them by person key into partition files on disk, and the run then settles one
+//! partition at a time. A partition is a range of person keys (the top bits of
+//! [`person_key`]), so each person's claims are all in one partition and the output order —
+//! persons by key — is the same as a run held in memory.
+//!
+//! Two things a partition cannot see alone are found during the scatter: repeated claim ids
+//! (a copy may be filed under another person) and the claims with no person, which form a last
+//! partition of their own. Spill files are Arrow IPC (one per partition and input file, since
+//! input files may type a money column differently), uncompressed: they are written once and
+//! read twice, and the disk is faster than a codec here.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use rayon::prelude::*;
+
+use super::person_key;
+use crate::error::{Error, Result};
+use crate::ingest::claims::{
+    claim_id_hash, convert_rows, find_repeats, InputBatch, Occurrence, SourceFile, CLAIM_COLUMNS,
+    FILE_ROW,
+};
+use crate::ingest::read::{col, read_windows, ColumnKind};
+use crate::ingest::registry::PersonIndex;
+
+/// A temporary directory removed when dropped, whether the run succeeds or fails.
+struct SpillDir(PathBuf);
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The claims scattered into partition files.
+pub struct Spilled {
+    dir: SpillDir,
+    /// Key bits that pick a partition.
+    bits: u32,
+    pub sources: Vec<SourceFile>,
+    /// `files[part][source]`: the spill file of a partition's rows from one input file.
+    files: Vec<Vec<Option<PathBuf>>>,
+    /// Input rows (numbered across files in order) that repeat an earlier claim's id, sorted.
+    pub repeats: Vec<u64>,
+}
+
+impl Spilled {
+    /// Number of partitions of persons; the partition after them holds the rows with no person.
+    pub fn person_parts(&self) -> usize {
+        1 << self.bits
+    }
+
+    /// Whether a person key falls in partition `part`.
+    pub fn in_part(&self, part: usize, key: u64) -> bool {
+        part < self.person_parts() && part_of(key, self.bits) == part
+    }
+
+    /// The batches of partition `part` (persons' partitions first, then the one with no
+    /// person), in input order.
+    pub fn read(&self, part: usize) -> Result<Vec<InputBatch>> {
+        let mut inputs = Vec::new();
+        for (file, path) in self.files[part].iter().enumerate() {
+            let Some(path) = path else { continue };
+            let reader =
+                FileReader::try_new(File::open(path).map_err(|e| Error::io(path, e))?, None)
+                    .map_err(|e| Error::arrow(path.display().to_string(), e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
+                inputs.push(InputBatch {
+                    file,
+                    first_row: 0,
+                    batch,
+                });
+            }
+        }
+        Ok(inputs)
+    }
+
+    /// Bytes on disk, for the summary.
+    pub fn bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+}
+
+fn part_of(key: u64, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (key >> (64 - bits)) as usize
+    }
+}
+
+/// Scatters the claims of `files` into `1 << bits` person partitions (and one for rows with no
+/// person) under `dir`. `known` are the ledger's claim ids, for finding repeats.
+pub fn scatter(
+    files: &[PathBuf],
+    bits: u32,
+    dir: &Path,
+    persons: &PersonIndex,
+    known: &[&str],
+) -> Result<Spilled> {
+    let dir = SpillDir(dir.to_path_buf());
+    std::fs::create_dir_all(&dir.0).map_err(|e| Error::io(&dir.0, e))?;
+    let parts = (1usize << bits) + 1;
+    let window = rayon::current_num_threads().max(1);
+
+    // Ids that occur more than once (by hash), from a first read of the claim_id column alone;
+    // only their rows are examined closely while scattering.
+    let mut hashes: Vec<u64> = known.par_iter().map(|id| claim_id_hash(id)).collect();
+    let id_only = [col("claim_id", ColumnKind::Text, true)];
+    for file in files {
+        read_windows(file, &id_only, window, |batches| {
+            for batch in &batches {
+                let ids = batch.column(0).as_string::<i32>();
+                hashes.par_extend(
+                    (0..ids.len())
+                        .into_par_iter()
+                        .filter(|&i| ids.is_valid(i))
+                        .map(|i| claim_id_hash(ids.value(i))),
+                );
+            }
+            Ok(())
+        })?;
+    }
+    hashes.par_sort_unstable();
+    let mut repeated: Vec<u64> = hashes
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    drop(hashes);
+    repeated.dedup();
+
+    let mut spilled = Spilled {
+        dir,
+        bits,
+        sources: Vec::new(),
+        files: vec![vec![None; files.len()]; parts],
+        repeats: Vec::new(),
+    };
+    // Copies of repeated ids: (id, rejected, settled_at, input row).
+    let mut copies: Vec<(String, bool, i64, u64)> = Vec::new();
+    let mut input_start = 0u64;
+    for (f, file) in files.iter().enumerate() {
+        let mut writers: Vec<Option<FileWriter<BufWriter<File>>>> =
+            (0..parts).map(|_| None).collect();
+        let mut file_row = 0u64;
+        let mut write_error = None;
+        let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches| {
+            let mut firsts = Vec::with_capacity(batches.len());
+            for b in &batches {
+                firsts.push(file_row);
+                file_row += b.num_rows() as u64;
+            }
+            let split: Vec<Result<Scattered>> = batches
+                .par_iter()
+                .zip(firsts.par_iter())
+                .map(|(batch, &first)| {
+                    split_batch(
+                        batch,
+                        first,
+                        bits,
+                        parts,
+                        &repeated,
+                        persons,
+                        file,
+                        input_start,
+                    )
+                })
+                .collect();
+            for s in split {
+                let s = s?;
+                for (part, piece) in s.pieces.into_iter().enumerate() {
+                    let Some(piece) = piece else { continue };
+                    if writers[part].is_none() {
+                        let path = spilled
+                            .dir
+                            .0
+                            .join(format!("part-{part:04}-file-{f:05}.arrow"));
+                        let out = File::create(&path).map_err(|e| Error::io(&path, e))?;
+                        let writer = FileWriter::try_new(BufWriter::new(out), &piece.schema())
+                            .map_err(|e| Error::arrow(path.display().to_string(), e))?;
+                        writers[part] = Some(writer);
+                        spilled.files[part][f] = Some(path);
+                    }
+                    if let Err(e) = writers[part].as_mut().expect("opened").write(&piece) {
+                        write_error.get_or_insert(e);
+                    }
+                }
+                copies.extend(s.copies);
+            }
+            Ok(())
+        })?;
+        for writer in writers.iter_mut().flatten() {
+            if let Err(e) = writer.finish() {
+                write_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = write_error {
+            return Err(Error::arrow(
+                format!("spill files in {}", spilled.dir.0.display()),
+                e,
+            ));
+        }
+        spilled.sources.push(SourceFile {
+            path: file.clone(),
+            bytes,
+            rows,
+        });
+        input_start += rows;
+    }
+
+    let occurrences: Vec<Occurrence> = copies
+        .iter()
+        .map(|(id, rejected, settled_at, input_row)| Occurrence {
+            id,
+            rejected: *rejected,
+            settled_at: *settled_at,
+            input_row: *input_row,
+        })
+        .collect();
+    spilled.repeats = find_repeats(&occurrences, known);
+    Ok(spilled)
+}
+
+/// One input batch cut into partitions, and the copies of repeated ids it holds.
+struct Scattered {
+    pieces: Vec<Option<RecordBatch>>,
+    copies: Vec<(String, bool, i64, u64)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn split_batch(
+    batch: &RecordBatch,
+    first_row: u64,
+    bits: u32,
+    parts: usize,
+    repeated: &[u64],
+    persons: &PersonIndex,
+    file: &Path,
+    input_start: u64,
+) -> Result<Scattered> {
+    let person_id = batch.column(1).as_string::<i32>();
+    let no_person = parts - 1;
+    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); parts];
+    for i in 0..batch.num_rows() {
+        let part = if person_id.is_valid(i) {
+            part_of(person_key(person_id.value(i)), bits)
+        } else {
+            no_person
+        };
+        rows[part].push(i as u32);
+    }
+    let schema: SchemaRef = {
+        let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(FILE_ROW, DataType::UInt64, false)));
+        Arc::new(Schema::new(fields))
+    };
+    let context = || file.display().to_string();
+    let pieces = rows
+        .iter()
+        .map(|rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let indices = UInt32Array::from(rows.clone());
+            let taken =
+                take_record_batch(batch, &indices).map_err(|e| Error::arrow(context(), e))?;
+            let mut columns: Vec<ArrayRef> = taken.columns().to_vec();
+            columns.push(Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|&i| first_row + i as u64),
+            )));
+            RecordBatch::try_new(schema.clone(), columns)
+                .map(Some)
+                .map_err(|e| Error::arrow(context(), e))
+        })
+        .collect::<Result<_>>()?;
+
+    let mut copies = Vec::new();
+    if !repeated.is_empty() {
+        let ids = batch.column(0).as_string::<i32>();
+        let suspects: Vec<u32> = (0..ids.len())
+            .filter(|&i| {
+                ids.is_valid(i) && repeated.binary_search(&claim_id_hash(ids.value(i))).is_ok()
+            })
+            .map(|i| i as u32)
+            .collect();
+        if !suspects.is_empty() {
+            let indices = UInt32Array::from(suspects.clone());
+            let taken =
+                take_record_batch(batch, &indices).map_err(|e| Error::arrow(context(), e))?;
+            let (rejected, settled_at) = convert_rows(&taken, persons)?;
+            let taken_ids = taken.column(0).as_string::<i32>();
+            for (k, &i) in suspects.iter().enumerate() {
+                copies.push((
+                    taken_ids.value(k).to_string(),
+                    rejected[k],
+                    settled_at[k],
+                    input_start + first_row + i as u64,
+                ));
+            }
+        }
+    }
+    Ok(Scattered { pieces, copies })
+}

@@ -1,0 +1,160 @@
+//! A month larger than `--memory-limit` is scattered to disk by person partition and settled one
+//! partition at a time; its outputs must be the bytes of the run held in memory.
+
+mod common;
+
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::TimestampMillisecondType;
+use common::*;
+
+const OUTPUTS: [&str; 4] = [
+    "settlements.parquet",
+    "rejected.parquet",
+    "anomalies.parquet",
+    "ledger.parquet",
+];
+
+fn assert_same_outputs(a: &Path, b: &Path) {
+    for file in OUTPUTS {
+        let (x, y) = (
+            std::fs::read(a.join(file)).unwrap(),
+            std::fs::read(b.join(file)).unwrap(),
+        );
+        assert!(x == y, "{file} differs between {a:?} and {b:?}");
+    }
+}
+
+fn no_spill_left(out: &Path) {
+    let left: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".spill"))
+        .collect();
+    assert!(left.is_empty(), "spill files left in {out:?}: {left:?}");
+}
+
+fn run(
+    d: &Path,
+    claims: &str,
+    out: &str,
+    ledger: Option<&str>,
+    threads: usize,
+    limit: Option<u64>,
+) -> yibao::output::summary::Summary {
+    yibao::run::adjudicate(&yibao::run::AdjudicateArgs {
+        claims: d.join(claims),
+        persons: d.join("persons.parquet"),
+        registrations: d.join("registrations.parquet"),
+        ledger: ledger.map(|l| d.join(l)),
+        policies: policies_dir(),
+        out: d.join(out),
+        threads: Some(threads),
+        memory_limit: limit,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    yibao::generate::generate(&yibao::generate::GenerateConfig {
+        persons: 2_000,
+        claims: 20_000,
+        year: 2024,
+        month: 5,
+        seed: 9,
+        out: d.to_path_buf(),
+    })
+    .unwrap();
+    // Two halves of the month, the second settled on the first's ledger.
+    let all = read_parquet(&d.join("claims.parquet"));
+    let settled = all
+        .column_by_name("settled_at")
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>()
+        .clone();
+    let cut = yibao::domain::days_from_civil(2024, 5, 16) as i64 * yibao::domain::MILLIS_PER_DAY;
+    let first: BooleanArray = (0..all.num_rows())
+        .map(|i| Some(settled.is_null(i) || settled.value(i) < cut))
+        .collect();
+    let second = arrow::compute::not(&first).unwrap();
+    std::fs::create_dir_all(d.join("h1")).unwrap();
+    std::fs::create_dir_all(d.join("h2")).unwrap();
+    write_parquet(
+        &d.join("h1/part.parquet"),
+        &filter_record_batch(&all, &first).unwrap(),
+    );
+    write_parquet(
+        &d.join("h2/part.parquet"),
+        &filter_record_batch(&all, &second).unwrap(),
+    );
+
+    let memory = run(d, "h1", "m1", None, 2, None);
+    assert!(memory.spill.is_none());
+    let spilled = run(d, "h1", "s1", None, 2, Some(1 << 20));
+    let parts = spilled
+        .spill
+        .as_ref()
+        .expect("1 MiB is too small for the month")
+        .partitions;
+    assert!(parts > 1, "{parts} partitions");
+    assert_same_outputs(&d.join("m1"), &d.join("s1"));
+    assert_eq!(memory.totals.len(), spilled.totals.len());
+    assert_eq!(memory.rejected, spilled.rejected);
+    assert_eq!(memory.anomalies, spilled.anomalies);
+    no_spill_left(&d.join("s1"));
+
+    // The second half on the first half's ledger; the spilled run on one thread and more
+    // finely cut.
+    run(d, "h2", "m2", Some("m1/ledger.parquet"), 2, None);
+    let spilled = run(d, "h2", "s2", Some("s1/ledger.parquet"), 1, Some(200 << 10));
+    assert!(spilled.spill.unwrap().partitions > parts);
+    assert_same_outputs(&d.join("m2"), &d.join("s2"));
+    no_spill_left(&d.join("s2"));
+}
+
+#[test]
+fn a_claim_id_repeated_under_persons_in_different_partitions_is_caught_when_spilled() {
+    // Two persons whose keys differ in the top bit: with any cut they are in different
+    // partitions.
+    let ids = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"];
+    let top = |id: &str| yibao::partition::person_key(id) >> 63;
+    let a = ids[0];
+    let b = *ids.iter().find(|id| top(id) != top(a)).unwrap();
+    let persons = [
+        person(a, "330400", "employee"),
+        person(b, "330400", "employee"),
+    ];
+    // `b`'s copy of C1 settled first: it is the original, `a`'s is the repeat.
+    let claims = [
+        claim("C1", a, "2024-03-05", "primary", "I10", "100.00"),
+        claim("C1", b, "2024-03-03", "primary", "I10", "100.00"),
+        claim("C2", a, "2024-03-06", "primary", "I10", "50.00"),
+    ];
+    let s = Scenario::new(&persons, &[], &claims);
+    let mut whole = s.args("claims", "whole", None);
+    let mut cut = s.args("claims", "cut", None);
+    whole.memory_limit = None;
+    cut.memory_limit = Some(1);
+    yibao::run::adjudicate(&whole).unwrap();
+    let summary = yibao::run::adjudicate(&cut).unwrap();
+    assert!(summary.spill.is_some());
+    assert_same_outputs(&s.path("whole"), &s.path("cut"));
+    let rejected = read_parquet(&s.path("cut/rejected.parquet"));
+    assert_eq!(rejected.num_rows(), 1);
+    let column = |n: &str| {
+        rejected
+            .column_by_name(n)
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
+    assert_eq!(column("person_id"), a);
+    assert_eq!(column("claim_id"), "C1");
+    assert_eq!(column("reason"), "duplicate_claim_id");
+}
