@@ -140,19 +140,20 @@ struct Settled {
 fn settle_part(
     ctx: &Context,
     registry: &Registry,
-    claims: Claims,
+    mut claims: Claims,
     in_range: impl Fn(u64) -> bool + Sync,
     laps: &mut Laps,
-) -> Settled {
-    let partitions = Partitions::build(&claims, &registry.index, ctx.ledger, in_range);
+) -> Result<Settled> {
+    let mut partitions = Partitions::build(&claims, &registry.index, ctx.ledger, in_range);
+    partitions.gather(&mut claims)?;
     laps.mark(|s| &mut s.partition);
     let settled = Engine::new(ctx.policies, registry, &claims, ctx.ledger).settle(&partitions);
     laps.mark(|s| &mut s.settle);
-    Settled {
+    Ok(Settled {
         claims,
         partitions,
         settled,
-    }
+    })
 }
 
 impl Settled {
@@ -218,7 +219,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         drop(known);
         laps.mark(|s| &mut s.ingest);
         let (sources, count) = (claims.sources.clone(), claims.len() as u64);
-        let part = settle_part(&ctx, &registry, claims, |_| true, &mut laps);
+        let part = settle_part(&ctx, &registry, claims, |_| true, &mut laps)?;
         let auditor = part.auditor(&ctx, &registry);
         let audited = auditor.run();
         laps.mark(|s| &mut s.audit);
@@ -253,7 +254,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
                 claims,
                 |k| spilled.in_part(part, k),
                 &mut laps,
-            );
+            )?;
             counts.add(&settled.auditor(&ctx, &registry));
             laps.mark(|s| &mut s.audit);
         }
@@ -269,7 +270,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
                 claims,
                 |k| spilled.in_part(part, k),
                 &mut laps,
-            );
+            )?;
             let audited = settled.auditor(&ctx, &registry).run_with(&stats);
             laps.mark(|s| &mut s.audit);
             write(&settled, &audited, &registry)?;

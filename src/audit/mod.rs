@@ -138,14 +138,16 @@ impl Auditor<'_> {
     /// results are concatenated in order.
     /// Runs every rule on a whole run: the amount statistics are this run's.
     pub fn run(&self) -> Audited {
-        let mut counts = outlier::AmountCounts::default();
-        counts.add(self);
-        self.run_with(&counts.stats())
+        self.run_rules(|| outlier::whole_run_outliers(self))
     }
 
     /// Runs every rule on one partition of a run, judging amounts against `stats`, the whole
     /// run's (see [`outlier::AmountCounts`]).
     pub fn run_with(&self, stats: &outlier::AmountStats) -> Audited {
+        self.run_rules(|| outlier::amount_outliers(self, stats))
+    }
+
+    fn run_rules(&self, outliers: impl FnOnce() -> Vec<Anomaly>) -> Audited {
         let lookup = person::LedgerCodes::new(self.claims, self.ledger, self.policies);
         let partitions = self.partitions;
         let chunks = partitions.chunks(CHUNK_CLAIMS);
@@ -161,7 +163,7 @@ impl Auditor<'_> {
             })
             .collect();
         let mut anomalies: Vec<Anomaly> = parts.into_iter().flatten().collect();
-        anomalies.extend(outlier::amount_outliers(self, stats));
+        anomalies.extend(outliers());
         anomalies.par_sort_unstable_by_key(|a| (a.position, a.rule));
         let mut flags = vec![0u16; self.partitions.order.len()];
         for a in &anomalies {

@@ -46,8 +46,11 @@ pub struct AmountStats {
 impl AmountCounts {
     /// Adds the judged claims of one settled partition.
     pub fn add(&mut self, a: &Auditor) {
-        let items = items(a);
-        for group in groups(&items) {
+        self.add_items(a, &items(a));
+    }
+
+    fn add_items(&mut self, a: &Auditor, items: &[Item]) {
+        for group in groups(items) {
             let (drug, level) = (group[0].0, group[0].1);
             let runs = self
                 .groups
@@ -142,10 +145,21 @@ fn groups(items: &[Item]) -> Vec<&[Item]> {
     groups
 }
 
+/// The outliers of a whole run, judged against the run's own statistics.
+pub fn whole_run_outliers(a: &Auditor) -> Vec<Anomaly> {
+    let items = items(a);
+    let mut counts = AmountCounts::default();
+    counts.add_items(a, &items);
+    judge_items(a, &items, &counts.stats())
+}
+
 /// The outliers among this partition's claims, each judged against its group in `stats`.
 pub fn amount_outliers(a: &Auditor, stats: &AmountStats) -> Vec<Anomaly> {
-    let items = items(a);
-    groups(&items)
+    judge_items(a, &items(a), stats)
+}
+
+fn judge_items(a: &Auditor, items: &[Item], stats: &AmountStats) -> Vec<Anomaly> {
+    groups(items)
         .par_iter()
         .flat_map_iter(|group| {
             let key = (

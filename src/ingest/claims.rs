@@ -58,6 +58,9 @@ pub struct ClaimBatch {
     /// Row number of each row inside its file, when the rows are not consecutive (a batch read
     /// back from a spill partition); `None` means `file_row + i`.
     pub file_rows: Option<UInt64Array>,
+    /// Source file of each row, when the batch mixes files (claims put in output order by
+    /// [`Claims::gather`]); `None` means `file`.
+    pub files: Option<Vec<u32>>,
     pub claim_id: StringArray,
     pub person_id: StringArray,
     pub region: StringArray,
@@ -221,7 +224,8 @@ impl Claims {
             Some(rows) => rows.value(i),
             None => batch.file_row + i as u64,
         };
-        (batch.file, in_file)
+        let file = batch.files.as_ref().map_or(batch.file, |f| f[i] as usize);
+        (file, in_file)
     }
 
     pub fn claim_id(&self, row: usize) -> Option<&str> {
@@ -358,6 +362,79 @@ impl Claims {
         Ok(claims)
     }
 
+    /// The same claims with row `i` being row `rows[i]` of before (`rows` a permutation): puts
+    /// a run's claims in the order it works through them, so settlement, audit and the writers
+    /// walk memory forwards instead of jumping across the month for every person. Each column
+    /// is replaced as soon as it is gathered, so at most one extra column is held. `detail`
+    /// maps the old row of each rejected-row detail to its new row.
+    pub fn gather(&mut self, rows: &[u32], detail: &HashMap<usize, usize>) -> Result<()> {
+        assert_eq!(rows.len(), self.len(), "a permutation of the rows");
+        fn column<T: Copy + Send + Sync>(v: &mut Vec<T>, rows: &[u32]) {
+            let gathered: Vec<T> = rows.par_iter().map(|&r| v[r as usize]).collect();
+            *v = gathered;
+        }
+        column(&mut self.person, rows);
+        column(&mut self.settled_at, rows);
+        column(&mut self.service_day, rows);
+        column(&mut self.service_date_null, rows);
+        column(&mut self.level, rows);
+        column(&mut self.prescriber, rows);
+        column(&mut self.visit, rows);
+        column(&mut self.diagnosis, rows);
+        column(&mut self.institution, rows);
+        column(&mut self.drug, rows);
+        column(&mut self.days_supply, rows);
+        column(&mut self.total_fen, rows);
+        column(&mut self.in_scope_fen, rows);
+        column(&mut self.is_reversal, rows);
+        column(&mut self.referral, rows);
+        column(&mut self.medical_community, rows);
+        column(&mut self.rejected, rows);
+        self.reject_detail = std::mem::take(&mut self.reject_detail)
+            .into_iter()
+            .map(|(old, text)| (detail[&old], text))
+            .collect();
+
+        let chunks: Vec<&[u32]> = rows.chunks(GATHERED_BATCH_ROWS).collect();
+        let batches: Vec<ClaimBatch> = chunks
+            .par_iter()
+            .enumerate()
+            .map(|(k, chunk)| self.gather_batch(k * GATHERED_BATCH_ROWS, chunk))
+            .collect::<Result<_>>()?;
+        self.batches = batches;
+        Ok(())
+    }
+
+    fn gather_batch(&self, offset: usize, rows: &[u32]) -> Result<ClaimBatch> {
+        let at: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|&r| self.locate_index(r as usize))
+            .collect();
+        let take = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<ArrayRef> {
+            let arrays: Vec<&dyn Array> = self.batches.iter().map(pick).collect();
+            arrow::compute::interleave(&arrays, &at)
+                .map_err(|e| crate::error::Error::arrow("claims in output order", e))
+        };
+        let text = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<StringArray> {
+            Ok(take(pick)?.as_string::<i32>().clone())
+        };
+        let sources: Vec<(usize, u64)> =
+            rows.iter().map(|&r| self.source_row(r as usize)).collect();
+        Ok(ClaimBatch {
+            offset,
+            file: 0,
+            file_row: 0,
+            file_rows: Some(sources.iter().map(|s| s.1).collect()),
+            files: Some(sources.iter().map(|s| s.0 as u32).collect()),
+            claim_id: text(|b| &b.claim_id)?,
+            person_id: text(|b| &b.person_id)?,
+            region: text(|b| &b.region)?,
+            settled_at: take(|b| b.settled_at.as_ref())?,
+            institution_level: text(|b| &b.institution_level)?,
+            reverses_claim_id: text(|b| &b.reverses_claim_id)?,
+        })
+    }
+
     /// The input row number of each source file's first row (files in order).
     pub fn file_starts(&self) -> Vec<u64> {
         let mut start = 0;
@@ -413,6 +490,9 @@ impl Claims {
         }
     }
 }
+
+/// Rows per batch of claims put in output order.
+const GATHERED_BATCH_ROWS: usize = 64 * 1024;
 
 /// Extra column of a claims batch read back from a spill partition: each row's row number in
 /// its input file (`UInt64`).
@@ -552,6 +632,7 @@ fn convert(
             offset: 0,
             file,
             file_row,
+            files: None,
             file_rows: batch
                 .column_by_name(FILE_ROW)
                 .map(|a| a.as_primitive::<arrow::datatypes::UInt64Type>().clone()),

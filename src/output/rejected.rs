@@ -135,10 +135,7 @@ pub fn batch(view: &RunView, rejected: &[(usize, Reason)]) -> Result<RecordBatch
         strings(&|r, _| code(&c.medical_communities, c.medical_community[r])),
         strings(&|_, reason| Some(reason.as_str().to_string())),
         strings(&|r, _| c.reject_detail.get(&r).cloned()),
-        strings(&|r, _| {
-            let (b, _) = at(r);
-            Some(c.sources[b.file].path.display().to_string())
-        }),
+        strings(&|r, _| Some(c.sources[c.source_row(r).0].path.display().to_string())),
         Arc::new(
             rejected
                 .iter()

@@ -169,6 +169,37 @@ impl Partitions {
         }
     }
 
+    /// Puts the claims in output order ([`Partitions::output_rows`]) and renumbers the rows
+    /// here to match: from then on a person's claims are consecutive rows.
+    pub fn gather(&mut self, claims: &mut Claims) -> crate::error::Result<()> {
+        let rows = self.output_rows();
+        let mut next = 0u32;
+        let mut renumber = |row: &mut u32| {
+            *row = next;
+            next += 1;
+        };
+        let mut detail = std::collections::HashMap::new();
+        for s in 0..self.slots() {
+            let (a, b) = (self.offsets[s] as usize, self.offsets[s + 1] as usize);
+            self.order[a..b].iter_mut().for_each(&mut renumber);
+            let (a, b) = (
+                self.rejected_offsets[s] as usize,
+                self.rejected_offsets[s + 1] as usize,
+            );
+            for row in &mut self.rejected[a..b] {
+                let old = *row as usize;
+                renumber(row);
+                detail.insert(old, *row as usize);
+            }
+        }
+        for row in &mut self.orphans {
+            let old = *row as usize;
+            renumber(row);
+            detail.insert(old, *row as usize);
+        }
+        claims.gather(&rows, &detail)
+    }
+
     /// Slot `slot`'s valid claim rows, in settlement order.
     pub fn rows_of(&self, slot: usize) -> &[u32] {
         &self.order[self.offsets[slot] as usize..self.offsets[slot + 1] as usize]
