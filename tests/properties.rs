@@ -269,27 +269,9 @@ fn month_split_through_the_ledger_equals_the_single_run() {
     let d = dir.path();
     generate(d, 2_000, 20_000, 2024, 5, 5);
     // Split the month at the 16th by settlement time; bad rows with a null time go first.
-    let all = read_parquet(&d.join("claims.parquet"));
-    let settled = all
-        .column_by_name("settled_at")
-        .unwrap()
-        .as_primitive::<TimestampMillisecondType>()
-        .clone();
-    let cut = yibao::domain::days_from_civil(2024, 5, 16) as i64 * yibao::domain::MILLIS_PER_DAY;
-    let first: BooleanArray = (0..all.num_rows())
-        .map(|i| Some(settled.is_null(i) || settled.value(i) < cut))
-        .collect();
-    let second = arrow::compute::not(&first).unwrap();
-    for sub in ["h1", "h2", "both"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
-    }
-    let (a, b) = (
-        filter_record_batch(&all, &first).unwrap(),
-        filter_record_batch(&all, &second).unwrap(),
-    );
+    let (a, b) = split_month(d, 2024, 5, 16);
     assert!(a.num_rows() > 1000 && b.num_rows() > 1000);
-    write_parquet(&d.join("h1/part.parquet"), &a);
-    write_parquet(&d.join("h2/part.parquet"), &b);
+    std::fs::create_dir_all(d.join("both")).unwrap();
     write_parquet(&d.join("both/part-1.parquet"), &a);
     write_parquet(&d.join("both/part-2.parquet"), &b);
 

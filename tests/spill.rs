@@ -5,9 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use arrow::array::{Array, AsArray, BooleanArray};
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::TimestampMillisecondType;
+use arrow::array::AsArray;
 use common::*;
 
 const OUTPUTS: [&str; 4] = [
@@ -71,27 +69,7 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
     })
     .unwrap();
     // Two halves of the month, the second settled on the first's ledger.
-    let all = read_parquet(&d.join("claims.parquet"));
-    let settled = all
-        .column_by_name("settled_at")
-        .unwrap()
-        .as_primitive::<TimestampMillisecondType>()
-        .clone();
-    let cut = yibao::domain::days_from_civil(2024, 5, 16) as i64 * yibao::domain::MILLIS_PER_DAY;
-    let first: BooleanArray = (0..all.num_rows())
-        .map(|i| Some(settled.is_null(i) || settled.value(i) < cut))
-        .collect();
-    let second = arrow::compute::not(&first).unwrap();
-    std::fs::create_dir_all(d.join("h1")).unwrap();
-    std::fs::create_dir_all(d.join("h2")).unwrap();
-    write_parquet(
-        &d.join("h1/part.parquet"),
-        &filter_record_batch(&all, &first).unwrap(),
-    );
-    write_parquet(
-        &d.join("h2/part.parquet"),
-        &filter_record_batch(&all, &second).unwrap(),
-    );
+    split_month(d, 2024, 5, 16);
 
     let memory = run(d, "h1", "m1", None, 2, None);
     assert!(memory.spill.is_none());

@@ -410,11 +410,7 @@ impl Claims {
             .iter()
             .map(|&r| self.locate_index(r as usize))
             .collect();
-        let take = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<ArrayRef> {
-            let arrays: Vec<&dyn Array> = self.batches.iter().map(pick).collect();
-            arrow::compute::interleave(&arrays, &at)
-                .map_err(|e| crate::error::Error::arrow("claims in output order", e))
-        };
+        let take = |pick: fn(&ClaimBatch) -> &dyn Array| self.key_column(&at, pick);
         let text = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<StringArray> {
             Ok(take(pick)?.as_string::<i32>().clone())
         };
@@ -433,6 +429,28 @@ impl Claims {
             institution_level: text(|b| &b.institution_level)?,
             reverses_claim_id: text(|b| &b.reverses_claim_id)?,
         })
+    }
+
+    /// Column `pick` of the batches at `at` ((batch, row) pairs from [`Claims::locate_index`]):
+    /// a slice of one batch when the rows are consecutive in it — as they are once the claims
+    /// are in output order — else gathered across batches.
+    pub fn key_column(
+        &self,
+        at: &[(usize, usize)],
+        pick: fn(&ClaimBatch) -> &dyn Array,
+    ) -> Result<ArrayRef> {
+        if let Some(&(b, first)) = at.first() {
+            if at
+                .iter()
+                .enumerate()
+                .all(|(k, &(bk, i))| bk == b && i == first + k)
+            {
+                return Ok(pick(&self.batches[b]).slice(first, at.len()));
+            }
+        }
+        let arrays: Vec<&dyn Array> = self.batches.iter().map(pick).collect();
+        arrow::compute::interleave(&arrays, at)
+            .map_err(|e| crate::error::Error::arrow("claim key columns", e))
     }
 
     /// The input row number of each source file's first row (files in order).

@@ -7,7 +7,6 @@ use arrow::array::{
     Array, ArrayRef, Decimal128Array, Float32Array, ListArray, RecordBatch, StringArray,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::compute::interleave;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::RunView;
@@ -75,10 +74,7 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
         })
         .collect();
     let at: Vec<(usize, usize)> = kept.iter().map(|&r| claims.locate_index(r)).collect();
-    let take = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<ArrayRef> {
-        let arrays: Vec<&dyn Array> = claims.batches.iter().map(pick).collect();
-        interleave(&arrays, &at).map_err(|e| Error::arrow("settlements", e))
-    };
+    let take = |pick: fn(&ClaimBatch) -> &dyn Array| claims.key_column(&at, pick);
 
     let outcomes: Vec<_> = kept.iter().map(|&r| view.outcome(r)).collect();
     let policies = view.policies;

@@ -94,10 +94,6 @@ impl Spilled {
             .map(|m| m.len())
             .sum()
     }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir.0
-    }
 }
 
 fn part_of(key: u64, bits: u32) -> usize {

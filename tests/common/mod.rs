@@ -552,3 +552,29 @@ pub fn assert_identities(r: &Row) {
         );
     }
 }
+
+/// A generated month's claims (`dir/claims.parquet`) split at `day` 00:00 by settlement time
+/// into `dir/h1/part.parquet` and `dir/h2/part.parquet` (rows with a null time go first);
+/// returns the two halves.
+pub fn split_month(dir: &Path, year: i32, month: u32, day: u32) -> (RecordBatch, RecordBatch) {
+    let all = read_parquet(&dir.join("claims.parquet"));
+    let settled = all
+        .column_by_name("settled_at")
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>()
+        .clone();
+    let cut = days_from_civil(year, month, day) as i64 * MILLIS_PER_DAY;
+    let first: BooleanArray = (0..all.num_rows())
+        .map(|i| Some(settled.is_null(i) || settled.value(i) < cut))
+        .collect();
+    let second = arrow::compute::not(&first).unwrap();
+    let halves = (
+        arrow::compute::filter_record_batch(&all, &first).unwrap(),
+        arrow::compute::filter_record_batch(&all, &second).unwrap(),
+    );
+    for (sub, half) in [("h1", &halves.0), ("h2", &halves.1)] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        write_parquet(&dir.join(sub).join("part.parquet"), half);
+    }
+    halves
+}
