@@ -233,30 +233,32 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         drop(known);
         laps.mark(|s| &mut s.ingest);
         let parts = spilled.person_parts() + 1;
-        // One partition read back, put in person order and settled (run in both passes).
-        let settle_spilled = |part: usize, registry: &mut Registry, laps: &mut Laps| {
-            let claims = Claims::from_batches(
+        // One partition's claims read back (in both passes).
+        let load = |part: usize, registry: &mut Registry| {
+            Claims::from_batches(
                 spilled.sources.clone(),
                 spilled.read(part)?,
                 &mut registry.index,
                 Repeats::Listed(&spilled.repeats),
-            )?;
-            laps.mark(|s| &mut s.ingest);
-            settle_part(&ctx, registry, claims, |k| spilled.in_part(part, k), laps)
+            )
         };
-        // First pass: the amount statistics of the whole month, which the outlier rule judges
-        // every claim against. The second pass settles each partition again (settlement is a
-        // function of the partition's rows) rather than keeping every result in memory.
+        // The amount statistics of the whole month, which the outlier rule judges every claim
+        // against: the judged claims are known before settlement, so a first pass reads each
+        // partition for them and the second settles it, once.
         let mut counts = AmountCounts::default();
         for part in 0..parts {
-            let settled = settle_spilled(part, &mut registry, &mut laps)?;
-            counts.add(&settled.auditor(&ctx, &registry));
+            let claims = load(part, &mut registry)?;
+            laps.mark(|s| &mut s.ingest);
+            counts.add_claims(&policies, &registry, &claims);
             laps.mark(|s| &mut s.audit);
         }
         let stats = counts.stats();
         let mut count = 0;
         for part in 0..parts {
-            let settled = settle_spilled(part, &mut registry, &mut laps)?;
+            let claims = load(part, &mut registry)?;
+            laps.mark(|s| &mut s.ingest);
+            let settled =
+                settle_part(&ctx, &registry, claims, |k| spilled.in_part(part, k), &mut laps)?;
             count += settled.claims.len() as u64;
             let audited = settled.auditor(&ctx, &registry).run_with(&stats);
             laps.mark(|s| &mut s.audit);

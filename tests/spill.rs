@@ -73,6 +73,8 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
 
     let memory = run(d, "h1", "m1", None, 2, None);
     assert!(memory.spill.is_none());
+    // The month-wide statistics of amount_outlier are gathered before the spilled run settles.
+    assert!(memory.anomalies.get("amount_outlier").copied().unwrap_or(0) > 0);
     let spilled = run(d, "h1", "s1", None, 2, Some(1 << 20));
     let parts = spilled
         .spill

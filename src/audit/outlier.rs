@@ -8,8 +8,12 @@ use rayon::prelude::*;
 
 use super::{Anomaly, Auditor, Related};
 use crate::domain::Rule;
-use crate::ingest::claims::NO_CODE;
+use crate::ingest::claims::{Claims, NO_CODE};
+use crate::ingest::claims::NO_PERSON;
+use crate::ingest::registry::Registry;
 use crate::ingest::FastMap;
+use crate::policy::Policies;
+use crate::settle::version_for;
 use crate::money::round_div;
 
 /// 1.4826 in ten-thousandths: MAD to standard deviation for normal data.
@@ -44,17 +48,43 @@ pub struct AmountStats {
 }
 
 impl AmountCounts {
-    /// Adds the judged claims of one settled partition.
-    pub fn add(&mut self, a: &Auditor) {
-        self.add_items(a, &items(a));
+    /// Adds the claims of one partition, before they are settled. The rule judges the valid,
+    /// non-reversal claims with a drug whose policy version has audit rules; settlement never
+    /// rejects such a claim and picks its version from the person and the service day alone
+    /// ([`version_for`]), so these are the claims a settled partition would give.
+    pub fn add_claims(&mut self, policies: &Policies, registry: &Registry, claims: &Claims) {
+        let mut items: Vec<Item> = (0..claims.len())
+            .into_par_iter()
+            .filter_map(|row| {
+                let person = claims.person[row];
+                if person == NO_PERSON
+                    || claims.rejected[row].is_some()
+                    || claims.is_reversal[row]
+                    || claims.drug[row] == NO_CODE
+                {
+                    return None;
+                }
+                let day = claims.service_day[row];
+                let version = version_for(policies, &registry.person(person), day).ok()?;
+                policies.versions[version as usize].audit.as_ref()?;
+                Some((
+                    claims.drug[row],
+                    claims.level[row] as u8,
+                    claims.total_fen[row],
+                    row as u32,
+                ))
+            })
+            .collect();
+        items.par_sort_unstable();
+        self.add_items(&claims.drugs, &items);
     }
 
-    fn add_items(&mut self, a: &Auditor, items: &[Item]) {
+    fn add_items(&mut self, drugs: &[String], items: &[Item]) {
         for group in groups(items) {
             let (drug, level) = (group[0].0, group[0].1);
             let runs = self
                 .groups
-                .entry((a.claims.drugs[drug as usize].as_str().into(), level))
+                .entry((drugs[drug as usize].as_str().into(), level))
                 .or_default();
             for x in group {
                 match runs.last_mut() {
@@ -149,7 +179,7 @@ fn groups(items: &[Item]) -> Vec<&[Item]> {
 pub fn whole_run_outliers(a: &Auditor) -> Vec<Anomaly> {
     let items = items(a);
     let mut counts = AmountCounts::default();
-    counts.add_items(a, &items);
+    counts.add_items(&a.claims.drugs, &items);
     judge_items(a, &items, &counts.stats())
 }
 

@@ -301,18 +301,11 @@ impl<'a> Engine<'a> {
         scratch: &mut Scratch,
     ) -> Outcome {
         let not_covered = |reason| Outcome::unsettled(Status::NotCovered, reason);
-        match attributes.state {
-            PersonState::Unknown => return not_covered(Reason::UnknownPerson),
-            PersonState::Invalid => return not_covered(Reason::InvalidPersonRecord),
-            PersonState::Valid => {}
-        }
-        if attributes.region == NONE {
-            return not_covered(Reason::NoPolicyForRegion);
-        }
         let claims = self.claims;
         let day = claims.service_day[row];
-        let Some(v) = self.policies.version_on(attributes.region, day) else {
-            return not_covered(Reason::NoPolicyInForce);
+        let v = match version_for(self.policies, attributes, day) {
+            Ok(v) => v,
+            Err(reason) => return not_covered(reason),
         };
         let version = &self.policies.versions[v as usize];
         // A registered condition's benefit first; what it does not pay falls to the general
@@ -625,6 +618,24 @@ impl Engine<'_> {
                     })
             })
     }
+}
+
+/// The policy version that settles a (non-reversal) claim of a person with `attributes` served
+/// on `day`, or why none does — the claim is then `not_covered`. It depends on the person and
+/// the day alone, never on earlier claims, which is what lets a spilled run find the claims the
+/// outlier rule judges before settling them.
+pub fn version_for(policies: &Policies, attributes: &Person, day: Day) -> Result<u16, Reason> {
+    match attributes.state {
+        PersonState::Unknown => return Err(Reason::UnknownPerson),
+        PersonState::Invalid => return Err(Reason::InvalidPersonRecord),
+        PersonState::Valid => {}
+    }
+    if attributes.region == NONE {
+        return Err(Reason::NoPolicyForRegion);
+    }
+    policies
+        .version_on(attributes.region, day)
+        .ok_or(Reason::NoPolicyInForce)
 }
 
 /// The registration that pays `condition` on `day`, or why none does.
