@@ -13,6 +13,7 @@ use crate::ingest::claims::{Claims, Repeats};
 use crate::ingest::read::{list_parquet, row_count};
 use crate::ingest::registry::Registry;
 use crate::ledger::Ledger;
+use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
 use crate::partition::{spill, Partitions};
 use crate::policy::Policies;
@@ -110,15 +111,17 @@ pub fn adjudicate(args: &AdjudicateArgs) -> Result<summary::Summary> {
     pool.install(|| run(args))
 }
 
-/// Wall time per stage, added up over partitions.
+/// Wall time and peak memory per stage, added up over partitions.
 struct Laps {
     stages: summary::StageTimes,
+    peaks: summary::Stages<u64>,
     lap: Instant,
 }
 
 impl Laps {
-    fn mark(&mut self, slot: fn(&mut summary::StageTimes) -> &mut f64) {
-        *slot(&mut self.stages) += self.lap.elapsed().as_secs_f64();
+    fn mark(&mut self, stage: Stage) {
+        *self.stages.at(stage) += self.lap.elapsed().as_secs_f64();
+        *self.peaks.at(stage) = summary::peak_rss_bytes().unwrap_or(0);
         self.lap = Instant::now();
     }
 }
@@ -146,9 +149,9 @@ fn settle_part(
 ) -> Result<Settled> {
     let mut partitions = Partitions::build(&claims, &registry.index, ctx.ledger, in_range);
     partitions.gather(&mut claims)?;
-    laps.mark(|s| &mut s.partition);
+    laps.mark(Stage::Partition);
     let settled = Engine::new(ctx.policies, registry, &claims, ctx.ledger).settle(&partitions);
-    laps.mark(|s| &mut s.settle);
+    laps.mark(Stage::Settle);
     Ok(Settled {
         claims,
         partitions,
@@ -173,6 +176,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let started = Instant::now();
     let mut laps = Laps {
         stages: summary::StageTimes::default(),
+        peaks: summary::Stages::default(),
         lap: Instant::now(),
     };
     let policies = Policies::load_dir(&args.policies)?;
@@ -217,21 +221,21 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         let known = ledger.claim_ids();
         let claims = Claims::load(&args.claims, &mut registry.index, &known)?;
         drop(known);
-        laps.mark(|s| &mut s.ingest);
+        laps.mark(Stage::Ingest);
         let (sources, count) = (claims.sources.clone(), claims.len() as u64);
         let part = settle_part(&ctx, &registry, claims, |_| true, &mut laps)?;
         let auditor = part.auditor(&ctx, &registry);
         let audited = auditor.run();
-        laps.mark(|s| &mut s.audit);
+        laps.mark(Stage::Audit);
         write(&part, &audited, &registry)?;
-        laps.mark(|s| &mut s.output);
+        laps.mark(Stage::Output);
         (sources, count, None)
     } else {
         let known = ledger.claim_ids();
         let spill_dir = args.out.join(format!(".spill-{}", std::process::id()));
         let spilled = spill::scatter(&files, bits, &spill_dir, &registry.index, &known)?;
         drop(known);
-        laps.mark(|s| &mut s.ingest);
+        laps.mark(Stage::Ingest);
         let parts = spilled.person_parts() + 1;
         // One partition's claims read back (in both passes).
         let load = |part: usize, registry: &mut Registry| {
@@ -248,22 +252,27 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         let mut counts = AmountCounts::default();
         for part in 0..parts {
             let claims = load(part, &mut registry)?;
-            laps.mark(|s| &mut s.ingest);
+            laps.mark(Stage::Ingest);
             counts.add_claims(&policies, &registry, &claims);
-            laps.mark(|s| &mut s.audit);
+            laps.mark(Stage::Audit);
         }
         let stats = counts.stats();
         let mut count = 0;
         for part in 0..parts {
             let claims = load(part, &mut registry)?;
-            laps.mark(|s| &mut s.ingest);
-            let settled =
-                settle_part(&ctx, &registry, claims, |k| spilled.in_part(part, k), &mut laps)?;
+            laps.mark(Stage::Ingest);
+            let settled = settle_part(
+                &ctx,
+                &registry,
+                claims,
+                |k| spilled.in_part(part, k),
+                &mut laps,
+            )?;
             count += settled.claims.len() as u64;
             let audited = settled.auditor(&ctx, &registry).run_with(&stats);
-            laps.mark(|s| &mut s.audit);
+            laps.mark(Stage::Audit);
             write(&settled, &audited, &registry)?;
-            laps.mark(|s| &mut s.output);
+            laps.mark(Stage::Output);
         }
         let spill = summary::Spill {
             partitions: spilled.person_parts() as u64,
@@ -273,7 +282,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     };
     let (written, pending) = outputs.close(&policies)?;
     let (totals, reasons, rejected) = tally.finish(&policies);
-    laps.mark(|s| &mut s.output);
+    laps.mark(Stage::Output);
     let wall = started.elapsed().as_secs_f64();
     let summary = summary::Summary {
         engine: "yibao",
@@ -310,6 +319,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         memory_limit_bytes: limit,
         spill,
         peak_rss_bytes: summary::peak_rss_bytes(),
+        stage_peak_rss_bytes: laps.peaks,
     };
     let json =
         serde_json::to_vec_pretty(&summary).map_err(|e| Error::Usage(format!("summary: {e}")))?;

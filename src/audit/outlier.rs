@@ -8,13 +8,13 @@ use rayon::prelude::*;
 
 use super::{Anomaly, Auditor, Related};
 use crate::domain::Rule;
-use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::claims::NO_PERSON;
+use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::Registry;
 use crate::ingest::FastMap;
+use crate::money::round_div;
 use crate::policy::Policies;
 use crate::settle::version_for;
-use crate::money::round_div;
 
 /// 1.4826 in ten-thousandths: MAD to standard deviation for normal data.
 const MAD_TO_SIGMA: i128 = 14_826;

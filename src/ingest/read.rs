@@ -63,16 +63,21 @@ pub struct FileBatches {
 impl FileBatches {
     /// The file row number of each batch's first row.
     pub fn first_rows(&self) -> Vec<u64> {
-        let mut rows = 0u64;
-        self.batches
-            .iter()
-            .map(|b| {
-                let first = rows;
-                rows += b.num_rows() as u64;
-                first
-            })
-            .collect()
+        first_rows(&self.batches, &mut 0)
     }
+}
+
+/// The file row number of each batch's first row, the first batch starting at `*next`, which
+/// is moved past the last (for files read a window at a time).
+pub fn first_rows(batches: &[RecordBatch], next: &mut u64) -> Vec<u64> {
+    batches
+        .iter()
+        .map(|b| {
+            let first = *next;
+            *next += b.num_rows() as u64;
+            first
+        })
+        .collect()
 }
 
 /// The first of `columns` (index, name) that is null in row `i`: a required value is missing.

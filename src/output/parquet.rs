@@ -1,9 +1,10 @@
 //! Parquet writing for every file yibao produces (outputs, the ledger, the generator's inputs).
 //!
-//! - **Parallel.** Rows are cut into row groups of exactly [`ROW_GROUP_ROWS`] rows (the last one
-//!   shorter); up to one row group per worker thread is buffered, then every (row group, column)
-//!   chunk is encoded as its own rayon task and the chunks are appended in order. A row group's
-//!   bytes depend only on its rows, so the file is the same for any thread count.
+//! - **Parallel, in bounded memory.** Rows are cut into row groups of exactly
+//!   [`ROW_GROUP_ROWS`] rows (the last one shorter) and encoded as they arrive, a slice of rows
+//!   at a time with every column as its own rayon task, so memory holds the row group's encoded
+//!   pages and one slice of rows, never whole row groups as Arrow arrays. A row group's bytes
+//!   depend only on its rows, so the file is the same for any thread count and any batching.
 //! - **Atomic.** A file is written as `NAME.tmp` and renamed into place by [`Committed::commit`]
 //!   once the whole run has succeeded: a reader never sees half a file, and a failed run leaves
 //!   the previous outputs untouched. A writer dropped before `close` removes its temporary file.
@@ -88,12 +89,21 @@ pub struct PendingFile {
     writer: Option<SerializedFileWriter<BufWriter<File>>>,
     factory: ArrowRowGroupWriterFactory,
     row_group_rows: usize,
-    /// Complete row groups waiting to be encoded, and the one being filled (last).
-    groups: Vec<Vec<RecordBatch>>,
+    /// The column writers of the row group being filled (created with its first rows): they
+    /// hold its pages encoded and compressed, far smaller than the rows as Arrow arrays.
+    columns: Vec<ArrowColumnWriter>,
+    /// Rows of the filling row group given to `write`…
     filling_rows: usize,
+    /// …of which these are not yet encoded (fewer than [`ENCODE_ROWS`] until the group ends).
+    queued: Vec<RecordBatch>,
+    queued_rows: usize,
     row_groups_written: usize,
     pub rows: u64,
 }
+
+/// Rows queued before they are encoded, every column as its own rayon task: enough to keep the
+/// threads busy per task, few enough that memory holds a slice of rows, not row groups.
+const ENCODE_ROWS: usize = 64 * 1024;
 
 impl PendingFile {
     /// Starts `path` as `path.tmp` with the default settings.
@@ -139,104 +149,107 @@ impl PendingFile {
             writer: Some(writer),
             factory,
             row_group_rows: settings.row_group_rows.max(1),
-            groups: vec![Vec::new()],
+            columns: Vec::new(),
             filling_rows: 0,
+            queued: Vec::new(),
+            queued_rows: 0,
             row_groups_written: 0,
             rows: 0,
         })
     }
 
-    /// Queues `batch`, cutting it where a row group ends; encodes the complete row groups once
-    /// there is one per worker thread.
+    /// Appends `batch`, cutting it where a row group ends. Rows are encoded as they come, a
+    /// slice of [`ENCODE_ROWS`] at a time, each column in parallel.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         let mut at = 0;
         while at < batch.num_rows() {
             let take = (self.row_group_rows - self.filling_rows).min(batch.num_rows() - at);
-            let part = if take == batch.num_rows() {
+            self.queued.push(if take == batch.num_rows() {
                 batch.clone()
             } else {
                 batch.slice(at, take)
-            };
-            self.groups
-                .last_mut()
-                .expect("a group is filling")
-                .push(part);
+            });
+            self.queued_rows += take;
             self.filling_rows += take;
             at += take;
             if self.filling_rows == self.row_group_rows {
-                self.groups.push(Vec::new());
-                self.filling_rows = 0;
+                self.finish_row_group()?;
+            } else if self.queued_rows >= ENCODE_ROWS {
+                self.encode_queued(false)?;
             }
-        }
-        if self.groups.len() > rayon::current_num_threads().max(1) {
-            self.encode_complete()?;
         }
         Ok(())
     }
 
-    /// Encodes every complete row group (all groups but the one filling).
-    fn encode_complete(&mut self) -> Result<()> {
-        let filling = self.groups.pop().expect("a group is filling");
-        let complete = std::mem::replace(&mut self.groups, vec![filling]);
-        self.encode(complete)
-    }
-
-    fn encode(&mut self, groups: Vec<Vec<RecordBatch>>) -> Result<()> {
-        if groups.is_empty() {
+    /// Encodes the queued rows into the filling row group's column writers: all of them at the
+    /// group's end, else the whole [`WRITE_BATCH_ROWS`] steps (the rest stays queued, so that
+    /// steps fall on the same rows however the batches were cut).
+    fn encode_queued(&mut self, group_ends: bool) -> Result<()> {
+        let rows = if group_ends {
+            self.queued_rows
+        } else {
+            self.queued_rows / WRITE_BATCH_ROWS * WRITE_BATCH_ROWS
+        };
+        if rows == 0 {
             return Ok(());
         }
-        let tmp = &self.tmp;
-        let schema = &self.schema;
-        let mut tasks: Vec<(usize, usize, ArrowColumnWriter)> = Vec::new();
-        for g in 0..groups.len() {
-            let writers = self
+        let (now, rest) = split_rows(std::mem::take(&mut self.queued), rows);
+        self.queued = rest;
+        self.queued_rows -= rows;
+        if self.columns.is_empty() {
+            self.columns = self
                 .factory
-                .create_column_writers(self.row_groups_written + g)
-                .map_err(|e| Error::parquet(tmp, e))?;
-            tasks.extend(writers.into_iter().enumerate().map(|(c, w)| (g, c, w)));
+                .create_column_writers(self.row_groups_written)
+                .map_err(|e| Error::parquet(&self.tmp, e))?;
         }
-        let chunks: Vec<ArrowColumnChunk> = tasks
-            .into_par_iter()
-            .map(|(g, c, mut column)| {
+        let schema = &self.schema;
+        self.columns
+            .par_iter_mut()
+            .enumerate()
+            .try_for_each(|(c, column)| {
                 let field = schema.field(c);
-                let arrays: Vec<&ArrayRef> = groups[g].iter().map(|b| b.column(c)).collect();
+                let arrays: Vec<&ArrayRef> = now.iter().map(|b| b.column(c)).collect();
                 for piece in aligned(&arrays, WRITE_BATCH_ROWS)? {
                     for leaf in compute_leaves(field, &piece)? {
                         column.write(&leaf)?;
                     }
                 }
-                column.close()
+                Ok(())
             })
+            .map_err(|e: parquet::errors::ParquetError| Error::parquet(&self.tmp, e))
+    }
+
+    /// Encodes the rest of the filling row group and appends it to the file.
+    fn finish_row_group(&mut self) -> Result<()> {
+        self.encode_queued(true)?;
+        let tmp = &self.tmp;
+        let chunks: Vec<ArrowColumnChunk> = std::mem::take(&mut self.columns)
+            .into_par_iter()
+            .map(|column| column.close())
             .collect::<parquet::errors::Result<_>>()
             .map_err(|e| Error::parquet(tmp, e))?;
-        drop(groups);
         let writer = self.writer.as_mut().expect("writer used after close");
-        let columns = schema.fields().len();
-        let mut chunks = chunks.into_iter();
-        while chunks.len() > 0 {
-            let mut row_group = writer
-                .next_row_group()
+        let mut row_group = writer
+            .next_row_group()
+            .map_err(|e| Error::parquet(tmp, e))?;
+        for chunk in chunks {
+            chunk
+                .append_to_row_group(&mut row_group)
                 .map_err(|e| Error::parquet(tmp, e))?;
-            for chunk in chunks.by_ref().take(columns) {
-                chunk
-                    .append_to_row_group(&mut row_group)
-                    .map_err(|e| Error::parquet(tmp, e))?;
-            }
-            row_group.close().map_err(|e| Error::parquet(tmp, e))?;
-            self.row_groups_written += 1;
         }
+        row_group.close().map_err(|e| Error::parquet(tmp, e))?;
+        self.row_groups_written += 1;
+        self.filling_rows = 0;
         Ok(())
     }
 
     /// Encodes what is queued, writes the footer and closes the temporary file;
     /// [`Committed::commit`] renames it into place.
     pub fn close(mut self) -> Result<Committed> {
-        let mut groups = std::mem::take(&mut self.groups);
-        if self.filling_rows == 0 {
-            groups.pop();
+        if self.filling_rows > 0 {
+            self.finish_row_group()?;
         }
-        self.encode(groups)?;
         let writer = self.writer.take().expect("writer used after close");
         let closed = writer
             .into_inner()
@@ -292,6 +305,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// it decides where a page ends after each step, so steps must fall on the same rows whatever
 /// the batches were.
 const WRITE_BATCH_ROWS: usize = 1024;
+
+/// `batches` cut after their first `rows` rows: (those rows, the rest).
+fn split_rows(batches: Vec<RecordBatch>, rows: usize) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    let mut left = rows;
+    for batch in batches {
+        let n = batch.num_rows();
+        if left >= n {
+            left -= n;
+            head.push(batch);
+        } else if left == 0 {
+            tail.push(batch);
+        } else {
+            head.push(batch.slice(0, left));
+            tail.push(batch.slice(left, n - left));
+            left = 0;
+        }
+    }
+    (head, tail)
+}
 
 /// A row group's column as pieces whose lengths are multiples of `step` (but the last): the
 /// batches as written, sliced on multiples of `step` rows from the group's start, with the rows

@@ -38,6 +38,9 @@ pub struct Summary {
     /// The process's peak resident memory (Linux `VmHWM`), for sizing the machine and
     /// `--memory-limit`; `null` where the platform does not tell.
     pub peak_rss_bytes: Option<u64>,
+    /// The peak resident memory reached by the time each stage last ended (so the first stage
+    /// whose figure is `peak_rss_bytes` is where the peak was reached); 0 where not known.
+    pub stage_peak_rss_bytes: Stages<u64>,
 }
 
 /// How a run that spilled was cut.
@@ -64,18 +67,45 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Wall seconds per pipeline stage.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct StageTimes {
-    /// Policies, registry, ledger and claims read and validated.
-    pub ingest: f64,
-    pub partition: f64,
-    pub settle: f64,
+/// A stage of the pipeline, as the summary's per-stage figures name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Policies, registry, ledger and claims read and validated (in a spilled run also the
+    /// scatter to disk and reading the partitions back).
+    Ingest,
+    /// Claims grouped by person, in time order, gathered into output order.
+    Partition,
+    Settle,
     /// Anomaly rules and risk scores.
-    pub audit: f64,
+    Audit,
     /// Parquet outputs and the summary's totals.
-    pub output: f64,
+    Output,
 }
+
+/// One figure per pipeline stage.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stages<T> {
+    pub ingest: T,
+    pub partition: T,
+    pub settle: T,
+    pub audit: T,
+    pub output: T,
+}
+
+impl<T> Stages<T> {
+    pub fn at(&mut self, stage: Stage) -> &mut T {
+        match stage {
+            Stage::Ingest => &mut self.ingest,
+            Stage::Partition => &mut self.partition,
+            Stage::Settle => &mut self.settle,
+            Stage::Audit => &mut self.audit,
+            Stage::Output => &mut self.output,
+        }
+    }
+}
+
+/// Wall seconds per pipeline stage, added up over partitions.
+pub type StageTimes = Stages<f64>;
 
 #[derive(Debug, Serialize)]
 pub struct Inputs {
