@@ -1,6 +1,6 @@
 //! The I/O floor (`yibao bench-floor`): what merely reading the claim columns the engine needs and
 //! writing a file of the settlement schema costs, through the same Parquet reader and writer and
-//! with no settlement at all. `adjudicate`'s wall time over this is the engine's overhead; issue 6
+//! with no settlement at all, a window of row groups at a time (so it runs on any month). `adjudicate`'s wall time over this is the engine's overhead; issue 6
 //! holds it within 1.5×.
 //!
 //! The floor's settlement file has every column of `settlements.parquet` with realistic values
@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::ingest::claims::CLAIM_COLUMNS;
-use crate::ingest::read::{list_parquet, read_file};
+use crate::ingest::read::{list_parquet, read_windows};
 use crate::output::parquet::{FileSettings, PendingFile};
 use crate::output::settlements;
 
@@ -49,30 +49,33 @@ pub fn measure(claims: &Path, out: &Path, threads: Option<usize>, keep: bool) ->
         .map_err(|e| Error::Usage(format!("cannot start {threads:?} threads: {e}")))?;
     pool.install(|| {
         let started = Instant::now();
-        let mut files = Vec::new();
-        for path in list_parquet(claims)? {
-            files.push(read_file(&path, CLAIM_COLUMNS)?);
-        }
-        let read_seconds = started.elapsed().as_secs_f64();
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let schema = floor_schema();
         let path = out.join("settlements.parquet");
         let mut file = PendingFile::create_with(&path, schema.clone(), &FileSettings::PER_CLAIM)?;
-        let window = rayon::current_num_threads().max(1) * 2;
-        for file_batches in &files {
-            for group in file_batches.batches.chunks(window) {
-                let batches: Vec<RecordBatch> = group
-                    .par_iter()
-                    .map(|b| settlement_shaped(b, &schema))
-                    .collect::<Result<_>>()?;
-                for batch in &batches {
-                    file.write(batch)?;
+        // A window of row groups at a time, as the engine reads (and as any month fits).
+        let threads = rayon::current_num_threads().max(1);
+        let mut write_seconds = 0.0;
+        for claims_file in list_parquet(claims)? {
+            read_windows(&claims_file, CLAIM_COLUMNS, threads, |read| {
+                let lap = Instant::now();
+                for group in read.chunks(threads * 2) {
+                    let batches: Vec<RecordBatch> = group
+                        .par_iter()
+                        .map(|b| settlement_shaped(b, &schema))
+                        .collect::<Result<_>>()?;
+                    for batch in &batches {
+                        file.write(batch)?;
+                    }
                 }
-            }
+                write_seconds += lap.elapsed().as_secs_f64();
+                Ok(())
+            })?;
         }
         let rows = file.rows;
         file.close()?.commit()?;
         let wall_seconds = started.elapsed().as_secs_f64();
+        let read_seconds = wall_seconds - write_seconds;
         if !keep {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
@@ -80,7 +83,7 @@ pub fn measure(claims: &Path, out: &Path, threads: Option<usize>, keep: bool) ->
             claims: rows,
             threads: rayon::current_num_threads(),
             read_seconds,
-            write_seconds: wall_seconds - read_seconds,
+            write_seconds,
             wall_seconds,
             rows_per_second: rows as f64 / wall_seconds.max(1e-9),
             peak_rss_bytes: crate::output::summary::peak_rss_bytes(),

@@ -28,7 +28,7 @@ use crate::ingest::claims::{
     claim_id_hash, convert_rows, find_repeats, InputBatch, Occurrence, SourceFile, CLAIM_COLUMNS,
     FILE_ROW,
 };
-use crate::ingest::read::{col, read_windows, ColumnKind};
+use crate::ingest::read::{col, first_rows, read_windows, ColumnKind};
 use crate::ingest::registry::PersonIndex;
 
 /// A temporary directory removed when dropped, whether the run succeeds or fails.
@@ -95,6 +95,9 @@ impl Spilled {
             .sum()
     }
 }
+
+/// Rows held back, over all partitions, to be joined into larger spill batches.
+const PENDING_ROWS: usize = 512 * 1024;
 
 /// Spill files are LZ4-compressed: a month's claims spilled raw are ~200 bytes a claim, which
 /// at 100 million claims no longer fits the page cache, and the disk then sets the pace
@@ -167,57 +170,87 @@ pub fn scatter(
     for (f, file) in files.iter().enumerate() {
         let mut writers: Vec<Option<FileWriter<BufWriter<File>>>> =
             (0..parts).map(|_| None).collect();
+        // Pieces are gathered per partition into larger batches before they are written: with
+        // many partitions a piece of one input batch is a few hundred rows, and each IPC batch
+        // costs a message and a compressed frame per buffer. PENDING_ROWS bounds the memory.
+        let batch_rows = (PENDING_ROWS / parts).max(1024);
+        let mut pending: Vec<Vec<RecordBatch>> = vec![Vec::new(); parts];
+        let mut pending_rows = vec![0usize; parts];
         let mut file_row = 0u64;
         let mut write_error = None;
-        let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches| {
-            let mut firsts = Vec::with_capacity(batches.len());
-            for b in &batches {
-                firsts.push(file_row);
-                file_row += b.num_rows() as u64;
-            }
-            let split: Vec<Result<Scattered>> = batches
-                .par_iter()
-                .zip(firsts.par_iter())
-                .map(|(batch, &first)| {
-                    split_batch(
-                        batch,
-                        first,
-                        bits,
-                        parts,
-                        &repeated,
-                        persons,
-                        file,
-                        input_start,
-                    )
-                })
-                .collect();
-            for s in split {
-                let s = s?;
-                for (part, piece) in s.pieces.into_iter().enumerate() {
-                    let Some(piece) = piece else { continue };
-                    if writers[part].is_none() {
-                        let path = spilled
-                            .dir
-                            .0
-                            .join(format!("part-{part:04}-file-{f:05}.arrow"));
-                        let out = File::create(&path).map_err(|e| Error::io(&path, e))?;
-                        let writer = FileWriter::try_new_with_options(
-                            BufWriter::new(out),
-                            &piece.schema(),
-                            spill_options(),
-                        )
+        let mut flush = |part: usize,
+                         pieces: Vec<RecordBatch>,
+                         writers: &mut Vec<Option<FileWriter<BufWriter<File>>>>|
+         -> Result<()> {
+            let Some(first) = pieces.first() else {
+                return Ok(());
+            };
+            let schema = first.schema();
+            let batch = arrow::compute::concat_batches(&schema, &pieces)
+                .map_err(|e| Error::arrow(file.display().to_string(), e))?;
+            if writers[part].is_none() {
+                let path = spilled
+                    .dir
+                    .0
+                    .join(format!("part-{part:04}-file-{f:05}.arrow"));
+                let out = File::create(&path).map_err(|e| Error::io(&path, e))?;
+                let writer =
+                    FileWriter::try_new_with_options(BufWriter::new(out), &schema, spill_options())
                         .map_err(|e| Error::arrow(path.display().to_string(), e))?;
-                        writers[part] = Some(writer);
-                        spilled.files[part][f] = Some(path);
-                    }
-                    if let Err(e) = writers[part].as_mut().expect("opened").write(&piece) {
-                        write_error.get_or_insert(e);
-                    }
+                writers[part] = Some(writer);
+                spilled.files[part][f] = Some(path);
+            }
+            if let Err(e) = writers[part].as_mut().expect("opened").write(&batch) {
+                write_error.get_or_insert(e);
+            }
+            Ok(())
+        };
+        let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches| {
+            let firsts = first_rows(&batches, &mut file_row);
+            // A few batches at a time, each dropped once split, so memory holds the decoded
+            // window and one step's pieces.
+            let mut rest = batches.into_iter().zip(firsts);
+            loop {
+                let step: Vec<(RecordBatch, u64)> = rest.by_ref().take(window).collect();
+                if step.is_empty() {
+                    break;
                 }
-                copies.extend(s.copies);
+                let split: Vec<Result<Scattered>> = step
+                    .par_iter()
+                    .map(|(batch, first)| {
+                        split_batch(
+                            batch,
+                            *first,
+                            bits,
+                            parts,
+                            &repeated,
+                            persons,
+                            file,
+                            input_start,
+                        )
+                    })
+                    .collect();
+                drop(step);
+                for s in split {
+                    let s = s?;
+                    for (part, piece) in s.pieces.into_iter().enumerate() {
+                        let Some(piece) = piece else { continue };
+                        pending_rows[part] += piece.num_rows();
+                        pending[part].push(piece);
+                        if pending_rows[part] >= batch_rows {
+                            pending_rows[part] = 0;
+                            flush(part, std::mem::take(&mut pending[part]), &mut writers)?;
+                        }
+                    }
+                    copies.extend(s.copies);
+                }
             }
             Ok(())
         })?;
+        for (part, pieces) in pending.into_iter().enumerate() {
+            flush(part, pieces, &mut writers)?;
+        }
+        drop(flush);
         for writer in writers.iter_mut().flatten() {
             if let Err(e) = writer.finish() {
                 write_error.get_or_insert(e);
