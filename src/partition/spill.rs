@@ -250,7 +250,6 @@ pub fn scatter(
         for (part, pieces) in pending.into_iter().enumerate() {
             flush(part, pieces, &mut writers)?;
         }
-        drop(flush);
         for writer in writers.iter_mut().flatten() {
             if let Err(e) = writer.finish() {
                 write_error.get_or_insert(e);
