@@ -180,11 +180,6 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         lap: Instant::now(),
     };
     let policies = Policies::load_dir(&args.policies)?;
-    let mut registry = Registry::load(&args.persons, &args.registrations, &policies)?;
-    let ledger = match &args.ledger {
-        Some(path) => Ledger::load(path, &mut registry.index, &policies)?,
-        None => Ledger::default(),
-    };
     let files = list_parquet(&args.claims)?;
     let mut rows = 0;
     for file in &files {
@@ -192,6 +187,17 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     }
     let limit = args.memory_limit.unwrap_or_else(default_memory_limit);
     let bits = spill_bits(rows, limit);
+    // A spilled run's first read, before the registry takes its memory.
+    let repeated = if bits > 0 {
+        spill::repeated_ids(&files)?
+    } else {
+        Vec::new()
+    };
+    let mut registry = Registry::load(&args.persons, &args.registrations, &policies)?;
+    let ledger = match &args.ledger {
+        Some(path) => Ledger::load(path, &mut registry.index, &policies)?,
+        None => Ledger::default(),
+    };
     let ctx = Context {
         policies: &policies,
         ledger: &ledger,
@@ -233,7 +239,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     } else {
         let known = ledger.claim_ids();
         let spill_dir = args.out.join(format!(".spill-{}", std::process::id()));
-        let spilled = spill::scatter(&files, bits, &spill_dir, &registry.index, &known)?;
+        let spilled = spill::scatter(&files, bits, &spill_dir, &registry.index, &known, &repeated)?;
         drop(known);
         laps.mark(Stage::Ingest);
         let parts = spilled.person_parts() + 1;

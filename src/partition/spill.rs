@@ -116,23 +116,13 @@ fn part_of(key: u64, bits: u32) -> usize {
     }
 }
 
-/// Scatters the claims of `files` into `1 << bits` person partitions (and one for rows with no
-/// person) under `dir`. `known` are the ledger's claim ids, for finding repeats.
-pub fn scatter(
-    files: &[PathBuf],
-    bits: u32,
-    dir: &Path,
-    persons: &PersonIndex,
-    known: &[&str],
-) -> Result<Spilled> {
-    let dir = SpillDir(dir.to_path_buf());
-    std::fs::create_dir_all(&dir.0).map_err(|e| Error::io(&dir.0, e))?;
-    let parts = (1usize << bits) + 1;
+/// The hashes of the claim ids that occur more than once in `files`, sorted: a first read of
+/// the `claim_id` column alone, made before the registry is loaded so that its 8 bytes a claim
+/// are never held beside it. Only rows with these hashes (or a ledger claim's) are examined
+/// closely while scattering.
+pub fn repeated_ids(files: &[PathBuf]) -> Result<Vec<u64>> {
     let window = rayon::current_num_threads().max(1);
-
-    // Ids that occur more than once (by hash), from a first read of the claim_id column alone;
-    // only their rows are examined closely while scattering.
-    let mut hashes: Vec<u64> = known.par_iter().map(|id| claim_id_hash(id)).collect();
+    let mut hashes: Vec<u64> = Vec::new();
     let id_only = [col("claim_id", ColumnKind::Text, true)];
     for file in files {
         read_windows(file, &id_only, window, |batches| {
@@ -154,8 +144,31 @@ pub fn scatter(
         .filter(|w| w[0] == w[1])
         .map(|w| w[0])
         .collect();
-    drop(hashes);
     repeated.dedup();
+    Ok(repeated)
+}
+
+/// Scatters the claims of `files` into `1 << bits` person partitions (and one for rows with no
+/// person) under `dir`. `known` are the ledger's claim ids and `repeated` the hashes of ids
+/// repeated within `files` ([`repeated_ids`]), for finding repeats.
+pub fn scatter(
+    files: &[PathBuf],
+    bits: u32,
+    dir: &Path,
+    persons: &PersonIndex,
+    known: &[&str],
+    repeated: &[u64],
+) -> Result<Spilled> {
+    let dir = SpillDir(dir.to_path_buf());
+    std::fs::create_dir_all(&dir.0).map_err(|e| Error::io(&dir.0, e))?;
+    let parts = (1usize << bits) + 1;
+    let window = rayon::current_num_threads().max(1);
+    // A row is a suspect when its id's hash is repeated in the claims or is a ledger claim's.
+    let mut suspect: Vec<u64> = known.par_iter().map(|id| claim_id_hash(id)).collect();
+    suspect.extend_from_slice(repeated);
+    suspect.par_sort_unstable();
+    suspect.dedup();
+    let repeated = suspect;
 
     let mut spilled = Spilled {
         dir,
