@@ -6,6 +6,7 @@
 #   benches/end_to_end.sh [CLAIMS] [PERSONS]        # default 10,000,000 claims, CLAIMS/5 persons
 #   THREADS=1 benches/end_to_end.sh                 # another thread count (default: every core)
 #   REPEAT=3 benches/end_to_end.sh                  # best of N for each engine
+#   MEMORY_LIMIT=1GiB benches/end_to_end.sh         # yibao with --memory-limit (spills when over)
 #
 # Each step runs after `sync` and a pause, so one step's writeback does not land in the next.
 set -euo pipefail
@@ -35,7 +36,7 @@ for i in $(seq "$REPEAT"); do
   rm -rf "$OUT/yibao"
   "$BIN" adjudicate --claims "$DATA/claims.parquet" --persons "$DATA/persons.parquet" \
     --registrations "$DATA/registrations.parquet" --policies policies --out "$OUT/yibao" \
-    --threads "$THREADS" > /dev/null
+    --threads "$THREADS" ${MEMORY_LIMIT:+--memory-limit "$MEMORY_LIMIT"} > /dev/null
   cp "$OUT/yibao/summary.json" "$OUT/yibao.$i.json"
   if [ "${NO_DUCKDB:-0}" != 1 ]; then
     PY=$(benches/duckdb/setup.sh)

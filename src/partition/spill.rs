@@ -164,11 +164,10 @@ pub fn scatter(
     let parts = (1usize << bits) + 1;
     let window = rayon::current_num_threads().max(1);
     // A row is a suspect when its id's hash is repeated in the claims or is a ledger claim's.
-    let mut suspect: Vec<u64> = known.par_iter().map(|id| claim_id_hash(id)).collect();
-    suspect.extend_from_slice(repeated);
-    suspect.par_sort_unstable();
-    suspect.dedup();
-    let repeated = suspect;
+    let mut suspects: Vec<u64> = known.par_iter().map(|id| claim_id_hash(id)).collect();
+    suspects.extend_from_slice(repeated);
+    suspects.par_sort_unstable();
+    suspects.dedup();
 
     let mut spilled = Spilled {
         dir,
@@ -236,7 +235,7 @@ pub fn scatter(
                             *first,
                             bits,
                             parts,
-                            &repeated,
+                            &suspects,
                             persons,
                             file,
                             input_start,
@@ -307,7 +306,7 @@ fn split_batch(
     first_row: u64,
     bits: u32,
     parts: usize,
-    repeated: &[u64],
+    suspects: &[u64],
     persons: &PersonIndex,
     file: &Path,
     input_start: u64,
@@ -349,21 +348,21 @@ fn split_batch(
         .collect::<Result<_>>()?;
 
     let mut copies = Vec::new();
-    if !repeated.is_empty() {
+    if !suspects.is_empty() {
         let ids = batch.column(0).as_string::<i32>();
-        let suspects: Vec<u32> = (0..ids.len())
+        let flagged: Vec<u32> = (0..ids.len())
             .filter(|&i| {
-                ids.is_valid(i) && repeated.binary_search(&claim_id_hash(ids.value(i))).is_ok()
+                ids.is_valid(i) && suspects.binary_search(&claim_id_hash(ids.value(i))).is_ok()
             })
             .map(|i| i as u32)
             .collect();
-        if !suspects.is_empty() {
-            let indices = UInt32Array::from(suspects.clone());
+        if !flagged.is_empty() {
+            let indices = UInt32Array::from(flagged.clone());
             let taken =
                 take_record_batch(batch, &indices).map_err(|e| Error::arrow(context(), e))?;
             let (rejected, settled_at) = convert_rows(&taken, persons)?;
             let taken_ids = taken.column(0).as_string::<i32>();
-            for (k, &i) in suspects.iter().enumerate() {
+            for (k, &i) in flagged.iter().enumerate() {
                 copies.push((
                     taken_ids.value(k).to_string(),
                     rejected[k],
