@@ -19,6 +19,8 @@ REPEAT=${REPEAT:-1}
 DATA=target/bench-data/${CLAIMS}x${PERSONS}
 OUT=target/bench-out
 mkdir -p "$OUT"
+# A table is of this sitting only: no engine's figures from an earlier one.
+rm -f "$OUT"/floor.*.json "$OUT"/yibao.*.json "$OUT"/duckdb.*.json
 
 cargo build --quiet --profile dist
 BIN=target/dist/yibao
@@ -71,6 +73,10 @@ if yibao:
     st = yibao["stage_seconds"]
     print("\nyibao stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in st.items()))
     print("yibao outputs: " + ", ".join(f"{k} {v:.2f} s" for k, v in yibao["outputs"]["seconds"].items()))
+    if yibao.get("spill"):
+        sp = yibao["spill"]
+        print(f"yibao spilled: {sp['partitions']} partitions, {sp['bytes'] / 1e9:.2f} GB "
+              f"(--memory-limit {yibao['memory_limit_bytes'] / 2**30:.2f} GiB)")
 if yibao and duck:
     print(f"\nDuckDB / yibao wall: {duck['wall_seconds'] / yibao['wall_seconds']:.2f}×")
 EOF
