@@ -48,32 +48,12 @@ pub struct AmountStats {
 }
 
 impl AmountCounts {
-    /// Adds the claims of one partition, before they are settled. The rule judges the valid,
-    /// non-reversal claims with a drug whose policy version has audit rules; settlement never
-    /// rejects such a claim and picks its version from the person and the service day alone
-    /// ([`version_for`]), so these are the claims a settled partition would give.
+    /// Adds the claims of one partition, before they are settled ([`judged`] needs no
+    /// settlement).
     pub fn add_claims(&mut self, policies: &Policies, registry: &Registry, claims: &Claims) {
         let mut items: Vec<Item> = (0..claims.len())
             .into_par_iter()
-            .filter_map(|row| {
-                let person = claims.person[row];
-                if person == NO_PERSON
-                    || claims.rejected[row].is_some()
-                    || claims.is_reversal[row]
-                    || claims.drug[row] == NO_CODE
-                {
-                    return None;
-                }
-                let day = claims.service_day[row];
-                let version = version_for(policies, &registry.person(person), day).ok()?;
-                policies.versions[version as usize].audit.as_ref()?;
-                Some((
-                    claims.drug[row],
-                    claims.level[row] as u8,
-                    claims.total_fen[row],
-                    row as u32,
-                ))
-            })
+            .filter_map(|row| judged(policies, registry, claims, row, row as u32))
             .collect();
         items.par_sort_unstable();
         self.add_items(&claims.drugs, &items);
@@ -133,29 +113,51 @@ fn group_stats(runs: &[(i64, u32)]) -> GroupStats {
     }
 }
 
-/// Every settled claim with a drug whose version has audit rules, sorted by (drug, level,
-/// total, position).
+/// The item of claim `row` (at `position`) if the rule judges it: a valid, non-reversal claim
+/// of a person, with a drug, whose policy version has audit rules. Settlement never rejects such
+/// a claim and picks its version from the person and the service day alone ([`version_for`]),
+/// so this is known before settlement — the one definition for a run held whole and for a
+/// spilled run's first pass, whose outputs must be the same bytes.
+fn judged(
+    policies: &Policies,
+    registry: &Registry,
+    claims: &Claims,
+    row: usize,
+    position: u32,
+) -> Option<Item> {
+    let person = claims.person[row];
+    if person == NO_PERSON
+        || claims.rejected[row].is_some()
+        || claims.is_reversal[row]
+        || claims.drug[row] == NO_CODE
+    {
+        return None;
+    }
+    let version = version_for(policies, &registry.person(person), claims.service_day[row]).ok()?;
+    policies.versions[version as usize].audit.as_ref()?;
+    Some((
+        claims.drug[row],
+        claims.level[row] as u8,
+        claims.total_fen[row],
+        position,
+    ))
+}
+
+/// The judged claims of a settled partition, sorted by (drug, level, total, position).
 fn items(a: &Auditor) -> Vec<Item> {
-    let claims = a.claims;
     let mut items: Vec<Item> = a
         .partitions
         .order
         .par_iter()
         .enumerate()
         .filter_map(|(position, &row)| {
-            let row = row as usize;
-            let o = &a.settled.outcomes[position];
-            (o.status.is_settled_claim()
-                && claims.drug[row] != NO_CODE
-                && a.rules_at(position).is_some())
-            .then(|| {
-                (
-                    claims.drug[row],
-                    claims.level[row] as u8,
-                    claims.total_fen[row],
-                    position as u32,
-                )
-            })
+            judged(
+                a.policies,
+                a.registry,
+                a.claims,
+                row as usize,
+                position as u32,
+            )
         })
         .collect();
     items.par_sort_unstable();

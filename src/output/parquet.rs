@@ -381,6 +381,15 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::sync::Arc;
 
+    fn int64_values(array: &ArrayRef) -> Vec<i64> {
+        array
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    }
+
     fn batch(schema: &SchemaRef, from: i64, n: i64) -> RecordBatch {
         let ids: Vec<i64> = (from..from + n).collect();
         let names: Vec<String> = ids.iter().map(|i| format!("c{i}")).collect();
@@ -435,16 +444,7 @@ mod tests {
         let pieces = aligned(&refs, 4).unwrap();
         let lengths: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
         assert_eq!(lengths, vec![4, 4, 8, 4, 2]);
-        let values: Vec<i64> = pieces
-            .iter()
-            .flat_map(|p| {
-                p.as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let values: Vec<i64> = pieces.iter().flat_map(int64_values).collect();
         assert_eq!(values, (0..22).collect::<Vec<_>>());
     }
 
@@ -468,15 +468,7 @@ mod tests {
         let rows: Vec<i64> = reader
             .build()
             .unwrap()
-            .flat_map(|b| {
-                let b = b.unwrap();
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
+            .flat_map(|b| int64_values(b.unwrap().column(0)))
             .collect();
         assert_eq!(rows, (0..4007).collect::<Vec<_>>());
         // Batched differently, the same rows give the same file.
