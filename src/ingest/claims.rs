@@ -46,8 +46,10 @@ pub const CLAIM_COLUMNS: &[ColumnSpec] = &[
     col("medical_community_id", Text, true),
 ];
 
-/// Where a claims batch came from, and the columns kept from it for output: the settlement keys
-/// are written back exactly as read.
+/// Where a claims batch came from, and the text columns kept from it as read: the claim ids (for
+/// output and the reversals' lookups) and the ids reversals name. The other settlement keys are
+/// kept per row in [`Claims`] as codes (person, region, level text) and times, and written back
+/// from them exactly as read.
 #[derive(Debug, Clone)]
 pub struct ClaimBatch {
     /// Global index of the batch's first row.
@@ -62,10 +64,6 @@ pub struct ClaimBatch {
     /// [`Claims::gather`]); `None` means `file`.
     pub files: Option<Vec<u32>>,
     pub claim_id: StringArray,
-    pub person_id: StringArray,
-    pub region: StringArray,
-    pub settled_at: ArrayRef,
-    pub institution_level: StringArray,
     pub reverses_claim_id: StringArray,
 }
 
@@ -83,12 +81,18 @@ pub struct Claims {
     pub sources: Vec<SourceFile>,
     pub batches: Vec<ClaimBatch>,
     pub person: Vec<u32>,
+    /// Interned `region` (the insured region's code as read), or [`NO_CODE`] when null.
+    pub region: Vec<u32>,
     pub settled_at: Vec<Millis>,
+    pub settled_at_null: Vec<bool>,
     /// `service_date`, or `settled_at`'s day when null: the day that picks the policy version and
     /// the year-to-date year.
     pub service_day: Vec<Day>,
     pub service_date_null: Vec<bool>,
     pub level: Vec<Level>,
+    /// Interned `institution_level` text as read (an unknown level is written back as it came),
+    /// or [`NO_CODE`] when null.
+    pub level_text: Vec<u32>,
     pub prescriber: Vec<Option<Level>>,
     pub visit: Vec<VisitType>,
     pub diagnosis: Vec<u32>,
@@ -106,6 +110,8 @@ pub struct Claims {
     pub rejected: Vec<Option<Reason>>,
     /// The offending value, for `rejected.parquet`'s `detail`.
     pub reject_detail: HashMap<usize, String>,
+    pub regions: Vec<String>,
+    pub level_texts: Vec<String>,
     pub diagnoses: Vec<String>,
     pub institutions: Vec<String>,
     pub drugs: Vec<String>,
@@ -117,10 +123,13 @@ struct Converted {
     batch: ClaimBatch,
     person: Vec<u32>,
     unseen_persons: Vec<(usize, String)>,
+    region: Local,
     settled_at: Vec<Millis>,
+    settled_at_null: Vec<bool>,
     service_day: Vec<Day>,
     service_date_null: Vec<bool>,
     level: Vec<Level>,
+    level_text: Local,
     prescriber: Vec<Option<Level>>,
     visit: Vec<VisitType>,
     diagnosis: Local,
@@ -233,6 +242,26 @@ impl Claims {
         batch.claim_id.is_valid(i).then(|| batch.claim_id.value(i))
     }
 
+    /// Whether every settlement key of `row` (claim id, person id, region, settlement time,
+    /// institution level) is present: only such a row can be a settlement row.
+    pub fn keys_complete(&self, row: usize) -> bool {
+        let (batch, i) = self.locate(row);
+        batch.claim_id.is_valid(i)
+            && self.person[row] != NO_PERSON
+            && self.region[row] != NO_CODE
+            && !self.settled_at_null[row]
+            && self.level_text[row] != NO_CODE
+    }
+
+    /// A row's `region` and `institution_level` as read.
+    pub fn region_text(&self, row: usize) -> Option<&str> {
+        code_text(&self.regions, self.region[row])
+    }
+
+    pub fn level_text(&self, row: usize) -> Option<&str> {
+        code_text(&self.level_texts, self.level_text[row])
+    }
+
     pub fn reverses_claim_id(&self, row: usize) -> Option<&str> {
         let (batch, i) = self.locate(row);
         batch
@@ -296,6 +325,8 @@ impl Claims {
         // Merge batch-local results in order: deterministic for any thread count.
         let total: usize = converted.iter().map(|c| c.person.len()).sum();
         claims.reserve(total);
+        let mut region_index = FastMap::default();
+        let mut level_index = FastMap::default();
         let mut diagnosis_index = FastMap::default();
         let mut institution_index = FastMap::default();
         let mut drug_index = FastMap::default();
@@ -307,12 +338,20 @@ impl Claims {
                 c.person[i] = persons.intern(&id).0;
             }
             claims.person.extend_from_slice(&c.person);
+            c.region
+                .merge_into(&mut claims.regions, &mut region_index, &mut claims.region);
             claims.settled_at.extend_from_slice(&c.settled_at);
+            claims.settled_at_null.extend_from_slice(&c.settled_at_null);
             claims.service_day.extend_from_slice(&c.service_day);
             claims
                 .service_date_null
                 .extend_from_slice(&c.service_date_null);
             claims.level.extend_from_slice(&c.level);
+            c.level_text.merge_into(
+                &mut claims.level_texts,
+                &mut level_index,
+                &mut claims.level_text,
+            );
             claims.prescriber.extend_from_slice(&c.prescriber);
             claims.visit.extend_from_slice(&c.visit);
             c.diagnosis.merge_into(
@@ -374,10 +413,13 @@ impl Claims {
             *v = gathered;
         }
         column(&mut self.person, rows);
+        column(&mut self.region, rows);
         column(&mut self.settled_at, rows);
+        column(&mut self.settled_at_null, rows);
         column(&mut self.service_day, rows);
         column(&mut self.service_date_null, rows);
         column(&mut self.level, rows);
+        column(&mut self.level_text, rows);
         column(&mut self.prescriber, rows);
         column(&mut self.visit, rows);
         column(&mut self.diagnosis, rows);
@@ -423,10 +465,6 @@ impl Claims {
             file_rows: Some(sources.iter().map(|s| s.1).collect()),
             files: Some(sources.iter().map(|s| s.0 as u32).collect()),
             claim_id: text(|b| &b.claim_id)?,
-            person_id: text(|b| &b.person_id)?,
-            region: text(|b| &b.region)?,
-            settled_at: take(|b| b.settled_at.as_ref())?,
-            institution_level: text(|b| &b.institution_level)?,
             reverses_claim_id: text(|b| &b.reverses_claim_id)?,
         })
     }
@@ -468,10 +506,13 @@ impl Claims {
 
     fn reserve(&mut self, n: usize) {
         self.person.reserve_exact(n);
+        self.region.reserve_exact(n);
         self.settled_at.reserve_exact(n);
+        self.settled_at_null.reserve_exact(n);
         self.service_day.reserve_exact(n);
         self.service_date_null.reserve_exact(n);
         self.level.reserve_exact(n);
+        self.level_text.reserve_exact(n);
         self.prescriber.reserve_exact(n);
         self.visit.reserve_exact(n);
         self.diagnosis.reserve_exact(n);
@@ -507,6 +548,10 @@ impl Claims {
             }
         }
     }
+}
+
+fn code_text(list: &[String], code: u32) -> Option<&str> {
+    (code != NO_CODE).then(|| list[code as usize].as_str())
 }
 
 /// Rows per batch of claims put in output order.
@@ -655,18 +700,17 @@ fn convert(
                 .column_by_name(FILE_ROW)
                 .map(|a| a.as_primitive::<arrow::datatypes::UInt64Type>().clone()),
             claim_id: claim_id.clone(),
-            person_id: person_id.clone(),
-            region: region.clone(),
-            settled_at: batch.column(3).clone(),
-            institution_level: level_text.clone(),
             reverses_claim_id: reverses.clone(),
         },
         person: Vec::with_capacity(n),
         unseen_persons: Vec::new(),
+        region: Local::build(&region),
         settled_at: Vec::with_capacity(n),
+        settled_at_null: Vec::with_capacity(n),
         service_day: Vec::with_capacity(n),
         service_date_null: Vec::with_capacity(n),
         level: Vec::with_capacity(n),
+        level_text: Local::build(&level_text),
         prescriber: Vec::with_capacity(n),
         visit: Vec::with_capacity(n),
         diagnosis: Local::build(&diagnosis),
@@ -790,6 +834,7 @@ fn convert(
         }
         c.person.push(person);
         c.settled_at.push(settled_at);
+        c.settled_at_null.push(settled.is_null(i));
         c.service_day.push(service_day);
         c.service_date_null.push(service.is_null(i));
         c.level.push(level);

@@ -62,6 +62,11 @@ impl PersonIndex {
         self.get_hashed(hash(id), id)
     }
 
+    /// The person id (as read) of dense id `i`.
+    pub fn name(&self, i: u32) -> &str {
+        arena_id(&self.text, &self.ends, i)
+    }
+
     /// The dense id of `id`, adding it if new.
     pub fn intern(&mut self, id: &str) -> (u32, bool) {
         let h = hash(id);

@@ -41,18 +41,13 @@ pub fn schema() -> SchemaRef {
 }
 
 /// The anomaly rows `anomalies` (a slice of the run's, in order).
-pub fn batch(view: &RunView, anomalies: &[Anomaly]) -> Result<RecordBatch> {
-    let claims = view.claims;
+pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatch> {
+    let (claims, registry) = (view.claims, view.registry);
     let row_of = |a: &Anomaly| view.partitions.order[a.position as usize] as usize;
     let text = |f: &dyn Fn(&Anomaly) -> Option<String>| -> ArrayRef {
         Arc::new(anomalies.iter().map(f).collect::<StringArray>())
     };
-    let key = |f: &dyn Fn(&crate::ingest::claims::ClaimBatch, usize) -> Option<String>| {
-        text(&|a| {
-            let (b, i) = claims.locate(row_of(a));
-            f(b, i)
-        })
-    };
+    let key = |f: &dyn Fn(usize) -> Option<&'a str>| text(&|a| f(row_of(a)).map(str::to_string));
     let amount = |of_value: bool| -> Result<ArrayRef> {
         Ok(Arc::new(
             anomalies
@@ -85,9 +80,9 @@ pub fn batch(view: &RunView, anomalies: &[Anomaly]) -> Result<RecordBatch> {
     let outcome = |a: &Anomaly| &view.settled.outcomes[a.position as usize];
     let policies = view.policies;
     let columns: Vec<ArrayRef> = vec![
-        key(&|b, i| Some(b.claim_id.value(i).to_string())),
-        key(&|b, i| Some(b.person_id.value(i).to_string())),
-        key(&|b, i| Some(b.region.value(i).to_string())),
+        key(&|r| claims.claim_id(r)),
+        key(&|r| Some(registry.index.name(claims.person[r]))),
+        key(&|r| claims.region_text(r)),
         Arc::new(arrow::array::TimestampMillisecondArray::from_iter_values(
             anomalies.iter().map(|a| claims.settled_at[row_of(a)]),
         )),

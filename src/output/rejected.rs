@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use super::RunView;
 use crate::domain::{Reason, Status};
 use crate::error::{Error, Result};
-use crate::ingest::claims::NO_CODE;
+use crate::ingest::claims::{NO_CODE, NO_PERSON};
 
 pub fn schema() -> SchemaRef {
     let text = |n: &str| Field::new(n, DataType::Utf8, true);
@@ -89,20 +89,13 @@ pub fn batch(view: &RunView, rejected: &[(usize, Reason)]) -> Result<RecordBatch
             opt_text(&b.claim_id, i)
         }),
         strings(&|r, _| {
-            let (b, i) = at(r);
-            opt_text(&b.person_id, i)
+            (c.person[r] != NO_PERSON).then(|| view.registry.index.name(c.person[r]).to_string())
         }),
-        strings(&|r, _| {
-            let (b, i) = at(r);
-            opt_text(&b.region, i)
-        }),
+        strings(&|r, _| c.region_text(r).map(str::to_string)),
         Arc::new(
             rejected
                 .iter()
-                .map(|&(r, _)| {
-                    let (b, i) = at(r);
-                    b.settled_at.is_valid(i).then(|| c.settled_at[r])
-                })
+                .map(|&(r, _)| (!c.settled_at_null[r]).then(|| c.settled_at[r]))
                 .collect::<TimestampMillisecondArray>(),
         ),
         Arc::new(
@@ -112,10 +105,7 @@ pub fn batch(view: &RunView, rejected: &[(usize, Reason)]) -> Result<RecordBatch
                 .collect::<Date32Array>(),
         ),
         strings(&|r, _| code(&c.institutions, c.institution[r])),
-        strings(&|r, _| {
-            let (b, i) = at(r);
-            opt_text(&b.institution_level, i)
-        }),
+        strings(&|r, _| c.level_text(r).map(str::to_string)),
         strings(&|r, _| c.prescriber[r].map(|l| l.as_str().to_string())),
         strings(&|r, reason| {
             (reason != Reason::UnknownVisitType).then(|| c.visit[r].as_str().to_string())

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Decimal128Array, Float32Array, ListArray, RecordBatch, StringArray,
+    ArrayRef, Decimal128Array, Float32Array, ListArray, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::RunView;
 use crate::error::{Error, Result};
-use crate::ingest::claims::ClaimBatch;
 use crate::policy::NONE;
 
 /// The settlement schema of CONTRACT.md, in its column order.
@@ -64,17 +64,13 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
     let kept: Vec<usize> = rows
         .iter()
         .map(|&r| r as usize)
-        .filter(|&r| {
-            let (b, i) = claims.locate(r);
-            b.claim_id.is_valid(i)
-                && b.person_id.is_valid(i)
-                && b.region.is_valid(i)
-                && b.settled_at.is_valid(i)
-                && b.institution_level.is_valid(i)
-        })
+        .filter(|&r| claims.keys_complete(r))
         .collect();
     let at: Vec<(usize, usize)> = kept.iter().map(|&r| claims.locate_index(r)).collect();
-    let take = |pick: fn(&ClaimBatch) -> &dyn Array| claims.key_column(&at, pick);
+    let persons = &view.registry.index;
+    let keys = |f: &dyn Fn(usize) -> Option<&'a str>| -> ArrayRef {
+        Arc::new(kept.iter().map(|&r| f(r)).collect::<StringArray>())
+    };
 
     let outcomes: Vec<_> = kept.iter().map(|&r| view.outcome(r)).collect();
     let policies = view.policies;
@@ -141,11 +137,13 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
         .map(|(o, &f)| crate::audit::Audited::risk_score(policies, o.version, f))
         .collect();
     let columns: Vec<ArrayRef> = vec![
-        take(|b| &b.claim_id)?,
-        take(|b| &b.person_id)?,
-        take(|b| &b.region)?,
-        take(|b| b.settled_at.as_ref())?,
-        take(|b| &b.institution_level)?,
+        claims.key_column(&at, |b| &b.claim_id)?,
+        keys(&|r| Some(persons.name(claims.person[r]))),
+        keys(&|r| claims.region_text(r)),
+        Arc::new(TimestampMillisecondArray::from_iter_values(
+            kept.iter().map(|&r| claims.settled_at[r]),
+        )),
+        keys(&|r| claims.level_text(r)),
         text(&|o| name_of_version(policies, o.version)),
         text(&|o| name(&policies.labels, o.label)),
         text(&|o| Some(o.status.as_str())),
