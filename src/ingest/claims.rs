@@ -14,7 +14,9 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt64Arr
 use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, TimestampMillisecondType};
 use rayon::prelude::*;
 
-use super::read::{col, first_null, list_parquet, read_file, ColumnKind::*, ColumnSpec};
+use super::read::{
+    col, first_null, first_rows, list_parquet, read_windows, ColumnKind::*, ColumnSpec,
+};
 use super::registry::PersonIndex;
 use crate::domain::{day_of, Day, Level, Millis, Reason, Referral, VisitType};
 use crate::error::Result;
@@ -116,6 +118,17 @@ pub struct Claims {
     pub institutions: Vec<String>,
     pub drugs: Vec<String>,
     pub medical_communities: Vec<String>,
+}
+
+/// The run dictionaries' indexes while claims are appended (text → code).
+#[derive(Default)]
+struct Dictionaries {
+    region: FastMap<String, u32>,
+    level: FastMap<String, u32>,
+    diagnosis: FastMap<String, u32>,
+    institution: FastMap<String, u32>,
+    drug: FastMap<String, u32>,
+    community: FastMap<String, u32>,
 }
 
 /// One batch converted, before its interned ids are merged into the global dictionaries.
@@ -272,36 +285,46 @@ impl Claims {
 
     /// Reads `--claims FILE_OR_DIR`. Persons not in the registry get new dense ids in `persons`.
     /// `known_claim_ids` (from the ledger) are claims settled by earlier runs: seeing one again
-    /// rejects the row as a duplicate.
+    /// rejects the row as a duplicate. Each file is decoded a window of row groups at a time
+    /// and converted at once: memory holds one window as read, then only the converted columns
+    /// and the claim ids.
     pub fn load(
         path: &Path,
         persons: &mut PersonIndex,
         known_claim_ids: &[&str],
     ) -> Result<Claims> {
         let files = list_parquet(path)?;
-        let mut sources = Vec::new();
-        let mut inputs = Vec::new();
+        let mut rows = 0;
+        for file in &files {
+            rows += super::read::row_count(file)?;
+        }
+        let mut claims = Claims::default();
+        claims.reserve(rows as usize);
+        let mut dictionaries = Dictionaries::default();
+        let window = rayon::current_num_threads().max(2);
         for (f, file) in files.iter().enumerate() {
-            let decoded = read_file(file, CLAIM_COLUMNS)?;
-            sources.push(SourceFile {
-                path: decoded.path.clone(),
-                bytes: decoded.bytes,
-                rows: decoded.rows,
-            });
-            let starts = decoded.first_rows();
-            inputs.extend(
-                decoded
-                    .batches
+            let mut next_row = 0;
+            let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches| {
+                let starts = first_rows(&batches, &mut next_row);
+                let inputs = batches
                     .into_iter()
                     .zip(starts)
                     .map(|(batch, first_row)| InputBatch {
                         file: f,
                         first_row,
                         batch,
-                    }),
-            );
+                    })
+                    .collect();
+                claims.append(inputs, persons, &mut dictionaries)
+            })?;
+            claims.sources.push(SourceFile {
+                path: file.clone(),
+                bytes,
+                rows,
+            });
         }
-        Claims::from_batches(sources, inputs, persons, Repeats::Find(known_claim_ids))
+        claims.reject_repeats(Repeats::Find(known_claim_ids));
+        Ok(claims)
     }
 
     /// Builds the claims of `inputs` (batches of [`CLAIM_COLUMNS`], in order; a batch may carry
@@ -316,89 +339,91 @@ impl Claims {
             sources,
             ..Claims::default()
         };
+        claims.reserve(inputs.iter().map(|i| i.batch.num_rows()).sum());
+        claims.append(inputs, persons, &mut Dictionaries::default())?;
+        claims.reject_repeats(repeats);
+        Ok(claims)
+    }
+
+    /// Converts `inputs` in parallel and appends them in order: deterministic for any thread
+    /// count. The text dictionaries carry over from one call to the next.
+    fn append(
+        &mut self,
+        inputs: Vec<InputBatch>,
+        persons: &mut PersonIndex,
+        dictionaries: &mut Dictionaries,
+    ) -> Result<()> {
         let persons_ref: &PersonIndex = persons;
         let converted: Vec<Converted> = inputs
             .into_par_iter()
             .map(|input| convert(input.file, input.first_row, &input.batch, persons_ref))
             .collect::<Result<_>>()?;
-
-        // Merge batch-local results in order: deterministic for any thread count.
         let total: usize = converted.iter().map(|c| c.person.len()).sum();
-        claims.reserve(total);
-        let mut region_index = FastMap::default();
-        let mut level_index = FastMap::default();
-        let mut diagnosis_index = FastMap::default();
-        let mut institution_index = FastMap::default();
-        let mut drug_index = FastMap::default();
-        let mut community_index = FastMap::default();
+        self.reserve(total);
+        let d = dictionaries;
         for mut c in converted {
-            let offset = claims.person.len();
+            let offset = self.person.len();
             c.batch.offset = offset;
             for (i, id) in c.unseen_persons.drain(..) {
                 c.person[i] = persons.intern(&id).0;
             }
-            claims.person.extend_from_slice(&c.person);
+            self.person.extend_from_slice(&c.person);
             c.region
-                .merge_into(&mut claims.regions, &mut region_index, &mut claims.region);
-            claims.settled_at.extend_from_slice(&c.settled_at);
-            claims.settled_at_null.extend_from_slice(&c.settled_at_null);
-            claims.service_day.extend_from_slice(&c.service_day);
-            claims
-                .service_date_null
+                .merge_into(&mut self.regions, &mut d.region, &mut self.region);
+            self.settled_at.extend_from_slice(&c.settled_at);
+            self.settled_at_null.extend_from_slice(&c.settled_at_null);
+            self.service_day.extend_from_slice(&c.service_day);
+            self.service_date_null
                 .extend_from_slice(&c.service_date_null);
-            claims.level.extend_from_slice(&c.level);
-            c.level_text.merge_into(
-                &mut claims.level_texts,
-                &mut level_index,
-                &mut claims.level_text,
-            );
-            claims.prescriber.extend_from_slice(&c.prescriber);
-            claims.visit.extend_from_slice(&c.visit);
-            c.diagnosis.merge_into(
-                &mut claims.diagnoses,
-                &mut diagnosis_index,
-                &mut claims.diagnosis,
-            );
+            self.level.extend_from_slice(&c.level);
+            c.level_text
+                .merge_into(&mut self.level_texts, &mut d.level, &mut self.level_text);
+            self.prescriber.extend_from_slice(&c.prescriber);
+            self.visit.extend_from_slice(&c.visit);
+            c.diagnosis
+                .merge_into(&mut self.diagnoses, &mut d.diagnosis, &mut self.diagnosis);
             c.institution.merge_into(
-                &mut claims.institutions,
-                &mut institution_index,
-                &mut claims.institution,
+                &mut self.institutions,
+                &mut d.institution,
+                &mut self.institution,
             );
             c.drug
-                .merge_into(&mut claims.drugs, &mut drug_index, &mut claims.drug);
-            claims.days_supply.extend_from_slice(&c.days_supply);
-            claims.total_fen.extend_from_slice(&c.total_fen);
-            claims.in_scope_fen.extend_from_slice(&c.in_scope_fen);
-            claims.is_reversal.extend_from_slice(&c.is_reversal);
-            claims.referral.extend_from_slice(&c.referral);
+                .merge_into(&mut self.drugs, &mut d.drug, &mut self.drug);
+            self.days_supply.extend_from_slice(&c.days_supply);
+            self.total_fen.extend_from_slice(&c.total_fen);
+            self.in_scope_fen.extend_from_slice(&c.in_scope_fen);
+            self.is_reversal.extend_from_slice(&c.is_reversal);
+            self.referral.extend_from_slice(&c.referral);
             c.medical_community.merge_into(
-                &mut claims.medical_communities,
-                &mut community_index,
-                &mut claims.medical_community,
+                &mut self.medical_communities,
+                &mut d.community,
+                &mut self.medical_community,
             );
-            claims.rejected.extend_from_slice(&c.rejected);
+            self.rejected.extend_from_slice(&c.rejected);
             for (i, d) in c.detail {
-                claims.reject_detail.insert(offset + i, d);
+                self.reject_detail.insert(offset + i, d);
             }
-            claims.batches.push(c.batch);
+            self.batches.push(c.batch);
         }
+        Ok(())
+    }
+
+    fn reject_repeats(&mut self, repeats: Repeats) {
         match repeats {
-            Repeats::Find(known) => claims.reject_duplicate_ids(known),
+            Repeats::Find(known) => self.reject_duplicate_ids(known),
             Repeats::Listed(rows) => {
                 if !rows.is_empty() {
-                    let starts = claims.file_starts();
-                    for row in 0..claims.len() {
-                        let (file, in_file) = claims.source_row(row);
+                    let starts = self.file_starts();
+                    for row in 0..self.len() {
+                        let (file, in_file) = self.source_row(row);
                         let input_row = starts[file] + in_file;
-                        if claims.rejected[row].is_none() && rows.binary_search(&input_row).is_ok()
-                        {
-                            claims.rejected[row] = Some(Reason::DuplicateClaimId);
+                        if self.rejected[row].is_none() && rows.binary_search(&input_row).is_ok() {
+                            self.rejected[row] = Some(Reason::DuplicateClaimId);
                         }
                     }
                 }
             }
         }
-        Ok(claims)
     }
 
     /// The same claims with row `i` being row `rows[i]` of before (`rows` a permutation): puts
