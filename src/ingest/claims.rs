@@ -3,7 +3,6 @@
 //! codes, interned diagnosis / institution / drug ids, money in fen. A row that is not a valid
 //! claim is marked with its [`Reason`] and carried to `rejected.parquet`; it never stops the run.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 
 use crate::ingest::FastMap;
@@ -555,18 +554,19 @@ impl Claims {
     /// Rejects every repeat of a claim id: a later row with the id of an earlier row, or of a
     /// claim an earlier run settled (see [`find_repeats`]).
     fn reject_duplicate_ids(&mut self, known: &[&str]) {
-        let occurrences: Vec<Occurrence> = (0..self.len())
-            .into_par_iter()
-            .filter_map(|row| {
+        let repeats = find_repeats(
+            self.len(),
+            |row| {
                 self.claim_id(row).map(|id| Occurrence {
                     id,
                     rejected: self.rejected[row].is_some(),
                     settled_at: self.settled_at[row],
                     input_row: row as u64,
                 })
-            })
-            .collect();
-        for row in find_repeats(&occurrences, known) {
+            },
+            known,
+        );
+        for row in repeats {
             let row = row as usize;
             if self.rejected[row].is_none() {
                 self.rejected[row] = Some(Reason::DuplicateClaimId);
@@ -613,31 +613,36 @@ pub struct Occurrence<'a> {
     pub input_row: u64,
 }
 
-/// The input rows that repeat a claim id: within one id, the ledger's claim (settled by an
-/// earlier run) is the original, else the valid row settled first — by settlement time, then
-/// input order — so a split run and a whole run agree on which row is the repeat. Sorting 64-bit
-/// hashes finds candidates in parallel without a global hash table; equal hashes are confirmed
-/// on the strings. Returned sorted.
-pub fn find_repeats(occurrences: &[Occurrence], known: &[&str]) -> Vec<u64> {
+/// The input rows that repeat a claim id among `occurrence(0..len)` (`None`: no id) and the
+/// ledger's ids `known`: within one id, the ledger's claim (settled by an earlier run) is the
+/// original, else the valid row settled first — by settlement time, then input order — so a split
+/// run and a whole run agree on which row is the repeat. Sorting 64-bit hashes finds candidates
+/// without a global hash table; equal hashes are confirmed on the strings. Returned sorted.
+pub fn find_repeats<'a>(
+    len: usize,
+    occurrence: impl Fn(usize) -> Option<Occurrence<'a>> + Sync,
+    known: &[&str],
+) -> Vec<u64> {
     const LEDGER: u64 = 1 << 63;
-    let hash = |s: &str| claim_id_hash(s);
-    let mut keys: Vec<(u64, u64)> = occurrences
-        .par_iter()
-        .enumerate()
-        .map(|(i, o)| (hash(o.id), i as u64))
+    const NO_ID: u64 = u64::MAX;
+    let mut keys: Vec<(u64, u64)> = (0..len)
+        .into_par_iter()
+        .map(|i| occurrence(i).map_or((0, NO_ID), |o| (claim_id_hash(o.id), i as u64)))
         .collect();
+    keys.retain(|k| k.1 != NO_ID);
     keys.par_extend(
         known
             .par_iter()
             .enumerate()
-            .map(|(i, id)| (hash(id), LEDGER | i as u64)),
+            .map(|(i, id)| (claim_id_hash(id), LEDGER | i as u64)),
     );
-    keys.par_sort_unstable();
+    let keys = sort_by_hash(keys);
+    let of = |key: u64| occurrence(key as usize).expect("a row with an id");
     let text = |key: u64| -> &str {
         if key & LEDGER != 0 {
             known[(key & !LEDGER) as usize]
         } else {
-            occurrences[key as usize].id
+            of(key).id
         }
     };
     let mut repeats = Vec::new();
@@ -653,14 +658,14 @@ pub fn find_repeats(occurrences: &[Occurrence], known: &[&str]) -> Vec<u64> {
                 if k & LEDGER != 0 {
                     (false, false, i64::MIN, k & !LEDGER)
                 } else {
-                    let o = &occurrences[k as usize];
+                    let o = of(k);
                     (true, o.rejected, o.settled_at, o.input_row)
                 }
             });
             for j in 1..group.len() {
                 let key = group[j];
                 if key & LEDGER == 0 && group[..j].iter().any(|&e| text(e) == text(key)) {
-                    repeats.push(occurrences[key as usize].input_row);
+                    repeats.push(of(key).input_row);
                 }
             }
         }
@@ -670,10 +675,41 @@ pub fn find_repeats(occurrences: &[Occurrence], known: &[&str]) -> Vec<u64> {
     repeats
 }
 
-/// The 64-bit hash that finds repeated claim ids: SipHash with fixed keys, so the same ids hash
-/// the same way on every run and thread.
+/// `keys` sorted by hash (then by the second field): a counting sort on the hash's top bits into
+/// cache-sized buckets, each then sorted on its own, in parallel. Hashes are uniform, so the
+/// buckets are even; faster than a parallel comparison sort of the whole array.
+fn sort_by_hash(keys: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    const BITS: u32 = 12;
+    let bucket = |hash: u64| (hash >> (64 - BITS)) as usize;
+    let mut starts = vec![0usize; (1 << BITS) + 1];
+    for key in &keys {
+        starts[bucket(key.0) + 1] += 1;
+    }
+    for b in 0..1 << BITS {
+        starts[b + 1] += starts[b];
+    }
+    let mut sorted = vec![(0u64, 0u64); keys.len()];
+    let mut next = starts.clone();
+    for key in keys {
+        let b = bucket(key.0);
+        sorted[next[b]] = key;
+        next[b] += 1;
+    }
+    let mut buckets = Vec::with_capacity(1 << BITS);
+    let mut rest = &mut sorted[..];
+    for b in 0..1 << BITS {
+        let (head, tail) = rest.split_at_mut(starts[b + 1] - starts[b]);
+        buckets.push(head);
+        rest = tail;
+    }
+    buckets.into_par_iter().for_each(|b| b.sort_unstable());
+    sorted
+}
+
+/// The 64-bit hash that finds repeated claim ids: ingest's [`super::FastHash`] (fixed keys, so
+/// the same ids hash the same way on every run and thread).
 pub fn claim_id_hash(id: &str) -> u64 {
-    std::hash::BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
+    super::FastHash.hash_one(id)
 }
 
 /// Whether each row of `batch` is rejected at ingest, and its settlement time: what decides
@@ -935,5 +971,40 @@ fn rescale(value: i128, scale: i8) -> Option<i128> {
             let div = 10i128.checked_pow((s - 2) as u32)?;
             (value % div == 0).then(|| value / div)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sorted_by_hash_through_buckets_equal_a_plain_sort() {
+        // Hashes over the whole range (top bits pick the bucket), ties broken by the row.
+        let keys: Vec<(u64, u64)> = (0..50_000u64)
+            .map(|i| (claim_id_hash(&format!("C{}", i % 40_000)), i))
+            .chain([(0, 7), (u64::MAX, 1), (0, 3)])
+            .collect();
+        let mut expected = keys.clone();
+        expected.sort_unstable();
+        assert_eq!(sort_by_hash(keys), expected);
+        assert!(sort_by_hash(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn a_repeated_id_rejects_every_copy_but_the_first_settled_and_a_ledger_id_all() {
+        let ids = ["A", "B", "A", "C", "A", "D"];
+        let settled = [30, 10, 20, 10, 40, 10];
+        let occurrence = |i: usize| {
+            Some(Occurrence {
+                id: ids[i],
+                rejected: false,
+                settled_at: settled[i],
+                input_row: i as u64,
+            })
+        };
+        // "A": row 2 settled first, so rows 0 and 4 repeat it; "D" is the ledger's.
+        assert_eq!(find_repeats(ids.len(), occurrence, &["D"]), vec![0, 4, 5]);
+        assert!(find_repeats(ids.len(), |_| None, &["A"]).is_empty());
     }
 }

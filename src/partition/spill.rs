@@ -281,16 +281,19 @@ pub fn scatter(
         input_start += rows;
     }
 
-    let occurrences: Vec<Occurrence> = copies
-        .iter()
-        .map(|(id, rejected, settled_at, input_row)| Occurrence {
-            id,
-            rejected: *rejected,
-            settled_at: *settled_at,
-            input_row: *input_row,
-        })
-        .collect();
-    spilled.repeats = find_repeats(&occurrences, known);
+    spilled.repeats = find_repeats(
+        copies.len(),
+        |i| {
+            let (id, rejected, settled_at, input_row) = &copies[i];
+            Some(Occurrence {
+                id,
+                rejected: *rejected,
+                settled_at: *settled_at,
+                input_row: *input_row,
+            })
+        },
+        known,
+    );
     Ok(spilled)
 }
 
