@@ -214,13 +214,13 @@ impl PendingFile {
     }
 
     /// Encodes the queued rows into the filling row group's column writers: all of them at the
-    /// group's end, else the whole [`WRITE_BATCH_ROWS`] steps (the rest stays queued, so that
+    /// group's end, else the whole [`WRITE_CALL_ROWS`] steps (the rest stays queued, so that
     /// steps fall on the same rows however the batches were cut).
     fn encode_queued(&mut self, group_ends: bool) -> Result<()> {
         let rows = if group_ends {
             self.queued_rows
         } else {
-            self.queued_rows / WRITE_BATCH_ROWS * WRITE_BATCH_ROWS
+            self.queued_rows / WRITE_CALL_ROWS * WRITE_CALL_ROWS
         };
         if rows == 0 {
             return Ok(());
@@ -241,8 +241,8 @@ impl PendingFile {
             .try_for_each(|(c, column)| {
                 let field = schema.field(c);
                 let arrays: Vec<&ArrayRef> = now.iter().map(|b| b.column(c)).collect();
-                for piece in aligned(&arrays, WRITE_BATCH_ROWS)? {
-                    for leaf in compute_leaves(field, &piece)? {
+                for piece in aligned(&arrays, WRITE_CALL_ROWS)? {
+                    for leaf in compute_leaves(field, &without_empty_nulls(piece)?)? {
                         column.write(&leaf)?;
                     }
                 }
@@ -337,6 +337,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// the batches were.
 const WRITE_BATCH_ROWS: usize = 1024;
 
+/// Rows per call into a column writer, on a fixed grid from the row group's start. The writer
+/// cuts each call into mini-batches — of up to the page row limit when the call's rows have no
+/// validity buffer, of [`WRITE_BATCH_ROWS`] when they have one — and closes a page after a
+/// mini-batch, so where pages end depends on where calls start and on the buffers: calls on the
+/// grid, buffers only where a null is ([`without_empty_nulls`]), and a file's bytes depend only
+/// on its rows.
+const WRITE_CALL_ROWS: usize = 8 * WRITE_BATCH_ROWS;
+
 /// `batches` cut after their first `rows` rows: (those rows, the rest).
 fn split_rows(batches: Vec<RecordBatch>, rows: usize) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
     let (mut head, mut tail) = (Vec::new(), Vec::new());
@@ -357,9 +365,25 @@ fn split_rows(batches: Vec<RecordBatch>, rows: usize) -> (Vec<RecordBatch>, Vec<
     (head, tail)
 }
 
-/// A row group's column as pieces whose lengths are multiples of `step` (but the last): the
-/// batches as written, sliced on multiples of `step` rows from the group's start, with the rows
-/// around each batch boundary joined into one piece. Copies at most `step` rows per boundary.
+/// `array` without its validity buffer when that marks no null. The column writer takes the
+/// buffer's presence, not its count, to choose how to cut a call into mini-batches (see
+/// [`WRITE_CALL_ROWS`]); whether rows carry one depends on how they were built or joined.
+fn without_empty_nulls(array: ArrayRef) -> parquet::errors::Result<ArrayRef> {
+    if array.null_count() > 0 || array.nulls().is_none() {
+        return Ok(array);
+    }
+    let data = array
+        .to_data()
+        .into_builder()
+        .nulls(None)
+        .build()
+        .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))?;
+    Ok(arrow::array::make_array(data))
+}
+
+/// A row group's column as pieces of `step` rows (but the last): the batches as written, sliced
+/// every `step` rows from the group's start, with the rows around each batch boundary joined
+/// into one piece. Copies at most `step` rows per boundary.
 fn aligned(arrays: &[&ArrayRef], step: usize) -> parquet::errors::Result<Vec<ArrayRef>> {
     let mut pieces = Vec::new();
     let mut carry: Vec<ArrayRef> = Vec::new();
@@ -384,15 +408,14 @@ fn aligned(arrays: &[&ArrayRef], step: usize) -> parquet::errors::Result<Vec<Arr
             pieces.push(join(&mut carry)?);
             carried = 0;
         }
-        let whole = (len - at) / step * step;
-        if whole > 0 {
-            pieces.push(if at == 0 && whole == len {
+        while len - at >= step {
+            pieces.push(if at == 0 && step == len {
                 (*array).clone()
             } else {
-                array.slice(at, whole)
+                array.slice(at, step)
             });
+            at += step;
         }
-        at += whole;
         if at < len {
             carry.push(array.slice(at, len - at));
             carried = len - at;
@@ -474,7 +497,7 @@ mod tests {
         let refs: Vec<&ArrayRef> = arrays.iter().collect();
         let pieces = aligned(&refs, 4).unwrap();
         let lengths: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
-        assert_eq!(lengths, vec![4, 4, 8, 4, 2]);
+        assert_eq!(lengths, vec![4, 4, 4, 4, 4, 2]);
         let values: Vec<i64> = pieces.iter().flat_map(int64_values).collect();
         assert_eq!(values, (0..22).collect::<Vec<_>>());
     }
@@ -559,6 +582,37 @@ mod tests {
         let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
         let read = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
         assert_eq!(read, batch);
+    }
+
+    #[test]
+    fn pages_do_not_depend_on_how_rows_with_and_without_nulls_were_batched() {
+        // The column writer cuts a write call into mini-batches by whether the call's rows hold
+        // nulls (up to the page row limit when none do, `write_batch_size` when some do) and
+        // closes a page after a mini-batch: calls must start on the same rows in every run.
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, true)]));
+        let rows: Vec<Option<String>> = (0..60_000)
+            .map(|i| (i < 40_960 || i % 3 != 0).then(|| format!("v{}", i % 5)))
+            .collect();
+        let write = |name: &str, cuts: &[usize]| {
+            let path = dir.path().join(name);
+            let mut file = PendingFile::create(&path, schema.clone()).unwrap();
+            let mut from = 0;
+            for &to in cuts {
+                let array = StringArray::from(rows[from..to].to_vec());
+                file.write(&RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).unwrap())
+                    .unwrap();
+                from = to;
+            }
+            file.close().unwrap().commit().unwrap();
+            std::fs::read(&path).unwrap()
+        };
+        let whole = write("whole.parquet", &[60_000]);
+        assert_eq!(write("cut.parquet", &[40_960, 60_000]), whole);
+        assert_eq!(
+            write("small.parquet", &[700, 20_000, 41_000, 60_000]),
+            whole
+        );
     }
 
     #[test]
