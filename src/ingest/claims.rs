@@ -265,6 +265,11 @@ impl Claims {
             && self.level_text[row] != NO_CODE
     }
 
+    /// A row's `person_id` as read (its dense id's text in the run's person index).
+    pub fn person_id<'p>(&self, row: usize, persons: &'p PersonIndex) -> Option<&'p str> {
+        (self.person[row] != NO_PERSON).then(|| persons.name(self.person[row]))
+    }
+
     /// A row's `region` and `institution_level` as read.
     pub fn region_text(&self, row: usize) -> Option<&str> {
         code_text(&self.regions, self.region[row])

@@ -81,7 +81,7 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
     let policies = view.policies;
     let columns: Vec<ArrayRef> = vec![
         key(&|r| claims.claim_id(r)),
-        key(&|r| Some(registry.index.name(claims.person[r]))),
+        key(&|r| claims.person_id(r, &registry.index)),
         key(&|r| claims.region_text(r)),
         Arc::new(arrow::array::TimestampMillisecondArray::from_iter_values(
             anomalies.iter().map(|a| claims.settled_at[row_of(a)]),

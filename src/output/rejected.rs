@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use super::RunView;
 use crate::domain::{Reason, Status};
 use crate::error::{Error, Result};
-use crate::ingest::claims::{NO_CODE, NO_PERSON};
+use crate::ingest::claims::NO_CODE;
 
 pub fn schema() -> SchemaRef {
     let text = |n: &str| Field::new(n, DataType::Utf8, true);
@@ -88,9 +88,7 @@ pub fn batch(view: &RunView, rejected: &[(usize, Reason)]) -> Result<RecordBatch
             let (b, i) = at(r);
             opt_text(&b.claim_id, i)
         }),
-        strings(&|r, _| {
-            (c.person[r] != NO_PERSON).then(|| view.registry.index.name(c.person[r]).to_string())
-        }),
+        strings(&|r, _| c.person_id(r, &view.registry.index).map(str::to_string)),
         strings(&|r, _| c.region_text(r).map(str::to_string)),
         Arc::new(
             rejected

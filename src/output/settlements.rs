@@ -138,7 +138,7 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
         .collect();
     let columns: Vec<ArrayRef> = vec![
         claims.key_column(&at, |b| &b.claim_id)?,
-        keys(&|r| Some(persons.name(claims.person[r]))),
+        keys(&|r| claims.person_id(r, persons)),
         keys(&|r| claims.region_text(r)),
         Arc::new(TimestampMillisecondArray::from_iter_values(
             kept.iter().map(|&r| claims.settled_at[r]),
