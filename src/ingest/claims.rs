@@ -298,12 +298,12 @@ impl Claims {
         known_claim_ids: &[&str],
     ) -> Result<Claims> {
         let files = list_parquet(path)?;
-        let mut rows = 0;
+        let mut total_rows = 0;
         for file in &files {
-            rows += super::read::row_count(file)?;
+            total_rows += super::read::row_count(file)?;
         }
         let mut claims = Claims::default();
-        claims.reserve(rows as usize);
+        claims.reserve(total_rows as usize);
         let mut dictionaries = Dictionaries::default();
         let window = rayon::current_num_threads().max(2);
         for (f, file) in files.iter().enumerate() {
@@ -343,14 +343,14 @@ impl Claims {
             sources,
             ..Claims::default()
         };
-        claims.reserve(inputs.iter().map(|i| i.batch.num_rows()).sum());
         claims.append(inputs, persons, &mut Dictionaries::default())?;
         claims.reject_repeats(repeats);
         Ok(claims)
     }
 
     /// Converts `inputs` in parallel and appends them in order: deterministic for any thread
-    /// count. The text dictionaries carry over from one call to the next.
+    /// count. The text dictionaries carry over from one call to the next; a caller appending
+    /// several times reserves the whole length first, so the columns are not regrown.
     fn append(
         &mut self,
         inputs: Vec<InputBatch>,
