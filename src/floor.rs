@@ -57,7 +57,7 @@ pub fn measure(claims: &Path, out: &Path, threads: Option<usize>, keep: bool) ->
         let threads = rayon::current_num_threads().max(1);
         let mut write_seconds = 0.0;
         for claims_file in list_parquet(claims)? {
-            read_windows(&claims_file, CLAIM_COLUMNS, threads, |read| {
+            read_windows(&claims_file, CLAIM_COLUMNS, threads, |read, _| {
                 let lap = Instant::now();
                 for group in read.chunks(threads * 2) {
                     let batches: Vec<RecordBatch> = group

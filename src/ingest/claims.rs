@@ -13,9 +13,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt64Arr
 use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, TimestampMillisecondType};
 use rayon::prelude::*;
 
-use super::read::{
-    col, first_null, first_rows, list_parquet, read_windows, ColumnKind::*, ColumnSpec,
-};
+use super::read::{col, first_null, list_parquet, read_windows, ColumnKind::*, ColumnSpec};
 use super::registry::PersonIndex;
 use crate::domain::{day_of, Day, Level, Millis, Reason, Referral, VisitType};
 use crate::error::Result;
@@ -307,9 +305,7 @@ impl Claims {
         let mut dictionaries = Dictionaries::default();
         let window = rayon::current_num_threads().max(2);
         for (f, file) in files.iter().enumerate() {
-            let mut next_row = 0;
-            let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches| {
-                let starts = first_rows(&batches, &mut next_row);
+            let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches, starts| {
                 let inputs = batches
                     .into_iter()
                     .zip(starts)

@@ -69,7 +69,7 @@ impl FileBatches {
 
 /// The file row number of each batch's first row, the first batch starting at `*next`, which
 /// is moved past the last (for files read a window at a time).
-pub fn first_rows(batches: &[RecordBatch], next: &mut u64) -> Vec<u64> {
+fn first_rows(batches: &[RecordBatch], next: &mut u64) -> Vec<u64> {
     batches
         .iter()
         .map(|b| {
@@ -117,7 +117,7 @@ pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
 /// Reads `specs` from `path`, decoding row groups in parallel on the current rayon pool.
 pub fn read_file(path: &Path, specs: &[ColumnSpec]) -> Result<FileBatches> {
     let mut batches = Vec::new();
-    let (bytes, rows) = read_windows(path, specs, usize::MAX, |window| {
+    let (bytes, rows) = read_windows(path, specs, usize::MAX, |window, _| {
         batches.extend(window);
         Ok(())
     })?;
@@ -130,13 +130,14 @@ pub fn read_file(path: &Path, specs: &[ColumnSpec]) -> Result<FileBatches> {
 }
 
 /// Reads `specs` from `path` a window of `window` row groups at a time (each window decoded in
-/// parallel), handing each window's batches, in file order, to `each`: memory holds one window,
-/// not the file. Returns the file's size in bytes and its row count.
+/// parallel), handing each window's batches, in file order, to `each` with the file row number
+/// of each batch's first row: memory holds one window, not the file. Returns the file's size in
+/// bytes and its row count.
 pub fn read_windows(
     path: &Path,
     specs: &[ColumnSpec],
     window: usize,
-    mut each: impl FnMut(Vec<RecordBatch>) -> Result<()>,
+    mut each: impl FnMut(Vec<RecordBatch>, Vec<u64>) -> Result<()>,
 ) -> Result<(u64, u64)> {
     let open = || File::open(path).map_err(|e| Error::io(path, e));
     let bytes = std::fs::metadata(path)
@@ -168,6 +169,7 @@ pub fn read_windows(
     let target = Arc::new(target_schema(specs, &file_schema));
 
     let groups: Vec<usize> = (0..row_groups).collect();
+    let mut next_row = 0;
     for window in groups.chunks(window.max(1)) {
         let per_group: Vec<Result<Vec<RecordBatch>>> = window
             .par_iter()
@@ -192,7 +194,8 @@ pub fn read_windows(
         for group in per_group {
             batches.extend(group?);
         }
-        each(batches)?;
+        let starts = first_rows(&batches, &mut next_row);
+        each(batches, starts)?;
     }
     Ok((bytes, rows))
 }

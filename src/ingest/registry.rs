@@ -9,9 +9,7 @@ use std::path::Path;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int16Type};
 
-use super::read::{
-    col, first_null, first_rows, read_windows, row_count, ColumnKind::*, ColumnSpec,
-};
+use super::read::{col, first_null, read_windows, row_count, ColumnKind::*, ColumnSpec};
 use crate::domain::{AssistanceCategory, Coverage, Day, Scheme, Severity};
 use crate::error::{Error, Result};
 use crate::policy::{Policies, NONE};
@@ -212,64 +210,68 @@ impl Registry {
         // Room for the registry and some persons met only in claims or the ledger.
         registry.index = PersonIndex::with_capacity(rows + rows / 4);
         registry.persons.reserve_exact(rows);
-        let mut next_row = 0;
-        let (bytes, rows) = read_windows(persons, PERSON_COLUMNS, window, |batches| {
-            let first_rows = first_rows(&batches, &mut next_row);
-            // The first bad row in file order is the one reported, whatever the thread count.
-            let parsed: Vec<Vec<Person>> = batches
-                .par_iter()
-                .zip(&first_rows)
-                .map(|(batch, &first)| parse_persons(persons, batch, first, policies))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .collect::<Result<_>>()?;
-            // Ids are numbered in file order.
-            for ((batch, people), &first) in batches.iter().zip(parsed).zip(&first_rows) {
-                let ids = batch.column(0).as_string::<i32>();
-                for (i, person) in people.into_iter().enumerate() {
-                    if !registry.index.intern(ids.value(i)).1 {
-                        return Err(Error::value(
-                            persons,
-                            "person_id",
-                            first + i as u64,
-                            format!("person `{}` appears twice", ids.value(i)),
-                        ));
+        let (bytes, rows) =
+            read_windows(persons, PERSON_COLUMNS, window, |batches, first_rows| {
+                // The first bad row in file order is the one reported, whatever the thread count.
+                let parsed: Vec<Vec<Person>> = batches
+                    .par_iter()
+                    .zip(&first_rows)
+                    .map(|(batch, &first)| parse_persons(persons, batch, first, policies))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .collect::<Result<_>>()?;
+                // Ids are numbered in file order.
+                for ((batch, people), &first) in batches.iter().zip(parsed).zip(&first_rows) {
+                    let ids = batch.column(0).as_string::<i32>();
+                    for (i, person) in people.into_iter().enumerate() {
+                        if !registry.index.intern(ids.value(i)).1 {
+                            return Err(Error::value(
+                                persons,
+                                "person_id",
+                                first + i as u64,
+                                format!("person `{}` appears twice", ids.value(i)),
+                            ));
+                        }
+                        match person.state {
+                            PersonState::Invalid => registry.stats.persons_invalid += 1,
+                            _ if person.region == NONE => {
+                                registry.stats.persons_without_policy += 1
+                            }
+                            _ => {}
+                        }
+                        registry.persons.push(person);
                     }
-                    match person.state {
-                        PersonState::Invalid => registry.stats.persons_invalid += 1,
-                        _ if person.region == NONE => registry.stats.persons_without_policy += 1,
-                        _ => {}
-                    }
-                    registry.persons.push(person);
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
         registry.stats.persons = rows;
         registry.stats.persons_bytes = bytes;
 
         // The person index is only looked up here, so batches are read in parallel and their
         // registrations joined in file order.
         let mut by_person: Vec<(u32, Registration)> = Vec::new();
-        let mut next_row = 0;
-        let (bytes, rows) = read_windows(registrations, REGISTRATION_COLUMNS, window, |batches| {
-            let first_rows = first_rows(&batches, &mut next_row);
-            let read: Vec<BatchRegistrations> = batches
-                .par_iter()
-                .zip(&first_rows)
-                .map(|(batch, &first)| {
-                    registry.registrations_in(registrations, batch, first, policies)
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .collect::<Result<_>>()?;
-            for r in read {
-                by_person.extend(r.found);
-                registry.stats.registrations_unknown_person += r.unknown_person;
-                registry.stats.registrations_unknown_condition += r.unknown_condition;
-            }
-            Ok(())
-        })?;
+        let (bytes, rows) = read_windows(
+            registrations,
+            REGISTRATION_COLUMNS,
+            window,
+            |batches, first_rows| {
+                let read: Vec<BatchRegistrations> = batches
+                    .par_iter()
+                    .zip(&first_rows)
+                    .map(|(batch, &first)| {
+                        registry.registrations_in(registrations, batch, first, policies)
+                    })
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .collect::<Result<_>>()?;
+                for r in read {
+                    by_person.extend(r.found);
+                    registry.stats.registrations_unknown_person += r.unknown_person;
+                    registry.stats.registrations_unknown_condition += r.unknown_condition;
+                }
+                Ok(())
+            },
+        )?;
         registry.stats.registrations = rows;
         registry.stats.registrations_bytes = bytes;
         // Stable by person, then by approval: the lookup scans a person's few rows in order.

@@ -28,7 +28,7 @@ use crate::ingest::claims::{
     claim_id_hash, convert_rows, find_repeats, InputBatch, Occurrence, SourceFile, CLAIM_COLUMNS,
     FILE_ROW,
 };
-use crate::ingest::read::{col, first_rows, read_windows, ColumnKind};
+use crate::ingest::read::{col, read_windows, ColumnKind};
 use crate::ingest::registry::PersonIndex;
 
 /// A temporary directory removed when dropped, whether the run succeeds or fails.
@@ -125,7 +125,7 @@ pub fn repeated_ids(files: &[PathBuf]) -> Result<Vec<u64>> {
     let mut hashes: Vec<u64> = Vec::new();
     let id_only = [col("claim_id", ColumnKind::Text, true)];
     for file in files {
-        read_windows(file, &id_only, window, |batches| {
+        read_windows(file, &id_only, window, |batches, _| {
             for batch in &batches {
                 let ids = batch.column(0).as_string::<i32>();
                 hashes.par_extend(
@@ -188,7 +188,6 @@ pub fn scatter(
         let batch_rows = (PENDING_ROWS / parts).max(1024);
         let mut pending: Vec<Vec<RecordBatch>> = vec![Vec::new(); parts];
         let mut pending_rows = vec![0usize; parts];
-        let mut file_row = 0u64;
         let mut write_error = None;
         let mut flush = |part: usize,
                          pieces: Vec<RecordBatch>,
@@ -217,8 +216,7 @@ pub fn scatter(
             }
             Ok(())
         };
-        let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches| {
-            let firsts = first_rows(&batches, &mut file_row);
+        let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches, firsts| {
             // A few batches at a time, each dropped once split, so memory holds the decoded
             // window and one step's pieces.
             let mut rest = batches.into_iter().zip(firsts);
