@@ -80,6 +80,10 @@ enum Command {
         /// The output is the same for any value.
         #[arg(long, value_parser = parse_memory_limit)]
         memory_limit: Option<u64>,
+        /// Claims per part of a month held in memory (default 1048576): a tuning knob, the
+        /// output is the same for any value.
+        #[arg(long, hide = true)]
+        part_claims: Option<u64>,
     },
     /// Score the audit rules against the labels `generate` wrote: precision and recall per rule.
     AuditEval {
@@ -179,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             threads,
             memory_limit,
+            part_claims,
         } => {
             let summary = yibao::run::adjudicate(&yibao::run::AdjudicateArgs {
                 claims,
@@ -189,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out: out.clone(),
                 threads,
                 memory_limit,
+                part_claims,
             })?;
             println!(
                 "settled {} claims ({} rejected) in {:.2} s, {:.0} rows/s, on {} threads; outputs in {}",

@@ -15,7 +15,7 @@ use crate::ingest::registry::Registry;
 use crate::ledger::Ledger;
 use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
-use crate::partition::{spill, Partitions};
+use crate::partition::{part_of, spill, split, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
 
@@ -33,11 +33,16 @@ pub struct AdjudicateArgs {
     /// Memory the claims may take, in bytes; above it they are spilled to disk by person
     /// partition. `None`: [`default_memory_limit`].
     pub memory_limit: Option<u64>,
+    /// Claims per part of a run held in memory; `None`: [`PART_CLAIMS`]. Only speed and
+    /// memory depend on it, never the output.
+    pub part_claims: Option<u64>,
 }
 
-/// Resident memory a claim takes through a run held in memory, in bytes: its columns as read,
-/// its settlement, audit flags and output rows (measured: about 5.7 GiB peak for 10 million
-/// claims). Used to decide whether and how finely to spill.
+/// Resident memory a claim takes through a run held in memory, in bytes: used to decide whether
+/// and how finely to spill. Conservative: a run held in memory keeps its claims' columns whole
+/// but settles, audits and writes one part at a time, and measured about 250 bytes a claim
+/// (2.3 GiB peak for 10 million claims, README "Performance"); the figure only picks partition
+/// counts.
 pub const MEMORY_PER_CLAIM: u64 = 600;
 
 /// Half of the machine's physical memory (Linux `MemTotal`), or 8 GiB where it cannot be read:
@@ -91,6 +96,22 @@ pub fn spill_bits(rows: u64, limit: u64) -> u32 {
     let need = rows.saturating_mul(MEMORY_PER_CLAIM);
     let mut bits = 0;
     while bits < crate::partition::BLOCK_BITS && need > limit.max(1) << bits {
+        bits += 1;
+    }
+    bits
+}
+
+/// Claims in one part of a run held in memory: enough to keep both cores busy within a part,
+/// few enough that a part's settlement, audit flags and output rows stay small beside the
+/// claims themselves (README "Performance").
+pub const PART_CLAIMS: u64 = 1 << 20;
+
+/// Key bits of the parts a run of `rows` claims held in memory is settled in: parts of about
+/// `part` claims at most, never finer than a key block.
+pub fn held_bits(rows: u64, part: u64) -> u32 {
+    let part = part.max(1);
+    let mut bits = 0;
+    while bits < crate::partition::BLOCK_BITS && rows > part << bits {
         bits += 1;
     }
     bits
@@ -223,19 +244,30 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         Result::Ok(())
     };
 
-    let (sources, claims, spill) = if bits == 0 {
+    let (sources, claims, spill, parts) = if bits == 0 {
         let known = ledger.claim_ids();
-        let claims = Claims::load(&args.claims, &mut registry.index, &known)?;
+        let whole = Claims::load(&args.claims, &mut registry.index, &known)?;
         drop(known);
+        let held = held_bits(whole.len() as u64, args.part_claims.unwrap_or(PART_CLAIMS));
+        let parts = split(&whole, &registry.index, held);
+        let count = parts.len() as u64;
         laps.mark(Stage::Ingest);
-        let (sources, count) = (claims.sources.clone(), claims.len() as u64);
-        let part = settle_part(&ctx, &registry, claims, |_| true, &mut laps)?;
-        let auditor = part.auditor(&ctx, &registry);
-        let audited = auditor.run();
+        let mut counts = AmountCounts::default();
+        counts.add_claims(&policies, &registry, &whole);
+        let stats = counts.stats();
         laps.mark(Stage::Audit);
-        write(&part, &audited, &registry)?;
-        laps.mark(Stage::Output);
-        (sources, count, None)
+        for (part, rows) in parts.into_iter().enumerate() {
+            let claims = whole.select(&rows)?;
+            drop(rows);
+            laps.mark(Stage::Partition);
+            let in_part = |k| part < 1 << held && part_of(k, held) == part;
+            let settled = settle_part(&ctx, &registry, claims, in_part, &mut laps)?;
+            let audited = settled.auditor(&ctx, &registry).run_with(&stats);
+            laps.mark(Stage::Audit);
+            write(&settled, &audited, &registry)?;
+            laps.mark(Stage::Output);
+        }
+        (whole.sources.clone(), whole.len() as u64, None, count)
     } else {
         let known = ledger.claim_ids();
         let spill_dir = args.out.join(format!(".spill-{}", std::process::id()));
@@ -284,7 +316,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
             partitions: spilled.person_parts() as u64,
             bytes: spilled.bytes(),
         };
-        (spilled.sources.clone(), count, Some(spill))
+        (spilled.sources.clone(), count, Some(spill), parts as u64)
     };
     let (written, pending) = outputs.close(&policies)?;
     let (totals, reasons, rejected) = tally.finish(&policies);
@@ -324,6 +356,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         },
         memory_limit_bytes: limit,
         spill,
+        parts,
         peak_rss_bytes: summary::peak_rss_bytes(),
         stage_peak_rss_bytes: laps.peaks,
     };
@@ -352,6 +385,18 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("2PB").is_err());
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn a_month_held_in_memory_is_settled_in_parts_of_at_most_the_part_size() {
+        let part = 1 << 20;
+        assert_eq!(held_bits(0, part), 0);
+        assert_eq!(held_bits(1 << 20, part), 0);
+        assert_eq!(held_bits((1 << 20) + 1, part), 1);
+        // 10 million claims: 16 parts of ~625 000.
+        assert_eq!(held_bits(10_000_000, part), 4);
+        assert_eq!(held_bits(u64::MAX >> 1, part), crate::partition::BLOCK_BITS);
+        assert_eq!(held_bits(5, 0), 3, "a part of zero claims is a part of one");
     }
 
     #[test]

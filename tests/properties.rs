@@ -79,6 +79,7 @@ fn args(
         out: dir.join(out),
         threads: Some(threads),
         memory_limit: None,
+        part_claims: None,
     }
 }
 

@@ -42,6 +42,18 @@ fn run(
     threads: usize,
     limit: Option<u64>,
 ) -> yibao::output::summary::Summary {
+    run_in_parts(d, claims, out, ledger, threads, limit, None)
+}
+
+fn run_in_parts(
+    d: &Path,
+    claims: &str,
+    out: &str,
+    ledger: Option<&str>,
+    threads: usize,
+    limit: Option<u64>,
+    part_claims: Option<u64>,
+) -> yibao::output::summary::Summary {
     yibao::run::adjudicate(&yibao::run::AdjudicateArgs {
         claims: d.join(claims),
         persons: d.join("persons.parquet"),
@@ -51,6 +63,7 @@ fn run(
         out: d.join(out),
         threads: Some(threads),
         memory_limit: limit,
+        part_claims,
     })
     .unwrap()
 }
@@ -73,6 +86,17 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
 
     let memory = run(d, "h1", "m1", None, 2, None);
     assert!(memory.spill.is_none());
+    assert_eq!(
+        memory.parts, 2,
+        "one part of persons, one of rows with no person"
+    );
+    // Held in memory and settled in many parts of persons: the same bytes.
+    let parted = run_in_parts(d, "h1", "p1", None, 2, None, Some(300));
+    assert_eq!(
+        parted.parts, 65,
+        "10 000 claims in parts of at most ~300: 64 parts and one"
+    );
+    assert_same_outputs(&d.join("m1"), &d.join("p1"));
     // The month-wide statistics of amount_outlier are gathered before the spilled run settles.
     assert!(memory.anomalies.get("amount_outlier").copied().unwrap_or(0) > 0);
     let spilled = run(d, "h1", "s1", None, 2, Some(1 << 20));

@@ -134,9 +134,8 @@ pub struct Auditor<'a> {
 }
 
 impl Auditor<'_> {
-    /// Runs every rule. Deterministic for any thread count: chunks are cut by the data alone and
-    /// results are concatenated in order.
-    /// Runs every rule on a whole run: the amount statistics are this run's.
+    /// Runs every rule on a whole run: the amount statistics are this run's. Deterministic for
+    /// any thread count: chunks are cut by the data alone and results are concatenated in order.
     pub fn run(&self) -> Audited {
         self.run_rules(|| outlier::whole_run_outliers(self))
     }

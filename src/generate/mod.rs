@@ -797,6 +797,7 @@ mod tests {
             out: out.clone(),
             threads: Some(2),
             memory_limit: None,
+            part_claims: None,
         })
         .unwrap();
         read(&out.join("settlements.parquet")).0

@@ -434,8 +434,7 @@ impl Claims {
     pub fn gather(&mut self, rows: &[u32], detail: &HashMap<usize, usize>) -> Result<()> {
         assert_eq!(rows.len(), self.len(), "a permutation of the rows");
         fn column<T: Copy + Send + Sync>(v: &mut Vec<T>, rows: &[u32]) {
-            let gathered: Vec<T> = rows.par_iter().map(|&r| v[r as usize]).collect();
-            *v = gathered;
+            *v = gathered(v, rows);
         }
         column(&mut self.person, rows);
         column(&mut self.region, rows);
@@ -461,15 +460,64 @@ impl Claims {
             .into_iter()
             .map(|(old, text)| (detail[&old], text))
             .collect();
+        self.batches = self.gathered_batches(rows)?;
+        Ok(())
+    }
 
+    /// The claims of `rows` (ascending rows) as claims of their own, in the same order and with
+    /// the same text dictionaries: one part of a run held in memory, settled apart from the
+    /// others as a spilled partition is ([`crate::partition::split`]).
+    pub fn select(&self, rows: &[u32]) -> Result<Claims> {
+        debug_assert!(rows.windows(2).all(|w| w[0] < w[1]), "ascending rows");
+        let reject_detail = self
+            .reject_detail
+            .iter()
+            .filter_map(|(&old, text)| {
+                let new = rows.binary_search(&(old as u32)).ok()?;
+                Some((new, text.clone()))
+            })
+            .collect();
+        Ok(Claims {
+            sources: self.sources.clone(),
+            batches: self.gathered_batches(rows)?,
+            person: gathered(&self.person, rows),
+            region: gathered(&self.region, rows),
+            settled_at: gathered(&self.settled_at, rows),
+            settled_at_null: gathered(&self.settled_at_null, rows),
+            service_day: gathered(&self.service_day, rows),
+            service_date_null: gathered(&self.service_date_null, rows),
+            level: gathered(&self.level, rows),
+            level_text: gathered(&self.level_text, rows),
+            prescriber: gathered(&self.prescriber, rows),
+            visit: gathered(&self.visit, rows),
+            diagnosis: gathered(&self.diagnosis, rows),
+            institution: gathered(&self.institution, rows),
+            drug: gathered(&self.drug, rows),
+            days_supply: gathered(&self.days_supply, rows),
+            total_fen: gathered(&self.total_fen, rows),
+            in_scope_fen: gathered(&self.in_scope_fen, rows),
+            is_reversal: gathered(&self.is_reversal, rows),
+            referral: gathered(&self.referral, rows),
+            medical_community: gathered(&self.medical_community, rows),
+            rejected: gathered(&self.rejected, rows),
+            reject_detail,
+            regions: self.regions.clone(),
+            level_texts: self.level_texts.clone(),
+            diagnoses: self.diagnoses.clone(),
+            institutions: self.institutions.clone(),
+            drugs: self.drugs.clone(),
+            medical_communities: self.medical_communities.clone(),
+        })
+    }
+
+    /// The text columns and sources of `rows`, in batches of [`GATHERED_BATCH_ROWS`].
+    fn gathered_batches(&self, rows: &[u32]) -> Result<Vec<ClaimBatch>> {
         let chunks: Vec<&[u32]> = rows.chunks(GATHERED_BATCH_ROWS).collect();
-        let batches: Vec<ClaimBatch> = chunks
+        chunks
             .par_iter()
             .enumerate()
             .map(|(k, chunk)| self.gather_batch(k * GATHERED_BATCH_ROWS, chunk))
-            .collect::<Result<_>>()?;
-        self.batches = batches;
-        Ok(())
+            .collect()
     }
 
     fn gather_batch(&self, offset: usize, rows: &[u32]) -> Result<ClaimBatch> {
@@ -574,6 +622,11 @@ impl Claims {
             }
         }
     }
+}
+
+/// `values[rows[i]]` for each `i`.
+fn gathered<T: Copy + Send + Sync>(values: &[T], rows: &[u32]) -> Vec<T> {
+    rows.par_iter().map(|&r| values[r as usize]).collect()
 }
 
 fn code_text(list: &[String], code: u32) -> Option<&str> {

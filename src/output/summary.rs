@@ -35,6 +35,9 @@ pub struct Summary {
     pub memory_limit_bytes: u64,
     /// Set when the claims did not fit the memory limit and were spilled to disk.
     pub spill: Option<Spill>,
+    /// Parts the run was settled in, one after another: partitions of persons by key (held in
+    /// memory, or spilled), then the rows with no person.
+    pub parts: u64,
     /// The process's peak resident memory (Linux `VmHWM`), for sizing the machine and
     /// `--memory-limit`; `null` where the platform does not tell.
     pub peak_rss_bytes: Option<u64>,

@@ -22,7 +22,7 @@ use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow::ipc::CompressionType;
 use rayon::prelude::*;
 
-use super::person_key;
+use super::{part_of, person_key};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{
     claim_id_hash, convert_rows, find_repeats, InputBatch, Occurrence, SourceFile, CLAIM_COLUMNS,
@@ -106,14 +106,6 @@ fn spill_options() -> IpcWriteOptions {
     IpcWriteOptions::default()
         .try_with_compression(Some(CompressionType::LZ4_FRAME))
         .expect("LZ4 is built in (arrow's ipc_compression feature)")
-}
-
-fn part_of(key: u64, bits: u32) -> usize {
-    if bits == 0 {
-        0
-    } else {
-        (key >> (64 - bits)) as usize
-    }
 }
 
 /// The hashes of the claim ids that occur more than once in `files`, sorted: a first read of

@@ -481,6 +481,7 @@ impl Scenario {
             out: self.path(out),
             threads: Some(2),
             memory_limit: None,
+            part_claims: None,
         }
     }
 
