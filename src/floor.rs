@@ -52,7 +52,7 @@ pub fn measure(claims: &Path, out: &Path, threads: Option<usize>, keep: bool) ->
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let schema = floor_schema();
         let path = out.join("settlements.parquet");
-        let mut file = PendingFile::create_with(&path, schema.clone(), &FileSettings::PER_CLAIM)?;
+        let mut file = PendingFile::create_with(&path, schema.clone(), &FileSettings::OUTPUT)?;
         // A window of row groups at a time, as the engine reads (and as any month fits).
         let threads = rayon::current_num_threads().max(1);
         let mut write_seconds = 0.0;

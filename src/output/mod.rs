@@ -128,14 +128,19 @@ impl OutputFiles {
     /// their codes).
     pub fn create(out: &Path, ledger: &Ledger) -> Result<OutputFiles> {
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-        let open = |name: &str, schema| {
-            PendingFile::create_with(&out.join(name), schema, &FileSettings::PER_CLAIM)
+        let open = |name: &str, schema, settings: &FileSettings| {
+            PendingFile::create_with(&out.join(name), schema, settings)
         };
+        let output = &FileSettings::OUTPUT;
         Ok(OutputFiles {
-            settlements: open("settlements.parquet", settlements::schema())?,
-            rejected: open("rejected.parquet", rejected::schema())?,
-            anomalies: open("anomalies.parquet", anomalies::schema())?,
-            ledger: open("ledger.parquet", Arc::new(crate::ledger::schema()))?,
+            settlements: open("settlements.parquet", settlements::schema(), output)?,
+            rejected: open("rejected.parquet", rejected::schema(), output)?,
+            anomalies: open("anomalies.parquet", anomalies::schema(), output)?,
+            ledger: open(
+                "ledger.parquet",
+                Arc::new(crate::ledger::schema()),
+                &FileSettings::LEDGER,
+            )?,
             ledger_names: LedgerNames::new(ledger),
             written: Written::default(),
         })

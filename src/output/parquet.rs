@@ -46,6 +46,10 @@ pub struct FileSettings {
     /// about as small (amounts are bit-packed to their range, sorted keys to their steps).
     pub delta_integers: bool,
     pub statistics: EnabledStatistics,
+    /// Columns written without statistics: values in no order in the file (claim ids, person
+    /// ids: rows are in person-key order), whose minimum and maximum let a reader skip nothing
+    /// and cost a comparison of every value to find.
+    pub unordered_columns: &'static [&'static str],
     pub row_group_rows: usize,
 }
 
@@ -64,14 +68,29 @@ impl FileSettings {
         distinct_columns: &[],
         delta_integers: true,
         statistics: EnabledStatistics::Chunk,
+        unordered_columns: &[],
         row_group_rows: ROW_GROUP_ROWS,
     };
 
-    /// A file with a row per claim (settlements, ledger, anomalies, rejected rows, claims):
+    /// A file with a row per claim (settlements, anomalies, rejected rows, generated claims):
     /// [`Self::DEFAULT`] with `claim_id` written without a dictionary.
     pub const PER_CLAIM: FileSettings = FileSettings {
         distinct_columns: &["claim_id"],
         ..FileSettings::DEFAULT
+    };
+
+    /// An output with a row per claim in person-key order (settlements, anomalies, rejected
+    /// rows): [`Self::PER_CLAIM`] without statistics for the ids, which are in no order.
+    pub const OUTPUT: FileSettings = FileSettings {
+        unordered_columns: &["claim_id", "person_id"],
+        ..FileSettings::PER_CLAIM
+    };
+
+    /// The ledger: read whole by the next run and never filtered by a reader, so no statistics
+    /// at all.
+    pub const LEDGER: FileSettings = FileSettings {
+        statistics: EnabledStatistics::None,
+        ..FileSettings::PER_CLAIM
     };
 
     fn properties(&self, schema: &SchemaRef) -> WriterProperties {
@@ -88,6 +107,10 @@ impl FileSettings {
         };
         for name in self.distinct_columns {
             builder = no_dictionary(builder, name, Encoding::DELTA_BYTE_ARRAY);
+        }
+        for name in self.unordered_columns {
+            builder = builder
+                .set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::None);
         }
         if self.delta_integers {
             for field in schema.fields() {
@@ -560,11 +583,20 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut file = PendingFile::create_with(&path, schema, &FileSettings::PER_CLAIM).unwrap();
+        let mut file = PendingFile::create_with(&path, schema, &FileSettings::OUTPUT).unwrap();
         file.write(&batch).unwrap();
         file.close().unwrap().commit().unwrap();
 
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        // Statistics for every column but the ids, which are in no order.
+        let has_statistics: Vec<bool> = reader
+            .metadata()
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| c.statistics().is_some())
+            .collect();
+        assert_eq!(has_statistics, [false, true, true, true]);
         let encodings: Vec<Vec<Encoding>> = reader
             .metadata()
             .row_group(0)
