@@ -15,7 +15,7 @@ use crate::ingest::registry::Registry;
 use crate::ledger::Ledger;
 use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
-use crate::partition::{part_of, spill, split, Partitions};
+use crate::partition::{part_of, spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
 
@@ -249,7 +249,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         let whole = Claims::load(&args.claims, &mut registry.index, &known)?;
         drop(known);
         let held = held_bits(whole.len() as u64, args.part_claims.unwrap_or(PART_CLAIMS));
-        let parts = split(&whole, &registry.index, held);
+        let parts = Partitions::build(&whole, &registry.index, &ledger, |_| true).split(held);
         let count = parts.len() as u64;
         laps.mark(Stage::Ingest);
         let mut counts = AmountCounts::default();

@@ -433,6 +433,10 @@ impl Claims {
     /// maps the old row of each rejected-row detail to its new row.
     pub fn gather(&mut self, rows: &[u32], detail: &HashMap<usize, usize>) -> Result<()> {
         assert_eq!(rows.len(), self.len(), "a permutation of the rows");
+        // Claims selected in output order ([`Claims::select`]) are in it already.
+        if rows.iter().enumerate().all(|(i, &r)| i == r as usize) {
+            return Ok(());
+        }
         fn column<T: Copy + Send + Sync>(v: &mut Vec<T>, rows: &[u32]) {
             *v = gathered(v, rows);
         }
@@ -464,19 +468,18 @@ impl Claims {
         Ok(())
     }
 
-    /// The claims of `rows` (ascending rows) as claims of their own, in the same order and with
-    /// the same text dictionaries: one part of a run held in memory, settled apart from the
-    /// others as a spilled partition is ([`crate::partition::split`]).
+    /// The claims of `rows`, in that order, as claims of their own with the same text
+    /// dictionaries: one part of a run held in memory, settled apart from the others as a
+    /// spilled partition is ([`crate::partition::Partitions::split`]).
     pub fn select(&self, rows: &[u32]) -> Result<Claims> {
-        debug_assert!(rows.windows(2).all(|w| w[0] < w[1]), "ascending rows");
-        let reject_detail = self
-            .reject_detail
-            .iter()
-            .filter_map(|(&old, text)| {
-                let new = rows.binary_search(&(old as u32)).ok()?;
-                Some((new, text.clone()))
-            })
-            .collect();
+        let mut reject_detail = HashMap::new();
+        if !self.reject_detail.is_empty() {
+            for (new, &old) in rows.iter().enumerate() {
+                if let Some(text) = self.reject_detail.get(&(old as usize)) {
+                    reject_detail.insert(new, text.clone());
+                }
+            }
+        }
         Ok(Claims {
             sources: self.sources.clone(),
             batches: self.gathered_batches(rows)?,

@@ -51,31 +51,6 @@ pub fn part_of(key: u64, bits: u32) -> usize {
     }
 }
 
-/// The rows of a run held in memory cut as a spilled run is cut on disk: `1 << bits` parts of
-/// persons by key ([`part_of`]), then one part of the rows with no person; each part's rows in
-/// input order. Settled one part at a time, the run holds one part's settlement, audit and
-/// output rows at once instead of the whole month's, and writes the same bytes.
-pub fn split(claims: &Claims, index: &PersonIndex, bits: u32) -> Vec<Vec<u32>> {
-    let persons = 1usize << bits;
-    let part: Vec<u16> = (0..index.len() as u32)
-        .into_par_iter()
-        .map(|p| part_of(person_key(index.id(p)), bits) as u16)
-        .collect();
-    let part_of_row = |row: usize| match claims.person[row] {
-        NO_PERSON => persons,
-        p => part[p as usize] as usize,
-    };
-    let mut sizes = vec![0usize; persons + 1];
-    for row in 0..claims.len() {
-        sizes[part_of_row(row)] += 1;
-    }
-    let mut parts: Vec<Vec<u32>> = sizes.into_iter().map(Vec::with_capacity).collect();
-    for row in 0..claims.len() {
-        parts[part_of_row(row)].push(row as u32);
-    }
-    parts
-}
-
 /// The claims of a run grouped by person, persons in output order.
 ///
 /// A *slot* is a person's place in output order; `persons[slot]` is its dense person id.
@@ -262,6 +237,22 @@ impl Partitions {
         }
         rows.extend_from_slice(&self.orphans);
         rows
+    }
+
+    /// The rows of a run held in memory cut as a spilled run is cut on disk: `1 << bits` parts
+    /// of persons by key ([`part_of`]), then one part of the rows with no person; each part's
+    /// rows in output order ([`Partitions::output_rows`]). Settled one part at a time, the run
+    /// holds one part's settlement, audit and output rows at once instead of the whole month's,
+    /// and writes the same bytes.
+    pub fn split(&self, bits: u32) -> Vec<Vec<u32>> {
+        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); (1 << bits) + 1];
+        for s in 0..self.slots() {
+            let part = &mut parts[part_of(self.keys[s], bits)];
+            part.extend_from_slice(self.rows_of(s));
+            part.extend_from_slice(self.rejected_of(s));
+        }
+        parts[1 << bits].extend_from_slice(&self.orphans);
+        parts
     }
 
     /// Slot ranges `(first, end)` of the non-empty blocks, in order.
