@@ -1,6 +1,8 @@
 //! The nightly job, stage by stage: policies → registry → ledger → claims (ingest) →
-//! partitions → settlement → audit → outputs. Everything runs on one rayon pool sized by `--threads`;
-//! no stage's result depends on the pool size.
+//! partitions → settlement → audit → outputs. The claims are settled, audited and written one
+//! part of persons at a time (parts cut by person key, from memory or from spill files), so
+//! only a part's results are held at once. Everything runs on one rayon pool sized by
+//! `--threads`; no stage's result depends on the pool size.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -248,10 +250,11 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         let known = ledger.claim_ids();
         let whole = Claims::load(&args.claims, &mut registry.index, &known)?;
         drop(known);
+        laps.mark(Stage::Ingest);
         let held = held_bits(whole.len() as u64, args.part_claims.unwrap_or(PART_CLAIMS));
         let parts = Partitions::build(&whole, &registry.index, &ledger, |_| true).split(held);
         let count = parts.len() as u64;
-        laps.mark(Stage::Ingest);
+        laps.mark(Stage::Partition);
         let mut counts = AmountCounts::default();
         counts.add_claims(&policies, &registry, &whole);
         let stats = counts.stats();

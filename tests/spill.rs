@@ -34,27 +34,15 @@ fn no_spill_left(out: &Path) {
     assert!(left.is_empty(), "spill files left in {out:?}: {left:?}");
 }
 
-fn run(
+/// A run of `claims` into `out`, held in memory in one part; callers change the cut.
+fn args(
     d: &Path,
     claims: &str,
     out: &str,
     ledger: Option<&str>,
     threads: usize,
-    limit: Option<u64>,
-) -> yibao::output::summary::Summary {
-    run_in_parts(d, claims, out, ledger, threads, limit, None)
-}
-
-fn run_in_parts(
-    d: &Path,
-    claims: &str,
-    out: &str,
-    ledger: Option<&str>,
-    threads: usize,
-    limit: Option<u64>,
-    part_claims: Option<u64>,
-) -> yibao::output::summary::Summary {
-    yibao::run::adjudicate(&yibao::run::AdjudicateArgs {
+) -> yibao::run::AdjudicateArgs {
+    yibao::run::AdjudicateArgs {
         claims: d.join(claims),
         persons: d.join("persons.parquet"),
         registrations: d.join("registrations.parquet"),
@@ -62,10 +50,20 @@ fn run_in_parts(
         policies: policies_dir(),
         out: d.join(out),
         threads: Some(threads),
-        memory_limit: limit,
-        part_claims,
-    })
-    .unwrap()
+        memory_limit: None,
+        part_claims: None,
+    }
+}
+
+fn run(args: yibao::run::AdjudicateArgs) -> yibao::output::summary::Summary {
+    yibao::run::adjudicate(&args).unwrap()
+}
+
+fn spilled_at(limit: u64, args: yibao::run::AdjudicateArgs) -> yibao::run::AdjudicateArgs {
+    yibao::run::AdjudicateArgs {
+        memory_limit: Some(limit),
+        ..args
+    }
 }
 
 #[test]
@@ -84,14 +82,17 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
     // Two halves of the month, the second settled on the first's ledger.
     split_month(d, 2024, 5, 16);
 
-    let memory = run(d, "h1", "m1", None, 2, None);
+    let memory = run(args(d, "h1", "m1", None, 2));
     assert!(memory.spill.is_none());
     assert_eq!(
         memory.parts, 2,
         "one part of persons, one of rows with no person"
     );
     // Held in memory and settled in many parts of persons: the same bytes.
-    let parted = run_in_parts(d, "h1", "p1", None, 2, None, Some(300));
+    let parted = run(yibao::run::AdjudicateArgs {
+        part_claims: Some(300),
+        ..args(d, "h1", "p1", None, 2)
+    });
     assert_eq!(
         parted.parts, 65,
         "10 000 claims in parts of at most ~300: 64 parts and one"
@@ -99,7 +100,7 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
     assert_same_outputs(&d.join("m1"), &d.join("p1"));
     // The month-wide statistics of amount_outlier are gathered before the spilled run settles.
     assert!(memory.anomalies.get("amount_outlier").copied().unwrap_or(0) > 0);
-    let spilled = run(d, "h1", "s1", None, 2, Some(1 << 20));
+    let spilled = run(spilled_at(1 << 20, args(d, "h1", "s1", None, 2)));
     let parts = spilled
         .spill
         .as_ref()
@@ -114,8 +115,11 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
 
     // The second half on the first half's ledger; the spilled run on one thread and more
     // finely cut.
-    run(d, "h2", "m2", Some("m1/ledger.parquet"), 2, None);
-    let spilled = run(d, "h2", "s2", Some("s1/ledger.parquet"), 1, Some(200 << 10));
+    run(args(d, "h2", "m2", Some("m1/ledger.parquet"), 2));
+    let spilled = run(spilled_at(
+        200 << 10,
+        args(d, "h2", "s2", Some("s1/ledger.parquet"), 1),
+    ));
     assert!(spilled.spill.unwrap().partitions > parts);
     assert_same_outputs(&d.join("m2"), &d.join("s2"));
     no_spill_left(&d.join("s2"));
