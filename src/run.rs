@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::audit::outlier::AmountCounts;
+use crate::audit::outlier::{AmountCounts, AmountStats};
 use crate::audit::Auditor;
 use crate::domain::Rule;
 use crate::error::{Error, Result};
@@ -17,7 +17,7 @@ use crate::ingest::registry::Registry;
 use crate::ledger::Ledger;
 use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
-use crate::partition::{part_of, spill, Partitions};
+use crate::partition::{in_part, spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
 
@@ -228,7 +228,16 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let mut outputs = OutputFiles::create(&args.out, &ledger)?;
     let mut tally = summary::Tally::default();
     let mut anomalies = [0u64; Rule::COUNT];
-    let mut write = |part: &Settled, audited: &crate::audit::Audited, registry: &Registry| {
+    // One part of persons (`in_part` of their keys), held in memory or read back from a
+    // spill: settled, audited against the month's amount statistics, written. Returns its rows.
+    let mut settle_and_write = |claims: Claims,
+                                in_part: &(dyn Fn(u64) -> bool + Sync),
+                                stats: &AmountStats,
+                                registry: &Registry,
+                                laps: &mut Laps| {
+        let part = settle_part(&ctx, registry, claims, in_part, laps)?;
+        let audited = part.auditor(&ctx, registry).run_with(stats);
+        laps.mark(Stage::Audit);
         let view = RunView::new(
             &policies,
             registry,
@@ -236,14 +245,15 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
             &ledger,
             &part.partitions,
             &part.settled,
-            audited,
+            &audited,
         );
         outputs.append(&view)?;
         tally.add(&view);
         for (n, m) in anomalies.iter_mut().zip(audited.counts()) {
             *n += m;
         }
-        Result::Ok(())
+        laps.mark(Stage::Output);
+        Result::Ok(part.claims.len() as u64)
     };
 
     let (sources, claims, spill, parts) = if bits == 0 {
@@ -263,12 +273,8 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
             let claims = whole.select(&rows)?;
             drop(rows);
             laps.mark(Stage::Partition);
-            let in_part = |k| part < 1 << held && part_of(k, held) == part;
-            let settled = settle_part(&ctx, &registry, claims, in_part, &mut laps)?;
-            let audited = settled.auditor(&ctx, &registry).run_with(&stats);
-            laps.mark(Stage::Audit);
-            write(&settled, &audited, &registry)?;
-            laps.mark(Stage::Output);
+            let in_part = |k| in_part(part, k, held);
+            settle_and_write(claims, &in_part, &stats, &registry, &mut laps)?;
         }
         (whole.sources.clone(), whole.len() as u64, None, count)
     } else {
@@ -302,18 +308,8 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         for part in 0..parts {
             let claims = load(part, &mut registry)?;
             laps.mark(Stage::Ingest);
-            let settled = settle_part(
-                &ctx,
-                &registry,
-                claims,
-                |k| spilled.in_part(part, k),
-                &mut laps,
-            )?;
-            count += settled.claims.len() as u64;
-            let audited = settled.auditor(&ctx, &registry).run_with(&stats);
-            laps.mark(Stage::Audit);
-            write(&settled, &audited, &registry)?;
-            laps.mark(Stage::Output);
+            let in_part = |k| spilled.in_part(part, k);
+            count += settle_and_write(claims, &in_part, &stats, &registry, &mut laps)?;
         }
         let spill = summary::Spill {
             partitions: spilled.person_parts() as u64,

@@ -51,6 +51,12 @@ pub fn part_of(key: u64, bits: u32) -> usize {
     }
 }
 
+/// Whether a person key falls in part `part` of a run cut into `1 << bits` parts of persons (the
+/// part after them, of rows with no person, holds no key).
+pub fn in_part(part: usize, key: u64, bits: u32) -> bool {
+    part < 1 << bits && part_of(key, bits) == part
+}
+
 /// The claims of a run grouped by person, persons in output order.
 ///
 /// A *slot* is a person's place in output order; `persons[slot]` is its dense person id.

@@ -60,7 +60,7 @@ impl Spilled {
 
     /// Whether a person key falls in partition `part`.
     pub fn in_part(&self, part: usize, key: u64) -> bool {
-        part < self.person_parts() && part_of(key, self.bits) == part
+        super::in_part(part, key, self.bits)
     }
 
     /// The batches of partition `part` (persons' partitions first, then the one with no
