@@ -17,7 +17,7 @@ use crate::ingest::registry::Registry;
 use crate::ledger::Ledger;
 use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
-use crate::partition::{in_part, spill, Partitions};
+use crate::partition::{spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
 
@@ -162,24 +162,21 @@ struct Settled {
     settled: crate::settle::Settled,
 }
 
-/// Groups and settles `claims`; persons with only ledger state join when `in_range(key)`.
+/// Settles `claims`, grouped by person in `partitions` (claims already in output order).
 fn settle_part(
     ctx: &Context,
     registry: &Registry,
-    mut claims: Claims,
-    in_range: impl Fn(u64) -> bool + Sync,
+    claims: Claims,
+    partitions: Partitions,
     laps: &mut Laps,
-) -> Result<Settled> {
-    let mut partitions = Partitions::build(&claims, &registry.index, ctx.ledger, in_range);
-    partitions.gather(&mut claims)?;
-    laps.mark(Stage::Partition);
+) -> Settled {
     let settled = Engine::new(ctx.policies, registry, &claims, ctx.ledger).settle(&partitions);
     laps.mark(Stage::Settle);
-    Ok(Settled {
+    Settled {
         claims,
         partitions,
         settled,
-    })
+    }
 }
 
 impl Settled {
@@ -228,14 +225,14 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let mut outputs = OutputFiles::create(&args.out, &ledger)?;
     let mut tally = summary::Tally::default();
     let mut anomalies = [0u64; Rule::COUNT];
-    // One part of persons (`in_part` of their keys), held in memory or read back from a
-    // spill: settled, audited against the month's amount statistics, written. Returns its rows.
+    // One part of persons, held in memory or read back from a spill, grouped in output order:
+    // settled, audited against the month's amount statistics, written. Returns its rows.
     let mut settle_and_write = |claims: Claims,
-                                in_part: &(dyn Fn(u64) -> bool + Sync),
+                                partitions: Partitions,
                                 stats: &AmountStats,
                                 registry: &Registry,
                                 laps: &mut Laps| {
-        let part = settle_part(&ctx, registry, claims, in_part, laps)?;
+        let part = settle_part(&ctx, registry, claims, partitions, laps);
         let audited = part.auditor(&ctx, registry).run_with(stats);
         laps.mark(Stage::Audit);
         let view = RunView::new(
@@ -262,19 +259,19 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         drop(known);
         laps.mark(Stage::Ingest);
         let held = held_bits(whole.len() as u64, args.part_claims.unwrap_or(PART_CLAIMS));
-        let parts = Partitions::build(&whole, &registry.index, &ledger, |_| true).split(held);
-        let count = parts.len() as u64;
+        let month = Partitions::build(&whole, &registry.index, &ledger, |_| true);
         laps.mark(Stage::Partition);
         let mut counts = AmountCounts::default();
         counts.add_claims(&policies, &registry, &whole);
         let stats = counts.stats();
         laps.mark(Stage::Audit);
-        for (part, rows) in parts.into_iter().enumerate() {
+        let mut count = 0;
+        for (rows, partitions) in month.cut(held) {
             let claims = whole.select(&rows)?;
             drop(rows);
             laps.mark(Stage::Partition);
-            let in_part = |k| in_part(part, k, held);
-            settle_and_write(claims, &in_part, &stats, &registry, &mut laps)?;
+            settle_and_write(claims, partitions, &stats, &registry, &mut laps)?;
+            count += 1;
         }
         (whole.sources.clone(), whole.len() as u64, None, count)
     } else {
@@ -306,10 +303,14 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         let stats = counts.stats();
         let mut count = 0;
         for part in 0..parts {
-            let claims = load(part, &mut registry)?;
+            let mut claims = load(part, &mut registry)?;
             laps.mark(Stage::Ingest);
-            let in_part = |k| spilled.in_part(part, k);
-            count += settle_and_write(claims, &in_part, &stats, &registry, &mut laps)?;
+            let mut partitions = Partitions::build(&claims, &registry.index, &ledger, |k| {
+                spilled.in_part(part, k)
+            });
+            partitions.gather(&mut claims)?;
+            laps.mark(Stage::Partition);
+            count += settle_and_write(claims, partitions, &stats, &registry, &mut laps)?;
         }
         let spill = summary::Spill {
             partitions: spilled.person_parts() as u64,

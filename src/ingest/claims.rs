@@ -185,15 +185,9 @@ impl Local {
         local
     }
 
-    /// Re-codes into a global dictionary, appending new values in order.
-    fn merge_into(
-        self,
-        global: &mut Vec<String>,
-        index: &mut FastMap<String, u32>,
-        out: &mut Vec<u32>,
-    ) {
-        let remap: Vec<u32> = self
-            .values
+    /// The global code of each local value, appending values new to `global` in order.
+    fn remap(&mut self, global: &mut Vec<String>, index: &mut FastMap<String, u32>) -> Vec<u32> {
+        std::mem::take(&mut self.values)
             .into_iter()
             .map(|v| {
                 let next = global.len() as u32;
@@ -202,15 +196,19 @@ impl Local {
                     next
                 })
             })
-            .collect();
-        out.extend(self.codes.iter().map(|&c| {
-            if c == NO_CODE {
-                NO_CODE
-            } else {
-                remap[c as usize]
-            }
-        }));
+            .collect()
     }
+}
+
+/// Appends `codes` re-coded through `remap` ([`Local::remap`]) to `out`.
+fn extend_recoded(out: &mut Vec<u32>, codes: &[u32], remap: &[u32]) {
+    out.extend(codes.iter().map(|&c| {
+        if c == NO_CODE {
+            NO_CODE
+        } else {
+            remap[c as usize]
+        }
+    }));
 }
 
 impl Claims {
@@ -354,57 +352,77 @@ impl Claims {
         dictionaries: &mut Dictionaries,
     ) -> Result<()> {
         let persons_ref: &PersonIndex = persons;
-        let converted: Vec<Converted> = inputs
+        let mut converted: Vec<Converted> = inputs
             .into_par_iter()
             .map(|input| convert(input.file, input.first_row, &input.batch, persons_ref))
             .collect::<Result<_>>()?;
         let total: usize = converted.iter().map(|c| c.person.len()).sum();
         self.reserve(total);
+        // In order, one thread: what numbers persons and texts (new persons' dense ids, the
+        // dictionaries' codes), so codes are the same for any thread count. Only distinct
+        // texts and unseen persons pass through here.
         let d = dictionaries;
-        for mut c in converted {
-            let offset = self.person.len();
-            c.batch.offset = offset;
+        let mut remaps = Vec::with_capacity(converted.len());
+        for c in &mut converted {
             for (i, id) in c.unseen_persons.drain(..) {
                 c.person[i] = persons.intern(&id).0;
             }
-            self.person.extend_from_slice(&c.person);
-            c.region
-                .merge_into(&mut self.regions, &mut d.region, &mut self.region);
-            self.settled_at.extend_from_slice(&c.settled_at);
-            self.settled_at_null.extend_from_slice(&c.settled_at_null);
-            self.service_day.extend_from_slice(&c.service_day);
-            self.service_date_null
-                .extend_from_slice(&c.service_date_null);
-            self.level.extend_from_slice(&c.level);
-            c.level_text
-                .merge_into(&mut self.level_texts, &mut d.level, &mut self.level_text);
-            self.prescriber.extend_from_slice(&c.prescriber);
-            self.visit.extend_from_slice(&c.visit);
-            c.diagnosis
-                .merge_into(&mut self.diagnoses, &mut d.diagnosis, &mut self.diagnosis);
-            c.institution.merge_into(
-                &mut self.institutions,
-                &mut d.institution,
-                &mut self.institution,
-            );
-            c.drug
-                .merge_into(&mut self.drugs, &mut d.drug, &mut self.drug);
-            self.days_supply.extend_from_slice(&c.days_supply);
-            self.total_fen.extend_from_slice(&c.total_fen);
-            self.in_scope_fen.extend_from_slice(&c.in_scope_fen);
-            self.is_reversal.extend_from_slice(&c.is_reversal);
-            self.referral.extend_from_slice(&c.referral);
-            c.medical_community.merge_into(
-                &mut self.medical_communities,
-                &mut d.community,
-                &mut self.medical_community,
-            );
-            self.rejected.extend_from_slice(&c.rejected);
-            for (i, d) in c.detail {
+            remaps.push([
+                c.region.remap(&mut self.regions, &mut d.region),
+                c.level_text.remap(&mut self.level_texts, &mut d.level),
+                c.diagnosis.remap(&mut self.diagnoses, &mut d.diagnosis),
+                c.institution
+                    .remap(&mut self.institutions, &mut d.institution),
+                c.drug.remap(&mut self.drugs, &mut d.drug),
+                c.medical_community
+                    .remap(&mut self.medical_communities, &mut d.community),
+            ]);
+        }
+        let mut offset = self.person.len();
+        for c in &mut converted {
+            c.batch.offset = offset;
+            for (i, d) in c.detail.drain(..) {
                 self.reject_detail.insert(offset + i, d);
             }
-            self.batches.push(c.batch);
+            offset += c.person.len();
         }
+        // Then every column copied at once, a column per task: the copies (and the first
+        // touches of the columns' fresh pages) no longer hold up one thread while the other
+        // waits for the next window.
+        let cs = &converted;
+        let recode =
+            |out: &mut Vec<u32>, which: usize, codes: &(dyn Fn(&Converted) -> &[u32] + Sync)| {
+                for (c, remap) in cs.iter().zip(&remaps) {
+                    extend_recoded(out, codes(c), &remap[which]);
+                }
+            };
+        rayon::scope(|s| {
+            s.spawn(|_| copy(&mut self.person, cs, |c| &c.person));
+            s.spawn(|_| recode(&mut self.region, 0, &|c| &c.region.codes));
+            s.spawn(|_| copy(&mut self.settled_at, cs, |c| &c.settled_at));
+            s.spawn(|_| copy(&mut self.settled_at_null, cs, |c| &c.settled_at_null));
+            s.spawn(|_| copy(&mut self.service_day, cs, |c| &c.service_day));
+            s.spawn(|_| copy(&mut self.service_date_null, cs, |c| &c.service_date_null));
+            s.spawn(|_| copy(&mut self.level, cs, |c| &c.level));
+            s.spawn(|_| recode(&mut self.level_text, 1, &|c| &c.level_text.codes));
+            s.spawn(|_| copy(&mut self.prescriber, cs, |c| &c.prescriber));
+            s.spawn(|_| copy(&mut self.visit, cs, |c| &c.visit));
+            s.spawn(|_| recode(&mut self.diagnosis, 2, &|c| &c.diagnosis.codes));
+            s.spawn(|_| recode(&mut self.institution, 3, &|c| &c.institution.codes));
+            s.spawn(|_| recode(&mut self.drug, 4, &|c| &c.drug.codes));
+            s.spawn(|_| copy(&mut self.days_supply, cs, |c| &c.days_supply));
+            s.spawn(|_| copy(&mut self.total_fen, cs, |c| &c.total_fen));
+            s.spawn(|_| copy(&mut self.in_scope_fen, cs, |c| &c.in_scope_fen));
+            s.spawn(|_| copy(&mut self.is_reversal, cs, |c| &c.is_reversal));
+            s.spawn(|_| copy(&mut self.referral, cs, |c| &c.referral));
+            s.spawn(|_| {
+                recode(&mut self.medical_community, 5, &|c| {
+                    &c.medical_community.codes
+                })
+            });
+            s.spawn(|_| copy(&mut self.rejected, cs, |c| &c.rejected));
+        });
+        self.batches.extend(converted.into_iter().map(|c| c.batch));
         Ok(())
     }
 
@@ -624,6 +642,13 @@ impl Claims {
                 self.rejected[row] = Some(Reason::DuplicateClaimId);
             }
         }
+    }
+}
+
+/// Appends one column of every converted batch to `out`, in order.
+fn copy<T: Copy>(out: &mut Vec<T>, converted: &[Converted], column: impl Fn(&Converted) -> &[T]) {
+    for c in converted {
+        out.extend_from_slice(column(c));
     }
 }
 

@@ -60,7 +60,7 @@ pub fn in_part(part: usize, key: u64, bits: u32) -> bool {
 /// The claims of a run grouped by person, persons in output order.
 ///
 /// A *slot* is a person's place in output order; `persons[slot]` is its dense person id.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Partitions {
     /// Dense person id of each slot: every person with a claim row here, and every person of
     /// the ledger in this partition's key range, ordered by `(person_key, id)`.
@@ -245,20 +245,66 @@ impl Partitions {
         rows
     }
 
-    /// The rows of a run held in memory cut as a spilled run is cut on disk: `1 << bits` parts
-    /// of persons by key ([`part_of`]), then one part of the rows with no person; each part's
-    /// rows in output order ([`Partitions::output_rows`]). Settled one part at a time, the run
-    /// holds one part's settlement, audit and output rows at once instead of the whole month's,
-    /// and writes the same bytes.
-    pub fn split(&self, bits: u32) -> Vec<Vec<u32>> {
-        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); (1 << bits) + 1];
-        for s in 0..self.slots() {
-            let part = &mut parts[part_of(self.keys[s], bits)];
-            part.extend_from_slice(self.rows_of(s));
-            part.extend_from_slice(self.rejected_of(s));
+    /// A run held in memory cut as a spilled run is cut on disk: `1 << bits` parts of persons
+    /// by key ([`part_of`]), then one part of the rows with no person. Slots are in key order,
+    /// so a part of persons is a range of slots. Returns each part's rows in output order
+    /// ([`Partitions::output_rows`]) and its partitions over those rows once selected
+    /// ([`Claims::select`]): the same as [`Partitions::build`] over the part's claims would give,
+    /// without grouping and sorting them again. Settled one part at a time, the run holds one
+    /// part's settlement, audit and output rows at once instead of the whole month's, and writes
+    /// the same bytes.
+    pub fn cut(&self, bits: u32) -> impl Iterator<Item = (Vec<u32>, Partitions)> + '_ {
+        let parts = 1usize << bits;
+        let mut bounds = vec![0; parts + 1];
+        for part in 0..parts {
+            bounds[part + 1] = bounds[part]
+                + self.keys[bounds[part]..].partition_point(|&k| part_of(k, bits) == part);
         }
-        parts[1 << bits].extend_from_slice(&self.orphans);
-        parts
+        (0..=parts).map(move |part| match part {
+            p if p < parts => self.slot_range(bounds[p], bounds[p + 1]),
+            _ => {
+                let rest = Partitions {
+                    offsets: vec![0],
+                    rejected_offsets: vec![0],
+                    orphans: (0..self.orphans.len() as u32).collect(),
+                    ..Partitions::default()
+                };
+                (self.orphans.clone(), rest)
+            }
+        })
+    }
+
+    /// Slots `first..end` as partitions of their own, numbering their rows from 0 in output
+    /// order; and the rows they number.
+    fn slot_range(&self, first: usize, end: usize) -> (Vec<u32>, Partitions) {
+        let base = (self.offsets[first], self.rejected_offsets[first]);
+        let valid = (self.offsets[end] - base.0) as usize;
+        let refused = (self.rejected_offsets[end] - base.1) as usize;
+        let mut rows = Vec::with_capacity(valid + refused);
+        let mut order = Vec::with_capacity(valid);
+        let mut rejected = Vec::with_capacity(refused);
+        for s in first..end {
+            order.extend(rows.len() as u32..(rows.len() + self.rows_of(s).len()) as u32);
+            rows.extend_from_slice(self.rows_of(s));
+            rejected.extend(rows.len() as u32..(rows.len() + self.rejected_of(s).len()) as u32);
+            rows.extend_from_slice(self.rejected_of(s));
+        }
+        let part = Partitions {
+            persons: self.persons[first..end].to_vec(),
+            keys: self.keys[first..end].to_vec(),
+            offsets: self.offsets[first..=end]
+                .iter()
+                .map(|o| o - base.0)
+                .collect(),
+            order,
+            rejected_offsets: self.rejected_offsets[first..=end]
+                .iter()
+                .map(|o| o - base.1)
+                .collect(),
+            rejected,
+            orphans: Vec::new(),
+        };
+        (rows, part)
     }
 
     /// Slot ranges `(first, end)` of the non-empty blocks, in order.
@@ -296,6 +342,70 @@ impl Partitions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Reason;
+    use crate::ingest::claims::ClaimBatch;
+    use arrow::array::StringArray;
+
+    /// Claims with only what grouping reads: person, time, claim id, rejection.
+    fn claims(rows: &[(Option<u32>, i64, &str, bool)]) -> Claims {
+        let ids = StringArray::from_iter_values(rows.iter().map(|r| r.2));
+        Claims {
+            batches: vec![ClaimBatch {
+                offset: 0,
+                file: 0,
+                file_row: 0,
+                file_rows: None,
+                files: None,
+                reverses_claim_id: StringArray::new_null(rows.len()),
+                claim_id: ids,
+            }],
+            person: rows.iter().map(|r| r.0.unwrap_or(NO_PERSON)).collect(),
+            settled_at: rows.iter().map(|r| r.1).collect(),
+            rejected: rows
+                .iter()
+                .map(|r| r.3.then_some(Reason::UnknownLevel))
+                .collect(),
+            ..Claims::default()
+        }
+    }
+
+    #[test]
+    fn a_cut_part_is_grouped_as_its_own_claims_would_be() {
+        let mut index = PersonIndex::default();
+        for name in ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"] {
+            index.intern(name);
+        }
+        let ids: Vec<String> = (0..40).map(|i| format!("C{:02}", (i * 7) % 40)).collect();
+        let rows: Vec<(Option<u32>, i64, &str, bool)> = (0..40)
+            .map(|i| {
+                let person = (i % 9 != 4).then_some((i * 5 % 8) as u32);
+                (person, (i * 3 % 5) as i64, ids[i].as_str(), i % 6 == 1)
+            })
+            .collect();
+        let month_claims = claims(&rows);
+        let ledger = Ledger::default();
+        let month = Partitions::build(&month_claims, &index, &ledger, |_| true);
+        for bits in 0..=3 {
+            let mut all = Vec::new();
+            for (part, (selected, cut)) in month.cut(bits).enumerate() {
+                let own = claims(
+                    &selected
+                        .iter()
+                        .map(|&r| rows[r as usize])
+                        .collect::<Vec<_>>(),
+                );
+                let built = Partitions::build(&own, &index, &ledger, |k| in_part(part, k, bits));
+                assert_eq!(cut, built, "part {part} of {}", 1 << bits);
+                assert_eq!(
+                    built.output_rows(),
+                    (0..selected.len() as u32).collect::<Vec<_>>()
+                );
+                all.extend(selected);
+            }
+            assert_eq!(all, month.output_rows(), "the parts in order are the month");
+        }
+        assert!(month.orphans.len() == 4 && !month.rejected.is_empty());
+    }
 
     #[test]
     fn person_key_is_fixed() {
