@@ -119,6 +119,24 @@ pub fn held_bits(rows: u64, part: u64) -> u32 {
     bits
 }
 
+/// The claim files of `args` and their rows (from the footers).
+fn claim_files(args: &AdjudicateArgs) -> Result<(Vec<PathBuf>, u64)> {
+    let files = list_parquet(&args.claims)?;
+    let mut rows = 0;
+    for file in &files {
+        rows += row_count(file)?;
+    }
+    Ok((files, rows))
+}
+
+/// Whether the run of `args` will spill: its claims (counted from the files' footers) take more
+/// than the memory limit. Lets the caller pick allocator settings before the run allocates.
+pub fn spills(args: &AdjudicateArgs) -> Result<bool> {
+    let (_, rows) = claim_files(args)?;
+    let limit = args.memory_limit.unwrap_or_else(default_memory_limit);
+    Ok(spill_bits(rows, limit) > 0)
+}
+
 /// Runs the whole job and returns the summary that was written to `summary.json`.
 pub fn adjudicate(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let mut pool = rayon::ThreadPoolBuilder::new();
@@ -200,11 +218,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         lap: Instant::now(),
     };
     let policies = Policies::load_dir(&args.policies)?;
-    let files = list_parquet(&args.claims)?;
-    let mut rows = 0;
-    for file in &files {
-        rows += row_count(file)?;
-    }
+    let (files, rows) = claim_files(args)?;
     let limit = args.memory_limit.unwrap_or_else(default_memory_limit);
     let bits = spill_bits(rows, limit);
     // A spilled run's first read, before the registry takes its memory.

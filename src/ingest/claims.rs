@@ -488,7 +488,7 @@ impl Claims {
 
     /// The claims of `rows`, in that order, as claims of their own with the same text
     /// dictionaries: one part of a run held in memory, settled apart from the others as a
-    /// spilled partition is ([`crate::partition::Partitions::split`]).
+    /// spilled partition is ([`crate::partition::Partitions::cut`]).
     pub fn select(&self, rows: &[u32]) -> Result<Claims> {
         let mut reject_detail = HashMap::new();
         if !self.reject_detail.is_empty() {

@@ -248,8 +248,11 @@ impl Registry {
         registry.stats.persons_bytes = bytes;
 
         // The person index is only looked up here, so batches are read in parallel and their
-        // registrations joined in file order.
-        let mut by_person: Vec<(u32, Registration)> = Vec::new();
+        // registrations joined in file order. Sized from the footer: at a province's tens of
+        // millions of registrations, growing by doubling would hold the old and the new vector
+        // at once.
+        let mut by_person: Vec<(u32, Registration)> =
+            Vec::with_capacity(row_count(registrations)? as usize);
         let (bytes, rows) = read_windows(
             registrations,
             REGISTRATION_COLUMNS,
@@ -274,16 +277,8 @@ impl Registry {
         )?;
         registry.stats.registrations = rows;
         registry.stats.registrations_bytes = bytes;
-        // Stable by person, then by approval: the lookup scans a person's few rows in order.
-        by_person.sort_by_key(|(p, r)| (*p, r.approved_on, r.condition));
-        registry.registration_offsets = vec![0; registry.persons.len() + 1];
-        for (p, _) in &by_person {
-            registry.registration_offsets[*p as usize + 1] += 1;
-        }
-        for i in 1..registry.registration_offsets.len() {
-            registry.registration_offsets[i] += registry.registration_offsets[i - 1];
-        }
-        registry.registrations = by_person.into_iter().map(|(_, r)| r).collect();
+        (registry.registration_offsets, registry.registrations) =
+            group_registrations(by_person, registry.persons.len());
         Ok(registry)
     }
 
@@ -366,6 +361,43 @@ impl Registry {
     }
 }
 
+/// Registrations grouped by person (a counting sort: offsets per person, then each person's
+/// rows), each person's in approval order, ties in file order: the lookup scans a person's
+/// few rows in order. No sort buffer the size of the registrations.
+fn group_registrations(
+    by_person: Vec<(u32, Registration)>,
+    persons: usize,
+) -> (Vec<u32>, Vec<Registration>) {
+    let mut offsets = vec![0u32; persons + 1];
+    for (p, _) in &by_person {
+        offsets[*p as usize + 1] += 1;
+    }
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    let mut cursor = offsets.clone();
+    let mut grouped = vec![
+        Registration {
+            condition: 0,
+            severity: Severity::Normal,
+            primary: true,
+            approved_on: 0,
+            ended_on: 0,
+        };
+        by_person.len()
+    ];
+    for (p, r) in by_person {
+        let at = &mut cursor[p as usize];
+        grouped[*at as usize] = r;
+        *at += 1;
+    }
+    for p in 0..persons {
+        let (a, b) = (offsets[p] as usize, offsets[p + 1] as usize);
+        grouped[a..b].sort_by_key(|r| (r.approved_on, r.condition));
+    }
+    (offsets, grouped)
+}
+
 /// The persons of one batch whose first row is file row `first_row`, in row order.
 fn parse_persons(
     path: &Path,
@@ -440,5 +472,44 @@ mod tests {
         }
         assert_eq!(index.id(1000), "");
         assert_eq!(index.get("P999999"), None);
+    }
+
+    #[test]
+    fn registrations_are_grouped_by_person_in_approval_order_ties_in_file_order() {
+        let reg = |condition: u16, approved_on: Day| Registration {
+            condition,
+            severity: Severity::Normal,
+            primary: true,
+            approved_on,
+            ended_on: Day::MAX,
+        };
+        let rows = vec![
+            (2, reg(5, 300)),
+            (0, reg(1, 100)),
+            (2, reg(4, 200)),
+            (2, reg(3, 200)),
+            (
+                0,
+                Registration {
+                    primary: false,
+                    ..reg(1, 100)
+                },
+            ),
+        ];
+        let (offsets, grouped) = group_registrations(rows, 4);
+        assert_eq!(offsets, vec![0, 2, 2, 5, 5]);
+        assert_eq!(
+            grouped
+                .iter()
+                .map(|r| (r.condition, r.approved_on, r.primary))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, 100, true),
+                (1, 100, false),
+                (3, 200, true),
+                (4, 200, true),
+                (5, 300, true)
+            ]
+        );
     }
 }

@@ -114,7 +114,13 @@ fn spill_options() -> IpcWriteOptions {
 /// closely while scattering.
 pub fn repeated_ids(files: &[PathBuf]) -> Result<Vec<u64>> {
     let window = rayon::current_num_threads().max(1);
-    let mut hashes: Vec<u64> = Vec::new();
+    // Sized from the footers: grown by doubling, the vector would at one moment hold its old
+    // and new copies, half again the memory of the hashes themselves.
+    let mut rows = 0;
+    for file in files {
+        rows += crate::ingest::read::row_count(file)?;
+    }
+    let mut hashes: Vec<u64> = Vec::with_capacity(rows as usize);
     let id_only = [col("claim_id", ColumnKind::Text, true)];
     for file in files {
         read_windows(file, &id_only, window, |batches, _| {
