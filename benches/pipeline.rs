@@ -87,7 +87,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             let mut files = output::OutputFiles::create(&out, &ledger).unwrap();
             files.append(&view).unwrap();
-            files.close(&policies).unwrap()
+            files.close(&policies, &registry.index).unwrap()
         })
     });
     group.finish();

@@ -332,7 +332,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         };
         (spilled.sources.clone(), count, Some(spill), parts as u64)
     };
-    let (written, pending) = outputs.close(&policies)?;
+    let (written, pending) = outputs.close(&policies, &registry.index)?;
     let (totals, reasons, rejected) = tally.finish(&policies);
     laps.mark(Stage::Output);
     let wall = started.elapsed().as_secs_f64();

@@ -25,12 +25,49 @@ type Item = (u32, u8, i64, u32);
 /// A group: (drug code text, institution level).
 type GroupKey = (Box<str>, u8);
 
-/// The amounts of each (drug, level) group across the whole run, as sorted `(total, count)`
-/// runs, gathered partition by partition: the rule compares a claim with every claim of its
-/// group in the run, wherever the run was cut.
+/// The amounts of each (drug, level) group across the whole run, as `(total, count)` runs,
+/// gathered partition by partition: the rule compares a claim with every claim of its group in
+/// the run, wherever the run was cut.
 #[derive(Default)]
 pub struct AmountCounts {
-    groups: FastMap<GroupKey, Vec<(i64, u32)>>,
+    groups: FastMap<GroupKey, Runs>,
+}
+
+/// One group's `(total, count)` runs: sorted segments, one per partition added since the last
+/// compaction, then compacted into one sorted run per distinct total.
+#[derive(Default)]
+struct Runs {
+    runs: Vec<(i64, u32)>,
+    /// Length of the runs after the last compaction.
+    compacted: usize,
+}
+
+impl Runs {
+    /// Sorts and merges equal totals once the runs added since the last compaction outnumber
+    /// the compacted ones (amortised: each run is re-sorted a logarithmic number of times).
+    /// Within a partition most totals are distinct, across a month they repeat: at 100 million
+    /// claims the uncompacted runs of every partition held about a gigabyte until the month's
+    /// medians were taken.
+    fn compact_when_grown(&mut self) {
+        if self.runs.len() <= 2 * self.compacted.max(4096) {
+            return;
+        }
+        self.runs.sort_unstable_by_key(|r| r.0);
+        let mut kept = 0;
+        for i in 0..self.runs.len() {
+            let run = self.runs[i];
+            match kept {
+                k if k > 0 && self.runs[k - 1].0 == run.0 => self.runs[k - 1].1 += run.1,
+                _ => {
+                    self.runs[kept] = run;
+                    kept += 1;
+                }
+            }
+        }
+        self.runs.truncate(kept);
+        self.runs.shrink_to_fit();
+        self.compacted = kept;
+    }
 }
 
 /// Per (drug, level) group: size, lower median and lower median absolute deviation, in fen.
@@ -62,16 +99,18 @@ impl AmountCounts {
     fn add_items(&mut self, drugs: &[String], items: &[Item]) {
         for group in groups(items) {
             let (drug, level) = (group[0].0, group[0].1);
-            let runs = self
+            let group_runs = self
                 .groups
                 .entry((drugs[drug as usize].as_str().into(), level))
                 .or_default();
+            let runs = &mut group_runs.runs;
             for x in group {
                 match runs.last_mut() {
                     Some((v, n)) if *v == x.2 => *n += 1,
                     _ => runs.push((x.2, 1)),
                 }
             }
+            group_runs.compact_when_grown();
         }
     }
 
@@ -79,7 +118,7 @@ impl AmountCounts {
         let groups = self
             .groups
             .par_drain()
-            .map(|(key, mut runs)| {
+            .map(|(key, Runs { mut runs, .. })| {
                 // Runs of several partitions: put them in order and merge equal totals.
                 runs.sort_unstable();
                 (key, group_stats(&runs))
@@ -239,4 +278,45 @@ fn judge(a: &Auditor, group: &[Item], stats: Option<GroupStats>) -> Vec<Anomaly>
         });
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stats of one group whose items are added in `parts` sorted slices.
+    fn stats_in_parts(totals: &[i64], parts: usize) -> (GroupStats, usize) {
+        let drugs = vec!["D1".to_string()];
+        let mut counts = AmountCounts::default();
+        let size = totals.len().div_ceil(parts);
+        for (k, chunk) in totals.chunks(size).enumerate() {
+            let mut items: Vec<Item> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| (0, 1, t, (k * size + i) as u32))
+                .collect();
+            items.sort_unstable();
+            counts.add_items(&drugs, &items);
+        }
+        let held = counts.groups.values().map(|r| r.runs.len()).sum();
+        let stats = counts.stats().groups[&("D1".into(), 1)];
+        (stats, held)
+    }
+
+    #[test]
+    fn runs_compacted_across_partitions_give_the_stats_of_one_partition() {
+        // 60 000 amounts over 5 000 distinct values, in no order.
+        let totals: Vec<i64> = (0..60_000i64)
+            .map(|i| (i * 7_919) % 5_000 * 10 + 100)
+            .collect();
+        let (whole, whole_runs) = stats_in_parts(&totals, 1);
+        let (cut, cut_runs) = stats_in_parts(&totals, 40);
+        assert_eq!(whole, cut);
+        assert_eq!(whole.n, 60_000);
+        // Values 100, 110, …, 50 090: the lower median is the 30 000th of 60 000, value 25 090.
+        assert_eq!(whole.median, 25_090);
+        assert_eq!(whole_runs, 5_000);
+        // 40 parts of 1 500 runs each would hold 60 000; compaction keeps it near the distinct.
+        assert!(cut_runs <= 3 * 5_000, "{cut_runs} runs held");
+    }
 }

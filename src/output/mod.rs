@@ -19,7 +19,7 @@ use crate::audit::Audited;
 use crate::domain::{Reason, Status, VisitType};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{Claims, NO_CODE};
-use crate::ingest::registry::Registry;
+use crate::ingest::registry::{PersonIndex, Registry};
 use crate::ledger::{ClaimRecord, Ledger, LedgerClaim, List, PoolState};
 use crate::partition::Partitions;
 use crate::policy::Policies;
@@ -192,9 +192,14 @@ impl OutputFiles {
 
     /// Finishes every file (the ledger's name lists last) and returns them with their counts;
     /// the caller commits them after `summary.json` is ready.
-    pub fn close(mut self, policies: &Policies) -> Result<(Written, Vec<parquet::Committed>)> {
+    pub fn close(
+        mut self,
+        policies: &Policies,
+        persons: &PersonIndex,
+    ) -> Result<(Written, Vec<parquet::Committed>)> {
         let lap = std::time::Instant::now();
-        self.ledger_names.write(policies, &mut self.ledger)?;
+        self.ledger_names
+            .write(policies, persons, &mut self.ledger)?;
         self.written.ledger = self.ledger.rows;
         self.written.seconds.ledger += lap.elapsed().as_secs_f64();
         let pending = vec![
@@ -247,9 +252,9 @@ impl TextList {
 }
 
 /// The ledger's name lists as they grow while partitions are written: persons get codes in
-/// write order; texts as [`TextList`].
+/// write order (kept as dense ids, their names looked up when written); texts as [`TextList`].
 struct LedgerNames {
-    persons: Vec<String>,
+    persons: Vec<u32>,
     institutions: TextList,
     drugs: TextList,
     medical_communities: TextList,
@@ -265,26 +270,37 @@ impl LedgerNames {
         }
     }
 
-    /// The name rows, after every pool and claim row: the reader collects names first.
-    fn write(&self, policies: &Policies, file: &mut PendingFile) -> Result<()> {
-        fn str_of(v: &[String]) -> Vec<&str> {
-            v.iter().map(String::as_str).collect()
+    /// The name rows, after every pool and claim row: the reader collects names first. Streamed
+    /// a slice at a time: at a province's tens of millions of persons, the list as one vector of
+    /// names would be a gigabyte.
+    fn write(
+        &self,
+        policies: &Policies,
+        index: &PersonIndex,
+        file: &mut PendingFile,
+    ) -> Result<()> {
+        type Names<'a> = Box<dyn Iterator<Item = &'a str> + 'a>;
+        fn str_of(v: &[String]) -> Names<'_> {
+            Box::new(v.iter().map(String::as_str))
         }
-        let lists: [(List, Vec<&str>); 9] = [
-            (List::Person, str_of(&self.persons)),
+        let lists: [(List, Names); 9] = [
+            (
+                List::Person,
+                Box::new(self.persons.iter().map(|&p| index.id(p))),
+            ),
             (List::Pool, str_of(&policies.pools)),
             (
                 List::Policy,
-                policies.versions.iter().map(|v| v.id.as_str()).collect(),
+                Box::new(policies.versions.iter().map(|v| v.id.as_str())),
             ),
             (List::Benefit, str_of(&policies.labels)),
             (
                 List::Status,
-                Status::ALL.iter().map(|s| s.as_str()).collect(),
+                Box::new(Status::ALL.iter().map(|s| s.as_str())),
             ),
             (
                 List::Visit,
-                VisitType::ALL.iter().map(|v| v.as_str()).collect(),
+                Box::new(VisitType::ALL.iter().map(|v| v.as_str())),
             ),
             (List::Institution, str_of(&self.institutions.values)),
             (List::Drug, str_of(&self.drugs.values)),
@@ -293,16 +309,21 @@ impl LedgerNames {
                 str_of(&self.medical_communities.values),
             ),
         ];
-        let names: Vec<(List, &str)> = lists
-            .iter()
-            .flat_map(|(list, values)| values.iter().map(move |v| (*list, *v)))
-            .collect();
-        for chunk in names.chunks(ROW_GROUP_ROWS) {
-            file.write(&crate::ledger::name_batch(chunk)?)?;
+        let mut names = lists
+            .into_iter()
+            .flat_map(|(list, values)| values.map(move |v| (list, v)));
+        loop {
+            let chunk: Vec<(List, &str)> = names.by_ref().take(NAME_ROWS).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            file.write(&crate::ledger::name_batch(&chunk)?)?;
         }
-        Ok(())
     }
 }
+
+/// Name rows per batch written.
+const NAME_ROWS: usize = 64 * 1024;
 
 /// This partition's ledger codes: person code per slot, text codes per run dictionary code.
 struct UnitCodes {
@@ -332,7 +353,7 @@ fn write_ledger(view: &RunView, names: &mut LedgerNames, file: &mut PendingFile)
         let p = partitions.persons[slot];
         if !partitions.rows_of(slot).is_empty() || ledger.has_state(p) {
             *code = names.persons.len() as u32;
-            names.persons.push(view.registry.index.id(p).to_string());
+            names.persons.push(p);
         }
     }
     let order = &partitions.order;
