@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::read::{col, contract_schema, read_file, ColumnKind::*, ColumnSpec};
 use crate::ingest::registry::PersonIndex;
+use crate::ingest::{group_by_person, person_slice};
 use crate::policy::{Policies, NONE};
 use crate::settle::Layers;
 
@@ -129,7 +130,7 @@ impl RunCodes {
 
 impl Ledger {
     pub fn pools_of(&self, person: u32) -> &[PoolState] {
-        slice(&self.pool_offsets, &self.pools, person)
+        person_slice(&self.pool_offsets, &self.pools, person)
     }
 
     /// Person's ledger claims with their global record index.
@@ -446,8 +447,8 @@ impl Ledger {
             }
         }
         let n = persons.len();
-        let (pool_offsets, pools) = group(pools, n);
-        let (claim_offsets, claims) = group(claims, n);
+        let (pool_offsets, pools) = group_by_person(pools, n);
+        let (claim_offsets, claims) = group_by_person(claims, n);
         Ok(Ledger {
             pool_offsets,
             pools,
@@ -467,40 +468,6 @@ fn fen(a: &Int64Array, i: usize) -> i64 {
     } else {
         0
     }
-}
-
-fn slice<'a, T>(offsets: &[u32], items: &'a [T], person: u32) -> &'a [T] {
-    let p = person as usize;
-    match offsets.get(p + 1) {
-        Some(&end) => &items[offsets[p] as usize..end as usize],
-        None => &[],
-    }
-}
-
-/// Groups `(person, item)` by person (stable), as CSR offsets over `persons` ids: a counting
-/// sort, each item moved once (the items are whole claim records, millions of them).
-fn group<T>(items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Vec<T>) {
-    let mut offsets = vec![0u32; persons + 1];
-    for (p, _) in &items {
-        offsets[*p as usize + 1] += 1;
-    }
-    for i in 1..offsets.len() {
-        offsets[i] += offsets[i - 1];
-    }
-    // Source index of each destination slot, in destination order.
-    let mut next = offsets.clone();
-    let mut source = vec![0u32; items.len()];
-    for (i, (p, _)) in items.iter().enumerate() {
-        let slot = &mut next[*p as usize];
-        source[*slot as usize] = i as u32;
-        *slot += 1;
-    }
-    let mut items: Vec<Option<T>> = items.into_iter().map(|(_, t)| Some(t)).collect();
-    let grouped = source
-        .iter()
-        .map(|&i| items[i as usize].take().expect("each item placed once"))
-        .collect();
-    (offsets, grouped)
 }
 
 /// What a ledger row is.
@@ -778,17 +745,6 @@ pub fn claim_batch(rows: &[LedgerClaim]) -> Result<RecordBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn group_is_a_stable_counting_sort_by_person() {
-        let items = vec![(2, "a"), (0, "b"), (2, "c"), (0, "d"), (3, "e")];
-        let (offsets, grouped) = group(items, 5);
-        assert_eq!(offsets, vec![0, 2, 2, 4, 5, 5]);
-        assert_eq!(grouped, vec!["b", "d", "a", "c", "e"]);
-        assert_eq!(slice(&offsets, &grouped, 2), &["a", "c"]);
-        assert!(slice(&offsets, &grouped, 1).is_empty());
-        assert!(slice(&offsets, &grouped, 9).is_empty());
-    }
 
     #[test]
     fn enum_codes_are_positions_in_the_written_name_lists() {

@@ -223,7 +223,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     let bits = spill_bits(rows, limit);
     // A spilled run's first read, before the registry takes its memory.
     let repeated = if bits > 0 {
-        spill::repeated_ids(&files)?
+        spill::repeated_ids(&files, rows)?
     } else {
         Vec::new()
     };

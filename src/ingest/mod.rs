@@ -25,3 +25,56 @@ impl std::hash::BuildHasher for FastHash {
 
 /// A hash map keyed by ingest's strings.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FastHash>;
+
+/// Person `person`'s items of a grouping by dense person id ([`group_by_person`]); none for a
+/// person past its end.
+pub fn person_slice<'a, T>(offsets: &[u32], items: &'a [T], person: u32) -> &'a [T] {
+    let p = person as usize;
+    match offsets.get(p + 1) {
+        Some(&end) => &items[offsets[p] as usize..end as usize],
+        None => &[],
+    }
+}
+
+/// Groups `(person, item)` by person (stable), as CSR offsets over `persons` ids: a counting
+/// sort, each item moved once (ledger claim records, registrations: millions of them), with no
+/// sort buffer.
+pub fn group_by_person<T>(items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Vec<T>) {
+    let mut offsets = vec![0u32; persons + 1];
+    for (p, _) in &items {
+        offsets[*p as usize + 1] += 1;
+    }
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    // Source index of each destination slot, in destination order.
+    let mut next = offsets.clone();
+    let mut source = vec![0u32; items.len()];
+    for (i, (p, _)) in items.iter().enumerate() {
+        let slot = &mut next[*p as usize];
+        source[*slot as usize] = i as u32;
+        *slot += 1;
+    }
+    let mut items: Vec<Option<T>> = items.into_iter().map(|(_, t)| Some(t)).collect();
+    let grouped = source
+        .iter()
+        .map(|&i| items[i as usize].take().expect("each item placed once"))
+        .collect();
+    (offsets, grouped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_is_a_stable_counting_sort_by_person() {
+        let items = vec![(2, "a"), (0, "b"), (2, "c"), (0, "d"), (3, "e")];
+        let (offsets, grouped) = group_by_person(items, 5);
+        assert_eq!(offsets, vec![0, 2, 2, 4, 5, 5]);
+        assert_eq!(grouped, vec!["b", "d", "a", "c", "e"]);
+        assert_eq!(person_slice(&offsets, &grouped, 2), &["a", "c"]);
+        assert!(person_slice(&offsets, &grouped, 1).is_empty());
+        assert!(person_slice(&offsets, &grouped, 9).is_empty());
+    }
+}

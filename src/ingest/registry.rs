@@ -9,6 +9,7 @@ use std::path::Path;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int16Type};
 
+use super::group_by_person;
 use super::read::{col, first_null, read_windows, row_count, ColumnKind::*, ColumnSpec};
 use crate::domain::{AssistanceCategory, Coverage, Day, Scheme, Severity};
 use crate::error::{Error, Result};
@@ -344,11 +345,7 @@ impl Registry {
     /// Person `p`'s registrations.
     #[inline]
     pub fn registrations_of(&self, person: u32) -> &[Registration] {
-        let p = person as usize;
-        match self.registration_offsets.get(p + 1) {
-            Some(&end) => &self.registrations[self.registration_offsets[p] as usize..end as usize],
-            None => &[],
-        }
+        super::person_slice(&self.registration_offsets, &self.registrations, person)
     }
 
     /// The person's attributes; [`Person::UNKNOWN`] for ids met outside the registry.
@@ -361,36 +358,14 @@ impl Registry {
     }
 }
 
-/// Registrations grouped by person (a counting sort: offsets per person, then each person's
-/// rows), each person's in approval order, ties in file order: the lookup scans a person's
-/// few rows in order. No sort buffer the size of the registrations.
+/// Registrations grouped by person ([`group_by_person`]: file order within a person), then each
+/// person's put in approval order, ties in file order: the lookup scans a person's few rows in
+/// order.
 fn group_registrations(
     by_person: Vec<(u32, Registration)>,
     persons: usize,
 ) -> (Vec<u32>, Vec<Registration>) {
-    let mut offsets = vec![0u32; persons + 1];
-    for (p, _) in &by_person {
-        offsets[*p as usize + 1] += 1;
-    }
-    for i in 1..offsets.len() {
-        offsets[i] += offsets[i - 1];
-    }
-    let mut cursor = offsets.clone();
-    let mut grouped = vec![
-        Registration {
-            condition: 0,
-            severity: Severity::Normal,
-            primary: true,
-            approved_on: 0,
-            ended_on: 0,
-        };
-        by_person.len()
-    ];
-    for (p, r) in by_person {
-        let at = &mut cursor[p as usize];
-        grouped[*at as usize] = r;
-        *at += 1;
-    }
+    let (offsets, mut grouped) = group_by_person(by_person, persons);
     for p in 0..persons {
         let (a, b) = (offsets[p] as usize, offsets[p + 1] as usize);
         grouped[a..b].sort_by_key(|r| (r.approved_on, r.condition));

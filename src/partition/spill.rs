@@ -108,18 +108,14 @@ fn spill_options() -> IpcWriteOptions {
         .expect("LZ4 is built in (arrow's ipc_compression feature)")
 }
 
-/// The hashes of the claim ids that occur more than once in `files`, sorted: a first read of
+/// The hashes of the claim ids that occur more than once in `files` (`rows` rows in all), sorted: a first read of
 /// the `claim_id` column alone, made before the registry is loaded so that its 8 bytes a claim
 /// are never held beside it. Only rows with these hashes (or a ledger claim's) are examined
 /// closely while scattering.
-pub fn repeated_ids(files: &[PathBuf]) -> Result<Vec<u64>> {
+pub fn repeated_ids(files: &[PathBuf], rows: u64) -> Result<Vec<u64>> {
     let window = rayon::current_num_threads().max(1);
-    // Sized from the footers: grown by doubling, the vector would at one moment hold its old
-    // and new copies, half again the memory of the hashes themselves.
-    let mut rows = 0;
-    for file in files {
-        rows += crate::ingest::read::row_count(file)?;
-    }
+    // Sized from the footers' `rows`: grown by doubling, the vector would at one moment hold
+    // its old and new copies, half again the memory of the hashes themselves.
     let mut hashes: Vec<u64> = Vec::with_capacity(rows as usize);
     let id_only = [col("claim_id", ColumnKind::Text, true)];
     for file in files {
