@@ -11,7 +11,7 @@ use crate::audit::outlier::{AmountCounts, AmountStats};
 use crate::audit::Auditor;
 use crate::domain::Rule;
 use crate::error::{Error, Result};
-use crate::ingest::claims::{Claims, Repeats};
+use crate::ingest::claims::Claims;
 use crate::ingest::read::{list_parquet, row_count};
 use crate::ingest::registry::Registry;
 use crate::ledger::Ledger;
@@ -291,33 +291,40 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     } else {
         let known = ledger.claim_ids();
         let spill_dir = args.out.join(format!(".spill-{}", std::process::id()));
-        let spilled = spill::scatter(&files, bits, &spill_dir, &registry.index, &known, &repeated)?;
+        // The amount statistics of the whole month, which the outlier rule judges every claim
+        // against: the judged claims are known before settlement, so they are counted as the
+        // scatter converts them, and each partition is read back once, to be settled. A row
+        // whose claim id may repeat another's is counted once the repeats are known.
+        let mut counts = AmountCounts::default();
+        let mut suspect_amounts = Vec::new();
+        let spilled = spill::scatter(
+            &files,
+            bits,
+            &spill_dir,
+            &mut registry,
+            &known,
+            &repeated,
+            |registry, window, suspects| {
+                let rows: Vec<u32> = suspects.iter().map(|s| s.row).collect();
+                counts.add_claims_except(&policies, registry, window, &rows);
+                suspect_amounts.extend(suspects.iter().filter_map(|s| {
+                    AmountCounts::amount_of(&policies, registry, window, s.row as usize)
+                        .map(|amount| (s.input_row, amount))
+                }));
+            },
+        )?;
         drop(known);
+        for (input_row, amount) in suspect_amounts {
+            if spilled.repeats.binary_search(&input_row).is_err() {
+                counts.add_amount(amount);
+            }
+        }
         laps.mark(Stage::Ingest);
         let parts = spilled.person_parts() + 1;
-        // One partition's claims read back (in both passes).
-        let load = |part: usize, registry: &mut Registry| {
-            Claims::from_batches(
-                spilled.sources.clone(),
-                spilled.read(part)?,
-                &mut registry.index,
-                Repeats::Listed(&spilled.repeats),
-            )
-        };
-        // The amount statistics of the whole month, which the outlier rule judges every claim
-        // against: the judged claims are known before settlement, so a first pass reads each
-        // partition for them and the second settles it, once.
-        let mut counts = AmountCounts::default();
-        for part in 0..parts {
-            let claims = load(part, &mut registry)?;
-            laps.mark(Stage::Ingest);
-            counts.add_claims(&policies, &registry, &claims);
-            laps.mark(Stage::Audit);
-        }
         let stats = counts.stats();
         let mut count = 0;
         for part in 0..parts {
-            let mut claims = load(part, &mut registry)?;
+            let mut claims = spilled.read(part)?;
             laps.mark(Stage::Ingest);
             let mut partitions = Partitions::build(&claims, &registry.index, &ledger, |k| {
                 spilled.in_part(part, k)

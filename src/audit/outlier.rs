@@ -78,6 +78,13 @@ pub struct GroupStats {
     pub mad: i64,
 }
 
+/// One judged claim's group and amount ([`AmountCounts::amount_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amount {
+    group: GroupKey,
+    total: i64,
+}
+
 /// The groups' statistics for the whole run.
 #[derive(Default)]
 pub struct AmountStats {
@@ -88,12 +95,46 @@ impl AmountCounts {
     /// Adds the claims of one partition, before they are settled ([`judged`] needs no
     /// settlement).
     pub fn add_claims(&mut self, policies: &Policies, registry: &Registry, claims: &Claims) {
+        self.add_claims_except(policies, registry, claims, &[]);
+    }
+
+    /// Adds the claims of `claims` but rows `skip` (sorted): a spilled run's rows whose claim
+    /// id may repeat another's, added once the repeats are known ([`Self::add_amount`]).
+    pub fn add_claims_except(
+        &mut self,
+        policies: &Policies,
+        registry: &Registry,
+        claims: &Claims,
+        skip: &[u32],
+    ) {
         let mut items: Vec<Item> = (0..claims.len())
             .into_par_iter()
+            .filter(|&row| skip.binary_search(&(row as u32)).is_err())
             .filter_map(|row| judged(policies, registry, claims, row, row as u32))
             .collect();
         items.par_sort_unstable();
         self.add_items(&claims.drugs, &items);
+    }
+
+    /// The group and amount of claim `row` if the rule judges it, kept apart from `claims`.
+    pub fn amount_of(
+        policies: &Policies,
+        registry: &Registry,
+        claims: &Claims,
+        row: usize,
+    ) -> Option<Amount> {
+        let (drug, level, total, _) = judged(policies, registry, claims, row, 0)?;
+        Some(Amount {
+            group: (claims.drugs[drug as usize].as_str().into(), level),
+            total,
+        })
+    }
+
+    /// Adds one judged claim's amount.
+    pub fn add_amount(&mut self, amount: Amount) {
+        let group = self.groups.entry(amount.group).or_default();
+        group.runs.push((amount.total, 1));
+        group.compact_when_grown();
     }
 
     fn add_items(&mut self, drugs: &[String], items: &[Item]) {

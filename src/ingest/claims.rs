@@ -128,6 +128,37 @@ struct Dictionaries {
     community: FastMap<String, u32>,
 }
 
+/// A spilled run's claims converted a window of batches at a time, in input order, against the
+/// month's text dictionaries and person index: the codes a run held in memory would give, so a
+/// window's rows can be written to their spill partitions as converted and never converted again
+/// ([`super::converted`]).
+#[derive(Default)]
+pub struct ClaimWindows {
+    window: Claims,
+    dictionaries: Dictionaries,
+}
+
+impl ClaimWindows {
+    /// Converts the next window in place of the last one's rows; persons not in the registry
+    /// get new dense ids in `persons`.
+    pub fn convert(
+        &mut self,
+        inputs: Vec<InputBatch>,
+        persons: &mut PersonIndex,
+    ) -> Result<&Claims> {
+        self.window.clear_rows();
+        self.window
+            .append(inputs, persons, &mut self.dictionaries)?;
+        Ok(&self.window)
+    }
+
+    /// The month's text dictionaries, once every window is converted: claims with no rows.
+    pub fn into_texts(mut self) -> Claims {
+        self.window.clear_rows();
+        self.window
+    }
+}
+
 /// One batch converted, before its interned ids are merged into the global dictionaries.
 struct Converted {
     batch: ClaimBatch,
@@ -321,24 +352,7 @@ impl Claims {
                 rows,
             });
         }
-        claims.reject_repeats(Repeats::Find(known_claim_ids));
-        Ok(claims)
-    }
-
-    /// Builds the claims of `inputs` (batches of [`CLAIM_COLUMNS`], in order; a batch may carry
-    /// [`FILE_ROW`] as an extra column when its rows are not consecutive in the file).
-    pub fn from_batches(
-        sources: Vec<SourceFile>,
-        inputs: Vec<InputBatch>,
-        persons: &mut PersonIndex,
-        repeats: Repeats,
-    ) -> Result<Claims> {
-        let mut claims = Claims {
-            sources,
-            ..Claims::default()
-        };
-        claims.append(inputs, persons, &mut Dictionaries::default())?;
-        claims.reject_repeats(repeats);
+        claims.reject_duplicate_ids(known_claim_ids);
         Ok(claims)
     }
 
@@ -426,22 +440,47 @@ impl Claims {
         Ok(())
     }
 
-    fn reject_repeats(&mut self, repeats: Repeats) {
-        match repeats {
-            Repeats::Find(known) => self.reject_duplicate_ids(known),
-            Repeats::Listed(rows) => {
-                if !rows.is_empty() {
-                    let starts = self.file_starts();
-                    for row in 0..self.len() {
-                        let (file, in_file) = self.source_row(row);
-                        let input_row = starts[file] + in_file;
-                        if self.rejected[row].is_none() && rows.binary_search(&input_row).is_ok() {
-                            self.rejected[row] = Some(Reason::DuplicateClaimId);
-                        }
-                    }
-                }
+    /// Rejects the rows at input rows `repeats` (sorted) as repeats of a claim id: a spilled
+    /// run finds them across the whole month while scattering ([`find_repeats`]).
+    pub fn reject_listed(&mut self, repeats: &[u64]) {
+        if repeats.is_empty() {
+            return;
+        }
+        let starts = self.file_starts();
+        for row in 0..self.len() {
+            let (file, in_file) = self.source_row(row);
+            if self.rejected[row].is_none()
+                && repeats.binary_search(&(starts[file] + in_file)).is_ok()
+            {
+                self.rejected[row] = Some(Reason::DuplicateClaimId);
             }
         }
+    }
+
+    /// Drops every row, keeping the text dictionaries and the columns' memory.
+    fn clear_rows(&mut self) {
+        self.batches.clear();
+        self.person.clear();
+        self.region.clear();
+        self.settled_at.clear();
+        self.settled_at_null.clear();
+        self.service_day.clear();
+        self.service_date_null.clear();
+        self.level.clear();
+        self.level_text.clear();
+        self.prescriber.clear();
+        self.visit.clear();
+        self.diagnosis.clear();
+        self.institution.clear();
+        self.drug.clear();
+        self.days_supply.clear();
+        self.total_fen.clear();
+        self.in_scope_fen.clear();
+        self.is_reversal.clear();
+        self.referral.clear();
+        self.medical_community.clear();
+        self.rejected.clear();
+        self.reject_detail.clear();
     }
 
     /// The same claims with row `i` being row `rows[i]` of before (`rows` a permutation): puts
@@ -664,10 +703,6 @@ fn code_text(list: &[String], code: u32) -> Option<&str> {
 /// Rows per batch of claims put in output order.
 const GATHERED_BATCH_ROWS: usize = 64 * 1024;
 
-/// Extra column of a claims batch read back from a spill partition: each row's row number in
-/// its input file (`UInt64`).
-pub const FILE_ROW: &str = "__file_row";
-
 /// A claims batch to build [`Claims`] from.
 pub struct InputBatch {
     /// Index of the source file.
@@ -675,14 +710,6 @@ pub struct InputBatch {
     /// Row number of the batch's first row in its file (when its rows are consecutive).
     pub first_row: u64,
     pub batch: RecordBatch,
-}
-
-/// How ingest finds repeated claim ids.
-pub enum Repeats<'a> {
-    /// Among the rows being loaded and the ledger's ids (a whole run).
-    Find(&'a [&'a str]),
-    /// Already found across the whole input (a spilled run): the input rows to reject, sorted.
-    Listed(&'a [u64]),
 }
 
 /// One row's claim id with what decides which copy of an id is the original.
@@ -794,19 +821,6 @@ pub fn claim_id_hash(id: &str) -> u64 {
     super::FastHash.hash_one(id)
 }
 
-/// Whether each row of `batch` is rejected at ingest, and its settlement time: what decides
-/// which copy of a repeated claim id is the original.
-pub fn convert_rows(
-    batch: &RecordBatch,
-    persons: &PersonIndex,
-) -> Result<(Vec<bool>, Vec<Millis>)> {
-    let c = convert(0, 0, batch, persons)?;
-    Ok((
-        c.rejected.iter().map(Option::is_some).collect(),
-        c.settled_at,
-    ))
-}
-
 fn convert(
     file: usize,
     file_row: u64,
@@ -839,9 +853,7 @@ fn convert(
             file,
             file_row,
             files: None,
-            file_rows: batch
-                .column_by_name(FILE_ROW)
-                .map(|a| a.as_primitive::<arrow::datatypes::UInt64Type>().clone()),
+            file_rows: None,
             claim_id: claim_id.clone(),
             reverses_claim_id: reverses.clone(),
         },

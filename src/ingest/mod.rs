@@ -3,6 +3,7 @@
 //! with a reason (see [`claims`]).
 
 pub mod claims;
+pub mod converted;
 pub mod read;
 pub mod registry;
 

@@ -4,19 +4,20 @@
 //! [`person_key`]), so each person's claims are all in one partition and the output order —
 //! persons by key — is the same as a run held in memory.
 //!
-//! Two things a partition cannot see alone are found during the scatter: repeated claim ids
-//! (a copy may be filed under another person) and the claims with no person, which form a last
-//! partition of their own. Spill files are Arrow IPC (one per partition and input file, since
-//! input files may type a money column differently), LZ4-compressed.
+//! The scatter converts each claim once, as a run held in memory does (validation, dense person
+//! ids, codes into the month's text dictionaries), and spills it converted
+//! ([`crate::ingest::converted`]): a partition read back is copied, not converted again, and
+//! whatever needs the whole month (the amount statistics of `amount_outlier`) is gathered from
+//! the converted windows as they pass. Two things a partition cannot see alone are found during
+//! the scatter: repeated claim ids (a copy may be filed under another person) and the claims
+//! with no person, which form a last partition of their own. Spill files are Arrow IPC, one per
+//! partition, LZ4-compressed.
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, UInt64Array};
-use arrow::compute::take_record_batch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow::ipc::CompressionType;
@@ -25,11 +26,12 @@ use rayon::prelude::*;
 use super::{part_of, person_key};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{
-    claim_id_hash, convert_rows, find_repeats, InputBatch, Occurrence, SourceFile, CLAIM_COLUMNS,
-    FILE_ROW,
+    claim_id_hash, find_repeats, ClaimWindows, Claims, InputBatch, Occurrence, SourceFile,
+    CLAIM_COLUMNS, NO_PERSON,
 };
+use crate::ingest::converted;
 use crate::ingest::read::{col, read_windows, ColumnKind};
-use crate::ingest::registry::PersonIndex;
+use crate::ingest::registry::Registry;
 
 /// A temporary directory removed when dropped, whether the run succeeds or fails.
 struct SpillDir(PathBuf);
@@ -46,8 +48,10 @@ pub struct Spilled {
     /// Key bits that pick a partition.
     bits: u32,
     pub sources: Vec<SourceFile>,
-    /// `files[part][source]`: the spill file of a partition's rows from one input file.
-    files: Vec<Vec<Option<PathBuf>>>,
+    /// The month's text dictionaries, which the spilled rows' codes index.
+    texts: Claims,
+    /// The spill file of each partition (none for a partition with no rows).
+    files: Vec<Option<PathBuf>>,
     /// Input rows (numbered across files in order) that repeat an earlier claim's id, sorted.
     pub repeats: Vec<u64>,
 }
@@ -63,32 +67,27 @@ impl Spilled {
         super::in_part(part, key, self.bits)
     }
 
-    /// The batches of partition `part` (persons' partitions first, then the one with no
-    /// person), in input order.
-    pub fn read(&self, part: usize) -> Result<Vec<InputBatch>> {
-        let mut inputs = Vec::new();
-        for (file, path) in self.files[part].iter().enumerate() {
-            let Some(path) = path else { continue };
+    /// The claims of partition `part` (persons' partitions first, then the one with no
+    /// person), in input order, repeated claim ids rejected.
+    pub fn read(&self, part: usize) -> Result<Claims> {
+        let mut batches = Vec::new();
+        if let Some(path) = &self.files[part] {
             let reader =
                 FileReader::try_new(File::open(path).map_err(|e| Error::io(path, e))?, None)
                     .map_err(|e| Error::arrow(path.display().to_string(), e))?;
             for batch in reader {
-                let batch = batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
-                inputs.push(InputBatch {
-                    file,
-                    first_row: 0,
-                    batch,
-                });
+                batches.push(batch.map_err(|e| Error::arrow(path.display().to_string(), e))?);
             }
         }
-        Ok(inputs)
+        let mut claims = converted::claims(self.sources.clone(), &self.texts, &batches);
+        claims.reject_listed(&self.repeats);
+        Ok(claims)
     }
 
     /// Bytes on disk, for the summary.
     pub fn bytes(&self) -> u64 {
         self.files
             .iter()
-            .flatten()
             .flatten()
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
@@ -142,21 +141,34 @@ pub fn repeated_ids(files: &[PathBuf], rows: u64) -> Result<Vec<u64>> {
     Ok(repeated)
 }
 
+/// A row whose claim id may repeat another's (its hash is a repeated id's or a ledger claim's):
+/// its row in the converted window and its row across the whole input.
+#[derive(Debug, Clone, Copy)]
+pub struct Suspect {
+    pub row: u32,
+    pub input_row: u64,
+}
+
 /// Scatters the claims of `files` into `1 << bits` person partitions (and one for rows with no
-/// person) under `dir`. `known` are the ledger's claim ids and `repeated` the hashes of ids
-/// repeated within `files` ([`repeated_ids`]), for finding repeats.
+/// person) under `dir`, converted a window at a time (persons not in the registry get dense ids
+/// in `registry`, in input order). `known` are the ledger's claim ids and `repeated` the hashes
+/// of ids repeated within `files` ([`repeated_ids`]), for finding repeats. `inspect` sees each
+/// converted window before it is written, with its suspect rows (whether they repeat an id is
+/// known only once every file is read: [`Spilled::repeats`]).
 pub fn scatter(
     files: &[PathBuf],
     bits: u32,
     dir: &Path,
-    persons: &PersonIndex,
+    registry: &mut Registry,
     known: &[&str],
     repeated: &[u64],
+    mut inspect: impl FnMut(&Registry, &Claims, &[Suspect]),
 ) -> Result<Spilled> {
     let dir = SpillDir(dir.to_path_buf());
     std::fs::create_dir_all(&dir.0).map_err(|e| Error::io(&dir.0, e))?;
     let parts = (1usize << bits) + 1;
-    let window = rayon::current_num_threads().max(1);
+    let no_person = parts - 1;
+    let window = rayon::current_num_threads().max(2);
     // A row is a suspect when its id's hash is repeated in the claims or is a ledger claim's.
     let mut suspects: Vec<u64> = known.par_iter().map(|id| claim_id_hash(id)).collect();
     suspects.extend_from_slice(repeated);
@@ -167,104 +179,141 @@ pub fn scatter(
         dir,
         bits,
         sources: Vec::new(),
-        files: vec![vec![None; files.len()]; parts],
+        texts: Claims::default(),
+        files: vec![None; parts],
         repeats: Vec::new(),
+    };
+    let mut writers: Vec<Option<FileWriter<BufWriter<File>>>> = (0..parts).map(|_| None).collect();
+    // Pieces are gathered per partition into larger batches before they are written: with many
+    // partitions a window's piece of one is a few thousand rows, and each IPC batch costs a
+    // message and a compressed frame per buffer. PENDING_ROWS bounds the memory.
+    let batch_rows = (PENDING_ROWS / parts).max(1024);
+    let mut pending: Vec<Vec<RecordBatch>> = vec![Vec::new(); parts];
+    let mut pending_rows = vec![0usize; parts];
+    let mut write_error = None;
+    let schema = converted::schema();
+    let mut flush = |part: usize,
+                     pieces: Vec<RecordBatch>,
+                     writers: &mut Vec<Option<FileWriter<BufWriter<File>>>>,
+                     spilled: &mut Spilled|
+     -> Result<()> {
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let batch = arrow::compute::concat_batches(&schema, &pieces)
+            .map_err(|e| Error::arrow("spill rows", e))?;
+        if writers[part].is_none() {
+            let path = spilled.dir.0.join(format!("part-{part:04}.arrow"));
+            let out = File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let writer =
+                FileWriter::try_new_with_options(BufWriter::new(out), &schema, spill_options())
+                    .map_err(|e| Error::arrow(path.display().to_string(), e))?;
+            writers[part] = Some(writer);
+            spilled.files[part] = Some(path);
+        }
+        if let Err(e) = writers[part].as_mut().expect("opened").write(&batch) {
+            write_error.get_or_insert(e);
+        }
+        Ok(())
     };
     // Copies of repeated ids: (id, rejected, settled_at, input row).
     let mut copies: Vec<(String, bool, i64, u64)> = Vec::new();
+    let mut windows = ClaimWindows::default();
     let mut input_start = 0u64;
     for (f, file) in files.iter().enumerate() {
-        let mut writers: Vec<Option<FileWriter<BufWriter<File>>>> =
-            (0..parts).map(|_| None).collect();
-        // Pieces are gathered per partition into larger batches before they are written: with
-        // many partitions a piece of one input batch is a few hundred rows, and each IPC batch
-        // costs a message and a compressed frame per buffer. PENDING_ROWS bounds the memory.
-        let batch_rows = (PENDING_ROWS / parts).max(1024);
-        let mut pending: Vec<Vec<RecordBatch>> = vec![Vec::new(); parts];
-        let mut pending_rows = vec![0usize; parts];
-        let mut write_error = None;
-        let mut flush = |part: usize,
-                         pieces: Vec<RecordBatch>,
-                         writers: &mut Vec<Option<FileWriter<BufWriter<File>>>>|
-         -> Result<()> {
-            let Some(first) = pieces.first() else {
-                return Ok(());
-            };
-            let schema = first.schema();
-            let batch = arrow::compute::concat_batches(&schema, &pieces)
-                .map_err(|e| Error::arrow(file.display().to_string(), e))?;
-            if writers[part].is_none() {
-                let path = spilled
-                    .dir
-                    .0
-                    .join(format!("part-{part:04}-file-{f:05}.arrow"));
-                let out = File::create(&path).map_err(|e| Error::io(&path, e))?;
-                let writer =
-                    FileWriter::try_new_with_options(BufWriter::new(out), &schema, spill_options())
-                        .map_err(|e| Error::arrow(path.display().to_string(), e))?;
-                writers[part] = Some(writer);
-                spilled.files[part][f] = Some(path);
-            }
-            if let Err(e) = writers[part].as_mut().expect("opened").write(&batch) {
-                write_error.get_or_insert(e);
-            }
-            Ok(())
-        };
         let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches, firsts| {
-            // A few batches at a time, each dropped once split, so memory holds the decoded
-            // window and one step's pieces.
-            let mut rest = batches.into_iter().zip(firsts);
-            loop {
-                let step: Vec<(RecordBatch, u64)> = rest.by_ref().take(window).collect();
-                if step.is_empty() {
-                    break;
-                }
-                let split: Vec<Result<Scattered>> = step
-                    .par_iter()
-                    .map(|(batch, first)| {
-                        split_batch(
-                            batch,
-                            *first,
-                            bits,
-                            parts,
-                            &suspects,
-                            persons,
-                            file,
-                            input_start,
-                        )
+            let inputs = batches
+                .into_iter()
+                .zip(firsts)
+                .map(|(batch, first_row)| InputBatch {
+                    file: f,
+                    first_row,
+                    batch,
+                })
+                .collect();
+            let claims = windows.convert(inputs, &mut registry.index)?;
+            let index = &registry.index;
+            let part_of_row: Vec<u32> = claims
+                .person
+                .par_iter()
+                .map(|&p| match p {
+                    NO_PERSON => no_person as u32,
+                    p => part_of(person_key(index.id(p)), bits) as u32,
+                })
+                .collect();
+            let input_row = |row: usize| {
+                let (_, in_file) = claims.source_row(row);
+                input_start + in_file
+            };
+            let window_suspects: Vec<Suspect> = if suspects.is_empty() {
+                Vec::new()
+            } else {
+                (0..claims.len())
+                    .into_par_iter()
+                    .filter(|&row| {
+                        claims
+                            .claim_id(row)
+                            .is_some_and(|id| suspects.binary_search(&claim_id_hash(id)).is_ok())
                     })
-                    .collect();
-                drop(step);
-                for s in split {
-                    let s = s?;
-                    for (part, piece) in s.pieces.into_iter().enumerate() {
-                        let Some(piece) = piece else { continue };
-                        pending_rows[part] += piece.num_rows();
-                        pending[part].push(piece);
-                        if pending_rows[part] >= batch_rows {
-                            pending_rows[part] = 0;
-                            flush(part, std::mem::take(&mut pending[part]), &mut writers)?;
-                        }
-                    }
-                    copies.extend(s.copies);
+                    .map(|row| Suspect {
+                        row: row as u32,
+                        input_row: input_row(row),
+                    })
+                    .collect()
+            };
+            copies.extend(window_suspects.iter().map(|s| {
+                let row = s.row as usize;
+                (
+                    claims
+                        .claim_id(row)
+                        .expect("a suspect has an id")
+                        .to_string(),
+                    claims.rejected[row].is_some(),
+                    claims.settled_at[row],
+                    s.input_row,
+                )
+            }));
+            inspect(registry, claims, &window_suspects);
+
+            // The window's rows of each partition, in input order (a counting sort).
+            let mut starts = vec![0usize; parts + 1];
+            for &p in &part_of_row {
+                starts[p as usize + 1] += 1;
+            }
+            for p in 0..parts {
+                starts[p + 1] += starts[p];
+            }
+            let mut next = starts.clone();
+            let mut by_part = vec![0u32; part_of_row.len()];
+            for (row, &p) in part_of_row.iter().enumerate() {
+                by_part[next[p as usize]] = row as u32;
+                next[p as usize] += 1;
+            }
+            let pieces: Vec<Option<RecordBatch>> = (0..parts)
+                .into_par_iter()
+                .map(|p| {
+                    let rows = &by_part[starts[p]..starts[p + 1]];
+                    (!rows.is_empty())
+                        .then(|| converted::batch(claims, rows))
+                        .transpose()
+                })
+                .collect::<Result<_>>()?;
+            for (part, piece) in pieces.into_iter().enumerate() {
+                let Some(piece) = piece else { continue };
+                pending_rows[part] += piece.num_rows();
+                pending[part].push(piece);
+                if pending_rows[part] >= batch_rows {
+                    pending_rows[part] = 0;
+                    flush(
+                        part,
+                        std::mem::take(&mut pending[part]),
+                        &mut writers,
+                        &mut spilled,
+                    )?;
                 }
             }
             Ok(())
         })?;
-        for (part, pieces) in pending.into_iter().enumerate() {
-            flush(part, pieces, &mut writers)?;
-        }
-        for writer in writers.iter_mut().flatten() {
-            if let Err(e) = writer.finish() {
-                write_error.get_or_insert(e);
-            }
-        }
-        if let Some(e) = write_error {
-            return Err(Error::arrow(
-                format!("spill files in {}", spilled.dir.0.display()),
-                e,
-            ));
-        }
         spilled.sources.push(SourceFile {
             path: file.clone(),
             bytes,
@@ -272,7 +321,21 @@ pub fn scatter(
         });
         input_start += rows;
     }
-
+    for (part, pieces) in std::mem::take(&mut pending).into_iter().enumerate() {
+        flush(part, pieces, &mut writers, &mut spilled)?;
+    }
+    for writer in writers.iter_mut().flatten() {
+        if let Err(e) = writer.finish() {
+            write_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = write_error {
+        return Err(Error::arrow(
+            format!("spill files in {}", spilled.dir.0.display()),
+            e,
+        ));
+    }
+    spilled.texts = windows.into_texts();
     spilled.repeats = find_repeats(
         copies.len(),
         |i| {
@@ -287,85 +350,4 @@ pub fn scatter(
         known,
     );
     Ok(spilled)
-}
-
-/// One input batch cut into partitions, and the copies of repeated ids it holds.
-struct Scattered {
-    pieces: Vec<Option<RecordBatch>>,
-    copies: Vec<(String, bool, i64, u64)>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn split_batch(
-    batch: &RecordBatch,
-    first_row: u64,
-    bits: u32,
-    parts: usize,
-    suspects: &[u64],
-    persons: &PersonIndex,
-    file: &Path,
-    input_start: u64,
-) -> Result<Scattered> {
-    let person_id = batch.column(1).as_string::<i32>();
-    let no_person = parts - 1;
-    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); parts];
-    for i in 0..batch.num_rows() {
-        let part = if person_id.is_valid(i) {
-            part_of(person_key(person_id.value(i)), bits)
-        } else {
-            no_person
-        };
-        rows[part].push(i as u32);
-    }
-    let schema: SchemaRef = {
-        let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(FILE_ROW, DataType::UInt64, false)));
-        Arc::new(Schema::new(fields))
-    };
-    let context = || file.display().to_string();
-    let pieces = rows
-        .iter()
-        .map(|rows| {
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let indices = UInt32Array::from(rows.clone());
-            let taken =
-                take_record_batch(batch, &indices).map_err(|e| Error::arrow(context(), e))?;
-            let mut columns: Vec<ArrayRef> = taken.columns().to_vec();
-            columns.push(Arc::new(UInt64Array::from_iter_values(
-                rows.iter().map(|&i| first_row + i as u64),
-            )));
-            RecordBatch::try_new(schema.clone(), columns)
-                .map(Some)
-                .map_err(|e| Error::arrow(context(), e))
-        })
-        .collect::<Result<_>>()?;
-
-    let mut copies = Vec::new();
-    if !suspects.is_empty() {
-        let ids = batch.column(0).as_string::<i32>();
-        let flagged: Vec<u32> = (0..ids.len())
-            .filter(|&i| {
-                ids.is_valid(i) && suspects.binary_search(&claim_id_hash(ids.value(i))).is_ok()
-            })
-            .map(|i| i as u32)
-            .collect();
-        if !flagged.is_empty() {
-            let indices = UInt32Array::from(flagged.clone());
-            let taken =
-                take_record_batch(batch, &indices).map_err(|e| Error::arrow(context(), e))?;
-            let (rejected, settled_at) = convert_rows(&taken, persons)?;
-            let taken_ids = taken.column(0).as_string::<i32>();
-            for (k, &i) in flagged.iter().enumerate() {
-                copies.push((
-                    taken_ids.value(k).to_string(),
-                    rejected[k],
-                    settled_at[k],
-                    input_start + first_row + i as u64,
-                ));
-            }
-        }
-    }
-    Ok(Scattered { pieces, copies })
 }

@@ -1,0 +1,502 @@
+//! Claims as converted, to and from Arrow record batches: the rows of a spill file. A spilled
+//! run converts each claim once, while scattering ([`super::claims::ClaimWindows`]), and writes
+//! it to its partition in this form — dense person ids, codes into the month's text
+//! dictionaries, fen, the rejection found — with its source file and row; a partition read back
+//! is copied into [`Claims`] column by column, with no parsing, validation or interning.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    UInt32Array, UInt64Array, UInt8Array,
+};
+use arrow::datatypes::{
+    DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt32Type, UInt64Type, UInt8Type,
+};
+
+use super::claims::{ClaimBatch, Claims, SourceFile};
+use crate::domain::{Level, Reason, Referral, VisitType};
+use crate::error::{Error, Result};
+
+/// An absent `Option` of a `u8` vocabulary ([`Level`], [`Referral`], [`Reason`]).
+const NONE: u8 = u8::MAX;
+
+/// The columns of a spill file, in this order.
+const COLUMNS: &[(&str, DataType, bool)] = &[
+    ("person", DataType::UInt32, false),
+    ("region", DataType::UInt32, false),
+    ("settled_at", DataType::Int64, false),
+    ("settled_at_null", DataType::Boolean, false),
+    ("service_day", DataType::Int32, false),
+    ("service_date_null", DataType::Boolean, false),
+    ("level", DataType::UInt8, false),
+    ("level_text", DataType::UInt32, false),
+    ("prescriber", DataType::UInt8, false),
+    ("visit", DataType::UInt8, false),
+    ("diagnosis", DataType::UInt32, false),
+    ("institution", DataType::UInt32, false),
+    ("drug", DataType::UInt32, false),
+    ("days_supply", DataType::Int32, true),
+    ("total_fen", DataType::Int64, false),
+    ("in_scope_fen", DataType::Int64, false),
+    ("is_reversal", DataType::Boolean, false),
+    ("referral", DataType::UInt8, false),
+    ("medical_community", DataType::UInt32, false),
+    ("rejected", DataType::UInt8, false),
+    ("reject_detail", DataType::Utf8, true),
+    ("claim_id", DataType::Utf8, true),
+    ("reverses_claim_id", DataType::Utf8, true),
+    ("file", DataType::UInt32, false),
+    ("file_row", DataType::UInt64, false),
+];
+
+/// The schema of a spill file.
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(
+                COLUMNS
+                    .iter()
+                    .map(|(name, kind, nullable)| Field::new(*name, kind.clone(), *nullable))
+                    .collect::<Vec<_>>(),
+            ))
+        })
+        .clone()
+}
+
+fn code<T: Copy>(value: Option<T>, as_u8: impl Fn(T) -> u8) -> u8 {
+    value.map_or(NONE, as_u8)
+}
+
+/// Appends column `name` of `batch` (`UInt8`) to `out` through `f`.
+fn extend_u8<T>(out: &mut Vec<T>, batch: &RecordBatch, name: &str, f: impl Fn(u8) -> T) {
+    let array = batch.column_by_name(name).expect("a spill file column");
+    out.extend(
+        array
+            .as_primitive::<UInt8Type>()
+            .values()
+            .iter()
+            .map(|&v| f(v)),
+    );
+}
+
+fn decode<T: Copy>(code: u8, all: &[T]) -> Option<T> {
+    (code != NONE).then(|| all[code as usize])
+}
+
+/// Rows `rows` of `claims` (a converted window), in that order, as a batch of [`schema`].
+pub fn batch(claims: &Claims, rows: &[u32]) -> Result<RecordBatch> {
+    fn take<T: Copy>(values: &[T], rows: &[u32]) -> Vec<T> {
+        rows.iter().map(|&r| values[r as usize]).collect()
+    }
+    let u8s = |f: &dyn Fn(usize) -> u8| -> ArrayRef {
+        Arc::new(UInt8Array::from_iter_values(
+            rows.iter().map(|&r| f(r as usize)),
+        ))
+    };
+    let at: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|&r| claims.locate_index(r as usize))
+        .collect();
+    let sources: Vec<(usize, u64)> = rows
+        .iter()
+        .map(|&r| claims.source_row(r as usize))
+        .collect();
+    let detail: StringArray = rows
+        .iter()
+        .map(|&r| claims.reject_detail.get(&(r as usize)).map(String::as_str))
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from(take(&claims.person, rows))),
+        Arc::new(UInt32Array::from(take(&claims.region, rows))),
+        Arc::new(Int64Array::from(take(&claims.settled_at, rows))),
+        Arc::new(BooleanArray::from(take(&claims.settled_at_null, rows))),
+        Arc::new(Int32Array::from(take(&claims.service_day, rows))),
+        Arc::new(BooleanArray::from(take(&claims.service_date_null, rows))),
+        u8s(&|r| claims.level[r] as u8),
+        Arc::new(UInt32Array::from(take(&claims.level_text, rows))),
+        u8s(&|r| code(claims.prescriber[r], |l| l as u8)),
+        u8s(&|r| claims.visit[r] as u8),
+        Arc::new(UInt32Array::from(take(&claims.diagnosis, rows))),
+        Arc::new(UInt32Array::from(take(&claims.institution, rows))),
+        Arc::new(UInt32Array::from(take(&claims.drug, rows))),
+        Arc::new(Int32Array::from(take(&claims.days_supply, rows))),
+        Arc::new(Int64Array::from(take(&claims.total_fen, rows))),
+        Arc::new(Int64Array::from(take(&claims.in_scope_fen, rows))),
+        Arc::new(BooleanArray::from(take(&claims.is_reversal, rows))),
+        u8s(&|r| code(claims.referral[r], |x| x as u8)),
+        Arc::new(UInt32Array::from(take(&claims.medical_community, rows))),
+        u8s(&|r| code(claims.rejected[r], |x| x as u8)),
+        Arc::new(detail),
+        claims.key_column(&at, |b| &b.claim_id)?,
+        claims.key_column(&at, |b| &b.reverses_claim_id)?,
+        Arc::new(UInt32Array::from_iter_values(
+            sources.iter().map(|s| s.0 as u32),
+        )),
+        Arc::new(UInt64Array::from_iter_values(sources.iter().map(|s| s.1))),
+    ];
+    RecordBatch::try_new(schema(), columns).map_err(|e| Error::arrow("spill rows", e))
+}
+
+/// The claims of `batches` (of [`schema`], in order) from the input files `sources`, with the
+/// month's text dictionaries of `texts`.
+pub fn claims(sources: Vec<SourceFile>, texts: &Claims, batches: &[RecordBatch]) -> Claims {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut c = Claims {
+        sources,
+        regions: texts.regions.clone(),
+        level_texts: texts.level_texts.clone(),
+        diagnoses: texts.diagnoses.clone(),
+        institutions: texts.institutions.clone(),
+        drugs: texts.drugs.clone(),
+        medical_communities: texts.medical_communities.clone(),
+        ..Claims::default()
+    };
+    let column = |b: &RecordBatch, name: &str| -> ArrayRef {
+        b.column_by_name(name).expect("a spill file column").clone()
+    };
+    // Each column over every batch, a column per task: the copies are plain memory moves.
+    fn fill<T: Send>(
+        out: &mut Vec<T>,
+        rows: usize,
+        batches: &[RecordBatch],
+        each: impl Fn(&RecordBatch, &mut Vec<T>),
+    ) {
+        out.reserve_exact(rows);
+        for b in batches {
+            each(b, out);
+        }
+    }
+    let u32s = |name: &'static str| {
+        move |b: &RecordBatch, out: &mut Vec<u32>| {
+            out.extend_from_slice(column(b, name).as_primitive::<UInt32Type>().values())
+        }
+    };
+    let bools = |name: &'static str| {
+        move |b: &RecordBatch, out: &mut Vec<bool>| {
+            out.extend(column(b, name).as_boolean().values().iter())
+        }
+    };
+    let i64s = |name: &'static str| {
+        move |b: &RecordBatch, out: &mut Vec<i64>| {
+            out.extend_from_slice(column(b, name).as_primitive::<Int64Type>().values())
+        }
+    };
+    rayon::scope(|s| {
+        s.spawn(|_| fill(&mut c.person, rows, batches, u32s("person")));
+        s.spawn(|_| fill(&mut c.region, rows, batches, u32s("region")));
+        s.spawn(|_| fill(&mut c.settled_at, rows, batches, i64s("settled_at")));
+        s.spawn(|_| {
+            fill(
+                &mut c.settled_at_null,
+                rows,
+                batches,
+                bools("settled_at_null"),
+            )
+        });
+        s.spawn(|_| {
+            fill(&mut c.service_day, rows, batches, |b, out| {
+                out.extend_from_slice(
+                    column(b, "service_day")
+                        .as_primitive::<Int32Type>()
+                        .values(),
+                )
+            })
+        });
+        s.spawn(|_| {
+            fill(
+                &mut c.service_date_null,
+                rows,
+                batches,
+                bools("service_date_null"),
+            )
+        });
+        s.spawn(|_| {
+            fill(&mut c.level, rows, batches, |b, out| {
+                extend_u8(out, b, "level", |v| Level::ALL[v as usize])
+            })
+        });
+        s.spawn(|_| fill(&mut c.level_text, rows, batches, u32s("level_text")));
+        s.spawn(|_| {
+            fill(&mut c.prescriber, rows, batches, |b, out| {
+                extend_u8(out, b, "prescriber", |v| decode(v, Level::ALL))
+            })
+        });
+        s.spawn(|_| {
+            fill(&mut c.visit, rows, batches, |b, out| {
+                extend_u8(out, b, "visit", |v| VisitType::ALL[v as usize])
+            })
+        });
+        s.spawn(|_| fill(&mut c.diagnosis, rows, batches, u32s("diagnosis")));
+        s.spawn(|_| fill(&mut c.institution, rows, batches, u32s("institution")));
+        s.spawn(|_| fill(&mut c.drug, rows, batches, u32s("drug")));
+        s.spawn(|_| {
+            fill(&mut c.days_supply, rows, batches, |b, out| {
+                out.extend(column(b, "days_supply").as_primitive::<Int32Type>().iter())
+            })
+        });
+        s.spawn(|_| fill(&mut c.total_fen, rows, batches, i64s("total_fen")));
+        s.spawn(|_| fill(&mut c.in_scope_fen, rows, batches, i64s("in_scope_fen")));
+        s.spawn(|_| fill(&mut c.is_reversal, rows, batches, bools("is_reversal")));
+        s.spawn(|_| {
+            fill(&mut c.referral, rows, batches, |b, out| {
+                extend_u8(out, b, "referral", |v| decode(v, Referral::ALL))
+            })
+        });
+        s.spawn(|_| {
+            fill(
+                &mut c.medical_community,
+                rows,
+                batches,
+                u32s("medical_community"),
+            )
+        });
+        s.spawn(|_| {
+            fill(&mut c.rejected, rows, batches, |b, out| {
+                extend_u8(out, b, "rejected", |v| decode(v, Reason::ALL))
+            })
+        });
+    });
+    let mut offset = 0;
+    for b in batches {
+        let detail = column(b, "reject_detail");
+        let detail = detail.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if detail.is_valid(i) {
+                c.reject_detail
+                    .insert(offset + i, detail.value(i).to_string());
+            }
+        }
+        c.batches.push(ClaimBatch {
+            offset,
+            file: 0,
+            file_row: 0,
+            file_rows: Some(column(b, "file_row").as_primitive::<UInt64Type>().clone()),
+            files: Some(
+                column(b, "file")
+                    .as_primitive::<UInt32Type>()
+                    .values()
+                    .to_vec(),
+            ),
+            claim_id: column(b, "claim_id").as_string::<i32>().clone(),
+            reverses_claim_id: column(b, "reverses_claim_id").as_string::<i32>().clone(),
+        });
+        offset += b.num_rows();
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::claims::{ClaimWindows, InputBatch, NO_PERSON};
+    use crate::ingest::registry::PersonIndex;
+    use arrow::array::{Date32Array, Decimal128Array, TimestampMillisecondArray};
+
+    fn text(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    fn money(fen: &[Option<i128>]) -> ArrayRef {
+        Arc::new(
+            Decimal128Array::from(fen.to_vec())
+                .with_precision_and_scale(18, 2)
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn spilled_rows_read_back_as_the_claims_they_were_converted_to() {
+        // A pharmacy fill with its prescriber, a reversal, a row with an unknown level (rejected,
+        // with its detail), a row with no person, and an upward referral stay of a person the
+        // registry does not know.
+        let input = RecordBatch::try_from_iter(vec![
+            (
+                "claim_id",
+                text(&[Some("C1"), Some("C2"), Some("C3"), Some("C4"), Some("C5")]),
+            ),
+            (
+                "person_id",
+                text(&[Some("P1"), Some("P2"), Some("P1"), None, Some("P9")]),
+            ),
+            (
+                "region",
+                text(&[
+                    Some("jiaxing"),
+                    Some("ezhou"),
+                    Some("jiaxing"),
+                    Some("ezhou"),
+                    Some("weihai"),
+                ]),
+            ),
+            (
+                "settled_at",
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    Some(1_709_280_000_000),
+                    Some(1_709_366_400_000),
+                    Some(1_709_452_800_000),
+                    Some(1_709_539_200_000),
+                    Some(1_709_625_600_000),
+                ])),
+            ),
+            (
+                "service_date",
+                Arc::new(Date32Array::from(vec![
+                    Some(19_783),
+                    None,
+                    Some(19_785),
+                    None,
+                    Some(19_780),
+                ])),
+            ),
+            (
+                "institution_id",
+                text(&[Some("H1"), Some("H2"), Some("H1"), Some("H3"), Some("H4")]),
+            ),
+            (
+                "institution_level",
+                text(&[
+                    Some("pharmacy"),
+                    Some("tertiary"),
+                    Some("clinic"),
+                    Some("primary"),
+                    Some("secondary"),
+                ]),
+            ),
+            (
+                "prescriber_level",
+                text(&[Some("secondary"), None, None, None, None]),
+            ),
+            (
+                "visit_type",
+                text(&[None, Some("outpatient"), None, None, Some("inpatient")]),
+            ),
+            (
+                "diagnosis",
+                text(&[
+                    Some("E11.9"),
+                    Some("I10"),
+                    Some("E11.9"),
+                    Some("J06"),
+                    Some("I63"),
+                ]),
+            ),
+            (
+                "total_amount",
+                money(&[
+                    Some(12_345),
+                    Some(-5_000),
+                    Some(800),
+                    Some(100),
+                    Some(1_500_000),
+                ]),
+            ),
+            (
+                "in_scope_amount",
+                money(&[
+                    Some(12_000),
+                    Some(-5_000),
+                    Some(800),
+                    Some(100),
+                    Some(1_200_000),
+                ]),
+            ),
+            (
+                "drug_code",
+                text(&[Some("D7"), None, Some("D7"), None, None]),
+            ),
+            (
+                "days_supply",
+                Arc::new(Int32Array::from(vec![Some(30), None, None, None, None])),
+            ),
+            (
+                "reverses_claim_id",
+                text(&[None, Some("C0"), None, None, None]),
+            ),
+            ("referral", text(&[None, None, None, None, Some("upward")])),
+            (
+                "medical_community_id",
+                text(&[None, None, None, None, Some("M1")]),
+            ),
+        ])
+        .unwrap();
+        let mut persons = PersonIndex::with_capacity(3);
+        persons.intern("P1");
+        persons.intern("P2");
+        let mut windows = ClaimWindows::default();
+        let window = windows
+            .convert(
+                vec![InputBatch {
+                    file: 1,
+                    first_row: 100,
+                    batch: input,
+                }],
+                &mut persons,
+            )
+            .unwrap();
+        // A partition's rows, written in two pieces.
+        let rows = [0u32, 2, 3, 4];
+        let pieces = [
+            batch(window, &rows[..1]).unwrap(),
+            batch(window, &rows[1..]).unwrap(),
+        ];
+        let back = claims(Vec::new(), window, &pieces);
+
+        assert_eq!(back.len(), 4);
+        macro_rules! same {
+            ($($column:ident),+) => {$(
+                let expected: Vec<_> = rows.iter().map(|&r| window.$column[r as usize]).collect();
+                assert_eq!(back.$column, expected, stringify!($column));
+            )+};
+        }
+        same!(
+            person,
+            region,
+            settled_at,
+            settled_at_null,
+            service_day,
+            service_date_null,
+            level
+        );
+        same!(
+            level_text,
+            prescriber,
+            visit,
+            diagnosis,
+            institution,
+            drug,
+            days_supply,
+            total_fen
+        );
+        same!(
+            in_scope_fen,
+            is_reversal,
+            referral,
+            medical_community,
+            rejected
+        );
+        for (k, &r) in rows.iter().enumerate() {
+            let r = r as usize;
+            assert_eq!(back.claim_id(k), window.claim_id(r));
+            assert_eq!(back.reverses_claim_id(k), window.reverses_claim_id(r));
+            assert_eq!(back.source_row(k), (1, 100 + r as u64));
+            assert_eq!(back.region_text(k), window.region_text(r));
+        }
+        // The values themselves, as converted.
+        assert_eq!(back.person, vec![0, 0, NO_PERSON, 2]);
+        assert_eq!(back.total_fen, vec![12_345, 800, 100, 1_500_000]);
+        assert_eq!(back.prescriber[0], Some(Level::Secondary));
+        assert_eq!(back.days_supply[0], Some(30));
+        assert_eq!(back.referral[3], Some(Referral::Upward));
+        assert_eq!(back.visit[3], VisitType::Inpatient);
+        assert_eq!(back.rejected[1], Some(Reason::UnknownLevel));
+        assert_eq!(back.rejected[2], Some(Reason::NullKey));
+        assert_eq!(back.rejected[0], None);
+        assert_eq!(
+            back.reject_detail.get(&1).map(String::as_str),
+            Some("institution_level = \"clinic\"")
+        );
+        assert_eq!(back.drugs[back.drug[1] as usize], "D7");
+    }
+}
