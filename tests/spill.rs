@@ -166,3 +166,53 @@ fn a_claim_id_repeated_under_persons_in_different_partitions_is_caught_when_spil
     assert_eq!(column("claim_id"), "C1");
     assert_eq!(column("reason"), "duplicate_claim_id");
 }
+
+#[test]
+fn a_spilled_month_judges_amounts_against_the_month_without_its_repeated_claims() {
+    // The 42 fills of audit_rules' amount_outlier test (100.00 … 139.00, 268.26, 5,000.00: bar
+    // 268.26), and ten later copies of the first ten claim ids at 9,000.00 filed under other
+    // persons (other partitions). The copies are repeats: counted, they would move the median
+    // and the bar; their originals, whose ids are repeated too, must still be counted.
+    const EZHOU: &str = "420700";
+    let ids: Vec<&'static str> = (0..42)
+        .map(|i| &*Box::leak(format!("P{i:02}").into_boxed_str()))
+        .collect();
+    let amounts: Vec<&'static str> = (0..40)
+        .map(|i| format!("{}.00", 100 + i))
+        .chain(["268.26".to_string(), "5000.00".to_string()])
+        .map(|a| &*Box::leak(a.into_boxed_str()))
+        .collect();
+    let persons: Vec<Person> = ids.iter().map(|&p| person(p, EZHOU, "resident")).collect();
+    let fill = |id, p, day, amount| Claim {
+        region: EZHOU,
+        drug: Some("XJ01CA04"),
+        ..claim(id, p, day, "primary", "J06.9", amount)
+    };
+    let claims: Vec<Claim> = ids
+        .iter()
+        .zip(&amounts)
+        .map(|(&p, &a)| fill(p, p, "2024-03-05", a))
+        .chain((0..10).map(|i| fill(ids[i], ids[20 + i], "2024-03-09", "9000.00")))
+        .collect();
+    let s = Scenario::new(&persons, &[], &claims);
+    let mut whole = s.args("claims", "whole", None);
+    let mut cut = s.args("claims", "cut", None);
+    whole.memory_limit = None;
+    cut.memory_limit = Some(1);
+    yibao::run::adjudicate(&whole).unwrap();
+    let summary = yibao::run::adjudicate(&cut).unwrap();
+    assert!(summary.spill.is_some());
+    assert_same_outputs(&s.path("whole"), &s.path("cut"));
+    let outliers: Vec<Flag> = read_anomalies(&s.path("cut/anomalies.parquet"))
+        .into_iter()
+        .filter(|f| f.rule == "amount_outlier")
+        .collect();
+    assert_eq!(outliers.len(), 1, "{outliers:?}");
+    assert_eq!(outliers[0].claim_id, "P41");
+    assert_eq!(
+        (outliers[0].value_amount, outliers[0].threshold_amount),
+        (Some(fen("5000.00")), Some(fen("268.26")))
+    );
+    let rejected = read_parquet(&s.path("cut/rejected.parquet"));
+    assert_eq!(rejected.num_rows(), 10);
+}
