@@ -57,7 +57,8 @@ fn stages(c: &mut Criterion) {
     let mut registry = load_registry();
     let ledger = Ledger::default();
     let claims = Claims::load(&claims_path, &mut registry.index, &[]).unwrap();
-    let partition = || Partitions::build(&claims, &registry.index, &ledger, |_| true);
+    let with_state = yibao::partition::ledger_persons_by_part(&ledger, &registry.index, 0);
+    let partition = || Partitions::build(&claims, &registry.index, &with_state[0]);
     group.bench_function("partition", |b| b.iter(partition));
     let partitions = partition();
     let engine = Engine::new(&policies, &registry, &claims, &ledger);

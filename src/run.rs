@@ -17,7 +17,7 @@ use crate::ingest::registry::Registry;
 use crate::ledger::Ledger;
 use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
-use crate::partition::{spill, Partitions};
+use crate::partition::{self, spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
 
@@ -273,7 +273,9 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         drop(known);
         laps.mark(Stage::Ingest);
         let held = held_bits(whole.len() as u64, args.part_claims.unwrap_or(PART_CLAIMS));
-        let month = Partitions::build(&whole, &registry.index, &ledger, |_| true);
+        let with_state = partition::ledger_persons_by_part(&ledger, &registry.index, 0);
+        let month = Partitions::build(&whole, &registry.index, &with_state[0]);
+        drop(with_state);
         laps.mark(Stage::Partition);
         let mut counts = AmountCounts::default();
         counts.add_claims(&policies, &registry, &whole);
@@ -322,13 +324,13 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         laps.mark(Stage::Ingest);
         let parts = spilled.person_parts() + 1;
         let stats = counts.stats();
+        let with_state = partition::ledger_persons_by_part(&ledger, &registry.index, bits);
         let mut count = 0;
         for part in 0..parts {
             let mut claims = spilled.read(part)?;
             laps.mark(Stage::Ingest);
-            let mut partitions = Partitions::build(&claims, &registry.index, &ledger, |k| {
-                spilled.in_part(part, k)
-            });
+            let ledger_persons = with_state.get(part).map_or(&[][..], Vec::as_slice);
+            let mut partitions = Partitions::build(&claims, &registry.index, ledger_persons);
             partitions.gather(&mut claims)?;
             laps.mark(Stage::Partition);
             count += settle_and_write(claims, partitions, &stats, &registry, &mut laps)?;

@@ -51,10 +51,21 @@ pub fn part_of(key: u64, bits: u32) -> usize {
     }
 }
 
-/// Whether a person key falls in part `part` of a run cut into `1 << bits` parts of persons (the
-/// part after them, of rows with no person, holds no key).
-pub fn in_part(part: usize, key: u64, bits: u32) -> bool {
-    part < 1 << bits && part_of(key, bits) == part
+/// The ledger's persons with year-to-date state, by the part of a run cut into `1 << bits`
+/// parts of persons their key falls in (one list for a run held whole): each part's persons
+/// are settled with it even without a claim, so their state is carried on.
+pub fn ledger_persons_by_part(ledger: &Ledger, index: &PersonIndex, bits: u32) -> Vec<Vec<u32>> {
+    let persons = ledger.persons().min(index.len()) as u32;
+    let keyed: Vec<(usize, u32)> = (0..persons)
+        .into_par_iter()
+        .filter(|&p| ledger.has_state(p))
+        .map(|p| (part_of(person_key(index.id(p)), bits), p))
+        .collect();
+    let mut parts = vec![Vec::new(); 1 << bits];
+    for (part, p) in keyed {
+        parts[part].push(p);
+    }
+    parts
 }
 
 /// The claims of a run grouped by person, persons in output order.
@@ -79,39 +90,25 @@ pub struct Partitions {
 }
 
 impl Partitions {
-    /// Groups the rows of `claims` by person. Persons with only ledger state are included when
-    /// `in_range(person_key)` holds (the partition's key range; everything for a whole run).
-    pub fn build(
-        claims: &Claims,
-        index: &PersonIndex,
-        ledger: &Ledger,
-        in_range: impl Fn(u64) -> bool + Sync,
-    ) -> Partitions {
+    /// Groups the rows of `claims` by person. `with_state` are the ledger's persons with
+    /// year-to-date state in this part's key range ([`ledger_persons_by_part`]): they get a slot
+    /// even without a claim here. Only the persons present are keyed and sorted, so a spilled
+    /// partition costs its own claims, not the whole registry.
+    pub fn build(claims: &Claims, index: &PersonIndex, with_state: &[u32]) -> Partitions {
         const ABSENT: u32 = u32::MAX;
         let mut slot_of = vec![ABSENT; index.len()];
-        for &p in &claims.person {
-            if p != NO_PERSON {
+        let mut present = Vec::new();
+        for &p in claims.person.iter().chain(with_state) {
+            if p != NO_PERSON && slot_of[p as usize] == ABSENT {
                 slot_of[p as usize] = 0;
+                present.push(p);
             }
         }
-        let ledger_persons = ledger.persons().min(index.len());
-        let with_state: Vec<u32> = (0..ledger_persons as u32)
-            .into_par_iter()
-            .filter(|&p| {
-                slot_of[p as usize] == ABSENT
-                    && ledger.has_state(p)
-                    && in_range(person_key(index.id(p)))
-            })
-            .collect();
-        for p in with_state {
-            slot_of[p as usize] = 0;
-        }
-        let mut keyed: Vec<(u64, u32)> = slot_of
+        let mut keyed: Vec<(u64, u32)> = present
             .par_iter()
-            .enumerate()
-            .filter(|(_, s)| **s != ABSENT)
-            .map(|(p, _)| (person_key(index.id(p as u32)), p as u32))
+            .map(|&p| (person_key(index.id(p)), p))
             .collect();
+        drop(present);
         keyed.par_sort_unstable_by(|a, b| {
             a.0.cmp(&b.0).then_with(|| index.id(a.1).cmp(index.id(b.1)))
         });
@@ -383,8 +380,7 @@ mod tests {
             })
             .collect();
         let month_claims = claims(&rows);
-        let ledger = Ledger::default();
-        let month = Partitions::build(&month_claims, &index, &ledger, |_| true);
+        let month = Partitions::build(&month_claims, &index, &[]);
         for bits in 0..=3 {
             let mut all = Vec::new();
             for (part, (selected, cut)) in month.cut(bits).enumerate() {
@@ -394,7 +390,7 @@ mod tests {
                         .map(|&r| rows[r as usize])
                         .collect::<Vec<_>>(),
                 );
-                let built = Partitions::build(&own, &index, &ledger, |k| in_part(part, k, bits));
+                let built = Partitions::build(&own, &index, &[]);
                 assert_eq!(cut, built, "part {part} of {}", 1 << bits);
                 assert_eq!(
                     built.output_rows(),

@@ -62,11 +62,6 @@ impl Spilled {
         1 << self.bits
     }
 
-    /// Whether a person key falls in partition `part`.
-    pub fn in_part(&self, part: usize, key: u64) -> bool {
-        super::in_part(part, key, self.bits)
-    }
-
     /// The claims of partition `part` (persons' partitions first, then the one with no
     /// person), in input order, repeated claim ids rejected.
     pub fn read(&self, part: usize) -> Result<Claims> {
