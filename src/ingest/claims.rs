@@ -265,9 +265,33 @@ impl Claims {
         (b, row - self.batches[b].offset)
     }
 
+    /// [`Self::locate_index`] of each of `rows`: one walk over the batches while the rows
+    /// ascend (a part in output order, a partition's rows of a window), a search where they
+    /// step back.
+    pub fn locate_rows(&self, rows: impl IntoIterator<Item = usize>) -> Vec<(usize, usize)> {
+        let rows = rows.into_iter();
+        let mut at = Vec::with_capacity(rows.size_hint().0);
+        let mut b = 0;
+        for row in rows {
+            if row < self.batches[b].offset {
+                b = self.locate_index(row).0;
+            }
+            while b + 1 < self.batches.len() && self.batches[b + 1].offset <= row {
+                b += 1;
+            }
+            at.push((b, row - self.batches[b].offset));
+        }
+        at
+    }
+
     /// Row number of global row `row` inside its input file, and the file's index.
     pub fn source_row(&self, row: usize) -> (usize, u64) {
-        let (batch, i) = self.locate(row);
+        self.source_at(self.locate_index(row))
+    }
+
+    /// [`Self::source_row`] of the row at `(batch, index)` ([`Self::locate_rows`]).
+    pub fn source_at(&self, (b, i): (usize, usize)) -> (usize, u64) {
+        let batch = &self.batches[b];
         let in_file = match &batch.file_rows {
             Some(rows) => rows.value(i),
             None => batch.file_row + i as u64,
@@ -276,9 +300,14 @@ impl Claims {
         (file, in_file)
     }
 
+    /// [`Self::claim_id`] of the row at `(batch, index)` ([`Self::locate_rows`]).
+    pub fn claim_id_at(&self, (b, i): (usize, usize)) -> Option<&str> {
+        let ids = &self.batches[b].claim_id;
+        ids.is_valid(i).then(|| ids.value(i))
+    }
+
     pub fn claim_id(&self, row: usize) -> Option<&str> {
-        let (batch, i) = self.locate(row);
-        batch.claim_id.is_valid(i).then(|| batch.claim_id.value(i))
+        self.claim_id_at(self.locate_index(row))
     }
 
     /// Whether every settlement key of `row` (claim id, person id, region, settlement time,
@@ -447,8 +476,8 @@ impl Claims {
             return;
         }
         let starts = self.file_starts();
-        for row in 0..self.len() {
-            let (file, in_file) = self.source_row(row);
+        for (row, at) in self.locate_rows(0..self.len()).into_iter().enumerate() {
+            let (file, in_file) = self.source_at(at);
             if self.rejected[row].is_none()
                 && repeats.binary_search(&(starts[file] + in_file)).is_ok()
             {
@@ -581,16 +610,12 @@ impl Claims {
     }
 
     fn gather_batch(&self, offset: usize, rows: &[u32]) -> Result<ClaimBatch> {
-        let at: Vec<(usize, usize)> = rows
-            .iter()
-            .map(|&r| self.locate_index(r as usize))
-            .collect();
+        let at = self.locate_rows(rows.iter().map(|&r| r as usize));
         let take = |pick: fn(&ClaimBatch) -> &dyn Array| self.key_column(&at, pick);
         let text = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<StringArray> {
             Ok(take(pick)?.as_string::<i32>().clone())
         };
-        let sources: Vec<(usize, u64)> =
-            rows.iter().map(|&r| self.source_row(r as usize)).collect();
+        let sources: Vec<(usize, u64)> = at.iter().map(|&a| self.source_at(a)).collect();
         Ok(ClaimBatch {
             offset,
             file: 0,
@@ -1071,6 +1096,29 @@ fn rescale(value: i128, scale: i8) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_are_located_in_one_walk_as_one_search_each_would() {
+        let batch = |offset: usize, len: usize| ClaimBatch {
+            offset,
+            file: 0,
+            file_row: 0,
+            file_rows: None,
+            files: None,
+            claim_id: StringArray::from(vec![Some("C"); len]),
+            reverses_claim_id: StringArray::from(vec![None::<&str>; len]),
+        };
+        // Batches of 3, 0, 4 and 3 rows.
+        let claims = Claims {
+            batches: vec![batch(0, 3), batch(3, 0), batch(3, 4), batch(7, 3)],
+            ..Claims::default()
+        };
+        let rows = [0, 2, 3, 6, 7, 9, 1, 8, 4, 4];
+        let searched: Vec<(usize, usize)> = rows.iter().map(|&r| claims.locate_index(r)).collect();
+        assert_eq!(claims.locate_rows(rows), searched);
+        assert_eq!(searched[..4], [(0, 0), (0, 2), (2, 0), (2, 3)]);
+        assert_eq!(searched[6..], [(0, 1), (3, 1), (2, 1), (2, 1)]);
+    }
 
     #[test]
     fn keys_sorted_by_hash_through_buckets_equal_a_plain_sort() {

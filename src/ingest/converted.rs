@@ -95,14 +95,8 @@ pub fn batch(claims: &Claims, rows: &[u32]) -> Result<RecordBatch> {
             rows.iter().map(|&r| f(r as usize)),
         ))
     };
-    let at: Vec<(usize, usize)> = rows
-        .iter()
-        .map(|&r| claims.locate_index(r as usize))
-        .collect();
-    let sources: Vec<(usize, u64)> = rows
-        .iter()
-        .map(|&r| claims.source_row(r as usize))
-        .collect();
+    let at = claims.locate_rows(rows.iter().map(|&r| r as usize));
+    let sources: Vec<(usize, u64)> = at.iter().map(|&a| claims.source_at(a)).collect();
     let detail: StringArray = rows
         .iter()
         .map(|&r| claims.reject_detail.get(&(r as usize)).map(String::as_str))

@@ -27,7 +27,7 @@ use super::{part_of, person_key};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{
     claim_id_hash, find_repeats, ClaimWindows, Claims, InputBatch, Occurrence, SourceFile,
-    CLAIM_COLUMNS, NO_PERSON,
+    CLAIM_COLUMNS,
 };
 use crate::ingest::converted;
 use crate::ingest::read::{col, read_windows, ColumnKind};
@@ -217,7 +217,7 @@ pub fn scatter(
     let mut input_start = 0u64;
     for (f, file) in files.iter().enumerate() {
         let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches, firsts| {
-            let inputs = batches
+            let inputs: Vec<InputBatch> = batches
                 .into_iter()
                 .zip(firsts)
                 .map(|(batch, first_row)| InputBatch {
@@ -226,33 +226,33 @@ pub fn scatter(
                     batch,
                 })
                 .collect();
-            let claims = windows.convert(inputs, &mut registry.index)?;
-            let index = &registry.index;
-            let part_of_row: Vec<u32> = claims
-                .person
+            // Each row's partition, from its person id as read (the dense id's text would be
+            // a random read of the person arena per row).
+            let part_of_row: Vec<u32> = inputs
                 .par_iter()
-                .map(|&p| match p {
-                    NO_PERSON => no_person as u32,
-                    p => part_of(person_key(index.id(p)), bits) as u32,
+                .flat_map_iter(|input: &InputBatch| {
+                    let ids = input.batch.column(1).as_string::<i32>();
+                    (0..ids.len()).map(move |i| match ids.is_valid(i) {
+                        true => part_of(person_key(ids.value(i)), bits) as u32,
+                        false => no_person as u32,
+                    })
                 })
                 .collect();
-            let input_row = |row: usize| {
-                let (_, in_file) = claims.source_row(row);
-                input_start + in_file
-            };
+            let claims = windows.convert(inputs, &mut registry.index)?;
             let window_suspects: Vec<Suspect> = if suspects.is_empty() {
                 Vec::new()
             } else {
+                let at = claims.locate_rows(0..claims.len());
                 (0..claims.len())
                     .into_par_iter()
                     .filter(|&row| {
                         claims
-                            .claim_id(row)
+                            .claim_id_at(at[row])
                             .is_some_and(|id| suspects.binary_search(&claim_id_hash(id)).is_ok())
                     })
                     .map(|row| Suspect {
                         row: row as u32,
-                        input_row: input_row(row),
+                        input_row: input_start + claims.source_at(at[row]).1,
                     })
                     .collect()
             };
