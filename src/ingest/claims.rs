@@ -300,6 +300,12 @@ impl Claims {
         (file, in_file)
     }
 
+    /// [`Self::reverses_claim_id`] of the row at `(batch, index)` ([`Self::locate_rows`]).
+    pub fn reverses_claim_id_at(&self, (b, i): (usize, usize)) -> Option<&str> {
+        let ids = &self.batches[b].reverses_claim_id;
+        ids.is_valid(i).then(|| ids.value(i))
+    }
+
     /// [`Self::claim_id`] of the row at `(batch, index)` ([`Self::locate_rows`]).
     pub fn claim_id_at(&self, (b, i): (usize, usize)) -> Option<&str> {
         let ids = &self.batches[b].claim_id;
@@ -336,11 +342,7 @@ impl Claims {
     }
 
     pub fn reverses_claim_id(&self, row: usize) -> Option<&str> {
-        let (batch, i) = self.locate(row);
-        batch
-            .reverses_claim_id
-            .is_valid(i)
-            .then(|| batch.reverses_claim_id.value(i))
+        self.reverses_claim_id_at(self.locate_index(row))
     }
 
     /// Reads `--claims FILE_OR_DIR`. Persons not in the registry get new dense ids in `persons`.

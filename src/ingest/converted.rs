@@ -6,6 +6,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use rayon::prelude::*;
+
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
     UInt32Array, UInt64Array, UInt8Array,
@@ -85,52 +87,99 @@ fn decode<T: Copy>(code: u8, all: &[T]) -> Option<T> {
     (code != NONE).then(|| all[code as usize])
 }
 
-/// Rows `rows` of `claims` (a converted window), in that order, as a batch of [`schema`].
-pub fn batch(claims: &Claims, rows: &[u32]) -> Result<RecordBatch> {
-    fn take<T: Copy>(values: &[T], rows: &[u32]) -> Vec<T> {
-        rows.iter().map(|&r| values[r as usize]).collect()
+/// The rows of `claims` (a converted window) cut by `part_of_row` into `parts` batches of
+/// [`schema`], each in window order (`None` for a part with no row). Each column is read once,
+/// in order, and appended to its parts: a gather per part would sweep the whole window once
+/// per part.
+pub fn scatter(
+    claims: &Claims,
+    part_of_row: &[u32],
+    parts: usize,
+) -> Result<Vec<Option<RecordBatch>>> {
+    let mut counts = vec![0usize; parts];
+    for &p in part_of_row {
+        counts[p as usize] += 1;
     }
-    let u8s = |f: &dyn Fn(usize) -> u8| -> ArrayRef {
-        Arc::new(UInt8Array::from_iter_values(
-            rows.iter().map(|&r| f(r as usize)),
-        ))
-    };
-    let at = claims.locate_rows(rows.iter().map(|&r| r as usize));
-    let sources: Vec<(usize, u64)> = at.iter().map(|&a| claims.source_at(a)).collect();
-    let detail: StringArray = rows
-        .iter()
-        .map(|&r| claims.reject_detail.get(&(r as usize)).map(String::as_str))
+    let at = claims.locate_rows(0..claims.len());
+    let mut detail: Vec<Option<&str>> = vec![None; claims.len()];
+    for (&row, text) in &claims.reject_detail {
+        detail[row] = Some(text);
+    }
+    // Column `values` cut into its parts' arrays.
+    macro_rules! parts {
+        ($values:expr, $array:path) => {{
+            let mut out: Vec<Vec<_>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+            for (v, &p) in $values.zip(part_of_row) {
+                out[p as usize].push(v);
+            }
+            out.into_iter()
+                .map(|v| Arc::new($array(v)) as ArrayRef)
+                .collect::<Vec<ArrayRef>>()
+        }};
+    }
+    let c = claims;
+    // One task per column, in [`COLUMNS`] order; each yields the column's array of every part.
+    let columns: Vec<Vec<ArrayRef>> = (0..COLUMNS.len())
+        .into_par_iter()
+        .map(|column| match column {
+            0 => parts!(c.person.iter().copied(), UInt32Array::from),
+            1 => parts!(c.region.iter().copied(), UInt32Array::from),
+            2 => parts!(c.settled_at.iter().copied(), Int64Array::from),
+            3 => parts!(c.settled_at_null.iter().copied(), BooleanArray::from),
+            4 => parts!(c.service_day.iter().copied(), Int32Array::from),
+            5 => parts!(c.service_date_null.iter().copied(), BooleanArray::from),
+            6 => parts!(c.level.iter().map(|&v| v as u8), UInt8Array::from),
+            7 => parts!(c.level_text.iter().copied(), UInt32Array::from),
+            8 => parts!(
+                c.prescriber.iter().map(|&v| code(v, |l| l as u8)),
+                UInt8Array::from
+            ),
+            9 => parts!(c.visit.iter().map(|&v| v as u8), UInt8Array::from),
+            10 => parts!(c.diagnosis.iter().copied(), UInt32Array::from),
+            11 => parts!(c.institution.iter().copied(), UInt32Array::from),
+            12 => parts!(c.drug.iter().copied(), UInt32Array::from),
+            13 => parts!(c.days_supply.iter().copied(), Int32Array::from),
+            14 => parts!(c.total_fen.iter().copied(), Int64Array::from),
+            15 => parts!(c.in_scope_fen.iter().copied(), Int64Array::from),
+            16 => parts!(c.is_reversal.iter().copied(), BooleanArray::from),
+            17 => parts!(
+                c.referral.iter().map(|&v| code(v, |x| x as u8)),
+                UInt8Array::from
+            ),
+            18 => parts!(c.medical_community.iter().copied(), UInt32Array::from),
+            19 => parts!(
+                c.rejected.iter().map(|&v| code(v, |x| x as u8)),
+                UInt8Array::from
+            ),
+            20 => parts!(detail.iter().copied(), StringArray::from),
+            21 => parts!(at.iter().map(|&a| c.claim_id_at(a)), StringArray::from),
+            22 => parts!(
+                at.iter().map(|&a| c.reverses_claim_id_at(a)),
+                StringArray::from
+            ),
+            23 => parts!(
+                at.iter().map(|&a| c.source_at(a).0 as u32),
+                UInt32Array::from
+            ),
+            _ => parts!(at.iter().map(|&a| c.source_at(a).1), UInt64Array::from),
+        })
         .collect();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt32Array::from(take(&claims.person, rows))),
-        Arc::new(UInt32Array::from(take(&claims.region, rows))),
-        Arc::new(Int64Array::from(take(&claims.settled_at, rows))),
-        Arc::new(BooleanArray::from(take(&claims.settled_at_null, rows))),
-        Arc::new(Int32Array::from(take(&claims.service_day, rows))),
-        Arc::new(BooleanArray::from(take(&claims.service_date_null, rows))),
-        u8s(&|r| claims.level[r] as u8),
-        Arc::new(UInt32Array::from(take(&claims.level_text, rows))),
-        u8s(&|r| code(claims.prescriber[r], |l| l as u8)),
-        u8s(&|r| claims.visit[r] as u8),
-        Arc::new(UInt32Array::from(take(&claims.diagnosis, rows))),
-        Arc::new(UInt32Array::from(take(&claims.institution, rows))),
-        Arc::new(UInt32Array::from(take(&claims.drug, rows))),
-        Arc::new(Int32Array::from(take(&claims.days_supply, rows))),
-        Arc::new(Int64Array::from(take(&claims.total_fen, rows))),
-        Arc::new(Int64Array::from(take(&claims.in_scope_fen, rows))),
-        Arc::new(BooleanArray::from(take(&claims.is_reversal, rows))),
-        u8s(&|r| code(claims.referral[r], |x| x as u8)),
-        Arc::new(UInt32Array::from(take(&claims.medical_community, rows))),
-        u8s(&|r| code(claims.rejected[r], |x| x as u8)),
-        Arc::new(detail),
-        claims.key_column(&at, |b| &b.claim_id)?,
-        claims.key_column(&at, |b| &b.reverses_claim_id)?,
-        Arc::new(UInt32Array::from_iter_values(
-            sources.iter().map(|s| s.0 as u32),
-        )),
-        Arc::new(UInt64Array::from_iter_values(sources.iter().map(|s| s.1))),
-    ];
-    RecordBatch::try_new(schema(), columns).map_err(|e| Error::arrow("spill rows", e))
+    let mut columns: Vec<std::vec::IntoIter<ArrayRef>> =
+        columns.into_iter().map(Vec::into_iter).collect();
+    (0..parts)
+        .map(|p| {
+            let arrays: Vec<ArrayRef> = columns
+                .iter_mut()
+                .map(|c| c.next().expect("a part"))
+                .collect();
+            if counts[p] == 0 {
+                return Ok(None);
+            }
+            RecordBatch::try_new(schema(), arrays)
+                .map(Some)
+                .map_err(|e| Error::arrow("spill rows", e))
+        })
+        .collect()
 }
 
 /// The claims of `batches` (of [`schema`], in order) from the input files `sources`, with the
@@ -301,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn spilled_rows_read_back_as_the_claims_they_were_converted_to() {
+    fn scattered_rows_read_back_as_the_claims_they_were_converted_to() {
         // A pharmacy fill with its prescriber, a reversal, a row with an unknown level (rejected,
         // with its detail), a row with no person, and an upward referral stay of a person the
         // registry does not know.
@@ -429,13 +478,17 @@ mod tests {
                 &mut persons,
             )
             .unwrap();
-        // A partition's rows, written in two pieces.
+        // Cut into two parts (and an empty third); the first read back in two pieces.
         let rows = [0u32, 2, 3, 4];
-        let pieces = [
-            batch(window, &rows[..1]).unwrap(),
-            batch(window, &rows[1..]).unwrap(),
-        ];
-        let back = claims(Vec::new(), window, &pieces);
+        let parts = scatter(window, &[0, 1, 0, 0, 0], 3).unwrap();
+        let (first, second) = (parts[0].as_ref().unwrap(), parts[1].as_ref().unwrap());
+        assert!(parts[2].is_none());
+        assert_eq!((first.num_rows(), second.num_rows()), (4, 1));
+        let back = claims(Vec::new(), window, &[first.slice(0, 1), first.slice(1, 3)]);
+        let other = claims(Vec::new(), window, std::slice::from_ref(second));
+        assert_eq!(other.claim_id(0), Some("C2"));
+        assert_eq!(other.reverses_claim_id(0), Some("C0"));
+        assert_eq!(other.total_fen, vec![-5_000]);
 
         assert_eq!(back.len(), 4);
         macro_rules! same {

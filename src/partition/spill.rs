@@ -270,29 +270,7 @@ pub fn scatter(
             }));
             inspect(registry, claims, &window_suspects);
 
-            // The window's rows of each partition, in input order (a counting sort).
-            let mut starts = vec![0usize; parts + 1];
-            for &p in &part_of_row {
-                starts[p as usize + 1] += 1;
-            }
-            for p in 0..parts {
-                starts[p + 1] += starts[p];
-            }
-            let mut next = starts.clone();
-            let mut by_part = vec![0u32; part_of_row.len()];
-            for (row, &p) in part_of_row.iter().enumerate() {
-                by_part[next[p as usize]] = row as u32;
-                next[p as usize] += 1;
-            }
-            let pieces: Vec<Option<RecordBatch>> = (0..parts)
-                .into_par_iter()
-                .map(|p| {
-                    let rows = &by_part[starts[p]..starts[p + 1]];
-                    (!rows.is_empty())
-                        .then(|| converted::batch(claims, rows))
-                        .transpose()
-                })
-                .collect::<Result<_>>()?;
+            let pieces = converted::scatter(claims, &part_of_row, parts)?;
             for (part, piece) in pieces.into_iter().enumerate() {
                 let Some(piece) = piece else { continue };
                 pending_rows[part] += piece.num_rows();
