@@ -907,7 +907,8 @@ fn convert(
         rejected: Vec::with_capacity(n),
         detail: Vec::new(),
     };
-    for i in 0..n {
+    let known_persons = persons.get_many(&person_id);
+    for (i, known_person) in known_persons.into_iter().enumerate() {
         let mut reject: Option<(Reason, String)> = None;
         let mut fail = |reason: Reason, detail: String| {
             if reject.is_none() {
@@ -929,7 +930,7 @@ fn convert(
         let person = if person_id.is_null(i) {
             NO_PERSON
         } else {
-            match persons.get(person_id.value(i)) {
+            match known_person {
                 Some(p) => p,
                 None => {
                     c.unseen_persons.push((i, person_id.value(i).to_string()));
