@@ -125,6 +125,19 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
     no_spill_left(&d.join("s2"));
 }
 
+/// Settles the scenario's claims held in memory (`whole/`) and spilled into every partition
+/// there is (`cut/`), and checks that both wrote the same bytes.
+fn settle_whole_and_spilled(s: &Scenario) {
+    let mut whole = s.args("claims", "whole", None);
+    let mut cut = s.args("claims", "cut", None);
+    whole.memory_limit = None;
+    cut.memory_limit = Some(1);
+    yibao::run::adjudicate(&whole).unwrap();
+    let summary = yibao::run::adjudicate(&cut).unwrap();
+    assert!(summary.spill.is_some());
+    assert_same_outputs(&s.path("whole"), &s.path("cut"));
+}
+
 #[test]
 fn a_claim_id_repeated_under_persons_in_different_partitions_is_caught_when_spilled() {
     // Two persons whose keys differ in the top bit: with any cut they are in different
@@ -144,14 +157,7 @@ fn a_claim_id_repeated_under_persons_in_different_partitions_is_caught_when_spil
         claim("C2", a, "2024-03-06", "primary", "I10", "50.00"),
     ];
     let s = Scenario::new(&persons, &[], &claims);
-    let mut whole = s.args("claims", "whole", None);
-    let mut cut = s.args("claims", "cut", None);
-    whole.memory_limit = None;
-    cut.memory_limit = Some(1);
-    yibao::run::adjudicate(&whole).unwrap();
-    let summary = yibao::run::adjudicate(&cut).unwrap();
-    assert!(summary.spill.is_some());
-    assert_same_outputs(&s.path("whole"), &s.path("cut"));
+    settle_whole_and_spilled(&s);
     let rejected = read_parquet(&s.path("cut/rejected.parquet"));
     assert_eq!(rejected.num_rows(), 1);
     let column = |n: &str| {
@@ -195,14 +201,7 @@ fn a_spilled_month_judges_amounts_against_the_month_without_its_repeated_claims(
         .chain((0..10).map(|i| fill(ids[i], ids[20 + i], "2024-03-09", "9000.00")))
         .collect();
     let s = Scenario::new(&persons, &[], &claims);
-    let mut whole = s.args("claims", "whole", None);
-    let mut cut = s.args("claims", "cut", None);
-    whole.memory_limit = None;
-    cut.memory_limit = Some(1);
-    yibao::run::adjudicate(&whole).unwrap();
-    let summary = yibao::run::adjudicate(&cut).unwrap();
-    assert!(summary.spill.is_some());
-    assert_same_outputs(&s.path("whole"), &s.path("cut"));
+    settle_whole_and_spilled(&s);
     let outliers: Vec<Flag> = read_anomalies(&s.path("cut/anomalies.parquet"))
         .into_iter()
         .filter(|f| f.rule == "amount_outlier")
