@@ -13,7 +13,8 @@ use arrow::array::{
     UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{
-    DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt32Type, UInt64Type, UInt8Type,
+    ArrowPrimitiveType, DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt32Type,
+    UInt64Type, UInt8Type,
 };
 
 use super::claims::{ClaimBatch, Claims, SourceFile};
@@ -71,16 +72,41 @@ fn code<T: Copy>(value: Option<T>, as_u8: impl Fn(T) -> u8) -> u8 {
     value.map_or(NONE, as_u8)
 }
 
-/// Appends column `name` of `batch` (`UInt8`) to `out` through `f`.
-fn extend_u8<T>(out: &mut Vec<T>, batch: &RecordBatch, name: &str, f: impl Fn(u8) -> T) {
-    let array = batch.column_by_name(name).expect("a spill file column");
-    out.extend(
-        array
-            .as_primitive::<UInt8Type>()
-            .values()
-            .iter()
-            .map(|&v| f(v)),
-    );
+/// Column `name` of a spill batch.
+fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b ArrayRef {
+    batch.column_by_name(name).expect("a spill file column")
+}
+
+/// Column `name` of every batch, in order, as a vector sized once.
+fn collected<T>(
+    batches: &[RecordBatch],
+    name: &str,
+    mut each: impl FnMut(&ArrayRef, &mut Vec<T>),
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for b in batches {
+        each(column(b, name), &mut out);
+    }
+    out
+}
+
+fn values<T: ArrowPrimitiveType>(batches: &[RecordBatch], name: &str) -> Vec<T::Native> {
+    collected(batches, name, |a, out| {
+        out.extend_from_slice(a.as_primitive::<T>().values())
+    })
+}
+
+fn flags(batches: &[RecordBatch], name: &str) -> Vec<bool> {
+    collected(batches, name, |a, out| {
+        out.extend(a.as_boolean().values().iter())
+    })
+}
+
+/// A `UInt8` column decoded by `f`.
+fn vocabulary<T>(batches: &[RecordBatch], name: &str, f: impl Fn(u8) -> T) -> Vec<T> {
+    collected(batches, name, |a, out| {
+        out.extend(a.as_primitive::<UInt8Type>().values().iter().map(|&v| f(v)))
+    })
 }
 
 fn decode<T: Copy>(code: u8, all: &[T]) -> Option<T> {
@@ -185,7 +211,6 @@ pub fn scatter(
 /// The claims of `batches` (of [`schema`], in order) from the input files `sources`, with the
 /// month's text dictionaries of `texts`.
 pub fn claims(sources: Vec<SourceFile>, texts: &Claims, batches: &[RecordBatch]) -> Claims {
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut c = Claims {
         sources,
         regions: texts.regions.clone(),
@@ -196,110 +221,33 @@ pub fn claims(sources: Vec<SourceFile>, texts: &Claims, batches: &[RecordBatch])
         medical_communities: texts.medical_communities.clone(),
         ..Claims::default()
     };
-    let column = |b: &RecordBatch, name: &str| -> ArrayRef {
-        b.column_by_name(name).expect("a spill file column").clone()
-    };
-    // Each column over every batch, a column per task: the copies are plain memory moves.
-    fn fill<T: Send>(
-        out: &mut Vec<T>,
-        rows: usize,
-        batches: &[RecordBatch],
-        each: impl Fn(&RecordBatch, &mut Vec<T>),
-    ) {
-        out.reserve_exact(rows);
-        for b in batches {
-            each(b, out);
-        }
-    }
-    let u32s = |name: &'static str| {
-        move |b: &RecordBatch, out: &mut Vec<u32>| {
-            out.extend_from_slice(column(b, name).as_primitive::<UInt32Type>().values())
-        }
-    };
-    let bools = |name: &'static str| {
-        move |b: &RecordBatch, out: &mut Vec<bool>| {
-            out.extend(column(b, name).as_boolean().values().iter())
-        }
-    };
-    let i64s = |name: &'static str| {
-        move |b: &RecordBatch, out: &mut Vec<i64>| {
-            out.extend_from_slice(column(b, name).as_primitive::<Int64Type>().values())
-        }
-    };
+    // A column per task: the copies are plain memory moves.
+    let b = batches;
     rayon::scope(|s| {
-        s.spawn(|_| fill(&mut c.person, rows, batches, u32s("person")));
-        s.spawn(|_| fill(&mut c.region, rows, batches, u32s("region")));
-        s.spawn(|_| fill(&mut c.settled_at, rows, batches, i64s("settled_at")));
+        s.spawn(|_| c.person = values::<UInt32Type>(b, "person"));
+        s.spawn(|_| c.region = values::<UInt32Type>(b, "region"));
+        s.spawn(|_| c.settled_at = values::<Int64Type>(b, "settled_at"));
+        s.spawn(|_| c.settled_at_null = flags(b, "settled_at_null"));
+        s.spawn(|_| c.service_day = values::<Int32Type>(b, "service_day"));
+        s.spawn(|_| c.service_date_null = flags(b, "service_date_null"));
+        s.spawn(|_| c.level = vocabulary(b, "level", |v| Level::ALL[v as usize]));
+        s.spawn(|_| c.level_text = values::<UInt32Type>(b, "level_text"));
+        s.spawn(|_| c.prescriber = vocabulary(b, "prescriber", |v| decode(v, Level::ALL)));
+        s.spawn(|_| c.visit = vocabulary(b, "visit", |v| VisitType::ALL[v as usize]));
+        s.spawn(|_| c.diagnosis = values::<UInt32Type>(b, "diagnosis"));
+        s.spawn(|_| c.institution = values::<UInt32Type>(b, "institution"));
+        s.spawn(|_| c.drug = values::<UInt32Type>(b, "drug"));
         s.spawn(|_| {
-            fill(
-                &mut c.settled_at_null,
-                rows,
-                batches,
-                bools("settled_at_null"),
-            )
-        });
-        s.spawn(|_| {
-            fill(&mut c.service_day, rows, batches, |b, out| {
-                out.extend_from_slice(
-                    column(b, "service_day")
-                        .as_primitive::<Int32Type>()
-                        .values(),
-                )
+            c.days_supply = collected(b, "days_supply", |a, out| {
+                out.extend(a.as_primitive::<Int32Type>().iter())
             })
         });
-        s.spawn(|_| {
-            fill(
-                &mut c.service_date_null,
-                rows,
-                batches,
-                bools("service_date_null"),
-            )
-        });
-        s.spawn(|_| {
-            fill(&mut c.level, rows, batches, |b, out| {
-                extend_u8(out, b, "level", |v| Level::ALL[v as usize])
-            })
-        });
-        s.spawn(|_| fill(&mut c.level_text, rows, batches, u32s("level_text")));
-        s.spawn(|_| {
-            fill(&mut c.prescriber, rows, batches, |b, out| {
-                extend_u8(out, b, "prescriber", |v| decode(v, Level::ALL))
-            })
-        });
-        s.spawn(|_| {
-            fill(&mut c.visit, rows, batches, |b, out| {
-                extend_u8(out, b, "visit", |v| VisitType::ALL[v as usize])
-            })
-        });
-        s.spawn(|_| fill(&mut c.diagnosis, rows, batches, u32s("diagnosis")));
-        s.spawn(|_| fill(&mut c.institution, rows, batches, u32s("institution")));
-        s.spawn(|_| fill(&mut c.drug, rows, batches, u32s("drug")));
-        s.spawn(|_| {
-            fill(&mut c.days_supply, rows, batches, |b, out| {
-                out.extend(column(b, "days_supply").as_primitive::<Int32Type>().iter())
-            })
-        });
-        s.spawn(|_| fill(&mut c.total_fen, rows, batches, i64s("total_fen")));
-        s.spawn(|_| fill(&mut c.in_scope_fen, rows, batches, i64s("in_scope_fen")));
-        s.spawn(|_| fill(&mut c.is_reversal, rows, batches, bools("is_reversal")));
-        s.spawn(|_| {
-            fill(&mut c.referral, rows, batches, |b, out| {
-                extend_u8(out, b, "referral", |v| decode(v, Referral::ALL))
-            })
-        });
-        s.spawn(|_| {
-            fill(
-                &mut c.medical_community,
-                rows,
-                batches,
-                u32s("medical_community"),
-            )
-        });
-        s.spawn(|_| {
-            fill(&mut c.rejected, rows, batches, |b, out| {
-                extend_u8(out, b, "rejected", |v| decode(v, Reason::ALL))
-            })
-        });
+        s.spawn(|_| c.total_fen = values::<Int64Type>(b, "total_fen"));
+        s.spawn(|_| c.in_scope_fen = values::<Int64Type>(b, "in_scope_fen"));
+        s.spawn(|_| c.is_reversal = flags(b, "is_reversal"));
+        s.spawn(|_| c.referral = vocabulary(b, "referral", |v| decode(v, Referral::ALL)));
+        s.spawn(|_| c.medical_community = values::<UInt32Type>(b, "medical_community"));
+        s.spawn(|_| c.rejected = vocabulary(b, "rejected", |v| decode(v, Reason::ALL)));
     });
     let mut offset = 0;
     for b in batches {
