@@ -23,7 +23,6 @@ use crate::policy::{Policies, NONE};
 /// persons up with the table slots and id texts of the rows ahead prefetched
 /// ([`PersonIndex::get_many`]): with tens of millions of persons every lookup is a few cache
 /// misses, which a hash map behind an API cannot overlap.
-#[derive(Default)]
 pub struct PersonIndex {
     /// `tag << 32 | id` (tag: the hash's top 32 bits), or [`EMPTY`]; a power of two long.
     slots: Vec<u64>,
@@ -38,6 +37,12 @@ const EMPTY: u64 = u64::MAX;
 /// Rows ahead of the one being looked up whose table slot is prefetched; half as far ahead, the
 /// slot is read and its id's arena offsets prefetched; a quarter, the id's text.
 const AHEAD: usize = 16;
+
+impl Default for PersonIndex {
+    fn default() -> Self {
+        PersonIndex::with_capacity(0)
+    }
+}
 
 impl std::fmt::Debug for PersonIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,10 +113,6 @@ impl PersonIndex {
             })
             .collect();
         let mut found = Vec::with_capacity(n);
-        if self.slots.is_empty() {
-            found.resize(n, None);
-            return found;
-        }
         let mask = self.slots.len() - 1;
         // The first slot an id probes, if it is taken by an id with the same tag.
         let candidate = |h: u64| {
@@ -160,9 +161,6 @@ impl PersonIndex {
     }
 
     fn find(&self, h: u64, id: &str) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
         let mask = self.slots.len() - 1;
         let mut at = h as usize & mask;
         loop {
@@ -187,10 +185,9 @@ impl PersonIndex {
         self.slots[at] = tag(h) << 32 | u64::from(i);
     }
 
-    /// Doubles the table (at least) and places every id again.
+    /// Doubles the table and places every id again.
     fn grow(&mut self) {
-        let slots = (self.slots.len() * 2).max(slots_for(self.ends.len() + 1));
-        self.slots = vec![EMPTY; slots];
+        self.slots = vec![EMPTY; self.slots.len() * 2];
         for i in 0..self.ends.len() as u32 {
             self.place(hash(self.id(i)), i);
         }
@@ -409,7 +406,8 @@ impl Registry {
         let primary = batch.column(3).as_boolean();
         let approved = batch.column(4).as_primitive::<Date32Type>();
         let ended = batch.column(5).as_primitive::<Date32Type>();
-        for i in 0..batch.num_rows() {
+        let persons = self.index.get_many(ids);
+        for (i, person) in persons.into_iter().enumerate() {
             let at = |column: &str, reason: String| {
                 Error::value(path, column, first_row + i as u64, reason)
             };
@@ -427,7 +425,7 @@ impl Registry {
                     )
                 })?
             };
-            let Some(person) = self.index.get(ids.value(i)) else {
+            let Some(person) = person else {
                 out.unknown_person += 1;
                 continue;
             };
@@ -563,7 +561,7 @@ mod tests {
     #[test]
     fn a_batch_lookup_finds_what_one_lookup_each_finds() {
         use arrow::array::StringArray;
-        // Grown from empty; the batch longer than the prefetch distance, with the empty id
+        // Grown from the default table; the batch longer than the prefetch distance, with the empty id
         // (person 0's text starts the arena), nulls, unknown ids and repeats.
         let mut index = PersonIndex::default();
         assert_eq!(
