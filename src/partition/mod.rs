@@ -367,6 +367,31 @@ mod tests {
     }
 
     #[test]
+    fn a_ledger_person_without_claims_gets_a_slot_once_in_key_order() {
+        let mut index = PersonIndex::default();
+        for name in ["P1", "P2", "P3", "P4", "P5", "P6"] {
+            index.intern(name);
+        }
+        let month = claims(&[(Some(0), 5, "C1", false), (Some(2), 3, "C2", false)]);
+        // Person 2 has claims and state; person 5 only state.
+        let built = Partitions::build(&month, &index, &[5, 2]);
+        let mut expected: Vec<(u64, u32)> = [0u32, 2, 5]
+            .iter()
+            .map(|&p| (person_key(index.id(p)), p))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(
+            built.persons,
+            expected.iter().map(|e| e.1).collect::<Vec<_>>()
+        );
+        assert_eq!(built.keys, expected.iter().map(|e| e.0).collect::<Vec<_>>());
+        let slot_of = |p: u32| built.persons.iter().position(|&q| q == p).unwrap();
+        assert!(built.rows_of(slot_of(5)).is_empty());
+        assert_eq!(built.rows_of(slot_of(2)), &[1]);
+        assert_eq!(built.rows_of(slot_of(0)), &[0]);
+    }
+
+    #[test]
     fn a_cut_part_is_grouped_as_its_own_claims_would_be() {
         let mut index = PersonIndex::default();
         for name in ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"] {
