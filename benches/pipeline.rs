@@ -12,11 +12,11 @@ use yibao::audit::Auditor;
 use yibao::generate::{generate, GenerateConfig};
 use yibao::ingest::claims::Claims;
 use yibao::ingest::registry::Registry;
-use yibao::ledger::Ledger;
 use yibao::output::{self, RunView};
 use yibao::partition::Partitions;
 use yibao::policy::Policies;
 use yibao::settle::Engine;
+use yibao::state::Prior;
 
 const CLAIMS: u64 = 200_000;
 
@@ -49,26 +49,25 @@ fn stages(c: &mut Criterion) {
     group.bench_function("ingest", |b| {
         b.iter_batched(
             load_registry,
-            |mut registry| Claims::load(&claims_path, &mut registry.index, &[]).unwrap(),
+            |mut registry| Claims::load(&claims_path, &mut registry.index).unwrap(),
             BatchSize::LargeInput,
         )
     });
 
     let mut registry = load_registry();
-    let ledger = Ledger::default();
-    let claims = Claims::load(&claims_path, &mut registry.index, &[]).unwrap();
-    let with_state = yibao::partition::ledger_persons_by_part(&ledger, &registry.index, 0);
-    let partition = || Partitions::build(&claims, &registry.index, &with_state[0]);
+    let prior = Prior::default();
+    let claims = Claims::load(&claims_path, &mut registry.index).unwrap();
+    let partition = || Partitions::build(&claims, &registry.index);
     group.bench_function("partition", |b| b.iter(partition));
     let partitions = partition();
-    let engine = Engine::new(&policies, &registry, &claims, &ledger);
+    let engine = Engine::new(&policies, &registry, &claims, &prior);
     group.bench_function("settle", |b| b.iter(|| engine.settle(&partitions)));
     let settled = engine.settle(&partitions);
     let auditor = Auditor {
         policies: &policies,
         registry: &registry,
         claims: &claims,
-        ledger: &ledger,
+        prior: &prior,
         partitions: &partitions,
         settled: &settled,
     };
@@ -78,7 +77,7 @@ fn stages(c: &mut Criterion) {
         &policies,
         &registry,
         &claims,
-        &ledger,
+        &prior,
         &partitions,
         &settled,
         &audited,
@@ -86,9 +85,9 @@ fn stages(c: &mut Criterion) {
     let out = dir.path().join("out");
     group.bench_function("outputs", |b| {
         b.iter(|| {
-            let mut files = output::OutputFiles::create(&out, &ledger).unwrap();
+            let mut files = output::OutputFiles::create(&out).unwrap();
             files.append(&view).unwrap();
-            files.close(&policies, &registry.index).unwrap()
+            files.close().unwrap()
         })
     });
     group.finish();

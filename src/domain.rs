@@ -318,6 +318,22 @@ pub const fn days_in_month(year: i32, month: u32) -> u32 {
     }
 }
 
+/// A fixed 64-bit key of an id: FNV-1a over its bytes, finished with MurmurHash3's `fmix64` so
+/// that the top bits are well mixed. Person ids are ordered and partitioned by it; the state's
+/// claim index stores it beside each claim id. Fixed forever: outputs and state files depend on it.
+pub fn stable_key(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

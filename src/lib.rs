@@ -3,8 +3,9 @@
 //! The pipeline, one module per stage, in data-flow order:
 //! [`ingest`] (read Parquet, validate, reject) → [`partition`] (claims grouped by dense person id
 //! in time order) → [`settle`] (per-person year-to-date state machine against the compiled
-//! [`policy`]) → [`audit`] (anomaly flags and risk scores) → [`output`] (settlements, rejected rows, [`ledger`], summary). [`run`] wires the
-//! stages for `yibao adjudicate`; [`generate`] writes a synthetic province;
+//! [`policy`]) → [`audit`] (anomaly flags and risk scores) → [`output`] (settlements, anomalies,
+//! rejected rows, summary), with [`state`] beside them: the year-to-date state read at the start
+//! and advanced at the end. [`run`] wires the stages for `yibao adjudicate`; [`generate`] writes a synthetic province;
 //! [`floor`] measures the Parquet I/O floor the engine is held to.
 
 pub mod audit;
@@ -13,12 +14,12 @@ pub mod error;
 pub mod floor;
 pub mod generate;
 pub mod ingest;
-pub mod ledger;
 pub mod money;
 pub mod output;
 pub mod partition;
 pub mod policy;
 pub mod run;
 pub mod settle;
+pub mod state;
 
 pub use error::{Error, Result};

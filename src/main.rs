@@ -74,9 +74,14 @@ enum Command {
         persons: PathBuf,
         #[arg(long)]
         registrations: PathBuf,
-        /// Year-to-date state from the previous run (its OUT/ledger.parquet).
+        /// State directory carried between runs: read, then advanced by one version as the
+        /// run's last step (created by the first run). Without it the run starts from empty
+        /// state and keeps none.
         #[arg(long)]
-        ledger: Option<PathBuf>,
+        state: Option<PathBuf>,
+        /// Settle against this older version of --state, read-only (the state is not advanced).
+        #[arg(long, requires = "state")]
+        state_version: Option<u64>,
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
         #[arg(long)]
@@ -116,6 +121,11 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// The state directory carried between runs.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -130,6 +140,13 @@ enum PolicyCommand {
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Versions, runs, inputs absorbed, and the files of the latest version with their rows,
+    /// bytes and years.
+    Inspect { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -190,7 +207,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             claims,
             persons,
             registrations,
-            ledger,
+            state,
+            state_version,
             policies,
             out,
             threads,
@@ -201,7 +219,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 claims,
                 persons,
                 registrations,
-                ledger,
+                state,
+                state_version,
                 policies,
                 out: out.clone(),
                 threads,
@@ -213,7 +232,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 KEEP_FREED
             });
-            let summary = yibao::run::adjudicate(&args)?;
+            let summary = match yibao::run::adjudicate(&args)? {
+                yibao::run::Adjudicated::Settled(summary) => summary,
+                yibao::run::Adjudicated::AlreadyAbsorbed { version } => {
+                    println!(
+                        "nothing to do: the state absorbed these claims already (version {version}); \
+                         outputs in {} left as they are",
+                        out.display()
+                    );
+                    return Ok(());
+                }
+            };
             println!(
                 "settled {} claims ({} rejected) in {:.2} s, {:.0} rows/s, on {} threads; outputs in {}",
                 summary.claims,
@@ -236,6 +265,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AuditEval { labels, anomalies } => {
             let scores = yibao::audit::eval::evaluate(&labels, &anomalies)?;
             print!("{}", yibao::audit::eval::report(&scores));
+        }
+        Command::State {
+            command: StateCommand::Inspect { dir },
+        } => {
+            print!("{}", yibao::state::store::inspect(&dir)?);
         }
         Command::Policy {
             command: PolicyCommand::Check { policies },

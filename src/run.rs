@@ -1,11 +1,19 @@
-//! The nightly job, stage by stage: policies → registry → ledger → claims (ingest) →
-//! partitions → settlement → audit → outputs. The claims are settled, audited and written one
-//! part of persons at a time (parts cut by person key, from memory or from spill files), so
-//! only a part's results are held at once. Everything runs on one rayon pool sized by
-//! `--threads`; no stage's result depends on the pool size.
+//! The nightly job, stage by stage: policies → registry → claims (ingest) → the state of the
+//! claims' persons and ids → partitions → settlement → audit → outputs and the state's new
+//! files → commit. The claims are settled, audited and written one part of persons at a time
+//! (parts cut by person key, from memory or from spill files), so only a part's results are held
+//! at once. Everything runs on one rayon pool sized by `--threads`; no stage's result depends on
+//! the pool size.
+//!
+//! The run's last step commits the state's next version: outputs and state files are complete,
+//! fsynced and in place before it, so a run killed at any moment leaves the state as it was,
+//! and running it again gives the same bytes. An input the state has already absorbed (same
+//! content hash) is not settled again.
 
 use std::path::PathBuf;
 use std::time::Instant;
+
+use rayon::prelude::*;
 
 use crate::audit::outlier::{AmountCounts, AmountStats};
 use crate::audit::Auditor;
@@ -14,12 +22,14 @@ use crate::error::{Error, Result};
 use crate::ingest::claims::Claims;
 use crate::ingest::read::{list_parquet, row_count};
 use crate::ingest::registry::Registry;
-use crate::ledger::Ledger;
 use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
-use crate::partition::{self, spill, Partitions};
+use crate::partition::{person_key, spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
+use crate::state::store::{self, Input, Manifest, RunRecord, Store};
+use crate::state::tables::{self, IndexHits, Keys, NewFiles, ReadStats, StateWriter};
+use crate::state::Prior;
 
 /// What `yibao adjudicate` was asked to do.
 #[derive(Debug, Clone)]
@@ -27,7 +37,10 @@ pub struct AdjudicateArgs {
     pub claims: PathBuf,
     pub persons: PathBuf,
     pub registrations: PathBuf,
-    pub ledger: Option<PathBuf>,
+    /// The state directory read and advanced (`--state`); `None`: empty state, none kept.
+    pub state: Option<PathBuf>,
+    /// Settle against this older version of the state, read-only (`--state-version`).
+    pub state_version: Option<u64>,
     pub policies: PathBuf,
     pub out: PathBuf,
     /// Worker threads; `None` uses every core.
@@ -137,8 +150,33 @@ pub fn spills(args: &AdjudicateArgs) -> Result<bool> {
     Ok(spill_bits(rows, limit) > 0)
 }
 
-/// Runs the whole job and returns the summary that was written to `summary.json`.
-pub fn adjudicate(args: &AdjudicateArgs) -> Result<summary::Summary> {
+/// What `yibao adjudicate` did.
+#[derive(Debug)]
+pub enum Adjudicated {
+    /// Settled; the summary written to `summary.json`.
+    Settled(Box<summary::Summary>),
+    /// Every claims file was absorbed by the state already (same content): nothing was settled
+    /// or written.
+    AlreadyAbsorbed {
+        /// The version whose run absorbed them.
+        version: u64,
+    },
+}
+
+impl Adjudicated {
+    /// The summary of a run that settled; panics on a run that did nothing (for tests).
+    pub fn summary(self) -> summary::Summary {
+        match self {
+            Adjudicated::Settled(s) => *s,
+            Adjudicated::AlreadyAbsorbed { version } => {
+                panic!("the input was absorbed already, by version {version}")
+            }
+        }
+    }
+}
+
+/// Runs the whole job.
+pub fn adjudicate(args: &AdjudicateArgs) -> Result<Adjudicated> {
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = args.threads {
         if n == 0 {
@@ -170,7 +208,7 @@ impl Laps {
 /// What every partition is settled against.
 struct Context<'a> {
     policies: &'a Policies,
-    ledger: &'a Ledger,
+    prior: &'a Prior,
 }
 
 /// One partition of claims (or a whole run's) grouped and settled.
@@ -188,7 +226,7 @@ fn settle_part(
     partitions: Partitions,
     laps: &mut Laps,
 ) -> Settled {
-    let settled = Engine::new(ctx.policies, registry, &claims, ctx.ledger).settle(&partitions);
+    let settled = Engine::new(ctx.policies, registry, &claims, ctx.prior).settle(&partitions);
     laps.mark(Stage::Settle);
     Settled {
         claims,
@@ -203,14 +241,101 @@ impl Settled {
             policies: ctx.policies,
             registry,
             claims: &self.claims,
-            ledger: ctx.ledger,
+            prior: ctx.prior,
             partitions: &self.partitions,
             settled: &self.settled,
         }
     }
 }
 
-fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
+/// The state directory of a run, as opened.
+fn open_state(args: &AdjudicateArgs) -> Result<Option<Store>> {
+    match (&args.state, args.state_version) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Error::Usage("--state-version needs --state".into())),
+        (Some(dir), None) => Store::open(dir).map(Some),
+        (Some(dir), Some(v)) => Store::open_version(dir, v).map(Some),
+    }
+}
+
+/// The content hashes of the claim files, and whether the state absorbed them already: `Some`
+/// version when every file was, an error naming the file when only some were (settling the rest
+/// would reject the absorbed files' claims as repeats, not skip them).
+fn absorbed(files: &[PathBuf], manifest: &Manifest) -> Result<(Vec<String>, Option<u64>)> {
+    let hashes: Vec<String> = files
+        .iter()
+        .map(|f| store::content_hash(f))
+        .collect::<Result<_>>()?;
+    let seen: Vec<Option<&Input>> = hashes.iter().map(|h| manifest.input(h)).collect();
+    if seen.iter().all(Option::is_some) {
+        let version = seen.iter().flatten().map(|i| i.version).max().unwrap_or(0);
+        return Ok((hashes, Some(version)));
+    }
+    if let Some((file, Some(input))) = files.iter().zip(&seen).find(|(_, s)| s.is_some()) {
+        return Err(Error::Usage(format!(
+            "{}: this content was absorbed by the state's version {} (as {}); settle the other \
+             files without it",
+            file.display(),
+            input.version,
+            input.path
+        )));
+    }
+    Ok((hashes, None))
+}
+
+/// Removes what a killed run left in `out`: spill directories of processes no longer running.
+fn remove_leftovers(out: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(".spill-") {
+            let alive = std::path::Path::new("/proc").join(pid).exists();
+            if !alive || pid == std::process::id().to_string() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// The state's next manifest: `read` with this run's files, inputs and run added, and the files
+/// holding only years before the new first year dropped.
+fn next_manifest(
+    read: &Manifest,
+    files: (store::Piece, store::Piece, store::Piece),
+    inputs: Vec<Input>,
+    run: RunRecord,
+) -> Manifest {
+    let (pools, history, claims) = files;
+    let latest_year = [read.latest_year, claims.max_year]
+        .into_iter()
+        .flatten()
+        .max();
+    let mut next = Manifest {
+        latest_year,
+        history_days: crate::state::HISTORY_DAYS,
+        ..read.clone()
+    };
+    let first_year = next.first_year();
+    let old = |p: &store::Piece| p.max_year.is_some_and(|y| y < first_year);
+    let pairs: Vec<(store::Piece, store::Piece)> = next
+        .pools
+        .drain(..)
+        .zip(next.history.drain(..))
+        .filter(|(p, h)| !(old(p) && (old(h) || h.max_year.is_none())))
+        .collect();
+    (next.pools, next.history) = pairs.into_iter().unzip();
+    next.claims.retain(|p| !old(p));
+    next.pools.push(pools);
+    next.history.push(history);
+    next.claims.push(claims);
+    next.inputs.extend(inputs);
+    next.runs.push(run);
+    next
+}
+
+fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     let started = Instant::now();
     let mut laps = Laps {
         stages: summary::StageTimes::default(),
@@ -219,46 +344,83 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     };
     let policies = Policies::load_dir(&args.policies)?;
     let (files, rows) = claim_files(args)?;
+    let store = open_state(args)?;
+    let hashes = match &store {
+        Some(store) => match absorbed(&files, &store.manifest)? {
+            (_, Some(version)) => return Ok(Adjudicated::AlreadyAbsorbed { version }),
+            (hashes, None) => hashes,
+        },
+        None => Vec::new(),
+    };
+    remove_leftovers(&args.out);
+    let first_year = store.as_ref().map_or(i32::MIN, |s| s.manifest.first_year());
     let limit = args.memory_limit.unwrap_or_else(default_memory_limit);
     let bits = spill_bits(rows, limit);
     // A spilled run's first read, before the registry takes its memory.
-    let repeated = if bits > 0 {
-        spill::repeated_ids(&files, rows)?
+    let (repeated, spill_keys) = if bits > 0 {
+        spill::repeated_ids(&files, rows, store.is_some())?
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let mut registry = Registry::load(&args.persons, &args.registrations, &policies)?;
-    let ledger = match &args.ledger {
-        Some(path) => Ledger::load(path, &mut registry.index, &policies)?,
-        None => Ledger::default(),
+    let lookup = |claim_keys: Vec<u64>, target_keys: Vec<u64>| -> Result<IndexHits> {
+        match &store {
+            Some(store) => tables::lookup_claims(
+                store,
+                &Keys::new(claim_keys),
+                &Keys::new(target_keys),
+                &policies,
+            ),
+            None => Ok(IndexHits::default()),
+        }
     };
-    let ctx = Context {
-        policies: &policies,
-        ledger: &ledger,
+    // The state of the persons present (`None`: every person), with the index records found.
+    let load_prior = |registry: &Registry, wanted: Option<Keys>, hits: IndexHits| match &store {
+        Some(store) => tables::load_prior(store, wanted.as_ref(), &registry.index, &policies, hits),
+        None => Ok((Prior::default(), ReadStats::default())),
     };
-    let mut outputs = OutputFiles::create(&args.out, &ledger)?;
+
+    let mut outputs = OutputFiles::create(&args.out)?;
+    let mut state_writer = match &store {
+        Some(store) if !store.read_only() => Some(StateWriter::create(store, &policies)?),
+        _ => None,
+    };
     let mut tally = summary::Tally::default();
     let mut anomalies = [0u64; Rule::COUNT];
     // One part of persons, held in memory or read back from a spill, grouped in output order:
-    // settled, audited against the month's amount statistics, written. Returns its rows.
-    let mut settle_and_write = |claims: Claims,
+    // settled, audited against the month's amount statistics, written with the state's changes
+    // beside the outputs. Returns its rows.
+    let mut settle_and_write = |ctx: &Context,
+                                claims: Claims,
                                 partitions: Partitions,
                                 stats: &AmountStats,
                                 registry: &Registry,
                                 laps: &mut Laps| {
-        let part = settle_part(&ctx, registry, claims, partitions, laps);
-        let audited = part.auditor(&ctx, registry).run_with(stats);
+        let part = settle_part(ctx, registry, claims, partitions, laps);
+        let audited = part.auditor(ctx, registry).run_with(stats);
         laps.mark(Stage::Audit);
         let view = RunView::new(
             &policies,
             registry,
             &part.claims,
-            &ledger,
+            ctx.prior,
             &part.partitions,
             &part.settled,
             &audited,
         );
-        outputs.append(&view)?;
+        // The state's rows beside the outputs: a file's few heavy columns leave a thread idle
+        // at its end, two writers at once keep both busy.
+        let (written, changed) = rayon::join(
+            || outputs.append(&view),
+            || match state_writer.as_mut() {
+                Some(writer) => {
+                    write_changes(writer, &part, ctx.prior, &registry.index, first_year)
+                }
+                None => Ok(()),
+            },
+        );
+        written?;
+        changed?;
         tally.add(&view);
         for (n, m) in anomalies.iter_mut().zip(audited.counts()) {
             *n += m;
@@ -267,15 +429,27 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         Result::Ok(part.claims.len() as u64)
     };
 
-    let (sources, claims, spill, parts) = if bits == 0 {
-        let known = ledger.claim_ids();
-        let whole = Claims::load(&args.claims, &mut registry.index, &known)?;
+    let (sources, claims, spill, parts, state_read) = if bits == 0 {
+        let mut whole = Claims::load(&args.claims, &mut registry.index)?;
+        let (claim_keys, target_keys) = whole.state_keys();
+        let hits = lookup(claim_keys, target_keys)?;
+        let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
+        whole.reject_duplicate_ids(&known);
+        let known_ids = known.len() as u64;
         drop(known);
+        let wanted = Keys::new(
+            present_persons(&whole.person, registry.index.len())
+                .map(|p| person_key(registry.index.id(p)))
+                .collect(),
+        );
+        let (prior, read) = load_prior(&registry, Some(wanted), hits)?;
         laps.mark(Stage::Ingest);
+        let ctx = Context {
+            policies: &policies,
+            prior: &prior,
+        };
         let held = held_bits(whole.len() as u64, args.part_claims.unwrap_or(PART_CLAIMS));
-        let with_state = partition::ledger_persons_by_part(&ledger, &registry.index, 0);
-        let month = Partitions::build(&whole, &registry.index, &with_state[0]);
-        drop(with_state);
+        let month = Partitions::build(&whole, &registry.index);
         laps.mark(Stage::Partition);
         let mut counts = AmountCounts::default();
         counts.add_claims(&policies, &registry, &whole);
@@ -286,12 +460,22 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
             let claims = whole.select(&rows)?;
             drop(rows);
             laps.mark(Stage::Partition);
-            settle_and_write(claims, partitions, &stats, &registry, &mut laps)?;
+            settle_and_write(&ctx, claims, partitions, &stats, &registry, &mut laps)?;
             count += 1;
         }
-        (whole.sources.clone(), whole.len() as u64, None, count)
+        (
+            whole.sources.clone(),
+            whole.len() as u64,
+            None,
+            count,
+            (read, known_ids),
+        )
     } else {
-        let known = ledger.claim_ids();
+        let hits = match spill_keys {
+            Some((claim_keys, target_keys)) => lookup(claim_keys, target_keys)?,
+            None => IndexHits::default(),
+        };
+        let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
         let spill_dir = args.out.join(format!(".spill-{}", std::process::id()));
         // The amount statistics of the whole month, which the outlier rule judges every claim
         // against: the judged claims are known before settlement, so they are counted as the
@@ -299,6 +483,7 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
         // whose claim id may repeat another's is counted once the repeats are known.
         let mut counts = AmountCounts::default();
         let mut suspect_amounts = Vec::new();
+        let mut present: Vec<bool> = Vec::new();
         let spilled = spill::scatter(
             &files,
             bits,
@@ -313,38 +498,76 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
                     AmountCounts::amount_of(&policies, registry, window, s.row as usize)
                         .map(|amount| (s.input_row, amount))
                 }));
+                present.resize(registry.index.len(), false);
+                for &p in &window.person {
+                    if p != crate::ingest::claims::NO_PERSON {
+                        present[p as usize] = true;
+                    }
+                }
             },
         )?;
+        let known_ids = known.len() as u64;
         drop(known);
         for (input_row, amount) in suspect_amounts {
             if spilled.repeats.binary_search(&input_row).is_err() {
                 counts.add_amount(amount);
             }
         }
+        let wanted = Keys::new(
+            (0..present.len() as u32)
+                .filter(|&p| present[p as usize])
+                .map(|p| person_key(registry.index.id(p)))
+                .collect(),
+        );
+        drop(present);
+        let (prior, read) = load_prior(&registry, Some(wanted), hits)?;
         laps.mark(Stage::Ingest);
+        let ctx = Context {
+            policies: &policies,
+            prior: &prior,
+        };
         let parts = spilled.person_parts() + 1;
         let stats = counts.stats();
-        let with_state = partition::ledger_persons_by_part(&ledger, &registry.index, bits);
         let mut count = 0;
         for part in 0..parts {
             let mut claims = spilled.read(part)?;
             laps.mark(Stage::Ingest);
-            let ledger_persons = with_state.get(part).map_or(&[][..], Vec::as_slice);
-            let mut partitions = Partitions::build(&claims, &registry.index, ledger_persons);
+            let mut partitions = Partitions::build(&claims, &registry.index);
             partitions.gather(&mut claims)?;
             laps.mark(Stage::Partition);
-            count += settle_and_write(claims, partitions, &stats, &registry, &mut laps)?;
+            count += settle_and_write(&ctx, claims, partitions, &stats, &registry, &mut laps)?;
         }
         let spill = summary::Spill {
             partitions: spilled.person_parts() as u64,
             bytes: spilled.bytes(),
         };
-        (spilled.sources.clone(), count, Some(spill), parts as u64)
+        (
+            spilled.sources.clone(),
+            count,
+            Some(spill),
+            parts as u64,
+            (read, known_ids),
+        )
     };
-    let (written, pending) = outputs.close(&policies, &registry.index)?;
+    let (written, pending) = outputs.close()?;
+    let new_files: Option<NewFiles> = state_writer.map(StateWriter::close).transpose()?;
     let (totals, reasons, rejected) = tally.finish(&policies);
     laps.mark(Stage::Output);
     let wall = started.elapsed().as_secs_f64();
+    let state = store.as_ref().map(|store| {
+        let (read, known_claim_ids) = state_read;
+        summary::StateSummary {
+            dir: store.dir.display().to_string(),
+            read_version: store.manifest.version,
+            commits_version: (!store.read_only()).then_some(store.manifest.version + 1),
+            read,
+            known_claim_ids,
+            written_rows: new_files
+                .as_ref()
+                .map_or(0, |f| f.pools.rows + f.history.rows + f.claims.rows),
+            written_bytes: new_files.as_ref().map_or(0, NewFiles::bytes),
+        }
+    });
     let summary = summary::Summary {
         engine: "yibao",
         version: env!("CARGO_PKG_VERSION"),
@@ -353,11 +576,9 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
             claims: sources,
             persons: args.persons.display().to_string(),
             registrations: args.registrations.display().to_string(),
-            ledger: args.ledger.as_ref().map(|p| p.display().to_string()),
-            ledger_pools: ledger.pool_count() as u64,
-            ledger_claims: ledger.claims.len() as u64,
             registry: registry.stats.clone(),
         },
+        state,
         policies: summary::policy_entries(&policies),
         outputs: written,
         claims,
@@ -385,12 +606,90 @@ fn run(args: &AdjudicateArgs) -> Result<summary::Summary> {
     };
     let json =
         serde_json::to_vec_pretty(&summary).map_err(|e| Error::Usage(format!("summary: {e}")))?;
-    // Parquet files first, summary last: a summary.json present means the run completed.
+    // Parquet files first, summary next: a summary.json present means the outputs are whole.
     for file in pending {
         file.commit()?;
     }
     output::parquet::write_atomic(&args.out.join("summary.json"), &json)?;
-    Ok(summary)
+    output::parquet::sync_dir(&args.out)?;
+    // The state's version last, once everything it stands for is in place.
+    if let (Some(store), Some(new_files)) = (&store, new_files) {
+        let (read, _) = state_read;
+        let bytes_written = new_files.bytes();
+        let placed = new_files.place(store)?;
+        let inputs = files
+            .iter()
+            .zip(&summary.inputs.claims)
+            .zip(hashes)
+            .map(|((path, source), blake3)| Input {
+                blake3,
+                path: path.display().to_string(),
+                bytes: source.bytes,
+                rows: source.rows,
+                version: store.manifest.version + 1,
+            })
+            .collect();
+        let run = RunRecord {
+            version: store.manifest.version + 1,
+            read_version: store.manifest.version,
+            engine: format!("yibao {}", env!("CARGO_PKG_VERSION")),
+            committed_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            claims,
+            out: args.out.display().to_string(),
+            bytes_read: read.bytes_read,
+            bytes_written,
+        };
+        store.commit(next_manifest(&store.manifest, placed, inputs, run))?;
+    }
+    Ok(Adjudicated::Settled(Box::new(summary)))
+}
+
+/// The dense ids of the persons with a claim row in `person` (ids below `persons`), ascending.
+fn present_persons(person: &[u32], persons: usize) -> impl Iterator<Item = u32> {
+    let mut present = vec![false; persons];
+    for &p in person {
+        if p != crate::ingest::claims::NO_PERSON {
+            present[p as usize] = true;
+        }
+    }
+    (0..persons as u32).filter(move |&p| present[p as usize])
+}
+
+/// Persons per batch of state changes built in parallel (by claim count, as settlement cuts).
+const CHANGE_CLAIMS: usize = 16 * 1024;
+
+/// Writes the state's changes of a settled part, a window of person chunks at a time.
+fn write_changes(
+    writer: &mut StateWriter,
+    part: &Settled,
+    prior: &Prior,
+    persons: &crate::ingest::registry::PersonIndex,
+    first_year: i32,
+) -> Result<()> {
+    let chunks = part.partitions.chunks(CHANGE_CLAIMS);
+    let window = rayon::current_num_threads().max(1) * 2;
+    for group in chunks.chunks(window) {
+        let changes: Vec<_> = group
+            .par_iter()
+            .map_init(Vec::new, |keep, &range| {
+                part.settled.changes(
+                    &part.claims,
+                    &part.partitions,
+                    prior,
+                    persons,
+                    first_year,
+                    range,
+                    keep,
+                )
+            })
+            .collect();
+        for c in &changes {
+            writer.append(c)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -445,7 +445,7 @@ fn flags_survive_the_month_split() {
         },
     ];
     let m2 = vec![
-        // Refill on 04-01 with 23 days of A1 left: found through the ledger.
+        // Refill on 04-01 with 23 days of A1 left: found through the state's history.
         Claim {
             total: "101.00",
             in_scope: "101.00",

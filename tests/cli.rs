@@ -135,7 +135,6 @@ fn quick_start_settles_the_sample_and_outputs_follow_the_contract() {
     let settled = rows_of(&settlements);
     assert!(rejected > 0, "the sample carries a few bad rows");
     assert!(settled <= input_rows && settled >= input_rows - rejected);
-    assert!(rows_of(&out.path().join("ledger.parquet")) > 0);
     let anomalies = rows_of(&out.path().join("anomalies.parquet"));
 
     let summary: serde_json::Value =
@@ -175,11 +174,69 @@ fn thread_count_does_not_change_the_output() {
         .unwrap();
         assert!(status.success());
     }
-    for file in ["settlements.parquet", "ledger.parquet", "rejected.parquet"] {
+    for file in [
+        "settlements.parquet",
+        "anomalies.parquet",
+        "rejected.parquet",
+    ] {
         let a = std::fs::read(out.path().join("1").join(file)).unwrap();
         let b = std::fs::read(out.path().join("2").join(file)).unwrap();
         assert!(a == b, "{file} differs");
     }
+}
+
+#[test]
+fn a_state_is_advanced_once_per_input_and_inspected() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().unwrap();
+    let run = || {
+        adjudicate_sample(
+            "data-samples/claims.parquet",
+            &dir.path().join("out"),
+            &["--state", state_arg],
+        )
+        .output()
+        .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    let settled = std::fs::read(dir.path().join("out/settlements.parquet")).unwrap();
+    // The same input again: a no-op that says so and exits 0, leaving the outputs as they were.
+    let again = run();
+    assert!(again.status.success(), "{again:?}");
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        said.contains("absorbed these claims already (version 1)"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("out/settlements.parquet")).unwrap(),
+        settled
+    );
+    let inspect = yibao()
+        .args(["state", "inspect", state_arg])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success());
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains("versions: 1 (latest 1)"), "{text}");
+    assert!(text.contains("data-samples/claims.parquet"), "{text}");
+    // An older version is read-only: settling against it leaves the state at version 1.
+    let read_only = adjudicate_sample(
+        "data-samples/claims.parquet",
+        &dir.path().join("replay"),
+        &["--state", state_arg, "--state-version", "0"],
+    )
+    .output()
+    .unwrap();
+    assert!(read_only.status.success(), "{read_only:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join("replay/settlements.parquet")).unwrap(),
+        settled,
+        "version 0 is the empty state the first run settled against"
+    );
+    assert_eq!(yibao::state::store::versions(&state).unwrap(), [1]);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Invariants: the kernel's identities for any input (proptest), and on a generated month the
 //! contract's identities on every row, identical output for 1 and 2 threads, and a month split
-//! through the ledger equal to the single run.
+//! through the state equal to the single run.
 
 mod common;
 
@@ -67,14 +67,15 @@ fn args(
     dir: &Path,
     claims: &str,
     out: &str,
-    ledger: Option<&str>,
+    state: Option<&str>,
     threads: usize,
 ) -> yibao::run::AdjudicateArgs {
     yibao::run::AdjudicateArgs {
         claims: dir.join(claims),
         persons: dir.join("persons.parquet"),
         registrations: dir.join("registrations.parquet"),
-        ledger: ledger.map(|l| dir.join(l)),
+        state: state.map(|l| dir.join(l)),
+        state_version: None,
         policies: policies_dir(),
         out: dir.join(out),
         threads: Some(threads),
@@ -88,9 +89,15 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     generate(d, 3_000, 30_000, 2024, 3, 11);
-    let one = yibao::run::adjudicate(&args(d, "claims.parquet", "t1", None, 1)).unwrap();
-    yibao::run::adjudicate(&args(d, "claims.parquet", "t2", None, 2)).unwrap();
-    for file in ["settlements.parquet", "rejected.parquet", "ledger.parquet"] {
+    let one = yibao::run::adjudicate(&args(d, "claims.parquet", "t1", Some("s1"), 1))
+        .unwrap()
+        .summary();
+    yibao::run::adjudicate(&args(d, "claims.parquet", "t2", Some("s2"), 2)).unwrap();
+    for file in [
+        "settlements.parquet",
+        "rejected.parquet",
+        "anomalies.parquet",
+    ] {
         let a = std::fs::read(d.join("t1").join(file)).unwrap();
         let b = std::fs::read(d.join("t2").join(file)).unwrap();
         assert!(a == b, "{file} differs between 1 and 2 threads");
@@ -265,7 +272,7 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
 }
 
 #[test]
-fn month_split_through_the_ledger_equals_the_single_run() {
+fn month_split_through_the_state_equals_the_single_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     generate(d, 2_000, 20_000, 2024, 5, 5);
@@ -276,8 +283,8 @@ fn month_split_through_the_ledger_equals_the_single_run() {
     write_parquet(&d.join("both/part-1.parquet"), &a);
     write_parquet(&d.join("both/part-2.parquet"), &b);
 
-    yibao::run::adjudicate(&args(d, "h1", "o1", None, 2)).unwrap();
-    yibao::run::adjudicate(&args(d, "h2", "o2", Some("o1/ledger.parquet"), 2)).unwrap();
+    yibao::run::adjudicate(&args(d, "h1", "o1", Some("state"), 2)).unwrap();
+    yibao::run::adjudicate(&args(d, "h2", "o2", Some("state"), 2)).unwrap();
     yibao::run::adjudicate(&args(d, "both", "all", None, 2)).unwrap();
     let split = concat_batches(
         &read_parquet(&d.join("o1/settlements.parquet")).schema(),
@@ -359,7 +366,7 @@ fn month_split_through_the_ledger_equals_the_single_run() {
     // The per-person rules did fire, and across the split.
     let flagged = whole_codes.iter().filter(|c| !c.is_empty()).count();
     assert!(flagged > 0);
-    // The reversals of the second half found their first-half originals through the ledger,
+    // The reversals of the second half found their first-half originals through the state,
     // and both later layers paid in the second half on state the first half left.
     let status = whole.column_by_name("status").unwrap().as_string::<i32>();
     assert!((0..whole.num_rows()).any(|i| status.value(i) == "reversal"));

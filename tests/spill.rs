@@ -8,11 +8,10 @@ use std::path::Path;
 use arrow::array::AsArray;
 use common::*;
 
-const OUTPUTS: [&str; 4] = [
+const OUTPUTS: [&str; 3] = [
     "settlements.parquet",
     "rejected.parquet",
     "anomalies.parquet",
-    "ledger.parquet",
 ];
 
 fn assert_same_outputs(a: &Path, b: &Path) {
@@ -39,14 +38,15 @@ fn args(
     d: &Path,
     claims: &str,
     out: &str,
-    ledger: Option<&str>,
+    state: Option<&str>,
     threads: usize,
 ) -> yibao::run::AdjudicateArgs {
     yibao::run::AdjudicateArgs {
         claims: d.join(claims),
         persons: d.join("persons.parquet"),
         registrations: d.join("registrations.parquet"),
-        ledger: ledger.map(|l| d.join(l)),
+        state: state.map(|l| d.join(l)),
+        state_version: None,
         policies: policies_dir(),
         out: d.join(out),
         threads: Some(threads),
@@ -56,7 +56,7 @@ fn args(
 }
 
 fn run(args: yibao::run::AdjudicateArgs) -> yibao::output::summary::Summary {
-    yibao::run::adjudicate(&args).unwrap()
+    yibao::run::adjudicate(&args).unwrap().summary()
 }
 
 fn spilled_at(limit: u64, args: yibao::run::AdjudicateArgs) -> yibao::run::AdjudicateArgs {
@@ -67,7 +67,7 @@ fn spilled_at(limit: u64, args: yibao::run::AdjudicateArgs) -> yibao::run::Adjud
 }
 
 #[test]
-fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
+fn a_spilled_month_and_its_state_match_the_run_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     yibao::generate::generate(&yibao::generate::GenerateConfig {
@@ -79,10 +79,10 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
         out: d.to_path_buf(),
     })
     .unwrap();
-    // Two halves of the month, the second settled on the first's ledger.
+    // Two halves of the month, the second settled on the state the first left.
     split_month(d, 2024, 5, 16);
 
-    let memory = run(args(d, "h1", "m1", None, 2));
+    let memory = run(args(d, "h1", "m1", Some("m-state"), 2));
     assert!(memory.spill.is_none());
     assert_eq!(
         memory.parts, 2,
@@ -100,7 +100,7 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
     assert_same_outputs(&d.join("m1"), &d.join("p1"));
     // The month-wide statistics of amount_outlier are gathered before the spilled run settles.
     assert!(memory.anomalies.get("amount_outlier").copied().unwrap_or(0) > 0);
-    let spilled = run(spilled_at(1 << 20, args(d, "h1", "s1", None, 2)));
+    let spilled = run(spilled_at(1 << 20, args(d, "h1", "s1", Some("s-state"), 2)));
     let parts = spilled
         .spill
         .as_ref()
@@ -113,16 +113,25 @@ fn a_spilled_month_and_its_ledger_are_the_bytes_of_the_run_in_memory() {
     assert_eq!(memory.anomalies, spilled.anomalies);
     no_spill_left(&d.join("s1"));
 
-    // The second half on the first half's ledger; the spilled run on one thread and more
+    assert_eq!(
+        state_pools(&d.join("m-state")),
+        state_pools(&d.join("s-state"))
+    );
+
+    // The second half on the first half's state; the spilled run on one thread and more
     // finely cut.
-    run(args(d, "h2", "m2", Some("m1/ledger.parquet"), 2));
+    run(args(d, "h2", "m2", Some("m-state"), 2));
     let spilled = run(spilled_at(
         200 << 10,
-        args(d, "h2", "s2", Some("s1/ledger.parquet"), 1),
+        args(d, "h2", "s2", Some("s-state"), 1),
     ));
     assert!(spilled.spill.unwrap().partitions > parts);
     assert_same_outputs(&d.join("m2"), &d.join("s2"));
     no_spill_left(&d.join("s2"));
+    assert_eq!(
+        state_pools(&d.join("m-state")),
+        state_pools(&d.join("s-state"))
+    );
 }
 
 /// Settles the scenario's claims held in memory (`whole/`) and spilled into every partition
@@ -133,7 +142,7 @@ fn settle_whole_and_spilled(s: &Scenario) {
     whole.memory_limit = None;
     cut.memory_limit = Some(1);
     yibao::run::adjudicate(&whole).unwrap();
-    let summary = yibao::run::adjudicate(&cut).unwrap();
+    let summary = yibao::run::adjudicate(&cut).unwrap().summary();
     assert!(summary.spill.is_some());
     assert_same_outputs(&s.path("whole"), &s.path("cut"));
 }

@@ -4,7 +4,7 @@
 //!
 //! Two kinds of rule:
 //! - **per person**, in the person's `(settled_at, claim_id)` order against what the person did
-//!   before — in this run and, through the ledger, in earlier runs — so flags survive a month
+//!   before — in this run and, through the state, in earlier runs — so flags survive a month
 //!   split ([`person`]);
 //! - **per batch**: amounts far from their (drug, level) group in this run ([`outlier`]).
 //!
@@ -19,10 +19,10 @@ use rayon::prelude::*;
 use crate::domain::Rule;
 use crate::ingest::claims::Claims;
 use crate::ingest::registry::Registry;
-use crate::ledger::Ledger;
 use crate::partition::Partitions;
 use crate::policy::{Policies, DEFAULT_WEIGHTS_BP, NONE};
 use crate::settle::Settled;
+use crate::state::Prior;
 
 /// Persons per parallel work unit (by claim count, as in settlement).
 const CHUNK_CLAIMS: usize = 16 * 1024;
@@ -33,8 +33,8 @@ pub enum Related {
     None,
     /// A claim of this run, by global row.
     Run(u32),
-    /// A claim of an earlier run, by ledger record index.
-    Ledger(u32),
+    /// A claim of an earlier run, by index in [`Prior::claims`].
+    Earlier(u32),
 }
 
 /// One flag with its evidence. `value` and `threshold` are in the rule's unit: days for the
@@ -128,7 +128,7 @@ pub struct Auditor<'a> {
     pub policies: &'a Policies,
     pub registry: &'a Registry,
     pub claims: &'a Claims,
-    pub ledger: &'a Ledger,
+    pub prior: &'a Prior,
     pub partitions: &'a Partitions,
     pub settled: &'a Settled,
 }
@@ -147,7 +147,7 @@ impl Auditor<'_> {
     }
 
     fn run_rules(&self, outliers: impl FnOnce() -> Vec<Anomaly>) -> Audited {
-        let lookup = person::LedgerCodes::new(self.claims, self.ledger, self.policies);
+        let lookup = person::PriorCodes::new(self.claims, self.prior, self.policies);
         let partitions = self.partitions;
         let chunks = partitions.chunks(CHUNK_CLAIMS);
         let parts: Vec<Vec<Anomaly>> = chunks

@@ -1,27 +1,27 @@
 //! The per-person rules: each of a person's claims against the person's earlier claims — in
-//! this run, then in the ledger — and year-to-date cost. Only claims that settled count
+//! this run, then in the state — and year-to-date cost. Only claims that settled count
 //! (`paid`, `capped`, `not_covered`); a refund lowers the year's cost and makes its original no
 //! longer count as an earlier fill or a duplicate's first copy from the refund on.
 
 use super::{Anomaly, Auditor, Related};
 use crate::domain::{year_of, Day, Level, Reason, Rule, Status};
 use crate::ingest::claims::{Claims, NO_CODE};
-use crate::ledger::{ClaimRecord, Ledger, RunCodes};
 use crate::policy::{CapBasis, NONE, TOTAL_COST_POOL};
+use crate::state::{run_codes, Prior, RunCodes};
 
-/// The ledger's institutions and drugs as codes of this run's dictionaries, so the rules
+/// The state's institutions and drugs as codes of this run's dictionaries, so the rules
 /// compare integers.
-pub struct LedgerCodes {
+pub struct PriorCodes {
     institutions: RunCodes,
     drugs: RunCodes,
     total_cost_pool: Option<u16>,
 }
 
-impl LedgerCodes {
-    pub fn new(claims: &Claims, ledger: &Ledger, policies: &crate::policy::Policies) -> Self {
-        LedgerCodes {
-            institutions: Ledger::run_codes(&ledger.institutions, &claims.institutions),
-            drugs: Ledger::run_codes(&ledger.drugs, &claims.drugs),
+impl PriorCodes {
+    pub fn new(claims: &Claims, prior: &Prior, policies: &crate::policy::Policies) -> Self {
+        PriorCodes {
+            institutions: run_codes(&prior.institutions, &claims.institutions),
+            drugs: run_codes(&prior.drugs, &claims.drugs),
             total_cost_pool: policies.pools.id(TOTAL_COST_POOL),
         }
     }
@@ -33,20 +33,20 @@ pub struct Scratch {
     /// Per run claim of the person: the position (in the person's order) of the refund that
     /// reversed it, or `usize::MAX`.
     reversed_at: Vec<usize>,
-    /// Ledger claims reversed in this run: (record index, position of the refund).
-    ledger_reversed_at: Vec<(usize, usize)>,
-    /// Ledger claims that settled and may share a burst window or a day with this run's claims.
+    /// Earlier claims reversed in this run: (index in [`Prior::claims`], position of the refund).
+    prior_reversed_at: Vec<(usize, usize)>,
+    /// Earlier claims that settled and may share a burst window or a day with this run's claims.
     recent: Vec<usize>,
     /// Year-to-date total cost by year.
     ytd: Vec<(i32, i64)>,
-    /// Service days of the claims counted so far (recent ledger claims, then this run's up to
+    /// Service days of the claims counted so far (recent earlier claims, then this run's up to
     /// the current one), sorted: a burst window is two binary searches.
     days: Vec<Day>,
 }
 
 pub fn audit_person(
     a: &Auditor,
-    codes: &LedgerCodes,
+    codes: &PriorCodes,
     slot: usize,
     s: &mut Scratch,
     found: &mut Vec<Anomaly>,
@@ -58,14 +58,14 @@ pub fn audit_person(
     let person = a.partitions.persons[slot];
     let (claims, outcomes) = (a.claims, &a.settled.outcomes);
     let base = a.partitions.offsets[slot] as usize;
-    let (first, records) = a.ledger.claims_of(person);
+    let (first, records) = a.prior.claims_of(person);
     s.reversed_at.clear();
     s.reversed_at.resize(rows.len(), usize::MAX);
-    s.ledger_reversed_at.clear();
+    s.prior_reversed_at.clear();
     s.ytd.clear();
     if let Some(pool) = codes.total_cost_pool {
         s.ytd.extend(
-            a.ledger
+            a.prior
                 .pools_of(person)
                 .iter()
                 .filter(|st| st.pool == pool)
@@ -89,10 +89,10 @@ pub fn audit_person(
     );
     s.days.clear();
     s.days
-        .extend(s.recent.iter().map(|&i| a.ledger.claims[i].service_day));
+        .extend(s.recent.iter().map(|&i| a.prior.claims[i].service_day));
     s.days.sort_unstable();
-    let ledger_gone = |i: usize, k: usize, s: &Scratch| {
-        a.ledger.claims[i].reversed || s.ledger_reversed_at.iter().any(|&(j, at)| j == i && at < k)
+    let prior_gone = |i: usize, k: usize, s: &Scratch| {
+        a.prior.claims[i].reversed || s.prior_reversed_at.iter().any(|&(j, at)| j == i && at < k)
     };
 
     for k in 0..rows.len() {
@@ -104,7 +104,7 @@ pub fn audit_person(
             Status::Rejected => continue,
             Status::Reversal => {
                 add_cost(&mut s.ytd, year_of(day), claims.total_fen[row]);
-                mark_reversed(a, rows, k, first, records, s);
+                mark_reversed(a, rows, k, first, records.len(), s);
                 continue;
             }
             _ => {}
@@ -190,8 +190,8 @@ pub fn audit_person(
                     .rev()
                     .copied()
                     .find(|&i| {
-                        let r = &a.ledger.claims[i];
-                        !ledger_gone(i, k, s)
+                        let r = &a.prior.claims[i];
+                        !prior_gone(i, k, s)
                             && same_claim(
                                 codes.institutions.of(r.institution),
                                 codes.drugs.of(r.drug),
@@ -199,7 +199,7 @@ pub fn audit_person(
                                 r.service_day,
                             )
                     })
-                    .map(|i| Related::Ledger(i as u32))
+                    .map(|i| Related::Earlier(i as u32))
             });
         if let Some(related) = duplicate {
             flag(
@@ -242,7 +242,7 @@ pub fn audit_person(
                             .find(|&i| {
                                 let r = &records[i];
                                 r.status.is_settled_claim()
-                                    && !ledger_gone(first + i, k, s)
+                                    && !prior_gone(first + i, k, s)
                                     && codes.drugs.of(r.drug) == drug
                                     && r.days_supply.is_some()
                             })
@@ -250,7 +250,7 @@ pub fn audit_person(
                                 let r = &records[i];
                                 (
                                     r.service_day + r.days_supply.unwrap_or(0),
-                                    Related::Ledger((first + i) as u32),
+                                    Related::Earlier((first + i) as u32),
                                 )
                             })
                     });
@@ -311,13 +311,13 @@ fn add_cost(ytd: &mut Vec<(i32, i64)>, year: i32, total: i64) -> (i64, i64) {
 }
 
 /// Marks the original of the refund at `k` as reversed from `k` on: settlement accepted the
-/// refund, so its original is the earlier claim (this run first, then the ledger) with the id.
+/// refund, so its original is the earlier claim (this run first, then the state) with the id.
 fn mark_reversed(
     a: &Auditor,
     rows: &[u32],
     k: usize,
     first: usize,
-    records: &[ClaimRecord],
+    earlier: usize,
     s: &mut Scratch,
 ) {
     let claims = a.claims;
@@ -326,7 +326,7 @@ fn mark_reversed(
     };
     if let Some(j) = (0..k).find(|&j| claims.claim_id(rows[j] as usize) == Some(target)) {
         s.reversed_at[j] = s.reversed_at[j].min(k);
-    } else if let Some(i) = records.iter().position(|r| &*r.claim_id == target) {
-        s.ledger_reversed_at.push((first + i, k));
+    } else if let Some(i) = (first..first + earlier).find(|&i| &*a.prior.claim_ids[i] == target) {
+        s.prior_reversed_at.push((i, k));
     }
 }

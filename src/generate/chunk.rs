@@ -1456,7 +1456,7 @@ const OUTSIDE_COMMUNITY: u16 = 7;
 
 /// The medical community of a non-pharmacy institution, if it belongs to one.
 fn community_of(institution: u16) -> Option<u16> {
-    (institution % OUTSIDE_COMMUNITY != 0).then_some(institution % COMMUNITIES)
+    (!institution.is_multiple_of(OUTSIDE_COMMUNITY)).then_some(institution % COMMUNITIES)
 }
 
 /// Appends `P` + region + the person's number within the region.

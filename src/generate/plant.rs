@@ -174,9 +174,9 @@ fn pick(
                 1 => yes(person.assisted),
                 _ => yes(!person.assisted),
             },
-            Plant::BeforeBenefitStart => yes(nth % 3 != 0 || region == RIZHAO),
+            Plant::BeforeBenefitStart => yes(!nth.is_multiple_of(3) || region == RIZHAO),
             Plant::SupplyTooLong | Plant::PharmacyWithoutPrescription => {
-                yes(nth % 4 != 0 || region == EZHOU)
+                yes(!nth.is_multiple_of(4) || region == EZHOU)
             }
             _ => BEST,
         }

@@ -346,15 +346,11 @@ impl Claims {
     }
 
     /// Reads `--claims FILE_OR_DIR`. Persons not in the registry get new dense ids in `persons`.
-    /// `known_claim_ids` (from the ledger) are claims settled by earlier runs: seeing one again
-    /// rejects the row as a duplicate. Each file is decoded a window of row groups at a time
+    /// Repeated claim ids are rejected by [`Self::reject_duplicate_ids`], once the state has
+    /// said which of them earlier runs settled. Each file is decoded a window of row groups at a time
     /// and converted at once: memory holds one window as read, then only the converted columns
     /// and the claim ids.
-    pub fn load(
-        path: &Path,
-        persons: &mut PersonIndex,
-        known_claim_ids: &[&str],
-    ) -> Result<Claims> {
+    pub fn load(path: &Path, persons: &mut PersonIndex) -> Result<Claims> {
         let files = list_parquet(path)?;
         let mut total_rows = 0;
         for file in &files {
@@ -383,7 +379,6 @@ impl Claims {
                 rows,
             });
         }
-        claims.reject_duplicate_ids(known_claim_ids);
         Ok(claims)
     }
 
@@ -687,9 +682,27 @@ impl Claims {
         self.rejected.reserve_exact(n);
     }
 
+    /// The [`crate::state::claim_key`]s of every claim id and of every reversal's target: what
+    /// the state's claim index is asked about.
+    pub fn state_keys(&self) -> (Vec<u64>, Vec<u64>) {
+        let mut ids = Vec::with_capacity(self.len());
+        let mut targets = Vec::new();
+        for batch in &self.batches {
+            for i in 0..batch.claim_id.len() {
+                if batch.claim_id.is_valid(i) {
+                    ids.push(crate::state::claim_key(batch.claim_id.value(i)));
+                }
+                if batch.reverses_claim_id.is_valid(i) {
+                    targets.push(crate::state::claim_key(batch.reverses_claim_id.value(i)));
+                }
+            }
+        }
+        (ids, targets)
+    }
+
     /// Rejects every repeat of a claim id: a later row with the id of an earlier row, or of a
-    /// claim an earlier run settled (see [`find_repeats`]).
-    fn reject_duplicate_ids(&mut self, known: &[&str]) {
+    /// claim an earlier run settled (`known`, from the state; see [`find_repeats`]).
+    pub fn reject_duplicate_ids(&mut self, known: &[&str]) {
         let repeats = find_repeats(
             self.len(),
             |row| {
@@ -750,7 +763,7 @@ pub struct Occurrence<'a> {
 }
 
 /// The input rows that repeat a claim id among `occurrence(0..len)` (`None`: no id) and the
-/// ledger's ids `known`: within one id, the ledger's claim (settled by an earlier run) is the
+/// ids `known` of claims earlier runs settled: within one id, the earlier run's claim is the
 /// original, else the valid row settled first — by settlement time, then input order — so a split
 /// run and a whole run agree on which row is the repeat. Sorting 64-bit hashes finds candidates
 /// without a global hash table; equal hashes are confirmed on the strings. Returned sorted.
@@ -759,7 +772,7 @@ pub fn find_repeats<'a>(
     occurrence: impl Fn(usize) -> Option<Occurrence<'a>> + Sync,
     known: &[&str],
 ) -> Vec<u64> {
-    const LEDGER: u64 = 1 << 63;
+    const EARLIER: u64 = 1 << 63;
     const NO_ID: u64 = u64::MAX;
     let mut keys: Vec<(u64, u64)> = (0..len)
         .into_par_iter()
@@ -770,13 +783,13 @@ pub fn find_repeats<'a>(
         known
             .par_iter()
             .enumerate()
-            .map(|(i, id)| (claim_id_hash(id), LEDGER | i as u64)),
+            .map(|(i, id)| (claim_id_hash(id), EARLIER | i as u64)),
     );
     let keys = sort_by_hash(keys);
     let of = |key: u64| occurrence(key as usize).expect("a row with an id");
     let text = |key: u64| -> &str {
-        if key & LEDGER != 0 {
-            known[(key & !LEDGER) as usize]
+        if key & EARLIER != 0 {
+            known[(key & !EARLIER) as usize]
         } else {
             of(key).id
         }
@@ -791,8 +804,8 @@ pub fn find_repeats<'a>(
         if end - start > 1 {
             let mut group: Vec<u64> = keys[start..end].iter().map(|k| k.1).collect();
             group.sort_by_key(|&k| {
-                if k & LEDGER != 0 {
-                    (false, false, i64::MIN, k & !LEDGER)
+                if k & EARLIER != 0 {
+                    (false, false, i64::MIN, k & !EARLIER)
                 } else {
                     let o = of(k);
                     (true, o.rejected, o.settled_at, o.input_row)
@@ -800,7 +813,7 @@ pub fn find_repeats<'a>(
             });
             for j in 1..group.len() {
                 let key = group[j];
-                if key & LEDGER == 0 && group[..j].iter().any(|&e| text(e) == text(key)) {
+                if key & EARLIER == 0 && group[..j].iter().any(|&e| text(e) == text(key)) {
                     repeats.push(of(key).input_row);
                 }
             }
@@ -1137,7 +1150,7 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_id_rejects_every_copy_but_the_first_settled_and_a_ledger_id_all() {
+    fn a_repeated_id_rejects_every_copy_but_the_first_settled_and_an_earlier_runs_id_all() {
         let ids = ["A", "B", "A", "C", "A", "D"];
         let settled = [30, 10, 20, 10, 40, 10];
         let occurrence = |i: usize| {
@@ -1148,7 +1161,7 @@ mod tests {
                 input_row: i as u64,
             })
         };
-        // "A": row 2 settled first, so rows 0 and 4 repeat it; "D" is the ledger's.
+        // "A": row 2 settled first, so rows 0 and 4 repeat it; "D" is an earlier run's.
         assert_eq!(find_repeats(ids.len(), occurrence, &["D"]), vec![0, 4, 5]);
         assert!(find_repeats(ids.len(), |_| None, &["A"]).is_empty());
     }

@@ -1,5 +1,5 @@
-//! Ingest: the first stage. Reads the claims, the person registry, the registrations and the
-//! ledger from Parquet into column vectors keyed by dense person id, rejecting bad claim rows
+//! Ingest: the first stage. Reads the claims, the person registry and the registrations from
+//! Parquet into column vectors keyed by dense person id, rejecting bad claim rows
 //! with a reason (see [`claims`]).
 
 pub mod claims;
@@ -38,7 +38,7 @@ pub fn person_slice<'a, T>(offsets: &[u32], items: &'a [T], person: u32) -> &'a 
 }
 
 /// Groups `(person, item)` by person (stable), as CSR offsets over `persons` ids: a counting
-/// sort, each item moved once (ledger claim records, registrations: millions of them), with no
+/// sort, each item moved once (pool states, registrations: millions of them), with no
 /// sort buffer.
 pub fn group_by_person<T>(items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Vec<T>) {
     let mut offsets = vec![0u32; persons + 1];

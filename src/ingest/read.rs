@@ -235,8 +235,8 @@ fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {
 }
 
 /// The contract's Arrow schema for `specs`: the type each kind is written as (money as
-/// `Decimal128(18, 2)`), with the specs' nullability. Writers of inputs (the generator) and of the
-/// ledger use it, so a column is defined once, where it is read.
+/// `Decimal128(18, 2)`), with the specs' nullability. Writers of inputs (the generator) use it,
+/// so a column is defined once, where it is read.
 pub fn contract_schema(specs: &[ColumnSpec]) -> Schema {
     Schema::new(
         specs

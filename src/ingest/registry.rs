@@ -14,8 +14,8 @@ use crate::domain::{AssistanceCategory, Coverage, Day, Scheme, Severity};
 use crate::error::{Error, Result};
 use crate::policy::{Policies, NONE};
 
-/// Dense person ids. Registry persons come first, in file order; persons met only in claims or
-/// the ledger are appended in the order they are first seen, so ids are deterministic.
+/// Dense person ids. Registry persons come first, in file order; persons met only in claims are
+/// appended in the order they are first seen, so ids are deterministic.
 ///
 /// The ids' text lives in one arena and the table holds only dense ids: a province's millions
 /// of persons cost three allocations, not two per person. The table is the engine's own (open
@@ -210,7 +210,7 @@ impl PersonIndex {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PersonState {
     Valid,
-    /// Not in the registry snapshot (met in claims or the ledger only).
+    /// Not in the registry snapshot (met in claims only).
     Unknown,
     /// In the registry with a value the contract does not allow (named in the summary).
     Invalid,
@@ -316,7 +316,7 @@ impl Registry {
         let mut registry = Registry::default();
         let window = rayon::current_num_threads().max(1);
         let rows = row_count(persons)? as usize;
-        // Persons met only in claims or the ledger are few; the table grows if need be.
+        // Persons met only in claims are few; the table grows if need be.
         registry.index = PersonIndex::with_capacity(rows);
         registry.persons.reserve_exact(rows);
         let (bytes, rows) =

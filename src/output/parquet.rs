@@ -1,13 +1,14 @@
-//! Parquet writing for every file yibao produces (outputs, the ledger, the generator's inputs).
+//! Parquet writing for every file yibao produces (outputs, the state, the generator's inputs).
 //!
 //! - **Parallel, in bounded memory.** Rows are cut into row groups of exactly
 //!   [`ROW_GROUP_ROWS`] rows (the last one shorter) and encoded as they arrive, a slice of rows
 //!   at a time with every column as its own rayon task, so memory holds the row group's encoded
 //!   pages and one slice of rows, never whole row groups as Arrow arrays. A row group's bytes
 //!   depend only on its rows, so the file is the same for any thread count and any batching.
-//! - **Atomic.** A file is written as `NAME.tmp` and renamed into place by [`Committed::commit`]
-//!   once the whole run has succeeded: a reader never sees half a file, and a failed run leaves
-//!   the previous outputs untouched. A writer dropped before `close` removes its temporary file.
+//! - **Atomic and durable.** A file is written as `NAME.tmp`, fsynced when closed, and renamed
+//!   into place by [`Committed::commit`] once the whole run has succeeded: a reader never sees
+//!   half a file, and a failed run leaves the previous outputs untouched. A writer dropped before
+//!   `close` removes its temporary file; [`sync_dir`] makes the renames themselves durable.
 //! - **Tuned by measurement** ([`FileSettings`]): see README "Performance" for the numbers behind
 //!   the defaults.
 
@@ -83,13 +84,6 @@ impl FileSettings {
     /// rows): [`Self::PER_CLAIM`] without statistics for the ids, which are in no order.
     pub const OUTPUT: FileSettings = FileSettings {
         unordered_columns: &["claim_id", "person_id"],
-        ..FileSettings::PER_CLAIM
-    };
-
-    /// The ledger: read whole by the next run and never filtered by a reader, so no statistics
-    /// at all.
-    pub const LEDGER: FileSettings = FileSettings {
-        statistics: EnabledStatistics::None,
         ..FileSettings::PER_CLAIM
     };
 
@@ -298,7 +292,7 @@ impl PendingFile {
         Ok(())
     }
 
-    /// Encodes what is queued, writes the footer and closes the temporary file;
+    /// Encodes what is queued, writes the footer, fsyncs and closes the temporary file;
     /// [`Committed::commit`] renames it into place.
     pub fn close(mut self) -> Result<Committed> {
         if self.filling_rows > 0 {
@@ -312,9 +306,10 @@ impl PendingFile {
                 buffered
                     .into_inner()
                     .map_err(|e| Error::io(&self.tmp, e.into_error()))
-            });
+            })
+            .and_then(|file| file.sync_all().map_err(|e| Error::io(&self.tmp, e)));
         match closed {
-            Ok(_file) => Ok(Committed {
+            Ok(()) => Ok(Committed {
                 tmp: std::mem::take(&mut self.tmp),
                 path: std::mem::take(&mut self.path),
             }),
@@ -348,11 +343,23 @@ impl Committed {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through a fsynced temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    (|| {
+        let mut file = File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()
+    })()
+    .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// fsyncs a directory, so that the names created or renamed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// Rows the column writer encodes per step (parquet's `write_batch_size`, its default):

@@ -20,6 +20,8 @@ pub struct Summary {
     pub version: &'static str,
     pub threads: usize,
     pub inputs: Inputs,
+    /// Set when the run read (and, unless read-only, advanced) a state directory.
+    pub state: Option<StateSummary>,
     pub policies: Vec<PolicyEntry>,
     pub outputs: Written,
     pub claims: u64,
@@ -73,7 +75,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// A stage of the pipeline, as the summary's per-stage figures name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Policies, registry, ledger and claims read and validated (in a spilled run also the
+    /// Policies, registry, state and claims read and validated (in a spilled run also the
     /// scatter to disk and reading the partitions back).
     Ingest,
     /// Claims grouped by person, in time order, gathered into output order.
@@ -115,10 +117,27 @@ pub struct Inputs {
     pub claims: Vec<SourceFile>,
     pub persons: String,
     pub registrations: String,
-    pub ledger: Option<String>,
-    pub ledger_pools: u64,
-    pub ledger_claims: u64,
     pub registry: RegistryStats,
+}
+
+/// What the run read of the state and what it added (`--state`).
+#[derive(Debug, Serialize)]
+pub struct StateSummary {
+    pub dir: String,
+    /// The version settled against.
+    pub read_version: u64,
+    /// The version this run commits as its last step; `null` for a read-only run
+    /// (`--state-version`).
+    pub commits_version: Option<u64>,
+    /// Pool rows and history claims of this run's persons, claims of the index its reversals
+    /// named, and the bytes of the state files read for them.
+    pub read: crate::state::tables::ReadStats,
+    /// Claim ids of this run already in the claim index (rejected as `duplicate_claim_id`
+    /// unless another copy in this run came first).
+    pub known_claim_ids: u64,
+    /// Rows and bytes of the new files (pools, history, claim index).
+    pub written_rows: u64,
+    pub written_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]

@@ -13,33 +13,16 @@ use rayon::prelude::*;
 
 use crate::ingest::claims::{Claims, NO_PERSON};
 use crate::ingest::registry::PersonIndex;
-use crate::ledger::Ledger;
 
-/// The stable key of a person id: FNV-1a over its bytes, finished with MurmurHash3's `fmix64`
-/// so that the top bits (which pick a spill partition) are well mixed. Fixed forever: changing
-/// it reorders every output file.
+/// The stable key of a person id ([`crate::domain::stable_key`]): persons are listed in its
+/// order in every output, and its top bits pick a spill partition. Fixed forever: changing it
+/// reorders every output file.
 pub fn person_key(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in id.as_bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    crate::domain::stable_key(id)
 }
 
-/// Key bits that name a block: persons are grouped in blocks of equal top key bits wherever an
-/// output groups rows (the ledger writes a block's pool rows, then its claim rows). A spill
-/// partition is a whole number of blocks, so the grouping never depends on how a run was cut.
+/// The most key bits a run is cut by: at most 1024 spilled partitions or parts held in memory.
 pub const BLOCK_BITS: u32 = 10;
-
-/// The block of a person key.
-pub fn block_of(key: u64) -> usize {
-    (key >> (64 - BLOCK_BITS)) as usize
-}
 
 /// The part of a person key when a run is cut into `1 << bits` parts by the keys' top bits
 /// (spilled partitions, or the parts of a run held in memory).
@@ -51,30 +34,13 @@ pub fn part_of(key: u64, bits: u32) -> usize {
     }
 }
 
-/// The ledger's persons with year-to-date state, by the part of a run cut into `1 << bits`
-/// parts of persons their key falls in (one list for a run held whole): each part's persons
-/// are settled with it even without a claim, so their state is carried on.
-pub fn ledger_persons_by_part(ledger: &Ledger, index: &PersonIndex, bits: u32) -> Vec<Vec<u32>> {
-    let persons = ledger.persons().min(index.len()) as u32;
-    let keyed: Vec<(usize, u32)> = (0..persons)
-        .into_par_iter()
-        .filter(|&p| ledger.has_state(p))
-        .map(|p| (part_of(person_key(index.id(p)), bits), p))
-        .collect();
-    let mut parts = vec![Vec::new(); 1 << bits];
-    for (part, p) in keyed {
-        parts[part].push(p);
-    }
-    parts
-}
-
 /// The claims of a run grouped by person, persons in output order.
 ///
 /// A *slot* is a person's place in output order; `persons[slot]` is its dense person id.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Partitions {
-    /// Dense person id of each slot: every person with a claim row here, and every person of
-    /// the ledger in this partition's key range, ordered by `(person_key, id)`.
+    /// Dense person id of each slot: every person with a claim row here, ordered by
+    /// `(person_key, id)`.
     pub persons: Vec<u32>,
     /// [`person_key`] of each slot.
     pub keys: Vec<u64>,
@@ -90,15 +56,13 @@ pub struct Partitions {
 }
 
 impl Partitions {
-    /// Groups the rows of `claims` by person. `with_state` are the ledger's persons with
-    /// year-to-date state in this part's key range ([`ledger_persons_by_part`]): they get a slot
-    /// even without a claim here. Only the persons present are keyed and sorted, so a spilled
-    /// partition costs its own claims, not the whole registry.
-    pub fn build(claims: &Claims, index: &PersonIndex, with_state: &[u32]) -> Partitions {
+    /// Groups the rows of `claims` by person. Only the persons present are keyed and sorted, so
+    /// a spilled partition costs its own claims, not the whole registry.
+    pub fn build(claims: &Claims, index: &PersonIndex) -> Partitions {
         const ABSENT: u32 = u32::MAX;
         let mut slot_of = vec![ABSENT; index.len()];
         let mut present = Vec::new();
-        for &p in claims.person.iter().chain(with_state) {
+        for &p in &claims.person {
             if p != NO_PERSON && slot_of[p as usize] == ABSENT {
                 slot_of[p as usize] = 0;
                 present.push(p);
@@ -304,19 +268,6 @@ impl Partitions {
         (rows, part)
     }
 
-    /// Slot ranges `(first, end)` of the non-empty blocks, in order.
-    pub fn blocks(&self) -> Vec<(usize, usize)> {
-        let mut blocks = Vec::new();
-        let mut start = 0;
-        for s in 1..=self.slots() {
-            if s == self.slots() || block_of(self.keys[s]) != block_of(self.keys[start]) {
-                blocks.push((start, s));
-                start = s;
-            }
-        }
-        blocks
-    }
-
     /// Slot ranges `(first, end)` of about `claims` claims each, cut between persons: the
     /// parallel work units of settlement and audit. The cuts depend on the data alone, so the
     /// output is the same for any thread count.
@@ -367,15 +318,18 @@ mod tests {
     }
 
     #[test]
-    fn a_ledger_person_without_claims_gets_a_slot_once_in_key_order() {
+    fn persons_get_one_slot_each_in_key_order() {
         let mut index = PersonIndex::default();
         for name in ["P1", "P2", "P3", "P4", "P5", "P6"] {
             index.intern(name);
         }
-        let month = claims(&[(Some(0), 5, "C1", false), (Some(2), 3, "C2", false)]);
-        // Person 2 has claims and state; person 5 only state.
-        let built = Partitions::build(&month, &index, &[5, 2]);
-        let mut expected: Vec<(u64, u32)> = [0u32, 2, 5]
+        let month = claims(&[
+            (Some(0), 5, "C1", false),
+            (Some(2), 3, "C2", false),
+            (Some(2), 1, "C3", false),
+        ]);
+        let built = Partitions::build(&month, &index);
+        let mut expected: Vec<(u64, u32)> = [0u32, 2]
             .iter()
             .map(|&p| (person_key(index.id(p)), p))
             .collect();
@@ -386,8 +340,8 @@ mod tests {
         );
         assert_eq!(built.keys, expected.iter().map(|e| e.0).collect::<Vec<_>>());
         let slot_of = |p: u32| built.persons.iter().position(|&q| q == p).unwrap();
-        assert!(built.rows_of(slot_of(5)).is_empty());
-        assert_eq!(built.rows_of(slot_of(2)), &[1]);
+        // Person 2's claims in settlement order: C3 (time 1) before C2 (time 3).
+        assert_eq!(built.rows_of(slot_of(2)), &[2, 1]);
         assert_eq!(built.rows_of(slot_of(0)), &[0]);
     }
 
@@ -405,7 +359,7 @@ mod tests {
             })
             .collect();
         let month_claims = claims(&rows);
-        let month = Partitions::build(&month_claims, &index, &[]);
+        let month = Partitions::build(&month_claims, &index);
         for bits in 0..=3 {
             let mut all = Vec::new();
             for (part, (selected, cut)) in month.cut(bits).enumerate() {
@@ -415,7 +369,7 @@ mod tests {
                         .map(|&r| rows[r as usize])
                         .collect::<Vec<_>>(),
                 );
-                let built = Partitions::build(&own, &index, &[]);
+                let built = Partitions::build(&own, &index);
                 assert_eq!(cut, built, "part {part} of {}", 1 << bits);
                 assert_eq!(
                     built.output_rows(),

@@ -102,18 +102,33 @@ fn spill_options() -> IpcWriteOptions {
         .expect("LZ4 is built in (arrow's ipc_compression feature)")
 }
 
-/// The hashes of the claim ids that occur more than once in `files` (`rows` rows in all), sorted: a first read of
-/// the `claim_id` column alone, made before the registry is loaded so that its 8 bytes a claim
-/// are never held beside it. Only rows with these hashes (or a ledger claim's) are examined
-/// closely while scattering.
-pub fn repeated_ids(files: &[PathBuf], rows: u64) -> Result<Vec<u64>> {
+/// The [`crate::state::claim_key`]s of a run's claim ids and of its reversals' targets.
+pub type StateKeys = (Vec<u64>, Vec<u64>);
+
+/// The hashes of the claim ids that occur more than once in `files` (`rows` rows in all), sorted:
+/// a first read of the `claim_id` column alone, made before the registry is loaded so that its
+/// 8 bytes a claim are never held beside it. Only rows with these hashes (or an earlier run's
+/// claim's) are examined closely while scattering. With `state_keys`, the same read also gives
+/// the [`crate::state::claim_key`]s of every claim id and reversal target, for the state's claim
+/// index (`reverses_claim_id` is read too).
+pub fn repeated_ids(
+    files: &[PathBuf],
+    rows: u64,
+    state_keys: bool,
+) -> Result<(Vec<u64>, Option<StateKeys>)> {
     let window = rayon::current_num_threads().max(1);
     // Sized from the footers' `rows`: grown by doubling, the vector would at one moment hold
     // its old and new copies, half again the memory of the hashes themselves.
     let mut hashes: Vec<u64> = Vec::with_capacity(rows as usize);
+    let mut keys: Option<StateKeys> = state_keys.then(|| (Vec::new(), Vec::new()));
     let id_only = [col("claim_id", ColumnKind::Text, true)];
+    let with_targets = [
+        col("claim_id", ColumnKind::Text, true),
+        col("reverses_claim_id", ColumnKind::Text, true),
+    ];
+    let columns: &[_] = if state_keys { &with_targets } else { &id_only };
     for file in files {
-        read_windows(file, &id_only, window, |batches, _| {
+        read_windows(file, columns, window, |batches, _| {
             for batch in &batches {
                 let ids = batch.column(0).as_string::<i32>();
                 hashes.par_extend(
@@ -122,6 +137,18 @@ pub fn repeated_ids(files: &[PathBuf], rows: u64) -> Result<Vec<u64>> {
                         .filter(|&i| ids.is_valid(i))
                         .map(|i| claim_id_hash(ids.value(i))),
                 );
+                if let Some((claim_keys, target_keys)) = keys.as_mut() {
+                    let targets = batch.column(1).as_string::<i32>();
+                    let key_of = |a: &arrow::array::StringArray, i: usize| {
+                        a.is_valid(i).then(|| crate::state::claim_key(a.value(i)))
+                    };
+                    claim_keys.par_extend(
+                        (0..ids.len())
+                            .into_par_iter()
+                            .filter_map(|i| key_of(ids, i)),
+                    );
+                    target_keys.extend((0..targets.len()).filter_map(|i| key_of(targets, i)));
+                }
             }
             Ok(())
         })?;
@@ -133,10 +160,10 @@ pub fn repeated_ids(files: &[PathBuf], rows: u64) -> Result<Vec<u64>> {
         .map(|w| w[0])
         .collect();
     repeated.dedup();
-    Ok(repeated)
+    Ok((repeated, keys))
 }
 
-/// A row whose claim id may repeat another's (its hash is a repeated id's or a ledger claim's):
+/// A row whose claim id may repeat another's (its hash is a repeated id's or an earlier run's):
 /// its row in the converted window and its row across the whole input.
 #[derive(Debug, Clone, Copy)]
 pub struct Suspect {
@@ -146,7 +173,7 @@ pub struct Suspect {
 
 /// Scatters the claims of `files` into `1 << bits` person partitions (and one for rows with no
 /// person) under `dir`, converted a window at a time (persons not in the registry get dense ids
-/// in `registry`, in input order). `known` are the ledger's claim ids and `repeated` the hashes
+/// in `registry`, in input order). `known` are claim ids earlier runs settled and `repeated` the hashes
 /// of ids repeated within `files` ([`repeated_ids`]), for finding repeats. `inspect` sees each
 /// converted window before it is written, with its suspect rows (whether they repeat an id is
 /// known only once every file is read: [`Spilled::repeats`]).
@@ -164,7 +191,7 @@ pub fn scatter(
     let parts = (1usize << bits) + 1;
     let no_person = parts - 1;
     let window = rayon::current_num_threads().max(2);
-    // A row is a suspect when its id's hash is repeated in the claims or is a ledger claim's.
+    // A row is a suspect when its id's hash is repeated in the claims or is an earlier run's.
     let mut suspects: Vec<u64> = known.par_iter().map(|id| claim_id_hash(id)).collect();
     suspects.extend_from_slice(repeated);
     suspects.par_sort_unstable();

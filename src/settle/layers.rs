@@ -7,8 +7,8 @@
 use super::kernel::{split, Terms};
 use super::{pool_state, Layers};
 use crate::ingest::registry::Person;
-use crate::ledger::PoolState;
 use crate::policy::{CapBasis, Version, NONE};
+use crate::state::PoolState;
 
 /// Settles a claim's `critical_illness_base` through both layers and updates their pools.
 pub fn settle(

@@ -16,11 +16,15 @@ use rayon::prelude::*;
 
 use crate::domain::{year_of, Coverage, Day, Level, Reason, Referral, Status, VisitType};
 use crate::ingest::claims::{Claims, NO_CODE};
+use crate::ingest::registry::PersonIndex;
 use crate::ingest::registry::{Person, PersonState, Registration, Registry};
-use crate::ledger::{Ledger, PoolState, RunCodes};
 use crate::money::mul_ratio;
 use crate::partition::Partitions;
 use crate::policy::{DeductiblePer, LevelRatio, Policies, Slot, Version, NONE};
+pub use crate::state::Layers;
+use crate::state::{
+    retained, run_codes, Changes, ClaimRecord, PoolState, Prior, RunCodes, WrittenClaim,
+};
 use kernel::{split, Terms};
 
 /// Claims per parallel work unit: large enough to amortise scheduling, small enough to balance
@@ -56,44 +60,6 @@ pub struct Outcome {
     /// covered at all): a Jiaxing tertiary visit, a missing registration, … `None` when a
     /// condition benefit paid, and on reversals.
     pub condition_reason: Option<Reason>,
-}
-
-/// The second and third layers of one-stop settlement (一站式结算): critical illness insurance
-/// and medical assistance. Each keeps a year-to-date pool of its own: base received (`cost`),
-/// deductible absorbed and amount paid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layers {
-    /// Critical-illness pool, or [`NONE`] when no critical illness insurance took the claim.
-    pub ci_pool: u16,
-    pub ci_deductible_fen: i64,
-    /// `critical_illness_paid`.
-    pub ci_fen: i64,
-    /// Assistance pool, or [`NONE`].
-    pub assistance_pool: u16,
-    pub assistance_deductible_fen: i64,
-    /// `assistance_paid`.
-    pub assistance_fen: i64,
-}
-
-impl Layers {
-    pub const NONE: Layers = Layers {
-        ci_pool: NONE,
-        ci_deductible_fen: 0,
-        ci_fen: 0,
-        assistance_pool: NONE,
-        assistance_deductible_fen: 0,
-        assistance_fen: 0,
-    };
-
-    fn negated(&self) -> Layers {
-        Layers {
-            ci_deductible_fen: -self.ci_deductible_fen,
-            ci_fen: -self.ci_fen,
-            assistance_deductible_fen: -self.assistance_deductible_fen,
-            assistance_fen: -self.assistance_fen,
-            ..*self
-        }
-    }
 }
 
 impl Outcome {
@@ -143,16 +109,16 @@ impl Outcome {
     }
 }
 
-/// Everything settlement reads: compiled policies, registry, claims, ledger.
+/// Everything settlement reads: compiled policies, registry, claims, the state's [`Prior`].
 pub struct Engine<'a> {
     pub policies: &'a Policies,
     pub registry: &'a Registry,
     pub claims: &'a Claims,
-    pub ledger: &'a Ledger,
+    pub prior: &'a Prior,
     /// `[version][diagnosis]` → condition id or [`NONE`], built once per run.
     diagnosis_condition: Vec<Vec<u16>>,
-    /// The ledger's medical communities as codes of this run's dictionary.
-    ledger_communities: RunCodes,
+    /// The state's medical communities as codes of this run's dictionary.
+    prior_communities: RunCodes,
     /// [`crate::policy::TOTAL_COST_POOL`]'s id, when the policies define it.
     total_cost_pool: Option<u16>,
 }
@@ -165,18 +131,143 @@ pub struct Settled {
     /// Year-to-date state after the run of every person with claims, by slot (see
     /// [`Partitions`]) then (year, pool).
     pub pools: Vec<(u32, PoolState)>,
-    /// Ledger claim records this run reversed.
-    pub reversed_ledger: Vec<usize>,
+    /// Earlier claims ([`Prior::claims`]) this run reversed, ascending.
+    pub reversed_prior: Vec<usize>,
 }
 
-/// A chunk's year-to-date states (by slot) and the ledger claims it reversed.
+impl Settled {
+    /// What the settlement of slots `a..b` of `partitions` changes in the state, for each person
+    /// with claims here: the person's pools after the run (of years from `first_year` on), the
+    /// claims the history keeps ([`retained`]: earlier ones with this run's reversals marked,
+    /// and this run's), and this run's claims for the claim index.
+    #[allow(clippy::too_many_arguments)]
+    pub fn changes<'a>(
+        &'a self,
+        claims: &'a Claims,
+        partitions: &Partitions,
+        prior: &'a Prior,
+        persons: &'a PersonIndex,
+        first_year: i32,
+        (a, b): (usize, usize),
+        keep: &mut Vec<bool>,
+    ) -> Changes<'a> {
+        let mut changes = Changes::default();
+        let from = self.pools.partition_point(|(q, _)| (*q as usize) < a);
+        let mut pools = self.pools[from..].iter().peekable();
+        let mut candidates: Vec<WrittenClaim<'a>> = Vec::new();
+        let text =
+            |list: &'a [String], code: u32| (code != NO_CODE).then(|| list[code as usize].as_str());
+        for slot in a..b {
+            let rows = partitions.rows_of(slot);
+            if rows.is_empty() {
+                continue;
+            }
+            let person_id = persons.id(partitions.persons[slot]);
+            let before = changes.pools.len();
+            while let Some((_, state)) = pools.next_if(|(q, _)| *q as usize == slot) {
+                if state.year >= first_year {
+                    changes.pools.push((person_id, *state));
+                }
+            }
+            if changes.pools.len() == before {
+                // No pool: the row still marks this version as the holder of the person.
+                changes.pools.push((person_id, PoolState::empty(0, NONE)));
+            }
+            candidates.clear();
+            let (start, records) = prior.claims_of(partitions.persons[slot]);
+            for (i, record) in records.iter().enumerate() {
+                let i = start + i;
+                if !prior.in_history[i] {
+                    continue;
+                }
+                let mut record = *record;
+                record.reversed |= self.reversed_prior.binary_search(&i).is_ok();
+                candidates.push(WrittenClaim {
+                    person_id,
+                    claim_id: &prior.claim_ids[i],
+                    record,
+                    institution: text(&prior.institutions, record.institution),
+                    drug: text(&prior.drugs, record.drug),
+                    medical_community: text(&prior.medical_communities, record.medical_community),
+                    reverses: None,
+                });
+            }
+            let first = partitions.offsets[slot] as usize;
+            for (k, &row) in rows.iter().enumerate() {
+                let row = row as usize;
+                let o = &self.outcomes[first + k];
+                let claim = WrittenClaim {
+                    person_id,
+                    claim_id: claims.claim_id(row).unwrap_or_default(),
+                    record: record_of(claims, row, o),
+                    institution: text(&claims.institutions, claims.institution[row]),
+                    drug: text(&claims.drugs, claims.drug[row]),
+                    medical_community: text(
+                        &claims.medical_communities,
+                        claims.medical_community[row],
+                    ),
+                    reverses: (o.status == Status::Reversal)
+                        .then(|| claims.reverses_claim_id(row))
+                        .flatten(),
+                };
+                changes.claims.push(claim);
+                if o.status.is_settled_claim() {
+                    candidates.push(claim);
+                }
+            }
+            candidates.sort_by(|x, y| {
+                (x.record.settled_at, x.claim_id).cmp(&(y.record.settled_at, y.claim_id))
+            });
+            retained(&candidates, first_year, keep);
+            changes.history.extend(
+                candidates
+                    .iter()
+                    .zip(keep.iter())
+                    .filter(|(_, &k)| k)
+                    .map(|(c, _)| *c),
+            );
+        }
+        changes
+    }
+}
+
+/// The state's record of the claim at `row`, settled as `o`; its texts are codes of the run's
+/// dictionaries.
+fn record_of(claims: &Claims, row: usize, o: &Outcome) -> ClaimRecord {
+    ClaimRecord {
+        settled_at: claims.settled_at[row],
+        service_day: claims.service_day[row],
+        status: o.status,
+        version: o.version,
+        label: o.label,
+        pool: o.pool,
+        ratio_bp: o.ratio_bp,
+        total_fen: claims.total_fen[row],
+        in_scope_fen: claims.in_scope_fen[row],
+        eligible_fen: o.eligible_fen,
+        deductible_fen: o.deductible_fen,
+        fund_fen: o.fund_fen,
+        copay_fen: o.copay_fen,
+        over_cap_fen: o.over_cap_fen,
+        assisted: o.assisted,
+        reversed: o.reversed,
+        visit: claims.visit[row],
+        institution: claims.institution[row],
+        drug: claims.drug[row],
+        days_supply: claims.days_supply[row],
+        medical_community: claims.medical_community[row],
+        layers: o.layers,
+    }
+}
+
+/// A chunk's year-to-date states (by slot) and the earlier claims it reversed.
 type ChunkResult = (Vec<(u32, PoolState)>, Vec<usize>);
 
 /// Per-thread scratch reused across persons: no allocation per claim.
 #[derive(Default)]
 struct Scratch {
     pools: Vec<PoolState>,
-    reversed_ledger: Vec<usize>,
+    reversed_prior: Vec<usize>,
 }
 
 impl<'a> Engine<'a> {
@@ -184,7 +275,7 @@ impl<'a> Engine<'a> {
         policies: &'a Policies,
         registry: &'a Registry,
         claims: &'a Claims,
-        ledger: &'a Ledger,
+        prior: &'a Prior,
     ) -> Engine<'a> {
         // Distinct diagnosis codes are few (thousands) next to claims (millions): match ICD-10
         // prefixes once per code and version, never per claim.
@@ -199,15 +290,14 @@ impl<'a> Engine<'a> {
                     .collect()
             })
             .collect();
-        let ledger_communities =
-            Ledger::run_codes(&ledger.medical_communities, &claims.medical_communities);
+        let prior_communities = run_codes(&prior.medical_communities, &claims.medical_communities);
         Engine {
             policies,
             registry,
             claims,
-            ledger,
+            prior,
             diagnosis_condition,
-            ledger_communities,
+            prior_communities,
             total_cost_pool: policies.pools.id(crate::policy::TOTAL_COST_POOL),
         }
     }
@@ -235,14 +325,14 @@ impl<'a> Engine<'a> {
                 for slot in a..b {
                     let rows = partitions.rows_of(slot);
                     if rows.is_empty() {
-                        // No claims this run: the writer carries the ledger state unchanged.
+                        // No claims this run: the person's state stays as it was.
                         continue;
                     }
                     let from = partitions.offsets[slot] as usize - base;
                     let person = partitions.persons[slot];
                     self.settle_person(person, rows, &mut out[from..from + rows.len()], scratch);
                     pools.extend(scratch.pools.iter().map(|s| (slot as u32, *s)));
-                    reversed.extend_from_slice(&scratch.reversed_ledger);
+                    reversed.extend_from_slice(&scratch.reversed_prior);
                 }
                 (pools, reversed)
             })
@@ -253,18 +343,17 @@ impl<'a> Engine<'a> {
         };
         for (pools, reversed) in results {
             settled.pools.extend(pools);
-            settled.reversed_ledger.extend(reversed);
+            settled.reversed_prior.extend(reversed);
         }
+        settled.reversed_prior.sort_unstable();
         settled
     }
 
     /// Settles one person's claims (`rows`, in order) into `out`.
     fn settle_person(&self, person: u32, rows: &[u32], out: &mut [Outcome], scratch: &mut Scratch) {
         scratch.pools.clear();
-        scratch
-            .pools
-            .extend_from_slice(self.ledger.pools_of(person));
-        scratch.reversed_ledger.clear();
+        scratch.pools.extend_from_slice(self.prior.pools_of(person));
+        scratch.reversed_prior.clear();
         let attributes = self.registry.person(person);
         for k in 0..rows.len() {
             let row = rows[k] as usize;
@@ -444,7 +533,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Settles the reversal at `rows[k]`: finds its original (earlier in this run, else in the
-    /// ledger), gives the original's effect on the state back and negates its settlement.
+    /// state), gives the original's effect on the state back and negates its settlement.
     fn reverse(
         &self,
         person: u32,
@@ -462,17 +551,16 @@ impl<'a> Engine<'a> {
         // The original as (outcome, total, in-scope, service day), and where to mark it reversed.
         enum Found {
             Run(usize),
-            Ledger(usize),
+            Prior(usize),
         }
         let found = (0..k)
             .find(|&j| claims.claim_id(rows[j] as usize) == Some(target))
             .map(Found::Run)
             .or_else(|| {
-                let (start, records) = self.ledger.claims_of(person);
-                records
-                    .iter()
-                    .position(|r| &*r.claim_id == target)
-                    .map(|i| Found::Ledger(start + i))
+                let (start, records) = self.prior.claims_of(person);
+                (start..start + records.len())
+                    .find(|&i| &*self.prior.claim_ids[i] == target)
+                    .map(Found::Prior)
             });
         let (original, total, in_scope, day) = match found {
             None => return rejected(Reason::OriginalNotFound),
@@ -488,9 +576,9 @@ impl<'a> Engine<'a> {
                     claims.service_day[r],
                 )
             }
-            Some(Found::Ledger(i)) => {
-                let r = &self.ledger.claims[i];
-                if r.reversed || scratch.reversed_ledger.contains(&i) {
+            Some(Found::Prior(i)) => {
+                let r = &self.prior.claims[i];
+                if r.reversed || scratch.reversed_prior.contains(&i) {
                     return rejected(Reason::AlreadyReversed);
                 }
                 let outcome = Outcome {
@@ -522,7 +610,7 @@ impl<'a> Engine<'a> {
         }
         match found {
             Some(Found::Run(j)) => out[j].reversed = true,
-            Some(Found::Ledger(i)) => scratch.reversed_ledger.push(i),
+            Some(Found::Prior(i)) => scratch.reversed_prior.push(i),
             None => unreachable!(),
         }
 
@@ -576,7 +664,7 @@ impl<'a> Engine<'a> {
 
 impl Engine<'_> {
     /// The person's latest stay before `rows[k]` that still counts — settled, not refunded by
-    /// then — in this run, else in the ledger: its medical community and discharge day, which an
+    /// then — in this run, else in the state: its medical community and discharge day, which an
     /// upward referral continues. Looked up only for upward referrals.
     fn previous_stay(
         &self,
@@ -600,19 +688,17 @@ impl Engine<'_> {
                 (claims.medical_community[r], claims.service_day[r])
             })
             .or_else(|| {
-                let (start, records) = self.ledger.claims_of(person);
+                let (start, records) = self.prior.claims_of(person);
                 records
                     .iter()
                     .enumerate()
                     .rev()
                     .find(|(i, r)| {
-                        r.is_stay()
-                            && !r.reversed
-                            && !scratch.reversed_ledger.contains(&(start + i))
+                        r.is_stay() && !r.reversed && !scratch.reversed_prior.contains(&(start + i))
                     })
                     .map(|(_, r)| {
                         (
-                            self.ledger_communities.of(r.medical_community),
+                            self.prior_communities.of(r.medical_community),
                             r.service_day,
                         )
                     })
@@ -717,14 +803,7 @@ fn pool_state(pools: &mut Vec<PoolState>, year: i32, pool: u16) -> &mut PoolStat
     let i = match pools.iter().position(|s| s.year == year && s.pool == pool) {
         Some(i) => i,
         None => {
-            pools.push(PoolState {
-                year,
-                pool,
-                fund_fen: 0,
-                cost_fen: 0,
-                deductible_fen: 0,
-                claims: 0,
-            });
+            pools.push(PoolState::empty(year, pool));
             pools.len() - 1
         }
     };

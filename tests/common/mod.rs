@@ -466,17 +466,13 @@ impl Scenario {
         self.dir.path().join(name)
     }
 
-    pub fn args(
-        &self,
-        claims: &str,
-        out: &str,
-        ledger: Option<&str>,
-    ) -> yibao::run::AdjudicateArgs {
+    pub fn args(&self, claims: &str, out: &str, state: Option<&str>) -> yibao::run::AdjudicateArgs {
         yibao::run::AdjudicateArgs {
             claims: self.path(claims),
             persons: self.path("persons.parquet"),
             registrations: self.path("registrations.parquet"),
-            ledger: ledger.map(|l| self.path(l)),
+            state: state.map(|l| self.path(l)),
+            state_version: None,
             policies: policies_dir(),
             out: self.path(out),
             threads: Some(2),
@@ -492,7 +488,7 @@ impl Scenario {
     }
 }
 
-/// A month split: settles `m1`, then `m2` with `m1`'s ledger (outputs `o1`, `o2`), and both
+/// A month split: settles `m1`, then `m2` on the state `m1` left (outputs `o1`, `o2`), and both
 /// in one run (`whole`). Returns the scenario and the settlements of `o2` and of `whole`.
 pub fn split_and_whole(
     persons: &[Person],
@@ -506,8 +502,8 @@ pub fn split_and_whole(
     std::fs::create_dir_all(s.path("all")).unwrap();
     write_claims(&s.path("all/part-1.parquet"), m1);
     write_claims(&s.path("all/part-2.parquet"), m2);
-    yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
-    yibao::run::adjudicate(&s.args("m2", "o2", Some("o1/ledger.parquet"))).unwrap();
+    yibao::run::adjudicate(&s.args("claims", "o1", Some("state"))).unwrap();
+    yibao::run::adjudicate(&s.args("m2", "o2", Some("state"))).unwrap();
     yibao::run::adjudicate(&s.args("all", "whole", None)).unwrap();
     let split = read_settlements(&s.path("o2/settlements.parquet"));
     let whole = read_settlements(&s.path("whole/settlements.parquet"));
@@ -578,4 +574,65 @@ pub fn split_month(dir: &Path, year: i32, month: u32, day: u32) -> (RecordBatch,
         write_parquet(&dir.join(sub).join("part.parquet"), half);
     }
     halves
+}
+
+/// (person, year, pool) → (fund, cost, deductible, claims), in fen.
+pub type StatePools = BTreeMap<(String, i32, String), (i64, i64, i64, i32)>;
+
+/// A state's year-to-date pools as its latest version holds them, read as any Parquet reader
+/// would: the manifest names the pools files, oldest first, and the newest file holding a person
+/// holds the person's whole state.
+pub fn state_pools(dir: &Path) -> StatePools {
+    let versions = yibao::state::store::versions(dir).unwrap();
+    let manifest = yibao::state::store::read_manifest(dir, *versions.last().unwrap()).unwrap();
+    let first_year = manifest.first_year();
+    let mut holder: BTreeMap<String, usize> = BTreeMap::new();
+    let mut pools = BTreeMap::new();
+    for (n, piece) in manifest.pools.iter().enumerate().rev() {
+        let b = read_parquet(&dir.join(&piece.file));
+        let text = |name: &str| {
+            arrow::compute::cast(b.column_by_name(name).unwrap(), &DataType::Utf8)
+                .unwrap()
+                .as_string::<i32>()
+                .clone()
+        };
+        let (person, pool) = (text("person_id"), text("pool"));
+        let int64 = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let int32 = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .clone()
+        };
+        let (year, claims) = (int32("year"), int32("claims"));
+        let (fund, cost, deductible) = (
+            int64("fund_paid_fen"),
+            int64("cost_fen"),
+            int64("deductible_fen"),
+        );
+        for i in 0..b.num_rows() {
+            let p = person.value(i).to_string();
+            if *holder.entry(p.clone()).or_insert(n) != n || pool.is_null(i) {
+                continue;
+            }
+            if year.value(i) < first_year {
+                continue;
+            }
+            pools.insert(
+                (p, year.value(i), pool.value(i).to_string()),
+                (
+                    fund.value(i),
+                    cost.value(i),
+                    deductible.value(i),
+                    claims.value(i),
+                ),
+            );
+        }
+    }
+    pools
 }

@@ -1,4 +1,4 @@
-//! Bad rows go to rejected.parquet with a reason and never stop the run; the ledger carries
+//! Bad rows go to rejected.parquet with a reason and never stop the run; the state carries
 //! year-to-date state so that a split run equals the single run.
 
 mod common;
@@ -54,7 +54,9 @@ fn bad_rows_are_rejected_with_reasons_and_the_run_goes_on() {
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
     write_parquet(&s.path("claims/part-2.parquet"), &batch);
 
-    let summary = yibao::run::adjudicate(&s.args("claims", "out", None)).unwrap();
+    let summary = yibao::run::adjudicate(&s.args("claims", "out", None))
+        .unwrap()
+        .summary();
     assert_eq!(summary.claims, 8);
     assert_eq!(summary.rejected, 7);
 
@@ -152,10 +154,10 @@ fn a_malformed_file_stops_the_run_naming_file_and_column() {
     );
 }
 
-/// Month 1, then month 2 with month 1's ledger, equals one run over both months — including a
+/// Month 1, then month 2 on the state month 1 left, equals one run over both months — including a
 /// reversal in month 2 of a month-1 claim and a cap crossed in month 2.
 #[test]
-fn month_split_with_the_ledger_equals_the_single_run() {
+fn month_split_through_the_state_equals_the_single_run() {
     let persons = [
         person("P1", EZHOU, "resident"),
         Person {
@@ -181,7 +183,7 @@ fn month_split_with_the_ledger_equals_the_single_run() {
         },
         claim("A3", "P1", "2024-04-03", "primary", "I10", "1000.00"),
         claim("B2", "P2", "2024-04-05", "secondary", "E11", "2000.00"),
-        // A repeat of a March claim id is caught through the ledger.
+        // A repeat of a March claim id is caught through the state's claim index.
         claim("B1", "P2", "2024-04-06", "secondary", "E11", "10.00"),
     ];
     let s = Scenario::new(&persons, &regs, &march);
@@ -191,8 +193,8 @@ fn month_split_with_the_ledger_equals_the_single_run() {
     write_claims(&s.path("both/part-0.parquet"), &march);
     write_claims(&s.path("both/part-1.parquet"), &april);
 
-    yibao::run::adjudicate(&s.args("claims", "m1", None)).unwrap();
-    yibao::run::adjudicate(&s.args("april", "m2", Some("m1/ledger.parquet"))).unwrap();
+    yibao::run::adjudicate(&s.args("claims", "m1", Some("state"))).unwrap();
+    yibao::run::adjudicate(&s.args("april", "m2", Some("state"))).unwrap();
     yibao::run::adjudicate(&s.args("both", "all", None)).unwrap();
     let mut split = read_settlements(&s.path("m1/settlements.parquet"));
     let m2 = read_settlements(&s.path("m2/settlements.parquet"));
@@ -218,52 +220,10 @@ fn month_split_with_the_ledger_equals_the_single_run() {
     assert_eq!(whole["B2"].fund, fen("1250.00"));
 }
 
-/// Counts the ledger's `pool` rows per (person, year, pool).
-fn pool_rows(path: &std::path::Path) -> std::collections::BTreeMap<(String, i32, String), usize> {
-    let b = read_parquet(path);
-    let int = |name: &str| {
-        arrow::compute::cast(
-            b.column_by_name(name).unwrap(),
-            &arrow::datatypes::DataType::Int32,
-        )
-        .unwrap()
-        .as_primitive::<Int32Type>()
-        .clone()
-    };
-    let (record, list, person, pool, year) = (
-        int("record"),
-        int("list"),
-        int("person"),
-        int("pool"),
-        int("year"),
-    );
-    let name = b.column_by_name("name").unwrap().as_string::<i32>();
-    // The ledger's name lists: record 0 rows, list 0 = persons, 1 = pools.
-    let entries = |which: i32| -> Vec<String> {
-        (0..b.num_rows())
-            .filter(|&i| record.value(i) == 0 && list.value(i) == which)
-            .map(|i| name.value(i).to_string())
-            .collect()
-    };
-    let (persons, pools) = (entries(0), entries(1));
-    let mut counts = std::collections::BTreeMap::new();
-    for i in 0..b.num_rows() {
-        if record.value(i) == 1 {
-            let key = (
-                persons[person.value(i) as usize].clone(),
-                year.value(i),
-                pools[pool.value(i) as usize].clone(),
-            );
-            *counts.entry(key).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 /// A person idle for a month keeps exactly one copy of each year-to-date state, and a claim id
 /// seen only on a reversal rejected in settlement still counts as seen in the next run.
 #[test]
-fn idle_months_and_settlement_rejects_carry_through_the_ledger() {
+fn idle_months_and_settlement_rejects_carry_through_the_state() {
     let persons = [
         person("P1", EZHOU, "resident"),
         person("P2", EZHOU, "resident"),
@@ -298,24 +258,33 @@ fn idle_months_and_settlement_rejects_carry_through_the_ledger() {
     write_claims(&s.path("all/part-2.parquet"), &m2);
     write_claims(&s.path("all/part-3.parquet"), &m3);
 
-    yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
-    yibao::run::adjudicate(&s.args("m2", "o2", Some("o1/ledger.parquet"))).unwrap();
-    yibao::run::adjudicate(&s.args("m3", "o3", Some("o2/ledger.parquet"))).unwrap();
-    yibao::run::adjudicate(&s.args("all", "whole", None)).unwrap();
+    yibao::run::adjudicate(&s.args("claims", "o1", Some("state"))).unwrap();
+    yibao::run::adjudicate(&s.args("m2", "o2", Some("state"))).unwrap();
+    let after_april = state_pools(&s.path("state"));
+    yibao::run::adjudicate(&s.args("m3", "o3", Some("state"))).unwrap();
+    yibao::run::adjudicate(&s.args("all", "whole", Some("whole-state"))).unwrap();
 
-    let counts = pool_rows(&s.path("o2/ledger.parquet"));
-    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     // Each person's two-diseases pool, critical-illness pool (which took the copays) and
-    // year-to-date total cost.
-    assert_eq!(counts.len(), 6, "{counts:?}");
-    assert!(counts.contains_key(&(
+    // year-to-date total cost; P1, idle in April, keeps March's.
+    assert_eq!(after_april.len(), 6, "{after_april:?}");
+    // A1: 1,000 × 60% = 600.00 from the two-diseases cap of 1,000.
+    assert_eq!(
+        after_april[&(
+            "P1".to_string(),
+            2024,
+            "resident:two_diseases.hypertension".to_string()
+        )]
+            .0,
+        60_000
+    );
+    assert!(after_april.contains_key(&(
         "P1".to_string(),
         2024,
         "critical_illness:resident".to_string()
     )));
     assert_eq!(
-        pool_rows(&s.path("o3/ledger.parquet")),
-        pool_rows(&s.path("whole/ledger.parquet"))
+        state_pools(&s.path("state")),
+        state_pools(&s.path("whole-state"))
     );
 
     let whole = read_settlements(&s.path("whole/settlements.parquet"));
@@ -329,24 +298,52 @@ fn idle_months_and_settlement_rejects_carry_through_the_ledger() {
 }
 
 #[test]
-fn a_ledger_pool_row_without_its_pool_stops_the_run() {
+fn a_state_naming_a_pool_the_policies_do_not_have_stops_the_run() {
     let s = Scenario::new(
         &[person("P1", EZHOU, "resident")],
         &[registration("P1", "hypertension")],
         &[claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00")],
     );
-    yibao::run::adjudicate(&s.args("claims", "o1", None)).unwrap();
-    let mut ledger = read_parquet(&s.path("o1/ledger.parquet"));
-    let i = ledger.schema().index_of("pool").unwrap();
-    let mut columns = ledger.columns().to_vec();
-    columns[i] = Arc::new(arrow::array::Int32Array::new_null(ledger.num_rows()));
-    ledger = RecordBatch::try_new(ledger.schema(), columns).unwrap();
-    write_parquet(&s.path("bad-ledger.parquet"), &ledger);
-    let err =
-        yibao::run::adjudicate(&s.args("claims", "o2", Some("bad-ledger.parquet"))).unwrap_err();
+    yibao::run::adjudicate(&s.args("claims", "o1", Some("state"))).unwrap();
+    // Rename every pool of the state's pools file, as a policy edit that renamed a benefit
+    // would leave it.
+    let state = s.path("state");
+    let manifest = yibao::state::store::read_manifest(&state, 1).unwrap();
+    let file = state.join(&manifest.pools[0].file);
+    let pools = read_parquet(&file);
+    let i = pools.schema().index_of("pool").unwrap();
+    let mut columns = pools.columns().to_vec();
+    columns[i] = Arc::new(arrow::array::StringArray::from_iter_values(
+        (0..pools.num_rows()).map(|_| "resident:renamed"),
+    ));
+    let schema = Arc::new(arrow::datatypes::Schema::new(
+        pools
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "pool" => {
+                    arrow::datatypes::Field::new("pool", arrow::datatypes::DataType::Utf8, true)
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    write_parquet(&file, &RecordBatch::try_new(schema, columns).unwrap());
+    std::fs::create_dir_all(s.path("april")).unwrap();
+    write_claims(
+        &s.path("april/part.parquet"),
+        &[claim("A2", "P1", "2024-04-01", "primary", "I10", "100.00")],
+    );
+    let err = yibao::run::adjudicate(&s.args("april", "o2", Some("state"))).unwrap_err();
+    let message = err.to_string();
     assert!(
-        err.to_string().contains("a pool record needs its pool"),
-        "{err}"
+        message.contains("pool `resident:renamed` is not in the current policies")
+            && message.contains(&manifest.pools[0].file)
+            && message.contains("column `pool`"),
+        "{message}"
     );
     assert_eq!(err.exit_code(), 2);
+    // The failed run committed nothing.
+    assert_eq!(yibao::state::store::versions(&state).unwrap(), [1]);
 }
