@@ -303,15 +303,12 @@ fn remove_leftovers(out: &std::path::Path) {
 /// holding only years before the new first year dropped.
 fn next_manifest(
     read: &Manifest,
+    latest_year: Option<i32>,
     files: (store::Piece, store::Piece, store::Piece),
     inputs: Vec<Input>,
     run: RunRecord,
 ) -> Manifest {
     let (pools, history, claims) = files;
-    let latest_year = [read.latest_year, claims.max_year]
-        .into_iter()
-        .flatten()
-        .max();
     let mut next = Manifest {
         latest_year,
         history_days: crate::state::HISTORY_DAYS,
@@ -353,7 +350,13 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         None => Vec::new(),
     };
     remove_leftovers(&args.out);
-    let first_year = store.as_ref().map_or(i32::MIN, |s| s.manifest.first_year());
+    // The state's latest year once this run commits: the year of the latest settlement time
+    // among its valid claims, or the state's. Rows of years before the one preceding it are not
+    // written again (the commit drops them).
+    let latest_year = |run_year: Option<i32>| -> Option<i32> {
+        let read = store.as_ref().and_then(|s| s.manifest.latest_year);
+        [read, run_year].into_iter().flatten().max()
+    };
     let limit = args.memory_limit.unwrap_or_else(default_memory_limit);
     let bits = spill_bits(rows, limit);
     // A spilled run's first read, before the registry takes its memory.
@@ -391,6 +394,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     // settled, audited against the month's amount statistics, written with the state's changes
     // beside the outputs. Returns its rows.
     let mut settle_and_write = |ctx: &Context,
+                                first_year: i32,
                                 claims: Claims,
                                 partitions: Partitions,
                                 stats: &AmountStats,
@@ -443,11 +447,13 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                 .collect(),
         );
         let (prior, read) = load_prior(&registry, Some(wanted), hits)?;
+        let run_year = latest_settlement_year(&whole, 0..whole.len());
         laps.mark(Stage::Ingest);
         let ctx = Context {
             policies: &policies,
             prior: &prior,
         };
+        let first_year = latest_year(run_year).map_or(i32::MIN, |y| y - 1);
         let held = held_bits(whole.len() as u64, args.part_claims.unwrap_or(PART_CLAIMS));
         let month = Partitions::build(&whole, &registry.index);
         laps.mark(Stage::Partition);
@@ -460,7 +466,9 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             let claims = whole.select(&rows)?;
             drop(rows);
             laps.mark(Stage::Partition);
-            settle_and_write(&ctx, claims, partitions, &stats, &registry, &mut laps)?;
+            settle_and_write(
+                &ctx, first_year, claims, partitions, &stats, &registry, &mut laps,
+            )?;
             count += 1;
         }
         (
@@ -468,7 +476,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             whole.len() as u64,
             None,
             count,
-            (read, known_ids),
+            (read, known_ids, run_year),
         )
     } else {
         let hits = match spill_keys {
@@ -484,6 +492,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         let mut counts = AmountCounts::default();
         let mut suspect_amounts = Vec::new();
         let mut present: Vec<bool> = Vec::new();
+        let mut run_year = None;
         let spilled = spill::scatter(
             &files,
             bits,
@@ -498,6 +507,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                     AmountCounts::amount_of(&policies, registry, window, s.row as usize)
                         .map(|amount| (s.input_row, amount))
                 }));
+                run_year = run_year.max(latest_settlement_year(window, 0..window.len()));
                 present.resize(registry.index.len(), false);
                 for &p in &window.person {
                     if p != crate::ingest::claims::NO_PERSON {
@@ -526,6 +536,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             policies: &policies,
             prior: &prior,
         };
+        let first_year = latest_year(run_year).map_or(i32::MIN, |y| y - 1);
         let parts = spilled.person_parts() + 1;
         let stats = counts.stats();
         let mut count = 0;
@@ -535,7 +546,9 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             let mut partitions = Partitions::build(&claims, &registry.index);
             partitions.gather(&mut claims)?;
             laps.mark(Stage::Partition);
-            count += settle_and_write(&ctx, claims, partitions, &stats, &registry, &mut laps)?;
+            count += settle_and_write(
+                &ctx, first_year, claims, partitions, &stats, &registry, &mut laps,
+            )?;
         }
         let spill = summary::Spill {
             partitions: spilled.person_parts() as u64,
@@ -546,7 +559,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             count,
             Some(spill),
             parts as u64,
-            (read, known_ids),
+            (read, known_ids, run_year),
         )
     };
     let (written, pending) = outputs.close()?;
@@ -555,7 +568,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     laps.mark(Stage::Output);
     let wall = started.elapsed().as_secs_f64();
     let state = store.as_ref().map(|store| {
-        let (read, known_claim_ids) = state_read;
+        let (read, known_claim_ids, _) = state_read;
         summary::StateSummary {
             dir: store.dir.display().to_string(),
             read_version: store.manifest.version,
@@ -614,7 +627,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     output::parquet::sync_dir(&args.out)?;
     // The state's version last, once everything it stands for is in place.
     if let (Some(store), Some(new_files)) = (&store, new_files) {
-        let (read, _) = state_read;
+        let (read, _, run_year) = state_read;
         let bytes_written = new_files.bytes();
         let placed = new_files.place(store)?;
         let inputs = files
@@ -641,9 +654,23 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             bytes_read: read.bytes_read,
             bytes_written,
         };
-        store.commit(next_manifest(&store.manifest, placed, inputs, run))?;
+        store.commit(next_manifest(
+            &store.manifest,
+            latest_year(run_year),
+            placed,
+            inputs,
+            run,
+        ))?;
     }
     Ok(Adjudicated::Settled(Box::new(summary)))
+}
+
+/// The year of the latest settlement time among the valid claims of `rows`.
+fn latest_settlement_year(claims: &Claims, rows: std::ops::Range<usize>) -> Option<i32> {
+    rows.filter(|&r| claims.rejected[r].is_none())
+        .map(|r| claims.settled_at[r])
+        .max()
+        .map(|ms| crate::domain::year_of(ms.div_euclid(crate::domain::MILLIS_PER_DAY) as i32))
 }
 
 /// The dense ids of the persons with a claim row in `person` (ids below `persons`), ascending.

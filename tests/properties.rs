@@ -296,75 +296,8 @@ fn month_split_through_the_state_equals_the_single_run() {
     .unwrap();
     let whole = read_parquet(&d.join("all/settlements.parquet"));
     assert_eq!(split.num_rows(), whole.num_rows());
-    // Each run lists its own persons in key order: compare row by row in one order, by claim id
-    // (a repeated id's copies by status, reason and settlement time).
-    let by_claim = |b: &RecordBatch| -> RecordBatch {
-        let sort = |name: &str| arrow::compute::SortColumn {
-            values: b.column_by_name(name).unwrap().clone(),
-            options: None,
-        };
-        let order = arrow::compute::lexsort_to_indices(
-            &[
-                sort("claim_id"),
-                sort("status"),
-                sort("reason"),
-                sort("settled_at"),
-            ],
-            None,
-        )
-        .unwrap();
-        arrow::compute::take_record_batch(b, &order).unwrap()
-    };
-    let (split, whole) = (by_claim(&split), by_claim(&whole));
-    // Every column agrees, except what `amount_outlier` judges: it compares a claim with the
-    // other claims of its batch, so a split batch may judge differently (documented).
-    let codes = |b: &RecordBatch| -> Vec<Vec<String>> {
-        let list = b.column_by_name("anomaly_codes").unwrap().as_list::<i32>();
-        (0..b.num_rows())
-            .map(|i| {
-                let v = list.value(i);
-                let v = v.as_string::<i32>();
-                (0..v.len()).map(|j| v.value(j).to_string()).collect()
-            })
-            .collect()
-    };
-    let (split_codes, whole_codes) = (codes(&split), codes(&whole));
-    let outlier = |c: &Vec<String>| c.iter().any(|x| x == "amount_outlier");
-    for (i, field) in whole.schema().fields().iter().enumerate() {
-        match field.name().as_str() {
-            "anomaly_codes" => {
-                let strip = |c: &Vec<Vec<String>>| -> Vec<Vec<String>> {
-                    c.iter()
-                        .map(|c| {
-                            c.iter()
-                                .filter(|x| *x != "amount_outlier")
-                                .cloned()
-                                .collect()
-                        })
-                        .collect()
-                };
-                assert_eq!(strip(&split_codes), strip(&whole_codes), "anomaly_codes");
-            }
-            "risk_score" => {
-                let (a, b) = (
-                    split.column(i).as_primitive::<Float32Type>(),
-                    whole.column(i).as_primitive::<Float32Type>(),
-                );
-                for r in 0..a.len() {
-                    if !outlier(&split_codes[r]) && !outlier(&whole_codes[r]) {
-                        assert_eq!(a.value(r), b.value(r), "risk_score row {r}");
-                    }
-                }
-            }
-            name => assert_eq!(
-                split.column(i).as_ref(),
-                whole.column(i).as_ref(),
-                "column {name}"
-            ),
-        }
-    }
+    let flagged = assert_agree_by_claim(&split, &whole);
     // The per-person rules did fire, and across the split.
-    let flagged = whole_codes.iter().filter(|c| !c.is_empty()).count();
     assert!(flagged > 0);
     // The reversals of the second half found their first-half originals through the state,
     // and both later layers paid in the second half on state the first half left.

@@ -1,0 +1,460 @@
+//! The state directory as a system of record: a month settled night by night equals the month
+//! settled at once, an input fed twice pays nothing twice, closed years are dropped, and a run
+//! killed at any moment leaves a state from which the same command gives the same bytes.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use arrow::array::*;
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::TimestampMillisecondType;
+use common::*;
+use yibao::run::Adjudicated;
+
+fn generate(dir: &Path, persons: u64, claims: u64, seed: u64) {
+    yibao::generate::generate(&yibao::generate::GenerateConfig {
+        persons,
+        claims,
+        year: 2024,
+        month: 5,
+        seed,
+        out: dir.to_path_buf(),
+    })
+    .unwrap();
+}
+
+fn args(d: &Path, claims: &str, out: &str, state: &str) -> yibao::run::AdjudicateArgs {
+    yibao::run::AdjudicateArgs {
+        claims: d.join(claims),
+        persons: d.join("persons.parquet"),
+        registrations: d.join("registrations.parquet"),
+        state: Some(d.join(state)),
+        state_version: None,
+        policies: policies_dir(),
+        out: d.join(out),
+        threads: Some(2),
+        memory_limit: None,
+        part_claims: None,
+    }
+}
+
+/// Writes the generated month's claims into one file per range of settlement days
+/// (`bounds[i]..bounds[i + 1]`, May days; rows without a settlement time go to the first),
+/// as `DIR/<name><i>/part.parquet`. Returns the files' batches.
+fn split_by_day(d: &Path, name: &str, bounds: &[u32]) -> Vec<RecordBatch> {
+    let all = read_parquet(&d.join("claims.parquet"));
+    let settled = all
+        .column_by_name("settled_at")
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>()
+        .clone();
+    let day_start = |day: u32| day_of(2024, 5, day) as i64 * 86_400_000;
+    let mut pieces = Vec::new();
+    for (i, w) in bounds.windows(2).enumerate() {
+        let (from, to) = (day_start(w[0]), day_start(w[1]));
+        let take: BooleanArray = (0..all.num_rows())
+            .map(|r| {
+                Some(if settled.is_null(r) {
+                    i == 0
+                } else {
+                    (i == 0 || settled.value(r) >= from) && settled.value(r) < to
+                })
+            })
+            .collect();
+        let piece = filter_record_batch(&all, &take).unwrap();
+        std::fs::create_dir_all(d.join(format!("{name}{i}"))).unwrap();
+        write_parquet(&d.join(format!("{name}{i}/part.parquet")), &piece);
+        pieces.push(piece);
+    }
+    pieces
+}
+
+fn day_of(y: i32, m: u32, d: u32) -> i32 {
+    yibao::domain::days_from_civil(y, m, d)
+}
+
+#[test]
+fn a_month_settled_as_31_daily_runs_equals_one_run_and_leaves_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 1_500, 15_000, 21);
+    let bounds: Vec<u32> = (1..=32).collect();
+    let days = split_by_day(d, "day", &bounds);
+    assert_eq!(days.len(), 31);
+    assert_eq!(
+        days.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        15_000
+    );
+    let mut settled = Vec::new();
+    for i in 0..31 {
+        let summary =
+            yibao::run::adjudicate(&args(d, &format!("day{i}"), &format!("out{i}"), "nightly"))
+                .unwrap()
+                .summary();
+        let state = summary.state.expect("a run on a state");
+        assert_eq!(
+            (state.read_version, state.commits_version),
+            (i, Some(i + 1))
+        );
+        settled.push(read_parquet(&d.join(format!("out{i}/settlements.parquet"))));
+    }
+    yibao::run::adjudicate(&args(d, "claims.parquet", "month", "monthly")).unwrap();
+    let nightly = concat_batches(&settled[0].schema(), &settled).unwrap();
+    let month = read_parquet(&d.join("month/settlements.parquet"));
+    let flagged = assert_agree_by_claim(&nightly, &month);
+    assert!(flagged > 0);
+    // The same final year-to-date state, pool by pool.
+    let (a, b) = (
+        state_pools(&d.join("nightly")),
+        state_pools(&d.join("monthly")),
+    );
+    assert!(a.len() > 1_000, "{} pools", a.len());
+    assert_eq!(a, b);
+    // Reversals found their originals in earlier nights.
+    let status = nightly.column_by_name("status").unwrap().as_string::<i32>();
+    let reason = nightly.column_by_name("reason").unwrap().as_string::<i32>();
+    let reversals = (0..nightly.num_rows())
+        .filter(|&i| status.value(i) == "reversal")
+        .count();
+    assert!(reversals > 10, "{reversals} reversals");
+    assert!(
+        !(0..nightly.num_rows()).any(|i| reason.value(i) == "original_not_found"
+            && !month
+                .column_by_name("reason")
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .any(|r| r == Some("original_not_found")))
+    );
+    // Each night wrote what its own claims touched, whatever the month behind it: a claim-index
+    // row per claim it settled, and the pools of the persons it settled (a few per person).
+    let manifest = yibao::state::store::read_manifest(&d.join("nightly"), 31).unwrap();
+    assert_eq!(manifest.runs.len(), 31);
+    assert_eq!(manifest.inputs.len(), 31);
+    for (night, claims) in days.iter().enumerate() {
+        let n = claims.num_rows() as u64;
+        assert!(manifest.claims[night].rows <= n);
+        assert!(manifest.pools[night].rows <= 8 * n, "night {night}");
+    }
+}
+
+#[test]
+fn an_input_fed_twice_pays_nothing_twice() {
+    let persons = [person("P1", "420700", "resident")];
+    let regs = [registration("P1", "hypertension")];
+    let first = [
+        claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00"),
+        claim("A2", "P1", "2024-03-02", "primary", "I10", "200.00"),
+    ];
+    let s = Scenario::new(&persons, &regs, &first);
+    let settled = yibao::run::adjudicate(&s.args("claims", "o1", Some("state"))).unwrap();
+    assert!(matches!(settled, Adjudicated::Settled(_)));
+    let after_first = state_pools(&s.path("state"));
+    // Ezhou resident two diseases at grassroots: 60% of 300.00 = 180.00.
+    let pool = (
+        "P1".to_string(),
+        2024,
+        "resident:two_diseases.hypertension".to_string(),
+    );
+    assert_eq!(after_first[&pool].0, 18_000);
+
+    // The same file again, even into another output directory: nothing is settled.
+    match yibao::run::adjudicate(&s.args("claims", "o2", Some("state"))).unwrap() {
+        Adjudicated::AlreadyAbsorbed { version } => assert_eq!(version, 1),
+        other => panic!("settled again: {other:?}"),
+    }
+    assert!(!s.path("o2/settlements.parquet").exists());
+    assert_eq!(
+        yibao::state::store::versions(&s.path("state")).unwrap(),
+        [1]
+    );
+
+    // Another file repeating the settled ids: each repeat is a duplicate_claim_id row.
+    let resent = [
+        claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00"),
+        claim("A2", "P1", "2024-03-02", "primary", "I10", "200.00"),
+        claim("A3", "P1", "2024-03-05", "primary", "I10", "50.00"),
+    ];
+    std::fs::create_dir_all(s.path("resent")).unwrap();
+    write_claims(&s.path("resent/part.parquet"), &resent);
+    yibao::run::adjudicate(&s.args("resent", "o3", Some("state"))).unwrap();
+    let rows = read_settlements(&s.path("o3/settlements.parquet"));
+    for id in ["A1", "A2"] {
+        assert_eq!(rows[id].status, "rejected");
+        assert_eq!(rows[id].reason.as_deref(), Some("duplicate_claim_id"));
+        assert_eq!(rows[id].fund, 0);
+    }
+    // A3 alone is paid: 60% of 50.00 = 30.00, so the year's fund paid is 210.00.
+    assert_eq!(rows["A3"].fund, fen("30.00"));
+    assert_eq!(state_pools(&s.path("state"))[&pool].0, 21_000);
+
+    // A directory holding an absorbed file beside a new one is refused, naming the file.
+    std::fs::create_dir_all(s.path("mixed")).unwrap();
+    std::fs::copy(s.path("claims/part-0.parquet"), s.path("mixed/a.parquet")).unwrap();
+    write_claims(
+        &s.path("mixed/b.parquet"),
+        &[claim("A4", "P1", "2024-03-06", "primary", "I10", "10.00")],
+    );
+    let err = yibao::run::adjudicate(&s.args("mixed", "o4", Some("state"))).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(
+        err.to_string().contains("mixed/a.parquet")
+            && err
+                .to_string()
+                .contains("absorbed by the state's version 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn years_before_the_previous_one_are_dropped_when_a_run_commits() {
+    let persons = [person("P1", "420700", "resident")];
+    let regs = [Registration {
+        approved_on: "2022-01-01",
+        ..registration("P1", "hypertension")
+    }];
+    let s = Scenario::new(
+        &persons,
+        &regs,
+        &[claim("A1", "P1", "2023-06-01", "primary", "I10", "100.00")],
+    );
+    let batch = |name: &str, rows: &[Claim]| {
+        std::fs::create_dir_all(s.path(name)).unwrap();
+        write_claims(&s.path(&format!("{name}/part.parquet")), rows);
+    };
+    let refund = |id: &'static str, of: &'static str, day: &'static str, amount| Claim {
+        total: amount,
+        in_scope: amount,
+        reverses: Some(of),
+        ..claim(id, "P1", day, "primary", "I10", "0")
+    };
+    batch(
+        "y2024",
+        &[claim("B1", "P1", "2024-03-01", "primary", "I10", "200.00")],
+    );
+    // 2025 arrives: a refund of 2023's A1 is still settled (2023 is held until this run
+    // commits), and 2024's B1 can be refunded.
+    batch(
+        "y2025",
+        &[
+            refund("R1", "A1", "2025-01-10", "-100.00"),
+            claim("C1", "P1", "2025-02-01", "primary", "I10", "300.00"),
+        ],
+    );
+    // After that commit 2023 is gone: its claims are no longer found.
+    batch(
+        "later",
+        &[
+            claim("A1", "P1", "2025-03-01", "primary", "I10", "10.00"),
+            refund("R2", "B1", "2025-03-02", "-200.00"),
+        ],
+    );
+    for (claims, out) in [
+        ("claims", "o1"),
+        ("y2024", "o2"),
+        ("y2025", "o3"),
+        ("later", "o4"),
+    ] {
+        yibao::run::adjudicate(&s.args(claims, out, Some("state"))).unwrap();
+    }
+    let o3 = read_settlements(&s.path("o3/settlements.parquet"));
+    assert_eq!(o3["R1"].status, "reversal");
+    assert_eq!(o3["R1"].fund, -fen("60.00"));
+    let o4 = read_settlements(&s.path("o4/settlements.parquet"));
+    // A1's id is free again once 2023 is dropped; B1 (2024) is still refundable.
+    assert_eq!(o4["A1"].status, "paid");
+    assert_eq!(o4["R2"].status, "reversal");
+    assert_eq!(o4["R2"].fund, -fen("120.00"));
+
+    let state = s.path("state");
+    let manifest = yibao::state::store::read_manifest(&state, 4).unwrap();
+    assert_eq!(manifest.latest_year, Some(2025));
+    assert!(manifest
+        .files()
+        .all(|p| p.max_year.is_none_or(|y| y >= 2024)));
+    let years: std::collections::BTreeSet<i32> = state_pools(&state).keys().map(|k| k.1).collect();
+    assert_eq!(years, [2024, 2025].into());
+    // 2024's B1 was refunded: its pool is back to 0; 2025: C1 180.00 + A1 6.00.
+    let pools = state_pools(&state);
+    let pool = |year| {
+        pools[&(
+            "P1".to_string(),
+            year,
+            "resident:two_diseases.hypertension".to_string(),
+        )]
+            .0
+    };
+    assert_eq!((pool(2024), pool(2025)), (0, 18_600));
+}
+
+/// Copies a state directory (flat) to `to`; an absent one leaves `to` absent.
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    std::fs::create_dir_all(to).unwrap();
+    for entry in entries {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// The binary, run to completion or killed after `kill_after`.
+fn run_binary(d: &Path, claims: &str, out: &str, kill_after: Option<std::time::Duration>) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yibao"))
+        .args(["adjudicate", "--threads", "2", "--claims"])
+        .arg(d.join(claims))
+        .arg("--persons")
+        .arg(d.join("persons.parquet"))
+        .arg("--registrations")
+        .arg(d.join("registrations.parquet"))
+        .arg("--policies")
+        .arg(policies_dir())
+        .arg("--state")
+        .arg(d.join("state"))
+        .arg("--out")
+        .arg(d.join(out))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    if let Some(after) = kill_after {
+        std::thread::sleep(after);
+        // SIGKILL: no destructor, no cleanup.
+        let _ = child.kill();
+    }
+    child.wait().unwrap().success()
+}
+
+const OUTPUTS: [&str; 3] = [
+    "settlements.parquet",
+    "rejected.parquet",
+    "anomalies.parquet",
+];
+
+fn same_outputs(a: &Path, b: &Path) -> bool {
+    OUTPUTS
+        .iter()
+        .all(|f| std::fs::read(a.join(f)).ok() == std::fs::read(b.join(f)).ok())
+}
+
+#[test]
+fn a_run_killed_at_any_moment_is_recovered_by_running_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 6_000, 60_000, 33);
+    split_by_day(d, "batch", &[1, 11, 21, 32]);
+    // The uninterrupted runs, and how long each takes at its fastest (a second and third run of
+    // a night on a copy of the state before it).
+    let mut run_time = Vec::new();
+    for i in 0..3 {
+        let before = d.join(format!("before{i}"));
+        copy_dir(&d.join("state"), &before);
+        assert!(run_binary(
+            d,
+            &format!("batch{i}"),
+            &format!("ref{i}"),
+            None
+        ));
+        let after = d.join(format!("after{i}"));
+        std::fs::rename(d.join("state"), &after).unwrap();
+        let mut fastest = std::time::Duration::MAX;
+        for _ in 0..2 {
+            copy_dir(&before, &d.join("state"));
+            let started = std::time::Instant::now();
+            assert!(run_binary(d, &format!("batch{i}"), "timing", None));
+            fastest = fastest.min(started.elapsed());
+            std::fs::remove_dir_all(d.join("state")).unwrap();
+        }
+        std::fs::rename(&after, d.join("state")).unwrap();
+        run_time.push(fastest);
+    }
+    let reference = state_pools(&d.join("state"));
+
+    // Kill moments spread over the whole run, commit included, with a fixed jitter.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut killed_before_commit, mut killed_after_commit) = (0, 0);
+    const KILLS: u32 = 36;
+    for k in 0..KILLS {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let jitter = (seed % 1000) as f64 / 1000.0;
+        let _ = std::fs::remove_dir_all(d.join("state"));
+        for i in 0..3 {
+            let _ = std::fs::remove_dir_all(d.join(format!("out{i}")));
+        }
+        // Even kills: the first night on an empty state; odd: the second, on the first's.
+        let night = (k % 2) as usize;
+        let at = run_time[night].mul_f64((k as f64 + jitter) / KILLS as f64 * 1.05);
+        for i in 0..night {
+            assert!(run_binary(
+                d,
+                &format!("batch{i}"),
+                &format!("out{i}"),
+                None
+            ));
+        }
+        let batch = format!("batch{night}");
+        let out = format!("out{night}");
+        let finished = run_binary(d, &batch, &out, Some(at));
+        let versions = yibao::state::store::versions(&d.join("state")).unwrap_or_default();
+        // Either the kill came after the commit (version night + 1 exists), or the state is
+        // exactly as it was.
+        assert!(
+            versions.last().copied().unwrap_or(0) <= night as u64 + 1,
+            "{versions:?}"
+        );
+        match (
+            finished,
+            versions.last().copied().unwrap_or(0) == night as u64 + 1,
+        ) {
+            (false, false) => killed_before_commit += 1,
+            (false, true) => killed_after_commit += 1,
+            (true, _) => {}
+        }
+        // The same command again: the same bytes as the uninterrupted run.
+        assert!(run_binary(d, &batch, &out, None), "rerun after kill {k}");
+        assert!(
+            same_outputs(&d.join(&out), &d.join(format!("ref{night}"))),
+            "outputs after kill {k} at {at:?}"
+        );
+        assert!(d.join(&out).join("summary.json").exists());
+        // And the following batches settle identically on the recovered state.
+        for next in night + 1..3 {
+            assert!(run_binary(
+                d,
+                &format!("batch{next}"),
+                &format!("out{next}"),
+                None
+            ));
+            assert!(
+                same_outputs(&d.join(format!("out{next}")), &d.join(format!("ref{next}"))),
+                "batch {next} after kill {k}"
+            );
+        }
+        assert_eq!(state_pools(&d.join("state")), reference);
+        // No file is left that no version names.
+        let state = d.join("state");
+        let mut named = std::collections::BTreeSet::new();
+        for v in yibao::state::store::versions(&state).unwrap() {
+            let m = yibao::state::store::read_manifest(&state, v).unwrap();
+            named.extend(m.files().map(|p| p.file.clone()));
+        }
+        for entry in std::fs::read_dir(&state).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.ends_with(".tmp") && (!name.ends_with(".parquet") || named.contains(&name)),
+                "leftover {name} after kill {k}"
+            );
+        }
+    }
+    assert!(
+        killed_before_commit + killed_after_commit >= 20,
+        "killed before the commit: {killed_before_commit}, after: {killed_after_commit}; \
+         runs took {run_time:?}"
+    );
+}
