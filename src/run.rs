@@ -28,7 +28,7 @@ use crate::partition::{person_key, spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
 use crate::state::store::{self, Input, Manifest, RunRecord, Store};
-use crate::state::tables::{self, IndexHits, Keys, NewFiles, ReadStats, StateWriter};
+use crate::state::tables::{self, IndexHits, Keys, NewFiles, PersonKeys, ReadStats, StateWriter};
 use crate::state::Prior;
 
 /// What `yibao adjudicate` was asked to do.
@@ -377,9 +377,18 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             None => Ok(IndexHits::default()),
         }
     };
-    // The state of the persons present (`None`: every person), with the index records found.
-    let load_prior = |registry: &Registry, wanted: Option<Keys>, hits: IndexHits| match &store {
-        Some(store) => tables::load_prior(store, wanted.as_ref(), &registry.index, &policies, hits),
+    // The state of the persons present (by dense id), with the index records found.
+    let load_prior = |registry: &Registry, present: &[bool], hits: IndexHits| match &store {
+        Some(store) => {
+            let wanted = PersonKeys::new(
+                (0..present.len() as u32)
+                    .into_par_iter()
+                    .filter(|&p| present[p as usize])
+                    .map(|p| (person_key(registry.index.id(p)), p))
+                    .collect(),
+            );
+            tables::load_prior(store, &wanted, &registry.index, &policies, hits)
+        }
         None => Ok((Prior::default(), ReadStats::default())),
     };
 
@@ -441,12 +450,10 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         whole.reject_duplicate_ids(&known);
         let known_ids = known.len() as u64;
         drop(known);
-        let wanted = Keys::new(
-            present_persons(&whole.person, registry.index.len())
-                .map(|p| person_key(registry.index.id(p)))
-                .collect(),
-        );
-        let (prior, read) = load_prior(&registry, Some(wanted), hits)?;
+        let mut present = vec![false; registry.index.len()];
+        mark_present(&mut present, &whole.person);
+        let (prior, read) = load_prior(&registry, &present, hits)?;
+        drop(present);
         let run_year = latest_settlement_year(&whole, 0..whole.len());
         laps.mark(Stage::Ingest);
         let ctx = Context {
@@ -509,11 +516,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                 }));
                 run_year = run_year.max(latest_settlement_year(window, 0..window.len()));
                 present.resize(registry.index.len(), false);
-                for &p in &window.person {
-                    if p != crate::ingest::claims::NO_PERSON {
-                        present[p as usize] = true;
-                    }
-                }
+                mark_present(&mut present, &window.person);
             },
         )?;
         let known_ids = known.len() as u64;
@@ -523,14 +526,8 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                 counts.add_amount(amount);
             }
         }
-        let wanted = Keys::new(
-            (0..present.len() as u32)
-                .filter(|&p| present[p as usize])
-                .map(|p| person_key(registry.index.id(p)))
-                .collect(),
-        );
+        let (prior, read) = load_prior(&registry, &present, hits)?;
         drop(present);
-        let (prior, read) = load_prior(&registry, Some(wanted), hits)?;
         laps.mark(Stage::Ingest);
         let ctx = Context {
             policies: &policies,
@@ -673,15 +670,13 @@ fn latest_settlement_year(claims: &Claims, rows: std::ops::Range<usize>) -> Opti
         .map(|ms| crate::domain::year_of(ms.div_euclid(crate::domain::MILLIS_PER_DAY) as i32))
 }
 
-/// The dense ids of the persons with a claim row in `person` (ids below `persons`), ascending.
-fn present_persons(person: &[u32], persons: usize) -> impl Iterator<Item = u32> {
-    let mut present = vec![false; persons];
+/// Marks the persons of `person` (dense ids) present.
+fn mark_present(present: &mut [bool], person: &[u32]) {
     for &p in person {
         if p != crate::ingest::claims::NO_PERSON {
             present[p as usize] = true;
         }
     }
-    (0..persons as u32).filter(move |&p| present[p as usize])
 }
 
 /// Persons per batch of state changes built in parallel (by claim count, as settlement cuts).

@@ -417,6 +417,80 @@ impl<'p> StateWriter<'p> {
     }
 }
 
+/// The rows of `path` whose `key_column` passes `select`, read in two passes a row group a task:
+/// the key column alone, then `columns` of the selected rows only. `map` gets each batch of
+/// selected rows with their key.
+fn read_matching<T: Send>(
+    path: &Path,
+    key_column: &str,
+    select: impl Fn(u64) -> bool + Sync,
+    columns: &[&str],
+    map: impl Fn(&[u64], RecordBatch) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let open = || File::open(path).map_err(|e| Error::io(path, e));
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| Error::parquet(path, e))?;
+    let schema = builder.schema().clone();
+    let root = |name: &str| {
+        schema
+            .index_of(name)
+            .map_err(|_| Error::schema(path, name, "missing from a state file"))
+    };
+    let key_mask = ProjectionMask::roots(builder.parquet_schema(), [root(key_column)?]);
+    let mask = ProjectionMask::roots(
+        builder.parquet_schema(),
+        columns
+            .iter()
+            .map(|c| root(c))
+            .collect::<Result<Vec<_>>>()?,
+    );
+    let groups: Vec<usize> = (0..builder.metadata().num_row_groups()).collect();
+    let reader = |g: usize, mask: &ProjectionMask, selection: Option<RowSelection>| {
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(open()?)
+            .map_err(|e| Error::parquet(path, e))?
+            .with_row_groups(vec![g])
+            .with_projection(mask.clone())
+            .with_batch_size(64 * 1024);
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
+        builder.build().map_err(|e| Error::parquet(path, e))
+    };
+    let per_group: Vec<Vec<T>> = groups
+        .par_iter()
+        .map(|&g| {
+            let (mut rows, mut keys, mut at) = (Vec::new(), Vec::new(), 0usize);
+            for batch in reader(g, &key_mask, None)? {
+                let batch = batch.map_err(|e| Error::schema(path, key_column, e.to_string()))?;
+                let column = int64s(&batch, key_column);
+                for i in 0..batch.num_rows() {
+                    let key = column.value(i) as u64;
+                    if column.is_valid(i) && select(key) {
+                        rows.push(at + i);
+                        keys.push(key);
+                    }
+                }
+                at += batch.num_rows();
+            }
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let selection =
+                RowSelection::from_consecutive_ranges(rows.iter().map(|&r| r..r + 1), at);
+            let mut out = Vec::new();
+            let mut first = 0;
+            for batch in reader(g, &mask, Some(selection))? {
+                let batch = batch.map_err(|e| Error::schema(path, "*", e.to_string()))?;
+                let n = batch.num_rows();
+                out.push(map(&keys[first..first + n], batch)?);
+                first += n;
+            }
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    Ok(per_group.into_iter().flatten().collect())
+}
+
 /// Reads `columns` of `path` (all row groups, or the rows `selection` picks).
 fn read_columns(
     path: &Path,
@@ -694,27 +768,88 @@ fn read_records(
     Ok(out)
 }
 
-/// Sorted keys to look up.
+/// Keys to look up, sorted, behind a bitmap of their top bits: most keys that are not in the
+/// set are turned away by one bit, without a search.
 #[derive(Debug, Default)]
-pub struct Keys(Vec<u64>);
+pub struct Keys {
+    sorted: Vec<u64>,
+    filter: Vec<u64>,
+    /// A key's bit is `key >> shift` (0 when there are no keys).
+    shift: u32,
+}
 
 impl Keys {
     pub fn new(mut keys: Vec<u64>) -> Keys {
         keys.par_sort_unstable();
         keys.dedup();
-        Keys(keys)
+        Keys::from_sorted(keys)
     }
 
+    /// `sorted` must be ascending.
+    fn from_sorted(sorted: Vec<u64>) -> Keys {
+        if sorted.is_empty() {
+            return Keys::default();
+        }
+        // About 32 bits a key, at most 64 MiB.
+        let bits = (sorted.len() as u64 * 32)
+            .next_power_of_two()
+            .clamp(64, 1 << 29)
+            .trailing_zeros();
+        let mut filter = vec![0u64; 1 << (bits - 6)];
+        let shift = 64 - bits;
+        for &k in &sorted {
+            let bit = (k >> shift) as usize;
+            filter[bit >> 6] |= 1 << (bit & 63);
+        }
+        Keys {
+            sorted,
+            filter,
+            shift,
+        }
+    }
+
+    #[inline]
     pub fn contains(&self, key: u64) -> bool {
-        self.0.binary_search(&key).is_ok()
+        if self.sorted.is_empty() {
+            return false;
+        }
+        let bit = (key >> self.shift) as usize;
+        self.filter[bit >> 6] & (1 << (bit & 63)) != 0 && self.sorted.binary_search(&key).is_ok()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.sorted.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.sorted.is_empty()
+    }
+}
+
+/// The persons a run settles: their [`crate::partition::person_key`]s with their dense ids.
+#[derive(Debug, Default)]
+pub struct PersonKeys {
+    keys: Keys,
+    /// `(key, dense id)`, ascending: a key two persons share (never seen, but possible) names both.
+    persons: Vec<(u64, u32)>,
+}
+
+impl PersonKeys {
+    pub fn new(mut persons: Vec<(u64, u32)>) -> PersonKeys {
+        persons.par_sort_unstable();
+        let mut keys: Vec<u64> = persons.iter().map(|p| p.0).collect();
+        keys.dedup();
+        PersonKeys {
+            keys: Keys::from_sorted(keys),
+            persons,
+        }
+    }
+
+    /// The dense ids of the persons with key `key`.
+    fn with_key(&self, key: u64) -> &[(u64, u32)] {
+        let from = self.persons.partition_point(|p| p.0 < key);
+        let to = from + self.persons[from..].partition_point(|p| p.0 == key);
+        &self.persons[from..to]
     }
 }
 
@@ -823,12 +958,12 @@ pub struct ReadStats {
     pub bytes_read: u64,
 }
 
-/// Reads the pools and history of the persons `wanted` (sorted [`crate::partition::person_key`]s;
-/// `None`: every person the registry or this run knows) from `store`'s version, and joins the
-/// index records `hits` found for this run's reversals.
+/// Reads the pools and history of the persons `wanted` from `store`'s version (by key column
+/// first, then the rows of those persons only), and joins the index records `hits` found for
+/// this run's reversals.
 pub fn load_prior(
     store: &Store,
-    wanted: Option<&Keys>,
+    wanted: &PersonKeys,
     persons: &PersonIndex,
     policies: &Policies,
     hits: IndexHits,
@@ -840,78 +975,96 @@ pub fn load_prior(
         bytes_read: hits.bytes_read,
         ..ReadStats::default()
     };
-    let want = |key: i64| wanted.is_none_or(|w| w.contains(key as u64));
-    // Pools, newest file first: the first file holding a person holds its state (`holder`).
-    const NOBODY: u32 = u32::MAX;
-    let mut holder = vec![NOBODY; persons.len()];
-    let mut pools: Vec<(u32, PoolState)> = Vec::new();
-    let piece_batches: Vec<Vec<RecordBatch>> = manifest
+    // The dense ids of a batch's rows (selected by key), `None` where the id is not the wanted
+    // person's (a key two persons share).
+    let persons_of = |path: &Path, keys: &[u64], batch: &RecordBatch| -> Result<Vec<Option<u32>>> {
+        let ids = strings(path, batch, "person_id")?;
+        Ok(keys
+            .iter()
+            .enumerate()
+            .map(|(i, &key)| {
+                let id = ids.is_valid(i).then(|| ids.value(i))?;
+                wanted
+                    .with_key(key)
+                    .iter()
+                    .map(|&(_, p)| p)
+                    .find(|&p| persons.id(p) == id)
+            })
+            .collect())
+    };
+    let select = |key: u64| wanted.keys.contains(key);
+    // Pools: every file's rows of the wanted persons (a file a task, a row group a task), then
+    // each person's rows from the newest file holding it.
+    const POOL_COLUMNS: &[&str] = &[
+        "person_id",
+        "year",
+        "pool",
+        "fund_paid_fen",
+        "cost_fen",
+        "deductible_fen",
+        "claims",
+    ];
+    let found: Vec<Vec<(u32, u32, Option<PoolState>)>> = manifest
         .pools
         .par_iter()
-        .map(|piece| {
-            read_columns(
-                &store.path(&piece.file),
-                &[
-                    "person_id",
-                    "person_key",
-                    "year",
-                    "pool",
-                    "fund_paid_fen",
-                    "cost_fen",
-                    "deductible_fen",
-                    "claims",
-                ],
-                None,
-            )
+        .enumerate()
+        .map(|(n, piece)| {
+            let path = store.path(&piece.file);
+            let groups =
+                read_matching(&path, "person_key", select, POOL_COLUMNS, |keys, batch| {
+                    let person = persons_of(&path, keys, &batch)?;
+                    let pool = names(&path, &batch, "pool", |name| resolver.pool(name))?;
+                    let year = int32s(&batch, "year");
+                    let claims = int32s(&batch, "claims");
+                    let (fund, cost, deductible) = (
+                        int64s(&batch, "fund_paid_fen"),
+                        int64s(&batch, "cost_fen"),
+                        int64s(&batch, "deductible_fen"),
+                    );
+                    Ok((0..batch.num_rows())
+                        .filter_map(|i| {
+                            let p = person[i]?;
+                            let state = match (pool[i], year.is_valid(i)) {
+                                (Some(pool), true) => Some(PoolState {
+                                    year: year.value(i),
+                                    pool,
+                                    fund_fen: value_or_zero(fund, i),
+                                    cost_fen: value_or_zero(cost, i),
+                                    deductible_fen: value_or_zero(deductible, i),
+                                    claims: if claims.is_valid(i) {
+                                        claims.value(i)
+                                    } else {
+                                        0
+                                    },
+                                }),
+                                _ => None,
+                            };
+                            Some((p, n as u32, state))
+                        })
+                        .collect::<Vec<_>>())
+                })?;
+            Ok(groups.into_iter().flatten().collect())
         })
         .collect::<Result<_>>()?;
-    for (n, batches) in piece_batches.iter().enumerate().rev() {
-        let path = store.path(&manifest.pools[n].file);
-        stats.bytes_read += manifest.pools[n].bytes;
-        for batch in batches {
-            let keys = int64s(batch, "person_key");
-            let ids = strings(&path, batch, "person_id")?;
-            let pool = names(&path, batch, "pool", |name| resolver.pool(name))?;
-            let year = int32s(batch, "year");
-            let claims = int32s(batch, "claims");
-            for i in 0..batch.num_rows() {
-                if !want(keys.value(i)) || ids.is_null(i) {
-                    continue;
-                }
-                let Some(p) = persons.get(ids.value(i)) else {
-                    continue;
-                };
-                let h = &mut holder[p as usize];
-                if *h == NOBODY {
-                    *h = n as u32;
-                } else if *h != n as u32 {
-                    continue;
-                }
-                let (Some(pool), true) = (pool[i], year.is_valid(i)) else {
-                    continue;
-                };
-                if year.value(i) < first_year {
-                    continue;
-                }
-                stats.pool_rows += 1;
-                pools.push((
-                    p,
-                    PoolState {
-                        year: year.value(i),
-                        pool,
-                        fund_fen: value_or_zero(int64s(batch, "fund_paid_fen"), i),
-                        cost_fen: value_or_zero(int64s(batch, "cost_fen"), i),
-                        deductible_fen: value_or_zero(int64s(batch, "deductible_fen"), i),
-                        claims: if claims.is_valid(i) {
-                            claims.value(i)
-                        } else {
-                            0
-                        },
-                    },
-                ));
-            }
+    stats.bytes_read += manifest.pools.iter().map(|p| p.bytes).sum::<u64>();
+    const NOBODY: u32 = u32::MAX;
+    let mut holder = vec![NOBODY; persons.len()];
+    for &(p, n, _) in found.iter().flatten() {
+        let h = &mut holder[p as usize];
+        if *h == NOBODY || n > *h {
+            *h = n;
         }
     }
+    let mut pools: Vec<(u32, PoolState)> = Vec::new();
+    for (p, n, state) in found.into_iter().flatten() {
+        match state {
+            Some(state) if holder[p as usize] == n && state.year >= first_year => {
+                pools.push((p, state))
+            }
+            _ => {}
+        }
+    }
+    stats.pool_rows = pools.len() as u64;
     // History: a person's rows from the file written with the pools file that holds it.
     let mut columns = RECORD_COLUMNS.to_vec();
     columns.extend(["reversed", "institution_id", "drug_code", "days_supply"]);
@@ -921,31 +1074,22 @@ pub fn load_prior(
         .enumerate()
         .map(|(n, piece)| -> Result<Vec<(u32, ReadRecord)>> {
             let path = store.path(&piece.file);
-            let mut out = Vec::new();
-            for batch in read_columns(&path, &columns, None)? {
-                let keys = int64s(&batch, "person_key");
-                let ids = strings(&path, &batch, "person_id")?;
-                let person: Vec<Option<u32>> = (0..batch.num_rows())
-                    .map(|i| {
-                        if !want(keys.value(i)) || ids.is_null(i) {
-                            return None;
-                        }
-                        persons
-                            .get(ids.value(i))
-                            .filter(|&p| holder[p as usize] == n as u32)
-                    })
+            let groups = read_matching(&path, "person_key", select, &columns, |keys, batch| {
+                let person: Vec<Option<u32>> = persons_of(&path, keys, &batch)?
+                    .into_iter()
+                    .map(|p| p.filter(|&p| holder[p as usize] == n as u32))
                     .collect();
                 let records =
                     read_records(&path, &batch, &resolver, true, |i| person[i].is_some())?;
-                let people = person.iter().flatten();
-                out.extend(
-                    people
-                        .copied()
-                        .zip(records)
-                        .filter(|(_, r)| year_of(r.record.service_day) >= first_year),
-                );
-            }
-            Ok(out)
+                Ok(person
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .zip(records)
+                    .filter(|(_, r)| year_of(r.record.service_day) >= first_year)
+                    .collect::<Vec<_>>())
+            })?;
+            Ok(groups.into_iter().flatten().collect())
         })
         .collect::<Result<_>>()?;
     stats.bytes_read += manifest.history.iter().map(|p| p.bytes).sum::<u64>();

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Nightly bench: the last day of a generated month settled on an empty state and on the state
+# the month's first days left — a night's run must cost what its day costs, whatever the year
+# behind it. Prints wall time, peak RSS and the state bytes each run read and wrote.
+#
+#   benches/nightly.sh [CLAIMS] [PERSONS]    # default 10,000,000 claims, CLAIMS/5 persons
+#   REPEAT=3 benches/nightly.sh              # best of N for each run (default 2)
+#   NIGHTS=30 benches/nightly.sh             # build the state as N nightly runs (default 30;
+#                                            # 1 builds it in one run over the first 30 days)
+#
+# The month is generated once (cached under target/bench-data, shared with end_to_end.sh) and
+# split by settlement day with DuckDB (benches/duckdb/setup.sh installs it). The state of the
+# first 30 days is built once per sitting; each measured run settles the last day on a fresh
+# copy of it, so every repetition reads the same state.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLAIMS=${1:-10000000}
+PERSONS=${2:-$((CLAIMS / 5))}
+REPEAT=${REPEAT:-2}
+NIGHTS=${NIGHTS:-30}
+DATA=target/bench-data/${CLAIMS}x${PERSONS}
+DAYS=$DATA/days
+OUT=target/bench-out/nightly
+cargo build --quiet --profile dist
+BIN=target/dist/yibao
+if [ ! -f "$DATA/claims.parquet" ]; then
+  "$BIN" generate --persons "$PERSONS" --claims "$CLAIMS" --month 2024-03 --seed 7 --out "$DATA"
+fi
+if [ ! -f "$DAYS/31.parquet" ]; then
+  PY=$(benches/duckdb/setup.sh)
+  mkdir -p "$DAYS"
+  "$PY" - "$DATA/claims.parquet" "$DAYS" <<'EOF'
+import duckdb, sys
+claims, days = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+# Rows without a settlement time (planted bad rows) go with the first day.
+day = "coalesce(day(settled_at), 1)"
+def copy(where, name):
+    con.execute(f"COPY (SELECT * FROM read_parquet('{claims}') WHERE {where}) "
+                f"TO '{days}/{name}.parquet' (FORMAT parquet)")
+for d in range(1, 32):
+    copy(f"{day} = {d}", str(d))
+copy(f"{day} < 31", "first30")
+EOF
+fi
+
+adjudicate() { # claims state out
+  "$BIN" adjudicate --claims "$1" --persons "$DATA/persons.parquet" \
+    --registrations "$DATA/registrations.parquet" --policies policies --state "$2" --out "$3" \
+    > /dev/null
+}
+
+rm -rf "$OUT" && mkdir -p "$OUT"
+BASE=$OUT/state-30
+if [ "$NIGHTS" = 1 ]; then
+  adjudicate "$DAYS/first30.parquet" "$BASE" "$OUT/first30"
+else
+  for d in $(seq 1 "$NIGHTS"); do adjudicate "$DAYS/$d.parquet" "$BASE" "$OUT/night-$d"; done
+fi
+
+settle() { sync; sleep 2; }
+for i in $(seq "$REPEAT"); do
+  for kind in empty full; do
+    rm -rf "$OUT/state" "$OUT/day31-$kind"
+    if [ "$kind" = full ]; then cp -r "$BASE" "$OUT/state"; fi
+    settle
+    adjudicate "$DAYS/31.parquet" "$OUT/state" "$OUT/day31-$kind"
+    cp "$OUT/day31-$kind/summary.json" "$OUT/$kind.$i.json"
+  done
+done
+du -sb "$BASE" | awk '{print $1}' > "$OUT/state-bytes"
+
+python3 - "$OUT" "$REPEAT" <<'EOF'
+import json, os, sys
+out, repeat = sys.argv[1], int(sys.argv[2])
+def best(kind):
+    runs = [json.load(open(os.path.join(out, f"{kind}.{i}.json"))) for i in range(1, repeat + 1)]
+    return min(runs, key=lambda r: r["wall_seconds"])
+state_bytes = int(open(os.path.join(out, "state-bytes")).read())
+empty, full = best("empty"), best("full")
+gib = lambda b: f"{b / 2**30:.2f} GiB"
+mb = lambda b: f"{b / 1e6:.1f} MB"
+print(f"\nlast day: {empty['claims']:,} claims; state of the first 30 days: {mb(state_bytes)} on disk; best of {repeat}\n")
+print("| state | wall | peak RSS | state read | state written | stages (ingest / partition / settle / audit / output) |")
+print("|---|---|---|---|---|---|")
+for name, r in (("empty", empty), ("first 30 days", full)):
+    st, s = r["stage_seconds"], r["state"]
+    stages = " / ".join(f"{st[k]:.2f}" for k in ("ingest", "partition", "settle", "audit", "output"))
+    print(f"| {name} | {r['wall_seconds']:.2f} s | {gib(r['peak_rss_bytes'])} | "
+          f"{mb(s['read']['bytes_read'])} | {mb(s['written_bytes'])} | {stages} s |")
+print(f"\nfull / empty: wall {full['wall_seconds'] / empty['wall_seconds']:.2f}×, "
+      f"peak RSS {full['peak_rss_bytes'] / empty['peak_rss_bytes']:.2f}×")
+EOF
