@@ -147,6 +147,14 @@ enum StateCommand {
     /// Versions, runs, inputs absorbed, and the files of the latest version with their rows,
     /// bytes and years.
     Inspect { dir: PathBuf },
+    /// Merge the files runs appended into one of each table (only the rows that still count,
+    /// of the years held) as a new version, then remove all but the newest --keep versions.
+    Compact {
+        dir: PathBuf,
+        /// Versions to keep readable (for --state-version), the compacted one included.
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -270,6 +278,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: StateCommand::Inspect { dir },
         } => {
             print!("{}", yibao::state::store::inspect(&dir)?);
+        }
+        Command::State {
+            command: StateCommand::Compact { dir, keep },
+        } => {
+            let c = yibao::state::compact::compact(&dir, keep)?;
+            match c.version {
+                Some(v) => println!(
+                    "compacted into version {v}: {} → {} rows, {} → {} bytes",
+                    c.rows.0, c.rows.1, c.bytes.0, c.bytes.1
+                ),
+                None => println!("nothing to merge"),
+            }
+            if !c.removed.is_empty() {
+                let removed: Vec<String> = c.removed.iter().map(u64::to_string).collect();
+                println!("removed versions {}", removed.join(" "));
+            }
         }
         Command::Policy {
             command: PolicyCommand::Check { policies },

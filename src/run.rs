@@ -27,8 +27,9 @@ use crate::output::{self, summary, OutputFiles, RunView};
 use crate::partition::{person_key, spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
+use crate::state::read::{self, IndexHits, Keys, PersonKeys, ReadStats};
 use crate::state::store::{self, Input, Manifest, RunRecord, Store};
-use crate::state::tables::{self, IndexHits, Keys, NewFiles, PersonKeys, ReadStats, StateWriter};
+use crate::state::tables::{NewFiles, StateWriter};
 use crate::state::Prior;
 
 /// What `yibao adjudicate` was asked to do.
@@ -368,7 +369,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     let mut registry = Registry::load(&args.persons, &args.registrations, &policies)?;
     let lookup = |claim_keys: Vec<u64>, target_keys: Vec<u64>| -> Result<IndexHits> {
         match &store {
-            Some(store) => tables::lookup_claims(
+            Some(store) => read::lookup_claims(
                 store,
                 &Keys::new(claim_keys),
                 &Keys::new(target_keys),
@@ -387,7 +388,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                     .map(|p| (person_key(registry.index.id(p)), p))
                     .collect(),
             );
-            tables::load_prior(store, &wanted, &registry.index, &policies, hits)
+            read::load_prior(store, &wanted, &registry.index, &policies, hits)
         }
         None => Ok((Prior::default(), ReadStats::default())),
     };

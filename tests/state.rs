@@ -458,3 +458,50 @@ fn a_run_killed_at_any_moment_is_recovered_by_running_it_again() {
          runs took {run_time:?}"
     );
 }
+
+#[test]
+fn a_compacted_state_settles_the_next_night_as_the_appended_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 1_500, 15_000, 44);
+    split_by_day(d, "night", &[1, 8, 15, 22, 29, 32]);
+    for i in 0..4 {
+        yibao::run::adjudicate(&args(d, &format!("night{i}"), &format!("o{i}"), "state")).unwrap();
+    }
+    copy_dir(&d.join("state"), &d.join("appended"));
+    let before = state_pools(&d.join("state"));
+    let c = yibao::state::compact::compact(&d.join("state"), 2).unwrap();
+    assert_eq!(c.version, Some(5));
+    assert_eq!(c.removed, [1, 2, 3]);
+    // Superseded pool and history rows are gone; every pool that counts is kept.
+    assert!(c.rows.1 < c.rows.0, "{:?}", c.rows);
+    assert_eq!(state_pools(&d.join("state")), before);
+    let state = d.join("state");
+    let m = yibao::state::store::read_manifest(&state, 5).unwrap();
+    assert_eq!((m.pools.len(), m.history.len(), m.claims.len()), (1, 1, 1));
+    assert_eq!(m.inputs.len(), 4, "what was absorbed is still known");
+    assert_eq!(yibao::state::store::versions(&state).unwrap(), [4, 5]);
+    let files = std::fs::read_dir(&state)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".parquet")
+        })
+        .count();
+    // Version 4's twelve files and version 5's three.
+    assert_eq!(files, 15);
+    // The last night on the compacted state and on the appended one: the same bytes and pools.
+    yibao::run::adjudicate(&args(d, "night4", "compacted", "state")).unwrap();
+    yibao::run::adjudicate(&args(d, "night4", "appended-out", "appended")).unwrap();
+    assert!(same_outputs(&d.join("compacted"), &d.join("appended-out")));
+    assert_eq!(state_pools(&state), state_pools(&d.join("appended")));
+    // Compacted again, keeping only the newest version; then there is nothing left to merge.
+    let again = yibao::state::compact::compact(&state, 1).unwrap();
+    assert_eq!((again.version, again.removed), (Some(7), vec![4, 5, 6]));
+    let idle = yibao::state::compact::compact(&state, 1).unwrap();
+    assert_eq!((idle.version, idle.removed), (None, vec![]));
+    assert_eq!(state_pools(&state), state_pools(&d.join("appended")));
+}

@@ -131,7 +131,7 @@ pub struct StateSummary {
     pub commits_version: Option<u64>,
     /// Pool rows and history claims of this run's persons, claims of the index its reversals
     /// named, and the bytes of the state files read for them.
-    pub read: crate::state::tables::ReadStats,
+    pub read: crate::state::read::ReadStats,
     /// Claim ids of this run already in the claim index (rejected as `duplicate_claim_id`
     /// unless another copy in this run came first).
     pub known_claim_ids: u64,

@@ -16,6 +16,8 @@
 //! settled, and the newest file holding a person is that person's state. A run commits a new
 //! version atomically as its last step ([`store::Store::commit`]).
 
+pub mod compact;
+pub mod read;
 pub mod store;
 pub mod tables;
 
@@ -222,8 +224,8 @@ pub struct PriorClaim {
 
 impl Prior {
     /// Groups what was read by person: `pools` and `claims` of dense ids below `persons`.
-    /// Claims with the same id (a history record also found in the index) are kept once, the
-    /// history's (it has the audit's texts).
+    /// A claim both in the history and in the index (the original of a reversal of this run)
+    /// is kept once: what the audit compares from the history, its settlement from the index.
     pub fn new(
         persons: usize,
         pools: Vec<(u32, PoolState)>,
@@ -238,7 +240,21 @@ impl Prior {
                 !b.in_history,
             ))
         });
-        claims.dedup_by(|b, a| a.person == b.person && a.claim_id == b.claim_id);
+        claims.dedup_by(|index, history| {
+            let same = index.person == history.person && index.claim_id == history.claim_id;
+            if same {
+                let (h, i) = (&mut history.record, &index.record);
+                *h = ClaimRecord {
+                    institution: h.institution,
+                    drug: h.drug,
+                    days_supply: h.days_supply,
+                    medical_community: h.medical_community,
+                    reversed: h.reversed || i.reversed,
+                    ..*i
+                };
+            }
+            same
+        });
         let (pool_offsets, pools) = group_by_person(pools, persons);
         let mut claim_offsets = vec![0u32; persons + 1];
         for c in &claims {

@@ -114,7 +114,7 @@ pub struct Store {
     _lock: Option<File>,
 }
 
-fn manifest_name(version: u64) -> String {
+pub(crate) fn manifest_name(version: u64) -> String {
     format!("manifest-{version:010}.json")
 }
 
@@ -161,7 +161,7 @@ impl Store {
             manifest,
             _lock: Some(lock),
         };
-        store.remove_leftovers(&versions)?;
+        store.remove_unnamed(&versions)?;
         Ok(store)
     }
 
@@ -204,9 +204,10 @@ impl Store {
         )
     }
 
-    /// Removes what no committed version names (files of a run killed before it committed,
-    /// temporary files). Only a run holding the lock gets here, so no other run is writing.
-    fn remove_leftovers(&self, versions: &[u64]) -> Result<()> {
+    /// Removes what none of `versions` names (files of a run killed before it committed,
+    /// temporary files, files of versions compacted away). Only a holder of the lock gets here,
+    /// so no other run is writing.
+    pub(crate) fn remove_unnamed(&self, versions: &[u64]) -> Result<()> {
         let mut named = std::collections::HashSet::new();
         for &v in versions {
             for piece in read_manifest(&self.dir, v)?.files() {
