@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Nightly bench: the last day of a generated month settled on an empty state and on the state
-# the month's first days left — a night's run must cost what its day costs, whatever the year
+# the month's first 30 nights left, as the nights appended it and after `yibao state compact`
+# (an operator's weekly step) — a night's run must cost what its day costs, whatever the year
 # behind it. Prints wall time, peak RSS and the state bytes each run read and wrote.
 #
 #   benches/nightly.sh [CLAIMS] [PERSONS]    # default 10,000,000 claims, CLAIMS/5 persons
@@ -58,18 +59,22 @@ if [ "$NIGHTS" = 1 ]; then
 else
   for d in $(seq 1 "$NIGHTS"); do adjudicate "$DAYS/$d.parquet" "$BASE" "$OUT/night-$d"; done
 fi
+cp -r "$BASE" "$OUT/state-compacted"
+"$BIN" state compact "$OUT/state-compacted" > "$OUT/compact.txt"
 
 settle() { sync; sleep 2; }
 for i in $(seq "$REPEAT"); do
-  for kind in empty full; do
+  for kind in empty appended compacted; do
     rm -rf "$OUT/state" "$OUT/day31-$kind"
-    if [ "$kind" = full ]; then cp -r "$BASE" "$OUT/state"; fi
+    if [ "$kind" = appended ]; then cp -r "$BASE" "$OUT/state"; fi
+    if [ "$kind" = compacted ]; then cp -r "$OUT/state-compacted" "$OUT/state"; fi
     settle
     adjudicate "$DAYS/31.parquet" "$OUT/state" "$OUT/day31-$kind"
     cp "$OUT/day31-$kind/summary.json" "$OUT/$kind.$i.json"
   done
 done
 du -sb "$BASE" | awk '{print $1}' > "$OUT/state-bytes"
+du -sb "$OUT/state-compacted" | awk '{print $1}' > "$OUT/compacted-bytes"
 
 python3 - "$OUT" "$REPEAT" <<'EOF'
 import json, os, sys
@@ -78,17 +83,20 @@ def best(kind):
     runs = [json.load(open(os.path.join(out, f"{kind}.{i}.json"))) for i in range(1, repeat + 1)]
     return min(runs, key=lambda r: r["wall_seconds"])
 state_bytes = int(open(os.path.join(out, "state-bytes")).read())
-empty, full = best("empty"), best("full")
+compacted_bytes = int(open(os.path.join(out, "compacted-bytes")).read())
+empty, appended, compacted = best("empty"), best("appended"), best("compacted")
 gib = lambda b: f"{b / 2**30:.2f} GiB"
 mb = lambda b: f"{b / 1e6:.1f} MB"
-print(f"\nlast day: {empty['claims']:,} claims; state of the first 30 days: {mb(state_bytes)} on disk; best of {repeat}\n")
+print(f"\nlast day: {empty['claims']:,} claims; state of the first 30 nights: {mb(state_bytes)} "
+      f"on disk as appended, {mb(compacted_bytes)} compacted; best of {repeat}\n")
 print("| state | wall | peak RSS | state read | state written | stages (ingest / partition / settle / audit / output) |")
 print("|---|---|---|---|---|---|")
-for name, r in (("empty", empty), ("first 30 days", full)):
+for name, r in (("empty", empty), ("30 nights, appended", appended), ("30 nights, compacted", compacted)):
     st, s = r["stage_seconds"], r["state"]
     stages = " / ".join(f"{st[k]:.2f}" for k in ("ingest", "partition", "settle", "audit", "output"))
     print(f"| {name} | {r['wall_seconds']:.2f} s | {gib(r['peak_rss_bytes'])} | "
           f"{mb(s['read']['bytes_read'])} | {mb(s['written_bytes'])} | {stages} s |")
-print(f"\nfull / empty: wall {full['wall_seconds'] / empty['wall_seconds']:.2f}×, "
-      f"peak RSS {full['peak_rss_bytes'] / empty['peak_rss_bytes']:.2f}×")
+for name, r in (("appended", appended), ("compacted", compacted)):
+    print(f"{name} / empty: wall {r['wall_seconds'] / empty['wall_seconds']:.2f}×, "
+          f"peak RSS {r['peak_rss_bytes'] / empty['peak_rss_bytes']:.2f}×")
 EOF

@@ -29,11 +29,12 @@ use crate::ingest::{group_by_person, person_slice};
 use crate::policy::NONE;
 
 /// Days before a person's latest service day within which every settled claim is kept in the
-/// history: a claim served up to `HISTORY_DAYS − 7` days before the latest one the state has seen
-/// of its person is still compared with every claim of its day (`duplicate_claim`) and week
-/// (`visit_burst`). Older claims are kept only as a drug's latest fill (`early_refill`) or the
-/// latest stay (referral waivers).
-pub const HISTORY_DAYS: i32 = 62;
+/// history: the windows of the rules that compare a claim with the claims of its day
+/// (`duplicate_claim`) and week (`visit_burst`), with a week's margin for claims settled late. A
+/// claim served up to `HISTORY_DAYS − 7` days before the latest one the state has seen of its
+/// person is compared with every claim of its week. Older claims are kept only as a drug's
+/// latest fill (`early_refill`) or the latest stay (referral waivers).
+pub const HISTORY_DAYS: i32 = 14;
 
 /// The key the claim index is looked up by: [`crate::domain::stable_key`] of the claim id.
 pub fn claim_key(claim_id: &str) -> u64 {
@@ -423,7 +424,8 @@ mod tests {
 
     #[test]
     fn history_keeps_the_window_and_each_drugs_latest_fill_and_the_latest_stay() {
-        // 2024-01-01 is day 19723. Latest service day: 19723 + 200; horizon 62 days before it.
+        // 2024-01-01 is day 19723. Latest service day: 19723 + 200; horizon 14 days before it,
+        // d + 186.
         let d = 19_723;
         let mut stay = claim(d + 10, None, None);
         stay.record.visit = VisitType::Inpatient;
@@ -433,10 +435,10 @@ mod tests {
             claim(d, Some("A"), Some(30)), // 0: superseded fill of A, out of window
             stay,                          // 1: the latest stay, out of window
             claim(d + 20, Some("B"), Some(30)), // 2: B's latest fill that still counts
-            claim(d + 100, None, None),    // 3: out of window (horizon d + 138)
+            claim(d + 100, None, None),    // 3: out of window
             claim(d + 120, Some("A"), Some(7)), // 4: A's latest fill
             reversed_fill,                 // 5: out of window, reversed: not a latest fill
-            claim(d + 138, None, None),    // 6: on the horizon
+            claim(d + 186, None, None),    // 6: on the horizon
             claim(d + 200, None, None),    // 7: the latest
         ];
         let mut keep = Vec::new();

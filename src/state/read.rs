@@ -527,8 +527,31 @@ pub fn lookup_claims(
         .map(|piece| -> Result<IndexHits> {
             let path = store.path(&piece.file);
             let file = KeyedFile::open(&path)?;
+            // Repeats of this run's ids need only the id (confirmed on the text by ingest).
+            let (known, known_bytes) = file.read_matching(
+                &["claim_key"],
+                |k| k[0].is_some_and(|k| claim_keys.contains(k)),
+                &["claim_id", "year"],
+                |_, b| {
+                    let ids = strings(&path, &b, "claim_id")?;
+                    let year = int32s(&b, "year");
+                    Ok((0..b.num_rows())
+                        .filter(|&i| ids.is_valid(i) && year.value(i) >= first_year)
+                        .map(|i| ids.value(i).to_string())
+                        .collect::<Vec<_>>())
+                },
+            )?;
+            let mut hits = IndexHits {
+                known: known.into_iter().flatten().collect(),
+                bytes_read: known_bytes,
+                ..IndexHits::default()
+            };
+            if target_keys.is_empty() {
+                return Ok(hits);
+            }
+            // The originals this run's reversals name, whole, and the reversals of them.
             let select = |k: &[Option<u64>]| {
-                k[0].is_some_and(|k| claim_keys.contains(k) || target_keys.contains(k))
+                k[0].is_some_and(|k| target_keys.contains(k))
                     || k[1].is_some_and(|k| target_keys.contains(k))
             };
             let (batches, bytes_read) = file.read_matching(
@@ -537,24 +560,17 @@ pub fn lookup_claims(
                 RECORD_COLUMNS,
                 |_, b| index_records(&path, &b, &resolver),
             )?;
-            let mut hits = IndexHits {
-                bytes_read,
-                ..IndexHits::default()
-            };
+            hits.bytes_read += bytes_read;
             for r in batches.into_iter().flatten() {
                 if year_of(r.record.service_day) < first_year {
                     continue;
-                }
-                let k = claim_key(&r.claim_id);
-                if claim_keys.contains(k) {
-                    hits.known.push(r.claim_id.clone());
                 }
                 if let (Status::Reversal, Some(target)) = (r.record.status, &r.reverses) {
                     if target_keys.contains(claim_key(target)) {
                         hits.reversed.push(target.clone());
                     }
                 }
-                if target_keys.contains(k) {
+                if target_keys.contains(claim_key(&r.claim_id)) {
                     hits.records.push(r);
                 }
             }
