@@ -227,56 +227,115 @@ impl Prior {
     /// Groups what was read by person: `pools` and `claims` of dense ids below `persons`.
     /// A claim both in the history and in the index (the original of a reversal of this run)
     /// is kept once: what the audit compares from the history, its settlement from the index.
+    ///
+    /// `claims` are the history's rows, each person's in settlement order (as the history is
+    /// written), then the index's: they are grouped by a counting sort, each moved once, and
+    /// only the few persons with index records are sorted again.
     pub fn new(
         persons: usize,
         pools: Vec<(u32, PoolState)>,
         mut claims: Vec<PriorClaim>,
         texts: [Vec<String>; 3],
     ) -> Prior {
-        claims.sort_by(|a, b| {
-            (a.person, a.record.settled_at, &a.claim_id, !a.in_history).cmp(&(
-                b.person,
-                b.record.settled_at,
-                &b.claim_id,
-                !b.in_history,
-            ))
-        });
-        claims.dedup_by(|index, history| {
-            let same = index.person == history.person && index.claim_id == history.claim_id;
-            if same {
-                let (h, i) = (&mut history.record, &index.record);
-                *h = ClaimRecord {
-                    institution: h.institution,
-                    drug: h.drug,
-                    days_supply: h.days_supply,
-                    medical_community: h.medical_community,
-                    reversed: h.reversed || i.reversed,
-                    ..*i
-                };
-            }
-            same
-        });
         let (pool_offsets, pools) = group_by_person(pools, persons);
-        let mut claim_offsets = vec![0u32; persons + 1];
+        let mut offsets = vec![0u32; persons + 1];
         for c in &claims {
-            claim_offsets[c.person as usize + 1] += 1;
+            offsets[c.person as usize + 1] += 1;
         }
-        for i in 1..claim_offsets.len() {
-            claim_offsets[i] += claim_offsets[i - 1];
+        for i in 1..offsets.len() {
+            offsets[i] += offsets[i - 1];
         }
-        let mut records = Vec::with_capacity(claims.len());
-        let mut claim_ids = Vec::with_capacity(claims.len());
-        let mut in_history = Vec::with_capacity(claims.len());
-        for c in claims {
-            records.push(c.record);
-            claim_ids.push(c.claim_id);
-            in_history.push(c.in_history);
+        let mut next = offsets.clone();
+        let mut source = vec![0u32; claims.len()];
+        let mut resort: Vec<u32> = Vec::new();
+        for (i, c) in claims.iter().enumerate() {
+            let slot = &mut next[c.person as usize];
+            source[*slot as usize] = i as u32;
+            *slot += 1;
+            if !c.in_history {
+                resort.push(c.person);
+            }
+        }
+        let mut records: Vec<ClaimRecord> =
+            source.iter().map(|&i| claims[i as usize].record).collect();
+        let mut claim_ids: Vec<Box<str>> = source
+            .iter()
+            .map(|&i| std::mem::take(&mut claims[i as usize].claim_id))
+            .collect();
+        let mut in_history: Vec<bool> = source
+            .iter()
+            .map(|&i| claims[i as usize].in_history)
+            .collect();
+        drop(claims);
+        drop(source);
+        // A person with claims of the index: its claims sorted again, and a claim both in the
+        // history and in the index kept once — what the audit compares from the history, its
+        // settlement from the index.
+        resort.sort_unstable();
+        resort.dedup();
+        let mut dropped = vec![false; records.len()];
+        for &p in &resort {
+            let (from, to) = (
+                offsets[p as usize] as usize,
+                offsets[p as usize + 1] as usize,
+            );
+            let mut order: Vec<usize> = (from..to).collect();
+            order.sort_by(|&a, &b| {
+                (records[a].settled_at, &claim_ids[a], !in_history[a]).cmp(&(
+                    records[b].settled_at,
+                    &claim_ids[b],
+                    !in_history[b],
+                ))
+            });
+            let sorted: Vec<(ClaimRecord, Box<str>, bool)> = order
+                .iter()
+                .map(|&i| (records[i], std::mem::take(&mut claim_ids[i]), in_history[i]))
+                .collect();
+            for (k, (record, id, history)) in sorted.into_iter().enumerate() {
+                records[from + k] = record;
+                claim_ids[from + k] = id;
+                in_history[from + k] = history;
+            }
+            for i in from + 1..to {
+                if claim_ids[i] == claim_ids[i - 1] && in_history[i - 1] && !in_history[i] {
+                    let index = records[i];
+                    let h = &mut records[i - 1];
+                    *h = ClaimRecord {
+                        institution: h.institution,
+                        drug: h.drug,
+                        days_supply: h.days_supply,
+                        medical_community: h.medical_community,
+                        reversed: h.reversed || index.reversed,
+                        ..index
+                    };
+                    dropped[i] = true;
+                }
+            }
+        }
+        if dropped.iter().any(|&d| d) {
+            let mut kept = 0;
+            let mut new_offsets = vec![0u32; persons + 1];
+            for p in 0..persons {
+                for i in offsets[p] as usize..offsets[p + 1] as usize {
+                    if !dropped[i] {
+                        records[kept] = records[i];
+                        claim_ids.swap(kept, i);
+                        in_history[kept] = in_history[i];
+                        kept += 1;
+                    }
+                }
+                new_offsets[p + 1] = kept as u32;
+            }
+            records.truncate(kept);
+            claim_ids.truncate(kept);
+            in_history.truncate(kept);
+            offsets = new_offsets;
         }
         let [institutions, drugs, medical_communities] = texts;
         Prior {
             pool_offsets,
             pools,
-            claim_offsets,
+            claim_offsets: offsets,
             claims: records,
             claim_ids,
             in_history,

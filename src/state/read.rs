@@ -885,7 +885,11 @@ pub fn load_prior(
         index[which].insert(text.to_string(), c);
         c
     };
-    let mut claims = Vec::new();
+    let rows: usize = history
+        .iter()
+        .flat_map(|(batches, _)| batches.iter().map(|b| b.rows.len()))
+        .sum();
+    let mut claims = Vec::with_capacity(rows + hits.records.len());
     for (batches, bytes) in history {
         stats.bytes_read += bytes;
         for batch in batches {
