@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates target/bench-venv (repo-relative, git-ignored) with a pinned DuckDB from PyPI and prints
+# Creates target/bench-venv (repo-relative, git-ignored) with a pinned DuckDB from the Python package index and prints
 # the venv's python. Idempotent: a venv that already has the pinned version is left as it is.
 set -euo pipefail
 
