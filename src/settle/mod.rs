@@ -180,7 +180,7 @@ impl Settled {
                 if !prior.in_history[i] {
                     continue;
                 }
-                let mut record = *record;
+                let mut record = record.as_record();
                 record.reversed |= self.reversed_prior.binary_search(&i).is_ok();
                 candidates.push(WrittenClaim {
                     person_id,
@@ -577,10 +577,14 @@ impl<'a> Engine<'a> {
                 )
             }
             Some(Found::Prior(i)) => {
-                let r = &self.prior.claims[i];
-                if r.reversed || scratch.reversed_prior.contains(&i) {
+                if self.prior.claims[i].reversed || scratch.reversed_prior.contains(&i) {
                     return rejected(Reason::AlreadyReversed);
                 }
+                // Every claim a reversal names is looked up in the claim index, which holds its
+                // settlement; a claim of a year the state no longer holds is not found.
+                let Some(r) = self.prior.settlement(i) else {
+                    return rejected(Reason::OriginalNotFound);
+                };
                 let outcome = Outcome {
                     layers: r.layers,
                     condition_reason: None,

@@ -152,6 +152,74 @@ impl ClaimRecord {
     }
 }
 
+/// An earlier claim as the rules look back at it: what `duplicate_claim`, `visit_burst`,
+/// `early_refill` and the referral waiver compare (about a third of a [`ClaimRecord`]: a night
+/// holds millions of them). Text codes as in [`ClaimRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EarlierClaim {
+    pub settled_at: Millis,
+    pub total_fen: i64,
+    pub service_day: Day,
+    pub institution: u32,
+    pub drug: u32,
+    pub medical_community: u32,
+    pub days_supply: Option<i32>,
+    pub status: Status,
+    pub visit: VisitType,
+    /// A later reversal cancelled it.
+    pub reversed: bool,
+}
+
+impl EarlierClaim {
+    pub fn of(r: &ClaimRecord) -> EarlierClaim {
+        EarlierClaim {
+            settled_at: r.settled_at,
+            total_fen: r.total_fen,
+            service_day: r.service_day,
+            institution: r.institution,
+            drug: r.drug,
+            medical_community: r.medical_community,
+            days_supply: r.days_supply,
+            status: r.status,
+            visit: r.visit,
+            reversed: r.reversed,
+        }
+    }
+
+    /// An inpatient stay that was settled (not a refund, not rejected).
+    pub fn is_stay(&self) -> bool {
+        self.visit == VisitType::Inpatient && self.status.is_settled_claim()
+    }
+
+    /// As a claim record with no settlement (what the history writes back).
+    pub fn as_record(&self) -> ClaimRecord {
+        ClaimRecord {
+            settled_at: self.settled_at,
+            service_day: self.service_day,
+            status: self.status,
+            version: NONE,
+            label: NONE,
+            pool: NONE,
+            ratio_bp: None,
+            total_fen: self.total_fen,
+            in_scope_fen: 0,
+            eligible_fen: 0,
+            deductible_fen: 0,
+            fund_fen: 0,
+            copay_fen: 0,
+            over_cap_fen: 0,
+            assisted: false,
+            reversed: self.reversed,
+            visit: self.visit,
+            institution: self.institution,
+            drug: self.drug,
+            days_supply: self.days_supply,
+            medical_community: self.medical_community,
+            layers: Layers::NONE,
+        }
+    }
+}
+
 /// Marks a text of the state that this run's claims never mention (a null is [`NO_CODE`]).
 pub const UNSEEN: u32 = u32::MAX - 1;
 
@@ -203,9 +271,13 @@ pub struct Prior {
     pool_offsets: Vec<u32>,
     pools: Vec<PoolState>,
     claim_offsets: Vec<u32>,
-    pub claims: Vec<ClaimRecord>,
+    pub claims: Vec<EarlierClaim>,
     /// The claim id of each of [`Self::claims`].
     pub claim_ids: Vec<Box<str>>,
+    /// The settlement of each of [`Self::claims`] found in the claim index (the originals of
+    /// this run's reversals): an index into [`Self::settlements`], or `u32::MAX`.
+    settlement_of: Vec<u32>,
+    settlements: Vec<ClaimRecord>,
     /// Whether each of [`Self::claims`] came from the history (and is written back to it when
     /// its person is settled again), not from the claim index alone.
     pub in_history: Vec<bool>,
@@ -215,11 +287,13 @@ pub struct Prior {
     pub medical_communities: Vec<String>,
 }
 
-/// An earlier claim of a person, as read: its person (dense id), id, record and where from.
+/// An earlier claim of a person, as read: its person (dense id), id, what the rules compare,
+/// its settlement when it came from the claim index, and where from.
 pub struct PriorClaim {
     pub person: u32,
     pub claim_id: Box<str>,
-    pub record: ClaimRecord,
+    pub claim: EarlierClaim,
+    pub settlement: Option<Box<ClaimRecord>>,
     pub in_history: bool,
 }
 
@@ -256,8 +330,19 @@ impl Prior {
                 resort.push(c.person);
             }
         }
-        let mut records: Vec<ClaimRecord> =
-            source.iter().map(|&i| claims[i as usize].record).collect();
+        let mut records: Vec<EarlierClaim> =
+            source.iter().map(|&i| claims[i as usize].claim).collect();
+        let mut settlements = Vec::new();
+        let mut settlement_of: Vec<u32> = source
+            .iter()
+            .map(|&i| match claims[i as usize].settlement.take() {
+                Some(s) => {
+                    settlements.push(*s);
+                    settlements.len() as u32 - 1
+                }
+                None => u32::MAX,
+            })
+            .collect();
         let mut claim_ids: Vec<Box<str>> = source
             .iter()
             .map(|&i| std::mem::take(&mut claims[i as usize].claim_id))
@@ -287,27 +372,23 @@ impl Prior {
                     !in_history[b],
                 ))
             });
-            let sorted: Vec<(ClaimRecord, Box<str>, bool)> = order
+            let sorted: Vec<(EarlierClaim, Box<str>, bool, u32)> = order
                 .iter()
-                .map(|&i| (records[i], std::mem::take(&mut claim_ids[i]), in_history[i]))
+                .map(|&i| {
+                    let id = std::mem::take(&mut claim_ids[i]);
+                    (records[i], id, in_history[i], settlement_of[i])
+                })
                 .collect();
-            for (k, (record, id, history)) in sorted.into_iter().enumerate() {
+            for (k, (record, id, history, settlement)) in sorted.into_iter().enumerate() {
                 records[from + k] = record;
                 claim_ids[from + k] = id;
                 in_history[from + k] = history;
+                settlement_of[from + k] = settlement;
             }
             for i in from + 1..to {
                 if claim_ids[i] == claim_ids[i - 1] && in_history[i - 1] && !in_history[i] {
-                    let index = records[i];
-                    let h = &mut records[i - 1];
-                    *h = ClaimRecord {
-                        institution: h.institution,
-                        drug: h.drug,
-                        days_supply: h.days_supply,
-                        medical_community: h.medical_community,
-                        reversed: h.reversed || index.reversed,
-                        ..index
-                    };
+                    records[i - 1].reversed |= records[i].reversed;
+                    settlement_of[i - 1] = settlement_of[i];
                     dropped[i] = true;
                 }
             }
@@ -321,6 +402,7 @@ impl Prior {
                         records[kept] = records[i];
                         claim_ids.swap(kept, i);
                         in_history[kept] = in_history[i];
+                        settlement_of[kept] = settlement_of[i];
                         kept += 1;
                     }
                 }
@@ -329,6 +411,7 @@ impl Prior {
             records.truncate(kept);
             claim_ids.truncate(kept);
             in_history.truncate(kept);
+            settlement_of.truncate(kept);
             offsets = new_offsets;
         }
         let [institutions, drugs, medical_communities] = texts;
@@ -338,6 +421,8 @@ impl Prior {
             claim_offsets: offsets,
             claims: records,
             claim_ids,
+            settlement_of,
+            settlements,
             in_history,
             institutions,
             drugs,
@@ -349,8 +434,17 @@ impl Prior {
         person_slice(&self.pool_offsets, &self.pools, person)
     }
 
+    /// The settlement of earlier claim `i`, when the claim index gave it (for the originals of
+    /// this run's reversals).
+    pub fn settlement(&self, i: usize) -> Option<&ClaimRecord> {
+        match self.settlement_of[i] {
+            u32::MAX => None,
+            s => Some(&self.settlements[s as usize]),
+        }
+    }
+
     /// Person's earlier claims with the index of the first in [`Self::claims`].
-    pub fn claims_of(&self, person: u32) -> (usize, &[ClaimRecord]) {
+    pub fn claims_of(&self, person: u32) -> (usize, &[EarlierClaim]) {
         let p = person as usize;
         match self.claim_offsets.get(p + 1) {
             Some(&end) => {

@@ -18,7 +18,8 @@ use rayon::prelude::*;
 
 use super::store::Store;
 use super::{
-    claim_key, text_lists, ClaimRecord, Layers, PoolState, Prior, PriorClaim, INDEX_ONLY_TEXT,
+    claim_key, text_lists, ClaimRecord, EarlierClaim, Layers, PoolState, Prior, PriorClaim,
+    INDEX_ONLY_TEXT,
 };
 use crate::domain::{year_of, Status, VisitType};
 use crate::error::{Error, Result};
@@ -609,7 +610,7 @@ struct PoolRow {
 struct HistoryRow {
     person: u32,
     claim_id: Box<str>,
-    record: ClaimRecord,
+    claim: EarlierClaim,
 }
 
 /// A batch of history rows with the texts its codes index.
@@ -833,29 +834,17 @@ pub fn load_prior(
                         out.push(HistoryRow {
                             person,
                             claim_id: claim_ids.value(i).into(),
-                            record: ClaimRecord {
+                            claim: EarlierClaim {
                                 settled_at: settled_at.value(i),
-                                service_day: service.value(i),
-                                status,
-                                version: NONE,
-                                label: NONE,
-                                pool: NONE,
-                                ratio_bp: None,
                                 total_fen: value_or_zero(total, i),
-                                in_scope_fen: 0,
-                                eligible_fen: 0,
-                                deductible_fen: 0,
-                                fund_fen: 0,
-                                copay_fen: 0,
-                                over_cap_fen: 0,
-                                assisted: false,
-                                reversed: reversed.is_valid(i) && reversed.value(i),
-                                visit: visit[i].unwrap_or(VisitType::Outpatient),
+                                service_day: service.value(i),
                                 institution: institution[k],
                                 drug: drug[k],
-                                days_supply: supply.is_valid(i).then(|| supply.value(i)),
                                 medical_community: community[k],
-                                layers: Layers::NONE,
+                                days_supply: supply.is_valid(i).then(|| supply.value(i)),
+                                status,
+                                visit: visit[i].unwrap_or(VisitType::Outpatient),
+                                reversed: reversed.is_valid(i) && reversed.value(i),
                             },
                         });
                     }
@@ -904,14 +893,15 @@ pub fn load_prior(
                 }
             };
             for mut row in batch.rows {
-                row.record.institution = code(0, row.record.institution);
-                row.record.drug = code(1, row.record.drug);
-                row.record.medical_community = code(2, row.record.medical_community);
+                row.claim.institution = code(0, row.claim.institution);
+                row.claim.drug = code(1, row.claim.drug);
+                row.claim.medical_community = code(2, row.claim.medical_community);
                 stats.history_rows += 1;
                 claims.push(PriorClaim {
                     person: row.person,
                     claim_id: row.claim_id,
-                    record: row.record,
+                    claim: row.claim,
+                    settlement: None,
                     in_history: true,
                 });
             }
@@ -933,7 +923,8 @@ pub fn load_prior(
         claims.push(PriorClaim {
             person: p,
             claim_id: r.claim_id.as_str().into(),
-            record,
+            claim: EarlierClaim::of(&record),
+            settlement: Some(Box::new(record)),
             in_history: false,
         });
     }
