@@ -218,9 +218,7 @@ impl Store {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let leftover = (name.starts_with('v') && name.ends_with(".parquet")
-                || name.ends_with(".tmp"))
-                && !named.contains(&name);
+            let leftover = is_state_file(&name) && !named.contains(&name);
             if leftover {
                 let path = entry.path();
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -264,6 +262,27 @@ impl Store {
         }
         crate::output::parquet::sync_dir(&self.dir)?;
         Ok(next.version)
+    }
+}
+
+/// Whether `name` is a file the engine writes in a state directory (a table file, or a table
+/// file's or a manifest's temporary file): only those are ever removed, whatever else an
+/// operator keeps beside them.
+fn is_state_file(name: &str) -> bool {
+    let table_file = |n: &str| {
+        n.strip_prefix('v').is_some_and(|rest| {
+            let (version, rest) = rest.split_at(rest.len().min(10));
+            version.len() == 10
+                && version.bytes().all(|b| b.is_ascii_digit())
+                && ["-pools-", "-history-", "-claims-"]
+                    .iter()
+                    .any(|t| rest.starts_with(t))
+                && rest.ends_with(".parquet")
+        })
+    };
+    match name.strip_suffix(".tmp") {
+        Some(base) => table_file(base) || base.starts_with("manifest-"),
+        None => table_file(name),
     }
 }
 
@@ -427,14 +446,19 @@ mod tests {
         assert_eq!(store.commit(next.clone()).unwrap(), 1);
         // The same version again: refused, as a second run racing to commit it would be.
         assert!(store.commit(next).is_err());
-        // A killed run's file, never committed.
+        // A killed run's file, never committed, and an operator's own file beside the state.
         std::fs::write(d.join("v0000000002-pools-1-000000001.parquet"), b"y").unwrap();
+        std::fs::write(d.join("visits.parquet"), b"mine").unwrap();
         drop(store);
         let store = Store::open(&d).unwrap();
         assert_eq!(store.manifest.version, 1);
         assert_eq!(store.manifest.pools[0].file, piece);
         assert!(d.join(&piece).exists());
         assert!(!d.join("v0000000002-pools-1-000000001.parquet").exists());
+        assert!(d.join("visits.parquet").exists());
+        assert!(is_state_file("v0000000002-claims-77-123.parquet.tmp"));
+        assert!(is_state_file("manifest-0000000003.json.77.tmp"));
+        assert!(!is_state_file("manifest-0000000003.json"));
         assert_eq!(versions(&d).unwrap(), [1]);
         // Older versions stay readable.
         let old = Store::open_version(&d, 0).unwrap();
