@@ -145,11 +145,6 @@ impl ClaimRecord {
     pub fn is_stay(&self) -> bool {
         self.visit == VisitType::Inpatient && self.status.is_settled_claim()
     }
-
-    /// A fill of a drug with a supply: what `early_refill` compares a later fill with.
-    pub fn is_fill(&self) -> bool {
-        self.status.is_settled_claim() && self.drug != NO_CODE && self.days_supply.is_some()
-    }
 }
 
 /// An earlier claim as the rules look back at it: what `duplicate_claim`, `visit_burst`,
@@ -469,13 +464,6 @@ pub fn text_lists() -> [Vec<String>; 3] {
     ]
 }
 
-/// What a run hands the state for one person it settled: the person's whole new state.
-pub struct PersonChanges<'a> {
-    pub person_id: &'a str,
-    /// Every pool of the person after the run, by (year, pool).
-    pub pools: &'a [PoolState],
-}
-
 /// A claim as written to the history or the index: its record, its texts, and for a reversal
 /// the claim it cancelled.
 #[derive(Clone, Copy)]
@@ -544,30 +532,19 @@ mod tests {
         WrittenClaim {
             person_id: "P",
             claim_id: "C",
-            record: ClaimRecord {
+            record: EarlierClaim {
                 settled_at: day as i64 * 86_400_000,
-                service_day: day,
-                status: Status::Paid,
-                version: NONE,
-                label: NONE,
-                pool: NONE,
-                ratio_bp: None,
                 total_fen: 100,
-                in_scope_fen: 100,
-                eligible_fen: 0,
-                deductible_fen: 0,
-                fund_fen: 0,
-                copay_fen: 0,
-                over_cap_fen: 0,
-                assisted: false,
-                reversed: false,
-                visit: VisitType::Outpatient,
+                service_day: day,
                 institution: NO_CODE,
                 drug: if drug.is_some() { 1 } else { NO_CODE },
-                days_supply: supply,
                 medical_community: NO_CODE,
-                layers: Layers::NONE,
-            },
+                days_supply: supply,
+                status: Status::Paid,
+                visit: VisitType::Outpatient,
+                reversed: false,
+            }
+            .as_record(),
             institution: Some("H1"),
             drug,
             medical_community: None,

@@ -42,9 +42,8 @@ pub fn pools_schema() -> SchemaRef {
     ]))
 }
 
-/// The columns of a settled claim in the claim index.
-fn record_fields() -> Vec<Field> {
-    let fen = |name: &str| field(name, DataType::Int64);
+/// The fields of [`claim_columns`].
+fn claim_fields() -> Vec<Field> {
     vec![
         field("person_id", DataType::Utf8),
         field("person_key", DataType::Int64),
@@ -55,6 +54,14 @@ fn record_fields() -> Vec<Field> {
         ),
         field("service_date", DataType::Date32),
         field("year", DataType::Int32),
+    ]
+}
+
+/// The columns of a settled claim in the claim index.
+fn record_fields() -> Vec<Field> {
+    let fen = |name: &str| field(name, DataType::Int64);
+    let mut fields = claim_fields();
+    fields.extend([
         field("status", name_type()),
         field("policy_id", name_type()),
         field("benefit", name_type()),
@@ -76,22 +83,15 @@ fn record_fields() -> Vec<Field> {
         field("assistance_pool", name_type()),
         fen("assistance_deductible_fen"),
         fen("assistance_paid_fen"),
-    ]
+    ]);
+    fields
 }
 
 /// `history`: a person's settled claims the rules look back at, with what they compare (a
 /// claim's settlement is in the claim index).
 pub fn history_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        field("person_id", DataType::Utf8),
-        field("person_key", DataType::Int64),
-        field("claim_id", DataType::Utf8),
-        field(
-            "settled_at",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-        ),
-        field("service_date", DataType::Date32),
-        field("year", DataType::Int32),
+    let mut fields = claim_fields();
+    fields.extend([
         field("status", name_type()),
         field("reversed", DataType::Boolean),
         field("total_fen", DataType::Int64),
@@ -100,7 +100,8 @@ pub fn history_schema() -> SchemaRef {
         field("institution_id", DataType::Utf8),
         field("drug_code", DataType::Utf8),
         field("days_supply", DataType::Int32),
-    ]))
+    ]);
+    Arc::new(Schema::new(fields))
 }
 
 /// `claims`: the claim index, a row per claim a run settled (reversals, and reversals rejected
@@ -201,25 +202,8 @@ fn record_columns(rows: &[WrittenClaim], names: &NameLists) -> Vec<ArrayRef> {
         ))
     };
     let ids = |f: fn(&ClaimRecord) -> u16| rows.iter().map(move |c| f(&c.record));
-    vec![
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|c| c.person_id),
-        )),
-        arc(Int64Array::from_iter_values(
-            rows.iter().map(|c| claim_key(c.person_id) as i64),
-        )),
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|c| c.claim_id),
-        )),
-        arc(TimestampMillisecondArray::from_iter_values(
-            rows.iter().map(|c| c.record.settled_at),
-        )),
-        arc(Date32Array::from_iter_values(
-            rows.iter().map(|c| c.record.service_day),
-        )),
-        arc(Int32Array::from_iter_values(
-            rows.iter().map(|c| year_of(c.record.service_day)),
-        )),
+    let mut columns = claim_columns(rows);
+    columns.extend([
         names_array(&names.statuses, ids(|r| r.status as u16)),
         names_array(&names.versions, ids(|r| r.version)),
         names_array(&names.labels, ids(|r| r.label)),
@@ -249,11 +233,14 @@ fn record_columns(rows: &[WrittenClaim], names: &NameLists) -> Vec<ArrayRef> {
         names_array(&names.pools, ids(|r| r.layers.assistance_pool)),
         int64(|r| r.layers.assistance_deductible_fen),
         int64(|r| r.layers.assistance_fen),
-    ]
+    ]);
+    columns
 }
 
-fn history_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch> {
-    let columns = vec![
+/// The columns that name a claim, first in `history` and the claim record: `person_id`,
+/// `person_key`, `claim_id`, `settled_at`, `service_date`, `year`.
+fn claim_columns(rows: &[WrittenClaim]) -> Vec<ArrayRef> {
+    vec![
         arc(StringArray::from_iter_values(
             rows.iter().map(|c| c.person_id),
         )),
@@ -272,6 +259,12 @@ fn history_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch
         arc(Int32Array::from_iter_values(
             rows.iter().map(|c| year_of(c.record.service_day)),
         )),
+    ]
+}
+
+fn history_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch> {
+    let mut columns = claim_columns(rows);
+    columns.extend([
         names_array(&names.statuses, rows.iter().map(|c| c.record.status as u16)),
         arc(BooleanArray::from_iter(
             rows.iter().map(|c| Some(c.record.reversed)),
@@ -290,7 +283,7 @@ fn history_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch
             .iter()
             .map(|c| c.record.days_supply)
             .collect::<Int32Array>()),
-    ];
+    ]);
     RecordBatch::try_new(history_schema(), columns).map_err(|e| Error::arrow("state history", e))
 }
 
