@@ -3,7 +3,8 @@
 //! [`Prior`] in and hands its changes out ([`Changes`]); this module reads and writes them.
 //!
 //! A state directory ([`store`]) holds versions, each a small JSON manifest naming plain Parquet
-//! files ([`tables`]) of three tables:
+//! files ([`tables`] writes them, [`read`] reads a run's share of them, [`compact`] merges them)
+//! of three tables:
 //! - **pools**: per (person, year, cap pool) the year-to-date amounts of every layer;
 //! - **history**: per person, the settled claims the audit rules and referral waivers look back
 //!   at, bounded by their windows ([`HISTORY_DAYS`], the latest fill of each drug, the latest
@@ -13,8 +14,9 @@
 //!   the rest of its columns.
 //!
 //! Pools and history are written per person: a run writes the whole new state of every person it
-//! settled, and the newest file holding a person is that person's state. A run commits a new
-//! version atomically as its last step ([`store::Store::commit`]).
+//! settled, and the newest file holding a person is that person's state. A run reads only the
+//! rows of its own persons and claim ids, and commits a new version atomically as its last step
+//! ([`store::Store::commit`]).
 
 pub mod compact;
 pub mod read;
