@@ -119,10 +119,14 @@ pub fn claims_schema() -> SchemaRef {
 
 /// State files are read by key column, never filtered by statistics. Ids are written without a
 /// dictionary: claim ids are all distinct, and person ids repeat only on consecutive rows (rows
-/// are in person-key order), where each shares its whole prefix with the one before.
+/// are in person-key order), where each shares its whole prefix with the one before. Pages are
+/// not compressed: a night decodes every page of the files it scans for its persons, and on the
+/// 30-night bench uncompressed pages cut that read by a third (ingest 3.3–3.4 → 2.2–2.4 s) for
+/// a fifth more bytes on disk.
 const SETTINGS: FileSettings = FileSettings {
     statistics: parquet::file::properties::EnabledStatistics::None,
     distinct_columns: &["claim_id", "person_id"],
+    compression: parquet::basic::Compression::UNCOMPRESSED,
     ..FileSettings::DEFAULT
 };
 
