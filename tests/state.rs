@@ -511,3 +511,59 @@ fn a_compacted_state_settles_the_next_night_as_the_appended_one_does() {
     assert_eq!((idle.version, idle.removed), (None, vec![]));
     assert_eq!(state_pools(&state), state_pools(&d.join("appended")));
 }
+
+#[test]
+fn a_compaction_killed_at_any_moment_leaves_a_state_that_settles_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 3_000, 30_000, 55);
+    split_by_day(d, "night", &[1, 6, 11, 16, 21, 26, 32]);
+    for i in 0..5 {
+        assert!(run_binary(d, &format!("night{i}"), &format!("o{i}"), None));
+    }
+    copy_dir(&d.join("state"), &d.join("base"));
+    let before = state_pools(&d.join("state"));
+    // The last night on the uncompacted state: what every recovered state must give.
+    assert!(run_binary(d, "night5", "reference", None));
+    let compact = |kill_after: Option<std::time::Duration>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_yibao"))
+            .args(["state", "compact", "--keep", "1"])
+            .arg(d.join("state"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if let Some(after) = kill_after {
+            std::thread::sleep(after);
+            let _ = child.kill();
+        }
+        child.wait().unwrap().success()
+    };
+    copy_dir(&d.join("base"), &d.join("state"));
+    let started = std::time::Instant::now();
+    assert!(compact(None));
+    let took = started.elapsed();
+    // Kill moments spread over the compaction, the span narrowed whenever one finished first.
+    let (mut killed, mut span) = (0, 1.0f64);
+    for k in 0..40u32 {
+        if killed >= 8 {
+            break;
+        }
+        copy_dir(&d.join("base"), &d.join("state"));
+        let fraction = ((k as f64 * 0.618_034) % 1.0) * span;
+        let finished = compact(Some(took.mul_f64(fraction)));
+        killed += u32::from(!finished);
+        if finished {
+            span *= 0.8;
+        }
+        // Whatever the moment, the latest version holds the same pools…
+        assert_eq!(state_pools(&d.join("state")), before, "after kill {k}");
+        // …and the next night settles to the same bytes on it.
+        let _ = std::fs::remove_dir_all(d.join("after"));
+        assert!(run_binary(d, "night5", "after", None));
+        assert!(
+            same_outputs(&d.join("after"), &d.join("reference")),
+            "night after kill {k}"
+        );
+    }
+    assert!(killed >= 8, "{killed} compactions killed");
+}
