@@ -360,13 +360,6 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     };
     let limit = args.memory_limit.unwrap_or_else(default_memory_limit);
     let bits = spill_bits(rows, limit);
-    // A spilled run's first read, before the registry takes its memory.
-    let (repeated, spill_keys) = if bits > 0 {
-        spill::repeated_ids(&files, rows, store.is_some())?
-    } else {
-        (Vec::new(), None)
-    };
-    let mut registry = Registry::load(&args.persons, &args.registrations, &policies)?;
     let lookup = |claim_keys: Vec<u64>, target_keys: Vec<u64>| -> Result<IndexHits> {
         match &store {
             Some(store) => read::lookup_claims(
@@ -378,6 +371,22 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             None => Ok(IndexHits::default()),
         }
     };
+    // A spilled run's first read, and its claim ids looked up in the claim index (when the state
+    // has one), before the registry takes its memory.
+    let indexed = store
+        .as_ref()
+        .is_some_and(|s| !s.manifest.claims.is_empty());
+    let (repeated, spill_hits) = if bits > 0 {
+        let (repeated, keys) = spill::repeated_ids(&files, rows, indexed)?;
+        let hits = match keys {
+            Some((claim_keys, target_keys)) => lookup(claim_keys, target_keys)?,
+            None => IndexHits::default(),
+        };
+        (repeated, hits)
+    } else {
+        (Vec::new(), IndexHits::default())
+    };
+    let mut registry = Registry::load(&args.persons, &args.registrations, &policies)?;
     // The state of the persons present (by dense id), with the index records found.
     let load_prior = |registry: &Registry, present: &[bool], hits: IndexHits| match &store {
         Some(store) => {
@@ -487,10 +496,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             (read, known_ids, run_year),
         )
     } else {
-        let hits = match spill_keys {
-            Some((claim_keys, target_keys)) => lookup(claim_keys, target_keys)?,
-            None => IndexHits::default(),
-        };
+        let hits = spill_hits;
         let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
         let spill_dir = args.out.join(format!(".spill-{}", std::process::id()));
         // The amount statistics of the whole month, which the outlier rule judges every claim
