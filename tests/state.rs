@@ -302,9 +302,25 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The binary, run to completion or killed after `kill_after`.
+/// `command` run to completion, or killed after `kill_after`; whether it succeeded.
+fn run_or_kill(command: &mut Command, kill_after: Option<std::time::Duration>) -> bool {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    if let Some(after) = kill_after {
+        std::thread::sleep(after);
+        // SIGKILL: no destructor, no cleanup.
+        let _ = child.kill();
+    }
+    child.wait().unwrap().success()
+}
+
+/// The binary settling `claims` on `DIR/state` into `out`, to completion or killed.
 fn run_binary(d: &Path, claims: &str, out: &str, kill_after: Option<std::time::Duration>) -> bool {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_yibao"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_yibao"));
+    command
         .args(["adjudicate", "--threads", "2", "--claims"])
         .arg(d.join(claims))
         .arg("--persons")
@@ -316,17 +332,8 @@ fn run_binary(d: &Path, claims: &str, out: &str, kill_after: Option<std::time::D
         .arg("--state")
         .arg(d.join("state"))
         .arg("--out")
-        .arg(d.join(out))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    if let Some(after) = kill_after {
-        std::thread::sleep(after);
-        // SIGKILL: no destructor, no cleanup.
-        let _ = child.kill();
-    }
-    child.wait().unwrap().success()
+        .arg(d.join(out));
+    run_or_kill(&mut command, kill_after)
 }
 
 const OUTPUTS: [&str; 3] = [
@@ -526,17 +533,11 @@ fn a_compaction_killed_at_any_moment_leaves_a_state_that_settles_the_same() {
     // The last night on the uncompacted state: what every recovered state must give.
     assert!(run_binary(d, "night5", "reference", None));
     let compact = |kill_after: Option<std::time::Duration>| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_yibao"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_yibao"));
+        command
             .args(["state", "compact", "--keep", "1"])
-            .arg(d.join("state"))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        if let Some(after) = kill_after {
-            std::thread::sleep(after);
-            let _ = child.kill();
-        }
-        child.wait().unwrap().success()
+            .arg(d.join("state"));
+        run_or_kill(&mut command, kill_after)
     };
     copy_dir(&d.join("base"), &d.join("state"));
     let started = std::time::Instant::now();
