@@ -371,8 +371,8 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             None => Ok(IndexHits::default()),
         }
     };
-    // A spilled run's first read, and its claim ids looked up in the claim index (when the state
-    // has one), before the registry takes its memory.
+    // The run's claim ids are looked up (and keyed) only when the state has a claim index. A
+    // spilled run does it with its first read, before the registry takes its memory.
     let indexed = store
         .as_ref()
         .is_some_and(|s| !s.manifest.claims.is_empty());
@@ -454,8 +454,12 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
 
     let (sources, claims, spill, parts, state_read) = if bits == 0 {
         let mut whole = Claims::load(&args.claims, &mut registry.index)?;
-        let (claim_keys, target_keys) = whole.state_keys();
-        let hits = lookup(claim_keys, target_keys)?;
+        let hits = if indexed {
+            let (claim_keys, target_keys) = whole.state_keys();
+            lookup(claim_keys, target_keys)?
+        } else {
+            IndexHits::default()
+        };
         let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
         whole.reject_duplicate_ids(&known);
         let known_ids = known.len() as u64;

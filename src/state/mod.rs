@@ -451,10 +451,6 @@ impl Prior {
             None => (0, &[]),
         }
     }
-
-    pub fn pool_count(&self) -> usize {
-        self.pools.len()
-    }
 }
 
 /// New text lists for [`Prior`]: institutions and drugs start with [`INDEX_ONLY`].
