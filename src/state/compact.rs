@@ -100,25 +100,9 @@ fn merge_people(store: &Store) -> Result<(Piece, Piece)> {
                 }
             }
         }
-        let all: Vec<String> = tables::pools_schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        for (table, pieces, file) in [
-            ("pools", &m.pools, &mut pools),
-            ("history", &m.history, &mut history),
-        ] {
-            let columns: Vec<String> = if table == "pools" {
-                all.clone()
-            } else {
-                tables::history_schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect()
-            };
-            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        for (pieces, file) in [(&m.pools, &mut pools), (&m.history, &mut history)] {
+            let schema = file.schema();
+            let columns = column_names(&schema);
             for (n, piece) in pieces.iter().enumerate() {
                 let path = store.path(&piece.file);
                 for batch in super::read::read_selected(&path, in_range, &columns)? {
@@ -161,12 +145,8 @@ fn merge_claims(store: &Store) -> Result<Piece> {
     let m = &store.manifest;
     let first_year = m.first_year();
     let mut file = TableFile::create(store, "claims", tables::claims_schema())?;
-    let columns: Vec<String> = tables::claims_schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let schema = file.schema();
+    let columns = column_names(&schema);
     for piece in m
         .claims
         .iter()
@@ -191,6 +171,11 @@ fn merge_claims(store: &Store) -> Result<Piece> {
     committed.commit()?;
     crate::output::parquet::sync_dir(&store.dir)?;
     Ok(piece)
+}
+
+/// Every column of a table, by name.
+fn column_names(schema: &SchemaRef) -> Vec<&str> {
+    schema.fields().iter().map(|f| f.name().as_str()).collect()
 }
 
 fn year_values(batch: &RecordBatch) -> Vec<i32> {

@@ -528,31 +528,10 @@ pub fn lookup_claims(
         .map(|piece| -> Result<IndexHits> {
             let path = store.path(&piece.file);
             let file = KeyedFile::open(&path)?;
-            // Repeats of this run's ids need only the id (confirmed on the text by ingest).
-            let (known, known_bytes) = file.read_matching(
-                &["claim_key"],
-                |k| k[0].is_some_and(|k| claim_keys.contains(k)),
-                &["claim_id", "year"],
-                |_, b| {
-                    let ids = strings(&path, &b, "claim_id")?;
-                    let year = int32s(&b, "year");
-                    Ok((0..b.num_rows())
-                        .filter(|&i| ids.is_valid(i) && year.value(i) >= first_year)
-                        .map(|i| ids.value(i).to_string())
-                        .collect::<Vec<_>>())
-                },
-            )?;
-            let mut hits = IndexHits {
-                known: known.into_iter().flatten().collect(),
-                bytes_read: known_bytes,
-                ..IndexHits::default()
-            };
-            if target_keys.is_empty() {
-                return Ok(hits);
-            }
-            // The originals this run's reversals name, whole, and the reversals of them.
+            // One scan of the two key columns: the run's repeated ids (rare; confirmed on the
+            // text by ingest), the originals its reversals name, and the reversals of them.
             let select = |k: &[Option<u64>]| {
-                k[0].is_some_and(|k| target_keys.contains(k))
+                k[0].is_some_and(|k| claim_keys.contains(k) || target_keys.contains(k))
                     || k[1].is_some_and(|k| target_keys.contains(k))
             };
             let (batches, bytes_read) = file.read_matching(
@@ -561,17 +540,24 @@ pub fn lookup_claims(
                 RECORD_COLUMNS,
                 |_, b| index_records(&path, &b, &resolver),
             )?;
-            hits.bytes_read += bytes_read;
+            let mut hits = IndexHits {
+                bytes_read,
+                ..IndexHits::default()
+            };
             for r in batches.into_iter().flatten() {
                 if year_of(r.record.service_day) < first_year {
                     continue;
+                }
+                let key = claim_key(&r.claim_id);
+                if claim_keys.contains(key) {
+                    hits.known.push(r.claim_id.clone());
                 }
                 if let (Status::Reversal, Some(target)) = (r.record.status, &r.reverses) {
                     if target_keys.contains(claim_key(target)) {
                         hits.reversed.push(target.clone());
                     }
                 }
-                if target_keys.contains(claim_key(&r.claim_id)) {
+                if target_keys.contains(key) {
                     hits.records.push(r);
                 }
             }
@@ -594,7 +580,7 @@ pub struct ReadStats {
     pub pool_rows: u64,
     pub history_rows: u64,
     pub index_records: u64,
-    /// Compressed bytes of the column chunks read (key columns of every file, other columns of
+    /// Bytes of the column chunks read as stored (key columns of every file, other columns of
     /// the row groups holding selected rows).
     pub bytes_read: u64,
 }
