@@ -179,9 +179,9 @@ vocabulary! {
         UnknownReferral = "unknown_referral",
         /// Rejected: an amount does not fit the contract's decimal type.
         UnreadableAmount = "unreadable_amount",
-        /// Rejected: a `claim_id` seen before (in this run or the ledger).
+        /// Rejected: a `claim_id` seen before (in this run or by an earlier run, in the state).
         DuplicateClaimId = "duplicate_claim_id",
-        /// Rejected: a reversal whose original is neither in this run nor in the ledger.
+        /// Rejected: a reversal whose original is neither in this run nor in the state.
         OriginalNotFound = "original_not_found",
         /// Rejected: a reversal of a claim already reversed.
         AlreadyReversed = "already_reversed",

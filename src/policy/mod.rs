@@ -46,7 +46,7 @@ pub struct Policies {
 }
 
 /// Interned names: a name's index is its id. Looking a name up is a hash, once per distinct
-/// input value (registration conditions, ledger pools); settlement uses only the ids.
+/// input value (registration conditions, state pools); settlement uses only the ids.
 #[derive(Debug, Default)]
 pub struct Names {
     names: Vec<String>,
@@ -314,7 +314,7 @@ impl Policies {
         self.conditions.id(name)
     }
 
-    /// Index of the policy version with `policy_id` `id` (ledger records).
+    /// Index of the policy version with `policy_id` `id` (state records).
     pub fn version_id(&self, id: &str) -> Option<u16> {
         self.version_by_id.get(id).copied()
     }

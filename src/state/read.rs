@@ -157,7 +157,7 @@ fn strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<StringArray> 
 }
 
 /// A name column resolved once per distinct name: `resolve` gives a name's id, or why it
-/// cannot be used. `first_row` numbers the batch's rows in its file, for the error.
+/// cannot be used (the error names the file and the column).
 fn names<T: Copy>(
     path: &Path,
     batch: &RecordBatch,
