@@ -316,15 +316,12 @@ fn next_manifest(
         ..read.clone()
     };
     let first_year = next.first_year();
-    let old = |p: &store::Piece| p.max_year.is_some_and(|y| y < first_year);
-    let pairs: Vec<(store::Piece, store::Piece)> = next
-        .pools
-        .drain(..)
-        .zip(next.history.drain(..))
-        .filter(|(p, h)| !(old(p) && (old(h) || h.max_year.is_none())))
-        .collect();
-    (next.pools, next.history) = pairs.into_iter().unzip();
-    next.claims.retain(|p| !old(p));
+    // A file of years no longer held, or of no year at all (a pools file holding only persons
+    // with no pool, a history file of a run that settled nothing): what it holds is not read.
+    let held = |p: &store::Piece| p.max_year.is_some_and(|y| y >= first_year);
+    next.pools.retain(held);
+    next.history.retain(held);
+    next.claims.retain(held);
     next.pools.push(pools);
     next.history.push(history);
     next.claims.push(claims);
@@ -436,9 +433,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         let (written, changed) = rayon::join(
             || outputs.append(&view),
             || match state_writer.as_mut() {
-                Some(writer) => {
-                    write_changes(writer, &part, ctx.prior, &registry.index, first_year)
-                }
+                Some(writer) => write_changes(writer, &part, &registry.index, first_year),
                 None => Ok(()),
             },
         );
@@ -697,7 +692,6 @@ const CHANGE_CLAIMS: usize = 16 * 1024;
 fn write_changes(
     writer: &mut StateWriter,
     part: &Settled,
-    prior: &Prior,
     persons: &crate::ingest::registry::PersonIndex,
     first_year: i32,
 ) -> Result<()> {
@@ -706,16 +700,9 @@ fn write_changes(
     for group in chunks.chunks(window) {
         let changes: Vec<_> = group
             .par_iter()
-            .map_init(Vec::new, |keep, &range| {
-                part.settled.changes(
-                    &part.claims,
-                    &part.partitions,
-                    prior,
-                    persons,
-                    first_year,
-                    range,
-                    keep,
-                )
+            .map(|&range| {
+                part.settled
+                    .changes(&part.claims, &part.partitions, persons, first_year, range)
             })
             .collect();
         for c in &changes {

@@ -22,9 +22,7 @@ use crate::money::mul_ratio;
 use crate::partition::Partitions;
 use crate::policy::{DeductiblePer, LevelRatio, Policies, Slot, Version, NONE};
 pub use crate::state::Layers;
-use crate::state::{
-    retained, run_codes, Changes, ClaimRecord, PoolState, Prior, RunCodes, WrittenClaim,
-};
+use crate::state::{run_codes, Changes, ClaimRecord, PoolState, Prior, RunCodes, WrittenClaim};
 use kernel::{split, Terms};
 
 /// Claims per parallel work unit: large enough to amortise scheduling, small enough to balance
@@ -131,30 +129,23 @@ pub struct Settled {
     /// Year-to-date state after the run of every person with claims, by slot (see
     /// [`Partitions`]) then (year, pool).
     pub pools: Vec<(u32, PoolState)>,
-    /// Earlier claims ([`Prior::claims`]) this run reversed, ascending.
-    pub reversed_prior: Vec<usize>,
 }
 
 impl Settled {
     /// What the settlement of slots `a..b` of `partitions` changes in the state, for each person
-    /// with claims here: the person's pools after the run (of years from `first_year` on), the
-    /// claims the history keeps ([`retained`]: earlier ones with this run's reversals marked,
-    /// and this run's), and this run's claims for the claim index.
-    #[allow(clippy::too_many_arguments)]
+    /// with claims here: the person's pools after the run (of years from `first_year` on), and
+    /// this run's claims for the claim index and the history.
     pub fn changes<'a>(
         &'a self,
         claims: &'a Claims,
         partitions: &Partitions,
-        prior: &'a Prior,
         persons: &'a PersonIndex,
         first_year: i32,
         (a, b): (usize, usize),
-        keep: &mut Vec<bool>,
     ) -> Changes<'a> {
         let mut changes = Changes::default();
         let from = self.pools.partition_point(|(q, _)| (*q as usize) < a);
         let mut pools = self.pools[from..].iter().peekable();
-        let mut candidates: Vec<WrittenClaim<'a>> = Vec::new();
         let text =
             |list: &'a [String], code: u32| (code != NO_CODE).then(|| list[code as usize].as_str());
         for slot in a..b {
@@ -173,30 +164,11 @@ impl Settled {
                 // No pool: the row still marks this version as the holder of the person.
                 changes.pools.push((person_id, PoolState::empty(0, NONE)));
             }
-            candidates.clear();
-            let (start, records) = prior.claims_of(partitions.persons[slot]);
-            for (i, record) in records.iter().enumerate() {
-                let i = start + i;
-                if !prior.in_history[i] {
-                    continue;
-                }
-                let mut record = record.as_record();
-                record.reversed |= self.reversed_prior.binary_search(&i).is_ok();
-                candidates.push(WrittenClaim {
-                    person_id,
-                    claim_id: &prior.claim_ids[i],
-                    record,
-                    institution: text(&prior.institutions, record.institution),
-                    drug: text(&prior.drugs, record.drug),
-                    medical_community: text(&prior.medical_communities, record.medical_community),
-                    reverses: None,
-                });
-            }
             let first = partitions.offsets[slot] as usize;
             for (k, &row) in rows.iter().enumerate() {
                 let row = row as usize;
                 let o = &self.outcomes[first + k];
-                let claim = WrittenClaim {
+                changes.claims.push(WrittenClaim {
                     person_id,
                     claim_id: claims.claim_id(row).unwrap_or_default(),
                     record: record_of(claims, row, o),
@@ -209,23 +181,8 @@ impl Settled {
                     reverses: (o.status == Status::Reversal)
                         .then(|| claims.reverses_claim_id(row))
                         .flatten(),
-                };
-                changes.claims.push(claim);
-                if o.status.is_settled_claim() {
-                    candidates.push(claim);
-                }
+                });
             }
-            candidates.sort_by(|x, y| {
-                (x.record.settled_at, x.claim_id).cmp(&(y.record.settled_at, y.claim_id))
-            });
-            retained(&candidates, first_year, keep);
-            changes.history.extend(
-                candidates
-                    .iter()
-                    .zip(keep.iter())
-                    .filter(|(_, &k)| k)
-                    .map(|(c, _)| *c),
-            );
         }
         changes
     }
@@ -259,9 +216,6 @@ fn record_of(claims: &Claims, row: usize, o: &Outcome) -> ClaimRecord {
         layers: o.layers,
     }
 }
-
-/// A chunk's year-to-date states (by slot) and the earlier claims it reversed.
-type ChunkResult = (Vec<(u32, PoolState)>, Vec<usize>);
 
 /// Per-thread scratch reused across persons: no allocation per claim.
 #[derive(Default)]
@@ -316,11 +270,10 @@ impl<'a> Engine<'a> {
             work.push(((a, b), head));
             rest = tail;
         }
-        let results: Vec<ChunkResult> = work
+        let results: Vec<Vec<(u32, PoolState)>> = work
             .into_par_iter()
             .map_init(Scratch::default, |scratch, ((a, b), out)| {
                 let mut pools = Vec::new();
-                let mut reversed = Vec::new();
                 let base = partitions.offsets[a] as usize;
                 for slot in a..b {
                     let rows = partitions.rows_of(slot);
@@ -332,20 +285,17 @@ impl<'a> Engine<'a> {
                     let person = partitions.persons[slot];
                     self.settle_person(person, rows, &mut out[from..from + rows.len()], scratch);
                     pools.extend(scratch.pools.iter().map(|s| (slot as u32, *s)));
-                    reversed.extend_from_slice(&scratch.reversed_prior);
                 }
-                (pools, reversed)
+                pools
             })
             .collect();
         let mut settled = Settled {
             outcomes,
             ..Settled::default()
         };
-        for (pools, reversed) in results {
+        for pools in results {
             settled.pools.extend(pools);
-            settled.reversed_prior.extend(reversed);
         }
-        settled.reversed_prior.sort_unstable();
         settled
     }
 

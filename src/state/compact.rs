@@ -1,21 +1,26 @@
 //! `yibao state compact`: merges a state's appended files into one of each table and drops old
 //! versions.
 //!
-//! Each nightly run adds a pools, a history and a claims file; a person's rows in older pools
-//! and history files are superseded by the newest file holding the person. Compaction keeps only
-//! the rows that still count (the holder's rows, of the years held) and writes them as one new
-//! version, so later runs read one file per table. It works on the rows as stored, a range of
-//! person keys at a time (bounded memory), and needs no policies. Versions older than the newest
-//! `keep` are then removed with the files only they named.
+//! Each nightly run adds a pools, a history and a claims file. A person's rows in older pools
+//! files are superseded by the newest file holding the person; the history files hold every
+//! run's own claims. Compaction keeps only the rows that still count — the holder's pools, and
+//! of each person's history what the rules' windows reach ([`super::retained`]) with refunds
+//! applied — of the years held, and writes them as one new version, so later runs read one file
+//! per table. It works on the rows as stored, a range of person keys at a time (bounded memory),
+//! and needs no policies. Versions older than the newest `keep` are then removed with the files
+//! only they named.
 
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use arrow::datatypes::{Int32Type, SchemaRef};
+use arrow::datatypes::{Date32Type, Int32Type, Int64Type, SchemaRef, TimestampMillisecondType};
 
 use super::store::{read_manifest, versions, Manifest, Piece, Store};
 use super::tables::{self, TableFile};
+use super::EarlierClaim;
+use crate::domain::{Status, VisitType};
 use crate::error::{Error, Result};
+use crate::ingest::claims::NO_CODE;
 use crate::partition::part_of;
 
 /// What a compaction did.
@@ -44,7 +49,7 @@ pub fn compact(dir: &std::path::Path, keep: usize) -> Result<Compacted> {
         )
     };
     let (rows_before, bytes_before) = total(m);
-    let merge = m.pools.len() > 1 || m.claims.len() > 1 || stale_years(m);
+    let merge = m.pools.len() > 1 || m.history.len() > 1 || m.claims.len() > 1 || stale_years(m);
     let version = if merge {
         let (pools, history) = merge_people(&store)?;
         let claims = merge_claims(&store)?;
@@ -74,8 +79,8 @@ fn stale_years(m: &Manifest) -> bool {
     m.files().any(|p| p.min_year.is_some_and(|y| y < first))
 }
 
-/// Merges the pools and history files: for each range of person keys, each person's rows from
-/// the newest pair holding it, of the years held.
+/// Merges the pools and history files, a range of person keys at a time: each person's pools
+/// from the newest file holding it, and the history the person's rules still reach.
 fn merge_people(store: &Store) -> Result<(Piece, Piece)> {
     let m = &store.manifest;
     let first_year = m.first_year();
@@ -88,48 +93,8 @@ fn merge_people(store: &Store) -> Result<(Piece, Piece)> {
     let mut history = TableFile::create(store, "history", tables::history_schema())?;
     for range in 0..1usize << bits {
         let in_range = |key: u64| part_of(key, bits) == range;
-        // The newest pair holding each person of the range.
-        let mut holder: HashMap<String, usize> = HashMap::new();
-        for (n, piece) in m.pools.iter().enumerate() {
-            for ids in
-                super::read::read_selected(&store.path(&piece.file), in_range, &["person_id"])?
-            {
-                let ids = ids.column(0).as_string::<i32>();
-                for id in ids.iter().flatten() {
-                    holder.insert(id.to_string(), n);
-                }
-            }
-        }
-        for (pieces, file) in [(&m.pools, &mut pools), (&m.history, &mut history)] {
-            let schema = file.schema();
-            let columns = column_names(&schema);
-            for (n, piece) in pieces.iter().enumerate() {
-                let path = store.path(&piece.file);
-                for batch in super::read::read_selected(&path, in_range, &columns)? {
-                    let ids = batch
-                        .column_by_name("person_id")
-                        .expect("projected")
-                        .as_string::<i32>();
-                    let year = batch
-                        .column_by_name("year")
-                        .expect("projected")
-                        .as_primitive::<Int32Type>();
-                    // A pools row with no year marks a person settled with no pool: kept.
-                    let keep: BooleanArray = (0..batch.num_rows())
-                        .map(|i| {
-                            Some(
-                                ids.is_valid(i)
-                                    && holder.get(ids.value(i)) == Some(&n)
-                                    && (year.is_null(i) || year.value(i) >= first_year),
-                            )
-                        })
-                        .collect();
-                    let kept = arrow::compute::filter_record_batch(&batch, &keep)
-                        .map_err(|e| Error::arrow("state compaction", e))?;
-                    write_as(file, &kept, year_values(&kept))?;
-                }
-            }
-        }
+        merge_pools(store, in_range, first_year, &mut pools)?;
+        merge_history(store, in_range, first_year, &mut history)?;
     }
     let (pools, a) = pools.close()?;
     let (history, b) = history.close()?;
@@ -138,6 +103,199 @@ fn merge_people(store: &Store) -> Result<(Piece, Piece)> {
     }
     crate::output::parquet::sync_dir(&store.dir)?;
     Ok((pools, history))
+}
+
+/// The pools rows of the persons `in_range` from the newest file holding each, of the years held.
+fn merge_pools(
+    store: &Store,
+    in_range: impl Fn(u64) -> bool + Sync + Copy,
+    first_year: i32,
+    file: &mut TableFile,
+) -> Result<()> {
+    let m = &store.manifest;
+    let mut holder: HashMap<String, usize> = HashMap::new();
+    for (n, piece) in m.pools.iter().enumerate() {
+        for ids in super::read::read_selected(&store.path(&piece.file), in_range, &["person_id"])? {
+            let ids = ids.column(0).as_string::<i32>();
+            for id in ids.iter().flatten() {
+                holder.insert(id.to_string(), n);
+            }
+        }
+    }
+    let schema = file.schema();
+    let columns = column_names(&schema);
+    for (n, piece) in m.pools.iter().enumerate() {
+        let path = store.path(&piece.file);
+        for batch in super::read::read_selected(&path, in_range, &columns)? {
+            let ids = string_column(&batch, "person_id");
+            let year = batch
+                .column_by_name("year")
+                .expect("projected")
+                .as_primitive::<Int32Type>();
+            // A row with no year marks a person settled with no pool: kept.
+            let keep: BooleanArray = (0..batch.num_rows())
+                .map(|i| {
+                    Some(
+                        ids.is_valid(i)
+                            && holder.get(ids.value(i)) == Some(&n)
+                            && (year.is_null(i) || year.value(i) >= first_year),
+                    )
+                })
+                .collect();
+            let kept = arrow::compute::filter_record_batch(&batch, &keep)
+                .map_err(|e| Error::arrow("state compaction", e))?;
+            write_as(file, &kept, year_values(&kept))?;
+        }
+    }
+    Ok(())
+}
+
+fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::StringArray {
+    batch
+        .column_by_name(name)
+        .expect("projected")
+        .as_string::<i32>()
+}
+
+/// The history rows of the persons `in_range` that the rules still reach: every file's rows of
+/// each person in settlement order, refunds marking their originals reversed (the refunds
+/// themselves dropped), then [`super::retained`].
+fn merge_history(
+    store: &Store,
+    in_range: impl Fn(u64) -> bool + Sync + Copy,
+    first_year: i32,
+    file: &mut TableFile,
+) -> Result<()> {
+    let m = &store.manifest;
+    let schema = file.schema();
+    let columns = column_names(&schema);
+    let mut batches = Vec::new();
+    for piece in &m.history {
+        let path = store.path(&piece.file);
+        for batch in super::read::read_selected(&path, in_range, &columns)? {
+            // As the file's own schema: dictionary columns are read back as such.
+            batches.push(
+                RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| Error::arrow("state compaction", e))?,
+            );
+        }
+    }
+    let batch = arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| Error::arrow("state compaction", e))?;
+    drop(batches);
+    let n = batch.num_rows();
+    if n == 0 {
+        return Ok(());
+    }
+    let path = store.dir.as_path();
+    let ids = string_column(&batch, "person_id");
+    let claim_ids = string_column(&batch, "claim_id");
+    let drugs = string_column(&batch, "drug_code");
+    let person_keys = batch
+        .column_by_name("person_key")
+        .expect("projected")
+        .as_primitive::<Int64Type>();
+    let claim_keys = batch
+        .column_by_name("claim_key")
+        .expect("projected")
+        .as_primitive::<Int64Type>();
+    let reverses = batch
+        .column_by_name("reverses_key")
+        .expect("projected")
+        .as_primitive::<Int64Type>();
+    let settled_at = batch
+        .column_by_name("settled_at")
+        .expect("projected")
+        .as_primitive::<TimestampMillisecondType>();
+    let service = batch
+        .column_by_name("service_date")
+        .expect("projected")
+        .as_primitive::<Date32Type>();
+    let supply = batch
+        .column_by_name("days_supply")
+        .expect("projected")
+        .as_primitive::<Int32Type>();
+    let reversed = batch
+        .column_by_name("reversed")
+        .expect("projected")
+        .as_boolean();
+    let status = super::read::names(path, &batch, "status", super::read::status)?;
+    let visit = super::read::names(path, &batch, "visit_type", super::read::visit)?;
+    // Drugs as codes of one list, so that retention compares integers.
+    let mut drug_codes: HashMap<&str, u32> = HashMap::new();
+    let mut claims: Vec<EarlierClaim> = Vec::with_capacity(n);
+    for i in 0..n {
+        let drug = if drugs.is_valid(i) {
+            let next = drug_codes.len() as u32;
+            *drug_codes.entry(drugs.value(i)).or_insert(next)
+        } else {
+            NO_CODE
+        };
+        claims.push(EarlierClaim {
+            settled_at: settled_at.value(i),
+            total_fen: 0,
+            service_day: service.value(i),
+            institution: NO_CODE,
+            drug,
+            medical_community: NO_CODE,
+            days_supply: supply.is_valid(i).then(|| supply.value(i)),
+            status: status[i].unwrap_or(Status::Rejected),
+            visit: visit[i].unwrap_or(VisitType::Outpatient),
+            reversed: reversed.is_valid(i) && reversed.value(i),
+        });
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let person = |i: usize| (person_keys.value(i), ids.is_valid(i).then(|| ids.value(i)));
+    order.sort_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        (person(a), settled_at.value(a), claim_ids.value(a)).cmp(&(
+            person(b),
+            settled_at.value(b),
+            claim_ids.value(b),
+        ))
+    });
+    let mut kept: Vec<u32> = Vec::new();
+    let mut group: Vec<EarlierClaim> = Vec::new();
+    let mut keep = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && person(order[end] as usize) == person(order[start] as usize) {
+            end += 1;
+        }
+        let rows = &order[start..end];
+        for &r in rows {
+            let r = r as usize;
+            if claims[r].status == Status::Reversal && reverses.is_valid(r) {
+                let target = reverses.value(r);
+                for &o in rows {
+                    if claim_keys.value(o as usize) == target {
+                        claims[o as usize].reversed = true;
+                    }
+                }
+            }
+        }
+        group.clear();
+        group.extend(rows.iter().map(|&r| claims[r as usize]));
+        super::retained(&group, first_year, &mut keep);
+        kept.extend(rows.iter().zip(&keep).filter(|(_, &k)| k).map(|(&r, _)| r));
+        start = end;
+    }
+    let indices = arrow::array::UInt32Array::from(kept);
+    let mut columns = arrow::compute::take_record_batch(&batch, &indices)
+        .map_err(|e| Error::arrow("state compaction", e))?
+        .columns()
+        .to_vec();
+    let at = schema.index_of("reversed").expect("history has reversed");
+    columns[at] = std::sync::Arc::new(BooleanArray::from_iter(
+        indices
+            .values()
+            .iter()
+            .map(|&r| Some(claims[r as usize].reversed)),
+    ));
+    let kept =
+        RecordBatch::try_new(schema, columns).map_err(|e| Error::arrow("state compaction", e))?;
+    write_as(file, &kept, year_values(&kept))
 }
 
 /// Concatenates the claim index files, rows of the years held.

@@ -5,18 +5,19 @@
 //! A state directory ([`store`]) holds versions, each a small JSON manifest naming plain Parquet
 //! files ([`tables`] writes them, [`read`] reads a run's share of them, [`compact`] merges them)
 //! of three tables:
-//! - **pools**: per (person, year, cap pool) the year-to-date amounts of every layer;
-//! - **history**: per person, the settled claims the audit rules and referral waivers look back
-//!   at, bounded by their windows ([`HISTORY_DAYS`], the latest fill of each drug, the latest
-//!   stay), not every claim of the year;
+//! - **pools**: per (person, year, cap pool) the year-to-date amounts of every layer, written per
+//!   person: a run writes the whole new state of every person it settled, and the newest file
+//!   holding a person is that person's state;
+//! - **history**: the settled claims (and accepted refunds) the audit rules and referral waivers
+//!   look back at, appended: each run writes its own, and compaction keeps of each person only
+//!   what the rules' windows reach ([`HISTORY_DAYS`], the latest fill of each drug, the latest
+//!   stay) — not every claim of the year;
 //! - **claims**: the claim index, a row per claim a run settled (what a later reversal or a
 //!   repeated claim id needs), appended run by run and looked up by [`claim_key`] without reading
 //!   the rest of its columns.
 //!
-//! Pools and history are written per person: a run writes the whole new state of every person it
-//! settled, and the newest file holding a person is that person's state. A run reads only the
-//! rows of its own persons and claim ids, and commits a new version atomically as its last step
-//! ([`store::Store::commit`]).
+//! A run reads only the rows of its own persons and claim ids, writes rows for them alone, and
+//! commits a new version atomically as its last step ([`store::Store::commit`]).
 
 pub mod compact;
 pub mod read;
@@ -275,9 +276,6 @@ pub struct Prior {
     /// this run's reversals): an index into [`Self::settlements`], or `u32::MAX`.
     settlement_of: Vec<u32>,
     settlements: Vec<ClaimRecord>,
-    /// Whether each of [`Self::claims`] came from the history (and is written back to it when
-    /// its person is settled again), not from the claim index alone.
-    pub in_history: Vec<bool>,
     /// The texts that records hold as codes ([`ClaimRecord::institution`] and the like).
     pub institutions: Vec<String>,
     pub drugs: Vec<String>,
@@ -289,19 +287,25 @@ pub struct Prior {
 pub struct PriorClaim {
     pub person: u32,
     pub claim_id: Box<str>,
+    pub claim_key: u64,
     pub claim: EarlierClaim,
     pub settlement: Option<Box<ClaimRecord>>,
+    /// From the history (not the claim index alone).
     pub in_history: bool,
+    /// A refund in the history: the key of the claim it cancelled, which is then marked
+    /// reversed; the refund itself is not an earlier claim the rules compare.
+    pub reverses: Option<u64>,
 }
 
 impl Prior {
     /// Groups what was read by person: `pools` and `claims` of dense ids below `persons`.
-    /// A claim both in the history and in the index (the original of a reversal of this run)
-    /// is kept once: what the audit compares from the history, its settlement from the index.
     ///
-    /// `claims` are the history's rows, each person's in settlement order (as the history is
-    /// written), then the index's: they are grouped by a counting sort, each moved once, and
-    /// only the few persons with index records are sorted again.
+    /// `claims` are the history's rows, each file's in person and settlement order, then the
+    /// index's. They are grouped by a counting sort; a person's claims are sorted again only
+    /// when they are out of order (rows of several history files, or of the index). A claim
+    /// both in the history and in the index (the original of a reversal of this run) is kept
+    /// once: what the audit compares from the history, its settlement from the index. A refund
+    /// in the history marks the claim it cancelled reversed and is dropped.
     pub fn new(
         persons: usize,
         pools: Vec<(u32, PoolState)>,
@@ -309,107 +313,79 @@ impl Prior {
         texts: [Vec<String>; 3],
     ) -> Prior {
         let (pool_offsets, pools) = group_by_person(pools, persons);
-        let mut offsets = vec![0u32; persons + 1];
+        let mut starts = vec![0u32; persons + 1];
         for c in &claims {
-            offsets[c.person as usize + 1] += 1;
+            starts[c.person as usize + 1] += 1;
         }
-        for i in 1..offsets.len() {
-            offsets[i] += offsets[i - 1];
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
         }
-        let mut next = offsets.clone();
-        let mut source = vec![0u32; claims.len()];
-        let mut resort: Vec<u32> = Vec::new();
+        let mut next = starts.clone();
+        let mut grouped = vec![0u32; claims.len()];
         for (i, c) in claims.iter().enumerate() {
             let slot = &mut next[c.person as usize];
-            source[*slot as usize] = i as u32;
+            grouped[*slot as usize] = i as u32;
             *slot += 1;
-            if !c.in_history {
-                resort.push(c.person);
-            }
         }
-        let mut records: Vec<EarlierClaim> =
-            source.iter().map(|&i| claims[i as usize].claim).collect();
+        drop(next);
+        let order = |a: &PriorClaim, b: &PriorClaim| {
+            (a.claim.settled_at, &a.claim_id, !a.in_history).cmp(&(
+                b.claim.settled_at,
+                &b.claim_id,
+                !b.in_history,
+            ))
+        };
+        let mut offsets = vec![0u32; persons + 1];
+        let mut records = Vec::with_capacity(claims.len());
+        let mut claim_ids = Vec::with_capacity(claims.len());
+        let mut settlement_of = Vec::with_capacity(claims.len());
         let mut settlements = Vec::new();
-        let mut settlement_of: Vec<u32> = source
-            .iter()
-            .map(|&i| match claims[i as usize].settlement.take() {
-                Some(s) => {
-                    settlements.push(*s);
-                    settlements.len() as u32 - 1
-                }
-                None => u32::MAX,
-            })
-            .collect();
-        let mut claim_ids: Vec<Box<str>> = source
-            .iter()
-            .map(|&i| std::mem::take(&mut claims[i as usize].claim_id))
-            .collect();
-        let mut in_history: Vec<bool> = source
-            .iter()
-            .map(|&i| claims[i as usize].in_history)
-            .collect();
-        drop(claims);
-        drop(source);
-        // A person with claims of the index: its claims sorted again, and a claim both in the
-        // history and in the index kept once — what the audit compares from the history, its
-        // settlement from the index.
-        resort.sort_unstable();
-        resort.dedup();
-        let mut dropped = vec![false; records.len()];
-        for &p in &resort {
-            let (from, to) = (
-                offsets[p as usize] as usize,
-                offsets[p as usize + 1] as usize,
-            );
-            let mut order: Vec<usize> = (from..to).collect();
-            order.sort_by(|&a, &b| {
-                (records[a].settled_at, &claim_ids[a], !in_history[a]).cmp(&(
-                    records[b].settled_at,
-                    &claim_ids[b],
-                    !in_history[b],
-                ))
-            });
-            let sorted: Vec<(EarlierClaim, Box<str>, bool, u32)> = order
-                .iter()
-                .map(|&i| {
-                    let id = std::mem::take(&mut claim_ids[i]);
-                    (records[i], id, in_history[i], settlement_of[i])
-                })
-                .collect();
-            for (k, (record, id, history, settlement)) in sorted.into_iter().enumerate() {
-                records[from + k] = record;
-                claim_ids[from + k] = id;
-                in_history[from + k] = history;
-                settlement_of[from + k] = settlement;
+        let mut kept: Vec<u32> = Vec::new();
+        for p in 0..persons {
+            let slice = &mut grouped[starts[p] as usize..starts[p + 1] as usize];
+            if !slice.is_sorted_by(|&a, &b| order(&claims[a as usize], &claims[b as usize]).is_le())
+            {
+                slice.sort_by(|&a, &b| order(&claims[a as usize], &claims[b as usize]));
             }
-            for i in from + 1..to {
-                if claim_ids[i] == claim_ids[i - 1] && in_history[i - 1] && !in_history[i] {
-                    records[i - 1].reversed |= records[i].reversed;
-                    settlement_of[i - 1] = settlement_of[i];
-                    dropped[i] = true;
-                }
-            }
-        }
-        if dropped.iter().any(|&d| d) {
-            let mut kept = 0;
-            let mut new_offsets = vec![0u32; persons + 1];
-            for p in 0..persons {
-                for i in offsets[p] as usize..offsets[p + 1] as usize {
-                    if !dropped[i] {
-                        records[kept] = records[i];
-                        claim_ids.swap(kept, i);
-                        in_history[kept] = in_history[i];
-                        settlement_of[kept] = settlement_of[i];
-                        kept += 1;
+            kept.clear();
+            for &i in slice.iter() {
+                let c = &claims[i as usize];
+                if let Some(target) = c.reverses {
+                    for &k in &kept {
+                        if claims[k as usize].claim_key == target {
+                            claims[k as usize].claim.reversed = true;
+                        }
                     }
+                    continue;
                 }
-                new_offsets[p + 1] = kept as u32;
+                match kept.last() {
+                    Some(&last)
+                        if claims[last as usize].in_history
+                            && !c.in_history
+                            && claims[last as usize].claim_id == c.claim_id =>
+                    {
+                        let settlement = claims[i as usize].settlement.take();
+                        let reversed = claims[i as usize].claim.reversed;
+                        let last = &mut claims[last as usize];
+                        last.claim.reversed |= reversed;
+                        last.settlement = settlement;
+                    }
+                    _ => kept.push(i),
+                }
             }
-            records.truncate(kept);
-            claim_ids.truncate(kept);
-            in_history.truncate(kept);
-            settlement_of.truncate(kept);
-            offsets = new_offsets;
+            for &k in &kept {
+                let c = &mut claims[k as usize];
+                records.push(c.claim);
+                claim_ids.push(std::mem::take(&mut c.claim_id));
+                settlement_of.push(match c.settlement.take() {
+                    Some(s) => {
+                        settlements.push(*s);
+                        settlements.len() as u32 - 1
+                    }
+                    None => u32::MAX,
+                });
+            }
+            offsets[p + 1] = records.len() as u32;
         }
         let [institutions, drugs, medical_communities] = texts;
         Prior {
@@ -420,7 +396,6 @@ impl Prior {
             claim_ids,
             settlement_of,
             settlements,
-            in_history,
             institutions,
             drugs,
             medical_communities,
@@ -476,44 +451,50 @@ pub struct WrittenClaim<'a> {
     pub reverses: Option<&'a str>,
 }
 
+impl WrittenClaim<'_> {
+    /// A settled claim, or an accepted refund (which marks its original reversed when read).
+    pub fn in_history(&self) -> bool {
+        self.record.status.is_settled_claim() || self.record.status == Status::Reversal
+    }
+}
+
 /// The rows one part of a run adds to the state, built by settlement
 /// ([`crate::settle::Settled::changes`]).
 #[derive(Default)]
 pub struct Changes<'a> {
     pub pools: Vec<(&'a str, PoolState)>,
-    pub history: Vec<WrittenClaim<'a>>,
+    /// Every claim the part settled, for the claim index; the history takes the settled claims
+    /// and accepted refunds among them ([`WrittenClaim::in_history`]).
     pub claims: Vec<WrittenClaim<'a>>,
 }
 
-/// Which of a person's settled claims (`candidates`, in settlement order) the history keeps:
-/// those of a year from `first_year` on that are within [`HISTORY_DAYS`] of the person's latest
-/// service day, or are the latest fill of their drug still counting, or the latest stay still
-/// counting. Drugs compare by text: candidates come from the state's lists and the run's.
-pub fn retained(candidates: &[WrittenClaim], first_year: i32, keep: &mut Vec<bool>) {
+/// Which of a person's claims (`candidates`, in settlement order, refunds already applied as
+/// [`EarlierClaim::reversed`]) compaction keeps in the history: settled claims of a year from
+/// `first_year` on that are within [`HISTORY_DAYS`] of the person's latest service day, or are
+/// the latest fill of their drug still counting, or the latest stay still counting. Drugs
+/// compare by code: the candidates' codes must come from one list.
+pub fn retained(candidates: &[EarlierClaim], first_year: i32, keep: &mut Vec<bool>) {
     keep.clear();
     keep.resize(candidates.len(), false);
     let latest = candidates
         .iter()
-        .map(|c| c.record.service_day)
+        .map(|c| c.service_day)
         .max()
         .unwrap_or(Day::MIN);
     let horizon = latest.saturating_sub(HISTORY_DAYS);
-    let mut drugs_seen: Vec<&str> = Vec::new();
+    let mut drugs_seen: Vec<u32> = Vec::new();
     let mut stay_seen = false;
     for (i, c) in candidates.iter().enumerate().rev() {
-        let r = &c.record;
-        if !r.status.is_settled_claim() || crate::domain::year_of(r.service_day) < first_year {
+        if !c.status.is_settled_claim() || crate::domain::year_of(c.service_day) < first_year {
             continue;
         }
-        let mut kept = r.service_day >= horizon;
-        if !r.reversed {
-            if let (Some(drug), true) = (c.drug, r.days_supply.is_some()) {
-                if !drugs_seen.contains(&drug) {
-                    drugs_seen.push(drug);
-                    kept = true;
-                }
+        let mut kept = c.service_day >= horizon;
+        if !c.reversed {
+            if c.drug != NO_CODE && c.days_supply.is_some() && !drugs_seen.contains(&c.drug) {
+                drugs_seen.push(c.drug);
+                kept = true;
             }
-            if r.is_stay() && !stay_seen {
+            if c.is_stay() && !stay_seen {
                 stay_seen = true;
                 kept = true;
             }
@@ -526,27 +507,18 @@ pub fn retained(candidates: &[WrittenClaim], first_year: i32, keep: &mut Vec<boo
 mod tests {
     use super::*;
 
-    fn claim(day: Day, drug: Option<&'static str>, supply: Option<i32>) -> WrittenClaim<'static> {
-        WrittenClaim {
-            person_id: "P",
-            claim_id: "C",
-            record: EarlierClaim {
-                settled_at: day as i64 * 86_400_000,
-                total_fen: 100,
-                service_day: day,
-                institution: NO_CODE,
-                drug: if drug.is_some() { 1 } else { NO_CODE },
-                medical_community: NO_CODE,
-                days_supply: supply,
-                status: Status::Paid,
-                visit: VisitType::Outpatient,
-                reversed: false,
-            }
-            .as_record(),
-            institution: Some("H1"),
-            drug,
-            medical_community: None,
-            reverses: None,
+    fn claim(day: Day, drug: Option<u32>, supply: Option<i32>) -> EarlierClaim {
+        EarlierClaim {
+            settled_at: day as i64 * 86_400_000,
+            total_fen: 100,
+            service_day: day,
+            institution: 3,
+            drug: drug.unwrap_or(NO_CODE),
+            medical_community: NO_CODE,
+            days_supply: supply,
+            status: Status::Paid,
+            visit: VisitType::Outpatient,
+            reversed: false,
         }
     }
 
@@ -556,18 +528,19 @@ mod tests {
         // d + 186.
         let d = 19_723;
         let mut stay = claim(d + 10, None, None);
-        stay.record.visit = VisitType::Inpatient;
-        let mut reversed_fill = claim(d + 130, Some("B"), Some(30));
-        reversed_fill.record.reversed = true;
+        stay.visit = VisitType::Inpatient;
+        let (a, b) = (Some(1), Some(2));
+        let mut reversed_fill = claim(d + 130, b, Some(30));
+        reversed_fill.reversed = true;
         let candidates = [
-            claim(d, Some("A"), Some(30)), // 0: superseded fill of A, out of window
-            stay,                          // 1: the latest stay, out of window
-            claim(d + 20, Some("B"), Some(30)), // 2: B's latest fill that still counts
-            claim(d + 100, None, None),    // 3: out of window
-            claim(d + 120, Some("A"), Some(7)), // 4: A's latest fill
-            reversed_fill,                 // 5: out of window, reversed: not a latest fill
-            claim(d + 186, None, None),    // 6: on the horizon
-            claim(d + 200, None, None),    // 7: the latest
+            claim(d, a, Some(30)),      // 0: superseded fill of A, out of window
+            stay,                       // 1: the latest stay, out of window
+            claim(d + 20, b, Some(30)), // 2: B's latest fill that still counts
+            claim(d + 100, None, None), // 3: out of window
+            claim(d + 120, a, Some(7)), // 4: A's latest fill
+            reversed_fill,              // 5: out of window, reversed: not a latest fill
+            claim(d + 186, None, None), // 6: on the horizon
+            claim(d + 200, None, None), // 7: the latest
         ];
         let mut keep = Vec::new();
         retained(&candidates, 2024, &mut keep);
@@ -575,5 +548,54 @@ mod tests {
         // A year before `first_year` is dropped whatever it is.
         retained(&candidates, 2025, &mut keep);
         assert_eq!(keep, [false; 8]);
+    }
+
+    fn read(person: u32, id: &str, day: Day, history: bool, reverses: Option<&str>) -> PriorClaim {
+        let mut c = claim(day, None, None);
+        if reverses.is_some() {
+            c.status = Status::Reversal;
+        }
+        PriorClaim {
+            person,
+            claim_id: id.into(),
+            claim_key: claim_key(id),
+            claim: c,
+            settlement: (!history).then(|| Box::new(c.as_record())),
+            in_history: history,
+            reverses: reverses.map(claim_key),
+        }
+    }
+
+    #[test]
+    fn prior_groups_by_person_in_settlement_order_and_applies_the_historys_refunds() {
+        let d = 19_723;
+        let claims = vec![
+            // A later history file first: person 1's claims arrive out of order.
+            read(1, "B", d + 5, true, None),
+            read(0, "X", d, true, None),
+            read(1, "A", d + 1, true, None),
+            // Person 1's refund of A, from a third run.
+            read(1, "R", d + 6, true, Some("A")),
+            // The index's record of B (the original of a reversal of this run): kept once,
+            // with its settlement.
+            read(1, "B", d + 5, false, None),
+        ];
+        let prior = Prior::new(3, Vec::new(), claims, text_lists());
+        let (first, zero) = prior.claims_of(0);
+        assert_eq!((first, zero.len()), (0, 1));
+        let (first, one) = prior.claims_of(1);
+        assert_eq!(first, 1);
+        let ids: Vec<&str> = (first..first + one.len())
+            .map(|i| &*prior.claim_ids[i])
+            .collect();
+        assert_eq!(ids, ["A", "B"]);
+        assert!(one[0].reversed, "the refund marks A reversed");
+        assert!(!one[1].reversed);
+        assert!(prior.settlement(first).is_none());
+        assert_eq!(
+            prior.settlement(first + 1).map(|r| r.service_day),
+            Some(d + 5)
+        );
+        assert!(prior.claims_of(2).1.is_empty());
     }
 }

@@ -158,7 +158,7 @@ fn strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<StringArray> 
 
 /// A name column resolved once per distinct name: `resolve` gives a name's id, or why it
 /// cannot be used (the error names the file and the column).
-fn names<T: Copy>(
+pub(super) fn names<T: Copy>(
     path: &Path,
     batch: &RecordBatch,
     name: &str,
@@ -216,11 +216,11 @@ impl Resolver<'_> {
     }
 }
 
-fn status(name: &str) -> std::result::Result<Status, String> {
+pub(super) fn status(name: &str) -> std::result::Result<Status, String> {
     Status::parse(name).ok_or_else(|| format!("unknown status `{name}`"))
 }
 
-fn visit(name: &str) -> std::result::Result<VisitType, String> {
+pub(super) fn visit(name: &str) -> std::result::Result<VisitType, String> {
     VisitType::parse(name).ok_or_else(|| format!("unknown visit type `{name}`"))
 }
 
@@ -596,7 +596,10 @@ struct PoolRow {
 struct HistoryRow {
     person: u32,
     claim_id: Box<str>,
+    claim_key: u64,
     claim: EarlierClaim,
+    /// A refund's original.
+    reverses: Option<u64>,
 }
 
 /// A batch of history rows with the texts its codes index.
@@ -763,15 +766,14 @@ pub fn load_prior(
     }
     stats.pool_rows = pools.len() as u64;
 
-    // History: each person's rows of the file written with the pools file holding it.
+    // History: every file's rows of the wanted persons (each run appends its own claims).
     let history: Vec<(Vec<HistoryBatch>, u64)> = history_files
         .par_iter()
-        .enumerate()
-        .map(|(n, path)| {
+        .map(|path| {
             let file = KeyedFile::open(path)?;
             file.read_matching(
                 &["person_key"],
-                |k| k[0].is_some_and(|k| held_by(k, n)),
+                |k| k[0].is_some_and(|k| wanted.keys.contains(k)),
                 &[
                     "person_id",
                     "claim_id",
@@ -785,6 +787,8 @@ pub fn load_prior(
                     "institution_id",
                     "drug_code",
                     "days_supply",
+                    "claim_key",
+                    "reverses_key",
                 ],
                 |keys, batch| {
                     let ids = strings(path, &batch, "person_id")?;
@@ -797,6 +801,8 @@ pub fn load_prior(
                     let reversed = column(&batch, "reversed").as_boolean();
                     let total = int64s(&batch, "total_fen");
                     let supply = int32s(&batch, "days_supply");
+                    let claim_keys = int64s(&batch, "claim_key");
+                    let reverses = int64s(&batch, "reverses_key");
                     let rows: Vec<(usize, u32)> = (0..batch.num_rows())
                         .filter(|&i| year_of(service.value(i)) >= first_year)
                         .filter_map(|i| person_of(keys[i], &ids, i).map(|p| (i, p)))
@@ -810,16 +816,19 @@ pub fn load_prior(
                     let (community, communities) = text("medical_community_id")?;
                     let mut out = Vec::with_capacity(rows.len());
                     for (k, &(i, person)) in rows.iter().enumerate() {
-                        let (Some(status), true) = (status[i], claim_ids.is_valid(i)) else {
+                        let (Some(status), true, true) =
+                            (status[i], claim_ids.is_valid(i), claim_keys.is_valid(i))
+                        else {
                             return Err(Error::schema(
                                 path,
-                                "claim_id, status",
-                                "a history row without its claim id or status",
+                                "claim_id, claim_key, status",
+                                "a history row without its claim id, key or status",
                             ));
                         };
                         out.push(HistoryRow {
                             person,
                             claim_id: claim_ids.value(i).into(),
+                            claim_key: claim_keys.value(i) as u64,
                             claim: EarlierClaim {
                                 settled_at: settled_at.value(i),
                                 total_fen: value_or_zero(total, i),
@@ -832,6 +841,8 @@ pub fn load_prior(
                                 visit: visit[i].unwrap_or(VisitType::Outpatient),
                                 reversed: reversed.is_valid(i) && reversed.value(i),
                             },
+                            reverses: (status == Status::Reversal && reverses.is_valid(i))
+                                .then(|| reverses.value(i) as u64),
                         });
                     }
                     Ok(HistoryBatch {
@@ -886,9 +897,11 @@ pub fn load_prior(
                 claims.push(PriorClaim {
                     person: row.person,
                     claim_id: row.claim_id,
+                    claim_key: row.claim_key,
                     claim: row.claim,
                     settlement: None,
                     in_history: true,
+                    reverses: row.reverses,
                 });
             }
         }
@@ -909,9 +922,11 @@ pub fn load_prior(
         claims.push(PriorClaim {
             person: p,
             claim_id: r.claim_id.as_str().into(),
+            claim_key: claim_key(&r.claim_id),
             claim: EarlierClaim::of(&record),
             settlement: Some(Box::new(record)),
             in_history: false,
+            reverses: None,
         });
     }
     Ok((Prior::new(persons.len(), pools, claims, lists), stats))

@@ -25,8 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Version of the manifest format; a reader refuses a newer one.
-pub const FORMAT: u32 = 1;
+/// Version of the state's format (manifest and tables); a reader refuses any other. Format 2:
+/// the history is appended run by run (own claims and refunds, with `claim_key` and
+/// `reverses_key`) instead of rewritten per person.
+pub const FORMAT: u32 = 2;
 
 /// One committed version of the state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -314,7 +316,7 @@ pub fn read_manifest(dir: &Path, version: u64) -> Result<Manifest> {
         row: e.line() as u64,
         reason: e.to_string(),
     })?;
-    if manifest.format > FORMAT || manifest.version != version {
+    if manifest.format != FORMAT || manifest.version != version {
         return Err(Error::Value {
             path,
             column: "manifest".into(),

@@ -87,8 +87,9 @@ fn record_fields() -> Vec<Field> {
     fields
 }
 
-/// `history`: a person's settled claims the rules look back at, with what they compare (a
-/// claim's settlement is in the claim index).
+/// `history`: the settled claims the rules look back at, with what they compare (a claim's
+/// settlement is in the claim index), and the accepted refunds (status `reversal`, with the
+/// `reverses_key` of the claim they cancelled).
 pub fn history_schema() -> SchemaRef {
     let mut fields = claim_fields();
     fields.extend([
@@ -100,6 +101,8 @@ pub fn history_schema() -> SchemaRef {
         field("institution_id", DataType::Utf8),
         field("drug_code", DataType::Utf8),
         field("days_supply", DataType::Int32),
+        field("claim_key", DataType::Int64),
+        field("reverses_key", DataType::Int64),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -267,6 +270,8 @@ fn claim_columns(rows: &[WrittenClaim]) -> Vec<ArrayRef> {
 }
 
 fn history_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch> {
+    let rows: Vec<WrittenClaim> = rows.iter().filter(|c| c.in_history()).copied().collect();
+    let rows = &rows[..];
     let mut columns = claim_columns(rows);
     columns.extend([
         names_array(&names.statuses, rows.iter().map(|c| c.record.status as u16)),
@@ -287,8 +292,20 @@ fn history_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch
             .iter()
             .map(|c| c.record.days_supply)
             .collect::<Int32Array>()),
+        arc(Int64Array::from_iter_values(
+            rows.iter().map(|c| claim_key(c.claim_id) as i64),
+        )),
+        reverses_keys(rows),
     ]);
     RecordBatch::try_new(history_schema(), columns).map_err(|e| Error::arrow("state history", e))
+}
+
+/// `reverses_key`: the key of the claim each accepted refund cancelled.
+fn reverses_keys(rows: &[WrittenClaim]) -> ArrayRef {
+    arc(rows
+        .iter()
+        .map(|c| c.reverses.map(|r| claim_key(r) as i64))
+        .collect::<Int64Array>())
 }
 
 fn claims_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch> {
@@ -298,10 +315,7 @@ fn claims_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch>
     columns.extend(record_columns(rows, names));
     columns.extend([
         arc(rows.iter().map(|c| c.reverses).collect::<StringArray>()),
-        arc(rows
-            .iter()
-            .map(|c| c.reverses.map(|r| claim_key(r) as i64))
-            .collect::<Int64Array>()),
+        reverses_keys(rows),
     ]);
     RecordBatch::try_new(claims_schema(), columns).map_err(|e| Error::arrow("state claims", e))
 }
@@ -411,7 +425,7 @@ impl<'p> StateWriter<'p> {
             || {
                 rayon::join(
                     || pools_batch(&changes.pools, names),
-                    || history_batch(&changes.history, names),
+                    || history_batch(&changes.claims, names),
                 )
             },
             || claims_batch(&changes.claims, names),
@@ -425,8 +439,10 @@ impl<'p> StateWriter<'p> {
                 .filter(|(_, s)| s.pool != NONE)
                 .map(|(_, s)| s.year),
         )?;
-        self.history
-            .write(history?, changes.history.iter().map(year))?;
+        self.history.write(
+            history?,
+            changes.claims.iter().filter(|c| c.in_history()).map(year),
+        )?;
         self.claims
             .write(claims?, changes.claims.iter().map(year))?;
         Ok(())
