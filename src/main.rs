@@ -36,6 +36,22 @@ const KEEP_FREED: std::ffi::c_long = -1;
 /// 100M claims under a 1 GiB limit: peak RSS 4.53 → 3.31 GiB, wall level (322 s, 311 s).
 const SPILLING_PURGE_DELAY: std::ffi::c_long = 1000;
 
+/// Transparent huge pages are turned off for the process (unless the operator's
+/// `MIMALLOC_ALLOW_THP` says otherwise). mimalloc asks for them where the system leaves it to the
+/// program, and the kernel then zeroes 2 MiB at each first touch: a night on a month of state
+/// spent a third of its CPU time in that zeroing. Measured, alternating, 2 threads: the 10M-claim
+/// month 13.8–15.3 → 13.4 s; a night on empty state 1.64–1.78 → 1.44–1.46 s; on the 30 nights'
+/// state 5.92 → 4.49 s (appended) and 3.75 → 2.54 s (compacted); peak RSS level.
+fn small_pages_only() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory map; no memory
+        // changes hands. Failure (an old kernel) leaves the default, which is fine.
+        unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "yibao",
@@ -158,6 +174,7 @@ enum StateCommand {
 }
 
 fn main() -> ExitCode {
+    small_pages_only();
     let cli = Cli::parse();
     // `adjudicate` picks its own once it knows whether the run spills.
     if !matches!(cli.command, Command::Adjudicate { .. }) {
