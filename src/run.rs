@@ -391,9 +391,12 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                 (0..present.len() as u32)
                     .into_par_iter()
                     .filter(|&p| present[p as usize])
-                    .map(|p| (person_key(registry.index.id(p)), p))
+                    .map(|p| {
+                        let id = registry.index.id(p);
+                        (person_key(id), p, crate::state::person_check(id))
+                    })
                     .collect(),
-            );
+            )?;
             read::load_prior(store, &wanted, &registry.index, &policies, hits)
         }
         None => Ok((Prior::default(), ReadStats::default())),

@@ -347,3 +347,43 @@ fn a_state_naming_a_pool_the_policies_do_not_have_stops_the_run() {
     // The failed run committed nothing.
     assert_eq!(yibao::state::store::versions(&state).unwrap(), [1]);
 }
+
+#[test]
+fn a_state_holding_another_person_under_a_persons_key_stops_the_run() {
+    let s = Scenario::new(
+        &[person("P1", EZHOU, "resident")],
+        &[registration("P1", "hypertension")],
+        &[claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00")],
+    );
+    yibao::run::adjudicate(&s.args("claims", "o1", Some("state"))).unwrap();
+    // What a 64-bit collision of person keys would leave: P1's key on another person's rows.
+    let state = s.path("state");
+    let manifest = yibao::state::store::read_manifest(&state, 1).unwrap();
+    let file = state.join(&manifest.pools[0].file);
+    let pools = read_parquet(&file);
+    let i = pools.schema().index_of("person_check").unwrap();
+    let mut columns = pools.columns().to_vec();
+    columns[i] = Arc::new(arrow::array::Int64Array::from_iter_values(
+        (0..pools.num_rows()).map(|_| yibao::state::person_check("P2") as i64),
+    ));
+    write_parquet(
+        &file,
+        &RecordBatch::try_new(pools.schema(), columns).unwrap(),
+    );
+    std::fs::create_dir_all(s.path("april")).unwrap();
+    write_claims(
+        &s.path("april/part.parquet"),
+        &[claim("A2", "P1", "2024-04-01", "primary", "I10", "100.00")],
+    );
+    let err = yibao::run::adjudicate(&s.args("april", "o2", Some("state"))).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("key collision")
+            && message.contains(&manifest.pools[0].file)
+            && message.contains("column `person_check`")
+            && !message.contains("P1"),
+        "{message}"
+    );
+    assert_eq!(err.exit_code(), 2);
+    assert_eq!(yibao::state::store::versions(&state).unwrap(), [1]);
+}

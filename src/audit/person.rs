@@ -326,7 +326,7 @@ fn mark_reversed(
     };
     if let Some(j) = (0..k).find(|&j| claims.claim_id(rows[j] as usize) == Some(target)) {
         s.reversed_at[j] = s.reversed_at[j].min(k);
-    } else if let Some(i) = (first..first + earlier).find(|&i| &*a.prior.claim_ids[i] == target) {
+    } else if let Some(i) = (first..first + earlier).find(|&i| a.prior.claim_ids.get(i) == target) {
         s.prior_reversed_at.push((i, k));
     }
 }

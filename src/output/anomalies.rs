@@ -114,7 +114,7 @@ fn related_id(view: &RunView, related: Related) -> Option<String> {
     match related {
         Related::None => None,
         Related::Run(row) => view.claims.claim_id(row as usize).map(str::to_string),
-        Related::Earlier(i) => Some(view.prior.claim_ids[i as usize].to_string()),
+        Related::Earlier(i) => Some(view.prior.claim_ids.get(i as usize).to_string()),
     }
 }
 

@@ -509,7 +509,7 @@ impl<'a> Engine<'a> {
             .or_else(|| {
                 let (start, records) = self.prior.claims_of(person);
                 (start..start + records.len())
-                    .find(|&i| &*self.prior.claim_ids[i] == target)
+                    .find(|&i| self.prior.claim_ids.get(i) == target)
                     .map(Found::Prior)
             });
         let (original, total, in_scope, day) = match found {

@@ -44,6 +44,15 @@ pub fn claim_key(claim_id: &str) -> u64 {
     crate::domain::stable_key(claim_id)
 }
 
+/// A second 64-bit key of a person id, independent of [`crate::domain::stable_key`] (the first
+/// 64 bits of its BLAKE3 hash): the `pools` table stores it beside `person_key`, so that a run
+/// finds out, without reading the ids, that the state holds another person under one of its
+/// persons' keys.
+pub fn person_check(person_id: &str) -> u64 {
+    let hash = blake3::hash(person_id.as_bytes());
+    u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 of 32 bytes"))
+}
+
 /// A person's year-to-date use of one cap pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolState {
@@ -266,12 +275,16 @@ pub fn run_codes(state: &[String], run: &[String]) -> RunCodes {
 /// reversals name), each person's in settlement order `(settled_at, claim_id)`.
 #[derive(Debug, Default)]
 pub struct Prior {
+    /// Each dense person id's rank among the run's persons in person-key order (the order of
+    /// the state's files and of settlement), or `u32::MAX`: what is held is stored by rank, so
+    /// that building it and settling against it both walk memory in order.
+    rank_of: Vec<u32>,
     pool_offsets: Vec<u32>,
     pools: Vec<PoolState>,
     claim_offsets: Vec<u32>,
     pub claims: Vec<EarlierClaim>,
     /// The claim id of each of [`Self::claims`].
-    pub claim_ids: Vec<Box<str>>,
+    pub claim_ids: Ids,
     /// The settlement of each of [`Self::claims`] found in the claim index (the originals of
     /// this run's reversals): an index into [`Self::settlements`], or `u32::MAX`.
     settlement_of: Vec<u32>,
@@ -282,113 +295,234 @@ pub struct Prior {
     pub medical_communities: Vec<String>,
 }
 
-/// An earlier claim of a person, as read: its person (dense id), id, what the rules compare,
-/// its settlement when it came from the claim index, and where from.
-pub struct PriorClaim {
-    pub person: u32,
-    pub claim_id: Box<str>,
-    pub claim_key: u64,
-    pub claim: EarlierClaim,
-    pub settlement: Option<Box<ClaimRecord>>,
-    /// From the history (not the claim index alone).
-    pub in_history: bool,
-    /// A refund in the history: the key of the claim it cancelled, which is then marked
-    /// reversed; the refund itself is not an earlier claim the rules compare.
-    pub reverses: Option<u64>,
+/// Texts side by side in one buffer: a night holds millions of claim ids, each its own
+/// allocation otherwise.
+#[derive(Debug, Default, Clone)]
+pub struct Ids {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Ids {
+    pub fn with_capacity(ids: usize, bytes: usize) -> Ids {
+        Ids {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(ids),
+        }
+    }
+
+    pub fn push(&mut self, id: &str) {
+        self.text.push_str(id);
+        let end = u32::try_from(self.text.len()).expect("claim ids of a run under 4 GiB");
+        self.ends.push(end);
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of text held.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// Earlier claims as read from one piece of the state (a batch of a history file, or the
+/// claim index's hits), as columns: a row per claim.
+#[derive(Debug, Default)]
+pub struct EarlierRows {
+    /// The person's rank ([`Prior::new`]).
+    pub person: Vec<u32>,
+    pub claim: Vec<EarlierClaim>,
+    pub claim_key: Vec<u64>,
+    pub claim_id: Ids,
+    /// The refunds among the rows (`(row, key of the claim it cancelled)`): each marks its
+    /// original reversed and is not itself an earlier claim the rules compare.
+    pub refunds: Vec<(u32, u64)>,
+    /// For rows of the claim index: each row's settlement (else empty).
+    pub settlements: Vec<ClaimRecord>,
+}
+
+impl EarlierRows {
+    pub fn len(&self) -> usize {
+        self.person.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.person.is_empty()
+    }
+
+    fn is_index(&self) -> bool {
+        !self.settlements.is_empty()
+    }
+
+    /// Puts the rows in person order (stable), if they are not.
+    fn sort_by_person(&mut self) {
+        if self.person.is_sorted() {
+            return;
+        }
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.sort_by_key(|&i| self.person[i as usize]);
+        let mut new_row = vec![0u32; self.len()];
+        for (to, &from) in order.iter().enumerate() {
+            new_row[from as usize] = to as u32;
+        }
+        self.person = order.iter().map(|&i| self.person[i as usize]).collect();
+        self.claim = order.iter().map(|&i| self.claim[i as usize]).collect();
+        self.claim_key = order.iter().map(|&i| self.claim_key[i as usize]).collect();
+        let mut ids = Ids::with_capacity(self.len(), self.claim_id.bytes());
+        for &i in &order {
+            ids.push(self.claim_id.get(i as usize));
+        }
+        self.claim_id = ids;
+        if self.is_index() {
+            self.settlements = order
+                .iter()
+                .map(|&i| self.settlements[i as usize])
+                .collect();
+        }
+        for refund in &mut self.refunds {
+            refund.0 = new_row[refund.0 as usize];
+        }
+        self.refunds.sort_unstable();
+    }
 }
 
 impl Prior {
-    /// Groups what was read by person: `pools` and `claims` of dense ids below `persons`.
+    /// Groups what was read by person. `rank_of` gives each dense person id its rank among the
+    /// run's persons in person-key order (`u32::MAX` for persons not in the run); `pools` and
+    /// `rows` name persons by rank.
     ///
-    /// `claims` are the history's rows, each file's in person and settlement order, then the
-    /// index's. They are grouped by a counting sort; a person's claims are sorted again only
-    /// when they are out of order (rows of several history files, or of the index). A claim
-    /// both in the history and in the index (the original of a reversal of this run) is kept
-    /// once: what the audit compares from the history, its settlement from the index. A refund
-    /// in the history marks the claim it cancelled reversed and is dropped.
+    /// `rows` are the history's pieces in file order, each in person-key and settlement order,
+    /// then the index's. They are grouped by a counting sort on rank, so that each piece is read
+    /// front to back; a person's claims are sorted again (by settlement time, then claim id)
+    /// only when they are out of order. A claim both in the history and in the index (the
+    /// original of a reversal of this run) is kept once: what the audit compares from the
+    /// history, its settlement from the index. A refund in the history marks the claim it
+    /// cancelled reversed and is dropped.
     pub fn new(
-        persons: usize,
+        rank_of: Vec<u32>,
         pools: Vec<(u32, PoolState)>,
-        mut claims: Vec<PriorClaim>,
+        mut rows: Vec<EarlierRows>,
         texts: [Vec<String>; 3],
     ) -> Prior {
+        for r in &mut rows {
+            r.sort_by_person();
+        }
+        let persons = rank_of.iter().filter(|&&r| r != u32::MAX).count();
         let (pool_offsets, pools) = group_by_person(pools, persons);
-        let mut starts = vec![0u32; persons + 1];
-        for c in &claims {
-            starts[c.person as usize + 1] += 1;
-        }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
-        }
-        let mut next = starts.clone();
-        let mut grouped = vec![0u32; claims.len()];
-        for (i, c) in claims.iter().enumerate() {
-            let slot = &mut next[c.person as usize];
-            grouped[*slot as usize] = i as u32;
-            *slot += 1;
-        }
-        drop(next);
-        let order = |a: &PriorClaim, b: &PriorClaim| {
-            (a.claim.settled_at, &a.claim_id, !a.in_history).cmp(&(
-                b.claim.settled_at,
-                &b.claim_id,
-                !b.in_history,
+        let total: usize = rows.iter().map(EarlierRows::len).sum();
+        let bytes: usize = rows.iter().map(|r| r.claim_id.bytes()).sum();
+        // Each piece is in rank order: a person's rows are gathered from the pieces whose
+        // range of ranks has begun and not ended, each piece read front to back.
+        let mut opening: Vec<(u32, usize)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(n, r)| (r.person[0], n))
+            .collect();
+        opening.sort_unstable();
+        let mut opening = opening.into_iter().peekable();
+        let mut open: Vec<usize> = Vec::new();
+        let mut cursor = vec![0usize; rows.len()];
+        let mut group: Vec<u64> = Vec::new();
+        let at = |g: u64| ((g >> 32) as usize, (g & 0xffff_ffff) as usize);
+        // The key of the claim a row cancelled, for a refund (refunds are listed in row order).
+        let refund = |rows: &[EarlierRows], g: u64| {
+            let (n, i) = at(g);
+            let r = &rows[n].refunds;
+            r.binary_search_by_key(&(i as u32), |r| r.0)
+                .ok()
+                .map(|k| r[k].1)
+        };
+        let order = |a: u64, b: u64| {
+            let ((x, i), (y, j)) = (at(a), at(b));
+            let (rx, ry) = (&rows[x], &rows[y]);
+            (rx.claim[i].settled_at, rx.claim_id.get(i), rx.is_index()).cmp(&(
+                ry.claim[j].settled_at,
+                ry.claim_id.get(j),
+                ry.is_index(),
             ))
         };
+        const NO_SETTLEMENT: u64 = u64::MAX;
         let mut offsets = vec![0u32; persons + 1];
-        let mut records = Vec::with_capacity(claims.len());
-        let mut claim_ids = Vec::with_capacity(claims.len());
-        let mut settlement_of = Vec::with_capacity(claims.len());
+        let mut records: Vec<EarlierClaim> = Vec::with_capacity(total);
+        let mut claim_ids = Ids::with_capacity(total, bytes);
+        let mut settlement_of = Vec::with_capacity(total);
         let mut settlements = Vec::new();
-        let mut kept: Vec<u32> = Vec::new();
+        // (row of the record, row of its settlement in the index or NO_SETTLEMENT)
+        let mut kept: Vec<(u64, u64)> = Vec::new();
+        let mut cancelled: Vec<u64> = Vec::new();
         for p in 0..persons {
-            let slice = &mut grouped[starts[p] as usize..starts[p + 1] as usize];
-            if !slice.is_sorted_by(|&a, &b| order(&claims[a as usize], &claims[b as usize]).is_le())
-            {
-                slice.sort_by(|&a, &b| order(&claims[a as usize], &claims[b as usize]));
+            while let Some((_, n)) = opening.next_if(|&(first, _)| first as usize == p) {
+                let at = open.partition_point(|&m| m < n);
+                open.insert(at, n);
+            }
+            group.clear();
+            for &n in &open {
+                let person = &rows[n].person;
+                let c = &mut cursor[n];
+                while *c < person.len() && person[*c] as usize == p {
+                    group.push((n as u64) << 32 | *c as u64);
+                    *c += 1;
+                }
+            }
+            open.retain(|&n| cursor[n] < rows[n].len());
+            let slice = &mut group[..];
+            if slice.len() > 1 && !slice.is_sorted_by(|&a, &b| order(a, b).is_le()) {
+                slice.sort_by(|&a, &b| order(a, b));
             }
             kept.clear();
-            for &i in slice.iter() {
-                let c = &claims[i as usize];
-                if let Some(target) = c.reverses {
-                    for &k in &kept {
-                        if claims[k as usize].claim_key == target {
-                            claims[k as usize].claim.reversed = true;
-                        }
-                    }
+            cancelled.clear();
+            for &g in slice.iter() {
+                if let Some(key) = refund(&rows, g) {
+                    cancelled.push(key);
                     continue;
                 }
-                match kept.last() {
-                    Some(&last)
-                        if claims[last as usize].in_history
-                            && !c.in_history
-                            && claims[last as usize].claim_id == c.claim_id =>
+                let (n, i) = at(g);
+                let index = rows[n].is_index();
+                match kept.last_mut() {
+                    Some((h, settlement))
+                        if index
+                            && *settlement == NO_SETTLEMENT
+                            && rows[at(*h).0].claim_id.get(at(*h).1) == rows[n].claim_id.get(i) =>
                     {
-                        let settlement = claims[i as usize].settlement.take();
-                        let reversed = claims[i as usize].claim.reversed;
-                        let last = &mut claims[last as usize];
-                        last.claim.reversed |= reversed;
-                        last.settlement = settlement;
+                        *settlement = g
                     }
-                    _ => kept.push(i),
+                    _ => kept.push((g, if index { g } else { NO_SETTLEMENT })),
                 }
             }
-            for &k in &kept {
-                let c = &mut claims[k as usize];
-                records.push(c.claim);
-                claim_ids.push(std::mem::take(&mut c.claim_id));
-                settlement_of.push(match c.settlement.take() {
-                    Some(s) => {
-                        settlements.push(*s);
+            for &(g, settlement) in &kept {
+                let (n, i) = at(g);
+                let mut claim = rows[n].claim[i];
+                claim.reversed |= cancelled.contains(&rows[n].claim_key[i]);
+                settlement_of.push(match settlement {
+                    NO_SETTLEMENT => u32::MAX,
+                    s => {
+                        let (m, j) = at(s);
+                        claim.reversed |= rows[m].claim[j].reversed;
+                        settlements.push(rows[m].settlements[j]);
                         settlements.len() as u32 - 1
                     }
-                    None => u32::MAX,
                 });
+                records.push(claim);
+                claim_ids.push(rows[n].claim_id.get(i));
             }
             offsets[p + 1] = records.len() as u32;
         }
+        drop(rows);
         let [institutions, drugs, medical_communities] = texts;
         Prior {
+            rank_of,
             pool_offsets,
             pools,
             claim_offsets: offsets,
@@ -402,8 +536,19 @@ impl Prior {
         }
     }
 
+    /// The rank of dense person id `person`, if the run holds its state.
+    fn rank(&self, person: u32) -> Option<u32> {
+        self.rank_of
+            .get(person as usize)
+            .copied()
+            .filter(|&r| r != u32::MAX)
+    }
+
     pub fn pools_of(&self, person: u32) -> &[PoolState] {
-        person_slice(&self.pool_offsets, &self.pools, person)
+        match self.rank(person) {
+            Some(r) => person_slice(&self.pool_offsets, &self.pools, r),
+            None => &[],
+        }
     }
 
     /// The settlement of earlier claim `i`, when the claim index gave it (for the originals of
@@ -417,7 +562,10 @@ impl Prior {
 
     /// Person's earlier claims with the index of the first in [`Self::claims`].
     pub fn claims_of(&self, person: u32) -> (usize, &[EarlierClaim]) {
-        let p = person as usize;
+        let Some(p) = self.rank(person) else {
+            return (0, &[]);
+        };
+        let p = p as usize;
         match self.claim_offsets.get(p + 1) {
             Some(&end) => {
                 let start = self.claim_offsets[p] as usize;
@@ -550,43 +698,48 @@ mod tests {
         assert_eq!(keep, [false; 8]);
     }
 
-    fn read(person: u32, id: &str, day: Day, history: bool, reverses: Option<&str>) -> PriorClaim {
-        let mut c = claim(day, None, None);
-        if reverses.is_some() {
-            c.status = Status::Reversal;
+    /// Rows of one piece: (person, claim id, service day, the id it refunds).
+    fn piece(claims: &[(u32, &str, Day, Option<&str>)], index: bool) -> EarlierRows {
+        let mut rows = EarlierRows::default();
+        for (i, &(person, id, day, refunds)) in claims.iter().enumerate() {
+            let mut c = claim(day, None, None);
+            if let Some(original) = refunds {
+                c.status = Status::Reversal;
+                rows.refunds.push((i as u32, claim_key(original)));
+            }
+            rows.person.push(person);
+            rows.claim.push(c);
+            rows.claim_key.push(claim_key(id));
+            rows.claim_id.push(id);
+            if index {
+                rows.settlements.push(c.as_record());
+            }
         }
-        PriorClaim {
-            person,
-            claim_id: id.into(),
-            claim_key: claim_key(id),
-            claim: c,
-            settlement: (!history).then(|| Box::new(c.as_record())),
-            in_history: history,
-            reverses: reverses.map(claim_key),
-        }
+        rows
     }
 
     #[test]
     fn prior_groups_by_person_in_settlement_order_and_applies_the_historys_refunds() {
         let d = 19_723;
+        // Persons by rank: dense ids 0, 1, 2 are ranks 2, 0, 1.
         let claims = vec![
             // A later history file first: person 1's claims arrive out of order.
-            read(1, "B", d + 5, true, None),
-            read(0, "X", d, true, None),
-            read(1, "A", d + 1, true, None),
+            piece(&[(0, "B", d + 5, None), (2, "X", d, None)], false),
+            piece(&[(0, "A", d + 1, None)], false),
             // Person 1's refund of A, from a third run.
-            read(1, "R", d + 6, true, Some("A")),
+            piece(&[(0, "R", d + 6, Some("A"))], false),
             // The index's record of B (the original of a reversal of this run): kept once,
             // with its settlement.
-            read(1, "B", d + 5, false, None),
+            piece(&[(0, "B", d + 5, None)], true),
         ];
-        let prior = Prior::new(3, Vec::new(), claims, text_lists());
+        let prior = Prior::new(vec![2, 0, 1], Vec::new(), claims, text_lists());
         let (first, zero) = prior.claims_of(0);
-        assert_eq!((first, zero.len()), (0, 1));
+        assert_eq!((first, zero.len()), (2, 1));
+        assert_eq!(prior.claim_ids.get(first), "X");
         let (first, one) = prior.claims_of(1);
-        assert_eq!(first, 1);
+        assert_eq!(first, 0);
         let ids: Vec<&str> = (first..first + one.len())
-            .map(|i| &*prior.claim_ids[i])
+            .map(|i| prior.claim_ids.get(i))
             .collect();
         assert_eq!(ids, ["A", "B"]);
         assert!(one[0].reversed, "the refund marks A reversed");

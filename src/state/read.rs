@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::store::Store;
 use super::{
-    claim_key, text_lists, ClaimRecord, EarlierClaim, Layers, PoolState, Prior, PriorClaim,
+    claim_key, text_lists, ClaimRecord, EarlierClaim, EarlierRows, Layers, PoolState, Prior,
     INDEX_ONLY_TEXT,
 };
 use crate::domain::{year_of, Status, VisitType};
@@ -95,32 +95,39 @@ impl Keys {
     }
 }
 
-/// The persons a run settles: their [`crate::partition::person_key`]s with their dense ids.
+/// The persons a run settles: their [`crate::partition::person_key`]s, sorted, with each one's
+/// dense id and [`super::person_check`].
 #[derive(Debug, Default)]
 pub struct PersonKeys {
     keys: Keys,
-    /// `(key, dense id)`, ascending: a key two persons share (never seen, but possible) names both.
-    persons: Vec<(u64, u32)>,
+    /// By position in `keys`.
+    persons: Vec<u32>,
+    checks: Vec<u64>,
 }
 
 impl PersonKeys {
-    pub fn new(mut persons: Vec<(u64, u32)>) -> PersonKeys {
+    /// `persons`: (key, dense id, check) of each person. Two persons sharing a key (a 64-bit
+    /// collision: never seen) cannot both be held by one state: the run stops.
+    pub fn new(mut persons: Vec<(u64, u32, u64)>) -> Result<PersonKeys> {
         persons.par_sort_unstable();
-        let mut keys: Vec<u64> = persons.iter().map(|p| p.0).collect();
-        keys.dedup();
-        PersonKeys {
-            keys: Keys::from_sorted(keys),
-            persons,
+        if let Some(w) = persons.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::Usage(format!(
+                "persons {} and {} of the registry (dense ids) share person key {:#018x}: \
+                 one state cannot hold both",
+                w[0].1, w[1].1, w[0].0
+            )));
         }
+        Ok(PersonKeys {
+            keys: Keys::from_sorted(persons.iter().map(|p| p.0).collect()),
+            checks: persons.iter().map(|p| p.2).collect(),
+            persons: persons.into_iter().map(|p| p.1).collect(),
+        })
     }
 
-    /// The dense ids of the persons with key `key`.
-    fn with_key(&self, key: u64) -> impl Iterator<Item = u32> + '_ {
-        let from = self.persons.partition_point(|p| p.0 < key);
-        self.persons[from..]
-            .iter()
-            .take_while(move |p| p.0 == key)
-            .map(|p| p.1)
+    /// The position of the person with key `key`, if it is one of them.
+    #[inline]
+    fn position(&self, key: u64) -> Option<usize> {
+        self.keys.position(key)
     }
 }
 
@@ -257,9 +264,41 @@ impl<'a> KeyedFile<'a> {
         roots: &[usize],
         selection: Option<RowSelection>,
     ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+        self.reader_with(group, roots, selection, &[])
+    }
+
+    /// A reader of `roots` of row group `group`, the text columns `dictionaries` read as
+    /// dictionary arrays (their codes, not a string per row).
+    fn reader_with(
+        &self,
+        group: usize,
+        roots: &[usize],
+        selection: Option<RowSelection>,
+        dictionaries: &[&str],
+    ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
         let path = self.path;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
+        let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
+        if !dictionaries.is_empty() {
+            let fields: Vec<arrow::datatypes::Field> = self
+                .builder_schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    if dictionaries.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8
+                    {
+                        f.as_ref().clone().with_data_type(DataType::Dictionary(
+                            Box::new(DataType::Int32),
+                            Box::new(DataType::Utf8),
+                        ))
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect();
+            options =
+                options.with_schema(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)));
+        }
         let metadata = parquet::arrow::arrow_reader::ArrowReaderMetadata::try_new(
             self.metadata.clone(),
             options,
@@ -285,6 +324,45 @@ impl<'a> KeyedFile<'a> {
             .iter()
             .map(|&c| g.column(c).compressed_size().max(0) as u64)
             .sum()
+    }
+
+    /// `columns` of every row, a row group a rayon task, each batch handed to `map` with the
+    /// number of its first row in the file; `dictionaries` as in [`Self::reader_with`]. For the
+    /// per-person tables, where a night's persons have rows in nearly every page: decoding the
+    /// pages whole costs less than selecting rows in them. Returns what `map` made, and the bytes
+    /// read.
+    fn scan<T: Send>(
+        &self,
+        columns: &[&str],
+        dictionaries: &[&str],
+        map: impl Fn(usize, RecordBatch) -> Result<T> + Sync,
+    ) -> Result<(Vec<T>, u64)> {
+        let roots = columns
+            .iter()
+            .map(|c| self.root(c))
+            .collect::<Result<Vec<_>>>()?;
+        let mut first_rows = Vec::with_capacity(self.metadata.num_row_groups());
+        let mut at = 0usize;
+        for g in self.metadata.row_groups() {
+            first_rows.push(at);
+            at += g.num_rows() as usize;
+        }
+        let per_group: Vec<(Vec<T>, u64)> = (0..self.metadata.num_row_groups())
+            .into_par_iter()
+            .map(|g| {
+                let mut out = Vec::new();
+                let mut at = first_rows[g];
+                for batch in self.reader_with(g, &roots, None, dictionaries)? {
+                    let batch = batch.map_err(|e| Error::schema(self.path, "*", e.to_string()))?;
+                    let n = batch.num_rows();
+                    out.push(map(at, batch)?);
+                    at += n;
+                }
+                Ok((out, self.bytes(g, &roots)))
+            })
+            .collect::<Result<_>>()?;
+        let bytes = per_group.iter().map(|(_, b)| b).sum();
+        Ok((per_group.into_iter().flat_map(|(t, _)| t).collect(), bytes))
     }
 
     /// The rows whose `key_columns` pass `select` (given each key column's value, null as
@@ -585,55 +663,182 @@ pub struct ReadStats {
     pub bytes_read: u64,
 }
 
-/// A pools row of a wanted person, as read.
-struct PoolRow {
-    person: u32,
-    /// `None` for a row marking a person settled with no pool.
-    state: Option<PoolState>,
+/// Codes, in a list of their own, of the texts a dictionary column's rows name: each distinct
+/// text of a batch's dictionary is looked up once, when a selected row first names it.
+#[derive(Default)]
+struct LocalTexts {
+    texts: Vec<String>,
+    index: FastMap<String, u32>,
+    /// The code of each dictionary entry of the current batch, or `u32::MAX` before its first use.
+    of_entry: Vec<u32>,
 }
 
-/// A history row, its texts as codes of its batch's own lists.
-struct HistoryRow {
-    person: u32,
-    claim_id: Box<str>,
-    claim_key: u64,
-    claim: EarlierClaim,
-    /// A refund's original.
-    reverses: Option<u64>,
-}
+impl LocalTexts {
+    fn start(&mut self, entries: usize) {
+        self.of_entry.clear();
+        self.of_entry.resize(entries, u32::MAX);
+    }
 
-/// A batch of history rows with the texts its codes index.
-struct HistoryBatch {
-    rows: Vec<HistoryRow>,
-    /// Institutions, drugs, medical communities.
-    texts: [Vec<String>; 3],
-}
-
-/// The distinct texts of a column of `rows`, each row's as a code into them ([`NO_CODE`] for a
-/// null).
-fn local_codes(array: &StringArray, rows: &[usize]) -> (Vec<u32>, Vec<String>) {
-    let mut index: FastMap<&str, u32> = FastMap::default();
-    let mut texts = Vec::new();
-    let codes = rows
-        .iter()
-        .map(|&i| {
-            if array.is_null(i) {
-                return NO_CODE;
+    fn code(&mut self, values: &StringArray, entry: usize) -> u32 {
+        let c = self.of_entry[entry];
+        if c != u32::MAX {
+            return c;
+        }
+        let text = values.value(entry);
+        let c = match self.index.get(text) {
+            Some(&c) => c,
+            None => {
+                let c = self.texts.len() as u32;
+                self.texts.push(text.to_string());
+                self.index.insert(text.to_string(), c);
+                c
             }
-            let v = array.value(i);
-            *index.entry(v).or_insert_with(|| {
-                texts.push(v.to_string());
-                texts.len() as u32 - 1
-            })
-        })
-        .collect();
-    (codes, texts)
+        };
+        self.of_entry[entry] = c;
+        c
+    }
 }
+
+/// A dictionary text column of a batch read with [`KeyedFile::reader_with`].
+fn dictionary<'b>(
+    path: &Path,
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<&'b arrow::array::DictionaryArray<Int32Type>> {
+    column(batch, name)
+        .as_dictionary_opt::<Int32Type>()
+        .ok_or_else(|| Error::schema(path, name, "not a text column"))
+}
+
+/// The history's columns a night reads.
+const HISTORY_COLUMNS: &[&str] = &[
+    "person_key",
+    "claim_id",
+    "settled_at",
+    "service_date",
+    "status",
+    "reversed",
+    "total_fen",
+    "visit_type",
+    "medical_community_id",
+    "institution_id",
+    "drug_code",
+    "days_supply",
+    "claim_key",
+    "reverses_key",
+];
+
+/// Institutions, drugs, medical communities: read as codes.
+const HISTORY_TEXTS: [&str; 3] = ["institution_id", "drug_code", "medical_community_id"];
+
+/// The history rows of the wanted persons in one batch, texts as codes of `texts`' lists.
+fn history_rows(
+    path: &Path,
+    batch: &RecordBatch,
+    wanted: &PersonKeys,
+    first_year: i32,
+    texts: &mut [LocalTexts; 3],
+) -> Result<EarlierRows> {
+    let keys = int64s(batch, "person_key");
+    let selected: Vec<(usize, u32)> = (0..batch.num_rows())
+        .filter_map(|i| Some((i, wanted.position(keys.value(i) as u64)? as u32)))
+        .collect();
+    let mut rows = EarlierRows::default();
+    if selected.is_empty() {
+        return Ok(rows);
+    }
+    let claim_ids = column(batch, "claim_id").as_string::<i32>();
+    let settled_at = column(batch, "settled_at").as_primitive::<TimestampMillisecondType>();
+    let service = column(batch, "service_date").as_primitive::<Date32Type>();
+    let status = names(path, batch, "status", status)?;
+    let visit = names(path, batch, "visit_type", visit)?;
+    let reversed = column(batch, "reversed").as_boolean();
+    let total = int64s(batch, "total_fen");
+    let supply = int32s(batch, "days_supply");
+    let claim_keys = int64s(batch, "claim_key");
+    let reverses = int64s(batch, "reverses_key");
+    let columns = [
+        dictionary(path, batch, HISTORY_TEXTS[0])?,
+        dictionary(path, batch, HISTORY_TEXTS[1])?,
+        dictionary(path, batch, HISTORY_TEXTS[2])?,
+    ];
+    let values: Vec<&StringArray> = columns
+        .iter()
+        .map(|c| c.values().as_string::<i32>())
+        .collect();
+    for (t, v) in texts.iter_mut().zip(&values) {
+        t.start(v.len());
+    }
+    rows.person.reserve(selected.len());
+    rows.claim.reserve(selected.len());
+    rows.claim_key.reserve(selected.len());
+    for (i, person) in selected {
+        let day = service.value(i);
+        if year_of(day) < first_year {
+            continue;
+        }
+        let (Some(status), true, true) = (status[i], claim_ids.is_valid(i), claim_keys.is_valid(i))
+        else {
+            return Err(Error::schema(
+                path,
+                "claim_id, claim_key, status",
+                "a history row without its claim id, key or status",
+            ));
+        };
+        let mut code = |w: usize| {
+            let keys = columns[w].keys();
+            if keys.is_null(i) {
+                NO_CODE
+            } else {
+                texts[w].code(values[w], keys.value(i) as usize)
+            }
+        };
+        let claim = EarlierClaim {
+            settled_at: settled_at.value(i),
+            total_fen: value_or_zero(total, i),
+            service_day: day,
+            institution: code(0),
+            drug: code(1),
+            medical_community: code(2),
+            days_supply: supply.is_valid(i).then(|| supply.value(i)),
+            status,
+            visit: visit[i].unwrap_or(VisitType::Outpatient),
+            reversed: reversed.is_valid(i) && reversed.value(i),
+        };
+        if status == Status::Reversal && reverses.is_valid(i) {
+            rows.refunds
+                .push((rows.person.len() as u32, reverses.value(i) as u64));
+        }
+        rows.person.push(person);
+        rows.claim.push(claim);
+        rows.claim_key.push(claim_keys.value(i) as u64);
+        rows.claim_id.push(claim_ids.value(i));
+    }
+    Ok(rows)
+}
+
+/// A batch's pools rows of the wanted persons: (rank, state).
+type PoolRows = Vec<(u32, PoolState)>;
+
+/// A batch's history rows of the wanted persons, with the texts their codes index.
+type HistoryPiece = (EarlierRows, [Vec<String>; 3]);
+
+/// The pools columns a night reads.
+const POOL_COLUMNS: &[&str] = &[
+    "person_key",
+    "person_check",
+    "year",
+    "pool",
+    "fund_paid_fen",
+    "cost_fen",
+    "deductible_fen",
+    "claims",
+];
 
 /// Reads the pools and history of the persons `wanted` from `store`'s version, and joins the
-/// index records `hits` found for this run's reversals. For each pools file (newest first
-/// wins) its key column is scanned for the wanted persons; only the newest file's rows of each
-/// are then decoded, and the history rows of the same pair.
+/// index records `hits` found for this run's reversals. The `person_key` column of every pools
+/// file is scanned for the wanted persons; the rows of each from the newest file holding it are
+/// then decoded, and every history file's rows of them.
 pub fn load_prior(
     store: &Store,
     wanted: &PersonKeys,
@@ -658,7 +863,7 @@ pub fn load_prior(
         .iter()
         .map(|p| store.path(&p.file))
         .collect::<Vec<_>>();
-    // The newest pools file holding each wanted key (by position in `wanted.keys`).
+    // The newest pools file holding each wanted person (by position in `wanted`).
     const NOBODY: u32 = u32::MAX;
     let opened: Vec<KeyedFile> = pool_files
         .iter()
@@ -674,7 +879,7 @@ pub fn load_prior(
                 |keys, _| {
                     Ok(keys
                         .iter()
-                        .filter_map(|&k| wanted.keys.position(k))
+                        .filter_map(|&k| wanted.position(k))
                         .collect::<Vec<_>>())
                 },
             )?;
@@ -688,173 +893,91 @@ pub fn load_prior(
             holder[at] = n as u32;
         }
     }
-    let held_by = |key: u64, n: usize| {
-        wanted
-            .keys
-            .position(key)
-            .is_some_and(|at| holder[at] == n as u32)
-    };
-    // The person of a selected row: the wanted person with its key and id.
-    let person_of = |key: u64, ids: &StringArray, i: usize| -> Option<u32> {
-        let id = ids.is_valid(i).then(|| ids.value(i))?;
-        wanted.with_key(key).find(|&p| persons.id(p) == id)
-    };
+    drop(held);
 
-    let pool_rows: Vec<(Vec<Vec<PoolRow>>, u64)> = opened
+    let pool_rows: Vec<(Vec<PoolRows>, u64)> = opened
         .par_iter()
         .enumerate()
+        .filter(|(n, _)| holder.contains(&(*n as u32)))
         .map(|(n, file)| {
-            file.read_matching(
-                &["person_key"],
-                |k| k[0].is_some_and(|k| held_by(k, n)),
-                &[
-                    "person_id",
-                    "year",
-                    "pool",
-                    "fund_paid_fen",
-                    "cost_fen",
-                    "deductible_fen",
-                    "claims",
-                ],
-                |keys, batch| {
-                    let path = file.path;
-                    let ids = strings(path, &batch, "person_id")?;
-                    let pool = names(path, &batch, "pool", |name| resolver.pool(name))?;
-                    let year = int32s(&batch, "year");
-                    let claims = int32s(&batch, "claims");
-                    let (fund, cost, deductible) = (
-                        int64s(&batch, "fund_paid_fen"),
-                        int64s(&batch, "cost_fen"),
-                        int64s(&batch, "deductible_fen"),
-                    );
-                    Ok((0..batch.num_rows())
-                        .filter_map(|i| {
-                            let person = person_of(keys[i], &ids, i)?;
-                            let state = match (pool[i], year.is_valid(i)) {
-                                (Some(pool), true) if year.value(i) >= first_year => {
-                                    Some(PoolState {
-                                        year: year.value(i),
-                                        pool,
-                                        fund_fen: value_or_zero(fund, i),
-                                        cost_fen: value_or_zero(cost, i),
-                                        deductible_fen: value_or_zero(deductible, i),
-                                        claims: if claims.is_valid(i) {
-                                            claims.value(i)
-                                        } else {
-                                            0
-                                        },
-                                    })
-                                }
-                                _ => None,
-                            };
-                            Some(PoolRow { person, state })
-                        })
-                        .collect())
-                },
-            )
+            let path = file.path;
+            file.scan(POOL_COLUMNS, &[], |first_row, batch| {
+                let keys = int64s(&batch, "person_key");
+                let checks = int64s(&batch, "person_check");
+                let pool = names(path, &batch, "pool", |name| resolver.pool(name))?;
+                let year = int32s(&batch, "year");
+                let claims = int32s(&batch, "claims");
+                let (fund, cost, deductible) = (
+                    int64s(&batch, "fund_paid_fen"),
+                    int64s(&batch, "cost_fen"),
+                    int64s(&batch, "deductible_fen"),
+                );
+                let mut out = Vec::new();
+                for i in 0..batch.num_rows() {
+                    let Some(at) = wanted.position(keys.value(i) as u64) else {
+                        continue;
+                    };
+                    if holder[at] != n as u32 {
+                        continue;
+                    }
+                    if !checks.is_valid(i) || checks.value(i) as u64 != wanted.checks[at] {
+                        return Err(Error::Value {
+                            path: path.to_path_buf(),
+                            column: "person_check".into(),
+                            row: (first_row + i) as u64,
+                            reason: "another person's state is held under the key of a person \
+                                     of this run (a 64-bit key collision): one state cannot \
+                                     hold both"
+                                .into(),
+                        });
+                    }
+                    if let (Some(pool), true) = (pool[i], year.is_valid(i)) {
+                        if year.value(i) >= first_year {
+                            out.push((
+                                at as u32,
+                                PoolState {
+                                    year: year.value(i),
+                                    pool,
+                                    fund_fen: value_or_zero(fund, i),
+                                    cost_fen: value_or_zero(cost, i),
+                                    deductible_fen: value_or_zero(deductible, i),
+                                    claims: if claims.is_valid(i) {
+                                        claims.value(i)
+                                    } else {
+                                        0
+                                    },
+                                },
+                            ));
+                        }
+                    }
+                }
+                Ok(out)
+            })
         })
         .collect::<Result<_>>()?;
     let mut pools = Vec::new();
     for (batches, bytes) in pool_rows {
         stats.bytes_read += bytes;
-        pools.extend(
-            batches
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r.state.map(|s| (r.person, s))),
-        );
+        pools.extend(batches.into_iter().flatten());
     }
     stats.pool_rows = pools.len() as u64;
 
-    // History: every file's rows of the wanted persons (each run appends its own claims).
-    let history: Vec<(Vec<HistoryBatch>, u64)> = history_files
+    // History: every file's rows of the wanted persons (each run appends its own claims), a
+    // row group a task, texts as codes of the task's own lists.
+    let history: Vec<(Vec<HistoryPiece>, u64)> = history_files
         .par_iter()
         .map(|path| {
             let file = KeyedFile::open(path)?;
-            file.read_matching(
-                &["person_key"],
-                |k| k[0].is_some_and(|k| wanted.keys.contains(k)),
-                &[
-                    "person_id",
-                    "claim_id",
-                    "settled_at",
-                    "service_date",
-                    "status",
-                    "reversed",
-                    "total_fen",
-                    "visit_type",
-                    "medical_community_id",
-                    "institution_id",
-                    "drug_code",
-                    "days_supply",
-                    "claim_key",
-                    "reverses_key",
-                ],
-                |keys, batch| {
-                    let ids = strings(path, &batch, "person_id")?;
-                    let claim_ids = strings(path, &batch, "claim_id")?;
-                    let settled_at =
-                        column(&batch, "settled_at").as_primitive::<TimestampMillisecondType>();
-                    let service = column(&batch, "service_date").as_primitive::<Date32Type>();
-                    let status = names(path, &batch, "status", status)?;
-                    let visit = names(path, &batch, "visit_type", visit)?;
-                    let reversed = column(&batch, "reversed").as_boolean();
-                    let total = int64s(&batch, "total_fen");
-                    let supply = int32s(&batch, "days_supply");
-                    let claim_keys = int64s(&batch, "claim_key");
-                    let reverses = int64s(&batch, "reverses_key");
-                    let rows: Vec<(usize, u32)> = (0..batch.num_rows())
-                        .filter(|&i| year_of(service.value(i)) >= first_year)
-                        .filter_map(|i| person_of(keys[i], &ids, i).map(|p| (i, p)))
-                        .collect();
-                    let at: Vec<usize> = rows.iter().map(|r| r.0).collect();
-                    let text = |name| -> Result<(Vec<u32>, Vec<String>)> {
-                        Ok(local_codes(&strings(path, &batch, name)?, &at))
-                    };
-                    let (institution, institutions) = text("institution_id")?;
-                    let (drug, drugs) = text("drug_code")?;
-                    let (community, communities) = text("medical_community_id")?;
-                    let mut out = Vec::with_capacity(rows.len());
-                    for (k, &(i, person)) in rows.iter().enumerate() {
-                        let (Some(status), true, true) =
-                            (status[i], claim_ids.is_valid(i), claim_keys.is_valid(i))
-                        else {
-                            return Err(Error::schema(
-                                path,
-                                "claim_id, claim_key, status",
-                                "a history row without its claim id, key or status",
-                            ));
-                        };
-                        out.push(HistoryRow {
-                            person,
-                            claim_id: claim_ids.value(i).into(),
-                            claim_key: claim_keys.value(i) as u64,
-                            claim: EarlierClaim {
-                                settled_at: settled_at.value(i),
-                                total_fen: value_or_zero(total, i),
-                                service_day: service.value(i),
-                                institution: institution[k],
-                                drug: drug[k],
-                                medical_community: community[k],
-                                days_supply: supply.is_valid(i).then(|| supply.value(i)),
-                                status,
-                                visit: visit[i].unwrap_or(VisitType::Outpatient),
-                                reversed: reversed.is_valid(i) && reversed.value(i),
-                            },
-                            reverses: (status == Status::Reversal && reverses.is_valid(i))
-                                .then(|| reverses.value(i) as u64),
-                        });
-                    }
-                    Ok(HistoryBatch {
-                        rows: out,
-                        texts: [institutions, drugs, communities],
-                    })
-                },
-            )
+            let (rows, bytes) = file.scan(HISTORY_COLUMNS, &HISTORY_TEXTS, |_, batch| {
+                let mut local: [LocalTexts; 3] = Default::default();
+                let rows = history_rows(path, &batch, wanted, first_year, &mut local)?;
+                Ok((rows, local.map(|t| t.texts)))
+            })?;
+            Ok((rows, bytes))
         })
         .collect::<Result<_>>()?;
 
-    // Texts as codes of the Prior's own lists: each batch's lists merged in file order.
+    // Texts as codes of the Prior's own lists: each piece's lists merged in file order.
     let mut lists = text_lists();
     let mut index: [FastMap<String, u32>; 3] = Default::default();
     for (list, map) in lists.iter().zip(index.iter_mut()) {
@@ -871,16 +994,15 @@ pub fn load_prior(
         index[which].insert(text.to_string(), c);
         c
     };
-    let rows: usize = history
-        .iter()
-        .flat_map(|(batches, _)| batches.iter().map(|b| b.rows.len()))
-        .sum();
-    let mut claims = Vec::with_capacity(rows + hits.records.len());
+    let mut pieces: Vec<EarlierRows> = Vec::new();
     for (batches, bytes) in history {
         stats.bytes_read += bytes;
-        for batch in batches {
+        for (mut rows, texts) in batches {
+            if rows.is_empty() {
+                continue;
+            }
             let remap: Vec<Vec<u32>> = (0..3)
-                .map(|w| batch.texts[w].iter().map(|t| intern(w, t)).collect())
+                .map(|w| texts[w].iter().map(|t| intern(w, t)).collect())
                 .collect();
             let code = |w: usize, c: u32| {
                 if c == NO_CODE {
@@ -889,29 +1011,29 @@ pub fn load_prior(
                     remap[w][c as usize]
                 }
             };
-            for mut row in batch.rows {
-                row.claim.institution = code(0, row.claim.institution);
-                row.claim.drug = code(1, row.claim.drug);
-                row.claim.medical_community = code(2, row.claim.medical_community);
-                stats.history_rows += 1;
-                claims.push(PriorClaim {
-                    person: row.person,
-                    claim_id: row.claim_id,
-                    claim_key: row.claim_key,
-                    claim: row.claim,
-                    settlement: None,
-                    in_history: true,
-                    reverses: row.reverses,
-                });
+            for claim in &mut rows.claim {
+                claim.institution = code(0, claim.institution);
+                claim.drug = code(1, claim.drug);
+                claim.medical_community = code(2, claim.medical_community);
             }
+            stats.history_rows += rows.len() as u64;
+            pieces.push(rows);
         }
     }
     let reversed: std::collections::HashSet<&str> =
         hits.reversed.iter().map(String::as_str).collect();
+    let mut rank_of = vec![u32::MAX; persons.len()];
+    for (rank, &p) in wanted.persons.iter().enumerate() {
+        rank_of[p as usize] = rank as u32;
+    }
+    let mut found = EarlierRows::default();
     for r in &hits.records {
-        let Some(p) = persons.get(&r.person_id) else {
+        let Some(p) = persons.get(&r.person_id).map(|p| rank_of[p as usize]) else {
             continue;
         };
+        if p == u32::MAX {
+            continue;
+        }
         stats.index_records += 1;
         let mut record = r.record;
         record.medical_community = match &r.medical_community {
@@ -919,22 +1041,32 @@ pub fn load_prior(
             None => NO_CODE,
         };
         record.reversed = reversed.contains(r.claim_id.as_str());
-        claims.push(PriorClaim {
-            person: p,
-            claim_id: r.claim_id.as_str().into(),
-            claim_key: claim_key(&r.claim_id),
-            claim: EarlierClaim::of(&record),
-            settlement: Some(Box::new(record)),
-            in_history: false,
-            reverses: None,
-        });
+        found.person.push(p);
+        found.claim.push(EarlierClaim::of(&record));
+        found.claim_key.push(claim_key(&r.claim_id));
+        found.claim_id.push(&r.claim_id);
+        found.settlements.push(record);
     }
-    Ok((Prior::new(persons.len(), pools, claims, lists), stats))
+    if !found.is_empty() {
+        pieces.push(found);
+    }
+    Ok((Prior::new(rank_of, pools, pieces, lists), stats))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persons_sharing_a_key_cannot_share_a_state() {
+        let keys = PersonKeys::new(vec![(9, 0, 1), (3, 1, 2), (7, 2, 3)]).unwrap();
+        assert_eq!(keys.position(3).map(|at| keys.persons[at]), Some(1));
+        assert_eq!(keys.position(9).map(|at| keys.checks[at]), Some(1));
+        assert_eq!(keys.position(8), None);
+        let err = PersonKeys::new(vec![(9, 0, 1), (9, 4, 2)]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("share person key"), "{err}");
+    }
 
     #[test]
     fn keys_find_exactly_their_members() {

@@ -29,10 +29,13 @@ fn field(name: &str, data_type: DataType) -> Field {
 
 /// `pools`: a row per (person, year, pool); a person settled with no pool gets one row with a
 /// null pool and year, so that the file still marks it as the holder of the person's state.
+/// `person_check` ([`super::person_check`]) lets a reader confirm a row's person without
+/// reading its id.
 pub fn pools_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         field("person_id", DataType::Utf8),
         field("person_key", DataType::Int64),
+        field("person_check", DataType::Int64),
         field("year", DataType::Int32),
         field("pool", name_type()),
         field("fund_paid_fen", DataType::Int64),
@@ -184,6 +187,7 @@ fn pools_batch(rows: &[(&str, PoolState)], names: &NameLists) -> Result<RecordBa
             arc(Int64Array::from_iter_values(
                 rows.iter().map(|(p, _)| claim_key(p) as i64),
             )),
+            arc(Int64Array::from_iter_values(person_checks(rows))),
             arc(rows
                 .iter()
                 .map(|(_, s)| present(s).then_some(s.year))
@@ -199,6 +203,19 @@ fn pools_batch(rows: &[(&str, PoolState)], names: &NameLists) -> Result<RecordBa
         ],
     )
     .map_err(|e| Error::arrow("state pools", e))
+}
+
+/// [`super::person_check`] of each row's person, computed once per person (rows are by person).
+fn person_checks<'r>(rows: &'r [(&str, PoolState)]) -> impl Iterator<Item = i64> + 'r {
+    let mut last: Option<(&str, i64)> = None;
+    rows.iter().map(move |(p, _)| match last {
+        Some((q, check)) if q == *p => check,
+        _ => {
+            let check = super::person_check(p) as i64;
+            last = Some((p, check));
+            check
+        }
+    })
 }
 
 /// The record columns of `rows`, in [`record_fields`] order.
