@@ -300,10 +300,12 @@ fn remove_leftovers(out: &std::path::Path) {
     }
 }
 
-/// The state's next manifest: `read` with this run's files, inputs and run added, and the files
-/// holding only years before the new first year dropped.
+/// The state's next manifest: `read` with the tiers the run merged in place of their files,
+/// this run's files, inputs and run added, and the files holding only years before the new
+/// first year dropped.
 fn next_manifest(
     read: &Manifest,
+    tiers: crate::state::compact::Tiers,
     latest_year: Option<i32>,
     files: (store::Piece, store::Piece, store::Piece),
     inputs: Vec<Input>,
@@ -315,6 +317,7 @@ fn next_manifest(
         history_days: crate::state::HISTORY_DAYS,
         ..read.clone()
     };
+    tiers.apply(&mut next);
     let first_year = next.first_year();
     // A file of years no longer held, or of no year at all (a pools file holding only persons
     // with no pool, a history file of a run that settled nothing): what it holds is not read.
@@ -570,6 +573,12 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     };
     let (written, pending) = outputs.close()?;
     let new_files: Option<NewFiles> = state_writer.map(StateWriter::close).transpose()?;
+    // A full tier of earlier runs' per-person files merged into one, so that nights read few
+    // files (placed now, named by the manifest this run commits).
+    let tiers = match (&store, &new_files) {
+        (Some(store), Some(_)) => crate::state::compact::merge_tiers(store)?,
+        _ => crate::state::compact::Tiers::default(),
+    };
     let (totals, reasons, rejected) = tally.finish(&policies);
     laps.mark(Stage::Output);
     let wall = started.elapsed().as_secs_f64();
@@ -585,6 +594,9 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                 .as_ref()
                 .map_or(0, |f| f.pools.rows + f.history.rows + f.claims.rows),
             written_bytes: new_files.as_ref().map_or(0, NewFiles::bytes),
+            merged_files: tiers.files().count() as u64,
+            merged_rows: tiers.files().map(|p| p.rows).sum(),
+            merged_bytes: tiers.files().map(|p| p.bytes).sum(),
         }
     });
     let summary = summary::Summary {
@@ -662,6 +674,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         };
         store.commit(next_manifest(
             &store.manifest,
+            tiers,
             latest_year(run_year),
             placed,
             inputs,

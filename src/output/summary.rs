@@ -138,6 +138,11 @@ pub struct StateSummary {
     /// Rows and bytes of the new files (pools, history, claim index).
     pub written_rows: u64,
     pub written_bytes: u64,
+    /// Files merged from a full tier of earlier runs' pools and history files, their rows and
+    /// bytes ([`crate::state::compact::TIER`]).
+    pub merged_files: u64,
+    pub merged_rows: u64,
+    pub merged_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]

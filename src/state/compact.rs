@@ -79,42 +79,140 @@ fn stale_years(m: &Manifest) -> bool {
     m.files().any(|p| p.min_year.is_some_and(|y| y < first))
 }
 
-/// Merges the pools and history files, a range of person keys at a time: each person's pools
-/// from the newest file holding it, and the history the person's rules still reach.
+/// Merges all the pools and history files, a range of person keys at a time: each person's
+/// pools from the newest file holding it, and the history the person's rules still reach.
 fn merge_people(store: &Store) -> Result<(Piece, Piece)> {
     let m = &store.manifest;
-    let first_year = m.first_year();
-    let rows: u64 = m.pools.iter().chain(&m.history).map(|p| p.rows).sum();
+    Ok((
+        merge_pieces(store, Table::Pools, &m.pools)?,
+        merge_pieces(store, Table::History, &m.history)?,
+    ))
+}
+
+/// The per-person tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Pools,
+    History,
+}
+
+/// Merges `pieces`, the newest files of `table` (all of them, or a run of the newest), into one
+/// new file, placed under its name (no manifest names it yet). Pools keep each person's rows
+/// from the newest of the pieces holding it; the history keeps what the rules still reach of
+/// each person's rows in the pieces, refunds applied ([`merge_history`]). Either is what a
+/// reader finds in the pieces themselves, given the older files beside.
+pub fn merge_pieces(store: &Store, table: Table, pieces: &[Piece]) -> Result<Piece> {
+    let first_year = store.manifest.first_year();
+    let rows: u64 = pieces.iter().map(|p| p.rows).sum();
     let mut bits = 0;
     while bits < crate::partition::BLOCK_BITS && rows > ROWS_PER_RANGE << bits {
         bits += 1;
     }
-    let mut pools = TableFile::create(store, "pools", tables::pools_schema())?;
-    let mut history = TableFile::create(store, "history", tables::history_schema())?;
+    let mut file = match table {
+        Table::Pools => TableFile::create(store, "pools", tables::pools_schema())?,
+        Table::History => TableFile::create(store, "history", tables::history_schema())?,
+    };
     for range in 0..1usize << bits {
         let in_range = |key: u64| part_of(key, bits) == range;
-        merge_pools(store, in_range, first_year, &mut pools)?;
-        merge_history(store, in_range, first_year, &mut history)?;
+        match table {
+            Table::Pools => merge_pools(store, pieces, in_range, first_year, &mut file)?,
+            Table::History => merge_history(store, pieces, in_range, first_year, &mut file)?,
+        }
     }
-    let (pools, a) = pools.close()?;
-    let (history, b) = history.close()?;
-    for f in [a, b] {
-        f.commit()?;
-    }
+    let (mut piece, committed) = file.close()?;
+    piece.runs = pieces.iter().map(|p| p.runs).sum();
+    committed.commit()?;
     crate::output::parquet::sync_dir(&store.dir)?;
-    Ok((pools, history))
+    Ok(piece)
+}
+
+/// Files of a tier merged by a nightly run: when the newest `TIER` files of a per-person table
+/// each merge as many runs, they are merged into one. A night thus reads at most about
+/// `3 · log4(nights)` files of each, and each row is written again about `log4(nights)` times.
+pub const TIER: usize = 4;
+
+/// The per-person files of a version after a nightly run merged its full tiers.
+#[derive(Debug, Default)]
+pub struct Tiers {
+    /// The tables' new file lists, for the tables with a tier merged.
+    pub pools: Option<Vec<Piece>>,
+    pub history: Option<Vec<Piece>>,
+    /// The files the merges wrote that the lists name.
+    pub merged: Vec<Piece>,
+}
+
+impl Tiers {
+    pub fn files(&self) -> impl Iterator<Item = &Piece> {
+        self.merged.iter()
+    }
+
+    /// `next` (the manifest read, with whatever else the run changes) with the merged files
+    /// in place of theirs.
+    pub fn apply(self, next: &mut Manifest) {
+        if let Some(pools) = self.pools {
+            next.pools = pools;
+        }
+        if let Some(history) = self.history {
+            next.history = history;
+        }
+    }
+}
+
+/// Merges the full tiers of each per-person table of `store`'s version: the newest `TIER`
+/// files when they merge as many runs each, then again while the merge completes a tier of
+/// the next size (a file merged on the way and merged again is removed at once).
+pub fn merge_tiers(store: &Store) -> Result<Tiers> {
+    let m = &store.manifest;
+    let merge = |table, pieces: &[Piece]| -> Result<Option<(Vec<Piece>, Vec<Piece>)>> {
+        let mut list = pieces.to_vec();
+        let mut written: Vec<Piece> = Vec::new();
+        while let Some(range) = tier_to_merge(&list) {
+            let piece = merge_pieces(store, table, &list[range.clone()])?;
+            for gone in list.splice(range, [piece.clone()]) {
+                if let Some(at) = written.iter().position(|w| w.file == gone.file) {
+                    let path = store.path(&written.remove(at).file);
+                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                }
+            }
+            written.push(piece);
+        }
+        Ok((!written.is_empty()).then_some((list, written)))
+    };
+    let (pools, history) = rayon::join(
+        || merge(Table::Pools, &m.pools),
+        || merge(Table::History, &m.history),
+    );
+    let mut tiers = Tiers::default();
+    if let Some((list, written)) = pools? {
+        tiers.pools = Some(list);
+        tiers.merged.extend(written);
+    }
+    if let Some((list, written)) = history? {
+        tiers.history = Some(list);
+        tiers.merged.extend(written);
+    }
+    Ok(tiers)
+}
+
+/// The newest files of `pieces` a nightly run merges, if they make a full tier.
+pub fn tier_to_merge(pieces: &[Piece]) -> Option<std::ops::Range<usize>> {
+    let n = pieces.len();
+    let tier = pieces.get(n.checked_sub(TIER)?..)?;
+    tier.iter()
+        .all(|p| p.runs == tier[0].runs)
+        .then_some(n - TIER..n)
 }
 
 /// The pools rows of the persons `in_range` from the newest file holding each, of the years held.
 fn merge_pools(
     store: &Store,
+    pieces: &[Piece],
     in_range: impl Fn(u64) -> bool + Sync + Copy,
     first_year: i32,
     file: &mut TableFile,
 ) -> Result<()> {
-    let m = &store.manifest;
     let mut holder: HashMap<String, usize> = HashMap::new();
-    for (n, piece) in m.pools.iter().enumerate() {
+    for (n, piece) in pieces.iter().enumerate() {
         for ids in super::read::read_selected(&store.path(&piece.file), in_range, &["person_id"])? {
             let ids = ids.column(0).as_string::<i32>();
             for id in ids.iter().flatten() {
@@ -124,7 +222,7 @@ fn merge_pools(
     }
     let schema = file.schema();
     let columns = column_names(&schema);
-    for (n, piece) in m.pools.iter().enumerate() {
+    for (n, piece) in pieces.iter().enumerate() {
         let path = store.path(&piece.file);
         for batch in super::read::read_selected(&path, in_range, &columns)? {
             let ids = string_column(&batch, "person_id");
@@ -162,15 +260,15 @@ fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::St
 /// themselves dropped), then [`super::retained`].
 fn merge_history(
     store: &Store,
+    pieces: &[Piece],
     in_range: impl Fn(u64) -> bool + Sync + Copy,
     first_year: i32,
     file: &mut TableFile,
 ) -> Result<()> {
-    let m = &store.manifest;
     let schema = file.schema();
     let columns = column_names(&schema);
     let mut batches = Vec::new();
-    for piece in &m.history {
+    for piece in pieces {
         let path = store.path(&piece.file);
         for batch in super::read::read_selected(&path, in_range, &columns)? {
             // As the file's own schema: dictionary columns are read back as such.
@@ -254,6 +352,9 @@ fn merge_history(
             claim_ids.value(b),
         ))
     });
+    // Merging every file: a refund whose original is not here has nothing left to cancel.
+    let whole = pieces.len() == store.manifest.history.len();
+    let mut unmatched: Vec<u32> = Vec::new();
     let mut kept: Vec<u32> = Vec::new();
     let mut group: Vec<EarlierClaim> = Vec::new();
     let mut keep = Vec::new();
@@ -264,20 +365,31 @@ fn merge_history(
             end += 1;
         }
         let rows = &order[start..end];
+        // Refunds whose original is among the rows: applied, then dropped. Others are kept
+        // for the older files that hold their originals.
+        unmatched.clear();
         for &r in rows {
             let r = r as usize;
             if claims[r].status == Status::Reversal && reverses.is_valid(r) {
                 let target = reverses.value(r);
+                let mut found = false;
                 for &o in rows {
                     if claim_keys.value(o as usize) == target {
                         claims[o as usize].reversed = true;
+                        found = true;
                     }
+                }
+                if !found && !whole {
+                    unmatched.push(r as u32);
                 }
             }
         }
         group.clear();
         group.extend(rows.iter().map(|&r| claims[r as usize]));
         super::retained(&group, first_year, &mut keep);
+        for (k, &r) in keep.iter_mut().zip(rows) {
+            *k |= unmatched.contains(&r);
+        }
         kept.extend(rows.iter().zip(&keep).filter(|(_, &k)| k).map(|(&r, _)| r));
         start = end;
     }
@@ -368,4 +480,32 @@ fn drop_versions(store: &Store, keep: usize) -> Result<Vec<u64>> {
     crate::output::parquet::sync_dir(&store.dir)?;
     store.remove_unnamed(kept)?;
     Ok(old.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(runs: &[u32]) -> Vec<Piece> {
+        runs.iter()
+            .enumerate()
+            .map(|(i, &runs)| Piece {
+                file: format!("f{i}"),
+                rows: 1,
+                bytes: 1,
+                min_year: Some(2024),
+                max_year: Some(2024),
+                runs,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tier_is_the_newest_four_files_of_as_many_runs() {
+        assert_eq!(tier_to_merge(&pieces(&[1, 1, 1])), None);
+        assert_eq!(tier_to_merge(&pieces(&[1, 1, 1, 1])), Some(0..4));
+        assert_eq!(tier_to_merge(&pieces(&[16, 4, 1, 1, 1, 1])), Some(2..6));
+        assert_eq!(tier_to_merge(&pieces(&[4, 4, 4, 1])), None);
+        assert_eq!(tier_to_merge(&pieces(&[16, 4, 4, 4, 4])), Some(1..5));
+    }
 }

@@ -40,8 +40,9 @@ pub struct Manifest {
     pub latest_year: Option<i32>,
     /// [`super::HISTORY_DAYS`] when the history was written.
     pub history_days: i32,
-    /// Per-person tables, oldest first: the newest file holding a person has its whole state.
+    /// Per-person pools, oldest first: the newest file holding a person has its pools.
     pub pools: Vec<Piece>,
+    /// The history, oldest first: each run's own claims, or several runs' merged.
     pub history: Vec<Piece>,
     /// The claim index, a file per run, oldest first.
     pub claims: Vec<Piece>,
@@ -60,6 +61,13 @@ pub struct Piece {
     /// The service years of its rows (`None` for an empty file).
     pub min_year: Option<i32>,
     pub max_year: Option<i32>,
+    /// How many runs' files it merges (1 for a file a run wrote).
+    #[serde(default = "one_run")]
+    pub runs: u32,
+}
+
+fn one_run() -> u32 {
+    1
 }
 
 /// A claims file a run absorbed.
@@ -441,6 +449,7 @@ mod tests {
                 bytes: 1,
                 min_year: Some(2024),
                 max_year: Some(2024),
+                runs: 1,
             }],
             latest_year: Some(2024),
             ..store.manifest.clone()

@@ -388,6 +388,7 @@ impl TableFile {
                 bytes,
                 min_year: self.years.map(|y| y.0),
                 max_year: self.years.map(|y| y.1),
+                runs: 1,
             },
             committed,
         ))
