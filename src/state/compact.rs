@@ -49,14 +49,26 @@ pub fn compact(dir: &std::path::Path, keep: usize) -> Result<Compacted> {
         )
     };
     let (rows_before, bytes_before) = total(m);
-    let merge = m.pools.len() > 1 || m.history.len() > 1 || m.claims.len() > 1 || stale_years(m);
+    // A history file a run wrote holds every claim it settled: compaction keeps what counts.
+    let merge = m.pools.len() > 1
+        || m.history.len() > 1
+        || m.history.iter().any(|p| !p.retained)
+        || m.claims.len() > 1
+        || stale_years(m);
     let version = if merge {
         let (pools, history) = merge_people(&store)?;
-        let claims = merge_claims(&store)?;
         let mut next = m.clone();
         next.pools = vec![pools];
         next.history = vec![history];
-        next.claims = vec![claims];
+        // The claim index is rewritten only to join its files or drop years.
+        let first = m.first_year();
+        if m.claims.len() > 1
+            || m.claims
+                .iter()
+                .any(|p| p.min_year.is_some_and(|y| y < first))
+        {
+            next.claims = vec![merge_claims(&store)?];
+        }
         Some(store.commit(next)?)
     } else {
         None
@@ -121,6 +133,7 @@ pub fn merge_pieces(store: &Store, table: Table, pieces: &[Piece]) -> Result<Pie
     }
     let (mut piece, committed) = file.close()?;
     piece.runs = pieces.iter().map(|p| p.runs).sum();
+    piece.retained = table == Table::History;
     committed.commit()?;
     crate::output::parquet::sync_dir(&store.dir)?;
     Ok(piece)
@@ -423,7 +436,22 @@ fn merge_claims(store: &Store) -> Result<Piece> {
         .filter(|p| p.max_year.is_some_and(|y| y >= first_year))
     {
         let path = store.path(&piece.file);
-        for batch in super::read::read_selected(&path, |_| true, &columns)? {
+        // A batch at a time: the index is the state's largest table.
+        let reader = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(reader)
+                .map_err(|e| Error::parquet(&path, e))?;
+        let mask = parquet::arrow::ProjectionMask::columns(
+            builder.parquet_schema(),
+            columns.iter().copied(),
+        );
+        let batches = builder
+            .with_projection(mask)
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| Error::parquet(&path, e))?;
+        for batch in batches {
+            let batch = batch.map_err(|e| Error::schema(&path, "*", e.to_string()))?;
             let year = batch
                 .column_by_name("year")
                 .expect("projected")
@@ -496,6 +524,7 @@ mod tests {
                 min_year: Some(2024),
                 max_year: Some(2024),
                 runs,
+                retained: false,
             })
             .collect()
     }

@@ -64,6 +64,10 @@ pub struct Piece {
     /// How many runs' files it merges (1 for a file a run wrote).
     #[serde(default = "one_run")]
     pub runs: u32,
+    /// A history file whose rows a merge kept ([`super::retained`]), rather than every claim
+    /// of a run.
+    #[serde(default)]
+    pub retained: bool,
 }
 
 fn one_run() -> u32 {
@@ -450,6 +454,7 @@ mod tests {
                 min_year: Some(2024),
                 max_year: Some(2024),
                 runs: 1,
+                retained: false,
             }],
             latest_year: Some(2024),
             ..store.manifest.clone()

@@ -389,6 +389,7 @@ impl TableFile {
                 min_year: self.years.map(|y| y.0),
                 max_year: self.years.map(|y| y.1),
                 runs: 1,
+                retained: false,
             },
             committed,
         ))
