@@ -22,7 +22,9 @@ use crate::money::mul_ratio;
 use crate::partition::Partitions;
 use crate::policy::{DeductiblePer, LevelRatio, Policies, Slot, Version, NONE};
 pub use crate::state::Layers;
-use crate::state::{run_codes, Changes, ClaimRecord, PoolState, Prior, RunCodes, WrittenClaim};
+use crate::state::{
+    history_rows, run_codes, Changes, ClaimRecord, PoolState, Prior, RunCodes, WrittenClaim,
+};
 use kernel::{split, Terms};
 
 /// Claims per parallel work unit: large enough to amortise scheduling, small enough to balance
@@ -144,6 +146,7 @@ impl Settled {
         (a, b): (usize, usize),
     ) -> Changes<'a> {
         let mut changes = Changes::default();
+        let (mut scratch, mut keep) = (Vec::new(), Vec::new());
         let from = self.pools.partition_point(|(q, _)| (*q as usize) < a);
         let mut pools = self.pools[from..].iter().peekable();
         let text =
@@ -165,6 +168,7 @@ impl Settled {
                 changes.pools.push((person_id, PoolState::empty(0, NONE)));
             }
             let first = partitions.offsets[slot] as usize;
+            let start = changes.claims.len();
             for (k, &row) in rows.iter().enumerate() {
                 let row = row as usize;
                 let o = &self.outcomes[first + k];
@@ -183,6 +187,13 @@ impl Settled {
                         .flatten(),
                 });
             }
+            history_rows(
+                &changes.claims[start..],
+                first_year,
+                &mut scratch,
+                &mut keep,
+            );
+            changes.history.extend_from_slice(&keep);
         }
         changes
     }

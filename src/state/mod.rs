@@ -599,10 +599,25 @@ pub struct WrittenClaim<'a> {
     pub reverses: Option<&'a str>,
 }
 
-impl WrittenClaim<'_> {
-    /// A settled claim, or an accepted refund (which marks its original reversed when read).
-    pub fn in_history(&self) -> bool {
-        self.record.status.is_settled_claim() || self.record.status == Status::Reversal
+/// Which of one person's claims of a run (`claims`, in settlement order, text codes of the run's
+/// dictionaries) the run writes to the history: what [`retained`] keeps of them, and the
+/// accepted refunds of claims of earlier runs (a refund of a claim of this run is already in
+/// its original's `reversed`). Keeping only what the rules reach of the run's own claims is
+/// safe with the earlier files beside: their latest service day, fills and stays are no later
+/// than the state's.
+pub fn history_rows(
+    claims: &[WrittenClaim],
+    first_year: i32,
+    scratch: &mut Vec<EarlierClaim>,
+    keep: &mut Vec<bool>,
+) {
+    scratch.clear();
+    scratch.extend(claims.iter().map(|c| EarlierClaim::of(&c.record)));
+    retained(scratch, first_year, keep);
+    for (k, c) in keep.iter_mut().zip(claims) {
+        if let (Status::Reversal, Some(original)) = (c.record.status, c.reverses) {
+            *k = !claims.iter().any(|o| o.claim_id == original);
+        }
     }
 }
 
@@ -611,9 +626,10 @@ impl WrittenClaim<'_> {
 #[derive(Default)]
 pub struct Changes<'a> {
     pub pools: Vec<(&'a str, PoolState)>,
-    /// Every claim the part settled, for the claim index; the history takes the settled claims
-    /// and accepted refunds among them ([`WrittenClaim::in_history`]).
+    /// Every claim the part settled, for the claim index.
     pub claims: Vec<WrittenClaim<'a>>,
+    /// Whether each of `claims` goes to the history ([`history_rows`]).
+    pub history: Vec<bool>,
 }
 
 /// Which of a person's claims (`candidates`, in settlement order, refunds already applied as
@@ -750,5 +766,33 @@ mod tests {
             Some(d + 5)
         );
         assert!(prior.claims_of(2).1.is_empty());
+    }
+
+    #[test]
+    fn a_run_writes_to_the_history_what_the_rules_reach_of_its_own_claims() {
+        let d = 19_723;
+        let written = |id: &'static str, day: Day, status: Status, reverses| WrittenClaim {
+            person_id: "P",
+            claim_id: id,
+            record: EarlierClaim {
+                status,
+                ..claim(day, None, None)
+            }
+            .as_record(),
+            institution: None,
+            drug: None,
+            medical_community: None,
+            reverses,
+        };
+        let claims = [
+            written("OLD", d, Status::Paid, None), // 20 days before the latest: dropped
+            written("A", d + 15, Status::Paid, None),
+            written("R1", d + 16, Status::Reversal, Some("A")), // original here: dropped
+            written("R2", d + 17, Status::Reversal, Some("EARLIER")), // kept for the state
+            written("B", d + 20, Status::Paid, None),
+        ];
+        let (mut scratch, mut keep) = (Vec::new(), Vec::new());
+        history_rows(&claims, 2024, &mut scratch, &mut keep);
+        assert_eq!(keep, [false, true, false, true, true]);
     }
 }

@@ -286,8 +286,8 @@ fn claim_columns(rows: &[WrittenClaim]) -> Vec<ArrayRef> {
     ]
 }
 
-fn history_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch> {
-    let rows: Vec<WrittenClaim> = rows.iter().filter(|c| c.in_history()).copied().collect();
+fn history_batch(changes: &Changes, names: &NameLists) -> Result<RecordBatch> {
+    let rows: Vec<WrittenClaim> = history_of(changes).copied().collect();
     let rows = &rows[..];
     let mut columns = claim_columns(rows);
     columns.extend([
@@ -315,6 +315,16 @@ fn history_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch
         reverses_keys(rows),
     ]);
     RecordBatch::try_new(history_schema(), columns).map_err(|e| Error::arrow("state history", e))
+}
+
+/// The claims of `changes` that go to the history.
+fn history_of<'c, 'a>(changes: &'c Changes<'a>) -> impl Iterator<Item = &'c WrittenClaim<'a>> {
+    changes
+        .claims
+        .iter()
+        .zip(&changes.history)
+        .filter(|(_, &h)| h)
+        .map(|(c, _)| c)
 }
 
 /// `reverses_key`: the key of the claim each accepted refund cancelled.
@@ -389,7 +399,8 @@ impl TableFile {
                 min_year: self.years.map(|y| y.0),
                 max_year: self.years.map(|y| y.1),
                 runs: 1,
-                retained: false,
+                // A run writes what the rules reach of its own claims.
+                retained: true,
             },
             committed,
         ))
@@ -444,7 +455,7 @@ impl<'p> StateWriter<'p> {
             || {
                 rayon::join(
                     || pools_batch(&changes.pools, names),
-                    || history_batch(&changes.claims, names),
+                    || history_batch(changes, names),
                 )
             },
             || claims_batch(&changes.claims, names),
@@ -458,10 +469,8 @@ impl<'p> StateWriter<'p> {
                 .filter(|(_, s)| s.pool != NONE)
                 .map(|(_, s)| s.year),
         )?;
-        self.history.write(
-            history?,
-            changes.claims.iter().filter(|c| c.in_history()).map(year),
-        )?;
+        self.history
+            .write(history?, history_of(changes).map(year))?;
         self.claims
             .write(claims?, changes.claims.iter().map(year))?;
         Ok(())
