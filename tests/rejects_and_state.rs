@@ -297,93 +297,78 @@ fn idle_months_and_settlement_rejects_carry_through_the_state() {
     assert_eq!(m3_rows["X1"].reason.as_deref(), Some("duplicate_claim_id"));
 }
 
-#[test]
-fn a_state_naming_a_pool_the_policies_do_not_have_stops_the_run() {
+/// Settles a claim of P1 into a new state, rewrites the state's pools file with `tamper`, then
+/// settles an April claim of P1 on it: the error and the pools file's name.
+fn april_on_tampered_pools(
+    tamper: impl FnOnce(&RecordBatch) -> RecordBatch,
+) -> (yibao::Error, String) {
     let s = Scenario::new(
         &[person("P1", EZHOU, "resident")],
         &[registration("P1", "hypertension")],
         &[claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00")],
     );
     yibao::run::adjudicate(&s.args("claims", "o1", Some("state"))).unwrap();
-    // Rename every pool of the state's pools file, as a policy edit that renamed a benefit
-    // would leave it.
     let state = s.path("state");
     let manifest = yibao::state::store::read_manifest(&state, 1).unwrap();
     let file = state.join(&manifest.pools[0].file);
-    let pools = read_parquet(&file);
-    let i = pools.schema().index_of("pool").unwrap();
-    let mut columns = pools.columns().to_vec();
-    columns[i] = Arc::new(arrow::array::StringArray::from_iter_values(
-        (0..pools.num_rows()).map(|_| "resident:renamed"),
-    ));
-    let schema = Arc::new(arrow::datatypes::Schema::new(
-        pools
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| match f.name().as_str() {
-                "pool" => {
-                    arrow::datatypes::Field::new("pool", arrow::datatypes::DataType::Utf8, true)
-                }
-                _ => f.as_ref().clone(),
-            })
-            .collect::<Vec<_>>(),
-    ));
-    write_parquet(&file, &RecordBatch::try_new(schema, columns).unwrap());
+    write_parquet(&file, &tamper(&read_parquet(&file)));
     std::fs::create_dir_all(s.path("april")).unwrap();
     write_claims(
         &s.path("april/part.parquet"),
         &[claim("A2", "P1", "2024-04-01", "primary", "I10", "100.00")],
     );
     let err = yibao::run::adjudicate(&s.args("april", "o2", Some("state"))).unwrap_err();
+    // The failed run committed nothing.
+    assert_eq!(yibao::state::store::versions(&state).unwrap(), [1]);
+    (err, manifest.pools[0].file.clone())
+}
+
+#[test]
+fn a_state_naming_a_pool_the_policies_do_not_have_stops_the_run() {
+    // Every pool renamed, as a policy edit that renamed a benefit would leave it.
+    let (err, file) = april_on_tampered_pools(|pools| {
+        let i = pools.schema().index_of("pool").unwrap();
+        let mut columns = pools.columns().to_vec();
+        columns[i] = Arc::new(arrow::array::StringArray::from_iter_values(
+            (0..pools.num_rows()).map(|_| "resident:renamed"),
+        ));
+        let mut fields: Vec<arrow::datatypes::Field> = pools
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[i] = arrow::datatypes::Field::new("pool", arrow::datatypes::DataType::Utf8, true);
+        RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns).unwrap()
+    });
     let message = err.to_string();
     assert!(
         message.contains("pool `resident:renamed` is not in the current policies")
-            && message.contains(&manifest.pools[0].file)
+            && message.contains(&file)
             && message.contains("column `pool`"),
         "{message}"
     );
     assert_eq!(err.exit_code(), 2);
-    // The failed run committed nothing.
-    assert_eq!(yibao::state::store::versions(&state).unwrap(), [1]);
 }
 
 #[test]
 fn a_state_holding_another_person_under_a_persons_key_stops_the_run() {
-    let s = Scenario::new(
-        &[person("P1", EZHOU, "resident")],
-        &[registration("P1", "hypertension")],
-        &[claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00")],
-    );
-    yibao::run::adjudicate(&s.args("claims", "o1", Some("state"))).unwrap();
     // What a 64-bit collision of person keys would leave: P1's key on another person's rows.
-    let state = s.path("state");
-    let manifest = yibao::state::store::read_manifest(&state, 1).unwrap();
-    let file = state.join(&manifest.pools[0].file);
-    let pools = read_parquet(&file);
-    let i = pools.schema().index_of("person_check").unwrap();
-    let mut columns = pools.columns().to_vec();
-    columns[i] = Arc::new(arrow::array::Int64Array::from_iter_values(
-        (0..pools.num_rows()).map(|_| yibao::state::person_check("P2") as i64),
-    ));
-    write_parquet(
-        &file,
-        &RecordBatch::try_new(pools.schema(), columns).unwrap(),
-    );
-    std::fs::create_dir_all(s.path("april")).unwrap();
-    write_claims(
-        &s.path("april/part.parquet"),
-        &[claim("A2", "P1", "2024-04-01", "primary", "I10", "100.00")],
-    );
-    let err = yibao::run::adjudicate(&s.args("april", "o2", Some("state"))).unwrap_err();
+    let (err, file) = april_on_tampered_pools(|pools| {
+        let i = pools.schema().index_of("person_check").unwrap();
+        let mut columns = pools.columns().to_vec();
+        columns[i] = Arc::new(arrow::array::Int64Array::from_iter_values(
+            (0..pools.num_rows()).map(|_| yibao::state::person_check("P2") as i64),
+        ));
+        RecordBatch::try_new(pools.schema(), columns).unwrap()
+    });
     let message = err.to_string();
     assert!(
         message.contains("key collision")
-            && message.contains(&manifest.pools[0].file)
+            && message.contains(&file)
             && message.contains("column `person_check`")
             && !message.contains("P1"),
         "{message}"
     );
     assert_eq!(err.exit_code(), 2);
-    assert_eq!(yibao::state::store::versions(&state).unwrap(), [1]);
 }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int32Type, Int64Type, SchemaRef, TimestampMillisecondType};
 
+use super::read::column;
 use super::store::{read_manifest, versions, Manifest, Piece, Store};
 use super::tables::{self, TableFile};
 use super::EarlierClaim;
@@ -302,34 +303,13 @@ fn merge_history(
     let ids = string_column(&batch, "person_id");
     let claim_ids = string_column(&batch, "claim_id");
     let drugs = string_column(&batch, "drug_code");
-    let person_keys = batch
-        .column_by_name("person_key")
-        .expect("projected")
-        .as_primitive::<Int64Type>();
-    let claim_keys = batch
-        .column_by_name("claim_key")
-        .expect("projected")
-        .as_primitive::<Int64Type>();
-    let reverses = batch
-        .column_by_name("reverses_key")
-        .expect("projected")
-        .as_primitive::<Int64Type>();
-    let settled_at = batch
-        .column_by_name("settled_at")
-        .expect("projected")
-        .as_primitive::<TimestampMillisecondType>();
-    let service = batch
-        .column_by_name("service_date")
-        .expect("projected")
-        .as_primitive::<Date32Type>();
-    let supply = batch
-        .column_by_name("days_supply")
-        .expect("projected")
-        .as_primitive::<Int32Type>();
-    let reversed = batch
-        .column_by_name("reversed")
-        .expect("projected")
-        .as_boolean();
+    let person_keys = column(&batch, "person_key").as_primitive::<Int64Type>();
+    let claim_keys = column(&batch, "claim_key").as_primitive::<Int64Type>();
+    let reverses = column(&batch, "reverses_key").as_primitive::<Int64Type>();
+    let settled_at = column(&batch, "settled_at").as_primitive::<TimestampMillisecondType>();
+    let service = column(&batch, "service_date").as_primitive::<Date32Type>();
+    let supply = column(&batch, "days_supply").as_primitive::<Int32Type>();
+    let reversed = column(&batch, "reversed").as_boolean();
     let status = super::read::names(path, &batch, "status", super::read::status)?;
     let visit = super::read::names(path, &batch, "visit_type", super::read::visit)?;
     // Drugs as codes of one list, so that retention compares integers.

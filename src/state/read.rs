@@ -1,7 +1,10 @@
 //! Reading a version of the state for one run: the claim index entries of the run's claim ids
-//! and reversal targets ([`lookup_claims`]), then the pools and history of the run's persons
-//! ([`load_prior`]) — each by its key column first, then the selected rows only, a row group a
-//! rayon task. A file's rows of other persons and claims are never decoded past their key.
+//! and reversal targets ([`lookup_claims`]: the key columns first, then only the rows selected),
+//! then the pools and history of the run's persons ([`load_prior`]). A night's persons are in
+//! nearly every page of the per-person files, so those are decoded whole and the persons' rows
+//! picked by key (texts as dictionary codes, no person id read: `person_check` confirms a pools
+//! row's person); what was read is held by person in person-key order ([`Prior::new`]). A row
+//! group is a rayon task throughout.
 //!
 //! Names (pools, policy versions, benefits) are resolved against the current policies once per
 //! distinct name. A name the current policies do not have stops the run: settling against state
@@ -131,7 +134,8 @@ impl PersonKeys {
     }
 }
 
-fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::ArrayRef {
+/// Column `name` of `batch`, which was read with it.
+pub(super) fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::ArrayRef {
     batch.column_by_name(name).expect("a projected column")
 }
 
