@@ -198,7 +198,8 @@ impl EarlierClaim {
         self.visit == VisitType::Inpatient && self.status.is_settled_claim()
     }
 
-    /// As a claim record with no settlement (what the history writes back).
+    /// As a claim record with no settlement (for tests that build records).
+    #[cfg(test)]
     pub fn as_record(&self) -> ClaimRecord {
         ClaimRecord {
             settled_at: self.settled_at,
