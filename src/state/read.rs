@@ -821,9 +821,6 @@ fn history_rows(
     Ok(rows)
 }
 
-/// A batch's pools rows of the wanted persons: (rank, state).
-type PoolRows = Vec<(u32, PoolState)>;
-
 /// A batch's history rows of the wanted persons, with the texts their codes index.
 type HistoryPiece = (EarlierRows, [Vec<String>; 3]);
 
@@ -839,10 +836,19 @@ const POOL_COLUMNS: &[&str] = &[
     "claims",
 ];
 
+/// A pools row of a wanted person (at its position in `wanted`), as scanned.
+struct PoolRow {
+    at: u32,
+    file: u32,
+    row: u64,
+    checked: bool,
+    state: Option<PoolState>,
+}
+
 /// Reads the pools and history of the persons `wanted` from `store`'s version, and joins the
-/// index records `hits` found for this run's reversals. The `person_key` column of every pools
-/// file is scanned for the wanted persons; the rows of each from the newest file holding it are
-/// then decoded, and every history file's rows of them.
+/// index records `hits` found for this run's reversals. Every pools and history file is decoded
+/// whole; a person's pools are the rows of the newest pools file holding it, its history the
+/// rows of every history file.
 pub fn load_prior(
     store: &Store,
     wanted: &PersonKeys,
@@ -867,45 +873,16 @@ pub fn load_prior(
         .iter()
         .map(|p| store.path(&p.file))
         .collect::<Vec<_>>();
-    // The newest pools file holding each wanted person (by position in `wanted`).
-    const NOBODY: u32 = u32::MAX;
-    let opened: Vec<KeyedFile> = pool_files
-        .iter()
-        .map(|p| KeyedFile::open(p))
-        .collect::<Result<_>>()?;
-    let held: Vec<(Vec<usize>, u64)> = opened
-        .par_iter()
-        .map(|file| {
-            let (positions, bytes) = file.read_matching(
-                &["person_key"],
-                |k| k[0].is_some_and(|k| wanted.keys.contains(k)),
-                &[],
-                |keys, _| {
-                    Ok(keys
-                        .iter()
-                        .filter_map(|&k| wanted.position(k))
-                        .collect::<Vec<_>>())
-                },
-            )?;
-            Ok((positions.into_iter().flatten().collect(), bytes))
-        })
-        .collect::<Result<_>>()?;
-    let mut holder = vec![NOBODY; wanted.keys.len()];
-    for (n, (positions, bytes)) in held.iter().enumerate() {
-        stats.bytes_read += bytes;
-        for &at in positions {
-            holder[at] = n as u32;
-        }
-    }
-    drop(held);
-
-    let pool_rows: Vec<(Vec<PoolRows>, u64)> = opened
+    // One pass over every pools file: the rows of the wanted persons, each with the file it
+    // came from; a person's state is then the rows of the newest file holding it. Nearly every
+    // file holds some of a night's persons, so a first pass to find the holders would decode
+    // the key columns twice for nothing.
+    let scanned: Vec<(Vec<Vec<PoolRow>>, u64)> = pool_files
         .par_iter()
         .enumerate()
-        .filter(|(n, _)| holder.contains(&(*n as u32)))
-        .map(|(n, file)| {
-            let path = file.path;
-            file.scan(POOL_COLUMNS, &[], |first_row, batch| {
+        .map(|(n, path)| {
+            let file = KeyedFile::open(path)?;
+            file.scan(POOL_COLUMNS, &["pool"], |first_row, batch| {
                 let keys = int64s(&batch, "person_key");
                 let checks = int64s(&batch, "person_check");
                 let pool = names(path, &batch, "pool", |name| resolver.pool(name))?;
@@ -921,48 +898,62 @@ pub fn load_prior(
                     let Some(at) = wanted.position(keys.value(i) as u64) else {
                         continue;
                     };
-                    if holder[at] != n as u32 {
-                        continue;
-                    }
-                    if !checks.is_valid(i) || checks.value(i) as u64 != wanted.checks[at] {
-                        return Err(Error::Value {
-                            path: path.to_path_buf(),
-                            column: "person_check".into(),
-                            row: (first_row + i) as u64,
-                            reason: "another person's state is held under the key of a person \
-                                     of this run (a 64-bit key collision): one state cannot \
-                                     hold both"
-                                .into(),
-                        });
-                    }
-                    if let (Some(pool), true) = (pool[i], year.is_valid(i)) {
-                        if year.value(i) >= first_year {
-                            out.push((
-                                at as u32,
-                                PoolState {
-                                    year: year.value(i),
-                                    pool,
-                                    fund_fen: value_or_zero(fund, i),
-                                    cost_fen: value_or_zero(cost, i),
-                                    deductible_fen: value_or_zero(deductible, i),
-                                    claims: if claims.is_valid(i) {
-                                        claims.value(i)
-                                    } else {
-                                        0
-                                    },
-                                },
-                            ));
-                        }
-                    }
+                    let state = match (pool[i], year.is_valid(i)) {
+                        (Some(pool), true) => Some(PoolState {
+                            year: year.value(i),
+                            pool,
+                            fund_fen: value_or_zero(fund, i),
+                            cost_fen: value_or_zero(cost, i),
+                            deductible_fen: value_or_zero(deductible, i),
+                            claims: if claims.is_valid(i) {
+                                claims.value(i)
+                            } else {
+                                0
+                            },
+                        }),
+                        _ => None,
+                    };
+                    out.push(PoolRow {
+                        at: at as u32,
+                        file: n as u32,
+                        row: (first_row + i) as u64,
+                        checked: checks.is_valid(i) && checks.value(i) as u64 == wanted.checks[at],
+                        state,
+                    });
                 }
                 Ok(out)
             })
         })
         .collect::<Result<_>>()?;
-    let mut pools = Vec::new();
-    for (batches, bytes) in pool_rows {
+    const NOBODY: u32 = u32::MAX;
+    let mut holder = vec![NOBODY; wanted.keys.len()];
+    for (batches, bytes) in &scanned {
         stats.bytes_read += bytes;
-        pools.extend(batches.into_iter().flatten());
+        for r in batches.iter().flatten() {
+            let h = &mut holder[r.at as usize];
+            if *h == NOBODY || r.file > *h {
+                *h = r.file;
+            }
+        }
+    }
+    let mut pools = Vec::new();
+    for r in scanned.into_iter().flat_map(|(b, _)| b).flatten() {
+        if holder[r.at as usize] != r.file {
+            continue;
+        }
+        if !r.checked {
+            return Err(Error::Value {
+                path: pool_files[r.file as usize].clone(),
+                column: "person_check".into(),
+                row: r.row,
+                reason: "another person's state is held under the key of a person of this run \
+                         (a 64-bit key collision): one state cannot hold both"
+                    .into(),
+            });
+        }
+        if let Some(state) = r.state.filter(|s| s.year >= first_year) {
+            pools.push((r.at, state));
+        }
     }
     stats.pool_rows = pools.len() as u64;
 
