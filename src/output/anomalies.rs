@@ -1,19 +1,109 @@
 //! `anomalies.parquet`: one row per (claim, rule) flag with the evidence an auditor needs — the
 //! observed value and the policy's threshold (money in yuan, or a count of days or claims), the
-//! earlier claim a duplicate or refill relates to, and a sentence saying what was found. Rows
-//! are in settlement order: by person, then time.
+//! earlier claim a duplicate or refill relates to, the diagnosis, condition or pool the rule is
+//! about — and `detail`, the rule's sentence as a template whose `{placeholders}` name columns of
+//! the same row ([`TEMPLATES`], listed in the README). The numbers are the data: no sentence is
+//! formatted per flag, and the dozen templates cost a dictionary page per row group. Rows are in
+//! settlement order: by person, then time.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Decimal128Array, Int16Array, Int64Array, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::RunView;
 use crate::audit::{Anomaly, Related, Unit};
 use crate::domain::Rule;
 use crate::error::{Error, Result};
-use crate::money::Yuan;
 use crate::policy::NONE;
+
+/// A flag's sentence, by what was found: `{name}` stands for the row's `name` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Template {
+    EarlyRefill,
+    SupplyTooLong,
+    DuplicateClaim,
+    Unregistered,
+    UnregisteredAssisted,
+    BeforeBenefitStart,
+    AfterRegistrationEnd,
+    CapExhausted,
+    HighCost,
+    PharmacyWithoutPrescription,
+    BurstInADay,
+    BurstInAWeek,
+    AmountOutlier,
+}
+
+/// Every template, indexed by [`Template`].
+pub const TEMPLATES: [&str; 13] = [
+    "refilled with {value_count} days of the fill in {related_claim_id} left; a refill may leave \
+     at most {threshold_count}",
+    "{value_count} days supplied; the prescription limit is {threshold_count}",
+    "same institution, drug, amount ({value_amount}) and day as {related_claim_id}",
+    "diagnosis {diagnosis} ({condition}) without a registration",
+    "diagnosis {diagnosis} ({condition}) without a registration; the person is \
+     {assistance_category}: a benefit missed (Rizhao positive audit)",
+    "diagnosis {diagnosis} ({condition}) before the registration's benefits start",
+    "diagnosis {diagnosis} ({condition}) after the registration ended",
+    "the annual cap of {threshold_amount} of {pool} was used up before this claim; \
+     {value_amount} over the cap",
+    "year-to-date cost {value_amount} passes the early-warning line of {threshold_amount}",
+    "pharmacy fill with no prescriber level: no external prescription",
+    "{value_count} claims in one day; the policy allows {threshold_count}",
+    "{value_count} claims in seven days; the policy allows {threshold_count}",
+    "amount {value_amount} above its drug and level's bar of {threshold_amount} (median + factor \
+     × 1.4826 × MAD)",
+];
+
+impl Template {
+    pub fn text(self) -> &'static str {
+        TEMPLATES[self as usize]
+    }
+
+    /// The template of a flag; `assisted` says whether the claim's person belongs to a
+    /// medical-assistance category.
+    pub fn of(a: &Anomaly, assisted: bool) -> Template {
+        match a.rule {
+            Rule::EarlyRefill => Template::EarlyRefill,
+            Rule::SupplyTooLong => Template::SupplyTooLong,
+            Rule::DuplicateClaim => Template::DuplicateClaim,
+            Rule::UnregisteredCondition if assisted => Template::UnregisteredAssisted,
+            Rule::UnregisteredCondition => Template::Unregistered,
+            Rule::BeforeBenefitStart => Template::BeforeBenefitStart,
+            Rule::AfterRegistrationEnd => Template::AfterRegistrationEnd,
+            Rule::CapExhausted => Template::CapExhausted,
+            Rule::HighCost => Template::HighCost,
+            Rule::PharmacyWithoutPrescription => Template::PharmacyWithoutPrescription,
+            Rule::VisitBurst if a.window_days == 1 => Template::BurstInADay,
+            Rule::VisitBurst => Template::BurstInAWeek,
+            Rule::AmountOutlier => Template::AmountOutlier,
+        }
+    }
+}
+
+/// `template` with each `{column}` replaced by `value(column)` (the text of that column of a
+/// row; an unknown or null column is left as written): what a reader of the file does to get a
+/// flag's sentence.
+pub fn render(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let name = &rest[open + 1..open + close];
+        match value(name) {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(&rest[open..=open + close]),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
 
 pub fn schema() -> SchemaRef {
     let text = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
@@ -36,18 +126,29 @@ pub fn schema() -> SchemaRef {
         Field::new("threshold_count", DataType::Int64, true),
         text("count_unit", true),
         text("related_claim_id", true),
+        Field::new("window_days", DataType::Int16, true),
+        text("diagnosis", true),
+        text("condition", true),
+        text("pool", true),
+        text("assistance_category", true),
         text("detail", false),
     ]))
 }
 
 /// The anomaly rows `anomalies` (a slice of the run's, in order).
 pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatch> {
-    let (claims, registry) = (view.claims, view.registry);
+    let (claims, registry, policies) = (view.claims, view.registry, view.policies);
     let row_of = |a: &Anomaly| view.partitions.order[a.position as usize] as usize;
-    let text = |f: &dyn Fn(&Anomaly) -> Option<String>| -> ArrayRef {
-        Arc::new(anomalies.iter().map(f).collect::<StringArray>())
+    let outcome = |a: &Anomaly| &view.settled.outcomes[a.position as usize];
+    // Texts are copied from where they live (the claims, the policies, static names): no
+    // string is made per flag.
+    let text = |f: &dyn Fn(&Anomaly) -> Option<&'a str>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(anomalies.len(), anomalies.len() * 8);
+        for a in anomalies {
+            b.append_option(f(a));
+        }
+        Arc::new(b.finish())
     };
-    let key = |f: &dyn Fn(usize) -> Option<&'a str>| text(&|a| f(row_of(a)).map(str::to_string));
     let amount = |of_value: bool| -> Result<ArrayRef> {
         Ok(Arc::new(
             anomalies
@@ -77,118 +178,116 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
                 .collect::<Int64Array>(),
         )
     };
-    let outcome = |a: &Anomaly| &view.settled.outcomes[a.position as usize];
-    let policies = view.policies;
+    let about_diagnosis = |a: &Anomaly| {
+        matches!(
+            a.rule,
+            Rule::UnregisteredCondition | Rule::BeforeBenefitStart | Rule::AfterRegistrationEnd
+        )
+    };
+    let diagnosis = |a: &Anomaly| -> &'a str {
+        claims.diagnoses[claims.diagnosis[row_of(a)] as usize].as_str()
+    };
+    let assistance = |a: &Anomaly| registry.person(claims.person[row_of(a)]).assistance;
     let columns: Vec<ArrayRef> = vec![
-        key(&|r| claims.claim_id(r)),
-        key(&|r| claims.person_id(r, &registry.index)),
-        key(&|r| claims.region_text(r)),
+        text(&|a| claims.claim_id(row_of(a))),
+        text(&|a| claims.person_id(row_of(a), &registry.index)),
+        text(&|a| claims.region_text(row_of(a))),
         Arc::new(arrow::array::TimestampMillisecondArray::from_iter_values(
             anomalies.iter().map(|a| claims.settled_at[row_of(a)]),
         )),
         text(&|a| match outcome(a).version {
             NONE => None,
-            v => Some(policies.versions[v as usize].id.clone()),
+            v => Some(policies.versions[v as usize].id.as_str()),
         }),
         text(&|a| match outcome(a).label {
             NONE => None,
-            l => Some(policies.labels[l as usize].clone()),
+            l => Some(policies.labels[l as usize].as_str()),
         }),
-        text(&|a| Some(a.rule.as_str().to_string())),
+        text(&|a| Some(a.rule.as_str())),
         amount(true)?,
         amount(false)?,
         count(true),
         count(false),
         text(&|a| match a.rule.unit() {
-            Unit::Days => Some("days".into()),
-            Unit::Claims => Some("claims".into()),
+            Unit::Days => Some("days"),
+            Unit::Claims => Some("claims"),
             _ => None,
         }),
         text(&|a| related_id(view, a.related)),
-        text(&|a| Some(detail(view, a, row_of(a)))),
+        Arc::new(
+            anomalies
+                .iter()
+                .map(|a| (a.rule == Rule::VisitBurst).then_some(i16::from(a.window_days)))
+                .collect::<Int16Array>(),
+        ),
+        text(&|a| about_diagnosis(a).then(|| diagnosis(a))),
+        text(&|a| {
+            let version = outcome(a).version;
+            if !about_diagnosis(a) || version == NONE {
+                return None;
+            }
+            policies.versions[version as usize]
+                .condition_of(diagnosis(a))
+                .map(|c| policies.conditions[c as usize].as_str())
+        }),
+        text(&|a| match (a.rule, outcome(a).pool) {
+            (Rule::CapExhausted, pool) if pool != NONE => {
+                Some(policies.pools[pool as usize].as_str())
+            }
+            _ => None,
+        }),
+        text(&|a| match a.rule {
+            Rule::UnregisteredCondition => assistance(a).map(|c| c.as_str()),
+            _ => None,
+        }),
+        text(&|a| Some(Template::of(a, assistance(a).is_some()).text())),
     ];
     RecordBatch::try_new(schema(), columns).map_err(|e| Error::arrow("anomalies", e))
 }
 
-fn related_id(view: &RunView, related: Related) -> Option<String> {
+fn related_id<'a>(view: &RunView<'a>, related: Related) -> Option<&'a str> {
     match related {
         Related::None => None,
-        Related::Run(row) => view.claims.claim_id(row as usize).map(str::to_string),
-        Related::Earlier(i) => Some(view.prior.claim_ids.get(i as usize).to_string()),
+        Related::Run(row) => view.claims.claim_id(row as usize),
+        Related::Earlier(i) => Some(view.prior.claim_ids.get(i as usize)),
     }
 }
 
-/// What an auditor reads first.
-fn detail(view: &RunView, a: &Anomaly, row: usize) -> String {
-    let claims = view.claims;
-    let o = &view.settled.outcomes[a.position as usize];
-    let v = a.value.unwrap_or(0);
-    let t = a.threshold.unwrap_or(0);
-    let related = related_id(view, a.related).unwrap_or_default();
-    let diagnosis = &claims.diagnoses[claims.diagnosis[row] as usize];
-    let condition = || -> String {
-        (o.version != NONE)
-            .then(|| view.policies.versions[o.version as usize].condition_of(diagnosis))
-            .flatten()
-            .map(|c| view.policies.conditions[c as usize].clone())
-            .unwrap_or_default()
-    };
-    match a.rule {
-        Rule::EarlyRefill => format!(
-            "refilled with {v} days of the fill in {related} left; a refill may leave at most {t}"
-        ),
-        Rule::SupplyTooLong => format!("{v} days supplied; the prescription limit is {t}"),
-        Rule::DuplicateClaim => {
-            format!(
-                "same institution, drug, amount ({}) and day as {related}",
-                Yuan(v as i128)
-            )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_names_a_column_of_the_row() {
+        let schema = schema();
+        for t in TEMPLATES {
+            let unknown = render(t, |name| {
+                schema.index_of(name).is_ok().then(|| "x".to_string())
+            });
+            assert!(!unknown.contains('{'), "{t}");
         }
-        Rule::UnregisteredCondition => {
-            let person = view.registry.person(claims.person[row]);
-            match person.assistance {
-                Some(category) => format!(
-                    "diagnosis {diagnosis} ({}) without a registration; the person is {category}: a \
-                     benefit missed (Rizhao positive audit)",
-                    condition()
-                ),
-                None => format!("diagnosis {diagnosis} ({}) without a registration", condition()),
-            }
+    }
+
+    #[test]
+    fn the_readme_lists_every_template() {
+        let readme = include_str!("../../README.md");
+        for t in TEMPLATES {
+            assert!(readme.contains(&format!("| {t} |")), "{t}");
         }
-        Rule::BeforeBenefitStart => format!(
-            "diagnosis {diagnosis} ({}) before the registration's benefits start",
-            condition()
-        ),
-        Rule::AfterRegistrationEnd => format!(
-            "diagnosis {diagnosis} ({}) after the registration ended",
-            condition()
-        ),
-        Rule::CapExhausted => format!(
-            "the annual cap of {} of {} was used up before this claim; {} over the cap",
-            Yuan(t as i128),
-            view.policies.pools[o.pool as usize],
-            Yuan(v as i128)
-        ),
-        Rule::HighCost => format!(
-            "year-to-date cost {} passes the early-warning line of {}",
-            Yuan(v as i128),
-            Yuan(t as i128)
-        ),
-        Rule::PharmacyWithoutPrescription => {
-            "pharmacy fill with no prescriber level: no external prescription".into()
-        }
-        Rule::VisitBurst => format!(
-            "{v} claims in {}; the policy allows {t}",
-            if a.window_days == 1 {
-                "one day"
-            } else {
-                "seven days"
-            }
-        ),
-        Rule::AmountOutlier => format!(
-            "amount {} above its drug and level's bar of {} (median + factor × 1.4826 × MAD)",
-            Yuan(v as i128),
-            Yuan(t as i128)
-        ),
+    }
+
+    #[test]
+    fn a_template_renders_with_the_rows_values() {
+        let sentence = render(Template::EarlyRefill.text(), |name| match name {
+            "value_count" => Some("21".into()),
+            "threshold_count" => Some("15".into()),
+            "related_claim_id" => Some("A1".into()),
+            _ => None,
+        });
+        assert_eq!(
+            sentence,
+            "refilled with 21 days of the fill in A1 left; a refill may leave at most 15"
+        );
+        assert_eq!(render("{nope} and {", |_| None), "{nope} and {");
     }
 }

@@ -406,6 +406,7 @@ pub struct Flag {
     pub value_count: Option<i64>,
     pub threshold_count: Option<i64>,
     pub related_claim_id: Option<String>,
+    /// The sentence a reader gets: the row's `detail` template filled from its columns.
     pub detail: String,
 }
 
@@ -442,7 +443,13 @@ pub fn read_anomalies(path: &Path) -> Vec<Flag> {
             value_count: vc.is_valid(i).then(|| vc.value(i)),
             threshold_count: tc.is_valid(i).then(|| tc.value(i)),
             related_claim_id: related.is_valid(i).then(|| related.value(i).to_string()),
-            detail: detail.value(i).to_string(),
+            detail: yibao::output::anomalies::render(detail.value(i), |name| {
+                let column = b.column_by_name(name)?;
+                column.is_valid(i).then(|| {
+                    arrow::util::display::array_value_to_string(column, i)
+                        .expect("a displayable column")
+                })
+            }),
         })
         .collect()
 }
