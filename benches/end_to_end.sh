@@ -7,6 +7,7 @@
 #   THREADS=1 benches/end_to_end.sh                 # another thread count (default: every core)
 #   REPEAT=3 benches/end_to_end.sh                  # best of N for each engine
 #   MEMORY_LIMIT=1GiB benches/end_to_end.sh         # yibao with --memory-limit (spills when over)
+#   PROFILE=skewed benches/end_to_end.sh            # a month where most claims are flagged
 #
 # Each step runs after `sync` and a pause, so one step's writeback does not land in the next.
 set -euo pipefail
@@ -16,7 +17,12 @@ CLAIMS=${1:-10000000}
 PERSONS=${2:-$((CLAIMS / 5))}
 THREADS=${THREADS:-$(nproc)}
 REPEAT=${REPEAT:-1}
+PROFILE=${PROFILE:-clean}
 DATA=target/bench-data/${CLAIMS}x${PERSONS}
+# A clean month keeps the cache directory it always had.
+if [ "$PROFILE" != clean ]; then
+  DATA=$DATA-$PROFILE
+fi
 OUT=target/bench-out
 mkdir -p "$OUT"
 # A table is of this sitting only: no engine's figures from an earlier one.
@@ -25,7 +31,8 @@ rm -f "$OUT"/floor.*.json "$OUT"/yibao.*.json "$OUT"/duckdb.*.json
 cargo build --quiet --profile dist
 BIN=target/dist/yibao
 if [ ! -f "$DATA/claims.parquet" ]; then
-  "$BIN" generate --persons "$PERSONS" --claims "$CLAIMS" --month 2024-03 --seed 7 --out "$DATA"
+  "$BIN" generate --persons "$PERSONS" --claims "$CLAIMS" --month 2024-03 --seed 7 \
+    --profile "$PROFILE" --out "$DATA"
 fi
 
 settle() { sync; sleep 2; }

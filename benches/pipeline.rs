@@ -9,7 +9,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use yibao::audit::Auditor;
-use yibao::generate::{generate, GenerateConfig};
+use yibao::generate::{generate, GenerateConfig, MonthProfile};
 use yibao::ingest::claims::Claims;
 use yibao::ingest::registry::Registry;
 use yibao::output::{self, RunView};
@@ -28,6 +28,7 @@ fn stages(c: &mut Criterion) {
         year: 2024,
         month: 3,
         seed: 7,
+        profile: MonthProfile::Clean,
         out: dir.path().to_path_buf(),
     })
     .unwrap();

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 // mimalloc: settlement and Parquet decoding allocate many short-lived buffers from several
 // threads at once, where the system allocator's arenas contend.
@@ -80,6 +80,9 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The kind of month.
+        #[arg(long, value_enum, default_value_t = Profile::Clean)]
+        profile: Profile,
     },
     /// Settle a batch of claims: the nightly job.
     Adjudicate {
@@ -149,6 +152,25 @@ enum Command {
     },
 }
 
+/// `generate --profile`: the library's `MonthProfile`, as the command line names it.
+#[derive(Clone, Copy, ValueEnum)]
+enum Profile {
+    /// Baseline claims fire no audit rule; the planted anomalies are exactly what fires.
+    Clean,
+    /// Heavy-tailed claims per person, early refills, long supplies, visit bursts, unregistered
+    /// conditions: most claims are flagged (about 1.5 anomaly rows per claim).
+    Skewed,
+}
+
+impl From<Profile> for yibao::generate::MonthProfile {
+    fn from(p: Profile) -> Self {
+        match p {
+            Profile::Clean => yibao::generate::MonthProfile::Clean,
+            Profile::Skewed => yibao::generate::MonthProfile::Skewed,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate the policy files and list every assumed number.
@@ -207,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             month,
             out,
             seed,
+            profile,
         } => {
             let (year, month) = parse_month(&month)?;
             let report = yibao::generate::generate(&yibao::generate::GenerateConfig {
@@ -215,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 year,
                 month,
                 seed,
+                profile: profile.into(),
                 out: out.clone(),
             })?;
             println!(

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -331,6 +332,78 @@ fn generate_then_adjudicate_through_the_binary() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// `generate --profile skewed` writes a month where flags are the common case: adjudicated,
+/// most claims carry at least one anomaly code and anomaly rows outnumber claims.
+#[test]
+fn a_skewed_month_is_mostly_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = dir.path().join("gen");
+    let output = yibao()
+        .args([
+            "generate",
+            "--persons",
+            "4000",
+            "--claims",
+            "20000",
+            "--month",
+            "2024-03",
+            "--seed",
+            "5",
+            "--profile",
+            "skewed",
+            "--out",
+        ])
+        .arg(&gen)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = dir.path().join("out");
+    let status = yibao()
+        .arg("adjudicate")
+        .arg("--claims")
+        .arg(gen.join("claims.parquet"))
+        .arg("--persons")
+        .arg(gen.join("persons.parquet"))
+        .arg("--registrations")
+        .arg(gen.join("registrations.parquet"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let reader = ParquetRecordBatchReaderBuilder::try_new(
+        File::open(out.join("settlements.parquet")).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let (mut claims, mut flagged) = (0usize, 0usize);
+    for batch in reader {
+        let batch = batch.unwrap();
+        let status = batch.column_by_name("status").unwrap().as_string::<i32>();
+        let codes = batch
+            .column_by_name("anomaly_codes")
+            .unwrap()
+            .as_list::<i32>();
+        for i in 0..batch.num_rows() {
+            if !matches!(status.value(i), "reversal" | "rejected") {
+                claims += 1;
+                flagged += (!codes.value(i).is_empty()) as usize;
+            }
+        }
+    }
+    let flagged = flagged as f64 / claims as f64;
+    let per_claim = rows_of(&out.join("anomalies.parquet")) as f64 / 20_000.0;
+    // Measured on this month: 74% of claims flagged, 1.61 anomaly rows a claim.
+    assert!(flagged > 0.6, "flagged claims {flagged}");
+    assert!(per_claim > 1.2, "anomaly rows per claim {per_claim}");
 }
 
 /// `bench-floor` reads the sample's claims and writes a settlement-shaped file of every claim

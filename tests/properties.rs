@@ -58,6 +58,7 @@ fn generate(dir: &Path, persons: u64, claims: u64, year: i32, month: u32, seed: 
         year,
         month,
         seed,
+        profile: yibao::generate::MonthProfile::Clean,
         out: dir.to_path_buf(),
     })
     .unwrap();

@@ -76,6 +76,7 @@ fn a_spilled_month_and_its_state_match_the_run_in_memory() {
         year: 2024,
         month: 5,
         seed: 9,
+        profile: yibao::generate::MonthProfile::Clean,
         out: d.to_path_buf(),
     })
     .unwrap();

@@ -20,6 +20,7 @@ fn generate(dir: &Path, persons: u64, claims: u64, seed: u64) {
         year: 2024,
         month: 5,
         seed,
+        profile: yibao::generate::MonthProfile::Clean,
         out: dir.to_path_buf(),
     })
     .unwrap();

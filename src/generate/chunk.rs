@@ -3,7 +3,8 @@
 //! `(seed, chunk index)` alone, so a chunk's rows never depend on which thread built it.
 //!
 //! A chunk's claimants are of two kinds. Most are *baseline* claimants, whose claims are drawn
-//! under constraints that keep every audit rule quiet (see the module doc of `generate`). A few
+//! under constraints that keep every audit rule quiet (see the module doc of `generate`) —
+//! unless the month is skewed, which lets the constraints go (module `skewed`). A few
 //! are *planted*: each carries one scripted anomaly (module `plant`), and their claims are
 //! labelled with the rule they should fire. Reversals and bad rows are drawn from baseline
 //! claims only.
@@ -25,6 +26,8 @@ use super::catalogue::{
 use super::plant::{self, Plant};
 use super::rng::{Rng, Weighted};
 use super::schema;
+use super::skewed;
+use super::MonthProfile;
 use crate::domain::{
     days_from_civil, days_in_month, AssistanceCategory, Day, Level, Millis, Referral, VisitType,
     MILLIS_PER_DAY,
@@ -67,10 +70,13 @@ const STREAMS_PER_CHUNK: u64 = 2;
 pub(super) const OPENING_MS: Millis = 7 * 3_600_000 + 1_800_000;
 pub(super) const OPEN_SPAN_MS: u64 = 13 * 3_600_000 + 1_800_000;
 pub(super) const MINUTE_MS: Millis = 60_000;
+/// The latest a crowded day's claims are settled (23:00).
+const LAST_MS: Millis = 23 * 3_600_000;
 
 /// The whole run's parameters and lookup tables, shared read-only by every chunk.
 pub struct Plan {
     pub(super) seed: u64,
+    pub(super) profile: MonthProfile,
     persons: u64,
     claims: u64,
     bad_rows: u64,
@@ -121,7 +127,14 @@ pub(super) const LEVEL_COST: [f64; 4] = [0.85, 1.15, 1.5, 1.0];
 pub(super) const EZHOU: usize = 1;
 
 impl Plan {
-    pub fn new(persons: u64, claims: u64, year: i32, month: u32, seed: u64) -> Plan {
+    pub fn new(
+        persons: u64,
+        claims: u64,
+        year: i32,
+        month: u32,
+        seed: u64,
+        profile: MonthProfile,
+    ) -> Plan {
         let total_weight: u64 = REGIONS.iter().map(|r| r.weight as u64).sum();
         let mut region_bounds = [0u64; REGIONS.len() + 1];
         let mut cumulative = 0u64;
@@ -208,6 +221,7 @@ impl Plan {
         };
         Plan {
             seed,
+            profile,
             persons,
             claims,
             bad_rows,
@@ -259,6 +273,11 @@ impl Plan {
     /// The registration names of a patient of `condition` insured in `region`.
     pub(super) fn registered_names(&self, region: usize, condition: usize) -> &[&'static str] {
         &self.tables.registered[region][condition]
+    }
+
+    /// Whether baseline claims are let go of the clean month's discipline.
+    pub(super) fn skewed(&self) -> bool {
+        self.profile == MonthProfile::Skewed
     }
 }
 
@@ -428,7 +447,11 @@ pub fn generate(plan: &Plan, chunk: u64) -> Result<ChunkOutput> {
     for (i, &local) in claimant_ids.iter().enumerate() {
         if !scripted[i] {
             let profile = new_profile(plan, &mut rng, local, regions[local as usize]);
+            let first = registrations.len();
             register(plan, &mut rng, &profile, true, &mut registrations);
+            if plan.skewed() {
+                skewed::unregister(plan, &mut rng, &profile, &mut registrations, first);
+            }
             profiles.push(profile);
         }
     }
@@ -468,16 +491,28 @@ pub fn generate(plan: &Plan, chunk: u64) -> Result<ChunkOutput> {
     registrations.sort_by_key(|r| r.local);
 
     let baseline_claims = normal - planted.len() as u64;
-    allocate_claims(
-        &mut rng,
-        &mut profiles[..baseline_profiles],
-        baseline_claims,
-    );
+    if plan.skewed() {
+        skewed::allocate_claims(
+            &mut rng,
+            &mut profiles[..baseline_profiles],
+            baseline_claims,
+        );
+    } else {
+        allocate_claims(
+            &mut rng,
+            &mut profiles[..baseline_profiles],
+            baseline_claims,
+        );
+    }
 
     let mut rows: Vec<ClaimRow> = Vec::with_capacity(quota as usize);
     let mut days = Vec::with_capacity(MAX_CLAIMS_PER_PERSON as usize);
     for (p, profile) in profiles[..baseline_profiles].iter().enumerate() {
-        place_days(&mut rng, profile.claims, plan.month_days, &mut days);
+        if plan.skewed() {
+            skewed::place_days(&mut rng, profile.claims, plan.month_days, &mut days);
+        } else {
+            place_days(&mut rng, profile.claims, plan.month_days, &mut days);
+        }
         spend.reset();
         let person = attrs[profile.local as usize];
         for (j, &day) in days.iter().enumerate() {
@@ -934,6 +969,22 @@ impl Spend {
         t
     }
 
+    /// [`Spend::time_on`] for a person with up to hundreds of claims a day: a later claim of
+    /// the day follows the latest within a minute, and none is settled after 23:00, so that a
+    /// reversal still fits in the month. (Claims at the same millisecond keep their creation
+    /// order: claim ids are numbered in it.)
+    pub fn crowded_time_on(&mut self, plan: &Plan, rng: &mut Rng, day: u32) -> Millis {
+        let day_start = (plan.month_start as Millis + day as Millis) * MILLIS_PER_DAY;
+        let mut t = day_start + OPENING_MS + rng.below(OPEN_SPAN_MS) as Millis;
+        if let Some((d, last)) = self.last {
+            if d == day && t <= last {
+                t = (last + 1 + rng.below(MINUTE_MS as u64) as Millis).min(day_start + LAST_MS);
+            }
+        }
+        self.last = Some((day, t));
+        t
+    }
+
     /// Marks `t` (on `day`) as the person's latest claim time.
     pub fn settled(&mut self, day: u32, t: Millis) {
         self.last = Some((day, t));
@@ -1093,6 +1144,7 @@ fn claim(
     remaining: u32,
 ) -> ClaimRow {
     let t = &plan.tables;
+    let skewed = plan.skewed();
     let home_region = profile.region as usize;
     let chronic_slot = if profile.conditions.is_empty() || rng.chance(0.06) {
         None
@@ -1166,8 +1218,10 @@ fn claim(
     } else {
         Some(VisitType::Outpatient)
     };
-    // Every baseline pharmacy fill has its prescription's level.
-    let prescriber = (level == PHARMACY).then(|| rng.pick(&t.prescriber) as u8);
+    // Every baseline pharmacy fill has its prescription's level; in a skewed month, most do.
+    let prescriber = (level == PHARMACY)
+        .then(|| rng.pick(&t.prescriber) as u8)
+        .filter(|_| !(skewed && rng.chance(skewed::UNPRESCRIBED_FILL)));
 
     let (settled_at, service_date, drug, days_supply, total) = if inpatient {
         // Settled at discharge or the next morning's batch; service date is the discharge day.
@@ -1196,7 +1250,11 @@ fn claim(
             total,
         )
     } else {
-        let settled_at = spend.time_on(plan, rng, day);
+        let settled_at = if skewed {
+            spend.crowded_time_on(plan, rng, day)
+        } else {
+            spend.time_on(plan, rng, day)
+        };
         let service_date = (!rng.chance(0.05)).then_some(plan.month_start + day as Day);
         let (drug, days) = match (condition, chronic_slot) {
             (Some(c), Some(slot)) => {
@@ -1211,11 +1269,21 @@ fn claim(
                     6 | 7 => [56, 84][rng.below(2) as usize],
                     i => DAYS_SUPPLY[i],
                 };
-                // A drug still in supply is not refilled early: another of the condition's
-                // drugs is dispensed (or, in the rare case all are, none).
-                match refillable(spend, base, preferred, day) {
-                    Some(drug) => (Some(drug), Some(days)),
-                    None => (None, None),
+                if skewed {
+                    // Whatever is still in supply: refills come when the patient comes.
+                    let days = if rng.chance(skewed::LONG_FILL) {
+                        skewed::beyond_limit(rng, home_region)
+                    } else {
+                        days
+                    };
+                    (Some(preferred), Some(days))
+                } else {
+                    // A drug still in supply is not refilled early: another of the condition's
+                    // drugs is dispensed (or, in the rare case all are, none).
+                    match refillable(spend, base, preferred, day) {
+                        Some(drug) => (Some(drug), Some(days)),
+                        None => (None, None),
+                    }
                 }
             }
             _ => {
@@ -1240,7 +1308,8 @@ fn claim(
     let (mut level, mut region, mut institution, mut visit, mut prescriber) =
         (level, region, institution, visit, prescriber);
     let (mut drug, mut days_supply) = (drug, days_supply);
-    let (total, in_scope) = if inpatient {
+    // A skewed month keeps no budget: heavy claimants use their caps up.
+    let (total, in_scope) = if inpatient || skewed {
         (total, in_scope)
     } else {
         let share = spend.share(

@@ -67,6 +67,37 @@
 //! region's policy is in force (from 2022-01): before, the engine audits no claim of a region
 //! without a policy.
 //!
+//! **A skewed month** (`--profile skewed`, [`MonthProfile::Skewed`]; module `skewed`). Real
+//! months are not clean, and benchmarks of the audit stage and of the anomaly output need one
+//! where flags are the common case. The registry (`persons.parquet`), the chunks and the
+//! plants are drawn as in a clean month; the baseline claimants are not held to the
+//! constraints above:
+//! - claims per claimant are one each plus a share of the rest in proportion to a Lomax
+//!   (Pareto from zero) weight of shape 1.3, saturating softly at 3,000 times its scale: on
+//!   1,000,000 claims over 200,000 persons (150,000 claimants, 6.7 claims each on average) two
+//!   in three claim one to three times, the top 1% hold 31% of the claims and the top claimant
+//!   has 4,449 (the soft cap binds, so a larger month's top claimant stays at a few
+//!   thousand);
+//! - claims come in episodes of three days, one per five claims, so a second fill of a drug
+//!   mostly comes within days of the first, and claimants of a few dozen claims or more burst
+//!   (more than three claims a day or ten a week);
+//! - claimants fill their usual drug whatever is still in supply, 10% of chronic fills exceed
+//!   the region's supply limit and 2% of pharmacy fills have no prescriber level;
+//! - 30% of claimants with a chronic condition are not registered for one of their conditions;
+//! - there are no cap budgets and no ceiling on a month's cost: heavy claimants use their caps
+//!   up (every later claim of the pool is `cap_exhausted`) and pass the high-cost line.
+//!
+//! Measured on that month (seed 2024): 1.55 anomaly rows per claim row and 75% of claims
+//! flagged — `early_refill` 0.50 a claim, `visit_burst` 0.39, `cap_exhausted` 0.35,
+//! `unregistered_condition` 0.20, `supply_too_long` 0.09; claims of claimants with more than
+//! 100 claims (a quarter of all) carry 2.8 flags each, those of claimants with one to three
+//! about 0.5. Each planted claim still fires its own rule, but **the labels are only a small
+//! subset of what fires**: the baseline fires `early_refill`, `visit_burst`, `cap_exhausted`,
+//! `unregistered_condition`, `supply_too_long`, `pharmacy_without_prescription` and
+//! `high_cost` (the registration-date rules, `duplicate_claim` and `amount_outlier` still
+//! fire on plants only, or nearly). As for a clean month, the same configuration gives the
+//! same bytes; and a clean month is byte for byte what it was before the profile existed.
+//!
 //! **Reproducibility.** The same configuration gives byte-identical files on any machine and
 //! for any rayon thread count (with the same `parquet` crate version, whose name is in the
 //! footer): persons are cut into fixed chunks of 4,096, each drawn from its own hand-written RNG
@@ -80,6 +111,7 @@ mod chunk;
 mod plant;
 mod rng;
 mod schema;
+mod skewed;
 
 use std::path::PathBuf;
 
@@ -89,6 +121,18 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::output::parquet::{FileSettings, PendingFile, ROW_GROUP_ROWS};
 use chunk::Plan;
+
+/// What kind of month to draw: one whose baseline fires no audit rule, or one where flags are
+/// the common case (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MonthProfile {
+    /// Baseline claims fire no rule; the labels are exactly what fires.
+    #[default]
+    Clean,
+    /// Heavy-tailed claims per person, careless refills and supplies, visit bursts and
+    /// unregistered conditions: about 1.5 anomaly rows per claim.
+    Skewed,
+}
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -102,6 +146,8 @@ pub struct GenerateConfig {
     pub month: u32,
     /// Names the province: same seed, same files.
     pub seed: u64,
+    /// The kind of month: [`MonthProfile::Clean`] unless a benchmark wants flags everywhere.
+    pub profile: MonthProfile,
     /// Directory for `persons.parquet`, `registrations.parquet`, `claims.parquet` and
     /// `labels.parquet`; created if missing.
     pub out: PathBuf,
@@ -133,7 +179,14 @@ pub fn generate(cfg: &GenerateConfig) -> Result<GenerateReport> {
 fn generate_with(cfg: &GenerateConfig, row_group_rows: usize) -> Result<GenerateReport> {
     validate(cfg)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
-    let plan = Plan::new(cfg.persons, cfg.claims, cfg.year, cfg.month, cfg.seed);
+    let plan = Plan::new(
+        cfg.persons,
+        cfg.claims,
+        cfg.year,
+        cfg.month,
+        cfg.seed,
+        cfg.profile,
+    );
     // Inputs are written once and read by every run: zstd makes them small for little cost.
     let settings = FileSettings {
         compression: Compression::ZSTD(
@@ -259,6 +312,7 @@ mod tests {
             year: 2024,
             month: 3,
             seed,
+            profile: MonthProfile::Clean,
             out: dir.to_path_buf(),
         }
     }
@@ -1180,10 +1234,190 @@ mod tests {
                 year,
                 month,
                 seed,
+                profile: MonthProfile::Clean,
                 out: dir.path().to_path_buf(),
             };
             generate(&cfg).unwrap();
             assert_labels_match(dir.path(), 10);
         }
+    }
+
+    fn skewed(dir: &Path, persons: u64, claims: u64, seed: u64) -> GenerateConfig {
+        GenerateConfig {
+            profile: MonthProfile::Skewed,
+            ..config(dir, persons, claims, seed)
+        }
+    }
+
+    /// Claims per claimant of a generated month (claim rows with a person id, reversals and
+    /// bad rows included), largest first.
+    fn claims_per_person(dir: &Path) -> Vec<usize> {
+        let (claims, _) = read(&dir.join("claims.parquet"));
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for person in text(&claims, "person_id").iter().flatten() {
+            *counts.entry(person).or_default() += 1;
+        }
+        let mut counts: Vec<usize> = counts.into_values().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        counts
+    }
+
+    /// Share of the claims held by the top 1% of claimants (at least one).
+    fn top_percent_share(counts: &[usize]) -> f64 {
+        let top = (counts.len() / 100).max(1);
+        counts[..top].iter().sum::<usize>() as f64 / counts.iter().sum::<usize>() as f64
+    }
+
+    /// The engine's flags on a generated month: anomaly rows per claim row, the share of
+    /// claims (settled, not reversals) with at least one flag, and rows per rule.
+    fn flag_rates(dir: &Path) -> (f64, f64, Vec<(String, usize)>) {
+        let settlements = settle(dir);
+        let codes = settlements
+            .column_by_name("anomaly_codes")
+            .unwrap()
+            .as_list::<i32>();
+        let status = text(&settlements, "status");
+        let (mut rows, mut claims, mut flagged) = (0usize, 0usize, 0usize);
+        let mut by_rule: HashMap<String, usize> = HashMap::new();
+        for s in 0..settlements.num_rows() {
+            let list = codes.value(s);
+            let list = list.as_string::<i32>();
+            rows += list.len();
+            for code in list.iter().flatten() {
+                *by_rule.entry(code.to_string()).or_default() += 1;
+            }
+            if !matches!(status.value(s), "reversal" | "rejected") {
+                claims += 1;
+                flagged += (!list.is_empty()) as usize;
+            }
+        }
+        let total = read(&dir.join("claims.parquet")).0.num_rows();
+        let mut by_rule: Vec<(String, usize)> = by_rule.into_iter().collect();
+        by_rule.sort();
+        (
+            rows as f64 / total as f64,
+            flagged as f64 / claims as f64,
+            by_rule,
+        )
+    }
+
+    #[test]
+    fn skewed_month_same_bytes_for_any_thread_count() {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let run = |dir: &Path, cfg: GenerateConfig, threads: usize| {
+            let cfg = GenerateConfig {
+                out: dir.to_path_buf(),
+                ..cfg
+            };
+            pool(threads)
+                .install(|| generate_with(&cfg, 20_000))
+                .unwrap()
+        };
+        let cfg = skewed(a.path(), 30_000, 90_001, 11);
+        let ra = run(a.path(), cfg.clone(), 1);
+        let rb = run(b.path(), cfg.clone(), 2);
+        assert_eq!(ra, rb);
+        assert_eq!(ra.claims, 90_001);
+        assert_eq!(bytes(a.path()), bytes(b.path()));
+        // The profile changes the claims (persons are drawn before it matters).
+        run(c.path(), config(c.path(), 30_000, 90_001, 11), 2);
+        let (x, y) = (bytes(a.path()), bytes(c.path()));
+        assert_eq!(x[0], y[0]);
+        assert_ne!(x[2], y[2]);
+    }
+
+    #[test]
+    fn skewed_claim_count_is_exact_for_awkward_sizes() {
+        for (persons, claims) in [(1, 7), (4_097, 1_000), (10_000, 12_345), (50_000, 3)] {
+            let dir = tempfile::tempdir().unwrap();
+            let report = generate(&skewed(dir.path(), persons, claims, 99)).unwrap();
+            assert_eq!(report.claims, claims);
+            let (batch, _) = read(&dir.path().join("claims.parquet"));
+            assert_eq!(batch.num_rows() as u64, claims, "{persons}, {claims}");
+        }
+    }
+
+    /// Claims per claimant are Pareto-like: most claim one to three times, the top claimant
+    /// hundreds of times the mean, the top 1% a large share. (Measured on this month: see the
+    /// module doc; the bounds leave a margin.)
+    #[test]
+    fn skewed_claims_per_person_are_heavy_tailed() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = generate(&skewed(dir.path(), 40_000, 200_000, 7)).unwrap();
+        assert_eq!(report.claims, 200_000);
+        let counts = claims_per_person(dir.path());
+        let mean = 200_000.0 / counts.len() as f64;
+        let few = counts.iter().filter(|&&c| c <= 3).count() as f64 / counts.len() as f64;
+        let top = top_percent_share(&counts);
+        assert!(few > 0.6, "1–3 claims: {few}");
+        assert!(
+            counts[0] as f64 > 200.0 * mean,
+            "max {} mean {mean}",
+            counts[0]
+        );
+        assert!(top > 0.25, "top 1%: {top}");
+    }
+
+    /// In a skewed month the baseline fires the rules too: each planted claim still fires its
+    /// own rule, but the labels are only a small part of what fires.
+    #[test]
+    fn skewed_labels_are_a_subset_of_what_fires() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(&skewed(dir.path(), 20_000, 100_000, 3)).unwrap();
+        let labelled = labels(dir.path());
+        let settlements = settle(dir.path());
+        let id = text(&settlements, "claim_id");
+        let codes = settlements
+            .column_by_name("anomaly_codes")
+            .unwrap()
+            .as_list::<i32>();
+        let mut fired: HashMap<String, HashSet<String>> = HashMap::new();
+        for s in 0..settlements.num_rows() {
+            for code in codes.value(s).as_string::<i32>().iter().flatten() {
+                fired
+                    .entry(code.to_string())
+                    .or_default()
+                    .insert(id.value(s).to_string());
+            }
+        }
+        let (mut labels, mut flags) = (0, 0);
+        for plant in plant::Plant::ALL {
+            let want = &labelled[plant.code()];
+            let got = &fired[plant.code()];
+            let missed: Vec<&String> = want.difference(got).take(5).collect();
+            assert!(missed.is_empty(), "{}: {missed:?}", plant.code());
+            labels += want.len();
+            flags += got.len();
+        }
+        assert!(labels * 20 < flags, "{labels} labels, {flags} flags");
+    }
+
+    /// A skewed month of 1,000,000 claims: its claims per person and what the engine flags.
+    /// Slow; run with `--ignored` to see the figures the module doc quotes.
+    #[test]
+    #[ignore]
+    fn a_skewed_million_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let (persons, claims) = (200_000, 1_000_000);
+        generate(&skewed(dir.path(), persons, claims, 2024)).unwrap();
+        let counts = claims_per_person(dir.path());
+        let few = counts.iter().filter(|&&c| c <= 3).count() as f64 / counts.len() as f64;
+        eprintln!(
+            "claimants {}, mean {:.2}, max {}, 10th {}, 100th {}, median {}, top 1% {:.3}, 1–3 claims {few:.3}",
+            counts.len(),
+            claims as f64 / counts.len() as f64,
+            counts[0],
+            counts[9],
+            counts[99],
+            counts[counts.len() / 2],
+            top_percent_share(&counts),
+        );
+        let (per_claim, flagged, by_rule) = flag_rates(dir.path());
+        eprintln!("anomaly rows per claim {per_claim:.3}, flagged claims {flagged:.3}");
+        eprintln!("{by_rule:?}");
     }
 }
