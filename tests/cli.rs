@@ -277,23 +277,14 @@ fn policy_check_lists_assumptions_and_refuses_a_bad_policy() {
     );
 }
 
-#[test]
-fn generate_then_adjudicate_through_the_binary() {
-    let dir = tempfile::tempdir().unwrap();
-    let gen = dir.path().join("gen");
+/// Runs `generate` with `args` into `dir/gen`, then `adjudicate` on it into `dir/out`; returns
+/// `generate`'s standard output.
+fn generate_and_adjudicate(dir: &Path, args: &[&str]) -> String {
+    let gen = dir.join("gen");
     let output = yibao()
-        .args([
-            "generate",
-            "--persons",
-            "500",
-            "--claims",
-            "2000",
-            "--month",
-            "2023-12",
-            "--seed",
-            "3",
-            "--out",
-        ])
+        .arg("generate")
+        .args(args)
+        .arg("--out")
         .arg(&gen)
         .output()
         .unwrap();
@@ -302,7 +293,6 @@ fn generate_then_adjudicate_through_the_binary() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("2000 claims"));
     let status = yibao()
         .arg("adjudicate")
         .arg("--claims")
@@ -312,10 +302,31 @@ fn generate_then_adjudicate_through_the_binary() {
         .arg("--registrations")
         .arg(gen.join("registrations.parquet"))
         .arg("--out")
-        .arg(dir.path().join("out"))
+        .arg(dir.join("out"))
         .status()
         .unwrap();
     assert!(status.success());
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn generate_then_adjudicate_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = dir.path().join("gen");
+    let stdout = generate_and_adjudicate(
+        dir.path(),
+        &[
+            "--persons",
+            "500",
+            "--claims",
+            "2000",
+            "--month",
+            "2023-12",
+            "--seed",
+            "3",
+        ],
+    );
+    assert!(stdout.contains("2000 claims"));
     assert_eq!(rows_of(&gen.join("claims.parquet")), 2000);
     let bad = yibao()
         .args([
@@ -339,10 +350,9 @@ fn generate_then_adjudicate_through_the_binary() {
 #[test]
 fn a_skewed_month_is_mostly_flagged() {
     let dir = tempfile::tempdir().unwrap();
-    let gen = dir.path().join("gen");
-    let output = yibao()
-        .args([
-            "generate",
+    generate_and_adjudicate(
+        dir.path(),
+        &[
             "--persons",
             "4000",
             "--claims",
@@ -353,31 +363,9 @@ fn a_skewed_month_is_mostly_flagged() {
             "5",
             "--profile",
             "skewed",
-            "--out",
-        ])
-        .arg(&gen)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
     );
     let out = dir.path().join("out");
-    let status = yibao()
-        .arg("adjudicate")
-        .arg("--claims")
-        .arg(gen.join("claims.parquet"))
-        .arg("--persons")
-        .arg(gen.join("persons.parquet"))
-        .arg("--registrations")
-        .arg(gen.join("registrations.parquet"))
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
-
     let reader = ParquetRecordBatchReaderBuilder::try_new(
         File::open(out.join("settlements.parquet")).unwrap(),
     )
