@@ -6,6 +6,7 @@
 use super::{Anomaly, Auditor, Related};
 use crate::domain::{year_of, Day, Level, Reason, Rule, Status};
 use crate::ingest::claims::{Claims, NO_CODE};
+use crate::partition::lookup::{DayCounts, LatestPerKey, Original};
 use crate::policy::{CapBasis, NONE, TOTAL_COST_POOL};
 use crate::state::{run_codes, Prior, RunCodes};
 
@@ -30,18 +31,22 @@ impl PriorCodes {
 /// Per-thread scratch reused across persons.
 #[derive(Default)]
 pub struct Scratch {
-    /// Per run claim of the person: the position (in the person's order) of the refund that
-    /// reversed it, or `usize::MAX`.
-    reversed_at: Vec<usize>,
-    /// Earlier claims reversed in this run: (index in [`Prior::claims`], position of the refund).
-    prior_reversed_at: Vec<(usize, usize)>,
+    /// Per run claim of the person: refunded by a refund met so far.
+    run_gone: Vec<bool>,
+    /// Per earlier claim of the person: refunded by a refund of this run met so far.
+    earlier_gone: Vec<bool>,
     /// Earlier claims that settled and may share a burst window or a day with this run's claims.
     recent: Vec<usize>,
     /// Year-to-date total cost by year.
     ytd: Vec<(i32, i64)>,
-    /// Service days of the claims counted so far (recent earlier claims, then this run's up to
-    /// the current one), sorted: a burst window is two binary searches.
-    days: Vec<Day>,
+    /// Claims counted per service day (recent earlier claims, then this run's up to the current
+    /// one): a day's and a week's count without looking back.
+    days: DayCounts,
+    /// The latest copy of each (institution, drug, amount, day): nodes are the `recent` earlier
+    /// claims, then this run's.
+    copies: LatestPerKey<(u32, u32, i64, Day)>,
+    /// The latest fill of each drug: nodes are the person's earlier claims, then this run's.
+    fills: LatestPerKey<u32>,
 }
 
 pub fn audit_person(
@@ -59,9 +64,15 @@ pub fn audit_person(
     let (claims, outcomes) = (a.claims, &a.settled.outcomes);
     let base = a.partitions.offsets[slot] as usize;
     let (first, records) = a.prior.claims_of(person);
-    s.reversed_at.clear();
-    s.reversed_at.resize(rows.len(), usize::MAX);
-    s.prior_reversed_at.clear();
+    let mut refunds = a
+        .settled
+        .refunds_in(base, base + rows.len())
+        .iter()
+        .peekable();
+    s.run_gone.clear();
+    s.run_gone.resize(rows.len(), false);
+    s.earlier_gone.clear();
+    s.earlier_gone.resize(records.len(), false);
     s.ytd.clear();
     if let Some(pool) = codes.total_cost_pool {
         s.ytd.extend(
@@ -72,9 +83,17 @@ pub fn audit_person(
                 .map(|st| (st.year, st.cost_fen)),
         );
     }
-    let earliest = rows
-        .iter()
-        .map(|&r| claims.service_day[r as usize])
+    // This run's claims the rules look at, and those that count as earlier claims for the ones
+    // after them.
+    let audited = |k: usize| {
+        !matches!(
+            outcomes[base + k].status,
+            Status::Rejected | Status::Reversal
+        )
+    };
+    let earliest = (0..rows.len())
+        .filter(|&k| audited(k))
+        .map(|k| claims.service_day[rows[k] as usize])
         .min()
         .unwrap_or(Day::MAX);
     s.recent.clear();
@@ -85,15 +104,58 @@ pub fn audit_person(
             .filter(|(_, r)| {
                 r.status.is_settled_claim() && r.service_day >= earliest.saturating_sub(6)
             })
-            .map(|(i, _)| first + i),
+            .map(|(i, _)| i),
     );
-    s.days.clear();
-    s.days
-        .extend(s.recent.iter().map(|&i| a.prior.claims[i].service_day));
-    s.days.sort_unstable();
-    let prior_gone = |i: usize, k: usize, s: &Scratch| {
-        a.prior.claims[i].reversed || s.prior_reversed_at.iter().any(|&(j, at)| j == i && at < k)
-    };
+    let recent = s.recent.len();
+    s.days.start(
+        s.recent
+            .iter()
+            .map(|&i| records[i].service_day)
+            .chain((0..rows.len()).map(|k| claims.service_day[rows[k] as usize])),
+    );
+    for &i in &s.recent {
+        s.days.add(records[i].service_day);
+    }
+    s.copies.start(recent + rows.len());
+    for (n, &i) in s.recent.iter().enumerate() {
+        let r = &records[i];
+        let key = (
+            codes.institutions.of(r.institution),
+            codes.drugs.of(r.drug),
+            r.total_fen,
+            r.service_day,
+        );
+        s.copies.key(n, key);
+    }
+    s.fills.start(records.len() + rows.len());
+    for (i, r) in records.iter().enumerate() {
+        if r.status.is_settled_claim() && r.days_supply.is_some() {
+            s.fills.key(i, codes.drugs.of(r.drug));
+        }
+    }
+    for (k, &row) in rows.iter().enumerate() {
+        let row = row as usize;
+        if audited(k) {
+            let key = (
+                claims.institution[row],
+                claims.drug[row],
+                claims.total_fen[row],
+                claims.service_day[row],
+            );
+            s.copies.key(recent + k, key);
+            if claims.drug[row] != NO_CODE && claims.days_supply[row].is_some() {
+                s.fills.key(records.len() + k, claims.drug[row]);
+            }
+        }
+    }
+    s.copies.group();
+    s.fills.group();
+    for n in 0..recent {
+        s.copies.push(n);
+    }
+    for i in 0..records.len() {
+        s.fills.push(i);
+    }
 
     for k in 0..rows.len() {
         let row = rows[k] as usize;
@@ -104,7 +166,13 @@ pub fn audit_person(
             Status::Rejected => continue,
             Status::Reversal => {
                 add_cost(&mut s.ytd, year_of(day), claims.total_fen[row]);
-                mark_reversed(a, rows, k, first, records.len(), s);
+                // Settlement accepted the refund: its original no longer counts from here on.
+                if let Some(refund) = refunds.next_if(|r| r.position as usize == position) {
+                    match refund.original {
+                        Original::Run(at) => s.run_gone[at - base] = true,
+                        Original::Earlier(i) => s.earlier_gone[i - first] = true,
+                    }
+                }
                 continue;
             }
             _ => {}
@@ -122,10 +190,7 @@ pub fn audit_person(
             };
         let (before, after) = add_cost(&mut s.ytd, year_of(day), claims.total_fen[row]);
         // Claims of the person on this day and in the trailing week, this one included.
-        let at = s.days.partition_point(|&d| d <= day);
-        s.days.insert(at, day);
-        let on_day = (at + 1 - s.days.partition_point(|&d| d < day)) as u32;
-        let in_week = (at + 1 - s.days.partition_point(|&d| d <= day - 7)) as u32;
+        let (on_day, in_week) = s.days.add(day);
         let rules = a.rules_at(position);
         let drug = claims.drug[row];
 
@@ -163,45 +228,49 @@ pub fn audit_person(
             }
         }
 
-        // Against the person's earlier claims: a copy of an earlier claim.
-        let same_claim = |institution: u32, d: u32, total: i64, on: Day| {
-            institution == claims.institution[row]
-                && d == drug
-                && total == claims.total_fen[row]
-                && on == day
+        // Against the person's earlier claims (this run's first, then the state's), those not
+        // refunded by now: a copy of an earlier claim, and the latest fill of the same drug.
+        let (run_gone, earlier_gone) = (&s.run_gone, &s.earlier_gone);
+        let copy_gone = |n: usize| match n.checked_sub(recent) {
+            Some(j) => run_gone[j],
+            None => {
+                let i = s.recent[n];
+                records[i].reversed || earlier_gone[i]
+            }
         };
-        let duplicate = (0..k)
-            .rev()
-            .find(|&j| {
-                let r = rows[j] as usize;
-                outcomes[base + j].status.is_settled_claim()
-                    && s.reversed_at[j] >= k
-                    && same_claim(
-                        claims.institution[r],
-                        claims.drug[r],
-                        claims.total_fen[r],
-                        claims.service_day[r],
-                    )
-            })
-            .map(|j| Related::Run(rows[j]))
-            .or_else(|| {
-                s.recent
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|&i| {
-                        let r = &a.prior.claims[i];
-                        !prior_gone(i, k, s)
-                            && same_claim(
-                                codes.institutions.of(r.institution),
-                                codes.drugs.of(r.drug),
-                                r.total_fen,
-                                r.service_day,
-                            )
-                    })
-                    .map(|i| Related::Earlier(i as u32))
+        let copy = s
+            .copies
+            .latest(recent + k, copy_gone)
+            .map(|n| match n.checked_sub(recent) {
+                Some(j) => Related::Run(rows[j]),
+                None => Related::Earlier((first + s.recent[n]) as u32),
             });
-        if let Some(related) = duplicate {
+        let fill_gone = |n: usize| match n.checked_sub(records.len()) {
+            Some(j) => run_gone[j],
+            None => records[n].reversed || earlier_gone[n],
+        };
+        let fill = match (drug, claims.days_supply[row]) {
+            (NO_CODE, _) | (_, None) => None,
+            _ => s.fills.latest(records.len() + k, fill_gone).map(|n| {
+                match n.checked_sub(records.len()) {
+                    Some(j) => {
+                        let r = rows[j] as usize;
+                        let supply = claims.days_supply[r].unwrap_or(0);
+                        (claims.service_day[r] + supply, Related::Run(rows[j]))
+                    }
+                    None => {
+                        let r = &records[n];
+                        let supply = r.days_supply.unwrap_or(0);
+                        (r.service_day + supply, Related::Earlier((first + n) as u32))
+                    }
+                }
+            }),
+        };
+        if o.status.is_settled_claim() {
+            s.copies.push(recent + k);
+            s.fills.push(records.len() + k);
+        }
+        if let Some(related) = copy {
             flag(
                 Rule::DuplicateClaim,
                 Some(claims.total_fen[row]),
@@ -220,50 +289,15 @@ pub fn audit_person(
                     Related::None,
                 );
             }
-            // The latest earlier fill of the same drug still in force.
-            if drug != NO_CODE {
-                let earlier = (0..k)
-                    .rev()
-                    .find(|&j| {
-                        let r = rows[j] as usize;
-                        outcomes[base + j].status.is_settled_claim()
-                            && s.reversed_at[j] >= k
-                            && claims.drug[r] == drug
-                            && claims.days_supply[r].is_some()
-                    })
-                    .map(|j| {
-                        let r = rows[j] as usize;
-                        let supply = claims.days_supply[r].unwrap_or(0);
-                        (claims.service_day[r] + supply, Related::Run(rows[j]))
-                    })
-                    .or_else(|| {
-                        (0..records.len())
-                            .rev()
-                            .find(|&i| {
-                                let r = &records[i];
-                                r.status.is_settled_claim()
-                                    && !prior_gone(first + i, k, s)
-                                    && codes.drugs.of(r.drug) == drug
-                                    && r.days_supply.is_some()
-                            })
-                            .map(|i| {
-                                let r = &records[i];
-                                (
-                                    r.service_day + r.days_supply.unwrap_or(0),
-                                    Related::Earlier((first + i) as u32),
-                                )
-                            })
-                    });
-                if let Some((runs_out, related)) = earlier {
-                    let remaining = (runs_out - day) as i64;
-                    if remaining > rules.refill_remaining_days as i64 {
-                        flag(
-                            Rule::EarlyRefill,
-                            Some(remaining),
-                            Some(rules.refill_remaining_days as i64),
-                            related,
-                        );
-                    }
+            if let Some((runs_out, related)) = fill {
+                let remaining = (runs_out - day) as i64;
+                if remaining > rules.refill_remaining_days as i64 {
+                    flag(
+                        Rule::EarlyRefill,
+                        Some(remaining),
+                        Some(rules.refill_remaining_days as i64),
+                        related,
+                    );
                 }
             }
         }
@@ -308,25 +342,4 @@ fn add_cost(ytd: &mut Vec<(i32, i64)>, year: i32, total: i64) -> (i64, i64) {
     let before = ytd[i].1;
     ytd[i].1 += total;
     (before, ytd[i].1)
-}
-
-/// Marks the original of the refund at `k` as reversed from `k` on: settlement accepted the
-/// refund, so its original is the earlier claim (this run first, then the state) with the id.
-fn mark_reversed(
-    a: &Auditor,
-    rows: &[u32],
-    k: usize,
-    first: usize,
-    earlier: usize,
-    s: &mut Scratch,
-) {
-    let claims = a.claims;
-    let Some(target) = claims.reverses_claim_id(rows[k] as usize) else {
-        return;
-    };
-    if let Some(j) = (0..k).find(|&j| claims.claim_id(rows[j] as usize) == Some(target)) {
-        s.reversed_at[j] = s.reversed_at[j].min(k);
-    } else if let Some(i) = (first..first + earlier).find(|&i| a.prior.claim_ids.get(i) == target) {
-        s.prior_reversed_at.push((i, k));
-    }
 }

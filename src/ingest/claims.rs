@@ -811,9 +811,12 @@ pub fn find_repeats<'a>(
                     (true, o.rejected, o.settled_at, o.input_row)
                 }
             });
+            // Within one text, every occurrence after the first (in the order above) repeats
+            // it: a stable sort by text keeps that order, whatever the number of repeats.
+            group.sort_by(|&a, &b| text(a).cmp(text(b)));
             for j in 1..group.len() {
                 let key = group[j];
-                if key & EARLIER == 0 && group[..j].iter().any(|&e| text(e) == text(key)) {
+                if key & EARLIER == 0 && text(group[j - 1]) == text(key) {
                     repeats.push(of(key).input_row);
                 }
             }

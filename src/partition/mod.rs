@@ -7,6 +7,7 @@
 //! partition a range of keys) write the same rows in the same order. Grouping is a counting sort
 //! over dense person ids; only the persons themselves are sorted by key.
 
+pub mod lookup;
 pub mod spill;
 
 use rayon::prelude::*;

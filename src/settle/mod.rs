@@ -19,6 +19,7 @@ use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::PersonIndex;
 use crate::ingest::registry::{Person, PersonState, Registration, Registry};
 use crate::money::mul_ratio;
+use crate::partition::lookup::{ClaimIds, Original};
 use crate::partition::Partitions;
 use crate::policy::{DeductiblePer, LevelRatio, Policies, Slot, Version, NONE};
 pub use crate::state::Layers;
@@ -131,6 +132,29 @@ pub struct Settled {
     /// Year-to-date state after the run of every person with claims, by slot (see
     /// [`Partitions`]) then (year, pool).
     pub pools: Vec<(u32, PoolState)>,
+    /// Every accepted refund with its original, by position.
+    pub refunds: Vec<Refund>,
+}
+
+/// An accepted refund (status `reversal`) and the claim it gave back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refund {
+    /// Position of the refund in [`Partitions::order`].
+    pub position: u32,
+    /// Its original: a claim of this run by position in [`Partitions::order`], or an earlier
+    /// claim by index in [`Prior::claims`].
+    pub original: Original,
+}
+
+impl Settled {
+    /// The refunds among positions `from..to` (one person's claims).
+    pub fn refunds_in(&self, from: usize, to: usize) -> &[Refund] {
+        let a = self
+            .refunds
+            .partition_point(|r| (r.position as usize) < from);
+        let b = self.refunds.partition_point(|r| (r.position as usize) < to);
+        &self.refunds[a..b]
+    }
 }
 
 impl Settled {
@@ -169,6 +193,7 @@ impl Settled {
             }
             let first = partitions.offsets[slot] as usize;
             let start = changes.claims.len();
+            let mut refunds = self.refunds_in(first, first + rows.len()).iter().peekable();
             for (k, &row) in rows.iter().enumerate() {
                 let row = row as usize;
                 let o = &self.outcomes[first + k];
@@ -185,6 +210,9 @@ impl Settled {
                     reverses: (o.status == Status::Reversal)
                         .then(|| claims.reverses_claim_id(row))
                         .flatten(),
+                    original_in_run: refunds
+                        .next_if(|r| r.position as usize == first + k)
+                        .is_some_and(|r| matches!(r.original, Original::Run(_))),
                 });
             }
             history_rows(
@@ -232,7 +260,25 @@ fn record_of(claims: &Claims, row: usize, o: &Outcome) -> ClaimRecord {
 #[derive(Default)]
 struct Scratch {
     pools: Vec<PoolState>,
-    reversed_prior: Vec<usize>,
+    /// Per earlier claim of the person: refunded in this run. Sized at the person's first
+    /// refund of an earlier claim; empty means none.
+    reversed_prior: Vec<bool>,
+    /// The person's claim ids, for refunds to find their originals.
+    ids: ClaimIds,
+    /// The person's settled stays of this run so far, in order (the latest last); refunded ones
+    /// are dropped when met at the top.
+    stays: Vec<u32>,
+    /// The person's earlier stays not refunded in the state, in order; built at the first
+    /// upward referral (`None` until then).
+    earlier_stays: Option<Vec<u32>>,
+    /// Spare storage for `earlier_stays`.
+    spare_stays: Vec<u32>,
+}
+
+impl Scratch {
+    fn reversed_prior(&self, i: usize) -> bool {
+        self.reversed_prior.get(i).copied().unwrap_or(false)
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -281,10 +327,11 @@ impl<'a> Engine<'a> {
             work.push(((a, b), head));
             rest = tail;
         }
-        let results: Vec<Vec<(u32, PoolState)>> = work
+        type Part = (Vec<(u32, PoolState)>, Vec<Refund>);
+        let results: Vec<Part> = work
             .into_par_iter()
             .map_init(Scratch::default, |scratch, ((a, b), out)| {
-                let mut pools = Vec::new();
+                let (mut pools, mut refunds) = (Vec::new(), Vec::new());
                 let base = partitions.offsets[a] as usize;
                 for slot in a..b {
                     let rows = partitions.rows_of(slot);
@@ -294,39 +341,66 @@ impl<'a> Engine<'a> {
                     }
                     let from = partitions.offsets[slot] as usize - base;
                     let person = partitions.persons[slot];
-                    self.settle_person(person, rows, &mut out[from..from + rows.len()], scratch);
+                    let out = &mut out[from..from + rows.len()];
+                    let first = refunds.len();
+                    self.settle_person(person, rows, out, scratch, &mut refunds);
+                    // Positions: the person's claims start at its slot's offset.
+                    let offset = partitions.offsets[slot];
+                    for r in &mut refunds[first..] {
+                        r.position += offset;
+                        if let Original::Run(j) = &mut r.original {
+                            *j += offset as usize;
+                        }
+                    }
                     pools.extend(scratch.pools.iter().map(|s| (slot as u32, *s)));
                 }
-                pools
+                (pools, refunds)
             })
             .collect();
         let mut settled = Settled {
             outcomes,
             ..Settled::default()
         };
-        for pools in results {
+        for (pools, refunds) in results {
             settled.pools.extend(pools);
+            settled.refunds.extend(refunds);
         }
         settled
     }
 
-    /// Settles one person's claims (`rows`, in order) into `out`.
-    fn settle_person(&self, person: u32, rows: &[u32], out: &mut [Outcome], scratch: &mut Scratch) {
+    /// Settles one person's claims (`rows`, in order) into `out`; the refunds it accepts go to
+    /// `refunds`, positions counted from the person's first claim.
+    fn settle_person(
+        &self,
+        person: u32,
+        rows: &[u32],
+        out: &mut [Outcome],
+        scratch: &mut Scratch,
+        refunds: &mut Vec<Refund>,
+    ) {
         scratch.pools.clear();
         scratch.pools.extend_from_slice(self.prior.pools_of(person));
         scratch.reversed_prior.clear();
+        scratch.ids.clear();
+        scratch.stays.clear();
+        if let Some(stays) = scratch.earlier_stays.take() {
+            scratch.spare_stays = stays;
+        }
         let attributes = self.registry.person(person);
         for k in 0..rows.len() {
             let row = rows[k] as usize;
             out[k] = if self.claims.is_reversal[row] {
-                self.reverse(person, rows, k, out, scratch)
+                self.reverse(person, rows, k, out, scratch, refunds)
             } else {
                 let previous = match self.claims.referral[row] {
-                    Some(Referral::Upward) => self.previous_stay(person, rows, k, out, scratch),
+                    Some(Referral::Upward) => self.previous_stay(person, rows, out, scratch),
                     _ => None,
                 };
                 self.settle_claim(person, &attributes, row, previous, scratch)
             };
+            if self.claims.visit[row] == VisitType::Inpatient && out[k].status.is_settled_claim() {
+                scratch.stays.push(k as u32);
+            }
             // Every settled row counts in the year's total cost (a refund negatively), in the
             // year of its own service day.
             if let (Some(pool), true) = (self.total_cost_pool, out[k].status != Status::Rejected) {
@@ -502,6 +576,7 @@ impl<'a> Engine<'a> {
         k: usize,
         out: &mut [Outcome],
         scratch: &mut Scratch,
+        refunds: &mut Vec<Refund>,
     ) -> Outcome {
         let claims = self.claims;
         let row = rows[k] as usize;
@@ -510,22 +585,12 @@ impl<'a> Engine<'a> {
             return rejected(Reason::OriginalNotFound);
         };
         // The original as (outcome, total, in-scope, service day), and where to mark it reversed.
-        enum Found {
-            Run(usize),
-            Prior(usize),
-        }
-        let found = (0..k)
-            .find(|&j| claims.claim_id(rows[j] as usize) == Some(target))
-            .map(Found::Run)
-            .or_else(|| {
-                let (start, records) = self.prior.claims_of(person);
-                (start..start + records.len())
-                    .find(|&i| self.prior.claim_ids.get(i) == target)
-                    .map(Found::Prior)
-            });
+        let found = scratch
+            .ids
+            .find(claims, self.prior, person, rows, k, target);
         let (original, total, in_scope, day) = match found {
             None => return rejected(Reason::OriginalNotFound),
-            Some(Found::Run(j)) => {
+            Some(Original::Run(j)) => {
                 let r = rows[j] as usize;
                 if out[j].reversed {
                     return rejected(Reason::AlreadyReversed);
@@ -537,8 +602,9 @@ impl<'a> Engine<'a> {
                     claims.service_day[r],
                 )
             }
-            Some(Found::Prior(i)) => {
-                if self.prior.claims[i].reversed || scratch.reversed_prior.contains(&i) {
+            Some(Original::Earlier(i)) => {
+                let start = self.prior.claims_of(person).0;
+                if self.prior.claims[i].reversed || scratch.reversed_prior(i - start) {
                     return rejected(Reason::AlreadyReversed);
                 }
                 // Every claim a reversal names is looked up in the claim index, which holds its
@@ -574,9 +640,19 @@ impl<'a> Engine<'a> {
             return rejected(Reason::ReversalAmountMismatch);
         }
         match found {
-            Some(Found::Run(j)) => out[j].reversed = true,
-            Some(Found::Prior(i)) => scratch.reversed_prior.push(i),
+            Some(Original::Run(j)) => out[j].reversed = true,
+            Some(Original::Earlier(i)) => {
+                let (start, earlier) = self.prior.claims_of(person);
+                scratch.reversed_prior.resize(earlier.len(), false);
+                scratch.reversed_prior[i - start] = true;
+            }
             None => unreachable!(),
+        }
+        if let Some(original) = found {
+            refunds.push(Refund {
+                position: k as u32,
+                original,
+            });
         }
 
         let mut cap_remaining_fen = None;
@@ -628,46 +704,53 @@ impl<'a> Engine<'a> {
 }
 
 impl Engine<'_> {
-    /// The person's latest stay before `rows[k]` that still counts — settled, not refunded by
-    /// then — in this run, else in the state: its medical community and discharge day, which an
-    /// upward referral continues. Looked up only for upward referrals.
+    /// The person's latest stay so far that still counts — settled, not refunded by now — in
+    /// this run, else in the state: its medical community and discharge day, which an upward
+    /// referral continues. Looked up only for upward referrals.
     fn previous_stay(
         &self,
         person: u32,
         rows: &[u32],
-        k: usize,
         out: &[Outcome],
-        scratch: &Scratch,
+        scratch: &mut Scratch,
     ) -> Option<(u32, Day)> {
         let claims = self.claims;
-        (0..k)
-            .rev()
-            .find(|&j| {
-                let r = rows[j] as usize;
-                claims.visit[r] == VisitType::Inpatient
-                    && out[j].status.is_settled_claim()
-                    && !out[j].reversed
-            })
-            .map(|j| {
-                let r = rows[j] as usize;
-                (claims.medical_community[r], claims.service_day[r])
-            })
-            .or_else(|| {
-                let (start, records) = self.prior.claims_of(person);
+        while let Some(&j) = scratch.stays.last() {
+            if !out[j as usize].reversed {
+                let r = rows[j as usize] as usize;
+                return Some((claims.medical_community[r], claims.service_day[r]));
+            }
+            scratch.stays.pop();
+        }
+        let (start, records) = self.prior.claims_of(person);
+        let stays = scratch.earlier_stays.get_or_insert_with(|| {
+            let mut stays = std::mem::take(&mut scratch.spare_stays);
+            stays.clear();
+            stays.extend(
                 records
                     .iter()
                     .enumerate()
-                    .rev()
-                    .find(|(i, r)| {
-                        r.is_stay() && !r.reversed && !scratch.reversed_prior.contains(&(start + i))
-                    })
-                    .map(|(_, r)| {
-                        (
-                            self.prior_communities.of(r.medical_community),
-                            r.service_day,
-                        )
-                    })
-            })
+                    .filter(|(_, r)| r.is_stay() && !r.reversed)
+                    .map(|(i, _)| i as u32),
+            );
+            stays
+        });
+        while let Some(&i) = stays.last() {
+            if !scratch
+                .reversed_prior
+                .get(i as usize)
+                .copied()
+                .unwrap_or(false)
+            {
+                let r = &self.prior.claims[start + i as usize];
+                return Some((
+                    self.prior_communities.of(r.medical_community),
+                    r.service_day,
+                ));
+            }
+            stays.pop();
+        }
+        None
     }
 }
 

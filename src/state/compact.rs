@@ -347,7 +347,10 @@ fn merge_history(
     });
     // Merging every file: a refund whose original is not here has nothing left to cancel.
     let whole = pieces.len() == store.manifest.history.len();
-    let mut unmatched: Vec<u32> = Vec::new();
+    // Per person: positions (in `rows`) of refunds whose original is not here, and the rows
+    // by claim key, built at the person's first refund.
+    let mut unmatched: Vec<usize> = Vec::new();
+    let mut by_key: Vec<(i64, u32)> = Vec::new();
     let mut kept: Vec<u32> = Vec::new();
     let mut group: Vec<EarlierClaim> = Vec::new();
     let mut keep = Vec::new();
@@ -361,27 +364,33 @@ fn merge_history(
         // Refunds whose original is among the rows: applied, then dropped. Others are kept
         // for the older files that hold their originals.
         unmatched.clear();
-        for &r in rows {
-            let r = r as usize;
-            if claims[r].status == Status::Reversal && reverses.is_valid(r) {
-                let target = reverses.value(r);
-                let mut found = false;
-                for &o in rows {
-                    if claim_keys.value(o as usize) == target {
-                        claims[o as usize].reversed = true;
-                        found = true;
-                    }
-                }
-                if !found && !whole {
-                    unmatched.push(r as u32);
-                }
+        by_key.clear();
+        for (at, &r) in rows.iter().enumerate() {
+            let refund = claims[r as usize].status == Status::Reversal;
+            if !refund || !reverses.is_valid(r as usize) {
+                continue;
+            }
+            if by_key.is_empty() {
+                by_key.extend(rows.iter().map(|&o| (claim_keys.value(o as usize), o)));
+                by_key.sort_unstable();
+            }
+            let target = reverses.value(r as usize);
+            let from = by_key.partition_point(|&(key, _)| key < target);
+            let originals = by_key[from..].iter().take_while(|&&(key, _)| key == target);
+            let mut found = false;
+            for &(_, o) in originals {
+                claims[o as usize].reversed = true;
+                found = true;
+            }
+            if !found && !whole {
+                unmatched.push(at);
             }
         }
         group.clear();
         group.extend(rows.iter().map(|&r| claims[r as usize]));
         super::retained(&group, first_year, &mut keep);
-        for (k, &r) in keep.iter_mut().zip(rows) {
-            *k |= unmatched.contains(&r);
+        for &at in &unmatched {
+            keep[at] = true;
         }
         kept.extend(rows.iter().zip(&keep).filter(|(_, &k)| k).map(|(&r, _)| r));
         start = end;

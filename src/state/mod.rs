@@ -502,10 +502,11 @@ impl Prior {
                     _ => kept.push((g, if index { g } else { NO_SETTLEMENT })),
                 }
             }
+            cancelled.sort_unstable();
             for &(g, settlement) in &kept {
                 let (n, i) = at(g);
                 let mut claim = rows[n].claim[i];
-                claim.reversed |= cancelled.contains(&rows[n].claim_key[i]);
+                claim.reversed |= cancelled.binary_search(&rows[n].claim_key[i]).is_ok();
                 settlement_of.push(match settlement {
                     NO_SETTLEMENT => u32::MAX,
                     s => {
@@ -598,6 +599,9 @@ pub struct WrittenClaim<'a> {
     pub medical_community: Option<&'a str>,
     /// The original of an accepted reversal.
     pub reverses: Option<&'a str>,
+    /// An accepted reversal whose original is one of the run's claims (that claim's record
+    /// says it was reversed).
+    pub original_in_run: bool,
 }
 
 /// Which of one person's claims of a run (`claims`, in settlement order, text codes of the run's
@@ -616,8 +620,8 @@ pub fn history_rows(
     scratch.extend(claims.iter().map(|c| EarlierClaim::of(&c.record)));
     retained(scratch, first_year, keep);
     for (k, c) in keep.iter_mut().zip(claims) {
-        if let (Status::Reversal, Some(original)) = (c.record.status, c.reverses) {
-            *k = !claims.iter().any(|o| o.claim_id == original);
+        if c.record.status == Status::Reversal {
+            *k = !c.original_in_run;
         }
     }
 }
@@ -655,9 +659,11 @@ pub fn retained(candidates: &[EarlierClaim], first_year: i32, keep: &mut Vec<boo
         }
         let mut kept = c.service_day >= horizon;
         if !c.reversed {
-            if c.drug != NO_CODE && c.days_supply.is_some() && !drugs_seen.contains(&c.drug) {
-                drugs_seen.push(c.drug);
-                kept = true;
+            if c.drug != NO_CODE && c.days_supply.is_some() {
+                if let Err(at) = drugs_seen.binary_search(&c.drug) {
+                    drugs_seen.insert(at, c.drug);
+                    kept = true;
+                }
             }
             if c.is_stay() && !stay_seen {
                 stay_seen = true;
@@ -772,7 +778,10 @@ mod tests {
     #[test]
     fn a_run_writes_to_the_history_what_the_rules_reach_of_its_own_claims() {
         let d = 19_723;
-        let written = |id: &'static str, day: Day, status: Status, reverses| WrittenClaim {
+        let written = |id: &'static str,
+                       day: Day,
+                       status: Status,
+                       reverses: Option<&'static str>| WrittenClaim {
             person_id: "P",
             claim_id: id,
             record: EarlierClaim {
@@ -784,6 +793,8 @@ mod tests {
             drug: None,
             medical_community: None,
             reverses,
+            // Of the originals, only A is one of this run's claims.
+            original_in_run: reverses == Some("A"),
         };
         let claims = [
             written("OLD", d, Status::Paid, None), // 20 days before the latest: dropped
