@@ -187,7 +187,11 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
     let diagnosis = |a: &Anomaly| -> &'a str {
         claims.diagnoses[claims.diagnosis[row_of(a)] as usize].as_str()
     };
-    let assistance = |a: &Anomaly| registry.person(claims.person[row_of(a)]).assistance;
+    // Only a missed registration's sentence depends on the person's assistance category.
+    let assistance = |a: &Anomaly| match a.rule {
+        Rule::UnregisteredCondition => registry.person(claims.person[row_of(a)]).assistance,
+        _ => None,
+    };
     let columns: Vec<ArrayRef> = vec![
         text(&|a| claims.claim_id(row_of(a))),
         text(&|a| claims.person_id(row_of(a), &registry.index)),
@@ -226,9 +230,11 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
             if !about_diagnosis(a) || version == NONE {
                 return None;
             }
-            policies.versions[version as usize]
-                .condition_of(diagnosis(a))
-                .map(|c| policies.conditions[c as usize].as_str())
+            let diagnosis = claims.diagnosis[row_of(a)] as usize;
+            match view.settled.conditions[version as usize][diagnosis] {
+                NONE => None,
+                c => Some(policies.conditions[c as usize].as_str()),
+            }
         }),
         text(&|a| match (a.rule, outcome(a).pool) {
             (Rule::CapExhausted, pool) if pool != NONE => {
@@ -236,10 +242,7 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
             }
             _ => None,
         }),
-        text(&|a| match a.rule {
-            Rule::UnregisteredCondition => assistance(a).map(|c| c.as_str()),
-            _ => None,
-        }),
+        text(&|a| assistance(a).map(|c| c.as_str())),
         text(&|a| Some(Template::of(a, assistance(a).is_some()).text())),
     ];
     RecordBatch::try_new(schema(), columns).map_err(|e| Error::arrow("anomalies", e))

@@ -134,6 +134,9 @@ pub struct Settled {
     pub pools: Vec<(u32, PoolState)>,
     /// Every accepted refund with its original, by position.
     pub refunds: Vec<Refund>,
+    /// `[version][diagnosis]` → the condition settlement read the diagnosis code as (an id of
+    /// [`Policies::conditions`]) or [`NONE`]: matched once per code, for the outputs to name.
+    pub conditions: Vec<Vec<u16>>,
 }
 
 /// An accepted refund (status `reversal`) and the claim it gave back.
@@ -359,6 +362,7 @@ impl<'a> Engine<'a> {
             .collect();
         let mut settled = Settled {
             outcomes,
+            conditions: self.diagnosis_condition.clone(),
             ..Settled::default()
         };
         for (pools, refunds) in results {
