@@ -8,13 +8,17 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int16Array, Int64Array, RecordBatch, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::{
+    ArrayRef, Decimal128Array, DictionaryArray, Int16Array, Int64Array, RecordBatch, StringArray,
+    StringBuilder, UInt32Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt32Type};
 
 use super::RunView;
 use crate::audit::{Anomaly, Related, Unit};
-use crate::domain::Rule;
+use crate::domain::{AssistanceCategory, Rule};
 use crate::error::{Error, Result};
+use crate::ingest::claims::NO_CODE;
 use crate::policy::NONE;
 
 /// A flag's sentence, by what was found: `{name}` stands for the row's `name` column.
@@ -184,9 +188,23 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
             Rule::UnregisteredCondition | Rule::BeforeBenefitStart | Rule::AfterRegistrationEnd
         )
     };
-    let diagnosis = |a: &Anomaly| -> &'a str {
-        claims.diagnoses[claims.diagnosis[row_of(a)] as usize].as_str()
+    // A text column of few distinct values (names of the policies, the claims' dictionaries,
+    // closed vocabularies) is written as codes into its list: nothing is copied per row, and
+    // the Parquet writer sees the values a string column would give it.
+    let coded = |names: &[&str], code: &dyn Fn(&Anomaly) -> Option<u32>| -> ArrayRef {
+        let values: StringArray = names.iter().map(|n| Some(*n)).collect();
+        let keys: UInt32Array = anomalies.iter().map(code).collect();
+        Arc::new(
+            DictionaryArray::<UInt32Type>::try_new(keys, Arc::new(values))
+                .expect("codes index their list"),
+        )
     };
+    let strs = |list: &'a [String]| -> Vec<&'a str> { list.iter().map(String::as_str).collect() };
+    let code = |c: u32| (c != NO_CODE).then_some(c);
+    let id = |c: u16| (c != NONE).then_some(u32::from(c));
+    let policy_ids: Vec<&str> = policies.versions.iter().map(|v| v.id.as_str()).collect();
+    let rules: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
+    let categories: Vec<&str> = AssistanceCategory::ALL.iter().map(|c| c.as_str()).collect();
     // Only a missed registration's sentence depends on the person's assistance category.
     let assistance = |a: &Anomaly| match a.rule {
         Rule::UnregisteredCondition => registry.person(claims.person[row_of(a)]).assistance,
@@ -195,26 +213,20 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
     let columns: Vec<ArrayRef> = vec![
         text(&|a| claims.claim_id(row_of(a))),
         text(&|a| claims.person_id(row_of(a), &registry.index)),
-        text(&|a| claims.region_text(row_of(a))),
+        coded(&strs(&claims.regions), &|a| code(claims.region[row_of(a)])),
         Arc::new(arrow::array::TimestampMillisecondArray::from_iter_values(
             anomalies.iter().map(|a| claims.settled_at[row_of(a)]),
         )),
-        text(&|a| match outcome(a).version {
-            NONE => None,
-            v => Some(policies.versions[v as usize].id.as_str()),
-        }),
-        text(&|a| match outcome(a).label {
-            NONE => None,
-            l => Some(policies.labels[l as usize].as_str()),
-        }),
-        text(&|a| Some(a.rule.as_str())),
+        coded(&policy_ids, &|a| id(outcome(a).version)),
+        coded(&strs(&policies.labels), &|a| id(outcome(a).label)),
+        coded(&rules, &|a| Some(a.rule as u32)),
         amount(true)?,
         amount(false)?,
         count(true),
         count(false),
-        text(&|a| match a.rule.unit() {
-            Unit::Days => Some("days"),
-            Unit::Claims => Some("claims"),
+        coded(&["days", "claims"], &|a| match a.rule.unit() {
+            Unit::Days => Some(0),
+            Unit::Claims => Some(1),
             _ => None,
         }),
         text(&|a| related_id(view, a.related)),
@@ -224,28 +236,37 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
                 .map(|a| (a.rule == Rule::VisitBurst).then_some(i16::from(a.window_days)))
                 .collect::<Int16Array>(),
         ),
-        text(&|a| about_diagnosis(a).then(|| diagnosis(a))),
-        text(&|a| {
+        coded(&strs(&claims.diagnoses), &|a| {
+            about_diagnosis(a)
+                .then(|| code(claims.diagnosis[row_of(a)]))
+                .flatten()
+        }),
+        coded(&strs(&policies.conditions), &|a| {
             let version = outcome(a).version;
             if !about_diagnosis(a) || version == NONE {
                 return None;
             }
             let diagnosis = claims.diagnosis[row_of(a)] as usize;
-            match view.settled.conditions[version as usize][diagnosis] {
-                NONE => None,
-                c => Some(policies.conditions[c as usize].as_str()),
-            }
+            id(view.settled.conditions[version as usize][diagnosis])
         }),
-        text(&|a| match (a.rule, outcome(a).pool) {
-            (Rule::CapExhausted, pool) if pool != NONE => {
-                Some(policies.pools[pool as usize].as_str())
-            }
+        coded(&strs(&policies.pools), &|a| match a.rule {
+            Rule::CapExhausted => id(outcome(a).pool),
             _ => None,
         }),
-        text(&|a| assistance(a).map(|c| c.as_str())),
-        text(&|a| Some(Template::of(a, assistance(a).is_some()).text())),
+        coded(&categories, &|a| assistance(a).map(|c| c as u32)),
+        coded(&TEMPLATES, &|a| {
+            Some(Template::of(a, assistance(a).is_some()) as u32)
+        }),
     ];
-    RecordBatch::try_new(schema(), columns).map_err(|e| Error::arrow("anomalies", e))
+    // The file's columns are text; coded columns carry the same values.
+    let fields: Vec<Field> = schema()
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::arrow("anomalies", e))
 }
 
 fn related_id<'a>(view: &RunView<'a>, related: Related) -> Option<&'a str> {

@@ -160,8 +160,20 @@ impl OutputFiles {
             self.rejected.write(&rejected::batch(view, chunk)?)?;
         }
         self.written.seconds.rejected += took();
-        for chunk in view.audited.anomalies.chunks(ROW_GROUP_ROWS) {
-            self.anomalies.write(&anomalies::batch(view, chunk)?)?;
+        // Like settlements: batches built in parallel, a window at a time.
+        let chunks: Vec<_> = view
+            .audited
+            .anomalies
+            .chunks(SETTLEMENT_BATCH_ROWS)
+            .collect();
+        for group in chunks.chunks(window) {
+            let batches: Vec<_> = group
+                .par_iter()
+                .map(|chunk| anomalies::batch(view, chunk))
+                .collect::<Result<_>>()?;
+            for batch in &batches {
+                self.anomalies.write(batch)?;
+            }
         }
         self.written.seconds.anomalies += took();
         self.written.settlements = self.settlements.rows;
