@@ -8,11 +8,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Decimal128Array, DictionaryArray, Int16Array, Int64Array, RecordBatch, StringArray,
-    StringBuilder, UInt32Array,
-};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt32Type};
+use arrow::array::{ArrayRef, Decimal128Array, Int16Array, Int64Array, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::RunView;
 use crate::audit::{Anomaly, Related, Unit};
@@ -188,18 +185,10 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
             Rule::UnregisteredCondition | Rule::BeforeBenefitStart | Rule::AfterRegistrationEnd
         )
     };
-    // A text column of few distinct values (names of the policies, the claims' dictionaries,
-    // closed vocabularies) is written as codes into its list: nothing is copied per row, and
-    // the Parquet writer sees the values a string column would give it.
-    let coded = |names: &[&str], code: &dyn Fn(&Anomaly) -> Option<u32>| -> ArrayRef {
-        let values: StringArray = names.iter().map(|n| Some(*n)).collect();
-        let keys: UInt32Array = anomalies.iter().map(code).collect();
-        Arc::new(
-            DictionaryArray::<UInt32Type>::try_new(keys, Arc::new(values))
-                .expect("codes index their list"),
-        )
+    let coded = |names: &[&str], code: &dyn Fn(&Anomaly) -> Option<u32>| {
+        super::coded(names, anomalies.iter().map(code))
     };
-    let strs = |list: &'a [String]| -> Vec<&'a str> { list.iter().map(String::as_str).collect() };
+    let strs = super::names_of;
     let code = |c: u32| (c != NO_CODE).then_some(c);
     let id = |c: u16| (c != NONE).then_some(u32::from(c));
     let policy_ids: Vec<&str> = policies.versions.iter().map(|v| v.id.as_str()).collect();
@@ -258,15 +247,7 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
             Some(Template::of(a, assistance(a).is_some()) as u32)
         }),
     ];
-    // The file's columns are text; coded columns carry the same values.
-    let fields: Vec<Field> = schema()
-        .fields()
-        .iter()
-        .zip(&columns)
-        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
-        .collect();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::arrow("anomalies", e))
+    super::batch_of(&schema(), columns, "anomalies")
 }
 
 fn related_id<'a>(view: &RunView<'a>, related: Related) -> Option<&'a str> {

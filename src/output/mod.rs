@@ -23,6 +23,48 @@ use crate::settle::{Outcome, Settled};
 use crate::state::Prior;
 use parquet::{FileSettings, PendingFile, ROW_GROUP_ROWS};
 
+/// A text column of few distinct values — names from the policies, the claims' dictionaries, a
+/// closed vocabulary — as codes into its list (`None`: null): no text is copied per row, and
+/// the Parquet writer sees the values a string column would give it, so the files keep text
+/// columns ([`batch_of`]).
+pub(crate) fn coded(
+    names: &[&str],
+    codes: impl Iterator<Item = Option<u32>>,
+) -> arrow::array::ArrayRef {
+    use arrow::array::{DictionaryArray, StringArray, UInt32Array};
+    let values: StringArray = names.iter().map(|n| Some(*n)).collect();
+    let keys: UInt32Array = codes.collect();
+    std::sync::Arc::new(
+        DictionaryArray::<arrow::datatypes::UInt32Type>::try_new(keys, std::sync::Arc::new(values))
+            .expect("codes index their list"),
+    )
+}
+
+/// The names of a list, to code a column by ([`coded`]).
+pub(crate) fn names_of(list: &[String]) -> Vec<&str> {
+    list.iter().map(String::as_str).collect()
+}
+
+/// `columns` as a batch of the file `schema`: its columns with the types the arrays have, coded
+/// text ([`coded`]) where the file has text.
+pub(crate) fn batch_of(
+    schema: &arrow::datatypes::SchemaRef,
+    columns: Vec<arrow::array::ArrayRef>,
+    file: &str,
+) -> Result<arrow::array::RecordBatch> {
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    arrow::array::RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
+    .map_err(|e| Error::arrow(file, e))
+}
+
 /// Marks a row that was never partitioned (rejected at ingest).
 const NOT_SETTLED: u32 = u32::MAX;
 

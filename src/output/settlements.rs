@@ -10,9 +10,12 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::RunView;
+use super::{batch_of, names_of, RunView};
+use crate::domain::{Reason, Status};
 use crate::error::{Error, Result};
+use crate::ingest::claims::NO_CODE;
 use crate::policy::NONE;
+use crate::settle::Outcome;
 
 /// The settlement schema of CONTRACT.md, in its column order.
 pub fn schema() -> SchemaRef {
@@ -74,12 +77,17 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
 
     let outcomes: Vec<_> = kept.iter().map(|&r| view.outcome(r)).collect();
     let policies = view.policies;
-    fn name(list: &[String], i: u16) -> Option<&str> {
-        (i != NONE).then(|| list[i as usize].as_str())
-    }
-    let text = |f: &dyn for<'o> Fn(&'o crate::settle::Outcome) -> Option<&'a str>| -> ArrayRef {
-        Arc::new(outcomes.iter().map(f).collect::<StringArray>())
+    let coded = |names: &[&str], code: &dyn Fn(usize) -> Option<u32>| {
+        super::coded(names, kept.iter().map(|&r| code(r)))
     };
+    let outcome_coded = |names: &[&str], code: &dyn Fn(&Outcome) -> Option<u32>| {
+        super::coded(names, outcomes.iter().map(code))
+    };
+    let code = |c: u32| (c != NO_CODE).then_some(c);
+    let id = |c: u16| (c != NONE).then_some(u32::from(c));
+    let policy_ids: Vec<&str> = policies.versions.iter().map(|v| v.id.as_str()).collect();
+    let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
     let money = |values: Vec<i64>| -> Result<ArrayRef> {
         Ok(Arc::new(
             Decimal128Array::from_iter_values(values.into_iter().map(i128::from))
@@ -139,15 +147,17 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
     let columns: Vec<ArrayRef> = vec![
         claims.key_column(&at, |b| &b.claim_id)?,
         keys(&|r| claims.person_id(r, persons)),
-        keys(&|r| claims.region_text(r)),
+        coded(&names_of(&claims.regions), &|r| code(claims.region[r])),
         Arc::new(TimestampMillisecondArray::from_iter_values(
             kept.iter().map(|&r| claims.settled_at[r]),
         )),
-        keys(&|r| claims.level_text(r)),
-        text(&|o| name_of_version(policies, o.version)),
-        text(&|o| name(&policies.labels, o.label)),
-        text(&|o| Some(o.status.as_str())),
-        text(&|o| o.reason.map(|r| r.as_str())),
+        coded(&names_of(&claims.level_texts), &|r| {
+            code(claims.level_text[r])
+        }),
+        outcome_coded(&policy_ids, &|o| id(o.version)),
+        outcome_coded(&names_of(&policies.labels), &|o| id(o.label)),
+        outcome_coded(&statuses, &|o| Some(o.status as u32)),
+        outcome_coded(&reasons, &|o| o.reason.map(|r| r as u32)),
         money(per(&|o| o.eligible_fen))?,
         money(per(&|o| o.deductible_fen))?,
         ratio,
@@ -168,11 +178,7 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
                 .map(|(&r, o)| o.patient_pays_fen(claims.total_fen[r]))
                 .collect(),
         )?,
-        text(&|o| o.condition_reason.map(|r| r.as_str())),
+        outcome_coded(&reasons, &|o| o.condition_reason.map(|r| r as u32)),
     ];
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::arrow("settlements", e))
-}
-
-fn name_of_version(policies: &crate::policy::Policies, version: u16) -> Option<&str> {
-    (version != NONE).then(|| policies.versions[version as usize].id.as_str())
+    batch_of(schema, columns, "settlements")
 }
