@@ -11,7 +11,7 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::{batch_of, names_of, RunView};
-use crate::domain::{Reason, Status};
+use crate::domain::{Reason, Rule, Status};
 use crate::error::{Error, Result};
 use crate::ingest::claims::NO_CODE;
 use crate::policy::NONE;
@@ -119,24 +119,26 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
             .map_err(|e| Error::arrow("settlements", e))?,
     );
     let k = outcomes.len();
-    // Flags as code lists; the codes are static strings, so the values are built once per row
-    // with no per-code allocation beyond the array's own buffers.
+    // Flags as lists of rule codes, coded into the list of rules.
     let flags: Vec<u16> = kept.iter().map(|&r| view.flags(r)).collect();
-    let mut codes = arrow::array::StringBuilder::new();
     let mut count = 0i32;
     let mut offsets = Vec::with_capacity(k + 1);
     offsets.push(0i32);
     for &f in &flags {
-        for rule in crate::audit::Audited::rules(f) {
-            codes.append_value(rule.as_str());
-            count += 1;
-        }
+        count += f.count_ones() as i32;
         offsets.push(count);
     }
+    let rules: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
+    let codes = super::coded(
+        &rules,
+        flags
+            .iter()
+            .flat_map(|&f| crate::audit::Audited::rules(f).map(|r| Some(r as u32))),
+    );
     let anomaly_codes: ArrayRef = Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Utf8, true)),
+        Arc::new(Field::new_list_field(codes.data_type().clone(), true)),
         OffsetBuffer::new(offsets.into()),
-        Arc::new(codes.finish()),
+        codes,
         None,
     ));
     let risk: Float32Array = outcomes

@@ -158,9 +158,7 @@ impl Settled {
         let b = self.refunds.partition_point(|r| (r.position as usize) < to);
         &self.refunds[a..b]
     }
-}
 
-impl Settled {
     /// What the settlement of slots `a..b` of `partitions` changes in the state, for each person
     /// with claims here: the person's pools after the run (of years from `first_year` on), and
     /// this run's claims for the claim index and the history.
