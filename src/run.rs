@@ -24,7 +24,7 @@ use crate::ingest::read::{list_parquet, row_count};
 use crate::ingest::registry::Registry;
 use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
-use crate::partition::{person_key, spill, Partitions};
+use crate::partition::{spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
 use crate::state::read::{self, IndexHits, Keys, PersonKeys, ReadStats};
@@ -386,21 +386,34 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     } else {
         (Vec::new(), IndexHits::default())
     };
-    let mut registry = Registry::load(&args.persons, &args.registrations, &policies)?;
+    // A run held in memory reads its persons' state (found by the key columns of its claims)
+    // while the registry loads: the registry's interning of person ids leaves a core free. A
+    // spilled run knows its persons once it has scattered them, and reads their state then.
+    let load_registry = || Registry::load(&args.persons, &args.registrations, &policies);
+    let (registry, early) = match &store {
+        Some(store) if bits == 0 => {
+            let (registry, early) = rayon::join(load_registry, || -> Result<_> {
+                let keys = crate::ingest::claims::state_keys(&files, indexed)?;
+                let wanted = PersonKeys::new(keys.persons)?;
+                let hits = match indexed {
+                    true => lookup(keys.claim_keys, keys.target_keys)?,
+                    false => IndexHits::default(),
+                };
+                let read = read::read_persons(store, &wanted, &policies)?;
+                Ok((wanted, read, hits))
+            });
+            (registry, Some(early))
+        }
+        _ => (load_registry(), None),
+    };
+    let mut registry = registry?;
     // The state of the persons present (by dense id), with the index records found.
     let load_prior = |registry: &Registry, present: &[bool], hits: IndexHits| match &store {
         Some(store) => {
-            let wanted = PersonKeys::new(
-                (0..present.len() as u32)
-                    .into_par_iter()
-                    .filter(|&p| present[p as usize])
-                    .map(|p| {
-                        let id = registry.index.id(p);
-                        (person_key(id), p, crate::state::person_check(id))
-                    })
-                    .collect(),
-            )?;
-            read::load_prior(store, &wanted, &registry.index, &policies, hits)
+            let wanted = PersonKeys::of_present(&registry.index, present)?;
+            let read = read::read_persons(store, &wanted, &policies)?;
+            let ranks = wanted.ranks(&registry.index, present);
+            Ok(read::load_prior(read, &wanted, ranks, hits))
         }
         None => Ok((Prior::default(), ReadStats::default())),
     };
@@ -455,11 +468,10 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
 
     let (sources, claims, spill, parts, state_read) = if bits == 0 {
         let mut whole = Claims::load(&args.claims, &mut registry.index)?;
-        let hits = if indexed {
-            let (claim_keys, target_keys) = whole.state_keys();
-            lookup(claim_keys, target_keys)?
-        } else {
-            IndexHits::default()
+        // A bad claims file is reported as such before anything the state read met.
+        let (early, hits) = match early.transpose()? {
+            Some((wanted, read, hits)) => (Some((wanted, read)), hits),
+            None => (None, IndexHits::default()),
         };
         let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
         whole.reject_duplicate_ids(&known);
@@ -467,7 +479,13 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         drop(known);
         let mut present = vec![false; registry.index.len()];
         mark_present(&mut present, &whole.person);
-        let (prior, read) = load_prior(&registry, &present, hits)?;
+        let (prior, read) = match early {
+            Some((wanted, read)) => {
+                let ranks = wanted.ranks(&registry.index, &present);
+                read::load_prior(read, &wanted, ranks, hits)
+            }
+            None => (Prior::default(), ReadStats::default()),
+        };
         drop(present);
         let run_year = latest_settlement_year(&whole, 0..whole.len());
         laps.mark(Stage::Ingest);

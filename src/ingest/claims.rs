@@ -682,24 +682,6 @@ impl Claims {
         self.rejected.reserve_exact(n);
     }
 
-    /// The [`crate::state::claim_key`]s of every claim id and of every reversal's target: what
-    /// the state's claim index is asked about.
-    pub fn state_keys(&self) -> (Vec<u64>, Vec<u64>) {
-        let mut ids = Vec::with_capacity(self.len());
-        let mut targets = Vec::new();
-        for batch in &self.batches {
-            for i in 0..batch.claim_id.len() {
-                if batch.claim_id.is_valid(i) {
-                    ids.push(crate::state::claim_key(batch.claim_id.value(i)));
-                }
-                if batch.reverses_claim_id.is_valid(i) {
-                    targets.push(crate::state::claim_key(batch.reverses_claim_id.value(i)));
-                }
-            }
-        }
-        (ids, targets)
-    }
-
     /// Rejects every repeat of a claim id: a later row with the id of an earlier row, or of a
     /// claim an earlier run settled (`known`, from the state; see [`find_repeats`]).
     pub fn reject_duplicate_ids(&mut self, known: &[&str]) {
@@ -1168,4 +1150,105 @@ mod tests {
         assert_eq!(find_repeats(ids.len(), occurrence, &["D"]), vec![0, 4, 5]);
         assert!(find_repeats(ids.len(), |_| None, &["A"]).is_empty());
     }
+}
+
+/// What a run's state lookups need of its claims, read from the files' key columns alone, so
+/// that the state is read while the registry loads ([`state_keys`]).
+#[derive(Debug, Default)]
+pub struct StateKeys {
+    /// The [`crate::state::claim_key`] of every claim id.
+    pub claim_keys: Vec<u64>,
+    /// The [`crate::state::claim_key`] of every reversal target.
+    pub target_keys: Vec<u64>,
+    /// The [`crate::partition::person_key`] and [`crate::state::person_check`] of every
+    /// person the claims name, once each, sorted.
+    pub persons: Vec<(u64, u64)>,
+}
+
+/// Reads `person_id`, `claim_id` and `reverses_claim_id` of `files` (a window of row groups at
+/// a time) for [`StateKeys`]; the claim keys only when `claim_index` (the state has one). Two
+/// persons of the run under one person key (a 64-bit collision) cannot share a state: the run
+/// stops, naming the file and row.
+pub fn state_keys(files: &[PathBuf], claim_index: bool) -> Result<StateKeys> {
+    use crate::error::Error;
+    let window = rayon::current_num_threads().max(1);
+    let columns = [
+        col("person_id", Text, true),
+        col("claim_id", Text, true),
+        col("reverses_claim_id", Text, true),
+    ];
+    let mut keys = StateKeys::default();
+    for file in files {
+        read_windows(file, &columns, window, |batches, first_rows| {
+            // (key, batch, row) of each person named, to find each key's first id.
+            let mut named: Vec<(u64, u32, u32)> = batches
+                .par_iter()
+                .enumerate()
+                .flat_map_iter(|(b, batch)| {
+                    let ids = batch.column(0).as_string::<i32>();
+                    (0..ids.len()).filter(|&i| ids.is_valid(i)).map(move |i| {
+                        (
+                            crate::partition::person_key(ids.value(i)),
+                            b as u32,
+                            i as u32,
+                        )
+                    })
+                })
+                .collect();
+            named.par_sort_unstable();
+            let id = |&(_, b, i): &(u64, u32, u32)| {
+                batches[b as usize]
+                    .column(0)
+                    .as_string::<i32>()
+                    .value(i as usize)
+            };
+            for pair in named.windows(2) {
+                if pair[0].0 == pair[1].0 && id(&pair[0]) != id(&pair[1]) {
+                    let (_, b, i) = pair[1];
+                    return Err(Error::value(
+                        file,
+                        "person_id",
+                        first_rows[b as usize] + i as u64,
+                        "this row's person and another of the run share one person key (a \
+                         64-bit collision): one state cannot hold both",
+                    ));
+                }
+            }
+            named.dedup_by_key(|n| n.0);
+            keys.persons.par_extend(
+                named
+                    .par_iter()
+                    .map(|n| (n.0, crate::state::person_check(id(n)))),
+            );
+            if claim_index {
+                for batch in &batches {
+                    let key_of = |a: &StringArray, i: usize| {
+                        a.is_valid(i).then(|| crate::state::claim_key(a.value(i)))
+                    };
+                    let (ids, targets) = (
+                        batch.column(1).as_string::<i32>(),
+                        batch.column(2).as_string::<i32>(),
+                    );
+                    keys.claim_keys.par_extend(
+                        (0..ids.len())
+                            .into_par_iter()
+                            .filter_map(|i| key_of(ids, i)),
+                    );
+                    keys.target_keys
+                        .extend((0..targets.len()).filter_map(|i| key_of(targets, i)));
+                }
+            }
+            Ok(())
+        })?;
+    }
+    keys.persons.par_sort_unstable();
+    keys.persons.dedup();
+    if let Some(pair) = keys.persons.windows(2).find(|p| p[0].0 == p[1].0) {
+        return Err(Error::Usage(format!(
+            "two persons of the run's claims share person key {:#018x} (a 64-bit collision): \
+             one state cannot hold both",
+            pair[0].0
+        )));
+    }
+    Ok(keys)
 }

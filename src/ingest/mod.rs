@@ -48,6 +48,9 @@ pub fn group_by_person<T>(items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Ve
     for i in 1..offsets.len() {
         offsets[i] += offsets[i - 1];
     }
+    if items.is_sorted_by_key(|(p, _)| *p) {
+        return (offsets, items.into_iter().map(|(_, t)| t).collect());
+    }
     // Source index of each destination slot, in destination order.
     let mut next = offsets.clone();
     let mut source = vec![0u32; items.len()];

@@ -197,7 +197,7 @@ impl ClaimIds {
             self.run.sort_unstable();
             self.earlier.clear();
             self.earlier.extend(
-                (0..earlier.len()).map(|i| (claim_key(prior.claim_ids.get(start + i)), i as u32)),
+                (0..earlier.len()).map(|i| (claim_key(prior.claim_id(start + i)), i as u32)),
             );
             self.earlier.sort_unstable();
         }
@@ -216,7 +216,7 @@ impl ClaimIds {
             .iter()
             .take_while(|&&(h, _)| h == key)
             .map(|&(_, i)| start + i as usize)
-            .find(|&i| prior.claim_ids.get(i) == target)
+            .find(|&i| prior.claim_id(i) == target)
             .map(Original::Earlier)
     }
 }

@@ -606,7 +606,7 @@ impl<'a> Engine<'a> {
             }
             Some(Original::Earlier(i)) => {
                 let start = self.prior.claims_of(person).0;
-                if self.prior.claims[i].reversed || scratch.reversed_prior(i - start) {
+                if self.prior.claim(i).reversed || scratch.reversed_prior(i - start) {
                     return rejected(Reason::AlreadyReversed);
                 }
                 // Every claim a reversal names is looked up in the claim index, which holds its
@@ -744,7 +744,7 @@ impl Engine<'_> {
                 .copied()
                 .unwrap_or(false)
             {
-                let r = &self.prior.claims[start + i as usize];
+                let r = self.prior.claim(start + i as usize);
                 return Some((
                     self.prior_communities.of(r.medical_community),
                     r.service_day,

@@ -282,14 +282,10 @@ pub struct Prior {
     rank_of: Vec<u32>,
     pool_offsets: Vec<u32>,
     pools: Vec<PoolState>,
-    claim_offsets: Vec<u32>,
-    pub claims: Vec<EarlierClaim>,
-    /// The claim id of each of [`Self::claims`].
-    pub claim_ids: Ids,
-    /// The settlement of each of [`Self::claims`] found in the claim index (the originals of
-    /// this run's reversals): an index into [`Self::settlements`], or `u32::MAX`.
-    settlement_of: Vec<u32>,
-    settlements: Vec<ClaimRecord>,
+    /// Ranks per chunk: rank `r`'s claims are in chunk `r / chunk_persons`.
+    chunk_persons: usize,
+    /// The earlier claims, numbered across the chunks in rank order ([`Self::claim`]).
+    chunks: Vec<Chunk>,
     /// The texts that records hold as codes ([`ClaimRecord::institution`] and the like).
     pub institutions: Vec<String>,
     pub drugs: Vec<String>,
@@ -334,6 +330,12 @@ impl Ids {
     /// Bytes of text held.
     pub fn bytes(&self) -> usize {
         self.text.len()
+    }
+
+    /// Bytes of text of texts `range`.
+    pub fn bytes_in(&self, range: std::ops::Range<usize>) -> usize {
+        let end = |i: usize| if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        end(range.end) - end(range.start)
     }
 }
 
@@ -400,138 +402,52 @@ impl EarlierRows {
 
 impl Prior {
     /// Groups what was read by person. `rank_of` gives each dense person id its rank among the
-    /// run's persons in person-key order (`u32::MAX` for persons not in the run); `pools` and
+    /// run's `persons` in person-key order (`u32::MAX` for persons not in the run); `pools` and
     /// `rows` name persons by rank.
     ///
     /// `rows` are the history's pieces in file order, each in person-key and settlement order,
-    /// then the index's. They are grouped by a counting sort on rank, so that each piece is read
-    /// front to back; a person's claims are sorted again (by settlement time, then claim id)
-    /// only when they are out of order. A claim both in the history and in the index (the
-    /// original of a reversal of this run) is kept once: what the audit compares from the
-    /// history, its settlement from the index. A refund in the history marks the claim it
-    /// cancelled reversed and is dropped.
+    /// then the index's. Each piece is read front to back: a person's rows are gathered from
+    /// the pieces whose range of ranks has begun and not ended, and sorted again (by settlement
+    /// time, then claim id) only when they are out of order. A claim both in the history and in
+    /// the index (the original of a reversal of this run) is kept once: what the audit compares
+    /// from the history, its settlement from the index. A refund in the history marks the claim
+    /// it cancelled reversed and is dropped. Ranges of ranks are grouped in parallel, each into
+    /// its own [`Chunk`]: a night groups millions of rows, and one thread doing it left the
+    /// other idle.
     pub fn new(
         rank_of: Vec<u32>,
+        persons: usize,
         pools: Vec<(u32, PoolState)>,
         mut rows: Vec<EarlierRows>,
         texts: [Vec<String>; 3],
     ) -> Prior {
-        for r in &mut rows {
-            r.sort_by_person();
-        }
-        let persons = rank_of.iter().filter(|&&r| r != u32::MAX).count();
+        use rayon::prelude::*;
+        rows.par_iter_mut().for_each(EarlierRows::sort_by_person);
         let (pool_offsets, pools) = group_by_person(pools, persons);
-        let total: usize = rows.iter().map(EarlierRows::len).sum();
-        let bytes: usize = rows.iter().map(|r| r.claim_id.bytes()).sum();
-        // Each piece is in rank order: a person's rows are gathered from the pieces whose
-        // range of ranks has begun and not ended, each piece read front to back.
-        let mut opening: Vec<(u32, usize)> = rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(n, r)| (r.person[0], n))
+        let chunk_persons = persons
+            .div_ceil(CHUNKS * rayon::current_num_threads().max(1))
+            .max(1);
+        let ranges: Vec<std::ops::Range<usize>> = (0..persons)
+            .step_by(chunk_persons)
+            .map(|from| from..(from + chunk_persons).min(persons))
             .collect();
-        opening.sort_unstable();
-        let mut opening = opening.into_iter().peekable();
-        let mut open: Vec<usize> = Vec::new();
-        let mut cursor = vec![0usize; rows.len()];
-        let mut group: Vec<u64> = Vec::new();
-        let at = |g: u64| ((g >> 32) as usize, (g & 0xffff_ffff) as usize);
-        // The key of the claim a row cancelled, for a refund (refunds are listed in row order).
-        let refund = |rows: &[EarlierRows], g: u64| {
-            let (n, i) = at(g);
-            let r = &rows[n].refunds;
-            r.binary_search_by_key(&(i as u32), |r| r.0)
-                .ok()
-                .map(|k| r[k].1)
-        };
-        let order = |a: u64, b: u64| {
-            let ((x, i), (y, j)) = (at(a), at(b));
-            let (rx, ry) = (&rows[x], &rows[y]);
-            (rx.claim[i].settled_at, rx.claim_id.get(i), rx.is_index()).cmp(&(
-                ry.claim[j].settled_at,
-                ry.claim_id.get(j),
-                ry.is_index(),
-            ))
-        };
-        const NO_SETTLEMENT: u64 = u64::MAX;
-        let mut offsets = vec![0u32; persons + 1];
-        let mut records: Vec<EarlierClaim> = Vec::with_capacity(total);
-        let mut claim_ids = Ids::with_capacity(total, bytes);
-        let mut settlement_of = Vec::with_capacity(total);
-        let mut settlements = Vec::new();
-        // (row of the record, row of its settlement in the index or NO_SETTLEMENT)
-        let mut kept: Vec<(u64, u64)> = Vec::new();
-        let mut cancelled: Vec<u64> = Vec::new();
-        for p in 0..persons {
-            while let Some((_, n)) = opening.next_if(|&(first, _)| first as usize == p) {
-                let at = open.partition_point(|&m| m < n);
-                open.insert(at, n);
-            }
-            group.clear();
-            for &n in &open {
-                let person = &rows[n].person;
-                let c = &mut cursor[n];
-                while *c < person.len() && person[*c] as usize == p {
-                    group.push((n as u64) << 32 | *c as u64);
-                    *c += 1;
-                }
-            }
-            open.retain(|&n| cursor[n] < rows[n].len());
-            let slice = &mut group[..];
-            if slice.len() > 1 && !slice.is_sorted_by(|&a, &b| order(a, b).is_le()) {
-                slice.sort_by(|&a, &b| order(a, b));
-            }
-            kept.clear();
-            cancelled.clear();
-            for &g in slice.iter() {
-                if let Some(key) = refund(&rows, g) {
-                    cancelled.push(key);
-                    continue;
-                }
-                let (n, i) = at(g);
-                let index = rows[n].is_index();
-                match kept.last_mut() {
-                    Some((h, settlement))
-                        if index
-                            && *settlement == NO_SETTLEMENT
-                            && rows[at(*h).0].claim_id.get(at(*h).1) == rows[n].claim_id.get(i) =>
-                    {
-                        *settlement = g
-                    }
-                    _ => kept.push((g, if index { g } else { NO_SETTLEMENT })),
-                }
-            }
-            cancelled.sort_unstable();
-            for &(g, settlement) in &kept {
-                let (n, i) = at(g);
-                let mut claim = rows[n].claim[i];
-                claim.reversed |= cancelled.binary_search(&rows[n].claim_key[i]).is_ok();
-                settlement_of.push(match settlement {
-                    NO_SETTLEMENT => u32::MAX,
-                    s => {
-                        let (m, j) = at(s);
-                        claim.reversed |= rows[m].claim[j].reversed;
-                        settlements.push(rows[m].settlements[j]);
-                        settlements.len() as u32 - 1
-                    }
-                });
-                records.push(claim);
-                claim_ids.push(rows[n].claim_id.get(i));
-            }
-            offsets[p + 1] = records.len() as u32;
-        }
+        let mut chunks: Vec<Chunk> = ranges
+            .into_par_iter()
+            .map(|ranks| Chunk::group(&rows, ranks))
+            .collect();
         drop(rows);
+        let mut base = 0;
+        for c in &mut chunks {
+            c.base = base;
+            base += c.claims.len();
+        }
         let [institutions, drugs, medical_communities] = texts;
         Prior {
             rank_of,
             pool_offsets,
             pools,
-            claim_offsets: offsets,
-            claims: records,
-            claim_ids,
-            settlement_of,
-            settlements,
+            chunk_persons,
+            chunks,
             institutions,
             drugs,
             medical_communities,
@@ -553,28 +469,192 @@ impl Prior {
         }
     }
 
+    /// The chunk holding earlier claim `i` and `i`'s place in it.
+    #[inline]
+    fn chunk_of(&self, i: usize) -> (&Chunk, usize) {
+        // Empty chunks share their base with the next: the last chunk starting at or before
+        // `i` is the one holding it.
+        let c = &self.chunks[self.chunks.partition_point(|c| c.base <= i) - 1];
+        (c, i - c.base)
+    }
+
+    /// Earlier claim `i` (numbered as [`Self::claims_of`] numbers them).
+    #[inline]
+    pub fn claim(&self, i: usize) -> &EarlierClaim {
+        let (c, at) = self.chunk_of(i);
+        &c.claims[at]
+    }
+
+    /// The claim id of earlier claim `i`.
+    pub fn claim_id(&self, i: usize) -> &str {
+        let (c, at) = self.chunk_of(i);
+        c.claim_ids.get(at)
+    }
+
     /// The settlement of earlier claim `i`, when the claim index gave it (for the originals of
     /// this run's reversals).
     pub fn settlement(&self, i: usize) -> Option<&ClaimRecord> {
-        match self.settlement_of[i] {
+        let (c, at) = self.chunk_of(i);
+        match c.settlement_of[at] {
             u32::MAX => None,
-            s => Some(&self.settlements[s as usize]),
+            s => Some(&c.settlements[s as usize]),
         }
     }
 
-    /// Person's earlier claims with the index of the first in [`Self::claims`].
+    /// Person's earlier claims with the number of the first.
     pub fn claims_of(&self, person: u32) -> (usize, &[EarlierClaim]) {
-        let Some(p) = self.rank(person) else {
+        let Some(r) = self.rank(person) else {
             return (0, &[]);
         };
-        let p = p as usize;
-        match self.claim_offsets.get(p + 1) {
+        let r = r as usize;
+        let Some(c) = self.chunks.get(r / self.chunk_persons) else {
+            return (0, &[]);
+        };
+        let local = r % self.chunk_persons;
+        match c.offsets.get(local + 1) {
             Some(&end) => {
-                let start = self.claim_offsets[p] as usize;
-                (start, &self.claims[start..end as usize])
+                let start = c.offsets[local] as usize;
+                (c.base + start, &c.claims[start..end as usize])
             }
             None => (0, &[]),
         }
+    }
+}
+
+/// Ranges of ranks per thread grouped as separate tasks, so that a thread given a range of
+/// heavy persons does not hold the other up.
+const CHUNKS: usize = 16;
+
+/// The earlier claims of a range of ranks ([`Prior::new`]).
+#[derive(Debug, Default)]
+struct Chunk {
+    /// The number of the chunk's first claim among all of the [`Prior`]'s.
+    base: usize,
+    /// Each rank's claims (from the range's first rank on) start at `offsets[rank - first]`.
+    offsets: Vec<u32>,
+    claims: Vec<EarlierClaim>,
+    /// The claim id of each of `claims`.
+    claim_ids: Ids,
+    /// The settlement of each of `claims` found in the claim index (the originals of this
+    /// run's reversals): an index into `settlements`, or `u32::MAX`.
+    settlement_of: Vec<u32>,
+    settlements: Vec<ClaimRecord>,
+}
+
+impl Chunk {
+    /// The claims of persons `ranks` from `rows` (each piece in rank order).
+    fn group(rows: &[EarlierRows], ranks: std::ops::Range<usize>) -> Chunk {
+        // Where each piece's rows of the range begin and end.
+        let mut cursor: Vec<usize> = Vec::with_capacity(rows.len());
+        let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
+        let (mut total, mut bytes) = (0, 0);
+        for r in rows {
+            let from = r.person.partition_point(|&p| (p as usize) < ranks.start);
+            let to = from + r.person[from..].partition_point(|&p| (p as usize) < ranks.end);
+            cursor.push(from);
+            ends.push(to);
+            total += to - from;
+            bytes += r.claim_id.bytes_in(from..to);
+        }
+        let persons = ranks.len();
+        let mut opening: Vec<(u32, usize)> = (0..rows.len())
+            .filter(|&n| cursor[n] < ends[n])
+            .map(|n| (rows[n].person[cursor[n]], n))
+            .collect();
+        opening.sort_unstable();
+        let mut opening = opening.into_iter().peekable();
+        let mut open: Vec<usize> = Vec::new();
+        let mut group: Vec<u64> = Vec::new();
+        let at = |g: u64| ((g >> 32) as usize, (g & 0xffff_ffff) as usize);
+        // The key of the claim a row cancelled, for a refund (refunds are listed in row order).
+        let refund = |g: u64| {
+            let (n, i) = at(g);
+            let r = &rows[n].refunds;
+            r.binary_search_by_key(&(i as u32), |r| r.0)
+                .ok()
+                .map(|k| r[k].1)
+        };
+        let order = |a: u64, b: u64| {
+            let ((x, i), (y, j)) = (at(a), at(b));
+            let (rx, ry) = (&rows[x], &rows[y]);
+            (rx.claim[i].settled_at, rx.claim_id.get(i), rx.is_index()).cmp(&(
+                ry.claim[j].settled_at,
+                ry.claim_id.get(j),
+                ry.is_index(),
+            ))
+        };
+        const NO_SETTLEMENT: u64 = u64::MAX;
+        let mut chunk = Chunk {
+            base: 0,
+            offsets: vec![0u32; persons + 1],
+            claims: Vec::with_capacity(total),
+            claim_ids: Ids::with_capacity(total, bytes),
+            settlement_of: Vec::with_capacity(total),
+            settlements: Vec::new(),
+        };
+        // (row of the record, row of its settlement in the index or NO_SETTLEMENT)
+        let mut kept: Vec<(u64, u64)> = Vec::new();
+        let mut cancelled: Vec<u64> = Vec::new();
+        for local in 0..persons {
+            let p = ranks.start + local;
+            while let Some((_, n)) = opening.next_if(|&(first, _)| first as usize == p) {
+                let at = open.partition_point(|&m| m < n);
+                open.insert(at, n);
+            }
+            group.clear();
+            for &n in &open {
+                let person = &rows[n].person;
+                let c = &mut cursor[n];
+                while *c < ends[n] && person[*c] as usize == p {
+                    group.push((n as u64) << 32 | *c as u64);
+                    *c += 1;
+                }
+            }
+            open.retain(|&n| cursor[n] < ends[n]);
+            let slice = &mut group[..];
+            if slice.len() > 1 && !slice.is_sorted_by(|&a, &b| order(a, b).is_le()) {
+                slice.sort_by(|&a, &b| order(a, b));
+            }
+            kept.clear();
+            cancelled.clear();
+            for &g in slice.iter() {
+                if let Some(key) = refund(g) {
+                    cancelled.push(key);
+                    continue;
+                }
+                let (n, i) = at(g);
+                let index = rows[n].is_index();
+                match kept.last_mut() {
+                    Some((h, settlement))
+                        if index
+                            && *settlement == NO_SETTLEMENT
+                            && rows[at(*h).0].claim_id.get(at(*h).1) == rows[n].claim_id.get(i) =>
+                    {
+                        *settlement = g
+                    }
+                    _ => kept.push((g, if index { g } else { NO_SETTLEMENT })),
+                }
+            }
+            cancelled.sort_unstable();
+            for &(g, settlement) in &kept {
+                let (n, i) = at(g);
+                let mut claim = rows[n].claim[i];
+                claim.reversed |= cancelled.binary_search(&rows[n].claim_key[i]).is_ok();
+                chunk.settlement_of.push(match settlement {
+                    NO_SETTLEMENT => u32::MAX,
+                    s => {
+                        let (m, j) = at(s);
+                        claim.reversed |= rows[m].claim[j].reversed;
+                        chunk.settlements.push(rows[m].settlements[j]);
+                        chunk.settlements.len() as u32 - 1
+                    }
+                });
+                chunk.claims.push(claim);
+                chunk.claim_ids.push(rows[n].claim_id.get(i));
+            }
+            chunk.offsets[local + 1] = chunk.claims.len() as u32;
+        }
+        chunk
     }
 }
 
@@ -742,6 +822,63 @@ mod tests {
     }
 
     #[test]
+    fn claims_are_numbered_across_chunks_in_rank_order() {
+        // 1,000 persons (many chunks), person r with r % 4 claims: one from a first file, the
+        // rest from a second; a third piece, of the index, holds the settlement of person 998's
+        // second claim.
+        let d = 19_723;
+        let ids: Vec<Vec<String>> = (0..1_000u32)
+            .map(|r| (0..r % 4).map(|k| format!("C{r}-{k}")).collect())
+            .collect();
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        for (r, claims) in ids.iter().enumerate() {
+            for (k, id) in claims.iter().enumerate() {
+                let row = (r as u32, id.as_str(), d + k as Day, None);
+                if k == 0 {
+                    first.push(row)
+                } else {
+                    second.push(row)
+                }
+            }
+        }
+        let index = [(998u32, "C998-1", d + 1, None)];
+        let pieces = vec![
+            piece(&first, false),
+            piece(&second, false),
+            piece(&index, true),
+        ];
+        let prior = Prior::new(
+            (0..1_000).collect(),
+            1_000,
+            Vec::new(),
+            pieces,
+            text_lists(),
+        );
+        assert!(prior.chunks.len() > 1);
+        let mut next = 0;
+        for (r, claims) in ids.iter().enumerate() {
+            let (start, held) = prior.claims_of(r as u32);
+            assert_eq!(held.len(), claims.len(), "person {r}");
+            if held.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                start, next,
+                "person {r}'s first claim follows the previous person's"
+            );
+            for (k, id) in claims.iter().enumerate() {
+                assert_eq!(prior.claim_id(start + k), id);
+                assert_eq!(prior.claim(start + k).service_day, d + k as Day);
+                let settled = (r, k) == (998, 1);
+                assert_eq!(prior.settlement(start + k).is_some(), settled, "{id}");
+            }
+            next = start + held.len();
+        }
+        assert_eq!(next, 1_000 / 4 * 6);
+    }
+
+    #[test]
     fn prior_groups_by_person_in_settlement_order_and_applies_the_historys_refunds() {
         let d = 19_723;
         // Persons by rank: dense ids 0, 1, 2 are ranks 2, 0, 1.
@@ -755,14 +892,14 @@ mod tests {
             // with its settlement.
             piece(&[(0, "B", d + 5, None)], true),
         ];
-        let prior = Prior::new(vec![2, 0, 1], Vec::new(), claims, text_lists());
+        let prior = Prior::new(vec![2, 0, 1], 3, Vec::new(), claims, text_lists());
         let (first, zero) = prior.claims_of(0);
         assert_eq!((first, zero.len()), (2, 1));
-        assert_eq!(prior.claim_ids.get(first), "X");
+        assert_eq!(prior.claim_id(first), "X");
         let (first, one) = prior.claims_of(1);
         assert_eq!(first, 0);
         let ids: Vec<&str> = (first..first + one.len())
-            .map(|i| prior.claim_ids.get(i))
+            .map(|i| prior.claim_id(i))
             .collect();
         assert_eq!(ids, ["A", "B"]);
         assert!(one[0].reversed, "the refund marks A reversed");

@@ -98,39 +98,75 @@ impl Keys {
     }
 }
 
-/// The persons a run settles: their [`crate::partition::person_key`]s, sorted, with each one's
-/// dense id and [`super::person_check`].
+/// The persons a run settles: their [`crate::partition::person_key`]s, sorted (a person's
+/// position among them is its rank), with each one's [`super::person_check`].
 #[derive(Debug, Default)]
 pub struct PersonKeys {
     keys: Keys,
-    /// By position in `keys`.
-    persons: Vec<u32>,
+    /// By rank.
     checks: Vec<u64>,
 }
 
 impl PersonKeys {
-    /// `persons`: (key, dense id, check) of each person. Two persons sharing a key (a 64-bit
-    /// collision: never seen) cannot both be held by one state: the run stops.
-    pub fn new(mut persons: Vec<(u64, u32, u64)>) -> Result<PersonKeys> {
+    /// `persons`: (key, check) of each person, repeats allowed. Two persons sharing a key (a
+    /// 64-bit collision: never seen) cannot both be held by one state: the run stops.
+    pub fn new(mut persons: Vec<(u64, u64)>) -> Result<PersonKeys> {
         persons.par_sort_unstable();
+        persons.dedup();
         if let Some(w) = persons.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(Error::Usage(format!(
-                "persons {} and {} of the registry (dense ids) share person key {:#018x}: \
-                 one state cannot hold both",
-                w[0].1, w[1].1, w[0].0
+                "two persons of the run share person key {:#018x} (a 64-bit collision): one \
+                 state cannot hold both",
+                w[0].0
             )));
         }
         Ok(PersonKeys {
             keys: Keys::from_sorted(persons.iter().map(|p| p.0).collect()),
-            checks: persons.iter().map(|p| p.2).collect(),
-            persons: persons.into_iter().map(|p| p.1).collect(),
+            checks: persons.into_iter().map(|p| p.1).collect(),
         })
     }
 
-    /// The position of the person with key `key`, if it is one of them.
+    /// The persons `present` (by dense id) of `index`.
+    pub fn of_present(index: &PersonIndex, present: &[bool]) -> Result<PersonKeys> {
+        PersonKeys::new(
+            (0..present.len() as u32)
+                .into_par_iter()
+                .filter(|&p| present[p as usize])
+                .map(|p| {
+                    let id = index.id(p);
+                    (crate::partition::person_key(id), super::person_check(id))
+                })
+                .collect(),
+        )
+    }
+
+    /// How many persons.
+    pub fn len(&self) -> usize {
+        self.checks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+
+    /// The rank of the person with key `key`, if it is one of them.
     #[inline]
     fn position(&self, key: u64) -> Option<usize> {
         self.keys.position(key)
+    }
+
+    /// Each dense id's rank among these persons (`u32::MAX` for a person not `present`): what
+    /// [`Prior`] finds a person's state by.
+    pub fn ranks(&self, index: &PersonIndex, present: &[bool]) -> Vec<u32> {
+        (0..index.len() as u32)
+            .into_par_iter()
+            .map(|p| match present.get(p as usize) {
+                Some(true) => self
+                    .position(crate::partition::person_key(index.id(p)))
+                    .map_or(u32::MAX, |r| r as u32),
+                _ => u32::MAX,
+            })
+            .collect()
     }
 }
 
@@ -849,20 +885,41 @@ struct PoolRow {
 /// index records `hits` found for this run's reversals. Every pools and history file is decoded
 /// whole; a person's pools are the rows of the newest pools file holding it, its history the
 /// rows of every history file.
-pub fn load_prior(
+/// What [`read_persons`] read of the run's persons: their pools and history by rank, the
+/// history's texts as codes of the lists the [`Prior`] will hold.
+pub struct PersonsRead {
+    pools: Vec<(u32, PoolState)>,
+    pieces: Vec<EarlierRows>,
+    lists: [Vec<String>; 3],
+    index: [FastMap<String, u32>; 3],
+    stats: ReadStats,
+}
+
+impl PersonsRead {
+    /// The code of `text` in list `which`, added if new.
+    fn intern(&mut self, which: usize, text: &str) -> u32 {
+        if let Some(&c) = self.index[which].get(text) {
+            return c;
+        }
+        let c = self.lists[which].len() as u32;
+        self.lists[which].push(text.to_string());
+        self.index[which].insert(text.to_string(), c);
+        c
+    }
+}
+
+/// Reads the pools and history of the `wanted` persons from the version `store` holds: the
+/// newest `pools` file holding a person gives its pools, every `history` file its rows. Needs
+/// no registry: a run reads it while the registry loads.
+pub fn read_persons(
     store: &Store,
     wanted: &PersonKeys,
-    persons: &PersonIndex,
     policies: &Policies,
-    hits: IndexHits,
-) -> Result<(Prior, ReadStats)> {
+) -> Result<PersonsRead> {
     let manifest = &store.manifest;
     let first_year = manifest.first_year();
     let resolver = Resolver { policies };
-    let mut stats = ReadStats {
-        bytes_read: hits.bytes_read,
-        ..ReadStats::default()
-    };
+    let mut stats = ReadStats::default();
     let pool_files = manifest
         .pools
         .iter()
@@ -973,31 +1030,28 @@ pub fn load_prior(
         .collect::<Result<_>>()?;
 
     // Texts as codes of the Prior's own lists: each piece's lists merged in file order.
-    let mut lists = text_lists();
+    let lists = text_lists();
     let mut index: [FastMap<String, u32>; 3] = Default::default();
     for (list, map) in lists.iter().zip(index.iter_mut()) {
         for (i, t) in list.iter().enumerate() {
             map.insert(t.clone(), i as u32);
         }
     }
-    let mut intern = |which: usize, text: &str| -> u32 {
-        if let Some(&c) = index[which].get(text) {
-            return c;
-        }
-        let c = lists[which].len() as u32;
-        lists[which].push(text.to_string());
-        index[which].insert(text.to_string(), c);
-        c
+    let mut read = PersonsRead {
+        pools,
+        pieces: Vec::new(),
+        lists,
+        index,
+        stats,
     };
-    let mut pieces: Vec<EarlierRows> = Vec::new();
     for (batches, bytes) in history {
-        stats.bytes_read += bytes;
+        read.stats.bytes_read += bytes;
         for (mut rows, texts) in batches {
             if rows.is_empty() {
                 continue;
             }
             let remap: Vec<Vec<u32>> = (0..3)
-                .map(|w| texts[w].iter().map(|t| intern(w, t)).collect())
+                .map(|w| texts[w].iter().map(|t| read.intern(w, t)).collect())
                 .collect();
             let code = |w: usize, c: u32| {
                 if c == NO_CODE {
@@ -1011,41 +1065,52 @@ pub fn load_prior(
                 claim.drug = code(1, claim.drug);
                 claim.medical_community = code(2, claim.medical_community);
             }
-            stats.history_rows += rows.len() as u64;
-            pieces.push(rows);
+            read.stats.history_rows += rows.len() as u64;
+            read.pieces.push(rows);
         }
     }
+    Ok(read)
+}
+
+/// The [`Prior`] of the `wanted` persons: what [`read_persons`] read, with the claim index's
+/// records of the run's reversal targets (`hits`). `rank_of` gives each dense person id its rank
+/// among `wanted` ([`PersonKeys::ranks`]).
+pub fn load_prior(
+    mut read: PersonsRead,
+    wanted: &PersonKeys,
+    rank_of: Vec<u32>,
+    hits: IndexHits,
+) -> (Prior, ReadStats) {
     let reversed: std::collections::HashSet<&str> =
         hits.reversed.iter().map(String::as_str).collect();
-    let mut rank_of = vec![u32::MAX; persons.len()];
-    for (rank, &p) in wanted.persons.iter().enumerate() {
-        rank_of[p as usize] = rank as u32;
-    }
+    read.stats.bytes_read += hits.bytes_read;
     let mut found = EarlierRows::default();
     for r in &hits.records {
-        let Some(p) = persons.get(&r.person_id).map(|p| rank_of[p as usize]) else {
+        // A record of a person of the run (its id's check confirms it is the same person).
+        let Some(p) = wanted
+            .position(crate::partition::person_key(&r.person_id))
+            .filter(|&p| wanted.checks[p] == super::person_check(&r.person_id))
+        else {
             continue;
         };
-        if p == u32::MAX {
-            continue;
-        }
-        stats.index_records += 1;
+        read.stats.index_records += 1;
         let mut record = r.record;
         record.medical_community = match &r.medical_community {
-            Some(c) => intern(2, c),
+            Some(c) => read.intern(2, c),
             None => NO_CODE,
         };
         record.reversed = reversed.contains(r.claim_id.as_str());
-        found.person.push(p);
+        found.person.push(p as u32);
         found.claim.push(EarlierClaim::of(&record));
         found.claim_key.push(claim_key(&r.claim_id));
         found.claim_id.push(&r.claim_id);
         found.settlements.push(record);
     }
     if !found.is_empty() {
-        pieces.push(found);
+        read.pieces.push(found);
     }
-    Ok((Prior::new(rank_of, pools, pieces, lists), stats))
+    let prior = Prior::new(rank_of, wanted.len(), read.pools, read.pieces, read.lists);
+    (prior, read.stats)
 }
 
 #[cfg(test)]
@@ -1054,11 +1119,13 @@ mod tests {
 
     #[test]
     fn persons_sharing_a_key_cannot_share_a_state() {
-        let keys = PersonKeys::new(vec![(9, 0, 1), (3, 1, 2), (7, 2, 3)]).unwrap();
-        assert_eq!(keys.position(3).map(|at| keys.persons[at]), Some(1));
+        // (key, check): a person named twice is one person.
+        let keys = PersonKeys::new(vec![(9, 1), (3, 2), (7, 3), (3, 2)]).unwrap();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(keys.position(3).map(|at| keys.checks[at]), Some(2));
         assert_eq!(keys.position(9).map(|at| keys.checks[at]), Some(1));
         assert_eq!(keys.position(8), None);
-        let err = PersonKeys::new(vec![(9, 0, 1), (9, 4, 2)]).unwrap_err();
+        let err = PersonKeys::new(vec![(9, 1), (9, 2)]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("share person key"), "{err}");
     }
