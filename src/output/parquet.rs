@@ -46,6 +46,10 @@ pub struct FileSettings {
     /// `DELTA_BINARY_PACKED` instead of through a dictionary: no hashing of every value, and
     /// about as small (amounts are bit-packed to their range, sorted keys to their steps).
     pub delta_integers: bool,
+    /// Integer columns written `PLAIN` even with `delta_integers`: hash keys, whose deltas are
+    /// as wide as the keys themselves, so that delta packing saves nothing and costs every
+    /// reader the unpacking.
+    pub plain_columns: &'static [&'static str],
     pub statistics: EnabledStatistics,
     /// Columns written without statistics: values in no order in the file (claim ids, person
     /// ids: rows are in person-key order), whose minimum and maximum let a reader skip nothing
@@ -68,6 +72,7 @@ impl FileSettings {
         compression: Compression::SNAPPY,
         distinct_columns: &[],
         delta_integers: true,
+        plain_columns: &[],
         statistics: EnabledStatistics::Chunk,
         unordered_columns: &[],
         row_group_rows: ROW_GROUP_ROWS,
@@ -109,7 +114,11 @@ impl FileSettings {
         if self.delta_integers {
             for field in schema.fields() {
                 if is_integer(field.data_type()) {
-                    builder = no_dictionary(builder, field.name(), Encoding::DELTA_BINARY_PACKED);
+                    let encoding = match self.plain_columns.contains(&field.name().as_str()) {
+                        true => Encoding::PLAIN,
+                        false => Encoding::DELTA_BINARY_PACKED,
+                    };
+                    builder = no_dictionary(builder, field.name(), encoding);
                 }
             }
         }

@@ -71,6 +71,17 @@ impl Keys {
         }
     }
 
+    /// Whether `key` may be one of the keys: false for most keys that are not, without a
+    /// search.
+    #[inline]
+    pub fn may_contain(&self, key: u64) -> bool {
+        if self.filter.is_empty() {
+            return false;
+        }
+        let bit = (key >> self.shift) as usize;
+        self.filter[bit >> 6] & (1 << (bit & 63)) != 0
+    }
+
     /// The position of `key` among the keys, if it is one.
     #[inline]
     pub fn position(&self, key: u64) -> Option<usize> {
@@ -153,6 +164,40 @@ impl PersonKeys {
     #[inline]
     fn position(&self, key: u64) -> Option<usize> {
         self.keys.position(key)
+    }
+
+    /// The rows of `keys` (a `person_key` column) that are these persons', with each one's
+    /// rank. State files hold rows in person-key order: a batch in that order is merged with
+    /// the sorted keys in one pass, any other is looked up row by row.
+    fn rows_of(&self, keys: &Int64Array) -> Vec<(usize, u32)> {
+        let values = keys.values();
+        let sorted =
+            keys.null_count() == 0 && values.windows(2).all(|w| (w[0] as u64) <= (w[1] as u64));
+        if !sorted {
+            return (0..keys.len())
+                .filter(|&i| keys.is_valid(i))
+                .filter_map(|i| Some((i, self.position(values[i] as u64)? as u32)))
+                .collect();
+        }
+        let wanted = &self.keys.sorted;
+        let Some(&first) = values.first() else {
+            return Vec::new();
+        };
+        let mut at = wanted.partition_point(|&w| w < first as u64);
+        let mut rows = Vec::new();
+        for (i, &k) in values.iter().enumerate() {
+            let k = k as u64;
+            while at < wanted.len() && wanted[at] < k {
+                at += 1;
+            }
+            if at == wanted.len() {
+                break;
+            }
+            if wanted[at] == k {
+                rows.push((i, at as u32));
+            }
+        }
+        rows
     }
 
     /// Each dense id's rank among these persons (`u32::MAX` for a person not `present`): what
@@ -407,11 +452,14 @@ impl<'a> KeyedFile<'a> {
 
     /// The rows whose `key_columns` pass `select` (given each key column's value, null as
     /// `None`): the key columns of every row group are read, then `columns` of the selected
-    /// rows only, each batch handed to `map` with the selected rows' first key. Returns what
+    /// rows only, each batch handed to `map` with the selected rows' first key. `maybe` is a
+    /// cheap test that every key `select` may want passes: only rows with a key passing it are
+    /// given to `select`, so that the scan over millions of keys is a tight loop. Returns what
     /// `map` made, and the bytes read.
     fn read_matching<T: Send>(
         &self,
         key_columns: &[&str],
+        maybe: impl Fn(u64) -> bool + Sync,
         select: impl Fn(&[Option<u64>]) -> bool + Sync,
         columns: &[&str],
         map: impl Fn(&[u64], RecordBatch) -> Result<T> + Sync,
@@ -431,12 +479,34 @@ impl<'a> KeyedFile<'a> {
                 let mut bytes = self.bytes(g, &key_roots);
                 let (mut rows, mut keys, mut at) = (Vec::new(), Vec::new(), 0usize);
                 let mut values = vec![None; key_columns.len()];
+                let mut candidates: Vec<u32> = Vec::new();
                 for batch in self.reader(g, &key_roots, None)? {
                     let batch = batch
                         .map_err(|e| Error::schema(self.path, key_columns[0], e.to_string()))?;
                     let arrays: Vec<&Int64Array> =
                         key_columns.iter().map(|c| int64s(&batch, c)).collect();
-                    for i in 0..batch.num_rows() {
+                    candidates.clear();
+                    for a in &arrays {
+                        let v = a.values();
+                        match a.nulls() {
+                            None => candidates.extend(
+                                (0..v.len())
+                                    .filter(|&i| maybe(v[i] as u64))
+                                    .map(|i| i as u32),
+                            ),
+                            Some(n) => candidates.extend(
+                                n.valid_indices()
+                                    .filter(|&i| maybe(v[i] as u64))
+                                    .map(|i| i as u32),
+                            ),
+                        }
+                    }
+                    if arrays.len() > 1 {
+                        candidates.sort_unstable();
+                        candidates.dedup();
+                    }
+                    for &i in &candidates {
+                        let i = i as usize;
                         for (v, a) in values.iter_mut().zip(&arrays) {
                             *v = a.is_valid(i).then(|| a.value(i) as u64);
                         }
@@ -489,6 +559,7 @@ pub fn read_selected(
     let file = KeyedFile::open(path)?;
     let (batches, _) = file.read_matching(
         &["person_key"],
+        &select,
         |k| k[0].is_some_and(&select),
         columns,
         |_, batch| Ok(batch),
@@ -638,6 +709,15 @@ pub fn lookup_claims(
 ) -> Result<IndexHits> {
     let first_year = store.manifest.first_year();
     let resolver = Resolver { policies };
+    // One bitmap for both sets turns away nearly every key of the index in one probe.
+    let either = Keys::new(
+        claim_keys
+            .sorted
+            .iter()
+            .chain(&target_keys.sorted)
+            .copied()
+            .collect(),
+    );
     let found: Vec<IndexHits> = store
         .manifest
         .claims
@@ -654,6 +734,7 @@ pub fn lookup_claims(
             };
             let (batches, bytes_read) = file.read_matching(
                 &["claim_key", "reverses_key"],
+                |k| either.may_contain(k),
                 select,
                 RECORD_COLUMNS,
                 |_, b| index_records(&path, &b, &resolver),
@@ -771,6 +852,15 @@ const HISTORY_COLUMNS: &[&str] = &[
 /// Institutions, drugs, medical communities: read as codes.
 const HISTORY_TEXTS: [&str; 3] = ["institution_id", "drug_code", "medical_community_id"];
 
+/// The history's text columns read as dictionary codes: the texts above, and the names.
+const HISTORY_CODED: [&str; 5] = [
+    "institution_id",
+    "drug_code",
+    "medical_community_id",
+    "status",
+    "visit_type",
+];
+
 /// The history rows of the wanted persons in one batch, texts as codes of `texts`' lists.
 fn history_rows(
     path: &Path,
@@ -779,10 +869,7 @@ fn history_rows(
     first_year: i32,
     texts: &mut [LocalTexts; 3],
 ) -> Result<EarlierRows> {
-    let keys = int64s(batch, "person_key");
-    let selected: Vec<(usize, u32)> = (0..batch.num_rows())
-        .filter_map(|i| Some((i, wanted.position(keys.value(i) as u64)? as u32)))
-        .collect();
+    let selected = wanted.rows_of(int64s(batch, "person_key"));
     let mut rows = EarlierRows::default();
     if selected.is_empty() {
         return Ok(rows);
@@ -812,9 +899,14 @@ fn history_rows(
     rows.person.reserve(selected.len());
     rows.claim.reserve(selected.len());
     rows.claim_key.reserve(selected.len());
+    // A state that has absorbed no year (`first_year` is `i32::MIN`) holds no row to drop.
+    let first_day = match first_year {
+        y if y < 0 => crate::domain::Day::MIN,
+        y => crate::domain::days_from_civil(y, 1, 1),
+    };
     for (i, person) in selected {
         let day = service.value(i);
-        if year_of(day) < first_year {
+        if day < first_day {
             continue;
         }
         let (Some(status), true, true) = (status[i], claim_ids.is_valid(i), claim_keys.is_valid(i))
@@ -950,11 +1042,10 @@ pub fn read_persons(
                     int64s(&batch, "cost_fen"),
                     int64s(&batch, "deductible_fen"),
                 );
-                let mut out = Vec::new();
-                for i in 0..batch.num_rows() {
-                    let Some(at) = wanted.position(keys.value(i) as u64) else {
-                        continue;
-                    };
+                let selected = wanted.rows_of(keys);
+                let mut out = Vec::with_capacity(selected.len());
+                for (i, at) in selected {
+                    let at = at as usize;
                     let state = match (pool[i], year.is_valid(i)) {
                         (Some(pool), true) => Some(PoolState {
                             year: year.value(i),
@@ -982,36 +1073,44 @@ pub fn read_persons(
             })
         })
         .collect::<Result<_>>()?;
-    const NOBODY: u32 = u32::MAX;
-    let mut holder = vec![NOBODY; wanted.keys.len()];
-    for (batches, bytes) in &scanned {
-        stats.bytes_read += bytes;
+    // Each person's holder: the newest file with a row of it (file numbers from 1, 0 for none).
+    let holder: Vec<std::sync::atomic::AtomicU32> = (0..wanted.len())
+        .map(|_| std::sync::atomic::AtomicU32::new(0))
+        .collect();
+    scanned.par_iter().for_each(|(batches, _)| {
         for r in batches.iter().flatten() {
-            let h = &mut holder[r.at as usize];
-            if *h == NOBODY || r.file > *h {
-                *h = r.file;
-            }
+            holder[r.at as usize].fetch_max(r.file + 1, std::sync::atomic::Ordering::Relaxed);
         }
+    });
+    let holder: Vec<u32> = holder.into_iter().map(|h| h.into_inner()).collect();
+    stats.bytes_read += scanned.iter().map(|(_, bytes)| bytes).sum::<u64>();
+    let held = |r: &PoolRow| holder[r.at as usize] == r.file + 1;
+    // The first row (in file order) of another person under a wanted person's key.
+    if scanned
+        .par_iter()
+        .any(|(batches, _)| batches.iter().flatten().any(|r| held(r) && !r.checked))
+    {
+        let r = scanned
+            .iter()
+            .flat_map(|(b, _)| b)
+            .flatten()
+            .find(|r| held(r) && !r.checked)
+            .expect("found by the parallel search");
+        return Err(Error::Value {
+            path: pool_files[r.file as usize].clone(),
+            column: "person_check".into(),
+            row: r.row,
+            reason: "another person's state is held under the key of a person of this run \
+                     (a 64-bit key collision): one state cannot hold both"
+                .into(),
+        });
     }
-    let mut pools = Vec::new();
-    for r in scanned.into_iter().flat_map(|(b, _)| b).flatten() {
-        if holder[r.at as usize] != r.file {
-            continue;
-        }
-        if !r.checked {
-            return Err(Error::Value {
-                path: pool_files[r.file as usize].clone(),
-                column: "person_check".into(),
-                row: r.row,
-                reason: "another person's state is held under the key of a person of this run \
-                         (a 64-bit key collision): one state cannot hold both"
-                    .into(),
-            });
-        }
-        if let Some(state) = r.state.filter(|s| s.year >= first_year) {
-            pools.push((r.at, state));
-        }
-    }
+    let pools: Vec<(u32, PoolState)> = scanned
+        .into_par_iter()
+        .flat_map_iter(|(batches, _)| batches.into_iter().flatten())
+        .filter(|r| held(r))
+        .filter_map(|r| Some((r.at, r.state.filter(|s| s.year >= first_year)?)))
+        .collect();
     stats.pool_rows = pools.len() as u64;
 
     // History: every file's rows of the wanted persons (each run appends its own claims), a
@@ -1020,7 +1119,7 @@ pub fn read_persons(
         .par_iter()
         .map(|path| {
             let file = KeyedFile::open(path)?;
-            let (rows, bytes) = file.scan(HISTORY_COLUMNS, &HISTORY_TEXTS, |_, batch| {
+            let (rows, bytes) = file.scan(HISTORY_COLUMNS, &HISTORY_CODED, |_, batch| {
                 let mut local: [LocalTexts; 3] = Default::default();
                 let rows = history_rows(path, &batch, wanted, first_year, &mut local)?;
                 Ok((rows, local.map(|t| t.texts)))
