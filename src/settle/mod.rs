@@ -363,6 +363,14 @@ impl<'a> Engine<'a> {
             conditions: self.diagnosis_condition.clone(),
             ..Settled::default()
         };
+        // Sized once: a night's persons bring millions of earlier pools, and a vector grown by
+        // doubling would touch twice their memory.
+        settled
+            .pools
+            .reserve_exact(results.iter().map(|(p, _)| p.len()).sum());
+        settled
+            .refunds
+            .reserve_exact(results.iter().map(|(_, r)| r.len()).sum());
         for (pools, refunds) in results {
             settled.pools.extend(pools);
             settled.refunds.extend(refunds);

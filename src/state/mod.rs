@@ -411,9 +411,10 @@ impl Prior {
     /// time, then claim id) only when they are out of order. A claim both in the history and in
     /// the index (the original of a reversal of this run) is kept once: what the audit compares
     /// from the history, its settlement from the index. A refund in the history marks the claim
-    /// it cancelled reversed and is dropped. Ranges of ranks are grouped in parallel, each into
-    /// its own [`Chunk`]: a night groups millions of rows, and one thread doing it left the
-    /// other idle.
+    /// it cancelled reversed and is dropped. Of the history, a person keeps what compaction
+    /// would keep ([`retained`]), whatever files it was read from. Ranges of ranks are grouped
+    /// in parallel, each into its own [`Chunk`]: a night groups millions of rows, and one
+    /// thread doing it left the other idle.
     pub fn new(
         rank_of: Vec<u32>,
         persons: usize,
@@ -595,6 +596,8 @@ impl Chunk {
         // (row of the record, row of its settlement in the index or NO_SETTLEMENT)
         let mut kept: Vec<(u64, u64)> = Vec::new();
         let mut cancelled: Vec<u64> = Vec::new();
+        let mut claims: Vec<EarlierClaim> = Vec::new();
+        let mut keep: Vec<bool> = Vec::new();
         for local in 0..persons {
             let p = ranks.start + local;
             while let Some((_, n)) = opening.next_if(|&(first, _)| first as usize == p) {
@@ -636,20 +639,34 @@ impl Chunk {
                 }
             }
             cancelled.sort_unstable();
-            for &(g, settlement) in &kept {
+            claims.clear();
+            claims.extend(kept.iter().map(|&(g, settlement)| {
                 let (n, i) = at(g);
                 let mut claim = rows[n].claim[i];
                 claim.reversed |= cancelled.binary_search(&rows[n].claim_key[i]).is_ok();
+                if settlement != NO_SETTLEMENT {
+                    let (m, j) = at(settlement);
+                    claim.reversed |= rows[m].claim[j].reversed;
+                }
+                claim
+            }));
+            // What compaction would keep of the history: files the nights appended hold
+            // every claim of their persons, and the rules reach no further than this.
+            retained(&claims, i32::MIN, &mut keep);
+            for (k, &(g, settlement)) in kept.iter().enumerate() {
+                if settlement == NO_SETTLEMENT && !keep[k] {
+                    continue;
+                }
+                let (n, i) = at(g);
                 chunk.settlement_of.push(match settlement {
                     NO_SETTLEMENT => u32::MAX,
                     s => {
                         let (m, j) = at(s);
-                        claim.reversed |= rows[m].claim[j].reversed;
                         chunk.settlements.push(rows[m].settlements[j]);
                         chunk.settlements.len() as u32 - 1
                     }
                 });
-                chunk.claims.push(claim);
+                chunk.claims.push(claims[k]);
                 chunk.claim_ids.push(rows[n].claim_id.get(i));
             }
             chunk.offsets[local + 1] = chunk.claims.len() as u32;
@@ -819,6 +836,34 @@ mod tests {
             }
         }
         rows
+    }
+
+    #[test]
+    fn the_history_is_read_as_compaction_would_keep_it() {
+        let d = 19_723;
+        // One person: a visit 30 days before the latest (dropped), the latest fill of drug 7
+        // as old (kept), an old claim whose settlement the index gives (kept: a reversal of
+        // this run names it), and the latest visit.
+        let mut history = piece(
+            &[
+                (0, "OLD", d, None),
+                (0, "FILL", d + 1, None),
+                (0, "ORIG", d + 2, None),
+                (0, "NEW", d + 30, None),
+            ],
+            false,
+        );
+        history.claim[1].drug = 7;
+        history.claim[1].days_supply = Some(30);
+        let index = piece(&[(0, "ORIG", d + 2, None)], true);
+        let prior = Prior::new(vec![0], 1, Vec::new(), vec![history, index], text_lists());
+        let (first, held) = prior.claims_of(0);
+        let ids: Vec<&str> = (first..first + held.len())
+            .map(|i| prior.claim_id(i))
+            .collect();
+        assert_eq!(ids, ["FILL", "ORIG", "NEW"]);
+        assert!(prior.settlement(first).is_none());
+        assert!(prior.settlement(first + 1).is_some());
     }
 
     #[test]

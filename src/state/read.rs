@@ -973,10 +973,6 @@ struct PoolRow {
     state: Option<PoolState>,
 }
 
-/// Reads the pools and history of the persons `wanted` from `store`'s version, and joins the
-/// index records `hits` found for this run's reversals. Every pools and history file is decoded
-/// whole; a person's pools are the rows of the newest pools file holding it, its history the
-/// rows of every history file.
 /// What [`read_persons`] read of the run's persons: their pools and history by rank, the
 /// history's texts as codes of the lists the [`Prior`] will hold.
 pub struct PersonsRead {
@@ -1000,9 +996,9 @@ impl PersonsRead {
     }
 }
 
-/// Reads the pools and history of the `wanted` persons from the version `store` holds: the
-/// newest `pools` file holding a person gives its pools, every `history` file its rows. Needs
-/// no registry: a run reads it while the registry loads.
+/// Reads the pools and history of the `wanted` persons from the version `store` holds, every
+/// file decoded whole: the newest `pools` file holding a person gives its pools, every
+/// `history` file its rows. Needs no registry: a run reads it while the registry loads.
 pub fn read_persons(
     store: &Store,
     wanted: &PersonKeys,
