@@ -400,7 +400,8 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                     false => IndexHits::default(),
                 };
                 let read = read::read_persons(store, &wanted, &policies)?;
-                Ok((wanted, read, hits))
+                let (prior, read) = read::load_prior(read, &wanted, &hits);
+                Ok((wanted, prior, read, hits))
             });
             (registry, Some(early))
         }
@@ -412,8 +413,11 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         Some(store) => {
             let wanted = PersonKeys::of_present(&registry.index, present)?;
             let read = read::read_persons(store, &wanted, &policies)?;
-            let ranks = wanted.ranks(&registry.index, present);
-            Ok(read::load_prior(read, &wanted, ranks, hits))
+            let (prior, read) = read::load_prior(read, &wanted, &hits);
+            Ok((
+                prior.with_ranks(wanted.ranks(&registry.index, present)),
+                read,
+            ))
         }
         None => Ok((Prior::default(), ReadStats::default())),
     };
@@ -470,7 +474,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         let mut whole = Claims::load(&args.claims, &mut registry.index)?;
         // A bad claims file is reported as such before anything the state read met.
         let (early, hits) = match early.transpose()? {
-            Some((wanted, read, hits)) => (Some((wanted, read)), hits),
+            Some((wanted, prior, read, hits)) => (Some((wanted, prior, read)), hits),
             None => (None, IndexHits::default()),
         };
         let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
@@ -480,10 +484,10 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         let mut present = vec![false; registry.index.len()];
         mark_present(&mut present, &whole.person);
         let (prior, read) = match early {
-            Some((wanted, read)) => {
-                let ranks = wanted.ranks(&registry.index, &present);
-                read::load_prior(read, &wanted, ranks, hits)
-            }
+            Some((wanted, prior, read)) => (
+                prior.with_ranks(wanted.ranks(&registry.index, &present)),
+                read,
+            ),
             None => (Prior::default(), ReadStats::default()),
         };
         drop(present);

@@ -401,9 +401,8 @@ impl EarlierRows {
 }
 
 impl Prior {
-    /// Groups what was read by person. `rank_of` gives each dense person id its rank among the
-    /// run's `persons` in person-key order (`u32::MAX` for persons not in the run); `pools` and
-    /// `rows` name persons by rank.
+    /// Groups what was read by person: `pools` and `rows` name persons by rank among the run's
+    /// `persons` in person-key order ([`Self::with_ranks`] then finds them by dense id).
     ///
     /// `rows` are the history's pieces in file order, each in person-key and settlement order,
     /// then the index's. Each piece is read front to back: a person's rows are gathered from
@@ -416,7 +415,6 @@ impl Prior {
     /// in parallel, each into its own [`Chunk`]: a night groups millions of rows, and one
     /// thread doing it left the other idle.
     pub fn new(
-        rank_of: Vec<u32>,
         persons: usize,
         pools: Vec<(u32, PoolState)>,
         mut rows: Vec<EarlierRows>,
@@ -444,7 +442,7 @@ impl Prior {
         }
         let [institutions, drugs, medical_communities] = texts;
         Prior {
-            rank_of,
+            rank_of: Vec::new(),
             pool_offsets,
             pools,
             chunk_persons,
@@ -453,6 +451,13 @@ impl Prior {
             drugs,
             medical_communities,
         }
+    }
+
+    /// The prior found by dense person id: `rank_of` gives each its rank (`u32::MAX` for a
+    /// person not in the run).
+    pub fn with_ranks(mut self, rank_of: Vec<u32>) -> Prior {
+        self.rank_of = rank_of;
+        self
     }
 
     /// The rank of dense person id `person`, if the run holds its state.
@@ -856,7 +861,8 @@ mod tests {
         history.claim[1].drug = 7;
         history.claim[1].days_supply = Some(30);
         let index = piece(&[(0, "ORIG", d + 2, None)], true);
-        let prior = Prior::new(vec![0], 1, Vec::new(), vec![history, index], text_lists());
+        let prior =
+            Prior::new(1, Vec::new(), vec![history, index], text_lists()).with_ranks(vec![0]);
         let (first, held) = prior.claims_of(0);
         let ids: Vec<&str> = (first..first + held.len())
             .map(|i| prior.claim_id(i))
@@ -893,13 +899,8 @@ mod tests {
             piece(&second, false),
             piece(&index, true),
         ];
-        let prior = Prior::new(
-            (0..1_000).collect(),
-            1_000,
-            Vec::new(),
-            pieces,
-            text_lists(),
-        );
+        let prior =
+            Prior::new(1_000, Vec::new(), pieces, text_lists()).with_ranks((0..1_000).collect());
         assert!(prior.chunks.len() > 1);
         let mut next = 0;
         for (r, claims) in ids.iter().enumerate() {
@@ -937,7 +938,7 @@ mod tests {
             // with its settlement.
             piece(&[(0, "B", d + 5, None)], true),
         ];
-        let prior = Prior::new(vec![2, 0, 1], 3, Vec::new(), claims, text_lists());
+        let prior = Prior::new(3, Vec::new(), claims, text_lists()).with_ranks(vec![2, 0, 1]);
         let (first, zero) = prior.claims_of(0);
         assert_eq!((first, zero.len()), (2, 1));
         assert_eq!(prior.claim_id(first), "X");

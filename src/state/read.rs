@@ -1168,13 +1168,12 @@ pub fn read_persons(
 }
 
 /// The [`Prior`] of the `wanted` persons: what [`read_persons`] read, with the claim index's
-/// records of the run's reversal targets (`hits`). `rank_of` gives each dense person id its rank
-/// among `wanted` ([`PersonKeys::ranks`]).
+/// records of the run's reversal targets (`hits`). It finds persons by dense id once given
+/// their ranks ([`Prior::with_ranks`], [`PersonKeys::ranks`]).
 pub fn load_prior(
     mut read: PersonsRead,
     wanted: &PersonKeys,
-    rank_of: Vec<u32>,
-    hits: IndexHits,
+    hits: &IndexHits,
 ) -> (Prior, ReadStats) {
     let reversed: std::collections::HashSet<&str> =
         hits.reversed.iter().map(String::as_str).collect();
@@ -1204,7 +1203,7 @@ pub fn load_prior(
     if !found.is_empty() {
         read.pieces.push(found);
     }
-    let prior = Prior::new(rank_of, wanted.len(), read.pools, read.pieces, read.lists);
+    let prior = Prior::new(wanted.len(), read.pools, read.pieces, read.lists);
     (prior, read.stats)
 }
 
