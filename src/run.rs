@@ -27,7 +27,7 @@ use crate::output::{self, summary, OutputFiles, RunView};
 use crate::partition::{spill, Partitions};
 use crate::policy::Policies;
 use crate::settle::Engine;
-use crate::state::read::{self, IndexHits, Keys, PersonKeys, ReadStats};
+use crate::state::read::{self, IndexHits, Keys, PersonKeys, ReadStats, SpilledPersons};
 use crate::state::store::{self, Input, Manifest, RunRecord, Store};
 use crate::state::tables::{NewFiles, StateWriter};
 use crate::state::Prior;
@@ -400,7 +400,8 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                     false => IndexHits::default(),
                 };
                 let read = read::read_persons(store, &wanted, &policies)?;
-                let (prior, read) = read::load_prior(read, &wanted, &hits);
+                let (prior, mut read) = read::load_prior(read, &wanted, &hits);
+                read.bytes_read += hits.bytes_read;
                 Ok((wanted, prior, read, hits))
             });
             (registry, Some(early))
@@ -408,20 +409,6 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         _ => (load_registry(), None),
     };
     let mut registry = registry?;
-    // The state of the persons present (by dense id), with the index records found.
-    let load_prior = |registry: &Registry, present: &[bool], hits: IndexHits| match &store {
-        Some(store) => {
-            let wanted = PersonKeys::of_present(&registry.index, present)?;
-            let read = read::read_persons(store, &wanted, &policies)?;
-            let (prior, read) = read::load_prior(read, &wanted, &hits);
-            Ok((
-                prior.with_ranks(wanted.ranks(&registry.index, present)),
-                read,
-            ))
-        }
-        None => Ok((Prior::default(), ReadStats::default())),
-    };
-
     let mut outputs = OutputFiles::create(&args.out)?;
     let mut state_writer = match &store {
         Some(store) if !store.read_only() => Some(StateWriter::create(store, &policies)?),
@@ -560,27 +547,48 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                 counts.add_amount(amount);
             }
         }
-        let (prior, read) = load_prior(&registry, &present, hits)?;
+        // The state is read a partition at a time, each partition's persons' alone: what is
+        // held at once is one partition's state, as it is one partition's claims.
+        let spilled_persons = match &store {
+            Some(_) => Some(SpilledPersons::of_present(&registry.index, &present)?),
+            None => None,
+        };
         drop(present);
         laps.mark(Stage::Ingest);
-        let ctx = Context {
-            policies: &policies,
-            prior: &prior,
-        };
         let first_year = latest_year(run_year).map_or(i32::MIN, |y| y - 1);
         let parts = spilled.person_parts() + 1;
         let stats = counts.stats();
         let mut count = 0;
+        let mut read = ReadStats::default();
+        let mut rank_of = Vec::new();
         for part in 0..parts {
             let mut claims = spilled.read(part)?;
+            let prior = match (&store, &spilled_persons) {
+                (Some(store), Some(persons)) => {
+                    let dense_ids = registry.index.len();
+                    let (wanted, ranks) =
+                        persons.part(part, bits, std::mem::take(&mut rank_of), dense_ids)?;
+                    let persons_read = read::read_persons(store, &wanted, &policies)?;
+                    let (prior, part_read) = read::load_prior(persons_read, &wanted, &hits);
+                    read.add(part_read);
+                    prior.with_ranks(ranks)
+                }
+                _ => Prior::default(),
+            };
             laps.mark(Stage::Ingest);
+            let ctx = Context {
+                policies: &policies,
+                prior: &prior,
+            };
             let mut partitions = Partitions::build(&claims, &registry.index);
             partitions.gather(&mut claims)?;
             laps.mark(Stage::Partition);
             count += settle_and_write(
                 &ctx, first_year, claims, partitions, &stats, &registry, &mut laps,
             )?;
+            rank_of = prior.into_ranks();
         }
+        read.bytes_read += hits.bytes_read;
         let spill = summary::Spill {
             partitions: spilled.person_parts() as u64,
             bytes: spilled.bytes(),

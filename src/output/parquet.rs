@@ -55,6 +55,9 @@ pub struct FileSettings {
     /// ids: rows are in person-key order), whose minimum and maximum let a reader skip nothing
     /// and cost a comparison of every value to find.
     pub unordered_columns: &'static [&'static str],
+    /// Columns written with chunk statistics whatever `statistics` says: the one a reader
+    /// skips row groups by.
+    pub statistics_columns: &'static [&'static str],
     pub row_group_rows: usize,
 }
 
@@ -75,6 +78,7 @@ impl FileSettings {
         plain_columns: &[],
         statistics: EnabledStatistics::Chunk,
         unordered_columns: &[],
+        statistics_columns: &[],
         row_group_rows: ROW_GROUP_ROWS,
     };
 
@@ -110,6 +114,10 @@ impl FileSettings {
         for name in self.unordered_columns {
             builder = builder
                 .set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::None);
+        }
+        for name in self.statistics_columns {
+            builder = builder
+                .set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::Chunk);
         }
         if self.delta_integers {
             for field in schema.fields() {

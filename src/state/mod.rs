@@ -460,6 +460,11 @@ impl Prior {
         self
     }
 
+    /// The ranks given by [`Self::with_ranks`], for the next partition's prior.
+    pub fn into_ranks(self) -> Vec<u32> {
+        self.rank_of
+    }
+
     /// The rank of dense person id `person`, if the run holds its state.
     fn rank(&self, person: u32) -> Option<u32> {
         self.rank_of

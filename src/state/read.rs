@@ -137,20 +137,6 @@ impl PersonKeys {
         })
     }
 
-    /// The persons `present` (by dense id) of `index`.
-    pub fn of_present(index: &PersonIndex, present: &[bool]) -> Result<PersonKeys> {
-        PersonKeys::new(
-            (0..present.len() as u32)
-                .into_par_iter()
-                .filter(|&p| present[p as usize])
-                .map(|p| {
-                    let id = index.id(p);
-                    (crate::partition::person_key(id), super::person_check(id))
-                })
-                .collect(),
-        )
-    }
-
     /// How many persons.
     pub fn len(&self) -> usize {
         self.checks.len()
@@ -402,6 +388,30 @@ impl<'a> KeyedFile<'a> {
         builder.build().map_err(|e| Error::parquet(path, e))
     }
 
+    /// Whether row group `group` may hold rows of `persons`: false when its `person_key`
+    /// statistics lie outside their range of keys (a spilled partition's persons are one range).
+    fn may_hold(&self, group: usize, persons: &PersonKeys) -> bool {
+        let (Some(&first), Some(&last)) = (persons.keys.sorted.first(), persons.keys.sorted.last())
+        else {
+            return false;
+        };
+        let Ok(column) = self.root("person_key") else {
+            return true;
+        };
+        let Some(parquet::file::statistics::Statistics::Int64(stats)) =
+            self.metadata.row_group(group).column(column).statistics()
+        else {
+            return true;
+        };
+        let (Some(&min), Some(&max)) = (stats.min_opt(), stats.max_opt()) else {
+            return true;
+        };
+        // Keys are u64 stored as Int64: statistics order them signed. A group holding keys on
+        // both sides of 2^63 has a signed minimum above its signed maximum as u64: unknown.
+        let (min, max) = (min as u64, max as u64);
+        min > max || (min <= last && first <= max)
+    }
+
     /// Compressed bytes of `roots` in row group `group`: what reading them costs.
     fn bytes(&self, group: usize, roots: &[usize]) -> u64 {
         let g = self.metadata.row_group(group);
@@ -411,13 +421,15 @@ impl<'a> KeyedFile<'a> {
             .sum()
     }
 
-    /// `columns` of every row, a row group a rayon task, each batch handed to `map` with the
+    /// `columns` of every row of the row groups that may hold rows of `persons`
+    /// ([`Self::may_hold`]), a row group a rayon task, each batch handed to `map` with the
     /// number of its first row in the file; `dictionaries` as in [`Self::reader_with`]. For the
     /// per-person tables, where a night's persons have rows in nearly every page: decoding the
     /// pages whole costs less than selecting rows in them. Returns what `map` made, and the bytes
     /// read.
     fn scan<T: Send>(
         &self,
+        persons: &PersonKeys,
         columns: &[&str],
         dictionaries: &[&str],
         map: impl Fn(usize, RecordBatch) -> Result<T> + Sync,
@@ -434,6 +446,7 @@ impl<'a> KeyedFile<'a> {
         }
         let per_group: Vec<(Vec<T>, u64)> = (0..self.metadata.num_row_groups())
             .into_par_iter()
+            .filter(|&g| self.may_hold(g, persons))
             .map(|g| {
                 let mut out = Vec::new();
                 let mut at = first_rows[g];
@@ -773,7 +786,7 @@ pub fn lookup_claims(
     Ok(all)
 }
 
-/// What [`load_prior`] read.
+/// What [`load_prior`] read (summed over a spilled run's partitions).
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct ReadStats {
     pub pool_rows: u64,
@@ -782,6 +795,70 @@ pub struct ReadStats {
     /// Bytes of the column chunks read as stored (key columns of every file, other columns of
     /// the row groups holding selected rows).
     pub bytes_read: u64,
+}
+
+impl ReadStats {
+    /// Adds what another read (another spilled partition's) read.
+    pub fn add(&mut self, other: ReadStats) {
+        self.pool_rows += other.pool_rows;
+        self.history_rows += other.history_rows;
+        self.index_records += other.index_records;
+        self.bytes_read += other.bytes_read;
+    }
+}
+
+/// The persons of a spilled run, in person-key order, whose state is read a partition at a
+/// time: a partition's persons are one range of keys, and so a few row groups of each state
+/// file ([`KeyedFile::may_hold`]). What is held at once is one partition's state.
+pub struct SpilledPersons {
+    /// (key, dense id, check) of each person present.
+    persons: Vec<(u64, u32, u64)>,
+}
+
+impl SpilledPersons {
+    /// The persons `present` (by dense id) of `index`. Two sharing a key stop the run.
+    pub fn of_present(index: &PersonIndex, present: &[bool]) -> Result<SpilledPersons> {
+        let mut persons: Vec<(u64, u32, u64)> = (0..present.len() as u32)
+            .into_par_iter()
+            .filter(|&p| present[p as usize])
+            .map(|p| {
+                let id = index.id(p);
+                (crate::partition::person_key(id), p, super::person_check(id))
+            })
+            .collect();
+        persons.par_sort_unstable();
+        if let Some(w) = persons.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::Usage(format!(
+                "two persons of the run share person key {:#018x} (a 64-bit collision): one \
+                 state cannot hold both",
+                w[0].0
+            )));
+        }
+        Ok(SpilledPersons { persons })
+    }
+
+    /// The persons of partition `part` of `1 << bits`, and each dense id's rank among them in
+    /// `rank_of` (sized to `dense_ids`, `u32::MAX` for every other person; the vector of the
+    /// previous partition is reused).
+    pub fn part(
+        &self,
+        part: usize,
+        bits: u32,
+        mut rank_of: Vec<u32>,
+        dense_ids: usize,
+    ) -> Result<(PersonKeys, Vec<u32>)> {
+        let of = |p: &(u64, u32, u64)| crate::partition::part_of(p.0, bits);
+        let from = self.persons.partition_point(|p| of(p) < part);
+        let to = self.persons.partition_point(|p| of(p) <= part);
+        let persons = &self.persons[from..to];
+        rank_of.clear();
+        rank_of.resize(dense_ids, u32::MAX);
+        for (rank, &(_, dense, _)) in persons.iter().enumerate() {
+            rank_of[dense as usize] = rank as u32;
+        }
+        let keys = PersonKeys::new(persons.iter().map(|p| (p.0, p.2)).collect())?;
+        Ok((keys, rank_of))
+    }
 }
 
 /// Codes, in a list of their own, of the texts a dictionary column's rows name: each distinct
@@ -1027,7 +1104,7 @@ pub fn read_persons(
         .enumerate()
         .map(|(n, path)| {
             let file = KeyedFile::open(path)?;
-            file.scan(POOL_COLUMNS, &["pool"], |first_row, batch| {
+            file.scan(wanted, POOL_COLUMNS, &["pool"], |first_row, batch| {
                 let keys = int64s(&batch, "person_key");
                 let checks = int64s(&batch, "person_check");
                 let pool = names(path, &batch, "pool", |name| resolver.pool(name))?;
@@ -1115,11 +1192,12 @@ pub fn read_persons(
         .par_iter()
         .map(|path| {
             let file = KeyedFile::open(path)?;
-            let (rows, bytes) = file.scan(HISTORY_COLUMNS, &HISTORY_CODED, |_, batch| {
-                let mut local: [LocalTexts; 3] = Default::default();
-                let rows = history_rows(path, &batch, wanted, first_year, &mut local)?;
-                Ok((rows, local.map(|t| t.texts)))
-            })?;
+            let (rows, bytes) =
+                file.scan(wanted, HISTORY_COLUMNS, &HISTORY_CODED, |_, batch| {
+                    let mut local: [LocalTexts; 3] = Default::default();
+                    let rows = history_rows(path, &batch, wanted, first_year, &mut local)?;
+                    Ok((rows, local.map(|t| t.texts)))
+                })?;
             Ok((rows, bytes))
         })
         .collect::<Result<_>>()?;
@@ -1168,7 +1246,7 @@ pub fn read_persons(
 }
 
 /// The [`Prior`] of the `wanted` persons: what [`read_persons`] read, with the claim index's
-/// records of the run's reversal targets (`hits`). It finds persons by dense id once given
+/// records of the run's reversal targets (`hits`, whose bytes the caller counts once). It finds persons by dense id once given
 /// their ranks ([`Prior::with_ranks`], [`PersonKeys::ranks`]).
 pub fn load_prior(
     mut read: PersonsRead,
@@ -1177,7 +1255,6 @@ pub fn load_prior(
 ) -> (Prior, ReadStats) {
     let reversed: std::collections::HashSet<&str> =
         hits.reversed.iter().map(String::as_str).collect();
-    read.stats.bytes_read += hits.bytes_read;
     let mut found = EarlierRows::default();
     for r in &hits.records {
         // A record of a person of the run (its id's check confirms it is the same person).
@@ -1240,6 +1317,46 @@ mod tests {
             .count();
         assert_eq!(strangers, 0);
         assert!(Keys::new(Vec::new()).position(7).is_none());
+    }
+
+    #[test]
+    fn a_range_of_persons_reads_only_the_row_groups_that_may_hold_it() {
+        use arrow::datatypes::{Field, Schema};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pools.parquet");
+        let high = 1u64 << 63;
+        // Row groups of two keys: [1, 2], [10, 11], [2^63 + 5, 2^63 + 6] and one holding keys
+        // on both sides of 2^63, whose signed statistics say nothing of its u64 range.
+        let keys: Vec<u64> = vec![1, 2, 10, 11, high + 5, high + 6, 5, high + 1];
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new(
+            "person_key",
+            DataType::Int64,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![std::sync::Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|&k| k as i64),
+            ))],
+        )
+        .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), schema, Some(props))
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let file = KeyedFile::open(&path).unwrap();
+        let groups = |persons: &[u64]| -> Vec<usize> {
+            let persons = PersonKeys::new(persons.iter().map(|&k| (k, 0)).collect()).unwrap();
+            (0..4).filter(|&g| file.may_hold(g, &persons)).collect()
+        };
+        assert_eq!(groups(&[3, 9]), [3], "between the first two groups");
+        assert_eq!(groups(&[2, 10]), [0, 1, 3]);
+        assert_eq!(groups(&[high + 6]), [2, 3]);
+        assert!(groups(&[]).is_empty(), "no person, no group");
     }
 
     #[test]
