@@ -103,6 +103,32 @@ pub struct RunRecord {
 }
 
 impl Manifest {
+    /// Rows of the per-person tables (`pools`, `history`) of the years held: a bound on the
+    /// state a run's persons may bring into memory.
+    pub fn person_rows(&self) -> u64 {
+        let first_year = self.first_year();
+        self.pools
+            .iter()
+            .chain(&self.history)
+            .filter(|p| p.max_year.is_none_or(|y| y >= first_year))
+            .map(|p| p.rows)
+            .sum()
+    }
+
+    /// The version a run on `dir` would read (`version`, or the latest committed), without
+    /// taking the lock: `None` when there is none yet.
+    pub fn peek(dir: &Path, version: Option<u64>) -> Result<Option<Manifest>> {
+        match version {
+            Some(0) => Ok(None),
+            Some(v) => read_manifest(dir, v).map(Some),
+            None if !dir.exists() => Ok(None),
+            None => match versions(dir)?.last() {
+                Some(&v) => read_manifest(dir, v).map(Some),
+                None => Ok(None),
+            },
+        }
+    }
+
     /// The first year whose rows are kept.
     pub fn first_year(&self) -> i32 {
         self.latest_year.map_or(i32::MIN, |y| y - 1)
