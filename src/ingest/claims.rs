@@ -1161,7 +1161,8 @@ pub struct StateKeys {
     /// The [`crate::state::claim_key`] of every reversal target.
     pub target_keys: Vec<u64>,
     /// The [`crate::partition::person_key`] and [`crate::state::person_check`] of every
-    /// person the claims name, once each, sorted.
+    /// person the claims name, once each, sorted (two persons of different files under one key
+    /// are found by [`crate::state::read::PersonKeys::new`]).
     pub persons: Vec<(u64, u64)>,
 }
 
@@ -1243,12 +1244,5 @@ pub fn state_keys(files: &[PathBuf], claim_index: bool) -> Result<StateKeys> {
     }
     keys.persons.par_sort_unstable();
     keys.persons.dedup();
-    if let Some(pair) = keys.persons.windows(2).find(|p| p[0].0 == p[1].0) {
-        return Err(Error::Usage(format!(
-            "two persons of the run's claims share person key {:#018x} (a 64-bit collision): \
-             one state cannot hold both",
-            pair[0].0
-        )));
-    }
     Ok(keys)
 }

@@ -118,19 +118,26 @@ pub struct PersonKeys {
     checks: Vec<u64>,
 }
 
+/// Stops the run when two of `persons` (sorted by key, each person once) share a person key:
+/// a 64-bit collision (never seen), and one state cannot hold both.
+fn distinct_keys<T>(persons: &[T], key: impl Fn(&T) -> u64) -> Result<()> {
+    match persons.windows(2).find(|w| key(&w[0]) == key(&w[1])) {
+        Some(w) => Err(Error::Usage(format!(
+            "two persons of the run share person key {:#018x} (a 64-bit collision): one state \
+             cannot hold both",
+            key(&w[0])
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl PersonKeys {
     /// `persons`: (key, check) of each person, repeats allowed. Two persons sharing a key (a
     /// 64-bit collision: never seen) cannot both be held by one state: the run stops.
     pub fn new(mut persons: Vec<(u64, u64)>) -> Result<PersonKeys> {
         persons.par_sort_unstable();
         persons.dedup();
-        if let Some(w) = persons.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(Error::Usage(format!(
-                "two persons of the run share person key {:#018x} (a 64-bit collision): one \
-                 state cannot hold both",
-                w[0].0
-            )));
-        }
+        distinct_keys(&persons, |p| p.0)?;
         Ok(PersonKeys {
             keys: Keys::from_sorted(persons.iter().map(|p| p.0).collect()),
             checks: persons.into_iter().map(|p| p.1).collect(),
@@ -827,13 +834,7 @@ impl SpilledPersons {
             })
             .collect();
         persons.par_sort_unstable();
-        if let Some(w) = persons.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(Error::Usage(format!(
-                "two persons of the run share person key {:#018x} (a 64-bit collision): one \
-                 state cannot hold both",
-                w[0].0
-            )));
-        }
+        distinct_keys(&persons, |p| p.0)?;
         Ok(SpilledPersons { persons })
     }
 
