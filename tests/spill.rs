@@ -225,3 +225,64 @@ fn a_spilled_month_judges_amounts_against_the_month_without_its_repeated_claims(
     let rejected = read_parquet(&s.path("cut/rejected.parquet"));
     assert_eq!(rejected.num_rows(), 10);
 }
+
+/// A spilled night reads each partition's persons' state from the row groups that may hold
+/// them: a state of several row groups (a first run of 300,000 claims) settles the next days
+/// spilled exactly as held in memory, reading little more than the run held in memory reads.
+#[test]
+fn a_spilled_night_reads_each_partitions_state_from_its_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    yibao::generate::generate(&yibao::generate::GenerateConfig {
+        persons: 30_000,
+        claims: 300_000,
+        year: 2024,
+        month: 5,
+        seed: 11,
+        profile: yibao::generate::MonthProfile::Clean,
+        out: d.to_path_buf(),
+    })
+    .unwrap();
+    split_month(d, 2024, 5, 29);
+    run(args(d, "h1", "first", Some("state"), 2));
+    let manifest = {
+        let versions = yibao::state::store::versions(&d.join("state")).unwrap();
+        yibao::state::store::read_manifest(&d.join("state"), *versions.last().unwrap()).unwrap()
+    };
+    let history_rows: u64 = manifest.history.iter().map(|p| p.rows).sum();
+    assert!(
+        history_rows > 1 << 17,
+        "{history_rows} history rows: two row groups or more"
+    );
+
+    let whole = run(yibao::run::AdjudicateArgs {
+        state_version: Some(1),
+        ..args(d, "h2", "whole", Some("state"), 2)
+    });
+    // About 20 MB of claims and 30 MB of state: 8 partitions.
+    let spilled = run(spilled_at(
+        8 << 20,
+        yibao::run::AdjudicateArgs {
+            state_version: Some(1),
+            ..args(d, "h2", "cut", Some("state"), 2)
+        },
+    ));
+    let partitions = spilled.spill.as_ref().expect("8 MiB spills").partitions;
+    assert_eq!(partitions, 8);
+    assert_same_outputs(&d.join("whole"), &d.join("cut"));
+    let (w, s) = (
+        whole.state.as_ref().unwrap(),
+        spilled.state.as_ref().unwrap(),
+    );
+    assert_eq!(w.read.pool_rows, s.read.pool_rows);
+    assert_eq!(w.read.history_rows, s.read.history_rows);
+    // Each partition decodes the row groups its range of keys overlaps, not every one: the
+    // history's two groups are read about once each over the partitions (the one-group pools
+    // file by every partition).
+    assert!(
+        s.read.bytes_read < partitions * w.read.bytes_read / 2,
+        "spilled {} bytes, held in memory {}",
+        s.read.bytes_read,
+        w.read.bytes_read
+    );
+}
