@@ -146,7 +146,25 @@ impl PersonIndex {
 
     /// The dense id of `id`, adding it if new.
     pub fn intern(&mut self, id: &str) -> (u32, bool) {
-        let h = hash(id);
+        self.intern_hashed(hash(id), id)
+    }
+
+    /// [`Self::intern`] of every row of `ids` (none null), in order, the slots of the rows
+    /// ahead prefetched: a registry's ids are nearly all new, and each would otherwise wait on
+    /// a cache miss in the table before the next could start.
+    pub fn intern_all(&mut self, ids: &arrow::array::StringArray) -> Vec<(u32, bool)> {
+        let hashes: Vec<u64> = (0..ids.len()).map(|i| hash(ids.value(i))).collect();
+        let mut interned = Vec::with_capacity(ids.len());
+        for (i, &h) in hashes.iter().enumerate() {
+            if let Some(&ahead) = hashes.get(i + AHEAD) {
+                prefetch(&self.slots[ahead as usize & (self.slots.len() - 1)]);
+            }
+            interned.push(self.intern_hashed(h, ids.value(i)));
+        }
+        interned
+    }
+
+    fn intern_hashed(&mut self, h: u64, id: &str) -> (u32, bool) {
         if let Some(i) = self.find(h, id) {
             return (i, false);
         }
@@ -332,8 +350,9 @@ impl Registry {
                 // Ids are numbered in file order.
                 for ((batch, people), &first) in batches.iter().zip(parsed).zip(&first_rows) {
                     let ids = batch.column(0).as_string::<i32>();
+                    let interned = registry.index.intern_all(ids);
                     for (i, person) in people.into_iter().enumerate() {
-                        if !registry.index.intern(ids.value(i)).1 {
+                        if !interned[i].1 {
                             return Err(Error::value(
                                 persons,
                                 "person_id",
