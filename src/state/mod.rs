@@ -412,7 +412,7 @@ impl Prior {
     /// from the history, its settlement from the index. A refund in the history marks the claim
     /// it cancelled reversed and is dropped. Of the history, a person keeps what compaction
     /// would keep ([`retained`]), whatever files it was read from. Ranges of ranks are grouped
-    /// in parallel, each into its own [`Chunk`]: a night groups millions of rows, and one
+    /// in parallel, each into its own chunk: a night groups millions of rows, and one
     /// thread doing it left the other idle.
     pub fn new(
         persons: usize,

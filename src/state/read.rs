@@ -1,10 +1,14 @@
 //! Reading a version of the state for one run: the claim index entries of the run's claim ids
 //! and reversal targets ([`lookup_claims`]: the key columns first, then only the rows selected),
-//! then the pools and history of the run's persons ([`load_prior`]). A night's persons are in
-//! nearly every page of the per-person files, so those are decoded whole and the persons' rows
-//! picked by key (texts as dictionary codes, no person id read: `person_check` confirms a pools
-//! row's person); what was read is held by person in person-key order ([`Prior::new`]). A row
-//! group is a rayon task throughout.
+//! then the pools and history of the run's persons ([`read_persons`]), grouped by person with
+//! the index's records ([`load_prior`]). None of it needs the registry: the run's persons are
+//! known by key ([`PersonKeys`]), so a run held in memory reads its state while the registry
+//! loads, and a spilled run reads one partition's persons at a time ([`SpilledPersons`]),
+//! skipping the row groups whose `person_key` statistics lie outside the partition's keys. A
+//! night's persons are in nearly every page of the per-person files, so those are decoded whole
+//! and the persons' rows matched by key in one merge pass (texts as dictionary codes, no person
+//! id read: `person_check` confirms a pools row's person). A row group is a rayon task
+//! throughout.
 //!
 //! Names (pools, policy versions, benefits) are resolved against the current policies once per
 //! distinct name. A name the current policies do not have stops the run: settling against state
@@ -816,7 +820,7 @@ impl ReadStats {
 
 /// The persons of a spilled run, in person-key order, whose state is read a partition at a
 /// time: a partition's persons are one range of keys, and so a few row groups of each state
-/// file ([`KeyedFile::may_hold`]). What is held at once is one partition's state.
+/// file (by their `person_key` statistics). What is held at once is one partition's state.
 pub struct SpilledPersons {
     /// (key, dense id, check) of each person present.
     persons: Vec<(u64, u32, u64)>,
