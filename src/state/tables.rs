@@ -123,19 +123,20 @@ pub fn claims_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// State files are read by key column; only `person_key` has statistics, by which a run that
-/// settles a range of person keys (a spilled partition) skips the row groups of others. Ids are written without a
-/// dictionary: claim ids are all distinct, and person ids repeat only on consecutive rows (rows
-/// are in person-key order), where each shares its whole prefix with the one before. Pages are
-/// not compressed: a night decodes every page of the files it scans for its persons, and on the
-/// 30-night bench uncompressed pages cut that read by a third (ingest 3.3–3.4 → 2.2–2.4 s) for
-/// a fifth more bytes on disk. Hash keys are written `PLAIN`: random 64-bit values delta-pack
-/// to their own width, and a night reads these columns of every row it scans.
 /// Rows per row group of a state file: a spilled run reads its partitions' rows by row group,
 /// and groups of an eighth of the outputs' let 8 partitions of a 10M month's state each read
 /// little more than their own.
 const STATE_ROW_GROUP_ROWS: usize = 1 << 17;
 
+/// State files are read by key column; only `person_key` has statistics, by which a run that
+/// settles a range of person keys (a spilled partition) skips the row groups of others. Ids
+/// are written without a dictionary: claim ids are all distinct, and person ids repeat only on
+/// consecutive rows (rows are in person-key order), where each shares its whole prefix with
+/// the one before. Pages are not compressed: a night decodes every page of the files it scans
+/// for its persons, and on the 30-night bench uncompressed pages cut that read by a third
+/// (ingest 3.3–3.4 → 2.2–2.4 s) for a fifth more bytes on disk. Hash keys are written `PLAIN`:
+/// random 64-bit values delta-pack to their own width, and a night reads these columns of
+/// every row it scans.
 const SETTINGS: FileSettings = FileSettings {
     statistics: parquet::file::properties::EnabledStatistics::None,
     distinct_columns: &["claim_id", "person_id"],
