@@ -413,8 +413,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                     true => lookup(keys.claim_keys, keys.target_keys)?,
                     false => IndexHits::default(),
                 };
-                let read = read::read_persons(store, &wanted, &policies)?;
-                let (prior, mut read) = read::load_prior(read, &wanted, &hits);
+                let (prior, mut read) = read::load_prior(store, &wanted, &policies, &hits)?;
                 read.bytes_read += hits.bytes_read;
                 Ok((wanted, prior, read, hits))
             });
@@ -582,8 +581,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                     let dense_ids = registry.index.len();
                     let (wanted, ranks) =
                         persons.part(part, bits, std::mem::take(&mut rank_of), dense_ids)?;
-                    let persons_read = read::read_persons(store, &wanted, &policies)?;
-                    let (prior, part_read) = read::load_prior(persons_read, &wanted, &hits);
+                    let (prior, part_read) = read::load_prior(store, &wanted, &policies, &hits)?;
                     read.add(part_read);
                     prior.with_ranks(ranks)
                 }

@@ -1,7 +1,7 @@
 //! Reading a version of the state for one run: the claim index entries of the run's claim ids
 //! and reversal targets ([`lookup_claims`]: the key columns first, then only the rows selected),
-//! then the pools and history of the run's persons ([`read_persons`]), grouped by person with
-//! the index's records ([`load_prior`]). None of it needs the registry: the run's persons are
+//! then the pools and history of the run's persons, grouped by person with the index's
+//! records ([`load_prior`]). None of it needs the registry: the run's persons are
 //! known by key ([`PersonKeys`]), so a run held in memory reads its state while the registry
 //! loads, and a spilled run reads one partition's persons at a time ([`SpilledPersons`]),
 //! skipping the row groups whose `person_key` statistics lie outside the partition's keys. A
@@ -89,11 +89,7 @@ impl Keys {
     /// The position of `key` among the keys, if it is one.
     #[inline]
     pub fn position(&self, key: u64) -> Option<usize> {
-        if self.sorted.is_empty() {
-            return None;
-        }
-        let bit = (key >> self.shift) as usize;
-        if self.filter[bit >> 6] & (1 << (bit & 63)) == 0 {
+        if !self.may_contain(key) {
             return None;
         }
         self.sorted.binary_search(&key).ok()
@@ -931,10 +927,7 @@ const HISTORY_COLUMNS: &[&str] = &[
     "reverses_key",
 ];
 
-/// Institutions, drugs, medical communities: read as codes.
-const HISTORY_TEXTS: [&str; 3] = ["institution_id", "drug_code", "medical_community_id"];
-
-/// The history's text columns read as dictionary codes: the texts above, and the names.
+/// The history's text columns read as dictionary codes: the texts, then the names.
 const HISTORY_CODED: [&str; 5] = [
     "institution_id",
     "drug_code",
@@ -942,6 +935,9 @@ const HISTORY_CODED: [&str; 5] = [
     "status",
     "visit_type",
 ];
+
+/// Institutions, drugs, medical communities: read as codes of the Prior's text lists.
+const HISTORY_TEXTS: [&str; 3] = [HISTORY_CODED[0], HISTORY_CODED[1], HISTORY_CODED[2]];
 
 /// The history rows of the wanted persons in one batch, texts as codes of `texts`' lists.
 fn history_rows(
@@ -1057,7 +1053,7 @@ struct PoolRow {
 
 /// What [`read_persons`] read of the run's persons: their pools and history by rank, the
 /// history's texts as codes of the lists the [`Prior`] will hold.
-pub struct PersonsRead {
+struct PersonsRead {
     pools: Vec<(u32, PoolState)>,
     pieces: Vec<EarlierRows>,
     lists: [Vec<String>; 3],
@@ -1081,11 +1077,7 @@ impl PersonsRead {
 /// Reads the pools and history of the `wanted` persons from the version `store` holds, every
 /// file decoded whole: the newest `pools` file holding a person gives its pools, every
 /// `history` file its rows. Needs no registry: a run reads it while the registry loads.
-pub fn read_persons(
-    store: &Store,
-    wanted: &PersonKeys,
-    policies: &Policies,
-) -> Result<PersonsRead> {
+fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Result<PersonsRead> {
     let manifest = &store.manifest;
     let first_year = manifest.first_year();
     let resolver = Resolver { policies };
@@ -1250,14 +1242,16 @@ pub fn read_persons(
     Ok(read)
 }
 
-/// The [`Prior`] of the `wanted` persons: what [`read_persons`] read, with the claim index's
-/// records of the run's reversal targets (`hits`, whose bytes the caller counts once). It finds persons by dense id once given
-/// their ranks ([`Prior::with_ranks`], [`PersonKeys::ranks`]).
+/// The [`Prior`] of the `wanted` persons: their pools and history, with the claim index's
+/// records of the run's reversal targets (`hits`, whose bytes the caller counts once). It finds
+/// persons by dense id once given their ranks ([`Prior::with_ranks`], [`PersonKeys::ranks`]).
 pub fn load_prior(
-    mut read: PersonsRead,
+    store: &Store,
     wanted: &PersonKeys,
+    policies: &Policies,
     hits: &IndexHits,
-) -> (Prior, ReadStats) {
+) -> Result<(Prior, ReadStats)> {
+    let mut read = read_persons(store, wanted, policies)?;
     let reversed: std::collections::HashSet<&str> =
         hits.reversed.iter().map(String::as_str).collect();
     let mut found = EarlierRows::default();
@@ -1286,7 +1280,7 @@ pub fn load_prior(
         read.pieces.push(found);
     }
     let prior = Prior::new(wanted.len(), read.pools, read.pieces, read.lists);
-    (prior, read.stats)
+    Ok((prior, read.stats))
 }
 
 #[cfg(test)]
