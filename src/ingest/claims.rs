@@ -1223,20 +1223,12 @@ pub fn state_keys(files: &[PathBuf], claim_index: bool) -> Result<StateKeys> {
             );
             if claim_index {
                 for batch in &batches {
-                    let key_of = |a: &StringArray, i: usize| {
-                        a.is_valid(i).then(|| crate::state::claim_key(a.value(i)))
-                    };
-                    let (ids, targets) = (
+                    crate::state::push_claim_keys(
                         batch.column(1).as_string::<i32>(),
                         batch.column(2).as_string::<i32>(),
+                        &mut keys.claim_keys,
+                        &mut keys.target_keys,
                     );
-                    keys.claim_keys.par_extend(
-                        (0..ids.len())
-                            .into_par_iter()
-                            .filter_map(|i| key_of(ids, i)),
-                    );
-                    keys.target_keys
-                        .extend((0..targets.len()).filter_map(|i| key_of(targets, i)));
                 }
             }
             Ok(())

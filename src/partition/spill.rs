@@ -139,15 +139,7 @@ pub fn repeated_ids(
                 );
                 if let Some((claim_keys, target_keys)) = keys.as_mut() {
                     let targets = batch.column(1).as_string::<i32>();
-                    let key_of = |a: &arrow::array::StringArray, i: usize| {
-                        a.is_valid(i).then(|| crate::state::claim_key(a.value(i)))
-                    };
-                    claim_keys.par_extend(
-                        (0..ids.len())
-                            .into_par_iter()
-                            .filter_map(|i| key_of(ids, i)),
-                    );
-                    target_keys.extend((0..targets.len()).filter_map(|i| key_of(targets, i)));
+                    crate::state::push_claim_keys(ids, targets, claim_keys, target_keys);
                 }
             }
             Ok(())

@@ -44,6 +44,26 @@ pub fn claim_key(claim_id: &str) -> u64 {
     crate::domain::stable_key(claim_id)
 }
 
+/// Appends the [`claim_key`] of every claim id of `ids` to `claim_keys` and of every reversal
+/// target of `targets` to `target_keys` (nulls skipped): what a run asks the claim index about.
+pub fn push_claim_keys(
+    ids: &arrow::array::StringArray,
+    targets: &arrow::array::StringArray,
+    claim_keys: &mut Vec<u64>,
+    target_keys: &mut Vec<u64>,
+) {
+    use arrow::array::Array;
+    use rayon::prelude::*;
+    let key_of =
+        |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| claim_key(a.value(i)));
+    claim_keys.par_extend(
+        (0..ids.len())
+            .into_par_iter()
+            .filter_map(|i| key_of(ids, i)),
+    );
+    target_keys.extend((0..targets.len()).filter_map(|i| key_of(targets, i)));
+}
+
 /// A second 64-bit key of a person id, independent of [`crate::domain::stable_key`] (the first
 /// 64 bits of its BLAKE3 hash): the `pools` table stores it beside `person_key`, so that a run
 /// finds out, without reading the ids, that the state holds another person under one of its
