@@ -51,19 +51,6 @@ proptest! {
     }
 }
 
-fn generate(dir: &Path, persons: u64, claims: u64, year: i32, month: u32, seed: u64) {
-    yibao::generate::generate(&yibao::generate::GenerateConfig {
-        persons,
-        claims,
-        year,
-        month,
-        seed,
-        profile: yibao::generate::MonthProfile::Clean,
-        out: dir.to_path_buf(),
-    })
-    .unwrap();
-}
-
 fn args(
     dir: &Path,
     claims: &str,
@@ -89,7 +76,7 @@ fn args(
 fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byte() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    generate(d, 3_000, 30_000, 2024, 3, 11);
+    generate_month(d, 3_000, 30_000, 2024, 3, 11);
     let one = yibao::run::adjudicate(&args(d, "claims.parquet", "t1", Some("s1"), 1))
         .unwrap()
         .summary();
@@ -276,7 +263,7 @@ fn generated_month_keeps_the_contract_identities_and_thread_count_changes_no_byt
 fn month_split_through_the_state_equals_the_single_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    generate(d, 2_000, 20_000, 2024, 5, 5);
+    generate_month(d, 2_000, 20_000, 2024, 5, 5);
     // Split the month at the 16th by settlement time; bad rows with a null time go first.
     let (a, b) = split_month(d, 2024, 5, 16);
     assert!(a.num_rows() > 1000 && b.num_rows() > 1000);

@@ -70,16 +70,7 @@ fn spilled_at(limit: u64, args: yibao::run::AdjudicateArgs) -> yibao::run::Adjud
 fn a_spilled_month_and_its_state_match_the_run_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    yibao::generate::generate(&yibao::generate::GenerateConfig {
-        persons: 2_000,
-        claims: 20_000,
-        year: 2024,
-        month: 5,
-        seed: 9,
-        profile: yibao::generate::MonthProfile::Clean,
-        out: d.to_path_buf(),
-    })
-    .unwrap();
+    generate_month(d, 2_000, 20_000, 2024, 5, 9);
     // Two halves of the month, the second settled on the state the first left.
     split_month(d, 2024, 5, 16);
 
@@ -233,22 +224,12 @@ fn a_spilled_month_judges_amounts_against_the_month_without_its_repeated_claims(
 fn a_spilled_night_reads_each_partitions_state_from_its_row_groups() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    yibao::generate::generate(&yibao::generate::GenerateConfig {
-        persons: 30_000,
-        claims: 300_000,
-        year: 2024,
-        month: 5,
-        seed: 11,
-        profile: yibao::generate::MonthProfile::Clean,
-        out: d.to_path_buf(),
-    })
-    .unwrap();
+    generate_month(d, 30_000, 300_000, 2024, 5, 11);
     split_month(d, 2024, 5, 29);
     run(args(d, "h1", "first", Some("state"), 2));
-    let manifest = {
-        let versions = yibao::state::store::versions(&d.join("state")).unwrap();
-        yibao::state::store::read_manifest(&d.join("state"), *versions.last().unwrap()).unwrap()
-    };
+    let manifest = yibao::state::store::Manifest::peek(&d.join("state"), None)
+        .unwrap()
+        .expect("the first run committed a version");
     let history_rows: u64 = manifest.history.iter().map(|p| p.rows).sum();
     assert!(
         history_rows > 1 << 17,

@@ -13,17 +13,9 @@ use arrow::datatypes::TimestampMillisecondType;
 use common::*;
 use yibao::run::Adjudicated;
 
+/// A clean May 2024.
 fn generate(dir: &Path, persons: u64, claims: u64, seed: u64) {
-    yibao::generate::generate(&yibao::generate::GenerateConfig {
-        persons,
-        claims,
-        year: 2024,
-        month: 5,
-        seed,
-        profile: yibao::generate::MonthProfile::Clean,
-        out: dir.to_path_buf(),
-    })
-    .unwrap();
+    generate_month(dir, persons, claims, 2024, 5, seed);
 }
 
 fn args(d: &Path, claims: &str, out: &str, state: &str) -> yibao::run::AdjudicateArgs {

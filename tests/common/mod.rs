@@ -557,6 +557,20 @@ pub fn assert_identities(r: &Row) {
     }
 }
 
+/// A clean generated month (`yibao generate`) of `persons` and `claims` in `dir`.
+pub fn generate_month(dir: &Path, persons: u64, claims: u64, year: i32, month: u32, seed: u64) {
+    yibao::generate::generate(&yibao::generate::GenerateConfig {
+        persons,
+        claims,
+        year,
+        month,
+        seed,
+        profile: yibao::generate::MonthProfile::Clean,
+        out: dir.to_path_buf(),
+    })
+    .unwrap();
+}
+
 /// A generated month's claims (`dir/claims.parquet`) split at `day` 00:00 by settlement time
 /// into `dir/h1/part.parquet` and `dir/h2/part.parquet` (rows with a null time go first);
 /// returns the two halves.
