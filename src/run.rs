@@ -10,7 +10,7 @@
 //! and running it again gives the same bytes. An input the state has already absorbed (same
 //! content hash) is not settled again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -205,7 +205,7 @@ pub fn adjudicate(args: &AdjudicateArgs) -> Result<Adjudicated> {
 }
 
 /// Wall time and peak memory per stage, added up over partitions.
-struct Laps {
+pub(crate) struct Laps {
     stages: summary::StageTimes,
     peaks: summary::Stages<u64>,
     lap: Instant,
@@ -220,9 +220,9 @@ impl Laps {
 }
 
 /// What every partition is settled against.
-struct Context<'a> {
-    policies: &'a Policies,
-    prior: &'a Prior,
+pub(crate) struct Context<'a> {
+    pub policies: &'a Policies,
+    pub prior: &'a Prior,
 }
 
 /// One partition of claims (or a whole run's) grouped and settled.
@@ -364,64 +364,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         None => Vec::new(),
     };
     remove_leftovers(&args.out);
-    // The state's latest year once this run commits: the year of the latest settlement time
-    // among its valid claims, or the state's. Rows of years before the one preceding it are not
-    // written again (the commit drops them).
-    let latest_year = |run_year: Option<i32>| -> Option<i32> {
-        let read = store.as_ref().and_then(|s| s.manifest.latest_year);
-        [read, run_year].into_iter().flatten().max()
-    };
     let limit = args.memory_limit.unwrap_or_else(default_memory_limit);
-    let state_rows = store.as_ref().map_or(0, |s| s.manifest.person_rows());
-    let bits = spill_bits(rows, state_rows, limit);
-    let lookup = |claim_keys: Vec<u64>, target_keys: Vec<u64>| -> Result<IndexHits> {
-        match &store {
-            Some(store) => read::lookup_claims(
-                store,
-                &Keys::new(claim_keys),
-                &Keys::new(target_keys),
-                &policies,
-            ),
-            None => Ok(IndexHits::default()),
-        }
-    };
-    // The run's claim ids are looked up (and keyed) only when the state has a claim index. A
-    // spilled run does it with its first read, before the registry takes its memory.
-    let indexed = store
-        .as_ref()
-        .is_some_and(|s| !s.manifest.claims.is_empty());
-    let (repeated, spill_hits) = if bits > 0 {
-        let (repeated, keys) = spill::repeated_ids(&files, rows, indexed)?;
-        let hits = match keys {
-            Some((claim_keys, target_keys)) => lookup(claim_keys, target_keys)?,
-            None => IndexHits::default(),
-        };
-        (repeated, hits)
-    } else {
-        (Vec::new(), IndexHits::default())
-    };
-    // A run held in memory reads its persons' state (found by the key columns of its claims)
-    // while the registry loads: the registry's interning of person ids leaves a core free. A
-    // spilled run knows its persons once it has scattered them, and reads their state then.
-    let load_registry = || Registry::load(&args.persons, &args.registrations, &policies);
-    let (registry, early) = match &store {
-        Some(store) if bits == 0 => {
-            let (registry, early) = rayon::join(load_registry, || -> Result<_> {
-                let keys = crate::ingest::claims::state_keys(&files, indexed)?;
-                let wanted = PersonKeys::new(keys.persons)?;
-                let hits = match indexed {
-                    true => lookup(keys.claim_keys, keys.target_keys)?,
-                    false => IndexHits::default(),
-                };
-                let (prior, mut read) = read::load_prior(store, &wanted, &policies, &hits)?;
-                read.bytes_read += hits.bytes_read;
-                Ok((wanted, prior, read, hits))
-            });
-            (registry, Some(early))
-        }
-        _ => (load_registry(), None),
-    };
-    let mut registry = registry?;
     let mut outputs = OutputFiles::create(&args.out)?;
     let mut state_writer = match &store {
         Some(store) if !store.read_only() => Some(StateWriter::create(store, &policies)?),
@@ -470,149 +413,29 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         Result::Ok(part.claims.len() as u64)
     };
 
-    let (sources, claims, spill, parts, state_read) = if bits == 0 {
-        let mut whole = Claims::load(&args.claims, &mut registry.index)?;
-        // A bad claims file is reported as such before anything the state read met.
-        let (early, hits) = match early.transpose()? {
-            Some((wanted, prior, read, hits)) => (Some((wanted, prior, read)), hits),
-            None => (None, IndexHits::default()),
-        };
-        let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
-        whole.reject_duplicate_ids(&known);
-        let known_ids = known.len() as u64;
-        drop(known);
-        let mut present = vec![false; registry.index.len()];
-        mark_present(&mut present, &whole.person);
-        let (prior, read) = match early {
-            Some((wanted, prior, read)) => (
-                prior.with_ranks(wanted.ranks(&registry.index, &present)),
-                read,
-            ),
-            None => (Prior::default(), ReadStats::default()),
-        };
-        drop(present);
-        let run_year = latest_settlement_year(&whole, 0..whole.len());
-        laps.mark(Stage::Ingest);
-        let ctx = Context {
-            policies: &policies,
-            prior: &prior,
-        };
-        let first_year = latest_year(run_year).map_or(i32::MIN, |y| y - 1);
-        let held = held_bits(whole.len() as u64, args.part_claims.unwrap_or(PART_CLAIMS));
-        let month = Partitions::build(&whole, &registry.index);
-        laps.mark(Stage::Partition);
-        let mut counts = AmountCounts::default();
-        counts.add_claims(&policies, &registry, &whole);
-        let stats = counts.stats();
-        laps.mark(Stage::Audit);
-        let mut count = 0;
-        for (rows, partitions) in month.cut(held) {
-            let claims = whole.select(&rows)?;
-            drop(rows);
-            laps.mark(Stage::Partition);
-            settle_and_write(
-                &ctx, first_year, claims, partitions, &stats, &registry, &mut laps,
-            )?;
-            count += 1;
-        }
-        (
-            whole.sources.clone(),
-            whole.len() as u64,
-            None,
-            count,
-            (read, known_ids, run_year),
-        )
-    } else {
-        let hits = spill_hits;
-        let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
-        let spill_dir = args.out.join(format!(".spill-{}", std::process::id()));
-        // The amount statistics of the whole month, which the outlier rule judges every claim
-        // against: the judged claims are known before settlement, so they are counted as the
-        // scatter converts them, and each partition is read back once, to be settled. A row
-        // whose claim id may repeat another's is counted once the repeats are known.
-        let mut counts = AmountCounts::default();
-        let mut suspect_amounts = Vec::new();
-        let mut present: Vec<bool> = Vec::new();
-        let mut run_year = None;
-        let spilled = spill::scatter(
-            &files,
-            bits,
-            &spill_dir,
-            &mut registry,
-            &known,
-            &repeated,
-            |registry, window, suspects| {
-                let rows: Vec<u32> = suspects.iter().map(|s| s.row).collect();
-                counts.add_claims_except(&policies, registry, window, &rows);
-                suspect_amounts.extend(suspects.iter().filter_map(|s| {
-                    AmountCounts::amount_of(&policies, registry, window, s.row as usize)
-                        .map(|amount| (s.input_row, amount))
-                }));
-                run_year = run_year.max(latest_settlement_year(window, 0..window.len()));
-                present.resize(registry.index.len(), false);
-                mark_present(&mut present, &window.person);
-            },
-        )?;
-        let known_ids = known.len() as u64;
-        drop(known);
-        for (input_row, amount) in suspect_amounts {
-            if spilled.repeats.binary_search(&input_row).is_err() {
-                counts.add_amount(amount);
-            }
-        }
-        // The state is read a partition at a time, each partition's persons' alone: what is
-        // held at once is one partition's state, as it is one partition's claims.
-        let spilled_persons = match &store {
-            Some(_) => Some(SpilledPersons::of_present(&registry.index, &present)?),
-            None => None,
-        };
-        drop(present);
-        laps.mark(Stage::Ingest);
-        let first_year = latest_year(run_year).map_or(i32::MIN, |y| y - 1);
-        let parts = spilled.person_parts() + 1;
-        let stats = counts.stats();
-        let mut count = 0;
-        let mut read = ReadStats::default();
-        let mut rank_of = Vec::new();
-        for part in 0..parts {
-            let mut claims = spilled.read(part)?;
-            let prior = match (&store, &spilled_persons) {
-                (Some(store), Some(persons)) => {
-                    let dense_ids = registry.index.len();
-                    let (wanted, ranks) =
-                        persons.part(part, bits, std::mem::take(&mut rank_of), dense_ids)?;
-                    let (prior, part_read) = read::load_prior(store, &wanted, &policies, &hits)?;
-                    read.add(part_read);
-                    prior.with_ranks(ranks)
-                }
-                _ => Prior::default(),
-            };
-            laps.mark(Stage::Ingest);
-            let ctx = Context {
-                policies: &policies,
-                prior: &prior,
-            };
-            let mut partitions = Partitions::build(&claims, &registry.index);
-            partitions.gather(&mut claims)?;
-            laps.mark(Stage::Partition);
-            count += settle_and_write(
-                &ctx, first_year, claims, partitions, &stats, &registry, &mut laps,
-            )?;
-            rank_of = prior.into_ranks();
-        }
-        read.bytes_read += hits.bytes_read;
-        let spill = summary::Spill {
-            partitions: spilled.person_parts() as u64,
-            bytes: spilled.bytes(),
-        };
-        (
-            spilled.sources.clone(),
-            count,
-            Some(spill),
-            parts as u64,
-            (read, known_ids, run_year),
-        )
+    let plan = Plan {
+        claims: &args.claims,
+        persons: &args.persons,
+        registrations: &args.registrations,
+        out: &args.out,
+        files: &files,
+        rows,
+        store: store.as_ref(),
+        policies: &policies,
+        limit,
+        part_claims: args.part_claims.unwrap_or(PART_CLAIMS),
     };
+    let settled = settle_parts(&plan, &mut laps, &mut settle_and_write)?;
+    let Parts {
+        registry,
+        sources,
+        claims,
+        spill,
+        parts,
+        read,
+        known_claim_ids,
+        run_year,
+    } = settled;
     let (written, pending) = outputs.close()?;
     let new_files: Option<NewFiles> = state_writer.map(StateWriter::close).transpose()?;
     // A full tier of earlier runs' per-person files merged into one, so that nights read few
@@ -624,22 +447,20 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     let (totals, reasons, rejected) = tally.finish(&policies);
     laps.mark(Stage::Output);
     let wall = started.elapsed().as_secs_f64();
-    let state = store.as_ref().map(|store| {
-        let (read, known_claim_ids, _) = state_read;
-        summary::StateSummary {
-            dir: store.dir.display().to_string(),
-            read_version: store.manifest.version,
-            commits_version: (!store.read_only()).then_some(store.manifest.version + 1),
-            read,
-            known_claim_ids,
-            written_rows: new_files
-                .as_ref()
-                .map_or(0, |f| f.pools.rows + f.history.rows + f.claims.rows),
-            written_bytes: new_files.as_ref().map_or(0, NewFiles::bytes),
-            merged_files: tiers.files().count() as u64,
-            merged_rows: tiers.files().map(|p| p.rows).sum(),
-            merged_bytes: tiers.files().map(|p| p.bytes).sum(),
-        }
+    let bytes_read = read.bytes_read;
+    let state = store.as_ref().map(|store| summary::StateSummary {
+        dir: store.dir.display().to_string(),
+        read_version: store.manifest.version,
+        commits_version: (!store.read_only()).then_some(store.manifest.version + 1),
+        read,
+        known_claim_ids,
+        written_rows: new_files
+            .as_ref()
+            .map_or(0, |f| f.pools.rows + f.history.rows + f.claims.rows),
+        written_bytes: new_files.as_ref().map_or(0, NewFiles::bytes),
+        merged_files: tiers.files().count() as u64,
+        merged_rows: tiers.files().map(|p| p.rows).sum(),
+        merged_bytes: tiers.files().map(|p| p.bytes).sum(),
     });
     let summary = summary::Summary {
         engine: "yibao",
@@ -687,7 +508,6 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     output::parquet::sync_dir(&args.out)?;
     // The state's version last, once everything it stands for is in place.
     if let (Some(store), Some(new_files)) = (&store, new_files) {
-        let (read, _, run_year) = state_read;
         let bytes_written = new_files.bytes();
         let placed = new_files.place(store)?;
         let inputs = files
@@ -711,19 +531,274 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
                 .map_or(0, |d| d.as_secs()),
             claims,
             out: args.out.display().to_string(),
-            bytes_read: read.bytes_read,
+            bytes_read,
             bytes_written,
         };
         store.commit(next_manifest(
             &store.manifest,
             tiers,
-            latest_year(run_year),
+            latest_year(Some(store), run_year),
             placed,
             inputs,
             run,
         ))?;
     }
     Ok(Adjudicated::Settled(Box::new(summary)))
+}
+
+/// The claims, registry and state a run settles, and its limits: what `yibao adjudicate` and
+/// `yibao compare` share.
+pub(crate) struct Plan<'a> {
+    pub claims: &'a Path,
+    pub persons: &'a Path,
+    pub registrations: &'a Path,
+    /// Where spill files go (`OUT/.spill-PID`).
+    pub out: &'a Path,
+    pub files: &'a [PathBuf],
+    /// Rows of `files`, from their footers.
+    pub rows: u64,
+    pub store: Option<&'a Store>,
+    /// The policies names (regions, conditions, pools, versions) are resolved against.
+    pub policies: &'a Policies,
+    pub limit: u64,
+    pub part_claims: u64,
+}
+
+/// What settling every part of a run gave.
+pub(crate) struct Parts {
+    pub registry: Registry,
+    pub sources: Vec<crate::ingest::claims::SourceFile>,
+    pub claims: u64,
+    pub spill: Option<summary::Spill>,
+    pub parts: u64,
+    pub read: ReadStats,
+    pub known_claim_ids: u64,
+    /// The year of the latest settlement time among the run's valid claims.
+    pub run_year: Option<i32>,
+}
+
+/// What a run does with one part of persons, held in memory or read back from a spill, grouped
+/// in output order: `(context, first year held, claims, partitions, the month's amount
+/// statistics, registry, laps)`. Returns the part's rows.
+pub(crate) type PartFn<'f> = dyn FnMut(&Context, i32, Claims, Partitions, &AmountStats, &Registry, &mut Laps) -> Result<u64>
+    + 'f;
+
+/// The state's latest year once a run commits: the year of the latest settlement time among its
+/// valid claims, or the state's. Rows of years before the one preceding it are not written
+/// again (the commit drops them).
+fn latest_year(store: Option<&Store>, run_year: Option<i32>) -> Option<i32> {
+    let read = store.and_then(|s| s.manifest.latest_year);
+    [read, run_year].into_iter().flatten().max()
+}
+
+/// Reads the registry, the claims and their persons' state, cuts the run into parts of persons
+/// (in memory, or spilled under `plan.limit`) and hands each to `settle`, in person-key order.
+pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) -> Result<Parts> {
+    let Plan {
+        files,
+        rows,
+        store,
+        policies,
+        ..
+    } = *plan;
+    let state_rows = store.map_or(0, |s| s.manifest.person_rows());
+    let bits = spill_bits(rows, state_rows, plan.limit);
+    let lookup = |claim_keys: Vec<u64>, target_keys: Vec<u64>| -> Result<IndexHits> {
+        match store {
+            Some(store) => read::lookup_claims(
+                store,
+                &Keys::new(claim_keys),
+                &Keys::new(target_keys),
+                policies,
+            ),
+            None => Ok(IndexHits::default()),
+        }
+    };
+    // The run's claim ids are looked up (and keyed) only when the state has a claim index. A
+    // spilled run does it with its first read, before the registry takes its memory.
+    let indexed = store.is_some_and(|s| !s.manifest.claims.is_empty());
+    let (repeated, spill_hits) = if bits > 0 {
+        let (repeated, keys) = spill::repeated_ids(files, rows, indexed)?;
+        let hits = match keys {
+            Some((claim_keys, target_keys)) => lookup(claim_keys, target_keys)?,
+            None => IndexHits::default(),
+        };
+        (repeated, hits)
+    } else {
+        (Vec::new(), IndexHits::default())
+    };
+    // A run held in memory reads its persons' state (found by the key columns of its claims)
+    // while the registry loads: the registry's interning of person ids leaves a core free. A
+    // spilled run knows its persons once it has scattered them, and reads their state then.
+    let load_registry = || Registry::load(plan.persons, plan.registrations, policies);
+    let (registry, early) = match store {
+        Some(store) if bits == 0 => {
+            let (registry, early) = rayon::join(load_registry, || -> Result<_> {
+                let keys = crate::ingest::claims::state_keys(files, indexed)?;
+                let wanted = PersonKeys::new(keys.persons)?;
+                let hits = match indexed {
+                    true => lookup(keys.claim_keys, keys.target_keys)?,
+                    false => IndexHits::default(),
+                };
+                let (prior, mut read) = read::load_prior(store, &wanted, policies, &hits)?;
+                read.bytes_read += hits.bytes_read;
+                Ok((wanted, prior, read, hits))
+            });
+            (registry, Some(early))
+        }
+        _ => (load_registry(), None),
+    };
+    let mut registry = registry?;
+    let parts = if bits == 0 {
+        let mut whole = Claims::load(plan.claims, &mut registry.index)?;
+        // A bad claims file is reported as such before anything the state read met.
+        let (early, hits) = match early.transpose()? {
+            Some((wanted, prior, read, hits)) => (Some((wanted, prior, read)), hits),
+            None => (None, IndexHits::default()),
+        };
+        let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
+        whole.reject_duplicate_ids(&known);
+        let known_ids = known.len() as u64;
+        drop(known);
+        let mut present = vec![false; registry.index.len()];
+        mark_present(&mut present, &whole.person);
+        let (prior, read) = match early {
+            Some((wanted, prior, read)) => (
+                prior.with_ranks(wanted.ranks(&registry.index, &present)),
+                read,
+            ),
+            None => (Prior::default(), ReadStats::default()),
+        };
+        drop(present);
+        let run_year = latest_settlement_year(&whole, 0..whole.len());
+        laps.mark(Stage::Ingest);
+        let ctx = Context {
+            policies,
+            prior: &prior,
+        };
+        let first_year = latest_year(store, run_year).map_or(i32::MIN, |y| y - 1);
+        let held = held_bits(whole.len() as u64, plan.part_claims);
+        let month = Partitions::build(&whole, &registry.index);
+        laps.mark(Stage::Partition);
+        let mut counts = AmountCounts::default();
+        counts.add_claims(policies, &registry, &whole);
+        let stats = counts.stats();
+        laps.mark(Stage::Audit);
+        let mut count = 0;
+        for (rows, partitions) in month.cut(held) {
+            let claims = whole.select(&rows)?;
+            drop(rows);
+            laps.mark(Stage::Partition);
+            settle(
+                &ctx, first_year, claims, partitions, &stats, &registry, laps,
+            )?;
+            count += 1;
+        }
+        Parts {
+            sources: whole.sources.clone(),
+            claims: whole.len() as u64,
+            spill: None,
+            parts: count,
+            read,
+            known_claim_ids: known_ids,
+            run_year,
+            registry: Registry::default(),
+        }
+    } else {
+        let hits = spill_hits;
+        let known: Vec<&str> = hits.known.iter().map(String::as_str).collect();
+        let spill_dir = plan.out.join(format!(".spill-{}", std::process::id()));
+        // The amount statistics of the whole month, which the outlier rule judges every claim
+        // against: the judged claims are known before settlement, so they are counted as the
+        // scatter converts them, and each partition is read back once, to be settled. A row
+        // whose claim id may repeat another's is counted once the repeats are known.
+        let mut counts = AmountCounts::default();
+        let mut suspect_amounts = Vec::new();
+        let mut present: Vec<bool> = Vec::new();
+        let mut run_year = None;
+        let spilled = spill::scatter(
+            files,
+            bits,
+            &spill_dir,
+            &mut registry,
+            &known,
+            &repeated,
+            |registry, window, suspects| {
+                let rows: Vec<u32> = suspects.iter().map(|s| s.row).collect();
+                counts.add_claims_except(policies, registry, window, &rows);
+                suspect_amounts.extend(suspects.iter().filter_map(|s| {
+                    AmountCounts::amount_of(policies, registry, window, s.row as usize)
+                        .map(|amount| (s.input_row, amount))
+                }));
+                run_year = run_year.max(latest_settlement_year(window, 0..window.len()));
+                present.resize(registry.index.len(), false);
+                mark_present(&mut present, &window.person);
+            },
+        )?;
+        let known_ids = known.len() as u64;
+        drop(known);
+        for (input_row, amount) in suspect_amounts {
+            if spilled.repeats.binary_search(&input_row).is_err() {
+                counts.add_amount(amount);
+            }
+        }
+        // The state is read a partition at a time, each partition's persons' alone: what is
+        // held at once is one partition's state, as it is one partition's claims.
+        let spilled_persons = match store {
+            Some(_) => Some(SpilledPersons::of_present(&registry.index, &present)?),
+            None => None,
+        };
+        drop(present);
+        laps.mark(Stage::Ingest);
+        let first_year = latest_year(store, run_year).map_or(i32::MIN, |y| y - 1);
+        let parts = spilled.person_parts() + 1;
+        let stats = counts.stats();
+        let mut count = 0;
+        let mut read = ReadStats::default();
+        let mut rank_of = Vec::new();
+        for part in 0..parts {
+            let mut claims = spilled.read(part)?;
+            let prior = match (store, &spilled_persons) {
+                (Some(store), Some(persons)) => {
+                    let dense_ids = registry.index.len();
+                    let (wanted, ranks) =
+                        persons.part(part, bits, std::mem::take(&mut rank_of), dense_ids)?;
+                    let (prior, part_read) = read::load_prior(store, &wanted, policies, &hits)?;
+                    read.add(part_read);
+                    prior.with_ranks(ranks)
+                }
+                _ => Prior::default(),
+            };
+            laps.mark(Stage::Ingest);
+            let ctx = Context {
+                policies,
+                prior: &prior,
+            };
+            let mut partitions = Partitions::build(&claims, &registry.index);
+            partitions.gather(&mut claims)?;
+            laps.mark(Stage::Partition);
+            count += settle(
+                &ctx, first_year, claims, partitions, &stats, &registry, laps,
+            )?;
+            rank_of = prior.into_ranks();
+        }
+        read.bytes_read += hits.bytes_read;
+        let spill = summary::Spill {
+            partitions: spilled.person_parts() as u64,
+            bytes: spilled.bytes(),
+        };
+        Parts {
+            sources: spilled.sources.clone(),
+            claims: count,
+            spill: Some(spill),
+            parts: parts as u64,
+            read,
+            known_claim_ids: known_ids,
+            run_year,
+            registry: Registry::default(),
+        }
+    };
+    Ok(Parts { registry, ..parts })
 }
 
 /// The year of the latest settlement time among the valid claims of `rows`.
