@@ -5,10 +5,12 @@
 //! in time order) → [`settle`] (per-person year-to-date state machine against the compiled
 //! [`policy`]) → [`audit`] (anomaly flags and risk scores) → [`output`] (settlements, anomalies,
 //! rejected rows, summary), with [`state`] beside them: the year-to-date state read at the start
-//! and advanced at the end. [`run`] wires the stages for `yibao adjudicate`; [`generate`] writes a synthetic province;
-//! [`floor`] measures the Parquet I/O floor the engine is held to.
+//! and advanced at the end. [`run`] wires the stages for `yibao adjudicate`, [`compare`] settles
+//! the same claims under two policy directories (`yibao compare`); [`generate`] writes a
+//! synthetic province; [`floor`] measures the Parquet I/O floor the engine is held to.
 
 pub mod audit;
+pub mod compare;
 pub mod domain;
 pub mod error;
 pub mod floor;

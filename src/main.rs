@@ -118,6 +118,36 @@ enum Command {
         #[arg(long, hide = true)]
         part_claims: Option<u64>,
     },
+    /// What a policy change would cost: the same claims settled under a baseline and a proposal
+    /// policy directory in one pass, against the same state (read, never advanced).
+    Compare {
+        /// A claims Parquet file, or a directory of them.
+        #[arg(long)]
+        claims: PathBuf,
+        #[arg(long)]
+        persons: PathBuf,
+        #[arg(long)]
+        registrations: PathBuf,
+        /// State directory both worlds settle against, read-only (the latest version, or
+        /// --state-version). Without it both start from empty state.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[arg(long, requires = "state")]
+        state_version: Option<u64>,
+        /// The policies in force.
+        #[arg(long)]
+        baseline: PathBuf,
+        /// The policies proposed: a copy of the baseline with numbers or rules changed.
+        #[arg(long)]
+        proposal: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// As for adjudicate; both worlds' results of a part are held at once.
+        #[arg(long, value_parser = parse_memory_limit)]
+        memory_limit: Option<u64>,
+    },
     /// Score the audit rules against the labels `generate` wrote: precision and recall per rule.
     AuditEval {
         /// The generator's labels.parquet.
@@ -302,6 +332,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out.display()
             );
         }
+        Command::Compare {
+            claims,
+            persons,
+            registrations,
+            state,
+            state_version,
+            baseline,
+            proposal,
+            out,
+            threads,
+            memory_limit,
+        } => {
+            let s = yibao::compare::compare(&yibao::compare::CompareArgs {
+                claims,
+                persons,
+                registrations,
+                state,
+                state_version,
+                baseline,
+                proposal,
+                out: out.clone(),
+                threads,
+                memory_limit,
+            })?;
+            let p = &s.persons;
+            println!(
+                "compared {} claims ({} settled differently): fund paid {} → {} ({}), patients pay {} → {} ({}); \
+                 of {} persons {} pay more, {} less, {} newly reach a cap; outputs in {}",
+                s.claims,
+                s.claims_changed,
+                s.baseline.amounts.fund_paid,
+                s.proposal.amounts.fund_paid,
+                signed(&s.difference.fund_paid),
+                s.baseline.amounts.patient_pays,
+                s.proposal.amounts.patient_pays,
+                signed(&s.difference.patient_pays),
+                p.persons,
+                p.pay_more,
+                p.pay_less,
+                p.newly_capped,
+                out.display()
+            );
+        }
         Command::BenchFloor {
             claims,
             out,
@@ -356,6 +429,15 @@ fn parse_month(text: &str) -> anyhow::Result<(i32, u32)> {
         return Err(bad().into());
     }
     Ok((year, month))
+}
+
+/// An amount with its sign: `+12.00`, `-3.50`, `0.00`.
+fn signed(amount: &str) -> String {
+    if amount.starts_with('-') || amount.trim_start_matches(['0', '.']).is_empty() {
+        amount.to_string()
+    } else {
+        format!("+{amount}")
+    }
 }
 
 fn parse_memory_limit(text: &str) -> Result<u64, String> {

@@ -144,7 +144,12 @@ pub fn held_bits(rows: u64, part: u64) -> u32 {
 
 /// The claim files of `args` and their rows (from the footers).
 fn claim_files(args: &AdjudicateArgs) -> Result<(Vec<PathBuf>, u64)> {
-    let files = list_parquet(&args.claims)?;
+    files_and_rows(&args.claims)
+}
+
+/// The claim files under `claims` (a file or a directory) and their rows, from the footers.
+pub(crate) fn files_and_rows(claims: &Path) -> Result<(Vec<PathBuf>, u64)> {
+    let files = list_parquet(claims)?;
     let mut rows = 0;
     for file in &files {
         rows += row_count(file)?;
@@ -191,8 +196,16 @@ impl Adjudicated {
 
 /// Runs the whole job.
 pub fn adjudicate(args: &AdjudicateArgs) -> Result<Adjudicated> {
+    on_threads(args.threads, || run(args))
+}
+
+/// Runs `job` on a rayon pool of `threads` workers (`None`: every core).
+pub(crate) fn on_threads<T: Send>(
+    threads: Option<usize>,
+    job: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
     let mut pool = rayon::ThreadPoolBuilder::new();
-    if let Some(n) = args.threads {
+    if let Some(n) = threads {
         if n == 0 {
             return Err(Error::Usage("--threads must be at least 1".into()));
         }
@@ -200,19 +213,27 @@ pub fn adjudicate(args: &AdjudicateArgs) -> Result<Adjudicated> {
     }
     let pool = pool
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start {:?} threads: {e}", args.threads)))?;
-    pool.install(|| run(args))
+        .map_err(|e| Error::Usage(format!("cannot start {threads:?} threads: {e}")))?;
+    pool.install(job)
 }
 
 /// Wall time and peak memory per stage, added up over partitions.
 pub(crate) struct Laps {
-    stages: summary::StageTimes,
-    peaks: summary::Stages<u64>,
+    pub stages: summary::StageTimes,
+    pub peaks: summary::Stages<u64>,
     lap: Instant,
 }
 
 impl Laps {
-    fn mark(&mut self, stage: Stage) {
+    pub fn start() -> Laps {
+        Laps {
+            stages: summary::StageTimes::default(),
+            peaks: summary::Stages::default(),
+            lap: Instant::now(),
+        }
+    }
+
+    pub fn mark(&mut self, stage: Stage) {
         *self.stages.at(stage) += self.lap.elapsed().as_secs_f64();
         *self.peaks.at(stage) = summary::peak_rss_bytes().unwrap_or(0);
         self.lap = Instant::now();
@@ -275,7 +296,10 @@ fn open_state(args: &AdjudicateArgs) -> Result<Option<Store>> {
 /// The content hashes of the claim files, and whether the state absorbed them already: `Some`
 /// version when every file was, an error naming the file when only some were (settling the rest
 /// would reject the absorbed files' claims as repeats, not skip them).
-fn absorbed(files: &[PathBuf], manifest: &Manifest) -> Result<(Vec<String>, Option<u64>)> {
+pub(crate) fn absorbed(
+    files: &[PathBuf],
+    manifest: &Manifest,
+) -> Result<(Vec<String>, Option<u64>)> {
     let hashes: Vec<String> = files
         .iter()
         .map(|f| store::content_hash(f))
@@ -298,7 +322,7 @@ fn absorbed(files: &[PathBuf], manifest: &Manifest) -> Result<(Vec<String>, Opti
 }
 
 /// Removes what a killed run left in `out`: spill directories of processes no longer running.
-fn remove_leftovers(out: &std::path::Path) {
+pub(crate) fn remove_leftovers(out: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(out) else {
         return;
     };
@@ -348,11 +372,7 @@ fn next_manifest(
 
 fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     let started = Instant::now();
-    let mut laps = Laps {
-        stages: summary::StageTimes::default(),
-        peaks: summary::Stages::default(),
-        lap: Instant::now(),
-    };
+    let mut laps = Laps::start();
     let policies = Policies::load_dir(&args.policies)?;
     let (files, rows) = claim_files(args)?;
     let store = open_state(args)?;

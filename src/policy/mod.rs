@@ -45,6 +45,10 @@ pub struct Policies {
     version_by_id: HashMap<String, u16>,
 }
 
+fn names(list: &Names) -> Vec<&str> {
+    list.iter().map(String::as_str).collect()
+}
+
 /// Interned names: a name's index is its id. Looking a name up is a hash, once per distinct
 /// input value (registration conditions, state pools); settlement uses only the ids.
 #[derive(Debug, Default)]
@@ -289,6 +293,44 @@ impl Policies {
             compile_file(&mut policies, file, &text)?;
         }
         Ok(policies)
+    }
+
+    /// How `other` names things differently from these policies — regions, conditions, benefit
+    /// labels, cap pools, policy versions, each list in its order — as a sentence; `None` when
+    /// every list is the same. Policies that name the same things compile to the same ids, so
+    /// one registry, one state read and one set of claims serve both (`yibao compare`).
+    pub fn name_difference(&self, other: &Policies) -> Option<String> {
+        let lists: [(&str, Vec<&str>, Vec<&str>); 5] = [
+            (
+                "regions",
+                self.regions.iter().map(|r| r.code.as_str()).collect(),
+                other.regions.iter().map(|r| r.code.as_str()).collect(),
+            ),
+            (
+                "conditions",
+                names(&self.conditions),
+                names(&other.conditions),
+            ),
+            ("benefits", names(&self.labels), names(&other.labels)),
+            ("cap pools", names(&self.pools), names(&other.pools)),
+            (
+                "policy versions",
+                self.versions.iter().map(|v| v.id.as_str()).collect(),
+                other.versions.iter().map(|v| v.id.as_str()).collect(),
+            ),
+        ];
+        lists
+            .into_iter()
+            .find(|(_, a, b)| a != b)
+            .map(|(what, a, b)| {
+                if let Some(only) = a.iter().find(|n| !b.contains(n)) {
+                    format!("{what}: {only} is only in the first")
+                } else if let Some(only) = b.iter().find(|n| !a.contains(n)) {
+                    format!("{what}: {only} is only in the second")
+                } else {
+                    format!("{what}: the same names in another order")
+                }
+            })
     }
 
     /// The region's index, looked up once per person at ingest.
