@@ -58,6 +58,10 @@ pub enum Error {
     /// The command line asked for something impossible.
     #[error("{0}")]
     Usage(String),
+
+    /// A chart of a report could not be drawn (an internal error: the data is the engine's own).
+    #[error("{context}: chart: {reason}")]
+    Chart { context: String, reason: String },
 }
 
 impl Error {
@@ -70,7 +74,7 @@ impl Error {
             | Error::Value { .. }
             | Error::Policy { .. }
             | Error::Usage(_) => 2,
-            Error::Arrow { .. } => 1,
+            Error::Arrow { .. } | Error::Chart { .. } => 1,
         }
     }
 

@@ -354,7 +354,12 @@ fn policies_that_name_other_things_are_refused_with_the_difference() {
     std::fs::remove_file(proposal.join("jinan.toml")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_yibao"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["compare", "--claims", "data-samples/claims.parquet", "--persons"])
+        .args([
+            "compare",
+            "--claims",
+            "data-samples/claims.parquet",
+            "--persons",
+        ])
         .args(["data-samples/persons.parquet", "--registrations"])
         .args([
             "data-samples/registrations.parquet",
@@ -374,4 +379,80 @@ fn policies_that_name_other_things_are_refused_with_the_difference() {
         "{stderr}"
     );
     assert!(!dir.path().join("out/summary.json").exists());
+}
+
+/// `compare.html` opened in headless Chromium (Debian's `chromium`, which `.ci/run` installs):
+/// its charts are laid out with a size and nothing is written to the browser's console. Skipped
+/// where there is no Chromium, unless `YIBAO_REQUIRE_CHROMIUM` is set (CI sets it).
+#[test]
+fn the_page_opens_in_a_browser_with_its_charts_drawn_and_no_console_errors() {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        assert!(
+            std::env::var_os("YIBAO_REQUIRE_CHROMIUM").is_none(),
+            "no chromium on this machine"
+        );
+        eprintln!("skipped: no chromium on this machine");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let proposal = proposal_raising_one_ratio(dir.path());
+    let out = dir.path().join("out");
+    yibao(&[
+        "compare",
+        "--claims",
+        "data-samples/claims.parquet",
+        "--persons",
+        "data-samples/persons.parquet",
+        "--registrations",
+        "data-samples/registrations.parquet",
+        "--baseline",
+        "policies",
+        "--proposal",
+        text(&proposal),
+        "--out",
+        text(&out),
+    ]);
+    let page = out.join("compare.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Self-contained: nothing fetched from anywhere (SVG's namespace is a name, not a fetch).
+    for outside in ["src=", "href=", "url(", "@import", "<link"] {
+        assert!(
+            !html.contains(outside),
+            "the page refers outside itself: {outside}"
+        );
+    }
+    // The one changed number, with its clause.
+    assert!(html.contains("<code>ratio.primary</code>"));
+    assert!(html.contains("weihai-2023-05 › general_outpatient (resident)"));
+    let run = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dom = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        dom.contains("data-charts-rendered=\"5\""),
+        "the five charts are laid out: {}",
+        &dom[..dom.len().min(400)]
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let console: Vec<&str> = stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
 }

@@ -2,15 +2,16 @@
 //! settled under a baseline and a proposal policy directory in one pass: the claims and the
 //! registry are read once, the state (`--state`) is read and never advanced, and each part of
 //! persons is settled under both policy sets before the next part is read. Outputs, whole or not
-//! at all: `compare.parquet` (every settlement row in both worlds, [`rows`]) and `summary.json`
+//! at all: `compare.parquet` (every settlement row in both worlds, [`rows`]), `summary.json`
 //! (both worlds' totals, their differences, the persons who pay more or less and who newly
-//! reach a cap).
+//! reach a cap, the policy numbers that differ) and `compare.html` ([`page`]).
 //!
 //! Both directories must name the same regions, conditions, benefits, cap pools and policy
 //! versions ([`Policies::name_difference`]): the registry, the state and the claims are read
 //! once, against those names, so the proposal may change numbers and rules — ratios, caps,
 //! deductibles, lists, dates — but not what things are called.
 
+pub mod page;
 pub mod rows;
 
 use std::collections::{BTreeMap, HashMap};
@@ -392,6 +393,8 @@ pub struct CompareSummary {
     pub difference: Amounts,
     pub persons: PersonChanges,
     pub outlay: Vec<OutlayRow>,
+    /// The values that differ between the two directories' files, each with its clause.
+    pub policy_changes: Vec<crate::policy::diff::Change>,
     pub wall_seconds: f64,
     pub stage_seconds: summary::StageTimes,
     pub parts: u64,
@@ -431,6 +434,7 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
             args.proposal.display()
         )));
     }
+    let policy_changes = crate::policy::diff::differences(&args.baseline, &args.proposal)?;
     let (files, rows) = run::files_and_rows(&args.claims)?;
     let store = open_state(args)?;
     if let Some(store) = &store {
@@ -570,6 +574,7 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
         proposal: world(&args.proposal, &proposal, prop, &prop_total),
         persons: persons.changes(),
         outlay,
+        policy_changes,
         wall_seconds: started.elapsed().as_secs_f64(),
         stage_seconds: laps.stages.clone(),
         parts,
@@ -578,9 +583,11 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
     };
     let json =
         serde_json::to_vec_pretty(&summary).map_err(|e| Error::Usage(format!("summary: {e}")))?;
-    // The Parquet file first, the summary next: a summary.json present means the outputs are
-    // whole.
+    let html = page::render(&summary)?;
+    // The Parquet file and the page first, the summary last: a summary.json present means the
+    // outputs are whole.
     committed.commit()?;
+    out::parquet::write_atomic(&args.out.join("compare.html"), html.as_bytes())?;
     out::parquet::write_atomic(&args.out.join("summary.json"), &json)?;
     out::parquet::sync_dir(&args.out)?;
     Ok(summary)

@@ -4,6 +4,7 @@
 //! No string is looked at per claim.
 
 mod compile;
+pub mod diff;
 pub mod raw;
 
 use std::collections::HashMap;
