@@ -20,6 +20,7 @@ pub mod money;
 pub mod output;
 pub mod partition;
 pub mod policy;
+pub mod progress;
 pub mod run;
 pub mod settle;
 pub mod state;

@@ -222,6 +222,8 @@ pub(crate) struct Laps {
     pub stages: summary::StageTimes,
     pub peaks: summary::Stages<u64>,
     lap: Instant,
+    /// What the terminal shows of the run.
+    pub progress: crate::progress::Progress,
 }
 
 impl Laps {
@@ -230,6 +232,7 @@ impl Laps {
             stages: summary::StageTimes::default(),
             peaks: summary::Stages::default(),
             lap: Instant::now(),
+            progress: crate::progress::Progress::new(),
         }
     }
 
@@ -456,6 +459,8 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         known_claim_ids,
         run_year,
     } = settled;
+    laps.progress
+        .stage("finishing the outputs and the state's files");
     let (written, pending) = outputs.close()?;
     let new_files: Option<NewFiles> = state_writer.map(StateWriter::close).transpose()?;
     // A full tier of earlier runs' per-person files merged into one, so that nights read few
@@ -623,6 +628,12 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
     } = *plan;
     let state_rows = store.map_or(0, |s| s.manifest.person_rows());
     let bits = spill_bits(rows, state_rows, plan.limit);
+    laps.progress.claims(rows);
+    laps.progress.stage(match (bits, store.is_some()) {
+        (0, false) => "reading the registry and the claims",
+        (0, true) => "reading the registry, the claims and their persons' state",
+        _ => "reading the registry and spilling the claims by person",
+    });
     let lookup = |claim_keys: Vec<u64>, target_keys: Vec<u64>| -> Result<IndexHits> {
         match store {
             Some(store) => read::lookup_claims(
@@ -705,14 +716,19 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
         let stats = counts.stats();
         laps.mark(Stage::Audit);
         let mut count = 0;
+        // `cut` gives the parts of persons, then one of the rows with no person.
+        let parts = (1usize << held) + 1;
         for (rows, partitions) in month.cut(held) {
             let claims = whole.select(&rows)?;
             drop(rows);
             laps.mark(Stage::Partition);
-            settle(
+            count += 1;
+            laps.progress
+                .stage(format!("settling part {count} of {parts}"));
+            let settled = settle(
                 &ctx, first_year, claims, partitions, &stats, &registry, laps,
             )?;
-            count += 1;
+            laps.progress.settled(settled);
         }
         Parts {
             sources: whole.sources.clone(),
@@ -777,6 +793,10 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
         let mut read = ReadStats::default();
         let mut rank_of = Vec::new();
         for part in 0..parts {
+            laps.progress.stage(format!(
+                "reading back part {} of {parts} and its persons' state",
+                part + 1
+            ));
             let mut claims = spilled.read(part)?;
             let prior = match (store, &spilled_persons) {
                 (Some(store), Some(persons)) => {
@@ -797,9 +817,13 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
             let mut partitions = Partitions::build(&claims, &registry.index);
             partitions.gather(&mut claims)?;
             laps.mark(Stage::Partition);
-            count += settle(
+            laps.progress
+                .stage(format!("settling part {} of {parts}", part + 1));
+            let settled = settle(
                 &ctx, first_year, claims, partitions, &stats, &registry, laps,
             )?;
+            laps.progress.settled(settled);
+            count += settled;
             rank_of = prior.into_ranks();
         }
         read.bytes_read += hits.bytes_read;

@@ -583,6 +583,7 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
     };
     let json =
         serde_json::to_vec_pretty(&summary).map_err(|e| Error::Usage(format!("summary: {e}")))?;
+    laps.progress.stage("drawing the page");
     let html = page::render(&summary)?;
     // The Parquet file and the page first, the summary last: a summary.json present means the
     // outputs are whole.
