@@ -6,7 +6,8 @@
 //! [`policy`]) → [`audit`] (anomaly flags and risk scores) → [`output`] (settlements, anomalies,
 //! rejected rows, summary), with [`state`] beside them: the year-to-date state read at the start
 //! and advanced at the end. [`run`] wires the stages for `yibao adjudicate`, [`compare`] settles
-//! the same claims under two policy directories (`yibao compare`); [`generate`] writes a
+//! the same claims under two policy directories (`yibao compare`); [`report`] builds the
+//! documents' statutory tables from a run's settlements (`yibao report`); [`generate`] writes a
 //! synthetic province; [`floor`] measures the Parquet I/O floor the engine is held to.
 
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod output;
 pub mod partition;
 pub mod policy;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod settle;
 pub mod state;

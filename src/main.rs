@@ -148,6 +148,12 @@ enum Command {
         #[arg(long, value_parser = parse_memory_limit)]
         memory_limit: Option<u64>,
     },
+    /// The documents' statutory tables from a run's settlements and the registry, as an .xlsx
+    /// workbook laid out like the annexes and one CSV per table.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Score the audit rules against the labels `generate` wrote: precision and recall per rule.
     AuditEval {
         /// The generator's labels.parquet.
@@ -199,6 +205,45 @@ impl From<Profile> for yibao::generate::MonthProfile {
             Profile::Skewed => yibao::generate::MonthProfile::Skewed,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Ezhou's monthly two-diseases annexes 4–7 (residents, employees, employee supplementary;
+    /// persons under management per unit).
+    Ezhou {
+        /// The month reported, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        #[command(flatten)]
+        inputs: ReportInputs,
+    },
+    /// Jiaxing's quarterly two-diseases tables (residents, employees).
+    Jiaxing {
+        /// The quarter reported, YYYY-Qn (e.g. 2024-Q1).
+        #[arg(long)]
+        quarter: String,
+        #[command(flatten)]
+        inputs: ReportInputs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReportInputs {
+    /// A run's settlements.parquet, or a directory of runs' output directories.
+    #[arg(long)]
+    settlements: PathBuf,
+    #[arg(long)]
+    persons: PathBuf,
+    #[arg(long)]
+    registrations: PathBuf,
+    /// The runs' claims: annex 7 then counts persons per institution.
+    #[arg(long)]
+    claims: Option<PathBuf>,
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -375,6 +420,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out.display()
             );
         }
+        Command::Report { command } => {
+            let (kind, inputs) = match command {
+                ReportCommand::Ezhou { month, inputs } => {
+                    let (year, month) = parse_month(&month)?;
+                    (
+                        yibao::report::ReportKind::EzhouMonthly { year, month },
+                        inputs,
+                    )
+                }
+                ReportCommand::Jiaxing { quarter, inputs } => {
+                    let (year, quarter) = parse_quarter(&quarter)?;
+                    (
+                        yibao::report::ReportKind::JiaxingQuarterly { year, quarter },
+                        inputs,
+                    )
+                }
+            };
+            let written = yibao::report::report(&yibao::report::ReportArgs {
+                kind,
+                settlements: inputs.settlements,
+                persons: inputs.persons,
+                registrations: inputs.registrations,
+                claims: inputs.claims,
+                policies: inputs.policies,
+                out: inputs.out,
+            })?;
+            println!(
+                "{} settlement rows of the period reported in {} and {} CSV files",
+                written.rows,
+                written.workbook.display(),
+                written.csv.len()
+            );
+        }
         Command::BenchFloor {
             claims,
             out,
@@ -438,6 +516,17 @@ fn signed(amount: &str) -> String {
     } else {
         format!("+{amount}")
     }
+}
+
+fn parse_quarter(text: &str) -> anyhow::Result<(i32, u32)> {
+    let bad = || yibao::Error::Usage(format!("--quarter {text:?} is not YYYY-Qn"));
+    let (y, q) = text.split_once("-Q").ok_or_else(bad)?;
+    let year: i32 = y.parse().map_err(|_| bad())?;
+    let quarter: u32 = q.parse().map_err(|_| bad())?;
+    if !(1..=4).contains(&quarter) || !(1900..=9999).contains(&year) {
+        return Err(bad().into());
+    }
+    Ok((year, quarter))
 }
 
 fn parse_memory_limit(text: &str) -> Result<u64, String> {
