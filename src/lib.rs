@@ -7,10 +7,12 @@
 //! rejected rows, summary), with [`state`] beside them: the year-to-date state read at the start
 //! and advanced at the end. [`run`] wires the stages for `yibao adjudicate`, [`compare`] settles
 //! the same claims under two policy directories (`yibao compare`); [`report`] builds the
-//! documents' statutory tables from a run's settlements (`yibao report`); [`generate`] writes a
+//! documents' statutory tables from a run's settlements (`yibao report`), [`capitation`] a
+//! capitation budget's year-end accounts (`yibao capitation`); [`generate`] writes a
 //! synthetic province; [`floor`] measures the Parquet I/O floor the engine is held to.
 
 pub mod audit;
+pub mod capitation;
 pub mod compare;
 pub mod domain;
 pub mod error;

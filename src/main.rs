@@ -154,6 +154,38 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// A capitation budget's year-end accounts per member unit (Jin'an's pilot): budget, spend,
+    /// surplus or overspend and who keeps or bears it.
+    Capitation {
+        /// The year settled.
+        #[arg(long)]
+        year: i32,
+        /// The region whose policy file has the [capitation] table.
+        #[arg(long, default_value = "341502")]
+        region: String,
+        /// A year of settlements: a settlements.parquet, or a directory of runs' outputs.
+        #[arg(long)]
+        settlements: PathBuf,
+        #[arg(long)]
+        persons: PathBuf,
+        #[arg(long)]
+        registrations: PathBuf,
+        /// Member units, CSV: unit_id,name,medical_community_id,level,enrolled_persons,
+        /// assessment_score,assessment_rank.
+        #[arg(long)]
+        units: PathBuf,
+        /// The pilot persons each unit manages, CSV: person_id,unit_id.
+        #[arg(long)]
+        enrolment: PathBuf,
+        /// The year's claims: claims of an excluded diagnosis (accidental injury) are then left
+        /// out of the spend.
+        #[arg(long)]
+        claims: Option<PathBuf>,
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Score the audit rules against the labels `generate` wrote: precision and recall per rule.
     AuditEval {
         /// The generator's labels.parquet.
@@ -451,6 +483,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 written.rows,
                 written.workbook.display(),
                 written.csv.len()
+            );
+        }
+        Command::Capitation {
+            year,
+            region,
+            settlements,
+            persons,
+            registrations,
+            units,
+            enrolment,
+            claims,
+            policies,
+            out,
+        } => {
+            let (accounts, counted) =
+                yibao::capitation::capitation(&yibao::capitation::CapitationArgs {
+                    region,
+                    year,
+                    settlements,
+                    persons,
+                    registrations,
+                    units,
+                    enrolment,
+                    claims,
+                    policies,
+                    out: out.clone(),
+                })?;
+            print!("{}", yibao::capitation::terminal_table(&accounts));
+            println!(
+                "{} settlement rows charged, {} left out (excluded benefits{}); {} enrolled persons \
+                 outside the pilot population; capitation.parquet and capitation.csv in {}",
+                counted.rows,
+                counted.excluded_rows,
+                if counted.diagnoses_applied {
+                    " and diagnoses"
+                } else {
+                    "; diagnoses not applied without --claims"
+                },
+                counted.enrolled_outside_pilot,
+                out.display()
             );
         }
         Command::BenchFloor {

@@ -531,6 +531,14 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
             }
         }
     }
+    if let Some(c) = &file.capitation {
+        let compiled =
+            capitation(policies, c).map_err(|(key, r)| fail(&format!("capitation.{key}"), r))?;
+        let table = tree.get("capitation").and_then(|t| t.as_table());
+        let at = |key: &str| format!("capitation.{key}");
+        record_assumed(policies, path, table, &c.assumed, "capitation", &at)?;
+        policies.capitation.push((region, compiled));
+    }
     policies.region_by_code.insert(file.region.clone(), region);
     policies.regions.push(RegionPolicy {
         code: file.region,
@@ -756,6 +764,65 @@ fn compile_audit(
         outlier_factor_centi,
         outlier_min_group: a.outlier_min_group,
         weights_bp,
+    })
+}
+
+/// A capitation table compiled; an error names the key.
+fn capitation(
+    policies: &Policies,
+    c: &raw::Capitation,
+) -> std::result::Result<super::Capitation, (String, String)> {
+    let conditions = c
+        .conditions
+        .iter()
+        .map(|n| {
+            policies
+                .condition_id(n)
+                .ok_or_else(|| ("conditions".to_string(), format!("unknown condition `{n}`")))
+        })
+        .collect::<std::result::Result<Vec<u16>, _>>()?;
+    if conditions.is_empty() {
+        return Err((
+            "conditions".into(),
+            "a pilot needs at least one condition".into(),
+        ));
+    }
+    let coverage = match c.coverage.as_str() {
+        "resident" => Coverage::Resident,
+        "employee" => Coverage::Employee,
+        other => {
+            return Err((
+                "coverage".into(),
+                format!("`{other}` is not `resident` or `employee`"),
+            ))
+        }
+    };
+    let budget = crate::money::parse_scaled(&c.budget_per_person.0, 2)
+        .map_err(|e| ("budget_per_person".to_string(), e))?;
+    if budget <= 0 {
+        return Err(("budget_per_person".into(), "must be above 0".into()));
+    }
+    for (key, split) in [
+        ("surplus_split", c.surplus_split),
+        ("overspend_split", c.overspend_split),
+    ] {
+        if split.iter().sum::<u32>() == 0 {
+            return Err((key.into(), "the shares add up to 0".into()));
+        }
+    }
+    Ok(super::Capitation {
+        conditions,
+        coverage,
+        budget_per_person_fen: budget,
+        excluded_benefits: c.excluded_benefits.clone(),
+        excluded_diagnoses: c
+            .excluded_diagnoses
+            .iter()
+            .map(|d| d.replace('.', "").to_ascii_uppercase())
+            .collect(),
+        surplus_split: c.surplus_split,
+        overspend_split: c.overspend_split,
+        overspend_to_community_ranks: c.overspend_to_community_ranks,
     })
 }
 

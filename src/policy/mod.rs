@@ -42,6 +42,8 @@ pub struct Policies {
     pub pools: Names,
     /// Numbers the sources do not state, as listed by `yibao policy check`.
     pub assumptions: Vec<Assumption>,
+    /// Capitation budgets, by region index (`yibao capitation`).
+    pub capitation: Vec<(u16, Capitation)>,
     region_by_code: HashMap<String, u16>,
     version_by_id: HashMap<String, u16>,
 }
@@ -260,6 +262,22 @@ pub enum LevelRatio {
     Ratio(u32),
     NotCovered,
     PrescriberLevel,
+}
+
+/// A region's capitation budget ([`raw::Capitation`]), compiled.
+#[derive(Debug, Clone)]
+pub struct Capitation {
+    /// Condition ids of the pilot population.
+    pub conditions: Vec<u16>,
+    pub coverage: Coverage,
+    pub budget_per_person_fen: i64,
+    /// Benefit names (the part of a label before the dot) outside the budget.
+    pub excluded_benefits: Vec<String>,
+    /// ICD-10 prefixes (upper case, no dots) outside the budget.
+    pub excluded_diagnoses: Vec<String>,
+    pub surplus_split: [u32; 3],
+    pub overspend_split: [u32; 3],
+    pub overspend_to_community_ranks: u32,
 }
 
 /// A number the source does not state, with where it is and why the value.

@@ -44,6 +44,39 @@ pub struct PolicyFile {
     pub conditions: BTreeMap<String, Condition>,
     /// Effective-dated versions; their date ranges must not overlap.
     pub versions: Vec<Version>,
+    /// A capitation budget settled at year end (`yibao capitation`), where the region has one.
+    #[serde(default)]
+    pub capitation: Option<Capitation>,
+}
+
+/// A per-person budget (按人头付费包干) for the fund's payments to a pilot population, settled per
+/// member unit at year end: surplus kept in proportion to the unit's assessment score, split by
+/// level; overspend borne by the medical community for the best-ranked units, else split by
+/// level.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capitation {
+    /// The pilot's conditions: persons with a registration of one of them form the population.
+    pub conditions: Vec<String>,
+    /// The scheme of the pilot population (`resident`, `employee`).
+    pub coverage: String,
+    /// Yuan a year per enrolled person.
+    pub budget_per_person: Number,
+    /// Benefits whose fund payments are outside the budget (by name: `general_outpatient`).
+    #[serde(default)]
+    pub excluded_benefits: Vec<String>,
+    /// ICD-10 prefixes of diagnoses outside the budget (accidental injury); applied when the
+    /// claims are given.
+    #[serde(default)]
+    pub excluded_diagnoses: Vec<String>,
+    /// Kept surplus split county : township : village.
+    pub surplus_split: [u32; 3],
+    /// Overspend split county : township : village for units ranked below the best.
+    pub overspend_split: [u32; 3],
+    /// Units ranked this high or higher hand their overspend to the medical community.
+    pub overspend_to_community_ranks: u32,
+    #[serde(default)]
+    pub assumed: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -119,16 +119,18 @@ const CONDITION_NAMES: [(&str, &str); 13] = [
     ("rheumatoid_arthritis", "类风湿关节炎"),
 ];
 
-/// One settlement row of the period, of a person of the report's region.
-struct Settled {
-    person: u32,
-    coverage: Coverage,
-    claim_id: String,
-    settled_at: i64,
-    level: Option<usize>,
-    benefit: String,
-    cost_fen: i128,
-    fund_fen: i128,
+/// One settlement row with a benefit, of a person of the registry.
+pub(crate) struct Settled {
+    pub person: u32,
+    pub coverage: Coverage,
+    pub claim_id: String,
+    pub settled_at: i64,
+    /// Index into [`LEVELS`]; `None` for a level the documents do not name.
+    pub level: Option<usize>,
+    pub benefit: String,
+    /// The claim's total: fund + critical illness + assistance + patient.
+    pub cost_fen: i128,
+    pub fund_fen: i128,
 }
 
 fn utf8(batch: &RecordBatch, name: &str, path: &Path) -> Result<arrow::array::StringArray> {
@@ -189,6 +191,25 @@ fn read_settled(
     period: &Period,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Settled>> {
+    settled_rows(
+        &args.settlements,
+        registry,
+        period.first,
+        period.last,
+        &|p, benefit| registry.person(p).region == region && wanted(benefit),
+    )
+}
+
+/// The settlement rows with a benefit under `settlements` (a file, or a directory searched for
+/// `settlements.parquet`) settled from day `first` to `last`, of registry persons `keep`
+/// accepts (dense id, benefit label).
+pub(crate) fn settled_rows(
+    settlements: &Path,
+    registry: &Registry,
+    first: Day,
+    last: Day,
+    keep: &dyn Fn(u32, &str) -> bool,
+) -> Result<Vec<Settled>> {
     const COLUMNS: [&str; 9] = [
         "claim_id",
         "person_id",
@@ -201,7 +222,7 @@ fn read_settled(
         "patient_pays",
     ];
     let mut out = Vec::new();
-    for path in settlement_files(&args.settlements)? {
+    for path in settlement_files(settlements)? {
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(&path, e))?;
@@ -236,23 +257,22 @@ fn read_settled(
                 money(&batch, "patient_pays", &path)?,
             ];
             for i in 0..batch.num_rows() {
-                if benefit.is_null(i) || !wanted(benefit.value(i)) || at.is_null(i) {
+                if benefit.is_null(i) || at.is_null(i) {
                     continue;
                 }
                 let day = crate::domain::day_of(at.value(i));
-                if day < period.first || day > period.last {
+                if day < first || day > last {
                     continue;
                 }
                 let Some(person) = registry.index.get(persons.value(i)) else {
                     continue;
                 };
-                let p = registry.person(person);
-                if p.region != region {
+                if !keep(person, benefit.value(i)) {
                     continue;
                 }
                 out.push(Settled {
                     person,
-                    coverage: p.coverage,
+                    coverage: registry.person(person).coverage,
                     claim_id: claims.value(i).to_string(),
                     settled_at: at.value(i),
                     level: LEVELS.iter().position(|(code, _)| *code == levels.value(i)),
@@ -507,7 +527,8 @@ fn annex_7(
     // The unit of each person with a settlement of the period.
     let mut unit_of: HashMap<u32, String> = HashMap::new();
     if let Some(claims) = &args.claims {
-        let institution = institutions(claims, settled)?;
+        let wanted = settled.iter().map(|s| s.claim_id.as_str()).collect();
+        let institution = claim_column(claims, &wanted, "institution_id")?;
         let mut latest: HashMap<u32, (i64, &str)> = HashMap::new();
         for s in settled {
             if let Some(inst) = institution.get(s.claim_id.as_str()) {
@@ -599,10 +620,12 @@ fn annex_7(
     })
 }
 
-/// The institution of each claim of `settled`, from the claims files.
-fn institutions(claims: &Path, settled: &[Settled]) -> Result<HashMap<String, String>> {
-    let wanted: std::collections::HashSet<&str> =
-        settled.iter().map(|s| s.claim_id.as_str()).collect();
+/// The text column `column` of the claims files, by claim id, for the claim ids of `wanted`.
+pub(crate) fn claim_column(
+    claims: &Path,
+    wanted: &std::collections::HashSet<&str>,
+    column: &str,
+) -> Result<HashMap<String, String>> {
     let mut out = HashMap::new();
     for path in crate::ingest::read::list_parquet(claims)? {
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -615,7 +638,7 @@ fn institutions(claims: &Path, settled: &[Settled]) -> Result<HashMap<String, St
                 .position(|f| f.name() == name)
                 .ok_or_else(|| Error::schema(&path, name, "missing"))
         };
-        let roots = vec![root("claim_id")?, root("institution_id")?];
+        let roots = vec![root("claim_id")?, root(column)?];
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let reader = builder
             .with_projection(mask)
@@ -624,10 +647,10 @@ fn institutions(claims: &Path, settled: &[Settled]) -> Result<HashMap<String, St
         for batch in reader {
             let batch = batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
             let ids = utf8(&batch, "claim_id", &path)?;
-            let inst = utf8(&batch, "institution_id", &path)?;
+            let values = utf8(&batch, column, &path)?;
             for i in 0..batch.num_rows() {
-                if ids.is_valid(i) && inst.is_valid(i) && wanted.contains(ids.value(i)) {
-                    out.insert(ids.value(i).to_string(), inst.value(i).to_string());
+                if ids.is_valid(i) && values.is_valid(i) && wanted.contains(ids.value(i)) {
+                    out.insert(ids.value(i).to_string(), values.value(i).to_string());
                 }
             }
         }
