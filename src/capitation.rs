@@ -92,6 +92,8 @@ pub struct Account {
     /// County, township, village: what each level keeps of the surplus (positive) or bears of
     /// the overspend (negative).
     pub levels: [i128; 3],
+    /// Ranked high enough that an overspend goes to the medical community.
+    pub top_ranked: bool,
     /// Which rule applied, in words.
     pub rule: String,
 }
@@ -132,6 +134,7 @@ pub fn account(
         surplus_to_community: 0,
         overspend_to_community: 0,
         levels: [0; 3],
+        top_ranked: (1..=rules.overspend_to_community_ranks).contains(&unit.assessment_rank),
         rule: String::new(),
     };
     let score = format!("{}.{:02}", score_hundredths / 100, score_hundredths % 100);
@@ -143,7 +146,7 @@ pub fn account(
         a.rule =
             format!("surplus: {score}% kept, split {c}:{t}:{v}; the rest to the medical community");
     } else if a.overspend > 0 {
-        if unit.assessment_rank >= 1 && unit.assessment_rank <= rules.overspend_to_community_ranks {
+        if a.top_ranked {
             a.overspend_to_community = a.overspend;
             a.rule = format!(
                 "overspend, ranked {} (top {}): to the medical community",
@@ -265,6 +268,9 @@ pub struct Counted {
     pub enrolled_outside_pilot: u64,
     /// Whether excluded diagnoses could be applied (the claims were given).
     pub diagnoses_applied: bool,
+    /// Charged settlement rows whose claim the claims files do not have (their diagnosis
+    /// unknown: counted in the spend).
+    pub claims_not_found: u64,
 }
 
 /// Settles the year's accounts of `args` and writes `capitation.parquet` and `capitation.csv`.
@@ -321,18 +327,33 @@ pub fn capitation(args: &CapitationArgs) -> Result<(Vec<Account>, Counted)> {
     let rows = crate::report::settled_rows(&args.settlements, &registry, first, last, &|p, _| {
         charged.contains_key(&p)
     })?;
+    // Claims of an excluded diagnosis, and the refunds of such claims (judged by their original).
     let excluded_ids: HashSet<String> = match &args.claims {
         Some(claims) => {
             counted.diagnoses_applied = true;
             let wanted: HashSet<&str> = rows.iter().map(|r| r.claim_id.as_str()).collect();
-            crate::report::claim_column(claims, &wanted, "diagnosis")?
-                .into_iter()
-                .filter(|(_, d)| {
-                    let d = d.replace('.', "").to_ascii_uppercase();
-                    rules.excluded_diagnoses.iter().any(|p| d.starts_with(p))
-                })
-                .map(|(id, _)| id)
-                .collect()
+            let diagnoses = crate::report::claim_column(claims, &wanted, "diagnosis", true)?;
+            counted.claims_not_found = wanted
+                .iter()
+                .filter(|id| !diagnoses.contains_key(**id))
+                .count() as u64;
+            let excluded = |d: &str| {
+                let d = d.replace('.', "").to_ascii_uppercase();
+                rules.excluded_diagnoses.iter().any(|p| d.starts_with(p))
+            };
+            let mut ids: HashSet<String> = diagnoses
+                .iter()
+                .filter(|(_, d)| excluded(d))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let originals =
+                crate::report::claim_column(claims, &wanted, "reverses_claim_id", false)?;
+            for (refund, original) in originals {
+                if ids.contains(&original) {
+                    ids.insert(refund);
+                }
+            }
+            ids
         }
         None => HashSet::new(),
     };
@@ -401,11 +422,6 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-/// Whether a unit's rank hands its overspend to the medical community.
-fn top_ranked(a: &Account) -> bool {
-    a.rule.contains("(top ")
-}
-
 fn batch(accounts: &[Account]) -> Result<RecordBatch> {
     let text = |f: &dyn Fn(&Account) -> &str| -> ArrayRef {
         Arc::new(accounts.iter().map(|a| Some(f(a))).collect::<StringArray>())
@@ -441,7 +457,7 @@ fn batch(accounts: &[Account]) -> Result<RecordBatch> {
         Arc::new(
             accounts
                 .iter()
-                .map(|a| Some(top_ranked(a)))
+                .map(|a| Some(a.top_ranked))
                 .collect::<BooleanArray>(),
         ),
         money(&|a| a.budget)?,
@@ -487,7 +503,7 @@ pub fn csv(accounts: &[Account]) -> String {
                 a.score_hundredths % 100
             ),
             a.rank.to_string(),
-            top_ranked(a).to_string(),
+            a.top_ranked.to_string(),
             y(a.budget),
             y(a.spend),
             y(a.surplus),

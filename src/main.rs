@@ -516,10 +516,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                  outside the pilot population; capitation.parquet and capitation.csv in {}",
                 counted.rows,
                 counted.excluded_rows,
-                if counted.diagnoses_applied {
-                    " and diagnoses"
-                } else {
-                    "; diagnoses not applied without --claims"
+                match (counted.diagnoses_applied, counted.claims_not_found) {
+                    (false, _) => "; diagnoses not applied without --claims".to_string(),
+                    (true, 0) => " and diagnoses".to_string(),
+                    (true, n) => format!(
+                        " and diagnoses; {n} charged rows' claims not in --claims, their \
+                         diagnoses unknown"
+                    ),
                 },
                 counted.enrolled_outside_pilot,
                 out.display()

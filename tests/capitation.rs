@@ -34,7 +34,7 @@ fn text(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// (claim id, person, settled on, benefit, fund paid, diagnosis)
+/// (claim id, person, settled on, benefit, fund paid, diagnosis, the claim a refund reverses)
 type Row = (
     &'static str,
     &'static str,
@@ -42,6 +42,7 @@ type Row = (
     &'static str,
     &'static str,
     &'static str,
+    Option<&'static str>,
 );
 
 /// The settlement columns the accounts read, and a claims file of ids and diagnoses.
@@ -97,8 +98,13 @@ fn write_year(dir: &Path, rows: &[Row]) {
         Arc::new(Schema::new(vec![
             Field::new("claim_id", DataType::Utf8, false),
             Field::new("diagnosis", DataType::Utf8, false),
+            Field::new("reverses_claim_id", DataType::Utf8, true),
         ])),
-        vec![texts(&|r| r.0), texts(&|r| r.5)],
+        vec![
+            texts(&|r| r.0),
+            texts(&|r| r.5),
+            Arc::new(rows.iter().map(|r| r.6).collect::<StringArray>()),
+        ],
     )
     .unwrap();
     write_parquet(&dir.join("claims.parquet"), &claims);
@@ -179,7 +185,15 @@ fn year_end_accounts_follow_the_2_6_2_4_5_1_and_top_six_rules() {
         &[
             // U1: P1's stay counts; general outpatient, two-diseases outpatient and last year's
             // stay do not. P5 (no pilot registration) and E1 (an employee) are not charged.
-            ("A1", "P1", "2023-05-10", "inpatient", "1000.00", "I63.9"),
+            (
+                "A1",
+                "P1",
+                "2023-05-10",
+                "inpatient",
+                "1000.00",
+                "I63.9",
+                None,
+            ),
             (
                 "A2",
                 "P1",
@@ -187,6 +201,7 @@ fn year_end_accounts_follow_the_2_6_2_4_5_1_and_top_six_rules() {
                 "general_outpatient",
                 "50.00",
                 "J06.9",
+                None,
             ),
             (
                 "A3",
@@ -195,10 +210,11 @@ fn year_end_accounts_follow_the_2_6_2_4_5_1_and_top_six_rules() {
                 "two_diseases.hypertension",
                 "30.00",
                 "I10",
+                None,
             ),
-            ("A4", "P1", "2022-12-31", "inpatient", "500.00", "I10"),
-            ("A5", "P5", "2023-03-01", "inpatient", "400.00", "I10"),
-            ("A6", "E1", "2023-03-01", "inpatient", "300.00", "I10"),
+            ("A4", "P1", "2022-12-31", "inpatient", "500.00", "I10", None),
+            ("A5", "P5", "2023-03-01", "inpatient", "400.00", "I10", None),
+            ("A6", "E1", "2023-03-01", "inpatient", "300.00", "I10", None),
             // U2: 1500.00 + 2000.00 against 3070.00.
             (
                 "B1",
@@ -207,12 +223,65 @@ fn year_end_accounts_follow_the_2_6_2_4_5_1_and_top_six_rules() {
                 "chronic_special.diabetes",
                 "1500.00",
                 "E11",
+                None,
             ),
-            ("B2", "P2", "2023-08-01", "inpatient", "2000.00", "E11"),
+            (
+                "B2",
+                "P2",
+                "2023-08-01",
+                "inpatient",
+                "2000.00",
+                "E11",
+                None,
+            ),
             // U3: 2500.00 + 1000.00, and an accidental injury stay of 800.00.
-            ("C1", "P3", "2023-04-01", "inpatient", "2500.00", "I63"),
-            ("C2", "P4", "2023-09-01", "inpatient", "1000.00", "J44"),
-            ("C3", "P4", "2023-10-01", "inpatient", "800.00", "S72.0"),
+            (
+                "C1",
+                "P3",
+                "2023-04-01",
+                "inpatient",
+                "2500.00",
+                "I63",
+                None,
+            ),
+            (
+                "C2",
+                "P4",
+                "2023-09-01",
+                "inpatient",
+                "1000.00",
+                "J44",
+                None,
+            ),
+            (
+                "C3",
+                "P4",
+                "2023-10-01",
+                "inpatient",
+                "800.00",
+                "S72.0",
+                None,
+            ),
+            // Another injury stay of P3, refunded: the refund goes out with its original, whatever
+            // diagnosis it carries.
+            (
+                "C4",
+                "P3",
+                "2023-11-01",
+                "inpatient",
+                "600.00",
+                "S82.1",
+                None,
+            ),
+            (
+                "C5",
+                "P3",
+                "2023-11-20",
+                "inpatient",
+                "-600.00",
+                "Z09",
+                Some("C4"),
+            ),
         ],
     );
     std::fs::write(
@@ -290,7 +359,8 @@ fn year_end_accounts_follow_the_2_6_2_4_5_1_and_top_six_rules() {
     assert_eq!(u2.overspend_to_community, "430.00");
     assert_eq!(u2.levels, ["0.00", "0.00", "0.00"]);
     assert_eq!(u2.top_ranked, "true");
-    // U3: the injury stay left out (the claims say S72.0): spend 3500.00 against a budget of
+    // U3: the injury stays left out (the claims say S72.0, S82.1) with the refund of the
+    // second: spend 3500.00 against a budget of
     // one person (P4 registered mid-year raises nothing), overspend 430.00; ranked 9th: borne
     // 4:5:1, county 172.00, township 215.00, village 43.00.
     let u3 = &units[2];
@@ -310,8 +380,8 @@ fn year_end_accounts_follow_the_2_6_2_4_5_1_and_top_six_rules() {
         "{printed}"
     );
 
-    // Without the claims the injury stay cannot be told apart: U3's overspend is 1230.00,
-    // borne 492.00, 615.00, 123.00.
+    // Without the claims the injury stays cannot be told apart (the refunded one nets out):
+    // U3's overspend is 1230.00, borne 492.00, 615.00, 123.00.
     let (units, printed) = run("without-claims", false);
     assert!(
         printed.contains("diagnoses not applied without --claims"),

@@ -80,7 +80,6 @@ impl Money {
 
     fn amounts(&self) -> Amounts {
         Amounts {
-            claims: self.claims,
             fund_paid: Yuan(self.fund).to_string(),
             critical_illness_paid: Yuan(self.critical_illness).to_string(),
             assistance_paid: Yuan(self.assistance).to_string(),
@@ -91,7 +90,7 @@ impl Money {
 
     fn minus(&self, o: &Money) -> Money {
         Money {
-            claims: self.claims,
+            claims: self.claims.abs_diff(o.claims),
             fund: self.fund - o.fund,
             critical_illness: self.critical_illness - o.critical_illness,
             assistance: self.assistance - o.assistance,
@@ -125,6 +124,10 @@ impl World {
                 HashMap::<(u16, u8, u32, u16), Money>::new,
                 |mut groups, r| {
                     let o = view.outcome(r);
+                    // A rejected row pays nothing in either world: it is not money of either.
+                    if o.status == Status::Rejected {
+                        return groups;
+                    }
                     let person = person_of(view.registry, claims.person[r]);
                     let key = (
                         person.region,
@@ -267,7 +270,9 @@ impl PersonCounts {
                     let r = row as usize;
                     for (w, view) in views.iter().enumerate() {
                         let o = view.outcome(r);
-                        pays[w] += o.patient_pays_fen(claims.total_fen[r]);
+                        if o.status != Status::Rejected {
+                            pays[w] += o.patient_pays_fen(claims.total_fen[r]);
+                        }
                         capped[w] |= o.status == Status::Capped;
                     }
                 }
@@ -332,7 +337,6 @@ fn changed_rows(views: &[RunView; 2]) -> u64 {
 /// Money in yuan, exact decimal strings.
 #[derive(Debug, Clone, Serialize)]
 pub struct Amounts {
-    pub claims: u64,
     pub fund_paid: String,
     pub critical_illness_paid: String,
     pub assistance_paid: String,
@@ -345,6 +349,8 @@ pub struct Amounts {
 pub struct WorldSummary {
     pub policies_dir: String,
     pub policies: Vec<PolicyEntry>,
+    /// Settlement rows the amounts add up (every row but the rejected ones).
+    pub claims_settled: u64,
     pub amounts: Amounts,
     /// As `summary.json` of `yibao adjudicate`: per region, scheme, benefit and status.
     pub totals: Vec<summary::Total>,
@@ -383,8 +389,10 @@ pub struct CompareSummary {
     pub threads: usize,
     pub inputs: summary::Inputs,
     pub state: Option<StateRead>,
-    /// Input rows, rejected ones included (they are rejected in both worlds).
+    /// Input rows, rejected ones included.
     pub claims: u64,
+    /// Rows rejected (at ingest or in settlement: the same in both worlds), in no world's money.
+    pub rejected: u64,
     /// Settlement rows whose benefit, status or payments differ between the worlds.
     pub claims_changed: u64,
     pub baseline: WorldSummary,
@@ -543,12 +551,19 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
     let [base, prop] = worlds;
     let (base_total, prop_total) = (base.total(), prop.total());
     let outlay = outlay_rows(&baseline, &base.outlay, &prop.outlay);
-    let world = |dir: &PathBuf, policies: &Policies, world: World, total: &Money| WorldSummary {
-        policies_dir: dir.display().to_string(),
-        policies: summary::policy_entries(policies),
-        amounts: total.amounts(),
-        totals: world.tally.finish(policies).0,
+    let world = |dir: &PathBuf, policies: &Policies, world: World, total: &Money| {
+        let (totals, _, rejected) = world.tally.finish(policies);
+        let summary = WorldSummary {
+            policies_dir: dir.display().to_string(),
+            policies: summary::policy_entries(policies),
+            claims_settled: total.claims,
+            amounts: total.amounts(),
+            totals,
+        };
+        (summary, rejected)
     };
+    let (baseline_world, rejected) = world(&args.baseline, &baseline, base, &base_total);
+    let (proposal_world, _) = world(&args.proposal, &proposal, prop, &prop_total);
     laps.mark(Stage::Output);
     let summary = CompareSummary {
         engine: "yibao",
@@ -568,10 +583,11 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
             known_claim_ids,
         }),
         claims,
+        rejected,
         claims_changed,
         difference: prop_total.minus(&base_total).amounts(),
-        baseline: world(&args.baseline, &baseline, base, &base_total),
-        proposal: world(&args.proposal, &proposal, prop, &prop_total),
+        baseline: baseline_world,
+        proposal: proposal_world,
         persons: persons.changes(),
         outlay,
         policy_changes,

@@ -11,7 +11,7 @@ use plotters::prelude::*;
 
 use super::{CompareSummary, OutlayRow};
 use crate::error::{Error, Result};
-use crate::money::{parse_scaled, Yuan};
+use crate::money::{parse_scaled, round_div, Yuan};
 
 /// Colours of the two worlds: baseline grey-blue, proposal orange.
 const WORLD_COLOURS: [RGBColor; 2] = [RGBColor(0x4e, 0x79, 0xa7), RGBColor(0xf2, 0x8e, 0x2b)];
@@ -50,11 +50,14 @@ fn change(base: i128, proposal: i128) -> String {
     if base == 0 {
         format!("{sign}{}", Yuan(d))
     } else {
-        // Per mille of the base, rounded half away from zero, shown as a percentage.
-        let (num, den) = (d * 1000, base);
-        let q = (2 * num.abs() + den.abs()) / (2 * den.abs());
-        let permille = if (num < 0) != (den < 0) { -q } else { q };
-        let p = if permille < 0 { "-" } else { sign };
+        // Per mille of the base's size, rounded half away from zero: a rise is a rise whatever
+        // the base's sign.
+        let permille = round_div(d * 1000, base.abs());
+        let p = match permille.signum() {
+            -1 => "-",
+            1 => "+",
+            _ => "",
+        };
         let m = permille.unsigned_abs();
         format!("{sign}{} ({p}{}.{}%)", Yuan(d), m / 10, m % 10)
     }
@@ -443,6 +446,8 @@ mod tests {
         assert_eq!(change(300, 301), "+0.01 (+0.3%)");
         assert_eq!(change(0, 250), "+2.50");
         assert_eq!(change(5_000, 5_000), "0.00 (0.0%)");
+        // A negative base (refunds outweigh claims): a rise is still a rise.
+        assert_eq!(change(-2_000, -1_900), "+1.00 (+5.0%)");
     }
 
     #[test]

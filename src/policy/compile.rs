@@ -532,8 +532,13 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
         }
     }
     if let Some(c) = &file.capitation {
-        let compiled =
-            capitation(policies, c).map_err(|(key, r)| fail(&format!("capitation.{key}"), r))?;
+        let benefits: Vec<&str> = file
+            .versions
+            .iter()
+            .flat_map(|v| v.benefits.iter().map(|b| b.name.as_str()))
+            .collect();
+        let compiled = capitation(policies, c, &benefits)
+            .map_err(|(key, r)| fail(&format!("capitation.{key}"), r))?;
         let table = tree.get("capitation").and_then(|t| t.as_table());
         let at = |key: &str| format!("capitation.{key}");
         record_assumed(policies, path, table, &c.assumed, "capitation", &at)?;
@@ -771,6 +776,7 @@ fn compile_audit(
 fn capitation(
     policies: &Policies,
     c: &raw::Capitation,
+    benefits: &[&str],
 ) -> std::result::Result<super::Capitation, (String, String)> {
     let conditions = c
         .conditions
@@ -809,6 +815,20 @@ fn capitation(
         if split.iter().sum::<u32>() == 0 {
             return Err((key.into(), "the shares add up to 0".into()));
         }
+    }
+    for name in &c.excluded_benefits {
+        if !benefits.contains(&name.as_str()) {
+            return Err((
+                "excluded_benefits".into(),
+                format!("no benefit of this file is named `{name}`"),
+            ));
+        }
+    }
+    if c.excluded_diagnoses.iter().any(|d| d.trim().is_empty()) {
+        return Err((
+            "excluded_diagnoses".into(),
+            "an empty prefix would exclude every claim".into(),
+        ));
     }
     Ok(super::Capitation {
         conditions,
@@ -1060,6 +1080,34 @@ benefit_start = "next_day"
             "cap_per = \"condition\"\ntier_reduction = true",
         ));
         assert!(e.contains("employee scheme only"), "{e}");
+    }
+
+    #[test]
+    fn a_capitation_table_compiles_and_refuses_what_would_count_wrongly() {
+        let table = |excluded_benefits: &str, excluded_diagnoses: &str| {
+            format!(
+                "{GOOD}[capitation]\nconditions = [\"hypertension\"]\ncoverage = \"resident\"\n\
+                 budget_per_person = 3070.50\nexcluded_benefits = [{excluded_benefits}]\n\
+                 excluded_diagnoses = [{excluded_diagnoses}]\nsurplus_split = [2, 6, 2]\n\
+                 overspend_split = [4, 5, 1]\noverspend_to_community_ranks = 6\n"
+            )
+        };
+        let p = compile(&table("\"two_diseases\"", "\"S\", \"t.0\"")).unwrap();
+        let (region, c) = &p.capitation[0];
+        assert_eq!(*region, 0);
+        assert_eq!(c.budget_per_person_fen, 307_050);
+        assert_eq!(c.excluded_diagnoses, ["S", "T0"]);
+        assert_eq!((c.surplus_split, c.overspend_split), ([2, 6, 2], [4, 5, 1]));
+        let typo = refusal(&table("\"two_disease\"", ""));
+        assert!(
+            typo.contains("capitation.excluded_benefits") && typo.contains("two_disease"),
+            "{typo}"
+        );
+        let everything = refusal(&table("", "\"\""));
+        assert!(
+            everything.contains("capitation.excluded_diagnoses"),
+            "{everything}"
+        );
     }
 
     #[test]

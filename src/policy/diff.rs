@@ -131,14 +131,25 @@ pub fn differences(baseline: &Path, proposal: &Path) -> Result<Vec<Change>> {
 }
 
 /// How an element of an array of tables is named in a place: a version by its `id`, a benefit
-/// by `name (coverage)`, a layer by its coverage or category; else by its position.
+/// by `name (coverage: conditions)`, a layer by its coverage or category; else by its position.
 fn element_name(table: &DeTable, at: usize) -> String {
     let text = |k: &str| {
         table
             .get(k)
             .and_then(|v| v.get_ref().as_str().map(str::to_string))
     };
-    match (text("id"), text("name"), text("coverage"), text("category")) {
+    let conditions: Vec<&str> = table
+        .get("conditions")
+        .and_then(|v| v.get_ref().as_array())
+        .map(|a| a.iter().filter_map(|c| c.get_ref().as_str()).collect())
+        .unwrap_or_default();
+    let coverage = match (text("coverage"), conditions.is_empty()) {
+        (Some(c), true) => Some(c),
+        (Some(c), false) => Some(format!("{c}: {}", conditions.join(", "))),
+        (None, false) => Some(conditions.join(", ")),
+        (None, true) => None,
+    };
+    match (text("id"), text("name"), coverage, text("category")) {
         (Some(id), _, _, _) => id,
         (None, Some(name), Some(coverage), _) => format!("{name} ({coverage})"),
         (None, Some(name), None, _) => name,
@@ -146,6 +157,32 @@ fn element_name(table: &DeTable, at: usize) -> String {
         (None, None, None, Some(category)) => category,
         _ => format!("#{}", at + 1),
     }
+}
+
+/// The names of the elements of an array of tables, made unique: a name two elements share
+/// gets ` #n`, its place among them.
+fn element_names(items: &[Spanned<DeValue>]) -> Vec<String> {
+    let names: Vec<String> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.get_ref()
+                .as_table()
+                .map_or(format!("#{}", i + 1), |t| element_name(t, i))
+        })
+        .collect();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if names.iter().filter(|n| *n == name).count() > 1 {
+                let nth = names[..=i].iter().filter(|n| *n == name).count();
+                format!("{name} #{nth}")
+            } else {
+                name.clone()
+            }
+        })
+        .collect()
 }
 
 fn join(a: &str, sep: &str, b: &str) -> String {
@@ -156,50 +193,69 @@ fn join(a: &str, sep: &str, b: &str) -> String {
     }
 }
 
-/// Collects the leaves of `table`, which sits at `place`, under key prefix `prefix`; `assumed` is
-/// the note table of its place (an inline table's keys are noted in the table holding it).
+/// The `assumed` note table in force, and the key prefix of the table that holds it: its keys
+/// are relative to that table.
+#[derive(Clone)]
+struct Notes<'t> {
+    table: &'t DeTable<'t>,
+    prefix: String,
+}
+
+/// Collects the leaves of `table`, which sits at `place`, under key prefix `prefix`; `notes` are
+/// those of the table holding it (an inline table's keys are noted there).
 fn walk_table<'t>(
     text: &str,
-    table: &'t DeTable,
+    table: &'t DeTable<'t>,
     place: &str,
     prefix: &str,
-    assumed: Option<&'t DeTable>,
+    notes: Option<Notes<'t>>,
     out: &mut Vec<Leaf>,
 ) {
-    let assumed = table
-        .get("assumed")
-        .and_then(|v| v.get_ref().as_table())
-        .or(assumed);
+    let notes = match table.get("assumed").and_then(|v| v.get_ref().as_table()) {
+        Some(t) => Some(Notes {
+            table: t,
+            prefix: prefix.to_string(),
+        }),
+        None => notes,
+    };
     for (key, value) in table.iter() {
         let key = key.get_ref().as_ref();
         if key == "assumed" {
             continue;
         }
-        walk_value(text, value, place, &join(prefix, ".", key), assumed, out);
+        walk_value(
+            text,
+            value,
+            place,
+            &join(prefix, ".", key),
+            notes.clone(),
+            out,
+        );
     }
 }
 
 fn walk_value<'t>(
     text: &str,
-    value: &'t Spanned<DeValue>,
+    value: &'t Spanned<DeValue<'t>>,
     place: &str,
     key: &str,
-    assumed: Option<&'t DeTable>,
+    notes: Option<Notes<'t>>,
     out: &mut Vec<Leaf>,
 ) {
     match value.get_ref() {
-        DeValue::Table(t) => walk_table(text, t, place, key, assumed, out),
+        DeValue::Table(t) => walk_table(text, t, place, key, notes, out),
         DeValue::Array(items)
             if items.iter().all(|v| v.get_ref().is_table()) && !items.is_empty() =>
         {
+            let names = element_names(items);
             for (i, item) in items.iter().enumerate() {
                 let t = item.get_ref().as_table().expect("every item is a table");
                 // Arrays of tables written as `[[…]]` name places; inline ones (`bands`) are
                 // keys of their place.
                 if text[item.span()].trim_start().starts_with('{') {
-                    walk_table(text, t, place, &format!("{key}[{i}]"), assumed, out);
+                    walk_table(text, t, place, &format!("{key}[{i}]"), notes.clone(), out);
                 } else {
-                    let here = join(place, " › ", &element_name(t, i));
+                    let here = join(place, " › ", &names[i]);
                     walk_table(text, t, &here, "", None, out);
                 }
             }
@@ -208,36 +264,43 @@ fn walk_value<'t>(
             place: place.to_string(),
             key: key.to_string(),
             text: text[value.span()].trim().to_string(),
-            clause: clause_of(text, value.span(), key, assumed),
+            clause: clause_of(text, value.span(), key, notes),
         }),
     }
 }
 
-/// The comment on the line where `span` ends; else the `assumed` note of `key` (or of a key it
-/// lies under) in its table; else the comment lines just above the table's header.
-fn clause_of(
-    text: &str,
-    span: std::ops::Range<usize>,
-    key: &str,
-    assumed: Option<&DeTable>,
-) -> String {
+/// The source of a value: the `assumed` note of its own key (a number the source does not
+/// state has no clause); else the comment on the line where `span` ends; else the note of a
+/// key it lies under; else the comment lines just above its table's header.
+fn clause_of(text: &str, span: std::ops::Range<usize>, key: &str, notes: Option<Notes>) -> String {
+    // The key relative to the table holding the notes, then the keys it lies under.
+    let note = |exact: bool| -> Option<String> {
+        let notes = notes.as_ref()?;
+        let mut k = match notes.prefix.as_str() {
+            "" => key,
+            p => key.strip_prefix(p)?.strip_prefix('.')?,
+        };
+        loop {
+            if let Some(why) = notes.table.get(k).and_then(|v| v.get_ref().as_str()) {
+                return Some(format!("assumed: {why}"));
+            }
+            match k.rfind(['.', '[']) {
+                Some(at) if !exact => k = &k[..at],
+                _ => return None,
+            }
+        }
+    };
+    if let Some(why) = note(true) {
+        return why;
+    }
     let line_end = text[span.end..]
         .find('\n')
         .map_or(text.len(), |n| span.end + n);
     if let Some(hash) = text[span.end..line_end].find('#') {
         return text[span.end + hash + 1..line_end].trim().to_string();
     }
-    if let Some(assumed) = assumed {
-        let mut k = key;
-        loop {
-            if let Some(why) = assumed.get(k).and_then(|v| v.get_ref().as_str()) {
-                return format!("assumed: {why}");
-            }
-            match k.rfind(['.', '[']) {
-                Some(at) => k = &k[..at],
-                None => break,
-            }
-        }
+    if let Some(why) = note(false) {
+        return why;
     }
     // Up from the value to its table's header, then the comments right above it.
     let mut lines = text[..span.start].lines().rev();
@@ -323,6 +386,65 @@ assumed = { ratio = "not stated; usual rates" }
                     "0.60",
                     "assumed: not stated; usual rates"
                 ),
+            ]
+        );
+    }
+
+    const TWINS: &str = r#"region = "371000"
+
+[[versions]]
+id = "v"
+
+[[versions.benefits]]
+name = "two_diseases"
+coverage = "resident"
+conditions = ["hypertension"]
+annual_cap = 300
+ratio = { primary = 0.70, secondary = 0.50 }   # primary: clause 2
+assumed = { "ratio.secondary" = "not stated" }
+
+[[versions.benefits]]
+name = "two_diseases"
+coverage = "resident"
+conditions = ["hypertension"]
+annual_cap = 300
+
+[versions.audit]
+max_days_supply = 84
+assumed = { max_days_supply = "the national limit" }
+"#;
+
+    #[test]
+    fn benefits_sharing_a_name_are_told_apart_and_notes_are_found_where_they_sit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        write(&a, "weihai.toml", TWINS);
+        let changed = TWINS
+            .replace("annual_cap = 300", "annual_cap = 400")
+            .replace("secondary = 0.50", "secondary = 0.55")
+            .replace("max_days_supply = 84", "max_days_supply = 90");
+        write(&b, "weihai.toml", &changed);
+        let found: Vec<(String, String, String)> = differences(&a, &b)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.place, c.key, c.clause))
+            .collect();
+        let twin = |n: u32| format!("v › two_diseases (resident: hypertension) #{n}");
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "v".to_string(),
+                    "audit.max_days_supply".into(),
+                    "assumed: the national limit".into()
+                ),
+                (twin(1), "annual_cap".into(), String::new()),
+                (
+                    twin(1),
+                    "ratio.secondary".into(),
+                    "assumed: not stated".into()
+                ),
+                (twin(2), "annual_cap".into(), String::new()),
             ]
         );
     }

@@ -288,11 +288,11 @@ pub(crate) fn settled_rows(
 }
 
 /// A row of a benefit table: its name, the benefit labels it sums, and the registrations it
-/// counts (condition, severity).
+/// counts (condition, and severity where the benefit tells them apart).
 struct BenefitRow {
     name: String,
     labels: Vec<String>,
-    registered: Option<(u16, Severity)>,
+    registered: Option<(u16, Option<Severity>)>,
 }
 
 /// The header of a benefit table: disease, insured, registered, then cost and reimbursement per
@@ -330,7 +330,7 @@ impl Persons<'_> {
             .count() as u64
     }
 
-    fn registered(&self, coverage: Coverage, condition: u16, severity: Severity) -> u64 {
+    fn registered(&self, coverage: Coverage, condition: u16, severity: Option<Severity>) -> u64 {
         (0..self.registry.persons.len() as u32)
             .filter(|&p| {
                 let person = self.registry.persons[p as usize];
@@ -338,7 +338,7 @@ impl Persons<'_> {
                     && person.coverage == coverage
                     && self.registry.registrations_of(p).iter().any(|r| {
                         r.condition == condition
-                            && r.severity == severity
+                            && severity.is_none_or(|s| r.severity == s)
                             && r.approved_on <= self.period.last
                             && r.ended_on >= self.period.first
                     })
@@ -467,7 +467,7 @@ fn ezhou(
         Some(BenefitRow {
             name: name.into(),
             labels: vec![label.into()],
-            registered: Some((c, s)),
+            registered: Some((c, Some(s))),
         })
     };
     let rows = [
@@ -528,7 +528,7 @@ fn annex_7(
     let mut unit_of: HashMap<u32, String> = HashMap::new();
     if let Some(claims) = &args.claims {
         let wanted = settled.iter().map(|s| s.claim_id.as_str()).collect();
-        let institution = claim_column(claims, &wanted, "institution_id")?;
+        let institution = claim_column(claims, &wanted, "institution_id", true)?;
         let mut latest: HashMap<u32, (i64, &str)> = HashMap::new();
         for s in settled {
             if let Some(inst) = institution.get(s.claim_id.as_str()) {
@@ -620,11 +620,14 @@ fn annex_7(
     })
 }
 
-/// The text column `column` of the claims files, by claim id, for the claim ids of `wanted`.
+/// The text column `column` of the claims files, by claim id, for the claim ids of `wanted`
+/// (non-null values only). A file without the column stops with its name unless the column is
+/// nullable in the contract (`required` false): such a file has none of it.
 pub(crate) fn claim_column(
     claims: &Path,
     wanted: &std::collections::HashSet<&str>,
     column: &str,
+    required: bool,
 ) -> Result<HashMap<String, String>> {
     let mut out = HashMap::new();
     for path in crate::ingest::read::list_parquet(claims)? {
@@ -638,7 +641,12 @@ pub(crate) fn claim_column(
                 .position(|f| f.name() == name)
                 .ok_or_else(|| Error::schema(&path, name, "missing"))
         };
-        let roots = vec![root("claim_id")?, root(column)?];
+        let values = match root(column) {
+            Ok(at) => at,
+            Err(_) if !required => continue,
+            Err(e) => return Err(e),
+        };
+        let roots = vec![root("claim_id")?, values];
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let reader = builder
             .with_projection(mask)
@@ -677,7 +685,8 @@ fn jiaxing(
         rows.push(Some(BenefitRow {
             name: name.to_string(),
             labels: vec![format!("{prefix}{id}")],
-            registered: Some((c, Severity::Normal)),
+            // Jiaxing's programme pays normal and severe registrations alike.
+            registered: Some((c, None)),
         }));
     }
     rows.push(None);
@@ -709,6 +718,16 @@ fn jiaxing(
 
 /// Builds the report's tables and writes `report.xlsx` and one CSV per table into `--out`.
 pub fn report(args: &ReportArgs) -> Result<Written> {
+    let (year, month_or_quarter, most) = match args.kind {
+        ReportKind::EzhouMonthly { year, month } => (year, month, 12),
+        ReportKind::JiaxingQuarterly { year, quarter } => (year, quarter, 4),
+    };
+    if !(1900..=9999).contains(&year) || !(1..=most).contains(&month_or_quarter) {
+        return Err(Error::Usage(format!(
+            "no such period: {year}, {month_or_quarter} (a year 1900–9999, a month 1–12 or a \
+             quarter 1–4)"
+        )));
+    }
     let policies = Policies::load_dir(&args.policies)?;
     let registry = Registry::load(&args.persons, &args.registrations, &policies)?;
     let period = period(args.kind);
