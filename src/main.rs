@@ -61,6 +61,11 @@ fn small_pages_only() {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Permission bits of every file written (outputs, state, spill), octal: they hold personal
+    /// medical data, so only their owner may read them unless widened (e.g. 0640 for a group).
+    /// Directories created get the matching execute bits.
+    #[arg(long, global = true, default_value = "0600", value_parser = parse_mode)]
+    mode: u32,
 }
 
 #[derive(Subcommand)]
@@ -302,9 +307,21 @@ enum StateCommand {
     },
 }
 
+/// The process's umask for files of permission `mode` (rw bits only) and directories with the
+/// execute bit beside each read bit: a file is created 0666 & !umask, a directory 0777 & !umask.
+fn umask_for(mode: u32) -> u32 {
+    let files = mode & 0o666;
+    let dirs = files | ((files & 0o444) >> 2);
+    0o777 & !dirs
+}
+
 fn main() -> ExitCode {
     small_pages_only();
     let cli = Cli::parse();
+    // SAFETY: umask only sets this process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(umask_for(cli.mode) as libc::mode_t);
+    }
     // `adjudicate` picks its own once it knows whether the run spills.
     if !matches!(cli.command, Command::Adjudicate { .. }) {
         retain_freed_memory(KEEP_FREED);
@@ -584,6 +601,18 @@ fn parse_month(text: &str) -> anyhow::Result<(i32, u32)> {
     Ok((year, month))
 }
 
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start_matches("0o");
+    let mode = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("{text:?} is not an octal file mode such as 0600 or 0640"))?;
+    if mode > 0o777 || mode & 0o600 != 0o600 {
+        return Err(format!(
+            "{text:?}: a file mode up to 0777 that lets its owner read and write (0600, 0640, …)"
+        ));
+    }
+    Ok(mode)
+}
+
 /// An amount with its sign: `+12.00`, `-3.50`, `0.00`.
 fn signed(amount: &str) -> String {
     if amount.starts_with('-') || amount.trim_start_matches(['0', '.']).is_empty() {
@@ -606,4 +635,22 @@ fn parse_quarter(text: &str) -> anyhow::Result<(i32, u32)> {
 
 fn parse_memory_limit(text: &str) -> Result<u64, String> {
     yibao::run::parse_size(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mode_gives_files_its_bits_and_directories_their_execute_bits() {
+        assert_eq!(umask_for(0o600), 0o077);
+        assert_eq!(umask_for(0o640), 0o027);
+        assert_eq!(umask_for(0o644), 0o022);
+        assert_eq!(parse_mode("0640"), Ok(0o640));
+        assert!(
+            parse_mode("0400").is_err(),
+            "the owner must be able to write"
+        );
+        assert!(parse_mode("rw").is_err());
+    }
 }

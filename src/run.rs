@@ -470,6 +470,13 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         _ => crate::state::compact::Tiers::default(),
     };
     let (totals, reasons, rejected) = tally.finish(&policies);
+    let audit_trail = summary::AuditTrail::of_run(
+        &files,
+        &hashes,
+        &args.persons,
+        &args.registrations,
+        &[("policy", &policies)],
+    )?;
     laps.mark(Stage::Output);
     let wall = started.elapsed().as_secs_f64();
     let bytes_read = read.bytes_read;
@@ -490,6 +497,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     let summary = summary::Summary {
         engine: "yibao",
         version: env!("CARGO_PKG_VERSION"),
+        audit_trail,
         threads: rayon::current_num_threads(),
         inputs: summary::Inputs {
             claims: sources,
@@ -558,6 +566,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             out: args.out.display().to_string(),
             bytes_read,
             bytes_written,
+            audit_trail: Some(summary.audit_trail.clone()),
         };
         store.commit(next_manifest(
             &store.manifest,

@@ -386,6 +386,8 @@ pub struct CompareSummary {
     pub engine: &'static str,
     pub version: &'static str,
     pub command: &'static str,
+    /// The command line, and every input and both directories' policy files with their hashes.
+    pub audit_trail: summary::AuditTrail,
     pub threads: usize,
     pub inputs: summary::Inputs,
     pub state: Option<StateRead>,
@@ -550,6 +552,16 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
     let committed = file.close()?;
     let [base, prop] = worlds;
     let (base_total, prop_total) = (base.total(), prop.total());
+    let audit_trail = summary::AuditTrail::of_run(
+        &files,
+        &[],
+        &args.persons,
+        &args.registrations,
+        &[
+            ("baseline policy", &baseline),
+            ("proposal policy", &proposal),
+        ],
+    )?;
     let outlay = outlay_rows(&baseline, &base.outlay, &prop.outlay);
     let world = |dir: &PathBuf, policies: &Policies, world: World, total: &Money| {
         let (totals, _, rejected) = world.tally.finish(policies);
@@ -569,6 +581,7 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
         engine: "yibao",
         version: env!("CARGO_PKG_VERSION"),
         command: "compare",
+        audit_trail,
         threads: rayon::current_num_threads(),
         inputs: summary::Inputs {
             claims: sources,

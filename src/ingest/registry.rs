@@ -357,7 +357,10 @@ impl Registry {
                                 persons,
                                 "person_id",
                                 first + i as u64,
-                                format!("person `{}` appears twice", ids.value(i)),
+                                // Named by row, not by id: no person id in a message. The
+                                // run stops at the first repeat, so the earlier row is the
+                                // repeated person's dense id.
+                                format!("the person id of row {} appears again", interned[i].0),
                             ));
                         }
                         match person.state {

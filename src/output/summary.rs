@@ -3,6 +3,7 @@
 //! Money is written as exact decimal strings (yuan), never as binary floats.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -18,6 +19,8 @@ use crate::policy::{Policies, NONE};
 pub struct Summary {
     pub engine: &'static str,
     pub version: &'static str,
+    /// What ran on what: enough to reproduce any settlement and trace it to the policy text.
+    pub audit_trail: AuditTrail,
     pub threads: usize,
     pub inputs: Inputs,
     /// Set when the run read (and, unless read-only, advanced) a state directory.
@@ -319,6 +322,82 @@ fn tally(view: &RunView) -> (HashMap<Key, Sums>, [u64; Reason::COUNT]) {
                 (a, ra)
             },
         )
+}
+
+/// The engine version, the command line and every input and policy file with its content hash
+/// (BLAKE3): what a run read, so that any settlement can be reproduced and traced to the exact
+/// policy text that made it. Paths and hashes only, no personal data.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct AuditTrail {
+    pub engine: String,
+    pub command_line: Vec<String>,
+    pub files: Vec<HashedFile>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct HashedFile {
+    /// `claims`, `persons`, `registrations`, `policy`, or what else a command read.
+    pub role: String,
+    pub path: String,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+impl AuditTrail {
+    /// The trail of this process over `files` (role, path), hashed in turn; `known` holds
+    /// hashes already taken (the claim files' of a run with a state).
+    pub fn of(
+        files: &[(&str, &std::path::Path)],
+        known: &HashMap<&std::path::Path, &str>,
+    ) -> crate::Result<AuditTrail> {
+        let files = files
+            .iter()
+            .map(|&(role, path)| {
+                let bytes = std::fs::metadata(path)
+                    .map_err(|e| crate::Error::io(path, e))?
+                    .len();
+                let blake3 = match known.get(path) {
+                    Some(h) => h.to_string(),
+                    None => crate::state::store::content_hash(path)?,
+                };
+                Ok(HashedFile {
+                    role: role.to_string(),
+                    path: path.display().to_string(),
+                    bytes,
+                    blake3,
+                })
+            })
+            .collect::<crate::Result<_>>()?;
+        Ok(AuditTrail {
+            engine: format!("yibao {}", env!("CARGO_PKG_VERSION")),
+            command_line: std::env::args().collect(),
+            files,
+        })
+    }
+
+    /// The inputs of a settlement run: claim files, registry, and every policy file of each
+    /// `(role, policies)`.
+    pub fn of_run(
+        claims: &[std::path::PathBuf],
+        claim_hashes: &[String],
+        persons: &std::path::Path,
+        registrations: &std::path::Path,
+        policies: &[(&'static str, &Policies)],
+    ) -> crate::Result<AuditTrail> {
+        let mut files: Vec<(&str, &std::path::Path)> =
+            claims.iter().map(|p| ("claims", p.as_path())).collect();
+        files.push(("persons", persons));
+        files.push(("registrations", registrations));
+        for (role, p) in policies {
+            files.extend(p.regions.iter().map(|r| (*role, r.file.as_path())));
+        }
+        let known: HashMap<&std::path::Path, &str> = claims
+            .iter()
+            .map(PathBuf::as_path)
+            .zip(claim_hashes.iter().map(String::as_str))
+            .collect();
+        AuditTrail::of(&files, &known)
+    }
 }
 
 pub fn policy_entries(policies: &Policies) -> Vec<PolicyEntry> {

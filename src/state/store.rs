@@ -100,6 +100,10 @@ pub struct RunRecord {
     pub out: String,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// The command line and the hashed inputs and policy files of the run (absent in versions
+    /// written before runs kept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_trail: Option<crate::output::summary::AuditTrail>,
 }
 
 impl Manifest {
