@@ -55,6 +55,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file's pages could not be decoded: flipped bits, a truncated page, not Parquet inside.
+    #[error("{path}: the file is corrupt (a page could not be decoded): {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+
     /// The command line asked for something impossible.
     #[error("{0}")]
     Usage(String),
@@ -73,9 +77,34 @@ impl Error {
             | Error::Schema { .. }
             | Error::Value { .. }
             | Error::Policy { .. }
+            | Error::Corrupt { .. }
             | Error::Usage(_) => 2,
             Error::Arrow { .. } | Error::Chart { .. } => 1,
         }
+    }
+
+    /// A decoding failure of `path`'s pages.
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Runs `decode` over the pages of `path`, turning a panic inside the Parquet decoder (a
+    /// corrupt page it does not check) into [`Error::Corrupt`] naming the file.
+    pub(crate) fn decoding<T>(
+        path: &std::path::Path,
+        decode: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the decoder stopped".into());
+            Err(Error::corrupt(path, reason))
+        })
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -174,20 +174,21 @@ pub fn read_windows(
         let per_group: Vec<Result<Vec<RecordBatch>>> = window
             .par_iter()
             .map(|&rg| {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
-                    .map_err(|e| Error::parquet(path, e))?
-                    .with_row_groups(vec![rg])
-                    .with_projection(mask.clone())
-                    .with_batch_size(64 * 1024)
-                    .build()
-                    .map_err(|e| Error::parquet(path, e))?;
-                reader
-                    .map(|batch| {
-                        let batch =
-                            batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
-                        coerce(path, &batch, specs, &target)
-                    })
-                    .collect()
+                Error::decoding(path, || {
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
+                        .map_err(|e| Error::parquet(path, e))?
+                        .with_row_groups(vec![rg])
+                        .with_projection(mask.clone())
+                        .with_batch_size(64 * 1024)
+                        .build()
+                        .map_err(|e| Error::parquet(path, e))?;
+                    reader
+                        .map(|batch| {
+                            let batch = batch.map_err(|e| Error::corrupt(path, e))?;
+                            coerce(path, &batch, specs, &target)
+                        })
+                        .collect()
+                })
             })
             .collect();
         let mut batches = Vec::new();

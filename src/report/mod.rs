@@ -241,7 +241,7 @@ pub(crate) fn settled_rows(
             .build()
             .map_err(|e| Error::parquet(&path, e))?;
         for batch in reader {
-            let batch = batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
+            let batch = batch.map_err(|e| Error::corrupt(&path, e))?;
             let benefit = utf8(&batch, "benefit", &path)?;
             let persons = utf8(&batch, "person_id", &path)?;
             let claims = utf8(&batch, "claim_id", &path)?;
@@ -653,7 +653,7 @@ pub(crate) fn claim_column(
             .build()
             .map_err(|e| Error::parquet(&path, e))?;
         for batch in reader {
-            let batch = batch.map_err(|e| Error::arrow(path.display().to_string(), e))?;
+            let batch = batch.map_err(|e| Error::corrupt(&path, e))?;
             let ids = utf8(&batch, "claim_id", &path)?;
             let values = utf8(&batch, column, &path)?;
             for i in 0..batch.num_rows() {

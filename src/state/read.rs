@@ -458,7 +458,7 @@ impl<'a> KeyedFile<'a> {
                 let mut out = Vec::new();
                 let mut at = first_rows[g];
                 for batch in self.reader_with(g, &roots, None, dictionaries)? {
-                    let batch = batch.map_err(|e| Error::schema(self.path, "*", e.to_string()))?;
+                    let batch = batch.map_err(|e| Error::corrupt(self.path, e))?;
                     let n = batch.num_rows();
                     out.push(map(at, batch)?);
                     at += n;
@@ -545,7 +545,7 @@ impl<'a> KeyedFile<'a> {
                 let mut out = Vec::new();
                 let mut first = 0;
                 for batch in self.reader(g, &roots, Some(selection))? {
-                    let batch = batch.map_err(|e| Error::schema(self.path, "*", e.to_string()))?;
+                    let batch = batch.map_err(|e| Error::corrupt(self.path, e))?;
                     let n = batch.num_rows();
                     out.push(map(&keys[first..first + n], batch)?);
                     first += n;
