@@ -92,12 +92,16 @@ impl Error {
     }
 
     /// Runs `decode` over the pages of `path`, turning a panic inside the Parquet decoder (a
-    /// corrupt page it does not check) into [`Error::Corrupt`] naming the file.
+    /// corrupt page it does not check) into [`Error::Corrupt`] naming the file. The panic is
+    /// not printed where [`quiet_decoder_panics`] is in force: it is an answer, not a crash.
     pub(crate) fn decoding<T>(
         path: &std::path::Path,
         decode: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let was = DECODING.with(|d| d.replace(true));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+        DECODING.with(|d| d.set(was));
+        outcome.unwrap_or_else(|panic| {
             let reason = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -168,3 +172,19 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+thread_local! {
+    /// This thread is decoding a file's pages inside [`Error::decoding`].
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs a panic hook that stays silent for a panic of the Parquet decoder caught by
+/// [`Error::decoding`] (reported as a corrupt file) and prints every other panic as before.
+pub fn quiet_decoder_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !DECODING.with(|d| d.get()) {
+            previous(info);
+        }
+    }));
+}

@@ -317,6 +317,7 @@ fn umask_for(mode: u32) -> u32 {
 
 fn main() -> ExitCode {
     small_pages_only();
+    yibao::error::quiet_decoder_panics();
     let cli = Cli::parse();
     // SAFETY: umask only sets this process's file-creation mask; it cannot fail.
     unsafe {

@@ -52,6 +52,10 @@ fn check(damaged: &[u8], dir: &Path, what: &str) -> i32 {
         matches!(code, Some(0) | Some(2)),
         "{what}: exit {code:?} (a panic or an internal error): {stderr}"
     );
+    assert!(
+        !stderr.contains("panicked"),
+        "{what}: a panic reached the log: {stderr}"
+    );
     if code == Some(2) {
         assert!(
             stderr.contains(claims.to_str().unwrap()),
@@ -109,4 +113,20 @@ fn flipped_bits_and_cut_files_end_in_a_result_or_a_named_error() {
     check(&[], dir.path(), "an empty file");
     // The damage reached both outcomes: decoded values changed, and pages refused.
     assert!(codes[0] > 0 && codes[2] > 0, "outcomes: {codes:?}");
+}
+
+/// Found by fuzzing (`fuzz/run.sh`, target `claims_file`): a dictionary page whose run-length
+/// header is longer than any integer, on which the Parquet decoder panics. The run says the file
+/// is corrupt, with no panic in its log.
+#[test]
+fn a_page_the_decoder_panics_on_is_reported_as_a_corrupt_file() {
+    let crash = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz-claims-rle-vlq-overflow.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let code = check(
+        &std::fs::read(crash).unwrap(),
+        dir.path(),
+        "the fuzzer's file",
+    );
+    assert_eq!(code, 2);
 }
