@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::ingest::registry::Registry;
 use crate::money::{round_div, Yuan};
 use crate::policy::{Capitation, Policies};
+use crate::report::table::csv_field;
 
 /// What `yibao capitation` was asked to do.
 #[derive(Debug, Clone)]
@@ -473,14 +474,6 @@ fn batch(accounts: &[Account]) -> Result<RecordBatch> {
         text(&|a| &a.rule),
     ];
     RecordBatch::try_new(schema(), columns).map_err(|e| Error::arrow("capitation", e))
-}
-
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }
 
 /// The accounts as CSV, the Parquet file's columns.

@@ -12,24 +12,6 @@ use arrow::datatypes::{DataType, Decimal128Type};
 
 use common::*;
 
-/// Runs the binary from the repository's root, as the README does.
-fn yibao(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_yibao"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "yibao {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn text(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// A copy of the repository's policies in `dir/proposal` with Weihai's residents' general
 /// outpatient grassroots ratio (the version in force from 2023-05) raised from 50% to 60%.
 fn proposal_raising_one_ratio(dir: &Path) -> PathBuf {
@@ -113,7 +95,7 @@ fn a_proposal_raising_one_ratio_costs_what_the_hand_computation_says() {
     );
     let proposal = proposal_raising_one_ratio(s.dir.path());
     let out = s.path("compare");
-    yibao(&[
+    yibao_ok(&[
         "compare",
         "--claims",
         text(&s.path("claims")),
@@ -262,7 +244,7 @@ fn a_comparison_agrees_claim_by_claim_with_two_adjudicate_runs() {
             text(out),
         ];
         args.extend_from_slice(state);
-        yibao(&args);
+        yibao_ok(&args);
     };
     let compare = |claims: &Path, out: &Path, state: &[&str]| {
         let mut args = vec![
@@ -281,7 +263,7 @@ fn a_comparison_agrees_claim_by_claim_with_two_adjudicate_runs() {
             text(out),
         ];
         args.extend_from_slice(state);
-        yibao(&args);
+        yibao_ok(&args);
     };
 
     // The whole month on empty state.
@@ -352,26 +334,22 @@ fn policies_that_name_other_things_are_refused_with_the_difference() {
     let dir = tempfile::tempdir().unwrap();
     let proposal = proposal_raising_one_ratio(dir.path());
     std::fs::remove_file(proposal.join("jinan.toml")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_yibao"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "compare",
-            "--claims",
-            "data-samples/claims.parquet",
-            "--persons",
-        ])
-        .args(["data-samples/persons.parquet", "--registrations"])
-        .args([
-            "data-samples/registrations.parquet",
-            "--baseline",
-            "policies",
-        ])
-        .arg("--proposal")
-        .arg(&proposal)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run_yibao(&[
+        "compare",
+        "--claims",
+        "data-samples/claims.parquet",
+        "--persons",
+        "data-samples/persons.parquet",
+        "--registrations",
+        "data-samples/registrations.parquet",
+        "--baseline",
+        "policies",
+        "--proposal",
+        text(&proposal),
+        "--out",
+        text(&out_dir),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -402,7 +380,7 @@ fn the_page_opens_in_a_browser_with_its_charts_drawn_and_no_console_errors() {
     let dir = tempfile::tempdir().unwrap();
     let proposal = proposal_raising_one_ratio(dir.path());
     let out = dir.path().join("out");
-    yibao(&[
+    yibao_ok(&[
         "compare",
         "--claims",
         "data-samples/claims.parquet",

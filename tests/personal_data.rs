@@ -7,21 +7,9 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
-
-fn yibao(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_yibao"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Every file and directory under `dir`, with its permission bits.
 fn modes(dir: &Path) -> Vec<(String, bool, u32)> {
@@ -56,7 +44,7 @@ fn sample_run(dir: &Path, mode: Option<&str>) -> Output {
     if let Some(m) = mode {
         args.extend(["--mode", m]);
     }
-    let run = yibao(&args);
+    let run = run_yibao(&args);
     assert!(
         run.status.success(),
         "{}",
@@ -141,7 +129,7 @@ fn no_person_id_reaches_the_logs_or_the_summary_of_a_run_over_bad_data() {
     ];
     let (persons, registrations) = (s.path("persons.parquet"), s.path("registrations.parquet"));
     let out = s.path("out");
-    let run = yibao(&[
+    let run = run_yibao(&[
         "adjudicate",
         "--claims",
         text(&s.path("claims")),
@@ -171,7 +159,7 @@ fn no_person_id_reaches_the_logs_or_the_summary_of_a_run_over_bad_data() {
             person("ZHANGSAN-110101", "420700", "resident"),
         ],
     );
-    let stopped = yibao(&[
+    let stopped = run_yibao(&[
         "adjudicate",
         "--claims",
         text(&s.path("claims")),

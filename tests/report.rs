@@ -3,30 +3,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use calamine::{open_workbook, Data, Reader, Xlsx};
 
 use common::*;
-
-fn yibao(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_yibao"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "yibao {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn text(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Ezhou, March 2024. Residents R1 (hypertension, normal) and R2 (diabetes, severe), employee E1
 /// (hypertension, normal), employee-supplementary member S1 (none registered).
@@ -75,7 +54,7 @@ fn ezhou_sample() -> Scenario {
 
 fn report(s: &Scenario, out: &str, extra: &[&str]) -> std::path::PathBuf {
     let settled = s.path("settled");
-    yibao(&[
+    yibao_ok(&[
         "adjudicate",
         "--claims",
         text(&s.path("claims")),
@@ -103,7 +82,7 @@ fn report(s: &Scenario, out: &str, extra: &[&str]) -> std::path::PathBuf {
         text(&out),
     ];
     args.extend_from_slice(extra);
-    let printed = yibao(&args);
+    let printed = yibao_ok(&args);
     assert!(
         printed.starts_with("4 settlement rows of the period"),
         "{printed}"

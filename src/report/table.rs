@@ -180,7 +180,8 @@ pub fn write_xlsx(path: &Path, tables: &[Table]) -> Result<()> {
     crate::output::parquet::write_atomic(path, &bytes)
 }
 
-fn csv_field(text: &str) -> String {
+/// A CSV field: quoted when it holds a comma, a quote or a line break.
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {

@@ -733,3 +733,29 @@ pub fn assert_agree_by_claim(split: &RecordBatch, whole: &RecordBatch) -> usize 
     }
     whole_codes.iter().filter(|c| !c.is_empty()).count()
 }
+
+/// Runs the built `yibao` binary from the repository's root (as the README does), returning what
+/// it did.
+pub fn run_yibao(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_yibao"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// [`run_yibao`], which must succeed; returns what it printed.
+pub fn yibao_ok(args: &[&str]) -> String {
+    let out = run_yibao(args);
+    assert!(
+        out.status.success(),
+        "yibao {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A path as a command-line argument.
+pub fn text(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
