@@ -149,6 +149,12 @@ fn no_person_id_reaches_the_logs_or_the_summary_of_a_run_over_bad_data() {
     let rejected = read_parquet(&out.join("rejected.parquet"));
     assert!(rejected.num_rows() >= 2);
     let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    // The registry's bad rows are counted, not named: a person of an unknown scheme, and a
+    // registration of a person the registry does not have.
+    let counted: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let registry = &counted["inputs"]["registry"];
+    assert_eq!(registry["persons_invalid"], 1);
+    assert_eq!(registry["registrations_unknown_person"], 1);
 
     // A registry repeating a person stops the run (exit 2), naming rows, not ids.
     let twice = s.path("twice.parquet");
