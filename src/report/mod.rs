@@ -313,38 +313,84 @@ fn benefit_header() -> (Vec<Heading>, u16) {
     (h, 2)
 }
 
-/// Persons of `region` on `coverage`, and of them those with a registration of `condition` at
-/// `severity` in force on some day of the period.
-struct Persons<'r> {
-    registry: &'r Registry,
-    region: u16,
-    period: &'r Period,
+/// The registry's head counts a report's tables show, counted in one pass over the persons of
+/// the region: insured persons per coverage, and registered persons per coverage and condition,
+/// of a severity (`Some`) or of either (`None`), with a registration in force on some day of the
+/// period.
+struct Persons {
+    insured: HashMap<u8, u64>,
+    registered: HashMap<(u8, u16, Option<u8>), u64>,
 }
 
-impl Persons<'_> {
+impl Persons {
+    fn count(registry: &Registry, region: u16, period: &Period) -> Persons {
+        let mut counts = Persons {
+            insured: HashMap::new(),
+            registered: HashMap::new(),
+        };
+        let mut held: Vec<(u16, Option<u8>)> = Vec::new();
+        for p in 0..registry.persons.len() as u32 {
+            let person = registry.persons[p as usize];
+            if person.region != region {
+                continue;
+            }
+            let coverage = person.coverage as u8;
+            *counts.insured.entry(coverage).or_default() += 1;
+            // A person counts once per (condition, severity) and once per condition.
+            held.clear();
+            for r in registry.registrations_of(p) {
+                if r.approved_on <= period.last && r.ended_on >= period.first {
+                    held.push((r.condition, Some(r.severity as u8)));
+                    held.push((r.condition, None));
+                }
+            }
+            held.sort_unstable();
+            held.dedup();
+            for &(condition, severity) in &held {
+                *counts
+                    .registered
+                    .entry((coverage, condition, severity))
+                    .or_default() += 1;
+            }
+        }
+        counts
+    }
+
     fn insured(&self, coverage: Coverage) -> u64 {
-        self.registry
-            .persons
-            .iter()
-            .filter(|p| p.region == self.region && p.coverage == coverage)
-            .count() as u64
+        self.insured.get(&(coverage as u8)).copied().unwrap_or(0)
     }
 
     fn registered(&self, coverage: Coverage, condition: u16, severity: Option<Severity>) -> u64 {
-        (0..self.registry.persons.len() as u32)
-            .filter(|&p| {
-                let person = self.registry.persons[p as usize];
-                person.region == self.region
-                    && person.coverage == coverage
-                    && self.registry.registrations_of(p).iter().any(|r| {
-                        r.condition == condition
-                            && severity.is_none_or(|s| r.severity == s)
-                            && r.approved_on <= self.period.last
-                            && r.ended_on >= self.period.first
-                    })
-            })
-            .count() as u64
+        let key = (coverage as u8, condition, severity.map(|s| s as u8));
+        self.registered.get(&key).copied().unwrap_or(0)
     }
+}
+
+/// The benefit tables of `sheets` (sheet, scheme's name, coverage), titled by `title` of the
+/// scheme's name.
+fn scheme_tables(
+    sheets: &[(&str, &str, Coverage)],
+    title: impl Fn(&str) -> String,
+    period: &Period,
+    rows: &[Option<BenefitRow>],
+    settled: &[Settled],
+    persons: &Persons,
+) -> Vec<Table> {
+    let subtitle = format!("统计期间：{}　　金额单位：元", period.label);
+    sheets
+        .iter()
+        .map(|&(sheet, scheme, coverage)| {
+            benefit_table(
+                sheet,
+                title(scheme),
+                subtitle.clone(),
+                coverage,
+                rows,
+                settled,
+                persons,
+            )
+        })
+        .collect()
 }
 
 /// A benefit table of one coverage: `rows` (with `None` for a subtotal of the rows above it
@@ -478,30 +524,19 @@ fn ezhou(
         row("重症糖尿病", labels[3], diabetes, Severity::Severe),
         None,
     ];
-    let persons = Persons {
-        registry,
-        region,
+    let persons = Persons::count(registry, region, period);
+    let mut tables = scheme_tables(
+        &[
+            ("附件4", "城乡居民医保", Coverage::Resident),
+            ("附件5", "城镇职工医保", Coverage::Employee),
+            ("附件6", "城镇职工补充医保", Coverage::EmployeeSupplementary),
+        ],
+        |scheme| format!("鄂州市{scheme}“两病”门诊用药保障和健康管理示范城市活动月报表"),
         period,
-    };
-    let subtitle = format!("统计期间：{}　　金额单位：元", period.label);
-    let mut tables: Vec<Table> = [
-        ("附件4", "城乡居民医保", Coverage::Resident),
-        ("附件5", "城镇职工医保", Coverage::Employee),
-        ("附件6", "城镇职工补充医保", Coverage::EmployeeSupplementary),
-    ]
-    .into_iter()
-    .map(|(sheet, scheme, coverage)| {
-        benefit_table(
-            sheet,
-            format!("鄂州市{scheme}“两病”门诊用药保障和健康管理示范城市活动月报表"),
-            subtitle.clone(),
-            coverage,
-            &rows,
-            &settled,
-            &persons,
-        )
-    })
-    .collect();
+        &rows,
+        &settled,
+        &persons,
+    );
     tables.push(annex_7(
         args,
         registry,
@@ -690,29 +725,18 @@ fn jiaxing(
         }));
     }
     rows.push(None);
-    let persons = Persons {
-        registry,
-        region,
+    let persons = Persons::count(registry, region, period);
+    let tables = scheme_tables(
+        &[
+            ("城乡居民季报", "城乡居民医保", Coverage::Resident),
+            ("城镇职工季报", "城镇职工医保", Coverage::Employee),
+        ],
+        |scheme| format!("嘉兴市{scheme}“两病”门诊用药保障工作季度报表"),
         period,
-    };
-    let subtitle = format!("统计期间：{}　　金额单位：元", period.label);
-    let tables = [
-        ("城乡居民季报", "城乡居民医保", Coverage::Resident),
-        ("城镇职工季报", "城镇职工医保", Coverage::Employee),
-    ]
-    .into_iter()
-    .map(|(sheet, scheme, coverage)| {
-        benefit_table(
-            sheet,
-            format!("嘉兴市{scheme}“两病”门诊用药保障工作季度报表"),
-            subtitle.clone(),
-            coverage,
-            &rows,
-            &settled,
-            &persons,
-        )
-    })
-    .collect();
+        &rows,
+        &settled,
+        &persons,
+    );
     Ok((tables, settled.len() as u64))
 }
 
