@@ -91,13 +91,8 @@ enum Command {
     },
     /// Settle a batch of claims: the nightly job.
     Adjudicate {
-        /// A claims Parquet file, or a directory of them.
-        #[arg(long)]
-        claims: PathBuf,
-        #[arg(long)]
-        persons: PathBuf,
-        #[arg(long)]
-        registrations: PathBuf,
+        #[command(flatten)]
+        inputs: SettleInputs,
         /// State directory carried between runs: read, then advanced by one version as the
         /// run's last step (created by the first run). Without it the run starts from empty
         /// state and keeps none.
@@ -108,16 +103,6 @@ enum Command {
         state_version: Option<u64>,
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        /// Worker threads (default: every core). The output is the same for any value.
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Memory the claims may take (e.g. `2GiB`, `512MiB`, `1.5G`, or bytes); a larger month
-        /// is spilled to disk under OUT by person partition. Default: half of physical memory.
-        /// The output is the same for any value.
-        #[arg(long, value_parser = parse_memory_limit)]
-        memory_limit: Option<u64>,
         /// Claims per part of a month held in memory (default 1048576): a tuning knob, the
         /// output is the same for any value.
         #[arg(long, hide = true)]
@@ -126,13 +111,8 @@ enum Command {
     /// What a policy change would cost: the same claims settled under a baseline and a proposal
     /// policy directory in one pass, against the same state (read, never advanced).
     Compare {
-        /// A claims Parquet file, or a directory of them.
-        #[arg(long)]
-        claims: PathBuf,
-        #[arg(long)]
-        persons: PathBuf,
-        #[arg(long)]
-        registrations: PathBuf,
+        #[command(flatten)]
+        inputs: SettleInputs,
         /// State directory both worlds settle against, read-only (the latest version, or
         /// --state-version). Without it both start from empty state.
         #[arg(long)]
@@ -145,13 +125,6 @@ enum Command {
         /// The policies proposed: a copy of the baseline with numbers or rules changed.
         #[arg(long)]
         proposal: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long)]
-        threads: Option<usize>,
-        /// As for adjudicate; both worlds' results of a part are held at once.
-        #[arg(long, value_parser = parse_memory_limit)]
-        memory_limit: Option<u64>,
     },
     /// The documents' statutory tables from a run's settlements and the registry, as an .xlsx
     /// workbook laid out like the annexes and one CSV per table.
@@ -242,6 +215,28 @@ impl From<Profile> for yibao::generate::MonthProfile {
             Profile::Skewed => yibao::generate::MonthProfile::Skewed,
         }
     }
+}
+
+/// What `adjudicate` and `compare` settle, where they write, and on what resources.
+#[derive(clap::Args)]
+struct SettleInputs {
+    /// A claims Parquet file, or a directory of them.
+    #[arg(long)]
+    claims: PathBuf,
+    #[arg(long)]
+    persons: PathBuf,
+    #[arg(long)]
+    registrations: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Worker threads (default: every core). The output is the same for any value.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Memory the claims may take (e.g. `2GiB`, `512MiB`, `1.5G`, or bytes); a larger month
+    /// is spilled to disk under OUT by person partition. Default: half of physical memory.
+    /// The output is the same for any value (compare holds both worlds' results of a part).
+    #[arg(long, value_parser = parse_memory_limit)]
+    memory_limit: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -378,15 +373,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Adjudicate {
-            claims,
-            persons,
-            registrations,
+            inputs:
+                SettleInputs {
+                    claims,
+                    persons,
+                    registrations,
+                    out,
+                    threads,
+                    memory_limit,
+                },
             state,
             state_version,
             policies,
-            out,
-            threads,
-            memory_limit,
             part_claims,
         } => {
             let args = yibao::run::AdjudicateArgs {
@@ -428,16 +426,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Compare {
-            claims,
-            persons,
-            registrations,
+            inputs:
+                SettleInputs {
+                    claims,
+                    persons,
+                    registrations,
+                    out,
+                    threads,
+                    memory_limit,
+                },
             state,
             state_version,
             baseline,
             proposal,
-            out,
-            threads,
-            memory_limit,
         } => {
             let s = yibao::compare::compare(&yibao::compare::CompareArgs {
                 claims,

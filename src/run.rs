@@ -447,6 +447,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         policies: &policies,
         limit,
         part_claims: args.part_claims.unwrap_or(PART_CLAIMS),
+        audits: true,
     };
     let settled = settle_parts(&plan, &mut laps, &mut settle_and_write)?;
     let Parts {
@@ -596,6 +597,8 @@ pub(crate) struct Plan<'a> {
     pub policies: &'a Policies,
     pub limit: u64,
     pub part_claims: u64,
+    /// The parts are audited: the month's amount statistics (`amount_outlier`) are counted.
+    pub audits: bool,
 }
 
 /// What settling every part of a run gave.
@@ -721,7 +724,9 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
         let month = Partitions::build(&whole, &registry.index);
         laps.mark(Stage::Partition);
         let mut counts = AmountCounts::default();
-        counts.add_claims(policies, &registry, &whole);
+        if plan.audits {
+            counts.add_claims(policies, &registry, &whole);
+        }
         let stats = counts.stats();
         laps.mark(Stage::Audit);
         let mut count = 0;
@@ -769,12 +774,14 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
             &known,
             &repeated,
             |registry, window, suspects| {
-                let rows: Vec<u32> = suspects.iter().map(|s| s.row).collect();
-                counts.add_claims_except(policies, registry, window, &rows);
-                suspect_amounts.extend(suspects.iter().filter_map(|s| {
-                    AmountCounts::amount_of(policies, registry, window, s.row as usize)
-                        .map(|amount| (s.input_row, amount))
-                }));
+                if plan.audits {
+                    let rows: Vec<u32> = suspects.iter().map(|s| s.row).collect();
+                    counts.add_claims_except(policies, registry, window, &rows);
+                    suspect_amounts.extend(suspects.iter().filter_map(|s| {
+                        AmountCounts::amount_of(policies, registry, window, s.row as usize)
+                            .map(|amount| (s.input_row, amount))
+                    }));
+                }
                 run_year = run_year.max(latest_settlement_year(window, 0..window.len()));
                 present.resize(registry.index.len(), false);
                 mark_present(&mut present, &window.person);

@@ -538,6 +538,8 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
             // Two worlds' results of a part are held at once: the claims get half.
             / 2,
         part_claims: run::PART_CLAIMS,
+        // A comparison settles without audit: no amount statistics to count.
+        audits: false,
     };
     let Parts {
         registry,
