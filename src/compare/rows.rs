@@ -66,12 +66,7 @@ pub fn batch(
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
     let claims = baseline.claims;
-    let kept: Vec<usize> = rows
-        .iter()
-        .map(|&r| r as usize)
-        .filter(|&r| claims.keys_complete(r))
-        .collect();
-    let at: Vec<(usize, usize)> = kept.iter().map(|&r| claims.locate_index(r)).collect();
+    let (kept, at) = crate::output::settlements::settlement_rows(claims, rows);
     let persons = &baseline.registry.index;
     let worlds: [Vec<Outcome>; 2] =
         [baseline, proposal].map(|v| kept.iter().map(|&r| v.outcome(r)).collect());

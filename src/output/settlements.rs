@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use super::{batch_of, names_of, RunView};
 use crate::domain::{Reason, Rule, Status};
 use crate::error::{Error, Result};
-use crate::ingest::claims::NO_CODE;
+use crate::ingest::claims::{Claims, NO_CODE};
 use crate::policy::NONE;
 use crate::settle::Outcome;
 
@@ -60,16 +60,23 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// The settlement rows of `rows` (global rows, in output order). Rows with a null key cannot be
-/// settlement rows (every key is non-null in the contract): they are in `rejected.parquet` only.
-pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result<RecordBatch> {
-    let claims = view.claims;
+/// The rows of `rows` (global rows, in output order) that are settlement rows — every key
+/// non-null — with where each one's key texts are read from ([`Claims::locate_index`]).
+pub(crate) fn settlement_rows(claims: &Claims, rows: &[u32]) -> (Vec<usize>, Vec<(usize, usize)>) {
     let kept: Vec<usize> = rows
         .iter()
         .map(|&r| r as usize)
         .filter(|&r| claims.keys_complete(r))
         .collect();
-    let at: Vec<(usize, usize)> = kept.iter().map(|&r| claims.locate_index(r)).collect();
+    let at = kept.iter().map(|&r| claims.locate_index(r)).collect();
+    (kept, at)
+}
+
+/// The settlement rows of `rows` (global rows, in output order). Rows with a null key cannot be
+/// settlement rows (every key is non-null in the contract): they are in `rejected.parquet` only.
+pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result<RecordBatch> {
+    let claims = view.claims;
+    let (kept, at) = settlement_rows(claims, rows);
     let persons = &view.registry.index;
     let keys = |f: &dyn Fn(usize) -> Option<&'a str>| -> ArrayRef {
         Arc::new(kept.iter().map(|&r| f(r)).collect::<StringArray>())
