@@ -57,10 +57,11 @@ fn stages(c: &mut Criterion) {
 
     let mut registry = load_registry();
     let prior = Prior::default();
-    let claims = Claims::load(&claims_path, &mut registry.index).unwrap();
-    let partition = || Partitions::build(&claims, &registry.index);
-    group.bench_function("partition", |b| b.iter(partition));
-    let partitions = partition();
+    let mut claims = Claims::load(&claims_path, &mut registry.index).unwrap();
+    group.bench_function("partition", |b| {
+        b.iter(|| Partitions::build(&mut claims, &registry.index))
+    });
+    let partitions = Partitions::build(&mut claims, &registry.index);
     let engine = Engine::new(&policies, &registry, &claims, &prior);
     group.bench_function("settle", |b| b.iter(|| engine.settle(&partitions)));
     let settled = engine.settle(&partitions);

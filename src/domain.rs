@@ -189,6 +189,18 @@ vocabulary! {
         ReversalAmountMismatch = "reversal_amount_mismatch",
         /// Rejected: a reversal of a claim that was itself rejected or a reversal.
         OriginalNotReversible = "original_not_reversible",
+        /// Rejected: an amount beyond any real claim ([`crate::limits::MAX_CLAIM_FEN`]).
+        AmountOutOfRange = "amount_out_of_range",
+        /// Rejected: `days_supply` negative or beyond [`crate::limits::MAX_DAYS_SUPPLY`].
+        DaysSupplyOutOfRange = "days_supply_out_of_range",
+        /// Rejected: an id longer than [`crate::limits::MAX_ID_BYTES`] or holding a control
+        /// character.
+        InvalidId = "invalid_id",
+        /// Rejected: `settled_at` or `service_date` outside 1990-01-01..2100-01-01.
+        TimeOutOfRange = "time_out_of_range",
+        /// Rejected: the person has more claims in the run than
+        /// [`crate::limits::MAX_CLAIMS_PER_PERSON`] (a placeholder id, not a person).
+        PersonClaimLimit = "person_claim_limit",
     }
 }
 

@@ -59,6 +59,13 @@ pub enum Error {
     #[error("{path}: the file is corrupt (a page could not be decoded): {reason}")]
     Corrupt { path: PathBuf, reason: String },
 
+    /// A claims directory holds something that is not a claims file.
+    #[error(
+        "{path}: not a *.parquet file, in a claims directory: move it out (names starting with \
+         . or _ are passed over)"
+    )]
+    StrayFile { path: PathBuf },
+
     /// The command line asked for something impossible.
     #[error("{0}")]
     Usage(String),
@@ -78,6 +85,7 @@ impl Error {
             | Error::Value { .. }
             | Error::Policy { .. }
             | Error::Corrupt { .. }
+            | Error::StrayFile { .. }
             | Error::Usage(_) => 2,
             Error::Arrow { .. } | Error::Chart { .. } => 1,
         }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod floor;
 pub mod generate;
 pub mod ingest;
+pub mod limits;
 pub mod money;
 pub mod output;
 pub mod partition;

@@ -721,14 +721,16 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
         };
         let first_year = latest_year(store, run_year).map_or(i32::MIN, |y| y - 1);
         let held = held_bits(whole.len() as u64, plan.part_claims);
-        let month = Partitions::build(&whole, &registry.index);
-        laps.mark(Stage::Partition);
+        // Counted before grouping, as a spilled run counts them while it scatters: a crowded
+        // person's claims, rejected by grouping, count in both.
         let mut counts = AmountCounts::default();
         if plan.audits {
             counts.add_claims(policies, &registry, &whole);
         }
         let stats = counts.stats();
         laps.mark(Stage::Audit);
+        let month = Partitions::build(&mut whole, &registry.index);
+        laps.mark(Stage::Partition);
         let mut count = 0;
         // `cut` gives the parts of persons, then one of the rows with no person.
         let parts = (1usize << held) + 1;
@@ -830,7 +832,7 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
                 policies,
                 prior: &prior,
             };
-            let mut partitions = Partitions::build(&claims, &registry.index);
+            let mut partitions = Partitions::build(&mut claims, &registry.index);
             partitions.gather(&mut claims)?;
             laps.mark(Stage::Partition);
             laps.progress

@@ -10,13 +10,15 @@ use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int64Type, TimestampMillisecondType};
 use rayon::prelude::*;
 
 use super::read::{col, first_null, list_parquet, read_windows, ColumnKind::*, ColumnSpec};
 use super::registry::PersonIndex;
-use crate::domain::{day_of, Day, Level, Millis, Reason, Referral, VisitType};
+use crate::domain::{day_of, format_date, Day, Level, Millis, Reason, Referral, VisitType};
 use crate::error::Result;
+use crate::limits;
+use crate::money::Yuan;
 
 /// Marks a row whose `person_id` is null.
 pub const NO_PERSON: u32 = u32::MAX;
@@ -38,7 +40,7 @@ pub const CLAIM_COLUMNS: &[ColumnSpec] = &[
     col("total_amount", Money, false),
     col("in_scope_amount", Money, false),
     col("drug_code", Text, true),
-    col("days_supply", Int32, true),
+    col("days_supply", Int32Wide, true),
     col("reverses_claim_id", Text, true),
     // Added by yibao (optional): Weihai's referral rules.
     col("referral", Text, true),
@@ -864,7 +866,7 @@ fn convert(
     let prescriber_text = text(7);
     let visit_text = text(8);
     let diagnosis = text(9);
-    let days = batch.column(13).as_primitive::<Int32Type>();
+    let days = batch.column(13).as_primitive::<Int64Type>();
     let reverses = text(14);
     let total = Money::of(batch.column(10));
     let in_scope = Money::of(batch.column(11));
@@ -905,6 +907,17 @@ fn convert(
         rejected: Vec::with_capacity(n),
         detail: Vec::new(),
     };
+    let ids = [
+        ("claim_id", &claim_id),
+        ("person_id", &person_id),
+        ("region", &region),
+        ("institution_id", &institution_id),
+        ("diagnosis", &diagnosis),
+        ("drug_code", &drug),
+        ("reverses_claim_id", &reverses),
+        ("medical_community_id", &community),
+    ];
+    let ids_clean = ids.iter().all(|(_, a)| limits::ids_clean(a));
     let known_persons = persons.get_many(&person_id);
     for (i, known_person) in known_persons.into_iter().enumerate() {
         let mut reject: Option<(Reason, String)> = None;
@@ -924,6 +937,17 @@ fn convert(
         ];
         if let Some(name) = first_null(batch, i, &required) {
             fail(Reason::NullKey, format!("{name} is null"));
+        }
+        if !ids_clean {
+            for (column, array) in &ids {
+                if let Some(problem) = array
+                    .is_valid(i)
+                    .then(|| limits::id_problem(column, array.value(i)))
+                    .flatten()
+                {
+                    fail(Reason::InvalidId, problem);
+                }
+            }
         }
         let person = if person_id.is_null(i) {
             NO_PERSON
@@ -946,6 +970,17 @@ fn convert(
         } else {
             service.value(i)
         };
+        if settled.is_valid(i) && !limits::time_in_range(settled_at) {
+            fail(
+                Reason::TimeOutOfRange,
+                format!("settled_at on {}", format_date(day_of(settled_at))),
+            );
+        } else if service.is_valid(i) && !limits::day_in_range(service_day) {
+            fail(
+                Reason::TimeOutOfRange,
+                format!("service_date = {}", format_date(service_day)),
+            );
+        }
         let level = if level_text.is_null(i) {
             Level::Primary
         } else {
@@ -1021,7 +1056,18 @@ fn convert(
         c.level.push(level);
         c.prescriber.push(prescriber);
         c.visit.push(visit);
-        c.days_supply.push(days.is_valid(i).then(|| days.value(i)));
+        let days_supply = days.is_valid(i).then(|| days.value(i));
+        let days_supply = match days_supply {
+            Some(d) if !(0..=limits::MAX_DAYS_SUPPLY as i64).contains(&d) => {
+                fail(
+                    Reason::DaysSupplyOutOfRange,
+                    format!("days_supply = {d} (0 to {})", limits::MAX_DAYS_SUPPLY),
+                );
+                None
+            }
+            d => d.map(|d| d as i32),
+        };
+        c.days_supply.push(days_supply);
         c.total_fen.push(total_fen);
         c.in_scope_fen.push(in_scope_fen);
         c.is_reversal.push(is_reversal);
@@ -1069,10 +1115,25 @@ impl<'a> Money<'a> {
                 fail(Reason::NullAmount, format!("{column} is null"));
                 0
             }
-            Some(Some(v)) if v.abs() <= MAX_FEN => v as i64,
+            Some(Some(v)) if v.abs() <= limits::MAX_CLAIM_FEN as i128 => v as i64,
+            // Zero in place of a rejected amount: no sum of the run counts it.
+            Some(Some(v)) if v.abs() <= MAX_FEN => {
+                fail(
+                    Reason::AmountOutOfRange,
+                    format!(
+                        "{column} = {} yuan (limit {})",
+                        Yuan(v),
+                        Yuan(limits::MAX_CLAIM_FEN as i128)
+                    ),
+                );
+                0
+            }
             Some(_) => {
                 let raw = match self {
-                    Money::Decimal(a, scale) => format!("{} (scale {scale})", a.value(i)),
+                    Money::Decimal(a, scale) => format!(
+                        "{} at scale {scale}: not a whole number of fen, or too large",
+                        a.value(i)
+                    ),
                     Money::Text(a) => format!("{:?}", a.value(i)),
                 };
                 fail(Reason::UnreadableAmount, format!("{column} = {raw}"));

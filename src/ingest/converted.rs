@@ -399,7 +399,7 @@ mod tests {
             ),
             (
                 "days_supply",
-                Arc::new(Int32Array::from(vec![Some(30), None, None, None, None])),
+                Arc::new(Int64Array::from(vec![Some(30), None, None, None, None])),
             ),
             (
                 "reverses_claim_id",

@@ -32,6 +32,9 @@ pub enum ColumnKind {
     Int16,
     Int32,
     Int64,
+    /// `Int32` in the contract, read as `Int64` from any integer type: a value out of range
+    /// rejects its row (the reader bounds it), not the file.
+    Int32Wide,
     Boolean,
 }
 
@@ -93,16 +96,33 @@ pub fn first_null<'n>(
 }
 
 /// Lists the Parquet files behind `--claims FILE_OR_DIR`, sorted by name so runs are repeatable.
+///
+/// In a directory, names starting with `.` or `_` are a dataset's bookkeeping (`_SUCCESS`,
+/// `.part-0.parquet.crc`) and are passed over, as Spark and Arrow pass them over. Anything else
+/// that is not a `*.parquet` file — a `claims.parq`, a `notes.txt`, a subdirectory — stops the
+/// run naming it: skipping it could drop a day of claims without a word.
 pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| Error::io(path, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .collect();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+        let entry = entry.map_err(|e| Error::io(path, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let file = entry.path();
+        let is_file = std::fs::metadata(&file)
+            .map_err(|e| Error::io(&file, e))?
+            .is_file();
+        if !is_file || !name.ends_with(".parquet") {
+            return Err(Error::StrayFile { path: file });
+        }
+        files.push(file);
+    }
     files.sort();
     if files.is_empty() {
         return Err(Error::schema(
@@ -221,7 +241,9 @@ fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {
         ColumnKind::TimestampMs => matches!(dt, DataType::Timestamp(_, _)),
         ColumnKind::Date => matches!(dt, DataType::Date32),
         ColumnKind::Money => matches!(dt, DataType::Decimal128(_, _)) || text(dt),
-        ColumnKind::Int16 | ColumnKind::Int32 | ColumnKind::Int64 => dt.is_integer(),
+        ColumnKind::Int16 | ColumnKind::Int32 | ColumnKind::Int64 | ColumnKind::Int32Wide => {
+            dt.is_integer()
+        }
         ColumnKind::Boolean => matches!(dt, DataType::Boolean),
     };
     if ok {
@@ -258,7 +280,7 @@ fn target_type(kind: ColumnKind, file_type: Option<&DataType>) -> DataType {
             None => DataType::Decimal128(18, 2),
         },
         ColumnKind::Int16 => DataType::Int16,
-        ColumnKind::Int32 => DataType::Int32,
+        ColumnKind::Int32 | ColumnKind::Int32Wide => DataType::Int32,
         ColumnKind::Int64 => DataType::Int64,
         ColumnKind::Boolean => DataType::Boolean,
     }
@@ -270,7 +292,11 @@ fn target_schema(specs: &[ColumnSpec], file: &Schema) -> Schema {
             .iter()
             .map(|s| {
                 let file_type = file.field_with_name(s.name).ok().map(|f| f.data_type());
-                Field::new(s.name, target_type(s.kind, file_type), true)
+                let read_type = match s.kind {
+                    ColumnKind::Int32Wide => DataType::Int64,
+                    kind => target_type(kind, file_type),
+                };
+                Field::new(s.name, read_type, true)
             })
             .collect::<Vec<_>>(),
     )

@@ -211,10 +211,18 @@ type Key = (u16, u8, u16, u8);
 /// The run's outcomes summed by group and reason, added up partition by partition. Integer sums
 /// commute, so the totals do not depend on how the run was cut. Deterministic: groups are kept
 /// in a `BTreeMap`.
-#[derive(Default)]
 pub struct Tally {
     groups: BTreeMap<Key, Sums>,
     reasons: [u64; Reason::COUNT],
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            groups: BTreeMap::new(),
+            reasons: [0; Reason::COUNT],
+        }
+    }
 }
 
 impl Tally {

@@ -12,8 +12,10 @@ pub mod spill;
 
 use rayon::prelude::*;
 
+use crate::domain::Reason;
 use crate::ingest::claims::{Claims, NO_PERSON};
 use crate::ingest::registry::PersonIndex;
+use crate::limits::MAX_CLAIMS_PER_PERSON;
 
 /// The stable key of a person id ([`crate::domain::stable_key`]): persons are listed in its
 /// order in every output, and its top bits pick a spill partition. Fixed forever: changing it
@@ -58,8 +60,39 @@ pub struct Partitions {
 
 impl Partitions {
     /// Groups the rows of `claims` by person. Only the persons present are keyed and sorted, so
-    /// a spilled partition costs its own claims, not the whole registry.
-    pub fn build(claims: &Claims, index: &PersonIndex) -> Partitions {
+    /// a spilled partition costs its own claims, not the whole registry. The claims of a person
+    /// with more than [`MAX_CLAIMS_PER_PERSON`] valid claims are rejected here
+    /// (`person_claim_limit`): a run holds all of a person's claims in one partition, so the
+    /// count is the same whether the run is held or spilled.
+    pub fn build(claims: &mut Claims, index: &PersonIndex) -> Partitions {
+        Self::build_within(claims, index, MAX_CLAIMS_PER_PERSON)
+    }
+
+    fn build_within(claims: &mut Claims, index: &PersonIndex, limit: usize) -> Partitions {
+        let partitions = Self::group(claims, index);
+        let crowded: Vec<usize> = (0..partitions.slots())
+            .filter(|&s| partitions.rows_of(s).len() > limit)
+            .collect();
+        if crowded.is_empty() {
+            return partitions;
+        }
+        for s in crowded {
+            let rows = partitions.rows_of(s);
+            for &row in rows {
+                claims.rejected[row as usize] = Some(Reason::PersonClaimLimit);
+                claims.reject_detail.insert(
+                    row as usize,
+                    format!(
+                        "the person has {} claims in this run (limit {limit})",
+                        rows.len()
+                    ),
+                );
+            }
+        }
+        Self::group(claims, index)
+    }
+
+    fn group(claims: &Claims, index: &PersonIndex) -> Partitions {
         const ABSENT: u32 = u32::MAX;
         let mut slot_of = vec![ABSENT; index.len()];
         let mut present = Vec::new();
@@ -324,12 +357,12 @@ mod tests {
         for name in ["P1", "P2", "P3", "P4", "P5", "P6"] {
             index.intern(name);
         }
-        let month = claims(&[
+        let mut month = claims(&[
             (Some(0), 5, "C1", false),
             (Some(2), 3, "C2", false),
             (Some(2), 1, "C3", false),
         ]);
-        let built = Partitions::build(&month, &index);
+        let built = Partitions::build(&mut month, &index);
         let mut expected: Vec<(u64, u32)> = [0u32, 2]
             .iter()
             .map(|&p| (person_key(index.id(p)), p))
@@ -359,18 +392,18 @@ mod tests {
                 (person, (i * 3 % 5) as i64, ids[i].as_str(), i % 6 == 1)
             })
             .collect();
-        let month_claims = claims(&rows);
-        let month = Partitions::build(&month_claims, &index);
+        let mut month_claims = claims(&rows);
+        let month = Partitions::build(&mut month_claims, &index);
         for bits in 0..=3 {
             let mut all = Vec::new();
             for (part, (selected, cut)) in month.cut(bits).enumerate() {
-                let own = claims(
+                let mut own = claims(
                     &selected
                         .iter()
                         .map(|&r| rows[r as usize])
                         .collect::<Vec<_>>(),
                 );
-                let built = Partitions::build(&own, &index);
+                let built = Partitions::build(&mut own, &index);
                 assert_eq!(cut, built, "part {part} of {}", 1 << bits);
                 assert_eq!(
                     built.output_rows(),
@@ -381,6 +414,39 @@ mod tests {
             assert_eq!(all, month.output_rows(), "the parts in order are the month");
         }
         assert!(month.orphans.len() == 4 && !month.rejected.is_empty());
+    }
+
+    #[test]
+    fn a_person_past_the_claim_limit_has_every_claim_rejected_and_the_others_settle() {
+        let mut index = PersonIndex::default();
+        for name in ["P1", "P2"] {
+            index.intern(name);
+        }
+        // P1: four valid claims and one rejected at ingest; P2: three. The limit is three.
+        let mut month = claims(&[
+            (Some(0), 1, "C1", false),
+            (Some(1), 1, "C2", false),
+            (Some(0), 2, "C3", false),
+            (Some(0), 3, "C4", true),
+            (Some(1), 2, "C5", false),
+            (Some(0), 4, "C6", false),
+            (Some(1), 3, "C7", false),
+            (Some(0), 5, "C8", false),
+        ]);
+        let built = Partitions::build_within(&mut month, &index, 3);
+        let slot_of = |p: u32| built.persons.iter().position(|&q| q == p).unwrap();
+        assert!(built.rows_of(slot_of(0)).is_empty());
+        assert_eq!(built.rejected_of(slot_of(0)), &[0, 2, 3, 5, 7]);
+        assert_eq!(built.rows_of(slot_of(1)), &[1, 4, 6]);
+        let limited: Vec<usize> = (0..month.len())
+            .filter(|&r| month.rejected[r] == Some(Reason::PersonClaimLimit))
+            .collect();
+        assert_eq!(limited, vec![0, 2, 5, 7]);
+        assert_eq!(month.rejected[3], Some(Reason::UnknownLevel), "kept");
+        assert_eq!(
+            month.reject_detail[&7],
+            "the person has 4 claims in this run (limit 3)"
+        );
     }
 
     #[test]
