@@ -40,7 +40,7 @@ pub struct Split {
 /// taken in, `covered = min(base, cap_left)`, and `fund = round(covered × ratio)`.
 #[inline]
 pub fn split(eligible_fen: i64, terms: &Terms) -> Split {
-    debug_assert!(eligible_fen >= 0);
+    assert!(eligible_fen >= 0, "a claim's eligible cost is not negative");
     let deductible_fen = eligible_fen.min(terms.deductible_left_fen.max(0));
     let base = eligible_fen - deductible_fen;
     let ratio = terms.ratio_bp;
@@ -82,11 +82,24 @@ pub fn split(eligible_fen: i64, terms: &Terms) -> Split {
         capped,
         cap_remaining_fen,
     };
-    debug_assert_eq!(
+    // The contract's identity and the cap, checked in release builds too: a few compares per
+    // claim, against paying a fen the policy does not allow.
+    assert_eq!(
         s.eligible_fen,
-        s.deductible_fen + s.fund_fen + s.copay_fen + s.over_cap_fen
+        s.deductible_fen + s.fund_fen + s.copay_fen + s.over_cap_fen,
+        "eligible = deductible + fund + copay + over cap"
     );
-    debug_assert!(s.copay_fen >= 0 && s.over_cap_fen >= 0 && s.fund_fen >= 0);
+    assert!(
+        s.copay_fen >= 0 && s.over_cap_fen >= 0 && s.fund_fen >= 0,
+        "no layer of a claim is negative"
+    );
+    if let Some(left) = terms.cap_left_fen {
+        let taken = match terms.cap_basis {
+            CapBasis::Fund => s.fund_fen,
+            CapBasis::Cost => s.covered_fen,
+        };
+        assert!(taken <= left.max(0), "a claim never takes more than the cap left");
+    }
     s
 }
 

@@ -34,10 +34,18 @@ pub fn settle(
             paid = paid.min((cap - state.fund_fen).max(0));
         }
         let paid = paid.clamp(0, ci_base_fen);
+        if let Some(cap) = ci.annual_cap_fen {
+            // Checked in release builds: the layer pays nothing past its cap (a cap lowered
+            // mid-year may leave the pool above the new one; it then pays nothing more).
+            assert!(
+                paid == 0 || state.fund_fen + paid <= cap,
+                "critical illness insurance never pays past its annual cap"
+            );
+        }
         state.cost_fen += ci_base_fen;
         state.deductible_fen += deductible;
         state.fund_fen += paid;
-        state.claims += 1;
+        state.count_claim();
         layers.ci_pool = ci.pool;
         layers.ci_deductible_fen = deductible;
         layers.ci_fen = paid;
@@ -60,7 +68,7 @@ pub fn settle(
         state.cost_fen += base;
         state.deductible_fen += s.deductible_fen;
         state.fund_fen += s.fund_fen;
-        state.claims += 1;
+        state.count_claim();
         layers.assistance_pool = a.pool;
         layers.assistance_deductible_fen = s.deductible_fen;
         layers.assistance_fen = s.fund_fen;

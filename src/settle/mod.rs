@@ -420,7 +420,17 @@ impl<'a> Engine<'a> {
                     pool,
                 );
                 state.cost_fen += self.claims.total_fen[row];
-                state.claims += 1;
+                state.count_claim();
+            }
+        }
+        // Checked in release builds: a broken pool is a bug, and the run stops here, before it
+        // writes or commits anything. The message names the pool, not the person.
+        for pool in &scratch.pools {
+            if let Some(broken) = pool.violation() {
+                panic!(
+                    "settlement broke a pool: {broken} (year {}, pool {})",
+                    pool.year, pool.pool
+                );
             }
         }
         scratch.pools.sort_unstable_by_key(|s| (s.year, s.pool));
@@ -506,7 +516,7 @@ impl<'a> Engine<'a> {
         let s = split(claims.in_scope_fen[row], &terms);
         state.fund_fen += s.fund_fen;
         state.cost_fen += s.covered_fen;
-        state.claims += 1;
+        state.count_claim();
         pool_state(&mut scratch.pools, year, deductible_pool).deductible_fen += s.deductible_fen;
         let mut outcome = Outcome {
             status: if s.capped {

@@ -30,6 +30,7 @@ use crate::domain::{Day, Millis, Status, VisitType};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::{group_by_person, person_slice};
 use crate::policy::NONE;
+use crate::limits::MAX_CLAIM_FEN;
 
 /// Days before a person's latest service day within which every settled claim is kept in the
 /// history: the windows of the rules that compare a claim with the claims of its day
@@ -95,6 +96,36 @@ impl PoolState {
             deductible_fen: 0,
             claims: 0,
         }
+    }
+
+    /// What every pool holds to, whatever reversals gave back (README "Limits"): the amount
+    /// paid, the deductible absorbed and the claim count are never negative, and the cost is
+    /// never more than its claims could add up to ([`MAX_CLAIM_FEN`] each). Checked where
+    /// state is produced (the end of each person's settlement: a broken one is a bug, and the
+    /// run stops before it commits) and where it is consumed (a state file breaking it stops
+    /// the run naming the file).
+    pub fn violation(&self) -> Option<&'static str> {
+        if self.fund_fen < 0 {
+            Some("the amount paid (fund_paid_fen) is negative")
+        } else if self.deductible_fen < 0 {
+            Some("the deductible absorbed (deductible_fen) is negative")
+        } else if self.claims < 0 {
+            Some("the claim count (claims) is negative")
+        } else if self.cost_fen.unsigned_abs() > self.claims as u64 * MAX_CLAIM_FEN as u64 {
+            Some("the cost (cost_fen) is more than its claims could add up to")
+        } else {
+            None
+        }
+    }
+
+    /// Counts a claim in. The count bounds the pool's sums (see [`crate::limits`]), so it is
+    /// checked in release builds too.
+    #[inline]
+    pub fn count_claim(&mut self) {
+        self.claims = self
+            .claims
+            .checked_add(1)
+            .expect("a pool counts fewer than 2^31 claims a year");
     }
 }
 

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::registry::PersonIndex;
 use crate::ingest::FastMap;
+use crate::limits::MAX_CLAIM_FEN;
 use crate::policy::{Policies, NONE};
 
 /// Keys to look up, sorted, behind a bitmap of their top bits: most keys that are not in the
@@ -700,8 +701,39 @@ fn index_records(
             medical_community: opt(&community, i),
             reverses: opt(&reverses, i),
         });
+        let last = &out[out.len() - 1];
+        if let Some(broken) = settlement_violation(&last.record) {
+            return Err(Error::schema(
+                path,
+                "eligible_fen, deductible_fen, fund_paid_fen, copay_fen, over_cap_fen",
+                format!(
+                    "the row of claim {:?} is not a settlement yibao could have written: {broken}",
+                    last.claim_id
+                ),
+            ));
+        }
     }
     Ok(out)
+}
+
+/// What is wrong with an indexed settlement, if anything: a reversal gives its amounts back to
+/// the pools, so they must be a settlement's — the contract's identity, every layer of one
+/// sign (negative on a reversal row), none past a claim's bound.
+fn settlement_violation(r: &ClaimRecord) -> Option<&'static str> {
+    let layers = [r.deductible_fen, r.fund_fen, r.copay_fen, r.over_cap_fen];
+    let wrong_sign = |v: i64| match r.status {
+        Status::Reversal => v > 0,
+        _ => v < 0,
+    };
+    if r.eligible_fen as i128 != layers.iter().map(|&v| v as i128).sum::<i128>() {
+        Some("eligible is not deductible + fund paid + copay + over cap")
+    } else if layers.iter().chain([&r.eligible_fen]).any(|&v| wrong_sign(v)) {
+        Some("an amount has the wrong sign")
+    } else if r.eligible_fen.abs() > MAX_CLAIM_FEN {
+        Some("an amount is past any claim's")
+    } else {
+        None
+    }
 }
 
 /// What the claim index holds of this run's claim ids.
@@ -1131,6 +1163,14 @@ fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Resu
                         }),
                         _ => None,
                     };
+                    if let Some(broken) = state.as_ref().and_then(PoolState::violation) {
+                        return Err(Error::Value {
+                            path: path.clone(),
+                            column: "fund_paid_fen, cost_fen, deductible_fen, claims".into(),
+                            row: (first_row + i) as u64,
+                            reason: format!("not a pool yibao could have written: {broken}"),
+                        });
+                    }
                     out.push(PoolRow {
                         at: at as u32,
                         file: n as u32,
