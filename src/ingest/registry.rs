@@ -333,7 +333,7 @@ impl Registry {
     pub fn load(persons: &Path, registrations: &Path, policies: &Policies) -> Result<Registry> {
         let mut registry = Registry::default();
         let window = rayon::current_num_threads().max(1);
-        let rows = row_count(persons)? as usize;
+        let rows = rows_to_reserve(persons)?;
         // Persons met only in claims are few; the table grows if need be.
         registry.index = PersonIndex::with_capacity(rows);
         registry.persons.reserve_exact(rows);
@@ -375,6 +375,7 @@ impl Registry {
                 }
                 Ok(())
             })?;
+        check_rows_read(persons, rows, registry.persons.len())?;
         registry.stats.persons = rows;
         registry.stats.persons_bytes = bytes;
 
@@ -383,12 +384,14 @@ impl Registry {
         // millions of registrations, growing by doubling would hold the old and the new vector
         // at once.
         let mut by_person: Vec<(u32, Registration)> =
-            Vec::with_capacity(row_count(registrations)? as usize);
+            Vec::with_capacity(rows_to_reserve(registrations)?);
+        let mut rows_read = 0;
         let (bytes, rows) = read_windows(
             registrations,
             REGISTRATION_COLUMNS,
             window,
             |batches, first_rows| {
+                rows_read += batches.iter().map(|b| b.num_rows()).sum::<usize>();
                 let read: Vec<BatchRegistrations> = batches
                     .par_iter()
                     .zip(&first_rows)
@@ -406,6 +409,7 @@ impl Registry {
                 Ok(())
             },
         )?;
+        check_rows_read(registrations, rows, rows_read)?;
         registry.stats.registrations = rows;
         registry.stats.registrations_bytes = bytes;
         (registry.registration_offsets, registry.registrations) =
@@ -487,6 +491,33 @@ impl Registry {
             .copied()
             .unwrap_or(Person::UNKNOWN)
     }
+}
+
+/// Rows to reserve for the registry file `path`: its footer's count, but no more than the file
+/// has bytes. The count is the file's word only: a damaged footer can count anything (a negative
+/// count reads as nearly 2^64, which no allocation holds), whereas a registry row takes several
+/// bytes (the sample's about five), so a whole file stays under the bound. What was read is held
+/// to the count afterwards ([`check_rows_read`]).
+fn rows_to_reserve(path: &Path) -> Result<usize> {
+    let bytes = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    Ok(row_count(path)?.min(bytes) as usize)
+}
+
+/// Refuses a file whose row groups hold another number of rows than its footer counts: the count
+/// is damaged, and the summary would carry it.
+fn check_rows_read(path: &Path, footer: u64, read: usize) -> Result<()> {
+    if footer == read as u64 {
+        return Ok(());
+    }
+    Err(Error::parquet(
+        path,
+        parquet::errors::ParquetError::General(format!(
+            "the footer counts {} rows, the row groups hold {read}",
+            footer as i64
+        )),
+    ))
 }
 
 /// Registrations grouped by person ([`group_by_person`]: file order within a person), then each
