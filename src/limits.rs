@@ -36,7 +36,11 @@ pub const END_DAY: Day = days_from_civil(2100, 1, 1);
 /// O(k log k) in a person's claims, tested at 100,000.
 pub const MAX_CLAIMS_PER_PERSON: usize = 1 << 20;
 
-/// Most registrations (chronic-condition recognitions) of one person in the registry.
+/// Most claim rows of one run: rows are numbered in 32 bits (the last number marks "none").
+pub const MAX_RUN_ROWS: u64 = u32::MAX as u64 - 1;
+
+/// Most registrations (chronic-condition recognitions) of one person in the registry: a
+/// person's registrations are looked through for each of the person's claims.
 pub const MAX_REGISTRATIONS_PER_PERSON: usize = 64;
 
 /// Whether `ts` (a `settled_at`) falls in `[FIRST_DAY, END_DAY)`.

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::ingest::claims::Claims;
 use crate::ingest::read::{list_parquet, row_count};
 use crate::ingest::registry::Registry;
+use crate::limits::MAX_RUN_ROWS;
 use crate::output::summary::Stage;
 use crate::output::{self, summary, OutputFiles, RunView};
 use crate::partition::{spill, Partitions};
@@ -153,6 +154,13 @@ pub(crate) fn files_and_rows(claims: &Path) -> Result<(Vec<PathBuf>, u64)> {
     let mut rows = 0;
     for file in &files {
         rows += row_count(file)?;
+    }
+    if rows > MAX_RUN_ROWS {
+        return Err(Error::Usage(format!(
+            "{}: {rows} claim rows, past the limit of {MAX_RUN_ROWS} a run (rows are numbered \
+             in 32 bits): settle them in several runs on one state",
+            claims.display()
+        )));
     }
     Ok((files, rows))
 }

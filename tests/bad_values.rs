@@ -408,3 +408,48 @@ fn a_claims_directory_holding_anything_but_claims_files_stops_the_run_naming_it(
     assert_eq!(run.status.code(), Some(2));
     assert!(text_of(&run.stderr).contains("notes.parquet"));
 }
+
+#[test]
+fn a_person_past_the_registration_limit_stops_the_run_naming_the_file() {
+    let claims = [claim(
+        "C1",
+        "PERSON-REG-LIMIT",
+        "2024-03-01",
+        "primary",
+        "I10",
+        "100.00",
+    )];
+    let at_limit: Vec<Registration> = (0..64)
+        .map(|_| registration("PERSON-REG-LIMIT", "hypertension"))
+        .collect();
+    let s = Scenario::new(
+        &[person("PERSON-REG-LIMIT", EZHOU, "resident")],
+        &at_limit,
+        &claims,
+    );
+    let run = adjudicate(&s, "claims", "out");
+    assert!(run.status.success(), "{}", text_of(&run.stderr));
+
+    let past: Vec<Registration> = (0..65)
+        .map(|_| registration("PERSON-REG-LIMIT", "hypertension"))
+        .collect();
+    let s = Scenario::new(
+        &[person("PERSON-REG-LIMIT", EZHOU, "resident")],
+        &past,
+        &claims,
+    );
+    let run = adjudicate(&s, "claims", "out");
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = text_of(&run.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: column `person_id`: a person holds 65 registrations, past the limit of 64",
+            text(&s.path("registrations.parquet"))
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("PERSON-REG-LIMIT"),
+        "no person id: {stderr}"
+    );
+}

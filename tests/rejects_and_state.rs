@@ -372,3 +372,25 @@ fn a_state_holding_another_person_under_a_persons_key_stops_the_run() {
     );
     assert_eq!(err.exit_code(), 2);
 }
+
+#[test]
+fn a_state_pool_no_settlement_could_leave_stops_the_run() {
+    // A pool paid a negative amount: what a reversal giving back more than its claim took would
+    // leave, or a hand edit.
+    let (err, file) = april_on_tampered_pools(|pools| {
+        let i = pools.schema().index_of("fund_paid_fen").unwrap();
+        let mut columns = pools.columns().to_vec();
+        columns[i] = Arc::new(arrow::array::Int64Array::from_iter_values(
+            (0..pools.num_rows()).map(|_| -1),
+        ));
+        RecordBatch::try_new(pools.schema(), columns).unwrap()
+    });
+    let message = err.to_string();
+    assert!(
+        message.contains(&file)
+            && message.contains("row 0")
+            && message.contains("the amount paid (fund_paid_fen) is negative"),
+        "{message}"
+    );
+    assert_eq!(err.exit_code(), 2);
+}

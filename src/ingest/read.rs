@@ -167,7 +167,7 @@ pub fn read_windows(
         ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| Error::parquet(path, e))?;
     let file_schema = builder.schema().clone();
     let row_groups = builder.metadata().num_row_groups();
-    let rows = builder.metadata().file_metadata().num_rows() as u64;
+    let rows = footer_rows(path, builder.metadata())?;
 
     // Which file columns to decode, and where each spec's column is in the projected batch.
     let mut roots = Vec::new();
@@ -226,7 +226,27 @@ pub fn row_count(path: &Path) -> Result<u64> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))?;
-    Ok(builder.metadata().file_metadata().num_rows() as u64)
+    footer_rows(path, builder.metadata())
+}
+
+/// The row count a file's footer gives, held to its row groups' own counts: a damaged footer can
+/// count anything (a negative count read as a size asks for nearly 2^64 rows), and every sizing
+/// and every summary of the run takes this count as the file's rows.
+fn footer_rows(path: &Path, metadata: &parquet::file::metadata::ParquetMetaData) -> Result<u64> {
+    let footer = metadata.file_metadata().num_rows();
+    let groups: i128 = metadata
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows() as i128)
+        .sum();
+    let negative_group = metadata.row_groups().iter().any(|g| g.num_rows() < 0);
+    if footer < 0 || negative_group || footer as i128 != groups {
+        return Err(Error::corrupt(
+            path,
+            format!("the footer counts {footer} rows, its row groups {groups}"),
+        ));
+    }
+    Ok(footer as u64)
 }
 
 fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {

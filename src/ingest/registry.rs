@@ -12,6 +12,7 @@ use super::group_by_person;
 use super::read::{col, first_null, read_windows, row_count, ColumnKind::*, ColumnSpec};
 use crate::domain::{AssistanceCategory, Coverage, Day, Scheme, Severity};
 use crate::error::{Error, Result};
+use crate::limits::MAX_REGISTRATIONS_PER_PERSON;
 use crate::policy::{Policies, NONE};
 
 /// Dense person ids. Registry persons come first, in file order; persons met only in claims are
@@ -414,6 +415,22 @@ impl Registry {
         registry.stats.registrations_bytes = bytes;
         (registry.registration_offsets, registry.registrations) =
             group_registrations(by_person, registry.persons.len());
+        let most = registry
+            .registration_offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as usize)
+            .max()
+            .unwrap_or(0);
+        if most > MAX_REGISTRATIONS_PER_PERSON {
+            return Err(Error::schema(
+                registrations,
+                "person_id",
+                format!(
+                    "a person holds {most} registrations, past the limit of \
+                     {MAX_REGISTRATIONS_PER_PERSON} a person"
+                ),
+            ));
+        }
         Ok(registry)
     }
 

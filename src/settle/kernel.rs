@@ -98,7 +98,10 @@ pub fn split(eligible_fen: i64, terms: &Terms) -> Split {
             CapBasis::Fund => s.fund_fen,
             CapBasis::Cost => s.covered_fen,
         };
-        assert!(taken <= left.max(0), "a claim never takes more than the cap left");
+        assert!(
+            taken <= left.max(0),
+            "a claim never takes more than the cap left"
+        );
     }
     s
 }

@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use crate::domain::{Day, Millis, Status, VisitType};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::{group_by_person, person_slice};
-use crate::policy::NONE;
 use crate::limits::MAX_CLAIM_FEN;
+use crate::policy::NONE;
 
 /// Days before a person's latest service day within which every settled claim is kept in the
 /// history: the windows of the rules that compare a claim with the claims of its day
@@ -835,6 +835,34 @@ pub fn retained(candidates: &[EarlierClaim], first_year: i32, keep: &mut Vec<boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_holds_to_its_invariants() {
+        let pool = |fund, cost, deductible, claims| PoolState {
+            fund_fen: fund,
+            cost_fen: cost,
+            deductible_fen: deductible,
+            claims,
+            ..PoolState::empty(2024, 1)
+        };
+        assert_eq!(pool(6_000, 10_000, 500, 1).violation(), None);
+        // A total-cost pool after a refund of last year's claim: negative cost, within bounds.
+        assert_eq!(pool(0, -10_000, 0, 1).violation(), None);
+        assert!(pool(-1, 0, 0, 1).violation().unwrap().contains("paid"));
+        assert!(pool(0, 0, -1, 1)
+            .violation()
+            .unwrap()
+            .contains("deductible"));
+        assert!(pool(0, 0, 0, -1)
+            .violation()
+            .unwrap()
+            .contains("claim count"));
+        assert_eq!(pool(0, MAX_CLAIM_FEN * 2, 0, 2).violation(), None);
+        assert!(pool(0, MAX_CLAIM_FEN * 2 + 1, 0, 2)
+            .violation()
+            .unwrap()
+            .contains("cost"));
+    }
 
     fn claim(day: Day, drug: Option<u32>, supply: Option<i32>) -> EarlierClaim {
         EarlierClaim {

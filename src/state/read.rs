@@ -727,7 +727,11 @@ fn settlement_violation(r: &ClaimRecord) -> Option<&'static str> {
     };
     if r.eligible_fen as i128 != layers.iter().map(|&v| v as i128).sum::<i128>() {
         Some("eligible is not deductible + fund paid + copay + over cap")
-    } else if layers.iter().chain([&r.eligible_fen]).any(|&v| wrong_sign(v)) {
+    } else if layers
+        .iter()
+        .chain([&r.eligible_fen])
+        .any(|&v| wrong_sign(v))
+    {
         Some("an amount has the wrong sign")
     } else if r.eligible_fen.abs() > MAX_CLAIM_FEN {
         Some("an amount is past any claim's")
