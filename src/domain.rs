@@ -280,7 +280,8 @@ pub const fn days_from_civil(year: i32, month: u32, day: u32) -> Day {
 
 /// Converts days since the epoch to `(year, month, day)`.
 pub const fn civil_from_days(z: Day) -> (i32, u32, u32) {
-    let z = z + 719_468;
+    // Saturating: a wild Date32 (a flipped bit) still formats for its error message.
+    let z = z.saturating_add(719_468);
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let doe = (z - era * 146_097) as u32;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;

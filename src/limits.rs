@@ -43,6 +43,20 @@ pub const MAX_RUN_ROWS: u64 = u32::MAX as u64 - 1;
 /// person's registrations are looked through for each of the person's claims.
 pub const MAX_REGISTRATIONS_PER_PERSON: usize = 64;
 
+/// First day a registration's `approved_on` or `ended_on` may fall on: 1900-01-01. Wider than a
+/// claim's: recognitions are carried over from older systems, and an open end is often written
+/// 9999-12-31.
+pub const FIRST_REGISTRY_DAY: Day = days_from_civil(1900, 1, 1);
+/// First day past a registration's range: 10000-01-01.
+pub const END_REGISTRY_DAY: Day = days_from_civil(10000, 1, 1);
+
+/// Whether `day` (a registration's date) falls in `[FIRST_REGISTRY_DAY, END_REGISTRY_DAY)`, so
+/// that day arithmetic on it (a benefit starting the day after approval) cannot overflow.
+#[inline]
+pub fn registry_day_in_range(day: Day) -> bool {
+    (FIRST_REGISTRY_DAY..END_REGISTRY_DAY).contains(&day)
+}
+
 /// Whether `ts` (a `settled_at`) falls in `[FIRST_DAY, END_DAY)`.
 #[inline]
 pub fn time_in_range(ts: Millis) -> bool {

@@ -453,3 +453,40 @@ fn a_person_past_the_registration_limit_stops_the_run_naming_the_file() {
         "no person id: {stderr}"
     );
 }
+
+#[test]
+fn a_registration_dated_outside_1900_to_9999_stops_the_run_naming_file_column_and_row() {
+    let claims = [claim("C1", "P1", "2024-03-01", "primary", "I10", "100.00")];
+    // An open end written as 9999-12-31, as older systems do, is a date like any other.
+    let open_end = Registration {
+        ended_on: Some("9999-12-31"),
+        ..registration("P1", "hypertension")
+    };
+    let s = Scenario::new(&[person("P1", EZHOU, "resident")], &[open_end], &claims);
+    let run = adjudicate(&s, "claims", "out");
+    assert!(run.status.success(), "{}", text_of(&run.stderr));
+    assert_eq!(
+        read_settlements(&s.path("out/settlements.parquet"))["C1"].status,
+        "paid"
+    );
+
+    let wild = Registration {
+        approved_on: "1899-12-31",
+        ..registration("P1", "hypertension")
+    };
+    let s = Scenario::new(
+        &[person("P1", EZHOU, "resident")],
+        &[registration("P1", "diabetes"), wild],
+        &claims,
+    );
+    let run = adjudicate(&s, "claims", "out");
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = text_of(&run.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: column `approved_on`, row 1: 1899-12-31 is outside 1900-01-01 to 9999-12-31",
+            text(&s.path("registrations.parquet"))
+        )),
+        "{stderr}"
+    );
+}

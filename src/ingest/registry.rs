@@ -10,9 +10,9 @@ use arrow::datatypes::{Date32Type, Int16Type};
 
 use super::group_by_person;
 use super::read::{col, first_null, read_windows, row_count, ColumnKind::*, ColumnSpec};
-use crate::domain::{AssistanceCategory, Coverage, Day, Scheme, Severity};
+use crate::domain::{format_date, AssistanceCategory, Coverage, Day, Scheme, Severity};
 use crate::error::{Error, Result};
-use crate::limits::MAX_REGISTRATIONS_PER_PERSON;
+use crate::limits::{self, MAX_REGISTRATIONS_PER_PERSON};
 use crate::policy::{Policies, NONE};
 
 /// Dense person ids. Registry persons come first, in file order; persons met only in claims are
@@ -468,6 +468,19 @@ impl Registry {
                     )
                 })?
             };
+            for (column, dates) in [("approved_on", approved), ("ended_on", ended)] {
+                if dates.is_valid(i) && !limits::registry_day_in_range(dates.value(i)) {
+                    return Err(at(
+                        column,
+                        format!(
+                            "{} is outside {} to {}",
+                            format_date(dates.value(i)),
+                            format_date(limits::FIRST_REGISTRY_DAY),
+                            format_date(limits::END_REGISTRY_DAY - 1)
+                        ),
+                    ));
+                }
+            }
             let Some(person) = person else {
                 out.unknown_person += 1;
                 continue;
