@@ -183,6 +183,26 @@ fn values_past_the_limits_are_rejected_each_with_its_reason() {
             "{want:?} in {details:?}"
         );
     }
+    // rejected.parquet holds the values as read.
+    let rejected = read_parquet(&s.path("out/rejected.parquet"));
+    let ids = rejected
+        .column_by_name("claim_id")
+        .unwrap()
+        .as_string::<i32>();
+    let row = |id: &str| (0..ids.len()).find(|&i| ids.value(i) == id).unwrap();
+    let total = rejected
+        .column_by_name("total_amount")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Decimal128Type>();
+    assert_eq!(total.value(row("C02")), 1_000_000_001);
+    let days = rejected
+        .column_by_name("days_supply")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int32Type>();
+    assert_eq!(
+        (days.value(row("C04")), days.value(row("C05"))),
+        (-3, 100_000)
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.path("out/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["claims"], 10);

@@ -1063,7 +1063,8 @@ fn convert(
                     Reason::DaysSupplyOutOfRange,
                     format!("days_supply = {d} (0 to {})", limits::MAX_DAYS_SUPPLY),
                 );
-                None
+                // Kept as read for rejected.parquet where the contract's Int32 holds it.
+                i32::try_from(d).ok()
             }
             d => d.map(|d| d as i32),
         };
@@ -1116,7 +1117,7 @@ impl<'a> Money<'a> {
                 0
             }
             Some(Some(v)) if v.abs() <= limits::MAX_CLAIM_FEN as i128 => v as i64,
-            // Zero in place of a rejected amount: no sum of the run counts it.
+            // Kept as read, for rejected.parquet: the run's sums are taken in i128.
             Some(Some(v)) if v.abs() <= MAX_FEN => {
                 fail(
                     Reason::AmountOutOfRange,
@@ -1126,7 +1127,7 @@ impl<'a> Money<'a> {
                         Yuan(limits::MAX_CLAIM_FEN as i128)
                     ),
                 );
-                0
+                v as i64
             }
             Some(_) => {
                 let raw = match self {
