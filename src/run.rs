@@ -155,6 +155,13 @@ pub(crate) fn files_and_rows(claims: &Path) -> Result<(Vec<PathBuf>, u64)> {
     for file in &files {
         rows += row_count(file)?;
     }
+    within_run_limit(claims, rows)?;
+    Ok((files, rows))
+}
+
+/// Refuses a run of more claim rows than it can number ([`MAX_RUN_ROWS`]), before anything is
+/// read.
+fn within_run_limit(claims: &Path, rows: u64) -> Result<()> {
     if rows > MAX_RUN_ROWS {
         return Err(Error::Usage(format!(
             "{}: {rows} claim rows, past the limit of {MAX_RUN_ROWS} a run (rows are numbered \
@@ -162,7 +169,7 @@ pub(crate) fn files_and_rows(claims: &Path) -> Result<(Vec<PathBuf>, u64)> {
             claims.display()
         )));
     }
-    Ok((files, rows))
+    Ok(())
 }
 
 /// Whether the run of `args` will spill: its claims (counted from the files' footers) take more
@@ -918,6 +925,19 @@ fn write_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_past_the_rows_it_can_number_is_refused_before_reading() {
+        let claims = Path::new("claims/");
+        assert!(within_run_limit(claims, u32::MAX as u64 - 1).is_ok());
+        let err = within_run_limit(claims, u32::MAX as u64).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(
+            err.to_string(),
+            "claims/: 4294967295 claim rows, past the limit of 4294967294 a run (rows are \
+             numbered in 32 bits): settle them in several runs on one state"
+        );
+    }
 
     #[test]
     fn memory_sizes_read_as_binary_multiples() {
