@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::{Anomaly, Auditor, Related};
-use crate::domain::Rule;
+use crate::domain::{Level, Rule};
 use crate::ingest::claims::NO_PERSON;
 use crate::ingest::claims::{Claims, NO_CODE};
 use crate::ingest::registry::Registry;
@@ -265,9 +265,26 @@ pub fn whole_run_outliers(a: &Auditor) -> Vec<Anomaly> {
     judge_items(a, &items, &counts.stats())
 }
 
-/// The outliers among this partition's claims, each judged against its group in `stats`.
+/// The outliers among this partition's claims, each judged against its group in `stats`: one
+/// claim at a time, in position order, its group's statistics looked up by drug code — no
+/// grouping or sorting of the partition's claims.
 pub fn amount_outliers(a: &Auditor, stats: &AmountStats) -> Vec<Anomaly> {
-    judge_items(a, &items(a), stats)
+    let table = stats.by_drug_code(&a.claims.drugs);
+    a.partitions
+        .order
+        .par_iter()
+        .enumerate()
+        .filter_map(|(position, &row)| {
+            let (drug, level, total, position) = judged(
+                a.policies,
+                a.registry,
+                a.claims,
+                row as usize,
+                position as u32,
+            )?;
+            judge(a, table[drug as usize][level as usize]?, total, position)
+        })
+        .collect()
 }
 
 fn judge_items(a: &Auditor, items: &[Item], stats: &AmountStats) -> Vec<Anomaly> {
@@ -279,46 +296,50 @@ fn judge_items(a: &Auditor, items: &[Item], stats: &AmountStats) -> Vec<Anomaly>
                 group[0].1,
             );
             let stats = stats.groups.get(&key).copied();
-            judge(a, group, stats)
+            group
+                .iter()
+                .filter_map(move |&(_, _, total, position)| judge(a, stats?, total, position))
         })
         .collect()
 }
 
-/// The outliers of one (drug, level) group of this partition.
-fn judge(a: &Auditor, group: &[Item], stats: Option<GroupStats>) -> Vec<Anomaly> {
-    let Some(GroupStats { n, median, mad }) = stats else {
-        return Vec::new();
-    };
-    if mad == 0 {
-        return Vec::new();
+impl AmountStats {
+    /// The statistics of each (drug code, level) group of the run's drug dictionary.
+    fn by_drug_code(&self, drugs: &[String]) -> Vec<[Option<GroupStats>; Level::COUNT]> {
+        drugs
+            .par_iter()
+            .map(|drug| {
+                let mut key: GroupKey = (drug.as_str().into(), 0);
+                std::array::from_fn(|level| {
+                    key.1 = level as u8;
+                    self.groups.get(&key).copied()
+                })
+            })
+            .collect()
     }
-    let mut found = Vec::new();
-    // Each claim against its own version's bar (regions may differ).
-    for &(_, _, total, position) in group {
-        let Some(rules) = a.rules_at(position as usize) else {
-            continue;
-        };
-        if n < rules.outlier_min_group {
-            continue;
-        }
-        let bar = median
-            + round_div(
-                rules.outlier_factor_centi as i128 * MAD_TO_SIGMA * mad as i128,
-                100 * 10_000,
-            ) as i64;
-        if total <= bar {
-            continue;
-        }
-        found.push(Anomaly {
-            position,
-            rule: Rule::AmountOutlier,
-            value: Some(total),
-            threshold: Some(bar),
-            related: Related::None,
-            window_days: 0,
-        });
+}
+
+/// The flag of one claim (`total` at `position`) of a group with statistics `stats`, if its
+/// amount is past its own version's bar (regions may differ).
+fn judge(a: &Auditor, stats: GroupStats, total: i64, position: u32) -> Option<Anomaly> {
+    let GroupStats { n, median, mad } = stats;
+    let rules = a.rules_at(position as usize)?;
+    if mad == 0 || n < rules.outlier_min_group {
+        return None;
     }
-    found
+    let bar = median
+        + round_div(
+            rules.outlier_factor_centi as i128 * MAD_TO_SIGMA * mad as i128,
+            100 * 10_000,
+        ) as i64;
+    (total > bar).then_some(Anomaly {
+        position,
+        rule: Rule::AmountOutlier,
+        value: Some(total),
+        threshold: Some(bar),
+        related: Related::None,
+        window_days: 0,
+    })
 }
 
 #[cfg(test)]
