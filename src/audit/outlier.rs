@@ -107,13 +107,33 @@ impl AmountCounts {
         claims: &Claims,
         skip: &[u32],
     ) {
-        let mut items: Vec<Item> = (0..claims.len())
+        // Each judged claim's total under its group's number (drug code × levels + level),
+        // grouped by a counting sort and sorted group by group: small sorts of bare totals
+        // instead of one sort of the month's claims.
+        let groups = claims.drugs.len() * Level::COUNT;
+        let totals: Vec<(u32, i64)> = (0..claims.len())
             .into_par_iter()
             .filter(|&row| skip.binary_search(&(row as u32)).is_err())
-            .filter_map(|row| judged(policies, registry, claims, row, row as u32))
+            .filter_map(|row| {
+                let (drug, level, total, _) = judged(policies, registry, claims, row, 0)?;
+                Some((drug * Level::COUNT as u32 + level as u32, total))
+            })
             .collect();
-        items.par_sort_unstable();
-        self.add_items(&claims.drugs, &items);
+        let (offsets, mut totals) = crate::ingest::group_by_person(totals, groups);
+        let mut slices: Vec<&mut [i64]> = Vec::with_capacity(groups);
+        let mut rest: &mut [i64] = &mut totals;
+        for g in 0..groups {
+            let (group, tail) = rest.split_at_mut((offsets[g + 1] - offsets[g]) as usize);
+            slices.push(group);
+            rest = tail;
+        }
+        slices
+            .par_iter_mut()
+            .for_each(|group| group.sort_unstable());
+        for (g, group) in slices.iter().enumerate().filter(|(_, t)| !t.is_empty()) {
+            let drug = &claims.drugs[g / Level::COUNT];
+            self.add_sorted(drug, (g % Level::COUNT) as u8, group.iter().copied());
+        }
     }
 
     /// The group and amount of claim `row` if the rule judges it, kept apart from `claims`.
@@ -140,19 +160,21 @@ impl AmountCounts {
     fn add_items(&mut self, drugs: &[String], items: &[Item]) {
         for group in groups(items) {
             let (drug, level) = (group[0].0, group[0].1);
-            let group_runs = self
-                .groups
-                .entry((drugs[drug as usize].as_str().into(), level))
-                .or_default();
-            let runs = &mut group_runs.runs;
-            for x in group {
-                match runs.last_mut() {
-                    Some((v, n)) if *v == x.2 => *n += 1,
-                    _ => runs.push((x.2, 1)),
-                }
-            }
-            group_runs.compact_when_grown();
+            self.add_sorted(&drugs[drug as usize], level, group.iter().map(|x| x.2));
         }
+    }
+
+    /// Adds one group's totals, in order, as runs of equal totals.
+    fn add_sorted(&mut self, drug: &str, level: u8, totals: impl Iterator<Item = i64>) {
+        let group_runs = self.groups.entry((drug.into(), level)).or_default();
+        let runs = &mut group_runs.runs;
+        for total in totals {
+            match runs.last_mut() {
+                Some((v, n)) if *v == total => *n += 1,
+                _ => runs.push((total, 1)),
+            }
+        }
+        group_runs.compact_when_grown();
     }
 
     pub fn stats(mut self) -> AmountStats {
