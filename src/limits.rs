@@ -41,7 +41,7 @@ pub const MAX_RUN_ROWS: u64 = u32::MAX as u64 - 1;
 
 /// Most registrations (chronic-condition recognitions) of one person in the registry: a
 /// person's registrations are looked through for each of the person's claims.
-pub const MAX_REGISTRATIONS_PER_PERSON: usize = 64;
+pub const MAX_REGISTRATIONS_PER_PERSON: usize = 1024;
 
 /// First day a registration's `approved_on` or `ended_on` may fall on: 1900-01-01. Wider than a
 /// claim's: recognitions are carried over from older systems, and an open end is often written

@@ -322,7 +322,15 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Adjudicate { .. }) {
         retain_freed_memory(KEEP_FREED);
     }
-    match run(cli) {
+    // A panic is a broken invariant (the release-build checks of `yibao::limits`): its message
+    // is already on stderr; the outputs it was writing are removed as it unwinds, nothing is
+    // committed, and the run ends as the contract's internal error.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
+    let Ok(outcome) = outcome else {
+        eprintln!("yibao: internal error: a check of the engine's own arithmetic failed");
+        return ExitCode::from(1);
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The library's messages already carry their cause; other errors print their chain.

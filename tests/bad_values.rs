@@ -439,7 +439,7 @@ fn a_person_past_the_registration_limit_stops_the_run_naming_the_file() {
         "I10",
         "100.00",
     )];
-    let at_limit: Vec<Registration> = (0..64)
+    let at_limit: Vec<Registration> = (0..1024)
         .map(|_| registration("PERSON-REG-LIMIT", "hypertension"))
         .collect();
     let s = Scenario::new(
@@ -450,7 +450,7 @@ fn a_person_past_the_registration_limit_stops_the_run_naming_the_file() {
     let run = adjudicate(&s, "claims", "out");
     assert!(run.status.success(), "{}", text_of(&run.stderr));
 
-    let past: Vec<Registration> = (0..65)
+    let past: Vec<Registration> = (0..1025)
         .map(|_| registration("PERSON-REG-LIMIT", "hypertension"))
         .collect();
     let s = Scenario::new(
@@ -463,7 +463,7 @@ fn a_person_past_the_registration_limit_stops_the_run_naming_the_file() {
     let stderr = text_of(&run.stderr);
     assert!(
         stderr.contains(&format!(
-            "{}: column `person_id`: a person holds 65 registrations, past the limit of 64",
+            "{}: column `person_id`: a person holds 1025 registrations, past the limit of 1024",
             text(&s.path("registrations.parquet"))
         )),
         "{stderr}"

@@ -394,3 +394,78 @@ fn a_state_pool_no_settlement_could_leave_stops_the_run() {
     );
     assert_eq!(err.exit_code(), 2);
 }
+
+#[test]
+fn a_reversal_that_would_leave_a_pool_negative_stops_the_run_as_an_internal_error() {
+    // The state's pools say nothing was paid, its claim index that A1 was: the refund's give-back
+    // would leave the pool negative. Each file passes its own checks; together they are a
+    // state no run could leave, and the run stops before it writes or commits anything.
+    let s = Scenario::new(
+        &[person("PX-NEGATIVE", EZHOU, "resident")],
+        &[registration("PX-NEGATIVE", "hypertension")],
+        &[claim(
+            "A1",
+            "PX-NEGATIVE",
+            "2024-03-01",
+            "primary",
+            "I10",
+            "1000.00",
+        )],
+    );
+    yibao::run::adjudicate(&s.args("claims", "o1", Some("state"))).unwrap();
+    let state = s.path("state");
+    let manifest = yibao::state::store::read_manifest(&state, 1).unwrap();
+    let file = state.join(&manifest.pools[0].file);
+    let pools = read_parquet(&file);
+    let i = pools.schema().index_of("fund_paid_fen").unwrap();
+    let mut columns = pools.columns().to_vec();
+    columns[i] = Arc::new(arrow::array::Int64Array::from_iter_values(
+        (0..pools.num_rows()).map(|_| 0),
+    ));
+    write_parquet(
+        &file,
+        &RecordBatch::try_new(pools.schema(), columns).unwrap(),
+    );
+    std::fs::create_dir_all(s.path("april")).unwrap();
+    write_claims(
+        &s.path("april/part.parquet"),
+        &[Claim {
+            reverses: Some("A1"),
+            ..claim(
+                "R1",
+                "PX-NEGATIVE",
+                "2024-04-01",
+                "primary",
+                "I10",
+                "-1000.00",
+            )
+        }],
+    );
+    let run = run_yibao(&[
+        "adjudicate",
+        "--claims",
+        text(&s.path("april")),
+        "--persons",
+        text(&s.path("persons.parquet")),
+        "--registrations",
+        text(&s.path("registrations.parquet")),
+        "--policies",
+        text(&policies_dir()),
+        "--state",
+        text(&state),
+        "--out",
+        text(&s.path("o2")),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("settlement broke a pool: the amount paid (fund_paid_fen) is negative")
+            && stderr.contains("pool `resident:")
+            && stderr.contains("yibao: internal error"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("PX-NEGATIVE"), "no person id: {stderr}");
+    assert!(!s.path("o2/summary.json").exists());
+    assert!(!s.path("o2/settlements.parquet").exists());
+    assert_eq!(yibao::state::store::versions(&state).unwrap(), [1]);
+}

@@ -1116,9 +1116,9 @@ impl<'a> Money<'a> {
                 fail(Reason::NullAmount, format!("{column} is null"));
                 0
             }
-            Some(Some(v)) if v.abs() <= limits::MAX_CLAIM_FEN as i128 => v as i64,
+            Some(Some(v)) if v.unsigned_abs() <= limits::MAX_CLAIM_FEN as u128 => v as i64,
             // Kept as read, for rejected.parquet: the run's sums are taken in i128.
-            Some(Some(v)) if v.abs() <= MAX_FEN => {
+            Some(Some(v)) if v.unsigned_abs() <= MAX_FEN as u128 => {
                 fail(
                     Reason::AmountOutOfRange,
                     format!(

@@ -406,18 +406,20 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
                         x.cap_basis,
                         x.deductible_fen,
                         x.deductible_per,
+                        x.deductible_pool,
                     ) != (
                         y.annual_cap_fen,
                         y.cap_basis,
                         y.deductible_fen,
                         y.deductible_per,
+                        y.deductible_pool,
                     )
                 {
                     return Err(fail(
                         &format!("{vkey}.benefits[{o}]"),
                         format!(
                             "shares the cap pool `{}` with benefits[{b}] but not its cap, \
-                             basis and deductible",
+                             basis, deductible and deductible sharing",
                             policies.pools[pool as usize]
                         ),
                     ));
@@ -1019,6 +1021,33 @@ benefit_start = "next_day"
         assert_eq!(p.assumptions[0].key, "versions[0].benefits[0].annual_cap");
         assert_eq!(p.version_on(0, days_from_civil(2024, 7, 1)), Some(1));
         assert_eq!(p.version_on(0, days_from_civil(2023, 12, 31)), None);
+    }
+
+    #[test]
+    fn refuses_twin_benefits_sharing_a_cap_but_not_where_their_deductible_goes() {
+        // A second `two_diseases` for the same coverage and condition (severe patients) shares
+        // its cap pool; were
+        // only one to share a deductible, a reversal could not tell which pool to give back to.
+        let twin = GOOD.replacen(
+            "coverage = \"resident\"\n",
+            "coverage = \"resident\"\nseverity = \"normal\"\n",
+            1,
+        );
+        let twin = twin.replace(
+            "[[versions]]\nid = \"t-2\"",
+            "[[versions.benefits]]\nname = \"two_diseases\"\ncoverage = \"resident\"\n\
+             severity = \"severe\"\nconditions = [\"hypertension\"]\ndeductible = 0\nannual_cap = 1000\n\
+             cap_per = \"condition\"\ndeductible_shared = \"outpatient\"\n\
+             ratio = { primary = 0.6, secondary = 0.5, tertiary = \"not_covered\", \
+             pharmacy = \"prescriber_level\" }\n[[versions]]\nid = \"t-2\"",
+        );
+        let e = refusal(&twin);
+        assert!(
+            e.contains("versions[0].benefits[")
+                && e.contains("shares the cap pool `resident:two_diseases.hypertension`")
+                && e.contains("deductible sharing"),
+            "{e}"
+        );
     }
 
     #[test]

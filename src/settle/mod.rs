@@ -428,8 +428,10 @@ impl<'a> Engine<'a> {
         for pool in &scratch.pools {
             if let Some(broken) = pool.violation() {
                 panic!(
-                    "settlement broke a pool: {broken} (year {}, pool {})",
-                    pool.year, pool.pool
+                    "settlement broke a pool: {broken} (year {}, pool `{}`); a reversal gives \
+                     back what its claim's settlement took, so the state and its claim index \
+                     disagree, or a policy version was edited after it settled claims",
+                    pool.year, self.policies.pools[pool.pool as usize]
                 );
             }
         }

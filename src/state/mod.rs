@@ -113,6 +113,11 @@ impl PoolState {
             Some("the claim count (claims) is negative")
         } else if self.cost_fen.unsigned_abs() > self.claims as u64 * MAX_CLAIM_FEN as u64 {
             Some("the cost (cost_fen) is more than its claims could add up to")
+        } else if self.fund_fen as u64 > self.claims as u64 * MAX_CLAIM_FEN as u64 {
+            Some("the amount paid (fund_paid_fen) is more than its claims could add up to")
+        } else if self.deductible_fen as u64 > i32::MAX as u64 * MAX_CLAIM_FEN as u64 {
+            // A shared deductible's pool counts no claims of its own: bounded by any pool's most.
+            Some("the deductible absorbed (deductible_fen) is more than any pool could hold")
         } else {
             None
         }

@@ -720,20 +720,32 @@ fn index_records(
 /// the pools, so they must be a settlement's — the contract's identity, every layer of one
 /// sign (negative on a reversal row), none past a claim's bound.
 fn settlement_violation(r: &ClaimRecord) -> Option<&'static str> {
+    // A rejected row is kept as read (any amounts) and never given back.
+    if r.status == Status::Rejected {
+        return None;
+    }
     let layers = [r.deductible_fen, r.fund_fen, r.copay_fen, r.over_cap_fen];
+    let given_back = [
+        r.eligible_fen,
+        r.total_fen,
+        r.in_scope_fen,
+        r.layers.ci_deductible_fen,
+        r.layers.ci_fen,
+        r.layers.assistance_deductible_fen,
+        r.layers.assistance_fen,
+    ];
     let wrong_sign = |v: i64| match r.status {
         Status::Reversal => v > 0,
         _ => v < 0,
     };
     if r.eligible_fen as i128 != layers.iter().map(|&v| v as i128).sum::<i128>() {
         Some("eligible is not deductible + fund paid + copay + over cap")
-    } else if layers
-        .iter()
-        .chain([&r.eligible_fen])
-        .any(|&v| wrong_sign(v))
-    {
+    } else if layers.iter().chain(&given_back).any(|&v| wrong_sign(v)) {
         Some("an amount has the wrong sign")
-    } else if r.eligible_fen.abs() > MAX_CLAIM_FEN {
+    } else if given_back
+        .iter()
+        .any(|v| v.unsigned_abs() > MAX_CLAIM_FEN as u64)
+    {
         Some("an amount is past any claim's")
     } else {
         None
