@@ -10,7 +10,7 @@ use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Date32Type, Decimal128Type, TimestampMillisecondType};
 use rayon::prelude::*;
 
 use super::read::{col, first_null, list_parquet, read_windows, ColumnKind::*, ColumnSpec};
@@ -866,7 +866,7 @@ fn convert(
     let prescriber_text = text(7);
     let visit_text = text(8);
     let diagnosis = text(9);
-    let days = batch.column(13).as_primitive::<Int64Type>();
+    let days = Days::of(batch.column(13));
     let reverses = text(14);
     let total = Money::of(batch.column(10));
     let in_scope = Money::of(batch.column(11));
@@ -1082,6 +1082,35 @@ fn convert(
         }
     }
     Ok(c)
+}
+
+/// `days_supply` as read: the contract's Int32, or any other integer width as Int64.
+enum Days<'a> {
+    Narrow(&'a arrow::array::Int32Array),
+    Wide(&'a arrow::array::Int64Array),
+}
+
+impl<'a> Days<'a> {
+    fn of(array: &'a ArrayRef) -> Days<'a> {
+        match array.data_type() {
+            DataType::Int32 => Days::Narrow(array.as_primitive()),
+            _ => Days::Wide(array.as_primitive()),
+        }
+    }
+
+    fn is_valid(&self, i: usize) -> bool {
+        match self {
+            Days::Narrow(a) => a.is_valid(i),
+            Days::Wide(a) => a.is_valid(i),
+        }
+    }
+
+    fn value(&self, i: usize) -> i64 {
+        match self {
+            Days::Narrow(a) => a.value(i) as i64,
+            Days::Wide(a) => a.value(i),
+        }
+    }
 }
 
 /// A money column as read: a decimal of any scale, or text.

@@ -32,8 +32,9 @@ pub enum ColumnKind {
     Int16,
     Int32,
     Int64,
-    /// `Int32` in the contract, read as `Int64` from any integer type: a value out of range
-    /// rejects its row (the reader bounds it), not the file.
+    /// `Int32` in the contract, read as `Int32` when the file has it and as `Int64` from any
+    /// other integer type: a value out of range rejects its row (the reader bounds it), not the
+    /// file, and a file of the contract's type is not copied.
     Int32Wide,
     Boolean,
 }
@@ -312,9 +313,10 @@ fn target_schema(specs: &[ColumnSpec], file: &Schema) -> Schema {
             .iter()
             .map(|s| {
                 let file_type = file.field_with_name(s.name).ok().map(|f| f.data_type());
-                let read_type = match s.kind {
-                    ColumnKind::Int32Wide => DataType::Int64,
-                    kind => target_type(kind, file_type),
+                let read_type = match (s.kind, file_type) {
+                    (ColumnKind::Int32Wide, Some(DataType::Int32)) => DataType::Int32,
+                    (ColumnKind::Int32Wide, _) => DataType::Int64,
+                    (kind, _) => target_type(kind, file_type),
                 };
                 Field::new(s.name, read_type, true)
             })
