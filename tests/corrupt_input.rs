@@ -91,6 +91,13 @@ fn run_bounded(args: &[&OsStr], dir: &Path, what: &str) -> Output {
     }
 }
 
+/// Asserts that the last run in `dir` ([`run_bounded`]) said `expected` on stderr: the damage is
+/// refused for what it is, not for some other reason.
+fn assert_last_message(dir: &Path, expected: &str) {
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+}
+
 /// Asserts what any command on a damaged file `damaged` ends in: exit 0, or exit 2 with the file
 /// named; never exit 1 or a panic. Returns the exit code.
 fn assert_outcome(run: &Output, damaged: &Path, what: &str) -> i32 {
@@ -345,6 +352,7 @@ fn a_persons_footer_counting_negative_rows_is_refused() {
     };
     let code = check_settle(&inputs, &damaged, None, dir.path(), "a negative count");
     assert_eq!(code, 2);
+    assert_last_message(dir.path(), "the footer counts -1501 rows");
 }
 
 /// As for persons: -1401 for the sample's 1400 registrations.
@@ -358,6 +366,7 @@ fn a_registrations_footer_counting_negative_rows_is_refused() {
     };
     let code = check_settle(&inputs, &damaged, None, dir.path(), "a negative count");
     assert_eq!(code, 2);
+    assert_last_message(dir.path(), "the footer counts -1401 rows");
 }
 
 /// The same damage in a claims file (a generated month of 12 claims whose footer counts -13; the
@@ -373,6 +382,7 @@ fn a_claims_footer_counting_negative_rows_is_refused() {
     };
     let code = check_settle(&inputs, &damaged, None, dir.path(), "a negative count");
     assert_eq!(code, 2);
+    assert_last_message(dir.path(), "the footer counts -13 rows, its row groups 12");
 }
 
 /// The same file with its footer counting 28 rows for its 12 (as the sample claims file does with
@@ -388,6 +398,7 @@ fn a_claims_footer_counting_rows_the_file_does_not_hold_is_refused() {
     };
     let code = check_settle(&inputs, &damaged, None, dir.path(), "a count too high");
     assert_eq!(code, 2);
+    assert_last_message(dir.path(), "the footer counts 28 rows, its row groups 12");
 }
 
 /// Found by fuzzing (`fuzz/run.sh`, target `claims_file`): a dictionary page whose run-length
