@@ -356,6 +356,33 @@ pub(crate) fn remove_leftovers(out: &std::path::Path) {
     }
 }
 
+/// Refuses policies whose text of a version differs from the text that settled claims into the
+/// state ([`Manifest::policy_versions`]), naming the file and the version.
+fn same_versions_as_settled(manifest: &Manifest, policies: &Policies) -> Result<()> {
+    for (id, hash) in &manifest.policy_versions {
+        let Some(v) = policies.version_id(id) else {
+            continue;
+        };
+        let version = &policies.versions[v as usize];
+        if &version.text_hash != hash {
+            let region = &policies.regions[version.region as usize];
+            let nth = region.versions.iter().position(|&x| x == v).unwrap_or(0);
+            return Err(Error::policy(
+                &region.file,
+                format!("versions[{nth}]"),
+                format!(
+                    "version `{id}` differs from the text that settled claims into the state \
+                     (state version {}): a change to a version in use is a new version, with \
+                     its own id and effective_from; a what-if reads the state read-only \
+                     (--state-version, or yibao compare)",
+                    manifest.version
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The state's next manifest: `read` with the tiers the run merged in place of their files,
 /// this run's files, inputs and run added, and the files holding only years before the new
 /// first year dropped.
@@ -395,6 +422,9 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     let policies = Policies::load_dir(&args.policies)?;
     let (files, rows) = claim_files(args)?;
     let store = open_state(args)?;
+    if let Some(store) = store.as_ref().filter(|s| !s.read_only()) {
+        same_versions_as_settled(&store.manifest, &policies)?;
+    }
     let hashes = match &store {
         Some(store) => match absorbed(&files, &store.manifest)? {
             (_, Some(version)) => return Ok(Adjudicated::AlreadyAbsorbed { version }),
@@ -410,6 +440,8 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         _ => None,
     };
     let mut tally = summary::Tally::default();
+    // The versions that settled a claim of this run, recorded in the state it commits.
+    let mut settled_under = vec![false; policies.versions.len()];
     let mut anomalies = [0u64; Rule::COUNT];
     // One part of persons, held in memory or read back from a spill, grouped in output order:
     // settled, audited against the month's amount statistics, written with the state's changes
@@ -445,6 +477,11 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         written?;
         changed?;
         tally.add(&view);
+        for o in &view.settled.outcomes {
+            if o.version != crate::policy::NONE {
+                settled_under[o.version as usize] = true;
+            }
+        }
         for (n, m) in anomalies.iter_mut().zip(audited.counts()) {
             *n += m;
         }
@@ -585,14 +622,20 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
             bytes_written,
             audit_trail: Some(summary.audit_trail.clone()),
         };
-        store.commit(next_manifest(
+        let mut next = next_manifest(
             &store.manifest,
             tiers,
             latest_year(Some(store), run_year),
             placed,
             inputs,
             run,
-        ))?;
+        );
+        for (v, _) in settled_under.iter().enumerate().filter(|(_, used)| **used) {
+            let version = &policies.versions[v];
+            next.policy_versions
+                .insert(version.id.clone(), version.text_hash.clone());
+        }
+        store.commit(next)?;
     }
     Ok(Adjudicated::Settled(Box::new(summary)))
 }

@@ -565,3 +565,97 @@ fn a_compaction_killed_at_any_moment_leaves_a_state_that_settles_the_same() {
     }
     assert!(killed >= 8, "{killed} compactions killed");
 }
+
+/// A policy version that settled claims into a state keeps its text: a committing run whose text
+/// of it differs is refused, naming the file and the version, before anything is settled; a
+/// comment or an `assumed` note is not the text that settles; a read-only what-if may differ.
+#[test]
+fn a_version_that_settled_claims_into_a_state_cannot_change_under_it() {
+    let s = Scenario::new(
+        &[person("P1", "420700", "resident")],
+        &[registration("P1", "hypertension")],
+        &[claim("A1", "P1", "2024-03-01", "primary", "I10", "100.00")],
+    );
+    let policies = s.path("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for entry in std::fs::read_dir(policies_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), policies.join(entry.file_name())).unwrap();
+    }
+    let ezhou = policies.join("ezhou.toml");
+    let original = std::fs::read_to_string(&ezhou).unwrap();
+    std::fs::create_dir_all(s.path("april")).unwrap();
+    write_claims(
+        &s.path("april/part.parquet"),
+        &[claim("A2", "P1", "2024-04-01", "primary", "I10", "100.00")],
+    );
+    let settle = |claims: &str, out: &str, extra: &[&str]| {
+        let paths = [
+            s.path(claims),
+            s.path("persons.parquet"),
+            s.path("registrations.parquet"),
+            s.path("state"),
+            s.path(out),
+        ];
+        let mut args = vec![
+            "adjudicate",
+            "--claims",
+            text(&paths[0]),
+            "--persons",
+            text(&paths[1]),
+            "--registrations",
+            text(&paths[2]),
+            "--policies",
+            text(&policies),
+            "--state",
+            text(&paths[3]),
+            "--out",
+            text(&paths[4]),
+        ];
+        args.extend_from_slice(extra);
+        run_yibao(&args)
+    };
+    assert!(settle("claims", "o1", &[]).status.success());
+
+    // The grassroots ratio of the version that settled A1, changed in place.
+    let edited = original.replacen("primary = 0.60,", "primary = 0.65,", 1);
+    assert_ne!(edited, original);
+    std::fs::write(&ezhou, &edited).unwrap();
+    let run = settle("april", "o2", &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: `versions[0]`: version `ezhou-2022` differs from the text that settled claims \
+             into the state (state version 1)",
+            text(&ezhou)
+        )),
+        "{stderr}"
+    );
+    assert!(!s.path("o2/summary.json").exists());
+    // A read-only what-if settles under the edited text.
+    let what_if = settle("april", "o3", &["--state-version", "1"]);
+    assert!(what_if.status.success());
+
+    // A comment, a reworded note and another layout: the same text.
+    let reworded = format!(
+        "# reviewed\n{}",
+        original.replacen(
+            "the draft is undated; taken to apply from 2022-01-01",
+            "undated draft, applied from 2022-01-01",
+            1,
+        )
+    );
+    std::fs::write(&ezhou, reworded).unwrap();
+    let run = settle("april", "o4", &[]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let manifest = yibao::state::store::read_manifest(&s.path("state"), 2).unwrap();
+    assert_eq!(
+        manifest.policy_versions.keys().collect::<Vec<_>>(),
+        ["ezhou-2022"]
+    );
+}

@@ -18,6 +18,47 @@ use crate::money::{parse_scaled, RATIO_ONE};
 pub const TIERS: [i16; 3] = [100, 80, 60];
 
 /// Parses, validates and compiles one file's text, appending to `policies`.
+/// The hash of what settles under version `vi` of a policy file's `tree`
+/// ([`super::Version::text_hash`]): its table and the file's tables but the other versions,
+/// `name`, `source` and `capitation` (a year-end account, not a settlement), serialised as JSON
+/// with keys in order, so that a comment, a note, a blank line or a reordering leaves it
+/// unchanged.
+fn text_hash(tree: &toml::Table, vi: usize) -> String {
+    let mut settles: std::collections::BTreeMap<&str, serde_json::Value> = tree
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "name" | "source" | "capitation" | "versions"))
+        .map(|(k, v)| (k.as_str(), canonical(v)))
+        .collect();
+    if let Some(version) = tree
+        .get("versions")
+        .and_then(|v| v.as_array())
+        .and_then(|v| v.get(vi))
+    {
+        settles.insert("version", canonical(version));
+    }
+    let text = serde_json::to_string(&settles).expect("a TOML tree serialises as JSON");
+    blake3::hash(text.as_bytes()).to_hex().to_string()
+}
+
+/// A TOML value as JSON with every table's keys in order, and without its `assumed` notes
+/// (they say why a number was chosen; they settle nothing).
+fn canonical(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .filter(|(k, _)| k.as_str() != "assumed")
+                .map(|(k, v)| (k.clone(), canonical(v)))
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_iter()
+                .collect(),
+        ),
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonical).collect()),
+        toml::Value::String(s) => serde_json::Value::String(s.clone()),
+        // Numbers, booleans and dates as their TOML text: exact, whatever JSON would make of them.
+        other => serde_json::Value::String(other.to_string()),
+    }
+}
+
 pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<()> {
     let fail = |key: &str, reason: String| Error::policy(path, key, reason);
     let line = |e: &toml::de::Error| {
@@ -465,6 +506,7 @@ pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<
         version_ids.push(vid);
         policies.version_by_id.insert(version.id.clone(), vid);
         policies.versions.push(Version {
+            text_hash: text_hash(&tree, vi),
             id: version.id.clone(),
             region,
             from,

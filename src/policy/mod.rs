@@ -127,6 +127,11 @@ pub struct Version {
     pub assistance: [Option<Assistance>; AssistanceCategory::COUNT],
     /// Audit thresholds, if the version sets them.
     pub audit: Option<AuditRules>,
+    /// BLAKE3 (hex) of what settles under this version, as parsed: its own table and the file's
+    /// other tables but `capitation`, without names, sources, comments or layout. A state records
+    /// it for each version that settled claims into it, and refuses a run whose text of that
+    /// version differs ([`text_hash`]).
+    pub text_hash: String,
 }
 
 /// The audit table, compiled.

@@ -50,6 +50,12 @@ pub struct Manifest {
     pub inputs: Vec<Input>,
     /// Every run that committed a version still described here.
     pub runs: Vec<RunRecord>,
+    /// Each policy version that settled claims into the state, by id: the hash of its text
+    /// ([`crate::policy::Version::text_hash`]). A run whose text of one of them differs is
+    /// refused: a reversal gives back what the claim's settlement took, under the text that
+    /// settled it, and every settlement stays traceable to it. A change is a new version.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub policy_versions: std::collections::BTreeMap<String, String>,
 }
 
 /// One Parquet file of a table.
