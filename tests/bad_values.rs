@@ -38,19 +38,7 @@ fn with_column(batch: &RecordBatch, name: &str, values: ArrayRef) -> RecordBatch
 }
 
 fn adjudicate(s: &Scenario, claims: &str, out: &str) -> std::process::Output {
-    run_yibao(&[
-        "adjudicate",
-        "--claims",
-        text(&s.path(claims)),
-        "--persons",
-        text(&s.path("persons.parquet")),
-        "--registrations",
-        text(&s.path("registrations.parquet")),
-        "--policies",
-        text(&policies_dir()),
-        "--out",
-        text(&s.path(out)),
-    ])
+    s.run_binary(claims, out, &policies_dir(), &[])
 }
 
 /// `(claim_id, status, reason)` of every settlement row, in file order.

@@ -441,21 +441,7 @@ fn a_reversal_that_would_leave_a_pool_negative_stops_the_run_as_an_internal_erro
             )
         }],
     );
-    let run = run_yibao(&[
-        "adjudicate",
-        "--claims",
-        text(&s.path("april")),
-        "--persons",
-        text(&s.path("persons.parquet")),
-        "--registrations",
-        text(&s.path("registrations.parquet")),
-        "--policies",
-        text(&policies_dir()),
-        "--state",
-        text(&state),
-        "--out",
-        text(&s.path("o2")),
-    ]);
+    let run = s.run_binary("april", "o2", &policies_dir(), &["--state", text(&state)]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(

@@ -589,31 +589,11 @@ fn a_version_that_settled_claims_into_a_state_cannot_change_under_it() {
         &s.path("april/part.parquet"),
         &[claim("A2", "P1", "2024-04-01", "primary", "I10", "100.00")],
     );
+    let state = s.path("state");
     let settle = |claims: &str, out: &str, extra: &[&str]| {
-        let paths = [
-            s.path(claims),
-            s.path("persons.parquet"),
-            s.path("registrations.parquet"),
-            s.path("state"),
-            s.path(out),
-        ];
-        let mut args = vec![
-            "adjudicate",
-            "--claims",
-            text(&paths[0]),
-            "--persons",
-            text(&paths[1]),
-            "--registrations",
-            text(&paths[2]),
-            "--policies",
-            text(&policies),
-            "--state",
-            text(&paths[3]),
-            "--out",
-            text(&paths[4]),
-        ];
-        args.extend_from_slice(extra);
-        run_yibao(&args)
+        let mut flags = vec!["--state", text(&state)];
+        flags.extend_from_slice(extra);
+        s.run_binary(claims, out, &policies, &flags)
     };
     assert!(settle("claims", "o1", &[]).status.success());
 

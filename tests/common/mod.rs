@@ -488,6 +488,38 @@ impl Scenario {
         }
     }
 
+    /// Runs the binary's `adjudicate` on `claims` (a path under the scenario) with the
+    /// scenario's registry and the policies of `policies`, writing to `out`; `extra` flags after.
+    pub fn run_binary(
+        &self,
+        claims: &str,
+        out: &str,
+        policies: &Path,
+        extra: &[&str],
+    ) -> std::process::Output {
+        let paths = [
+            self.path(claims),
+            self.path("persons.parquet"),
+            self.path("registrations.parquet"),
+            self.path(out),
+        ];
+        let mut args = vec![
+            "adjudicate",
+            "--claims",
+            text(&paths[0]),
+            "--persons",
+            text(&paths[1]),
+            "--registrations",
+            text(&paths[2]),
+            "--policies",
+            text(policies),
+            "--out",
+            text(&paths[3]),
+        ];
+        args.extend_from_slice(extra);
+        run_yibao(&args)
+    }
+
     /// Settles `claims/` and returns the settlements by claim id.
     pub fn settle(&self) -> BTreeMap<String, Row> {
         yibao::run::adjudicate(&self.args("claims", "out", None)).expect("adjudicate");
