@@ -446,20 +446,26 @@ fn a_person_past_the_registration_limit_stops_the_run_naming_the_file() {
         &past,
         &claims,
     );
-    let run = adjudicate(&s, "claims", "out");
-    assert_eq!(run.status.code(), Some(2));
-    let stderr = text_of(&run.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "{}: column `person_id`: a person holds 1025 registrations, past the limit of 1024",
-            text(&s.path("registrations.parquet"))
-        )),
-        "{stderr}"
+    let stderr = refused(
+        &s,
+        "registrations.parquet",
+        "column `person_id`: a person holds 1025 registrations, past the limit of 1024",
     );
     assert!(
         !stderr.contains("PERSON-REG-LIMIT"),
         "no person id: {stderr}"
     );
+}
+
+/// Runs `s`, which must stop with exit 2 saying `message` of its file `file`; returns stderr.
+fn refused(s: &Scenario, file: &str, message: &str) -> String {
+    let run = adjudicate(s, "claims", "out");
+    let stderr = text_of(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    let expected = format!("{}: {message}", text(&s.path(file)));
+    assert!(stderr.contains(&expected), "{expected:?} in {stderr}");
+    assert!(!s.path("out/summary.json").exists());
+    stderr
 }
 
 #[test]
@@ -487,14 +493,9 @@ fn a_registration_dated_outside_1900_to_9999_stops_the_run_naming_file_column_an
         &[registration("P1", "diabetes"), wild],
         &claims,
     );
-    let run = adjudicate(&s, "claims", "out");
-    assert_eq!(run.status.code(), Some(2));
-    let stderr = text_of(&run.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "{}: column `approved_on`, row 1: 1899-12-31 is outside 1900-01-01 to 9999-12-31",
-            text(&s.path("registrations.parquet"))
-        )),
-        "{stderr}"
+    refused(
+        &s,
+        "registrations.parquet",
+        "column `approved_on`, row 1: 1899-12-31 is outside 1900-01-01 to 9999-12-31",
     );
 }
