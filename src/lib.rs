@@ -10,6 +10,7 @@
 //! documents' statutory tables from a run's settlements (`yibao report`), [`capitation`] a
 //! capitation budget's year-end accounts (`yibao capitation`); [`generate`] writes a
 //! synthetic province; [`floor`] measures the Parquet I/O floor the engine is held to.
+//! [`limits`] holds the bounds every input value and per-person count is held to.
 
 pub mod audit;
 pub mod capitation;
