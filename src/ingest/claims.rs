@@ -9,8 +9,10 @@ use crate::ingest::FastMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, Date32Type, Decimal128Type, TimestampMillisecondType};
+use arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, RecordBatch, StringArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int32Type, TimestampMillisecondType};
 use rayon::prelude::*;
 
 use super::read::{col, first_null, list_parquet, read_windows, ColumnKind::*, ColumnSpec};
@@ -29,22 +31,22 @@ pub const NO_CODE: u32 = u32::MAX;
 pub const CLAIM_COLUMNS: &[ColumnSpec] = &[
     col("claim_id", Text, false),
     col("person_id", Text, false),
-    col("region", Text, false),
+    col("region", Code, false),
     col("settled_at", TimestampMs, false),
     col("service_date", Date, true),
-    col("institution_id", Text, false),
-    col("institution_level", Text, false),
-    col("prescriber_level", Text, true),
-    col("visit_type", Text, true),
-    col("diagnosis", Text, false),
+    col("institution_id", Code, false),
+    col("institution_level", Code, false),
+    col("prescriber_level", Code, true),
+    col("visit_type", Code, true),
+    col("diagnosis", Code, false),
     col("total_amount", Money, false),
     col("in_scope_amount", Money, false),
-    col("drug_code", Text, true),
+    col("drug_code", Code, true),
     col("days_supply", Int32Wide, true),
     col("reverses_claim_id", Text, true),
     // Added by yibao (optional): Weihai's referral rules.
-    col("referral", Text, true),
-    col("medical_community_id", Text, true),
+    col("referral", Code, true),
+    col("medical_community_id", Code, true),
 ];
 
 /// Where a claims batch came from, and the text columns kept from it as read: the claim ids (for
@@ -188,6 +190,60 @@ struct Converted {
     detail: Vec<(usize, String)>,
 }
 
+/// A text column as read: plain, or dictionary-encoded (the [`Code`] columns).
+#[derive(Clone, Copy)]
+enum Texts<'a> {
+    Plain(&'a StringArray),
+    Dict(&'a DictionaryArray<Int32Type>, &'a StringArray),
+}
+
+impl<'a> Texts<'a> {
+    fn of(array: &'a ArrayRef) -> Texts<'a> {
+        match array.as_dictionary_opt::<Int32Type>() {
+            Some(d) => Texts::Dict(d, d.values().as_string::<i32>()),
+            None => Texts::Plain(array.as_string::<i32>()),
+        }
+    }
+
+    /// The dictionary slot of row `i`, or `None` when it is null.
+    #[inline]
+    fn slot(keys: &DictionaryArray<Int32Type>, values: &StringArray, i: usize) -> Option<usize> {
+        let k = keys.keys();
+        (k.is_valid(i) && values.is_valid(k.value(i) as usize)).then(|| k.value(i) as usize)
+    }
+
+    #[inline]
+    fn is_null(&self, i: usize) -> bool {
+        match self {
+            Texts::Plain(a) => a.is_null(i),
+            Texts::Dict(d, v) => Self::slot(d, v, i).is_none(),
+        }
+    }
+
+    #[inline]
+    fn is_valid(&self, i: usize) -> bool {
+        !self.is_null(i)
+    }
+
+    /// Row `i`'s text; `""` when null.
+    #[inline]
+    fn value(&self, i: usize) -> &'a str {
+        match self {
+            Texts::Plain(a) => a.value(i),
+            Texts::Dict(d, v) => Self::slot(d, v, i).map_or("", |s| v.value(s)),
+        }
+    }
+
+    /// Whether every value is within the id bounds ([`limits::ids_clean`]): for a dictionary,
+    /// every distinct value.
+    fn clean(&self) -> bool {
+        match self {
+            Texts::Plain(a) => limits::ids_clean(a),
+            Texts::Dict(_, v) => limits::ids_clean(v),
+        }
+    }
+}
+
 /// A batch-local string dictionary: codes per row, and the distinct values in first-seen order.
 #[derive(Default)]
 struct Local {
@@ -196,7 +252,42 @@ struct Local {
 }
 
 impl Local {
-    fn build(array: &StringArray) -> Local {
+    fn build(texts: &Texts) -> Local {
+        match *texts {
+            Texts::Plain(array) => Local::build_plain(array),
+            Texts::Dict(keys, values) => Local::build_dict(keys, values),
+        }
+    }
+
+    /// As [`Local::build_plain`] would number the rows' values, hashing each distinct value once:
+    /// a slot's code is given at its first row.
+    fn build_dict(keys: &DictionaryArray<Int32Type>, values: &StringArray) -> Local {
+        const UNSEEN: u32 = u32::MAX - 1;
+        let mut slot_code = vec![UNSEEN; values.len()];
+        let mut map: FastMap<&str, u32> = FastMap::default();
+        let mut local = Local {
+            codes: Vec::with_capacity(keys.len()),
+            values: Vec::new(),
+        };
+        for i in 0..keys.len() {
+            let Some(slot) = Texts::slot(keys, values, i) else {
+                local.codes.push(NO_CODE);
+                continue;
+            };
+            if slot_code[slot] == UNSEEN {
+                let v = values.value(slot);
+                let next = map.len() as u32;
+                slot_code[slot] = *map.entry(v).or_insert_with(|| {
+                    local.values.push(v.to_string());
+                    next
+                });
+            }
+            local.codes.push(slot_code[slot]);
+        }
+        local
+    }
+
+    fn build_plain(array: &StringArray) -> Local {
         let mut map: FastMap<&str, u32> = FastMap::default();
         let mut local = Local {
             codes: Vec::with_capacity(array.len()),
@@ -858,21 +949,24 @@ fn convert(
     let text = |i: usize| batch.column(i).as_string::<i32>().clone();
     let claim_id = text(0);
     let person_id = text(1);
-    let region = text(2);
+    // Low-cardinality text arrives dictionary-encoded ([`Code`]): interned a distinct value at
+    // a time, never materialised row by row.
+    let code = |i: usize| Texts::of(batch.column(i));
+    let region = code(2);
     let settled = batch.column(3).as_primitive::<TimestampMillisecondType>();
     let service = batch.column(4).as_primitive::<Date32Type>();
-    let institution_id = text(5);
-    let level_text = text(6);
-    let prescriber_text = text(7);
-    let visit_text = text(8);
-    let diagnosis = text(9);
+    let institution_id = code(5);
+    let level_text = code(6);
+    let prescriber_text = code(7);
+    let visit_text = code(8);
+    let diagnosis = code(9);
     let days = Days::of(batch.column(13));
     let reverses = text(14);
     let total = Money::of(batch.column(10));
     let in_scope = Money::of(batch.column(11));
-    let drug = text(12);
-    let referral_text = text(15);
-    let community = text(16);
+    let drug = code(12);
+    let referral_text = code(15);
+    let community = code(16);
 
     let mut c = Converted {
         batch: ClaimBatch {
@@ -908,16 +1002,16 @@ fn convert(
         detail: Vec::new(),
     };
     let ids = [
-        ("claim_id", &claim_id),
-        ("person_id", &person_id),
-        ("region", &region),
-        ("institution_id", &institution_id),
-        ("diagnosis", &diagnosis),
-        ("drug_code", &drug),
-        ("reverses_claim_id", &reverses),
-        ("medical_community_id", &community),
+        ("claim_id", Texts::Plain(&claim_id)),
+        ("person_id", Texts::Plain(&person_id)),
+        ("region", region),
+        ("institution_id", institution_id),
+        ("diagnosis", diagnosis),
+        ("drug_code", drug),
+        ("reverses_claim_id", Texts::Plain(&reverses)),
+        ("medical_community_id", community),
     ];
-    let ids_clean = ids.iter().all(|(_, a)| limits::ids_clean(a));
+    let ids_clean = ids.iter().all(|(_, a)| a.clean());
     let known_persons = persons.get_many(&person_id);
     for (i, known_person) in known_persons.into_iter().enumerate() {
         let mut reject: Option<(Reason, String)> = None;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 
@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 pub enum ColumnKind {
     /// `Utf8`; also accepts `LargeUtf8`, `Utf8View` and dictionary-encoded strings.
     Text,
+    /// `Utf8` in the contract, of few distinct values (a region, a level, a drug code): read as
+    /// `Dictionary(Int32, Utf8)`, so that Parquet's dictionary pages are decoded into keys and
+    /// the reader interns each distinct value once instead of materialising every row's text.
+    Code,
     /// `Timestamp(ms)`; any unit or time zone is converted.
     TimestampMs,
     /// `Date32`.
@@ -167,6 +171,7 @@ pub fn read_windows(
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| Error::parquet(path, e))?;
     let file_schema = builder.schema().clone();
+    let options = dictionary_options(specs, &file_schema);
     let row_groups = builder.metadata().num_row_groups();
     let rows = footer_rows(path, builder.metadata())?;
 
@@ -196,13 +201,16 @@ pub fn read_windows(
             .par_iter()
             .map(|&rg| {
                 Error::decoding(path, || {
-                    let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
-                        .map_err(|e| Error::parquet(path, e))?
-                        .with_row_groups(vec![rg])
-                        .with_projection(mask.clone())
-                        .with_batch_size(64 * 1024)
-                        .build()
-                        .map_err(|e| Error::parquet(path, e))?;
+                    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+                        open()?,
+                        options.clone(),
+                    )
+                    .map_err(|e| Error::parquet(path, e))?
+                    .with_row_groups(vec![rg])
+                    .with_projection(mask.clone())
+                    .with_batch_size(64 * 1024)
+                    .build()
+                    .map_err(|e| Error::parquet(path, e))?;
                     reader
                         .map(|batch| {
                             let batch = batch.map_err(|e| Error::corrupt(path, e))?;
@@ -220,6 +228,33 @@ pub fn read_windows(
         each(batches, starts)?;
     }
     Ok((bytes, rows))
+}
+
+/// How [`ColumnKind::Code`] columns are read.
+fn code_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// Reader options asking for the [`ColumnKind::Code`] columns stored as `Utf8` as dictionaries
+/// (the decoder keeps Parquet's dictionary pages as keys); other columns as the file has them.
+fn dictionary_options(specs: &[ColumnSpec], file: &Schema) -> ArrowReaderOptions {
+    let coded = |name: &str| {
+        specs
+            .iter()
+            .any(|s| s.kind == ColumnKind::Code && s.name == name)
+    };
+    let fields: Vec<Field> = file
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 if coded(f.name()) => f.as_ref().clone().with_data_type(code_type()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    ArrowReaderOptions::new().with_schema(Arc::new(Schema::new_with_metadata(
+        fields,
+        file.metadata().clone(),
+    )))
 }
 
 /// The row count of a Parquet file, from its footer.
@@ -258,7 +293,9 @@ fn check_kind(path: &Path, spec: &ColumnSpec, dt: &DataType) -> Result<()> {
         )
     };
     let ok = match spec.kind {
-        ColumnKind::Text => text(dt) || matches!(dt, DataType::Dictionary(_, v) if text(v)),
+        ColumnKind::Text | ColumnKind::Code => {
+            text(dt) || matches!(dt, DataType::Dictionary(_, v) if text(v))
+        }
         ColumnKind::TimestampMs => matches!(dt, DataType::Timestamp(_, _)),
         ColumnKind::Date => matches!(dt, DataType::Date32),
         ColumnKind::Money => matches!(dt, DataType::Decimal128(_, _)) || text(dt),
@@ -292,7 +329,7 @@ pub fn contract_schema(specs: &[ColumnSpec]) -> Schema {
 
 fn target_type(kind: ColumnKind, file_type: Option<&DataType>) -> DataType {
     match kind {
-        ColumnKind::Text => DataType::Utf8,
+        ColumnKind::Text | ColumnKind::Code => DataType::Utf8,
         ColumnKind::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, None),
         ColumnKind::Date => DataType::Date32,
         ColumnKind::Money => match file_type {
@@ -314,6 +351,7 @@ fn target_schema(specs: &[ColumnSpec], file: &Schema) -> Schema {
             .map(|s| {
                 let file_type = file.field_with_name(s.name).ok().map(|f| f.data_type());
                 let read_type = match (s.kind, file_type) {
+                    (ColumnKind::Code, _) => code_type(),
                     (ColumnKind::Int32Wide, Some(DataType::Int32)) => DataType::Int32,
                     (ColumnKind::Int32Wide, _) => DataType::Int64,
                     (kind, _) => target_type(kind, file_type),
