@@ -499,3 +499,52 @@ fn a_registration_dated_outside_1900_to_9999_stops_the_run_naming_file_column_an
         "column `approved_on`, row 1: 1899-12-31 is outside 1900-01-01 to 9999-12-31",
     );
 }
+
+#[test]
+fn text_of_any_arrow_string_type_settles_as_plain_utf8_does() {
+    let claims = [
+        claim("C1", "P1", "2024-03-01", "primary", "I10", "100.00"),
+        Claim {
+            drug: None,
+            ..claim("C2", "P1", "2024-03-02", "secondary", "I10", "80.00")
+        },
+    ];
+    let s = Scenario::new(
+        &[person("P1", EZHOU, "resident")],
+        &[registration("P1", "hypertension")],
+        &claims,
+    );
+    let run = adjudicate(&s, "claims", "plain");
+    assert!(run.status.success(), "{}", text_of(&run.stderr));
+
+    // The same rows with the region as LargeUtf8, the diagnosis and the level dictionary-encoded
+    // with 8-bit keys, the drug code with 32-bit keys over LargeUtf8 values.
+    let batch = claims_batch(&claims);
+    let cast = |name: &str, to: arrow::datatypes::DataType| {
+        arrow::compute::cast(batch.column_by_name(name).unwrap(), &to).unwrap()
+    };
+    use arrow::datatypes::DataType as T;
+    let dict = |key: T, value: T| T::Dictionary(Box::new(key), Box::new(value));
+    let mut other = batch.clone();
+    for (name, to) in [
+        ("region", T::LargeUtf8),
+        ("diagnosis", dict(T::Int8, T::Utf8)),
+        ("institution_level", dict(T::Int8, T::Utf8)),
+        ("drug_code", dict(T::Int32, T::LargeUtf8)),
+    ] {
+        other = with_column(&other, name, cast(name, to));
+    }
+    std::fs::remove_file(s.path("claims/part-0.parquet")).unwrap();
+    write_parquet(&s.path("claims/part-0.parquet"), &other);
+    let run = adjudicate(&s, "claims", "typed");
+    assert!(run.status.success(), "{}", text_of(&run.stderr));
+    assert_eq!(
+        read_settlements(&s.path("typed/settlements.parquet")),
+        read_settlements(&s.path("plain/settlements.parquet"))
+    );
+    assert_eq!(
+        outcomes(&s, "typed").len(),
+        2,
+        "both claims settled, none rejected"
+    );
+}
