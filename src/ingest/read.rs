@@ -1,7 +1,8 @@
 //! Parquet reading shared by every input: open a file, project the columns a stage needs, decode
-//! its row groups in parallel, and coerce each column to the contract's type (dictionary strings
-//! to plain `Utf8`, any timestamp unit to milliseconds). A column of the wrong kind stops the run
-//! with the file and column named; a missing nullable column reads as all null.
+//! its row groups in parallel, and coerce each column to the type the stage reads (text to
+//! plain `Utf8`, or to `Dictionary(Int32, Utf8)` for the few-valued [`ColumnKind::Code`]
+//! columns; any timestamp unit to milliseconds). A column of the wrong kind stops the run with
+//! the file and column named; a missing nullable column reads as all null.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
