@@ -601,14 +601,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn parse_month(text: &str) -> anyhow::Result<(i32, u32)> {
-    let bad = || yibao::Error::Usage(format!("--month {text:?} is not YYYY-MM"));
-    let (y, m) = text.split_once('-').ok_or_else(bad)?;
+    parse_period(text, "--month", "YYYY-MM", "-", 12)
+}
+
+/// `YYYY{separator}n` with `n` in `1..=last` and a four-digit year: a month or a quarter.
+fn parse_period(
+    text: &str,
+    flag: &str,
+    form: &str,
+    separator: &str,
+    last: u32,
+) -> anyhow::Result<(i32, u32)> {
+    let bad = || yibao::Error::Usage(format!("{flag} {text:?} is not {form}"));
+    let (y, n) = text.split_once(separator).ok_or_else(bad)?;
     let year: i32 = y.parse().map_err(|_| bad())?;
-    let month: u32 = m.parse().map_err(|_| bad())?;
-    if !(1..=12).contains(&month) || !(1900..=9999).contains(&year) {
+    let n: u32 = n.parse().map_err(|_| bad())?;
+    if !(1..=last).contains(&n) || !(1900..=9999).contains(&year) {
         return Err(bad().into());
     }
-    Ok((year, month))
+    Ok((year, n))
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -633,14 +644,7 @@ fn signed(amount: &str) -> String {
 }
 
 fn parse_quarter(text: &str) -> anyhow::Result<(i32, u32)> {
-    let bad = || yibao::Error::Usage(format!("--quarter {text:?} is not YYYY-Qn"));
-    let (y, q) = text.split_once("-Q").ok_or_else(bad)?;
-    let year: i32 = y.parse().map_err(|_| bad())?;
-    let quarter: u32 = q.parse().map_err(|_| bad())?;
-    if !(1..=4).contains(&quarter) || !(1900..=9999).contains(&year) {
-        return Err(bad().into());
-    }
-    Ok((year, quarter))
+    parse_period(text, "--quarter", "YYYY-Qn", "-Q", 4)
 }
 
 fn parse_memory_limit(text: &str) -> Result<u64, String> {
@@ -650,6 +654,21 @@ fn parse_memory_limit(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_and_quarters_are_read_with_their_bounds() {
+        assert_eq!(parse_month("2024-03").unwrap(), (2024, 3));
+        assert_eq!(parse_quarter("2024-Q4").unwrap(), (2024, 4));
+        assert_eq!(
+            parse_month("2024-13").unwrap_err().to_string(),
+            "--month \"2024-13\" is not YYYY-MM"
+        );
+        assert_eq!(
+            parse_quarter("2024-Q5").unwrap_err().to_string(),
+            "--quarter \"2024-Q5\" is not YYYY-Qn"
+        );
+        assert!(parse_month("0999-01").is_err());
+    }
 
     #[test]
     fn a_mode_gives_files_its_bits_and_directories_their_execute_bits() {
