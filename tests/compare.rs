@@ -335,21 +335,15 @@ fn policies_that_name_other_things_are_refused_with_the_difference() {
     let proposal = proposal_raising_one_ratio(dir.path());
     std::fs::remove_file(proposal.join("jinan.toml")).unwrap();
     let out_dir = dir.path().join("out");
-    let out = run_yibao(&[
-        "compare",
-        "--claims",
-        "data-samples/claims.parquet",
-        "--persons",
-        "data-samples/persons.parquet",
-        "--registrations",
-        "data-samples/registrations.parquet",
-        "--baseline",
-        "policies",
-        "--proposal",
-        text(&proposal),
-        "--out",
-        text(&out_dir),
-    ]);
+    let out = run_yibao(
+        &[
+            &["compare"][..],
+            &SAMPLE_INPUTS,
+            &["--baseline", "policies", "--proposal", text(&proposal)],
+            &["--out", text(&out_dir)],
+        ]
+        .concat(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -380,21 +374,15 @@ fn the_page_opens_in_a_browser_with_its_charts_drawn_and_no_console_errors() {
     let dir = tempfile::tempdir().unwrap();
     let proposal = proposal_raising_one_ratio(dir.path());
     let out = dir.path().join("out");
-    yibao_ok(&[
-        "compare",
-        "--claims",
-        "data-samples/claims.parquet",
-        "--persons",
-        "data-samples/persons.parquet",
-        "--registrations",
-        "data-samples/registrations.parquet",
-        "--baseline",
-        "policies",
-        "--proposal",
-        text(&proposal),
-        "--out",
-        text(&out),
-    ]);
+    yibao_ok(
+        &[
+            &["compare"][..],
+            &SAMPLE_INPUTS,
+            &["--baseline", "policies", "--proposal", text(&proposal)],
+            &["--out", text(&out)],
+        ]
+        .concat(),
+    );
     let page = out.join("compare.html");
     let html = std::fs::read_to_string(&page).unwrap();
     // Self-contained: nothing fetched from anywhere (SVG's namespace is a name, not a fetch).

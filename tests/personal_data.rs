@@ -28,19 +28,8 @@ fn modes(dir: &Path) -> Vec<(String, bool, u32)> {
 
 fn sample_run(dir: &Path, mode: Option<&str>) -> Output {
     let (out, state) = (dir.join("out"), dir.join("state"));
-    let mut args = vec![
-        "adjudicate",
-        "--claims",
-        "data-samples/claims.parquet",
-        "--persons",
-        "data-samples/persons.parquet",
-        "--registrations",
-        "data-samples/registrations.parquet",
-        "--state",
-        text(&state),
-        "--out",
-        text(&out),
-    ];
+    let mut args = [&["adjudicate"][..], &SAMPLE_INPUTS].concat();
+    args.extend(["--state", text(&state), "--out", text(&out)]);
     if let Some(m) = mode {
         args.extend(["--mode", m]);
     }
@@ -127,19 +116,9 @@ fn no_person_id_reaches_the_logs_or_the_summary_of_a_run_over_bad_data() {
         "WANGWU-310101",
         "NOBODY-999999",
     ];
-    let (persons, registrations) = (s.path("persons.parquet"), s.path("registrations.parquet"));
+    let registrations = s.path("registrations.parquet");
     let out = s.path("out");
-    let run = run_yibao(&[
-        "adjudicate",
-        "--claims",
-        text(&s.path("claims")),
-        "--persons",
-        text(&persons),
-        "--registrations",
-        text(&registrations),
-        "--out",
-        text(&out),
-    ]);
+    let run = s.run_binary("claims", "out", &policies_dir(), &[]);
     assert!(
         run.status.success(),
         "{}",

@@ -54,17 +54,12 @@ fn ezhou_sample() -> Scenario {
 
 fn report(s: &Scenario, out: &str, extra: &[&str]) -> std::path::PathBuf {
     let settled = s.path("settled");
-    yibao_ok(&[
-        "adjudicate",
-        "--claims",
-        text(&s.path("claims")),
-        "--persons",
-        text(&s.path("persons.parquet")),
-        "--registrations",
-        text(&s.path("registrations.parquet")),
-        "--out",
-        text(&settled),
-    ]);
+    let run = s.run_binary("claims", "settled", &policies_dir(), &[]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let out = s.path(out);
     let (persons, registrations) = (s.path("persons.parquet"), s.path("registrations.parquet"));
     let mut args = vec![

@@ -766,6 +766,16 @@ pub fn assert_agree_by_claim(split: &RecordBatch, whole: &RecordBatch) -> usize 
     whole_codes.iter().filter(|c| !c.is_empty()).count()
 }
 
+/// The sample inputs of `data-samples/`, as flags, for a command run from the repository's root.
+pub const SAMPLE_INPUTS: [&str; 6] = [
+    "--claims",
+    "data-samples/claims.parquet",
+    "--persons",
+    "data-samples/persons.parquet",
+    "--registrations",
+    "data-samples/registrations.parquet",
+];
+
 /// Runs the built `yibao` binary from the repository's root (as the README does), returning what
 /// it did.
 pub fn run_yibao(args: &[&str]) -> std::process::Output {
