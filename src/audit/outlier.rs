@@ -119,7 +119,7 @@ impl AmountCounts {
                 Some((drug * Level::COUNT as u32 + level as u32, total))
             })
             .collect();
-        let (offsets, mut totals) = crate::ingest::group_by_person(totals, groups);
+        let (offsets, mut totals) = crate::ingest::group_by_key(totals, groups);
         let mut slices: Vec<&mut [i64]> = Vec::with_capacity(groups);
         let mut rest: &mut [i64] = &mut totals;
         for g in 0..groups {

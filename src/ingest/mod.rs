@@ -27,7 +27,7 @@ impl std::hash::BuildHasher for FastHash {
 /// A hash map keyed by ingest's strings.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FastHash>;
 
-/// Person `person`'s items of a grouping by dense person id ([`group_by_person`]); none for a
+/// Person `person`'s items of a grouping by dense person id ([`group_by_key`]); none for a
 /// person past its end.
 pub fn person_slice<'a, T>(offsets: &[u32], items: &'a [T], person: u32) -> &'a [T] {
     let p = person as usize;
@@ -37,11 +37,11 @@ pub fn person_slice<'a, T>(offsets: &[u32], items: &'a [T], person: u32) -> &'a 
     }
 }
 
-/// Groups `(person, item)` by person (stable), as CSR offsets over `persons` ids: a counting
-/// sort, each item moved once (pool states, registrations: millions of them), with no
-/// sort buffer.
-pub fn group_by_person<T>(items: Vec<(u32, T)>, persons: usize) -> (Vec<u32>, Vec<T>) {
-    let mut offsets = vec![0u32; persons + 1];
+/// Groups `(key, item)` by a dense `u32` key (stable), as CSR offsets over `keys` keys: a
+/// counting sort, each item moved once (pool states and registrations by person, judged amounts
+/// by outlier group: millions of them), with no sort buffer.
+pub fn group_by_key<T>(items: Vec<(u32, T)>, keys: usize) -> (Vec<u32>, Vec<T>) {
+    let mut offsets = vec![0u32; keys + 1];
     for (p, _) in &items {
         offsets[*p as usize + 1] += 1;
     }
@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn group_is_a_stable_counting_sort_by_person() {
         let items = vec![(2, "a"), (0, "b"), (2, "c"), (0, "d"), (3, "e")];
-        let (offsets, grouped) = group_by_person(items, 5);
+        let (offsets, grouped) = group_by_key(items, 5);
         assert_eq!(offsets, vec![0, 2, 2, 4, 5, 5]);
         assert_eq!(grouped, vec!["b", "d", "a", "c", "e"]);
         assert_eq!(person_slice(&offsets, &grouped, 2), &["a", "c"]);

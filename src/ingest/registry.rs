@@ -8,7 +8,7 @@ use std::path::Path;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int16Type};
 
-use super::group_by_person;
+use super::group_by_key;
 use super::read::{col, first_null, read_windows, row_count, ColumnKind::*, ColumnSpec};
 use crate::domain::{format_date, AssistanceCategory, Coverage, Day, Scheme, Severity};
 use crate::error::{Error, Result};
@@ -550,14 +550,14 @@ fn check_rows_read(path: &Path, footer: u64, read: usize) -> Result<()> {
     ))
 }
 
-/// Registrations grouped by person ([`group_by_person`]: file order within a person), then each
+/// Registrations grouped by person ([`group_by_key`]: file order within a person), then each
 /// person's put in approval order, ties in file order: the lookup scans a person's few rows in
 /// order.
 fn group_registrations(
     by_person: Vec<(u32, Registration)>,
     persons: usize,
 ) -> (Vec<u32>, Vec<Registration>) {
-    let (offsets, mut grouped) = group_by_person(by_person, persons);
+    let (offsets, mut grouped) = group_by_key(by_person, persons);
     for p in 0..persons {
         let (a, b) = (offsets[p] as usize, offsets[p + 1] as usize);
         grouped[a..b].sort_by_key(|r| (r.approved_on, r.condition));

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 
 use crate::domain::{Day, Millis, Status, VisitType};
 use crate::ingest::claims::NO_CODE;
-use crate::ingest::{group_by_person, person_slice};
+use crate::ingest::{group_by_key, person_slice};
 use crate::limits::MAX_CLAIM_FEN;
 use crate::policy::NONE;
 
@@ -478,7 +478,7 @@ impl Prior {
     ) -> Prior {
         use rayon::prelude::*;
         rows.par_iter_mut().for_each(EarlierRows::sort_by_person);
-        let (pool_offsets, pools) = group_by_person(pools, persons);
+        let (pool_offsets, pools) = group_by_key(pools, persons);
         let chunk_persons = persons
             .div_ceil(CHUNKS * rayon::current_num_threads().max(1))
             .max(1);
