@@ -157,13 +157,6 @@ impl AmountCounts {
         group.compact_when_grown();
     }
 
-    fn add_items(&mut self, drugs: &[String], items: &[Item]) {
-        for group in groups(items) {
-            let (drug, level) = (group[0].0, group[0].1);
-            self.add_sorted(&drugs[drug as usize], level, group.iter().map(|x| x.2));
-        }
-    }
-
     /// Adds one group's totals, in order, as runs of equal totals.
     fn add_sorted(&mut self, drug: &str, level: u8, totals: impl Iterator<Item = i64>) {
         let group_runs = self.groups.entry((drug.into(), level)).or_default();
@@ -245,46 +238,11 @@ fn judged(
     ))
 }
 
-/// The judged claims of a settled partition, sorted by (drug, level, total, position).
-fn items(a: &Auditor) -> Vec<Item> {
-    let mut items: Vec<Item> = a
-        .partitions
-        .order
-        .par_iter()
-        .enumerate()
-        .filter_map(|(position, &row)| {
-            judged(
-                a.policies,
-                a.registry,
-                a.claims,
-                row as usize,
-                position as u32,
-            )
-        })
-        .collect();
-    items.par_sort_unstable();
-    items
-}
-
-/// The (drug, level) groups of sorted items.
-fn groups(items: &[Item]) -> Vec<&[Item]> {
-    let mut groups: Vec<&[Item]> = Vec::new();
-    let mut rest = items;
-    while let Some(&(drug, level, _, _)) = rest.first() {
-        let n = rest.partition_point(|x| (x.0, x.1) == (drug, level));
-        let (group, tail) = rest.split_at(n);
-        groups.push(group);
-        rest = tail;
-    }
-    groups
-}
-
 /// The outliers of a whole run, judged against the run's own statistics.
 pub fn whole_run_outliers(a: &Auditor) -> Vec<Anomaly> {
-    let items = items(a);
     let mut counts = AmountCounts::default();
-    counts.add_items(&a.claims.drugs, &items);
-    judge_items(a, &items, &counts.stats())
+    counts.add_claims(a.policies, a.registry, a.claims);
+    amount_outliers(a, &counts.stats())
 }
 
 /// The outliers among this partition's claims, each judged against its group in `stats`: one
@@ -305,22 +263,6 @@ pub fn amount_outliers(a: &Auditor, stats: &AmountStats) -> Vec<Anomaly> {
                 position as u32,
             )?;
             judge(a, table[drug as usize][level as usize]?, total, position)
-        })
-        .collect()
-}
-
-fn judge_items(a: &Auditor, items: &[Item], stats: &AmountStats) -> Vec<Anomaly> {
-    groups(items)
-        .par_iter()
-        .flat_map_iter(|group| {
-            let key = (
-                a.claims.drugs[group[0].0 as usize].as_str().into(),
-                group[0].1,
-            );
-            let stats = stats.groups.get(&key).copied();
-            group
-                .iter()
-                .filter_map(move |&(_, _, total, position)| judge(a, stats?, total, position))
         })
         .collect()
 }
@@ -370,17 +312,12 @@ mod tests {
 
     /// The stats of one group whose items are added in `parts` sorted slices.
     fn stats_in_parts(totals: &[i64], parts: usize) -> (GroupStats, usize) {
-        let drugs = vec!["D1".to_string()];
         let mut counts = AmountCounts::default();
         let size = totals.len().div_ceil(parts);
-        for (k, chunk) in totals.chunks(size).enumerate() {
-            let mut items: Vec<Item> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| (0, 1, t, (k * size + i) as u32))
-                .collect();
-            items.sort_unstable();
-            counts.add_items(&drugs, &items);
+        for chunk in totals.chunks(size) {
+            let mut sorted = chunk.to_vec();
+            sorted.sort_unstable();
+            counts.add_sorted("D1", 1, sorted.into_iter());
         }
         let held = counts.groups.values().map(|r| r.runs.len()).sum();
         let stats = counts.stats().groups[&("D1".into(), 1)];
