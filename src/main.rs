@@ -322,12 +322,12 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Adjudicate { .. }) {
         retain_freed_memory(KEEP_FREED);
     }
-    // A panic is a broken invariant (the release-build checks of `yibao::limits`): its message
-    // is already on stderr; the outputs it was writing are removed as it unwinds, nothing is
-    // committed, and the run ends as the contract's internal error.
+    // A panic is a bug or a broken invariant (the release-build checks the README's "Limits"
+    // lists): its message is already on stderr; the outputs being written are removed as it
+    // unwinds, nothing is committed, and the run ends as the contract's internal error.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
     let Ok(outcome) = outcome else {
-        eprintln!("yibao: internal error: a check of the engine's own arithmetic failed");
+        eprintln!("yibao: internal error (above); nothing was committed");
         return ExitCode::from(1);
     };
     match outcome {
