@@ -228,6 +228,14 @@ pub fn read_windows(
         let starts = first_rows(&batches, &mut next_row);
         each(batches, starts)?;
     }
+    // The pages gave the rows the footer counts, or the file is damaged: every sizing and every
+    // summary of the run takes the footer's count as the file's rows.
+    if next_row != rows {
+        return Err(Error::corrupt(
+            path,
+            format!("the footer counts {rows} rows, the pages hold {next_row}"),
+        ));
+    }
     Ok((bytes, rows))
 }
 

@@ -376,7 +376,6 @@ impl Registry {
                 }
                 Ok(())
             })?;
-        check_rows_read(persons, rows, registry.persons.len())?;
         registry.stats.persons = rows;
         registry.stats.persons_bytes = bytes;
 
@@ -386,13 +385,11 @@ impl Registry {
         // at once.
         let mut by_person: Vec<(u32, Registration)> =
             Vec::with_capacity(rows_to_reserve(registrations)?);
-        let mut rows_read = 0;
         let (bytes, rows) = read_windows(
             registrations,
             REGISTRATION_COLUMNS,
             window,
             |batches, first_rows| {
-                rows_read += batches.iter().map(|b| b.num_rows()).sum::<usize>();
                 let read: Vec<BatchRegistrations> = batches
                     .par_iter()
                     .zip(&first_rows)
@@ -410,7 +407,6 @@ impl Registry {
                 Ok(())
             },
         )?;
-        check_rows_read(registrations, rows, rows_read)?;
         registry.stats.registrations = rows;
         registry.stats.registrations_bytes = bytes;
         (registry.registration_offsets, registry.registrations) =
@@ -524,30 +520,14 @@ impl Registry {
 }
 
 /// Rows to reserve for the registry file `path`: its footer's count, but no more than the file
-/// has bytes. The count is the file's word only: a damaged footer can count anything (a negative
-/// count reads as nearly 2^64, which no allocation holds), whereas a registry row takes several
-/// bytes (the sample's about five), so a whole file stays under the bound. What was read is held
-/// to the count afterwards ([`check_rows_read`]).
+/// has bytes. The count is held to the row groups' ([`row_count`]) and to the pages' as they
+/// are read ([`read_windows`]), but a footer may still claim huge row groups; a registry row
+/// takes several bytes (the sample's about five), so a whole file stays under the bound.
 fn rows_to_reserve(path: &Path) -> Result<usize> {
     let bytes = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len();
     Ok(row_count(path)?.min(bytes) as usize)
-}
-
-/// Refuses a file whose row groups hold another number of rows than its footer counts: the count
-/// is damaged, and the summary would carry it.
-fn check_rows_read(path: &Path, footer: u64, read: usize) -> Result<()> {
-    if footer == read as u64 {
-        return Ok(());
-    }
-    Err(Error::parquet(
-        path,
-        parquet::errors::ParquetError::General(format!(
-            "the footer counts {} rows, the row groups hold {read}",
-            footer as i64
-        )),
-    ))
 }
 
 /// Registrations grouped by person ([`group_by_key`]: file order within a person), then each
