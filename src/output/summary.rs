@@ -12,6 +12,7 @@ use super::{RunView, Written};
 use crate::domain::{Reason, Status};
 use crate::ingest::claims::SourceFile;
 use crate::ingest::registry::RegistryStats;
+use crate::ingest::FastMap;
 use crate::money::Yuan;
 use crate::policy::{Policies, NONE};
 
@@ -281,13 +282,15 @@ impl Tally {
     }
 }
 
-fn tally(view: &RunView) -> (HashMap<Key, Sums>, [u64; Reason::COUNT]) {
+fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
     let c = view.claims;
-    // Integer sums commute, so a parallel fold merged in any order gives the same totals.
+    // Integer sums commute, so a parallel fold merged in any order gives the same totals. The
+    // groups are a few dozen: each chunk of rows sums into its own small map.
     (0..c.len())
         .into_par_iter()
+        .with_min_len(TALLY_CHUNK_ROWS)
         .fold(
-            || (HashMap::<Key, Sums>::new(), [0u64; Reason::COUNT]),
+            || (FastMap::<Key, Sums>::default(), [0u64; Reason::COUNT]),
             |(mut groups, mut reasons), row| {
                 let o = view.outcome(row);
                 let person = if c.person[row] == crate::ingest::claims::NO_PERSON {
@@ -319,7 +322,7 @@ fn tally(view: &RunView) -> (HashMap<Key, Sums>, [u64; Reason::COUNT]) {
             },
         )
         .reduce(
-            || (HashMap::new(), [0u64; Reason::COUNT]),
+            || (FastMap::default(), [0u64; Reason::COUNT]),
             |(mut a, mut ra), (b, rb)| {
                 for (k, v) in b {
                     a.entry(k).or_default().add(&v);
@@ -331,6 +334,9 @@ fn tally(view: &RunView) -> (HashMap<Key, Sums>, [u64; Reason::COUNT]) {
             },
         )
 }
+
+/// Rows a tally task sums before its map is merged with another's.
+const TALLY_CHUNK_ROWS: usize = 16 * 1024;
 
 /// The engine version, the command line and every input and policy file with its content hash
 /// (BLAKE3): what a run read, so that any settlement can be reproduced and traced to the exact
