@@ -2,8 +2,9 @@
 //! claims' persons and ids → partitions → settlement → audit → outputs and the state's new
 //! files → commit. The claims are settled, audited and written one part of persons at a time
 //! (parts cut by person key, from memory or from spill files), so only a part's results are held
-//! at once. Everything runs on one rayon pool sized by `--threads`; no stage's result depends on
-//! the pool size.
+//! at once — two parts' at most, as each part is written while the next is settled. Everything
+//! runs on one rayon pool sized by `--threads`; no stage's result depends on the pool size, and
+//! the parts are written in key order whatever overlaps.
 //!
 //! The run's last step commits the state's next version: outputs and state files are complete,
 //! fsynced and in place before it, so a run killed at any moment leaves the state as it was,
@@ -16,7 +17,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::audit::outlier::{AmountCounts, AmountStats};
-use crate::audit::Auditor;
+use crate::audit::{Audited, Auditor};
 use crate::domain::Rule;
 use crate::error::{Error, Result};
 use crate::ingest::claims::Claims;
@@ -114,12 +115,16 @@ pub fn parse_size(text: &str) -> Result<u64> {
 
 /// Key bits of the spill partitions for `rows` claims and a state of `state_rows` per-person
 /// rows ([`Manifest::person_rows`]) under `limit` bytes: 0 (no spill) when they fit, else
-/// enough partitions of persons that one fits. The whole state bounds what the run's persons
-/// bring of it.
+/// enough partitions of persons that [`PARTITIONS_HELD`] of them fit. The whole state bounds
+/// what the run's persons bring of it.
 pub fn spill_bits(rows: u64, state_rows: u64, limit: u64) -> u32 {
     let need = rows
         .saturating_mul(MEMORY_PER_CLAIM)
         .saturating_add(state_rows.saturating_mul(MEMORY_PER_STATE_ROW));
+    if need <= limit {
+        return 0;
+    }
+    let need = need.saturating_mul(PARTITIONS_HELD);
     let mut bits = 0;
     while bits < crate::partition::BLOCK_BITS && need > limit.max(1) << bits {
         bits += 1;
@@ -131,6 +136,10 @@ pub fn spill_bits(rows: u64, state_rows: u64, limit: u64) -> u32 {
 /// few enough that a part's settlement, audit flags and output rows stay small beside the
 /// claims themselves (README "Performance").
 pub const PART_CLAIMS: u64 = 1 << 20;
+
+/// Parts a run holds at once: one being written while the next is read and settled
+/// ([`settle_parts`]).
+pub const PARTITIONS_HELD: u64 = 2;
 
 /// Key bits of the parts a run of `rows` claims held in memory is settled in: parts of about
 /// `part` claims at most, never finer than a key block.
@@ -257,6 +266,37 @@ impl Laps {
         *self.peaks.at(stage) = summary::peak_rss_bytes().unwrap_or(0);
         self.lap = Instant::now();
     }
+
+    /// Starts the next lap now: time spent waiting is no stage's.
+    pub fn restart(&mut self) {
+        self.lap = Instant::now();
+    }
+
+    /// Counts a part's writing (its rows and wall seconds, from [`written`]) as output: it ran
+    /// beside the next part's settlement, timed on its own.
+    pub fn wrote(&mut self, wrote: Option<(u64, f64)>) {
+        if let Some((rows, seconds)) = wrote {
+            *self.stages.at(Stage::Output) += seconds;
+            *self.peaks.at(Stage::Output) = summary::peak_rss_bytes().unwrap_or(0);
+            self.progress.settled(rows);
+        }
+    }
+}
+
+/// Writes `part` (if any) and returns its rows and the wall seconds writing took.
+fn written<P>(
+    write: &mut WriteFn<P>,
+    part: Option<P>,
+    ctx: &Context,
+    first_year: i32,
+    registry: &Registry,
+) -> Result<Option<(u64, f64)>> {
+    let Some(part) = part else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let rows = write(part, ctx, first_year, registry)?;
+    Ok(Some((rows, started.elapsed().as_secs_f64())))
 }
 
 /// What every partition is settled against.
@@ -444,18 +484,23 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
     let mut settled_under = vec![false; policies.versions.len()];
     let mut anomalies = [0u64; Rule::COUNT];
     // One part of persons, held in memory or read back from a spill, grouped in output order:
-    // settled, audited against the month's amount statistics, written with the state's changes
-    // beside the outputs. Returns its rows.
-    let mut settle_and_write = |ctx: &Context,
-                                first_year: i32,
-                                claims: Claims,
-                                partitions: Partitions,
-                                stats: &AmountStats,
-                                registry: &Registry,
-                                laps: &mut Laps| {
+    // settled and audited against the month's amount statistics, then written with the state's
+    // changes beside the outputs while the next part is settled.
+    let settle = |ctx: &Context,
+                  claims: Claims,
+                  partitions: Partitions,
+                  stats: &AmountStats,
+                  registry: &Registry,
+                  laps: &mut Laps| {
         let part = settle_part(ctx, registry, claims, partitions, laps);
         let audited = part.auditor(ctx, registry).run_with(stats);
         laps.mark(Stage::Audit);
+        Result::Ok((part, audited))
+    };
+    let mut write = |(part, audited): (Settled, Audited),
+                     ctx: &Context,
+                     first_year: i32,
+                     registry: &Registry| {
         let view = RunView::new(
             &policies,
             registry,
@@ -485,7 +530,6 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         for (n, m) in anomalies.iter_mut().zip(audited.counts()) {
             *n += m;
         }
-        laps.mark(Stage::Output);
         Result::Ok(part.claims.len() as u64)
     };
 
@@ -502,7 +546,11 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         part_claims: args.part_claims.unwrap_or(PART_CLAIMS),
         audits: true,
     };
-    let settled = settle_parts(&plan, &mut laps, &mut settle_and_write)?;
+    let steps = PartSteps {
+        settle: &settle,
+        write: &mut write,
+    };
+    let settled = settle_parts(&plan, &mut laps, steps)?;
     let Parts {
         registry,
         sources,
@@ -673,11 +721,24 @@ pub(crate) struct Parts {
     pub run_year: Option<i32>,
 }
 
-/// What a run does with one part of persons, held in memory or read back from a spill, grouped
-/// in output order: `(context, first year held, claims, partitions, the month's amount
-/// statistics, registry, laps)`. Returns the part's rows.
-pub(crate) type PartFn<'f> = dyn FnMut(&Context, i32, Claims, Partitions, &AmountStats, &Registry, &mut Laps) -> Result<u64>
+/// How a run settles one part of persons, held in memory or read back from a spill, grouped in
+/// output order: `(context, claims, partitions, the month's amount statistics, registry, laps)`.
+/// Returns the settled part, for [`WriteFn`].
+pub(crate) type SettleFn<'f, P> = dyn Fn(&Context, Claims, Partitions, &AmountStats, &Registry, &mut Laps) -> Result<P>
+    + Sync
     + 'f;
+
+/// How a run writes a settled part: `(part, the context it was settled in, first year held,
+/// registry)`. Parts come in person-key order, each once; returns the part's rows.
+pub(crate) type WriteFn<'f, P> = dyn FnMut(P, &Context, i32, &Registry) -> Result<u64> + Send + 'f;
+
+/// A run's two steps for each part. A part is written while the next one is settled
+/// ([`settle_parts`]): the writers' tails and the settlement's leave a core idle at different
+/// moments.
+pub(crate) struct PartSteps<'s, 'f, P> {
+    pub settle: &'s SettleFn<'f, P>,
+    pub write: &'s mut WriteFn<'f, P>,
+}
 
 /// The state's latest year once a run commits: the year of the latest settlement time among its
 /// valid claims, or the state's. Rows of years before the one preceding it are not written
@@ -689,7 +750,12 @@ fn latest_year(store: Option<&Store>, run_year: Option<i32>) -> Option<i32> {
 
 /// Reads the registry, the claims and their persons' state, cuts the run into parts of persons
 /// (in memory, or spilled under `plan.limit`) and hands each to `settle`, in person-key order.
-pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) -> Result<Parts> {
+pub(crate) fn settle_parts<P: Send>(
+    plan: &Plan,
+    laps: &mut Laps,
+    steps: PartSteps<'_, '_, P>,
+) -> Result<Parts> {
+    let PartSteps { settle, write } = steps;
     let Plan {
         files,
         rows,
@@ -793,18 +859,27 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
         let mut count = 0;
         // `cut` gives the parts of persons, then one of the rows with no person.
         let parts = (1usize << held) + 1;
+        let mut pending: Option<P> = None;
         for (rows, partitions) in month.cut(held) {
-            let claims = whole.select(&rows)?;
-            drop(rows);
-            laps.mark(Stage::Partition);
             count += 1;
-            laps.progress
-                .stage(format!("settling part {count} of {parts}"));
-            let settled = settle(
-                &ctx, first_year, claims, partitions, &stats, &registry, laps,
-            )?;
-            laps.progress.settled(settled);
+            laps.restart();
+            let (wrote, next) = rayon::join(
+                || written(write, pending.take(), &ctx, first_year, &registry),
+                || -> Result<P> {
+                    let claims = whole.select(&rows)?;
+                    drop(rows);
+                    laps.mark(Stage::Partition);
+                    laps.progress
+                        .stage(format!("settling part {count} of {parts}"));
+                    settle(&ctx, claims, partitions, &stats, &registry, laps)
+                },
+            );
+            laps.wrote(wrote?);
+            pending = Some(next?);
         }
+        laps.restart();
+        let last = written(write, pending.take(), &ctx, first_year, &registry);
+        laps.wrote(last?);
         Parts {
             sources: whole.sources.clone(),
             claims: whole.len() as u64,
@@ -868,40 +943,73 @@ pub(crate) fn settle_parts(plan: &Plan, laps: &mut Laps, settle: &mut PartFn) ->
         let stats = counts.stats();
         let mut count = 0;
         let mut read = ReadStats::default();
-        let mut rank_of = Vec::new();
+        // Each part's persons' state is written with it: a part waiting to be written keeps its
+        // own, and its rank buffer comes back for a later part once it is written.
+        let mut pending: Option<(P, Prior)> = None;
+        let mut spare_ranks: Vec<Vec<u32>> = Vec::new();
         for part in 0..parts {
             laps.progress.stage(format!(
                 "reading back part {} of {parts} and its persons' state",
                 part + 1
             ));
-            let mut claims = spilled.read(part)?;
-            let prior = match (store, &spilled_persons) {
-                (Some(store), Some(persons)) => {
-                    let dense_ids = registry.index.len();
-                    let (wanted, ranks) =
-                        persons.part(part, bits, std::mem::take(&mut rank_of), dense_ids)?;
-                    let (prior, part_read) = read::load_prior(store, &wanted, policies, &hits)?;
-                    read.add(part_read);
-                    prior.with_ranks(ranks)
-                }
-                _ => Prior::default(),
-            };
-            laps.mark(Stage::Ingest);
+            let rank_of = spare_ranks.pop().unwrap_or_default();
+            laps.restart();
+            let (wrote, next) = rayon::join(
+                || -> Result<Option<(u64, f64, Vec<u32>)>> {
+                    let Some((settled, prior)) = pending.take() else {
+                        return Ok(None);
+                    };
+                    let ctx = Context {
+                        policies,
+                        prior: &prior,
+                    };
+                    let wrote = written(write, Some(settled), &ctx, first_year, &registry)?;
+                    Ok(wrote.map(|(rows, seconds)| (rows, seconds, prior.into_ranks())))
+                },
+                || -> Result<(P, Prior, ReadStats)> {
+                    let mut claims = spilled.read(part)?;
+                    let (prior, part_read) = match (store, &spilled_persons) {
+                        (Some(store), Some(persons)) => {
+                            let dense_ids = registry.index.len();
+                            let (wanted, ranks) = persons.part(part, bits, rank_of, dense_ids)?;
+                            let (prior, part_read) =
+                                read::load_prior(store, &wanted, policies, &hits)?;
+                            (prior.with_ranks(ranks), part_read)
+                        }
+                        _ => (Prior::default(), ReadStats::default()),
+                    };
+                    laps.mark(Stage::Ingest);
+                    let ctx = Context {
+                        policies,
+                        prior: &prior,
+                    };
+                    let mut partitions = Partitions::build(&mut claims, &registry.index);
+                    partitions.gather(&mut claims)?;
+                    laps.mark(Stage::Partition);
+                    laps.progress
+                        .stage(format!("settling part {} of {parts}", part + 1));
+                    let settled = settle(&ctx, claims, partitions, &stats, &registry, laps)?;
+                    Ok((settled, prior, part_read))
+                },
+            );
+            if let Some((rows, seconds, ranks)) = wrote? {
+                count += rows;
+                laps.wrote(Some((rows, seconds)));
+                spare_ranks.push(ranks);
+            }
+            let (settled, prior, part_read) = next?;
+            read.add(part_read);
+            pending = Some((settled, prior));
+        }
+        if let Some((settled, prior)) = pending.take() {
+            laps.restart();
             let ctx = Context {
                 policies,
                 prior: &prior,
             };
-            let mut partitions = Partitions::build(&mut claims, &registry.index);
-            partitions.gather(&mut claims)?;
-            laps.mark(Stage::Partition);
-            laps.progress
-                .stage(format!("settling part {} of {parts}", part + 1));
-            let settled = settle(
-                &ctx, first_year, claims, partitions, &stats, &registry, laps,
-            )?;
-            laps.progress.settled(settled);
-            count += settled;
-            rank_of = prior.into_ranks();
+            let wrote = written(write, Some(settled), &ctx, first_year, &registry)?;
+            count += wrote.map_or(0, |w| w.0);
+            laps.wrote(wrote);
         }
         read.bytes_read += hits.bytes_read;
         let spill = summary::Spill {
@@ -1013,13 +1121,16 @@ mod tests {
         let limit = 1 << 30;
         // 1 GiB holds 1 789 569 claims at 600 bytes each.
         assert_eq!(spill_bits(1_789_569, 0, limit), 0);
-        assert_eq!(spill_bits(1_789_570, 0, limit), 1);
-        assert_eq!(spill_bits(10_000_000, 0, limit), 3);
+        // Past it, a partition is written while the next is settled: two must fit.
+        assert_eq!(spill_bits(1_789_570, 0, limit), 2);
+        assert_eq!(spill_bits(3_579_139, 0, limit), 2);
+        assert_eq!(spill_bits(3_579_140, 0, limit), 3);
+        assert_eq!(spill_bits(10_000_000, 0, limit), 4);
         // Never finer than a key block.
         assert_eq!(spill_bits(u64::MAX, 0, 1), crate::partition::BLOCK_BITS);
         // The state counts too: a night of 300,000 claims (180 MB) fits alone, but not beside
         // a state of 12.5 million rows (1.25 GB).
         assert_eq!(spill_bits(300_000, 0, limit), 0);
-        assert_eq!(spill_bits(300_000, 12_500_000, limit), 1);
+        assert_eq!(spill_bits(300_000, 12_500_000, limit), 2);
     }
 }

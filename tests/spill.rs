@@ -240,7 +240,8 @@ fn a_spilled_night_reads_each_partitions_state_from_its_row_groups() {
         state_version: Some(1),
         ..args(d, "h2", "whole", Some("state"), 2)
     });
-    // About 20 MB of claims and 30 MB of state: 8 partitions.
+    // About 20 MB of claims and 30 MB of state, two partitions held at once (one written while
+    // the next is settled): 16 partitions.
     let spilled = run(spilled_at(
         8 << 20,
         yibao::run::AdjudicateArgs {
@@ -249,7 +250,7 @@ fn a_spilled_night_reads_each_partitions_state_from_its_row_groups() {
         },
     ));
     let partitions = spilled.spill.as_ref().expect("8 MiB spills").partitions;
-    assert_eq!(partitions, 8);
+    assert_eq!(partitions, 16);
     assert_same_outputs(&d.join("whole"), &d.join("cut"));
     let (w, s) = (
         whole.state.as_ref().unwrap(),

@@ -470,19 +470,28 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
     let mut worlds = [World::default(), World::default()];
     let mut persons = PersonCounts::default();
     let mut claims_changed = 0;
-    let mut settle_both = |ctx: &run::Context,
-                           _first_year: i32,
-                           claims: crate::ingest::claims::Claims,
-                           partitions: crate::partition::Partitions,
-                           _stats: &crate::audit::outlier::AmountStats,
-                           registry: &Registry,
-                           laps: &mut Laps| {
+    let settle_both = |ctx: &run::Context,
+                       claims: crate::ingest::claims::Claims,
+                       partitions: crate::partition::Partitions,
+                       _stats: &crate::audit::outlier::AmountStats,
+                       registry: &Registry,
+                       laps: &mut Laps| {
         let settle = |policies: &Policies| {
             Engine::new(policies, registry, &claims, ctx.prior).settle(&partitions)
         };
         let (settled_baseline, settled_proposal) =
             rayon::join(|| settle(&baseline), || settle(&proposal));
         laps.mark(Stage::Settle);
+        Result::Ok((claims, partitions, [settled_baseline, settled_proposal]))
+    };
+    let mut write_both = |(claims, partitions, [settled_baseline, settled_proposal]): (
+        crate::ingest::claims::Claims,
+        crate::partition::Partitions,
+        [crate::settle::Settled; 2],
+    ),
+                          ctx: &run::Context,
+                          _first_year: i32,
+                          registry: &Registry| {
         // Compare has no audit: every position unflagged.
         let unflagged = Audited {
             flags: vec![0; partitions.order.len()],
@@ -520,7 +529,6 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
         }
         persons.add(&PersonCounts::of_part(&views));
         claims_changed += changed_rows(&views);
-        laps.mark(Stage::Output);
         Result::Ok(claims.len() as u64)
     };
     let plan = Plan {
@@ -550,7 +558,14 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
         read,
         known_claim_ids,
         run_year: _,
-    } = run::settle_parts(&plan, &mut laps, &mut settle_both)?;
+    } = run::settle_parts(
+        &plan,
+        &mut laps,
+        run::PartSteps {
+            settle: &settle_both,
+            write: &mut write_both,
+        },
+    )?;
     let committed = file.close()?;
     let [base, prop] = worlds;
     let (base_total, prop_total) = (base.total(), prop.total());
