@@ -92,6 +92,7 @@ impl FileSettings {
     /// An output with a row per claim in person-key order (settlements, anomalies, rejected
     /// rows): [`Self::PER_CLAIM`] without statistics for the ids, which are in no order.
     pub const OUTPUT: FileSettings = FileSettings {
+        distinct_columns: &["claim_id", "person_id"],
         unordered_columns: &["claim_id", "person_id"],
         ..FileSettings::PER_CLAIM
     };
