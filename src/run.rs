@@ -866,6 +866,8 @@ pub(crate) fn settle_parts<P: Send>(
             let (wrote, next) = rayon::join(
                 || written(write, pending.take(), &ctx, first_year, &registry),
                 || -> Result<P> {
+                    // On one thread this starts once the part before is written.
+                    laps.restart();
                     let claims = whole.select(&rows)?;
                     drop(rows);
                     laps.mark(Stage::Partition);
@@ -967,6 +969,7 @@ pub(crate) fn settle_parts<P: Send>(
                     Ok(wrote.map(|(rows, seconds)| (rows, seconds, prior.into_ranks())))
                 },
                 || -> Result<(P, Prior, ReadStats)> {
+                    laps.restart();
                     let mut claims = spilled.read(part)?;
                     let (prior, part_read) = match (store, &spilled_persons) {
                         (Some(store), Some(persons)) => {

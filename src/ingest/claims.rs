@@ -647,6 +647,11 @@ impl Claims {
     /// The claims of `rows`, in that order, as claims of their own with the same text
     /// dictionaries: one part of a run held in memory, settled apart from the others as a
     /// spilled partition is ([`crate::partition::Partitions::cut`]).
+    ///
+    /// A part's rows are spread over the whole month, so reading them in part order would wait
+    /// on memory once per row and column. They are read in input order instead — a forward
+    /// sweep of each column the prefetcher can follow — and each value is stored at its place
+    /// in the part, within the part's own few megabytes of each column.
     pub fn select(&self, rows: &[u32]) -> Result<Claims> {
         let mut reject_detail = HashMap::new();
         if !self.reject_detail.is_empty() {
@@ -656,29 +661,16 @@ impl Claims {
                 }
             }
         }
-        Ok(Claims {
+        // (input row, place in the part), by input row.
+        let mut sweep: Vec<u64> = rows
+            .iter()
+            .enumerate()
+            .map(|(at, &row)| (u64::from(row) << 32) | at as u64)
+            .collect();
+        sweep.par_sort_unstable();
+        let sweep = &sweep[..];
+        let mut part = Claims {
             sources: self.sources.clone(),
-            batches: self.gathered_batches(rows)?,
-            person: gathered(&self.person, rows),
-            region: gathered(&self.region, rows),
-            settled_at: gathered(&self.settled_at, rows),
-            settled_at_null: gathered(&self.settled_at_null, rows),
-            service_day: gathered(&self.service_day, rows),
-            service_date_null: gathered(&self.service_date_null, rows),
-            level: gathered(&self.level, rows),
-            level_text: gathered(&self.level_text, rows),
-            prescriber: gathered(&self.prescriber, rows),
-            visit: gathered(&self.visit, rows),
-            diagnosis: gathered(&self.diagnosis, rows),
-            institution: gathered(&self.institution, rows),
-            drug: gathered(&self.drug, rows),
-            days_supply: gathered(&self.days_supply, rows),
-            total_fen: gathered(&self.total_fen, rows),
-            in_scope_fen: gathered(&self.in_scope_fen, rows),
-            is_reversal: gathered(&self.is_reversal, rows),
-            referral: gathered(&self.referral, rows),
-            medical_community: gathered(&self.medical_community, rows),
-            rejected: gathered(&self.rejected, rows),
             reject_detail,
             regions: self.regions.clone(),
             level_texts: self.level_texts.clone(),
@@ -686,7 +678,96 @@ impl Claims {
             institutions: self.institutions.clone(),
             drugs: self.drugs.clone(),
             medical_communities: self.medical_communities.clone(),
-        })
+            ..Claims::default()
+        };
+        let mut batches = Ok(Vec::new());
+        // One task a column: each sweep writes its own vector.
+        rayon::scope(|s| {
+            macro_rules! sweep {
+                ($($column:ident),*) => {$(
+                    let column = &mut part.$column;
+                    let values = &self.$column;
+                    s.spawn(move |_| *column = placed(values, sweep));
+                )*};
+            }
+            sweep!(
+                person,
+                region,
+                settled_at,
+                settled_at_null,
+                service_day,
+                service_date_null,
+                level,
+                level_text,
+                prescriber,
+                visit,
+                diagnosis,
+                institution,
+                drug,
+                days_supply,
+                total_fen,
+                in_scope_fen,
+                is_reversal,
+                referral,
+                medical_community,
+                rejected
+            );
+            let batches = &mut batches;
+            s.spawn(move |_| *batches = self.swept_batches(sweep));
+        });
+        part.batches = batches?;
+        Ok(part)
+    }
+
+    /// The text columns and sources of a part ([`Self::select`]'s `sweep`), in batches of
+    /// [`GATHERED_BATCH_ROWS`] in part order: copied out in input order first (a forward read
+    /// of the month's batches), then taken into part order from that copy of the part alone.
+    fn swept_batches(&self, sweep: &[u64]) -> Result<Vec<ClaimBatch>> {
+        let at = self.locate_rows(sweep.iter().map(|&e| (e >> 32) as usize));
+        let swept = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<ArrayRef> {
+            let arrays: Vec<&dyn Array> = self.batches.iter().map(pick).collect();
+            arrow::compute::interleave(&arrays, &at)
+                .map_err(|e| crate::error::Error::arrow("claim key columns", e))
+        };
+        let (claim_ids, reversed) = rayon::join(
+            || swept(|b| &b.claim_id),
+            || swept(|b| &b.reverses_claim_id),
+        );
+        let (claim_ids, reversed) = (claim_ids?, reversed?);
+        let sources: Vec<(usize, u64)> = at.iter().map(|&a| self.source_at(a)).collect();
+        drop(at);
+        // Where each place of the part is in the sweep.
+        let mut swept_at = vec![0u32; sweep.len()];
+        for (j, &entry) in sweep.iter().enumerate() {
+            swept_at[(entry & u64::from(u32::MAX)) as usize] = j as u32;
+        }
+        let chunks: Vec<&[u32]> = swept_at.chunks(GATHERED_BATCH_ROWS).collect();
+        chunks
+            .par_iter()
+            .enumerate()
+            .map(|(k, chunk)| {
+                let indices = arrow::array::UInt32Array::from(chunk.to_vec());
+                let take = |array: &ArrayRef| -> Result<StringArray> {
+                    let taken = arrow::compute::take(array, &indices, None)
+                        .map_err(|e| crate::error::Error::arrow("claim key columns", e))?;
+                    Ok(taken.as_string::<i32>().clone())
+                };
+                Ok(ClaimBatch {
+                    offset: k * GATHERED_BATCH_ROWS,
+                    file: 0,
+                    file_row: 0,
+                    file_rows: Some(chunk.iter().map(|&j| sources[j as usize].1).collect()),
+                    files: Some(
+                        chunk
+                            .iter()
+                            .map(|&j| sources[j as usize].0 as u32)
+                            .collect(),
+                    ),
+                    claim_id: take(&claim_ids)?,
+                    reverses_claim_id: take(&reversed)?,
+                })
+            })
+            .collect()
     }
 
     /// The text columns and sources of `rows`, in batches of [`GATHERED_BATCH_ROWS`].
@@ -809,6 +890,19 @@ fn copy<T: Copy>(out: &mut Vec<T>, converted: &[Converted], column: impl Fn(&Con
 /// `values[rows[i]]` for each `i`.
 fn gathered<T: Copy + Send + Sync>(values: &[T], rows: &[u32]) -> Vec<T> {
     rows.par_iter().map(|&r| values[r as usize]).collect()
+}
+
+/// The values of a part: `out[at] = values[row]` for each `(row << 32) | at` of `sweep`, which
+/// ascends by row and places each row once.
+fn placed<T: Copy>(values: &[T], sweep: &[u64]) -> Vec<T> {
+    let Some(&first) = values.first() else {
+        return Vec::new();
+    };
+    let mut out = vec![first; sweep.len()];
+    for &entry in sweep {
+        out[(entry & u64::from(u32::MAX)) as usize] = values[(entry >> 32) as usize];
+    }
+    out
 }
 
 fn code_text(list: &[String], code: u32) -> Option<&str> {
