@@ -941,40 +941,45 @@ pub fn find_repeats<'a>(
     occurrence: impl Fn(usize) -> Option<Occurrence<'a>> + Sync,
     known: &[&str],
 ) -> Vec<u64> {
-    const EARLIER: u64 = 1 << 63;
+    // One word a claim id: the hash's top bits, whether the id is a known one, and the row (or
+    // the known id's index). Equal tops make a group of candidates, confirmed on the strings.
+    const EARLIER: u64 = 1 << 32;
+    const INDEX: u64 = u32::MAX as u64;
     const NO_ID: u64 = u64::MAX;
-    let mut keys: Vec<(u64, u64)> = (0..len)
+    let key = |id: &str, tag: u64| (claim_id_hash(id) & !(EARLIER | INDEX)) | tag;
+    let mut keys: Vec<u64> = (0..len)
         .into_par_iter()
-        .map(|i| occurrence(i).map_or((0, NO_ID), |o| (claim_id_hash(o.id), i as u64)))
+        .map(|i| occurrence(i).map_or(NO_ID, |o| key(o.id, i as u64)))
         .collect();
-    keys.retain(|k| k.1 != NO_ID);
+    keys.retain(|&k| k != NO_ID);
     keys.par_extend(
         known
             .par_iter()
             .enumerate()
-            .map(|(i, id)| (claim_id_hash(id), EARLIER | i as u64)),
+            .map(|(i, id)| key(id, EARLIER | i as u64)),
     );
     let keys = sort_by_hash(keys);
-    let of = |key: u64| occurrence(key as usize).expect("a row with an id");
+    let of = |key: u64| occurrence((key & INDEX) as usize).expect("a row with an id");
     let text = |key: u64| -> &str {
         if key & EARLIER != 0 {
-            known[(key & !EARLIER) as usize]
+            known[(key & INDEX) as usize]
         } else {
             of(key).id
         }
     };
+    let top = |key: u64| key >> 33;
     let mut repeats = Vec::new();
     let mut start = 0;
     while start < keys.len() {
         let mut end = start + 1;
-        while end < keys.len() && keys[end].0 == keys[start].0 {
+        while end < keys.len() && top(keys[end]) == top(keys[start]) {
             end += 1;
         }
         if end - start > 1 {
-            let mut group: Vec<u64> = keys[start..end].iter().map(|k| k.1).collect();
+            let mut group: Vec<u64> = keys[start..end].to_vec();
             group.sort_by_key(|&k| {
                 if k & EARLIER != 0 {
-                    (false, false, i64::MIN, k & !EARLIER)
+                    (false, false, i64::MIN, k & INDEX)
                 } else {
                     let o = of(k);
                     (true, o.rejected, o.settled_at, o.input_row)
@@ -996,23 +1001,23 @@ pub fn find_repeats<'a>(
     repeats
 }
 
-/// `keys` sorted by hash (then by the second field): a counting sort on the hash's top bits into
-/// cache-sized buckets, each then sorted on its own, in parallel. Hashes are uniform, so the
-/// buckets are even; faster than a parallel comparison sort of the whole array.
-fn sort_by_hash(keys: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+/// `keys` sorted: a counting sort on the top bits (uniform: they are a hash's) into cache-sized
+/// buckets, each then sorted on its own, in parallel; faster than a parallel comparison sort
+/// of the whole array.
+fn sort_by_hash(keys: Vec<u64>) -> Vec<u64> {
     const BITS: u32 = 12;
-    let bucket = |hash: u64| (hash >> (64 - BITS)) as usize;
+    let bucket = |key: u64| (key >> (64 - BITS)) as usize;
     let mut starts = vec![0usize; (1 << BITS) + 1];
-    for key in &keys {
-        starts[bucket(key.0) + 1] += 1;
+    for &key in &keys {
+        starts[bucket(key) + 1] += 1;
     }
     for b in 0..1 << BITS {
         starts[b + 1] += starts[b];
     }
-    let mut sorted = vec![(0u64, 0u64); keys.len()];
+    let mut sorted = vec![0u64; keys.len()];
     let mut next = starts.clone();
     for key in keys {
-        let b = bucket(key.0);
+        let b = bucket(key);
         sorted[next[b]] = key;
         next[b] += 1;
     }
@@ -1402,15 +1407,39 @@ mod tests {
 
     #[test]
     fn keys_sorted_by_hash_through_buckets_equal_a_plain_sort() {
-        // Hashes over the whole range (top bits pick the bucket), ties broken by the row.
-        let keys: Vec<(u64, u64)> = (0..50_000u64)
-            .map(|i| (claim_id_hash(&format!("C{}", i % 40_000)), i))
-            .chain([(0, 7), (u64::MAX, 1), (0, 3)])
+        // Hashes over the whole range (top bits pick the bucket), repeats included.
+        let keys: Vec<u64> = (0..50_000u64)
+            .map(|i| claim_id_hash(&format!("C{}", i % 40_000)))
+            .chain([0, u64::MAX, 0])
             .collect();
         let mut expected = keys.clone();
         expected.sort_unstable();
         assert_eq!(sort_by_hash(keys), expected);
         assert!(sort_by_hash(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn ids_whose_hashes_share_their_top_bits_are_told_apart_by_their_text() {
+        // 31 bits of hash a claim id: 300,000 distinct ids hold about 10 pairs of equal tops,
+        // none of them a repeat; the planted copies are.
+        let ids: Vec<String> = (0..300_000).map(|i| format!("C{i:08}")).collect();
+        let tops: std::collections::HashSet<u64> =
+            ids.iter().map(|id| claim_id_hash(id) >> 33).collect();
+        assert!(tops.len() < ids.len(), "some ids share their top bits");
+        let mut rows: Vec<&str> = ids.iter().map(String::as_str).collect();
+        rows.extend(["C00000007", "C00299999"]);
+        let occurrence = |i: usize| {
+            Some(Occurrence {
+                id: rows[i],
+                rejected: false,
+                settled_at: 0,
+                input_row: i as u64,
+            })
+        };
+        assert_eq!(
+            find_repeats(rows.len(), occurrence, &[]),
+            vec![300_000, 300_001]
+        );
     }
 
     #[test]
