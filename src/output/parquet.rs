@@ -51,13 +51,14 @@ pub struct FileSettings {
     /// reader the unpacking.
     pub plain_columns: &'static [&'static str],
     pub statistics: EnabledStatistics,
-    /// Columns written without statistics: values in no order in the file (claim ids, person
-    /// ids: rows are in person-key order), whose minimum and maximum let a reader skip nothing
-    /// and cost a comparison of every value to find.
-    pub unordered_columns: &'static [&'static str],
     /// Columns written with chunk statistics whatever `statistics` says: the one a reader
     /// skips row groups by.
     pub statistics_columns: &'static [&'static str],
+    /// Whether text columns (and lists of text) get `statistics`. An output in person-key order
+    /// holds nearly every value of a few-valued text column (region, status, rule) in every row
+    /// group, so their minimum and maximum let a reader skip nothing, and finding them costs a
+    /// comparison of every row's text.
+    pub text_statistics: bool,
     pub row_group_rows: usize,
 }
 
@@ -77,8 +78,8 @@ impl FileSettings {
         delta_integers: true,
         plain_columns: &[],
         statistics: EnabledStatistics::Chunk,
-        unordered_columns: &[],
         statistics_columns: &[],
+        text_statistics: true,
         row_group_rows: ROW_GROUP_ROWS,
     };
 
@@ -90,10 +91,11 @@ impl FileSettings {
     };
 
     /// An output with a row per claim in person-key order (settlements, anomalies, rejected
-    /// rows): [`Self::PER_CLAIM`] without statistics for the ids, which are in no order.
+    /// rows): [`Self::PER_CLAIM`] with the ids also delta-encoded, and no statistics for text
+    /// columns, which are in no order.
     pub const OUTPUT: FileSettings = FileSettings {
         distinct_columns: &["claim_id", "person_id"],
-        unordered_columns: &["claim_id", "person_id"],
+        text_statistics: false,
         ..FileSettings::PER_CLAIM
     };
 
@@ -112,9 +114,18 @@ impl FileSettings {
         for name in self.distinct_columns {
             builder = no_dictionary(builder, name, Encoding::DELTA_BYTE_ARRAY);
         }
-        for name in self.unordered_columns {
-            builder = builder
-                .set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::None);
+        if !self.text_statistics {
+            for field in schema.fields() {
+                let path = match field.data_type() {
+                    DataType::Utf8 | DataType::LargeUtf8 => vec![field.name().clone()],
+                    DataType::List(item) if item.data_type() == &DataType::Utf8 => {
+                        vec![field.name().clone(), "list".into(), item.name().clone()]
+                    }
+                    _ => continue,
+                };
+                builder = builder
+                    .set_column_statistics_enabled(ColumnPath::new(path), EnabledStatistics::None);
+            }
         }
         for name in self.statistics_columns {
             builder = builder
@@ -613,7 +624,7 @@ mod tests {
         file.close().unwrap().commit().unwrap();
 
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
-        // Statistics for every column but the ids, which are in no order.
+        // Statistics for the numbers and days, none for text (in no order in an output).
         let has_statistics: Vec<bool> = reader
             .metadata()
             .row_group(0)
@@ -621,7 +632,7 @@ mod tests {
             .iter()
             .map(|c| c.statistics().is_some())
             .collect();
-        assert_eq!(has_statistics, [false, true, true, true]);
+        assert_eq!(has_statistics, [false, true, true, false]);
         let encodings: Vec<Vec<Encoding>> = reader
             .metadata()
             .row_group(0)
