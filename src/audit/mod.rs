@@ -158,12 +158,15 @@ impl Auditor<'_> {
                 for slot in a..b {
                     person::audit_person(self, &lookup, slot, &mut scratch, &mut found);
                 }
+                found.sort_by_key(|a| (a.position, a.rule));
                 found
             })
             .collect();
-        let mut anomalies: Vec<Anomaly> = parts.into_iter().flatten().collect();
-        anomalies.extend(outliers());
-        anomalies.par_sort_unstable_by_key(|a| (a.position, a.rule));
+        // Chunks are ranges of positions in order, each sorted: in order once put end to end,
+        // and merged with the outliers, which span every chunk.
+        let mut outliers = outliers();
+        outliers.par_sort_by_key(|a| (a.position, a.rule));
+        let anomalies = merged(parts, outliers);
         let mut flags = vec![0u16; self.partitions.order.len()];
         for a in &anomalies {
             flags[a.position as usize] |= 1 << a.rule as u16;
@@ -178,4 +181,21 @@ impl Auditor<'_> {
             v => self.policies.versions[v as usize].audit.as_ref(),
         }
     }
+}
+
+/// The flags of `chunks` (each sorted by `(position, rule)`, the chunks in order of position)
+/// and `outliers` (sorted the same way) in one list sorted by `(position, rule)`; on a tie the
+/// chunk's flag comes first.
+fn merged(chunks: Vec<Vec<Anomaly>>, outliers: Vec<Anomaly>) -> Vec<Anomaly> {
+    let total = chunks.iter().map(Vec::len).sum::<usize>() + outliers.len();
+    let mut out = Vec::with_capacity(total);
+    let mut outliers = outliers.into_iter().peekable();
+    for a in chunks.into_iter().flatten() {
+        while let Some(o) = outliers.next_if(|o| (o.position, o.rule) < (a.position, a.rule)) {
+            out.push(o);
+        }
+        out.push(a);
+    }
+    out.extend(outliers);
+    out
 }
