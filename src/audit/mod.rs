@@ -199,3 +199,49 @@ fn merged(chunks: Vec<Vec<Anomaly>>, outliers: Vec<Anomaly>) -> Vec<Anomaly> {
     out.extend(outliers);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(position: u32, rule: Rule) -> Anomaly {
+        Anomaly {
+            position,
+            rule,
+            value: None,
+            threshold: None,
+            related: Related::None,
+            window_days: 0,
+        }
+    }
+
+    #[test]
+    fn chunks_flags_and_outliers_merge_into_position_order() {
+        let chunks = vec![
+            vec![flag(1, Rule::EarlyRefill), flag(3, Rule::SupplyTooLong)],
+            vec![],
+            vec![flag(5, Rule::HighCost), flag(5, Rule::VisitBurst)],
+        ];
+        let outliers = vec![
+            flag(0, Rule::AmountOutlier),
+            flag(3, Rule::AmountOutlier),
+            flag(9, Rule::AmountOutlier),
+        ];
+        let order: Vec<(u32, Rule)> = merged(chunks, outliers)
+            .iter()
+            .map(|a| (a.position, a.rule))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, Rule::AmountOutlier),
+                (1, Rule::EarlyRefill),
+                (3, Rule::SupplyTooLong),
+                (3, Rule::AmountOutlier),
+                (5, Rule::HighCost),
+                (5, Rule::VisitBurst),
+                (9, Rule::AmountOutlier),
+            ]
+        );
+    }
+}
