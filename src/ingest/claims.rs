@@ -78,6 +78,38 @@ pub struct SourceFile {
     pub rows: u64,
 }
 
+/// Invokes `$apply!(column, …)` with every per-row column of [`Claims`] (all but the text
+/// batches and the rejected rows' details): the one list of them that moving rows uses.
+macro_rules! row_columns {
+    ($apply:ident) => {
+        $apply!(
+            person,
+            region,
+            settled_at,
+            settled_at_null,
+            service_day,
+            service_date_null,
+            level,
+            level_text,
+            prescriber,
+            visit,
+            diagnosis,
+            institution,
+            drug,
+            days_supply,
+            total_fen,
+            in_scope_fen,
+            is_reversal,
+            referral,
+            medical_community,
+            rejected
+        )
+    };
+}
+// The spill files' tests check every column by it.
+#[cfg(test)]
+pub(crate) use row_columns;
+
 /// All claims of the run, column-wise, indexed by global row (file order, then row order).
 #[derive(Debug, Default)]
 pub struct Claims {
@@ -579,26 +611,12 @@ impl Claims {
     /// Drops every row, keeping the text dictionaries and the columns' memory.
     fn clear_rows(&mut self) {
         self.batches.clear();
-        self.person.clear();
-        self.region.clear();
-        self.settled_at.clear();
-        self.settled_at_null.clear();
-        self.service_day.clear();
-        self.service_date_null.clear();
-        self.level.clear();
-        self.level_text.clear();
-        self.prescriber.clear();
-        self.visit.clear();
-        self.diagnosis.clear();
-        self.institution.clear();
-        self.drug.clear();
-        self.days_supply.clear();
-        self.total_fen.clear();
-        self.in_scope_fen.clear();
-        self.is_reversal.clear();
-        self.referral.clear();
-        self.medical_community.clear();
-        self.rejected.clear();
+        macro_rules! clear {
+            ($($column:ident),*) => {$(
+                self.$column.clear();
+            )*};
+        }
+        row_columns!(clear);
         self.reject_detail.clear();
     }
 
@@ -616,26 +634,12 @@ impl Claims {
         fn column<T: Copy + Send + Sync>(v: &mut Vec<T>, rows: &[u32]) {
             *v = gathered(v, rows);
         }
-        column(&mut self.person, rows);
-        column(&mut self.region, rows);
-        column(&mut self.settled_at, rows);
-        column(&mut self.settled_at_null, rows);
-        column(&mut self.service_day, rows);
-        column(&mut self.service_date_null, rows);
-        column(&mut self.level, rows);
-        column(&mut self.level_text, rows);
-        column(&mut self.prescriber, rows);
-        column(&mut self.visit, rows);
-        column(&mut self.diagnosis, rows);
-        column(&mut self.institution, rows);
-        column(&mut self.drug, rows);
-        column(&mut self.days_supply, rows);
-        column(&mut self.total_fen, rows);
-        column(&mut self.in_scope_fen, rows);
-        column(&mut self.is_reversal, rows);
-        column(&mut self.referral, rows);
-        column(&mut self.medical_community, rows);
-        column(&mut self.rejected, rows);
+        macro_rules! gather {
+            ($($column:ident),*) => {$(
+                column(&mut self.$column, rows);
+            )*};
+        }
+        row_columns!(gather);
         self.reject_detail = std::mem::take(&mut self.reject_detail)
             .into_iter()
             .map(|(old, text)| (detail[&old], text))
@@ -690,28 +694,7 @@ impl Claims {
                     s.spawn(move |_| *column = placed(values, sweep));
                 )*};
             }
-            sweep!(
-                person,
-                region,
-                settled_at,
-                settled_at_null,
-                service_day,
-                service_date_null,
-                level,
-                level_text,
-                prescriber,
-                visit,
-                diagnosis,
-                institution,
-                drug,
-                days_supply,
-                total_fen,
-                in_scope_fen,
-                is_reversal,
-                referral,
-                medical_community,
-                rejected
-            );
+            row_columns!(sweep);
             let batches = &mut batches;
             s.spawn(move |_| *batches = self.swept_batches(sweep));
         });
@@ -834,26 +817,12 @@ impl Claims {
     }
 
     fn reserve(&mut self, n: usize) {
-        self.person.reserve_exact(n);
-        self.region.reserve_exact(n);
-        self.settled_at.reserve_exact(n);
-        self.settled_at_null.reserve_exact(n);
-        self.service_day.reserve_exact(n);
-        self.service_date_null.reserve_exact(n);
-        self.level.reserve_exact(n);
-        self.level_text.reserve_exact(n);
-        self.prescriber.reserve_exact(n);
-        self.visit.reserve_exact(n);
-        self.diagnosis.reserve_exact(n);
-        self.institution.reserve_exact(n);
-        self.drug.reserve_exact(n);
-        self.days_supply.reserve_exact(n);
-        self.total_fen.reserve_exact(n);
-        self.in_scope_fen.reserve_exact(n);
-        self.is_reversal.reserve_exact(n);
-        self.referral.reserve_exact(n);
-        self.medical_community.reserve_exact(n);
-        self.rejected.reserve_exact(n);
+        macro_rules! reserve {
+            ($($column:ident),*) => {$(
+                self.$column.reserve_exact(n);
+            )*};
+        }
+        row_columns!(reserve);
     }
 
     /// Rejects every repeat of a claim id: a later row with the id of an earlier row, or of a

@@ -445,32 +445,7 @@ mod tests {
                 assert_eq!(back.$column, expected, stringify!($column));
             )+};
         }
-        same!(
-            person,
-            region,
-            settled_at,
-            settled_at_null,
-            service_day,
-            service_date_null,
-            level
-        );
-        same!(
-            level_text,
-            prescriber,
-            visit,
-            diagnosis,
-            institution,
-            drug,
-            days_supply,
-            total_fen
-        );
-        same!(
-            in_scope_fen,
-            is_reversal,
-            referral,
-            medical_community,
-            rejected
-        );
+        crate::ingest::claims::row_columns!(same);
         for (k, &r) in rows.iter().enumerate() {
             let r = r as usize;
             assert_eq!(back.claim_id(k), window.claim_id(r));
