@@ -749,7 +749,8 @@ fn latest_year(store: Option<&Store>, run_year: Option<i32>) -> Option<i32> {
 }
 
 /// Reads the registry, the claims and their persons' state, cuts the run into parts of persons
-/// (in memory, or spilled under `plan.limit`) and hands each to `settle`, in person-key order.
+/// (in memory, or spilled under `plan.limit`) and hands each to `steps.settle`, then to
+/// `steps.write` in person-key order; a part is written while the next one is settled.
 pub(crate) fn settle_parts<P: Send>(
     plan: &Plan,
     laps: &mut Laps,
