@@ -17,7 +17,6 @@ use crate::money::{parse_scaled, RATIO_ONE};
 /// Contribution tiers in the order of [`Version::tier_reduction_bp`].
 pub const TIERS: [i16; 3] = [100, 80, 60];
 
-/// Parses, validates and compiles one file's text, appending to `policies`.
 /// The hash of what settles under version `vi` of a policy file's `tree`
 /// ([`super::Version::text_hash`]): its table and the file's tables but the other versions,
 /// `name`, `source` and `capitation` (a year-end account, not a settlement), serialised as JSON
@@ -59,6 +58,7 @@ fn canonical(value: &toml::Value) -> serde_json::Value {
     }
 }
 
+/// Parses, validates and compiles one file's text, appending to `policies`.
 pub fn compile_file(policies: &mut Policies, path: &Path, text: &str) -> Result<()> {
     let fail = |key: &str, reason: String| Error::policy(path, key, reason);
     let line = |e: &toml::de::Error| {
@@ -1068,8 +1068,8 @@ benefit_start = "next_day"
     #[test]
     fn refuses_twin_benefits_sharing_a_cap_but_not_where_their_deductible_goes() {
         // A second `two_diseases` for the same coverage and condition (severe patients) shares
-        // its cap pool; were
-        // only one to share a deductible, a reversal could not tell which pool to give back to.
+        // its cap pool; were only one to share a deductible, a reversal could not tell which
+        // pool to give back to.
         let twin = GOOD.replacen(
             "coverage = \"resident\"\n",
             "coverage = \"resident\"\nseverity = \"normal\"\n",
