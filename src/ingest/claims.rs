@@ -623,9 +623,8 @@ impl Claims {
     /// The same claims with row `i` being row `rows[i]` of before (`rows` a permutation): puts
     /// a run's claims in the order it works through them, so settlement, audit and the writers
     /// walk memory forwards instead of jumping across the month for every person. Each column
-    /// is replaced as soon as it is gathered, so at most one extra column is held. `detail`
-    /// maps the old row of each rejected-row detail to its new row.
-    pub fn gather(&mut self, rows: &[u32], detail: &HashMap<usize, usize>) -> Result<()> {
+    /// is replaced as soon as it is gathered, so at most one extra column is held.
+    pub fn gather(&mut self, rows: &[u32]) -> Result<()> {
         assert_eq!(rows.len(), self.len(), "a permutation of the rows");
         // Claims selected in output order ([`Claims::select`]) are in it already.
         if rows.iter().enumerate().all(|(i, &r)| i == r as usize) {
@@ -640,11 +639,9 @@ impl Claims {
             )*};
         }
         row_columns!(gather);
-        self.reject_detail = std::mem::take(&mut self.reject_detail)
-            .into_iter()
-            .map(|(old, text)| (detail[&old], text))
-            .collect();
-        self.batches = self.gathered_batches(rows)?;
+        let sweep = sweep(rows);
+        self.reject_detail = self.details_at(&sweep);
+        self.batches = self.swept_batches(&sweep)?;
         Ok(())
     }
 
@@ -657,25 +654,10 @@ impl Claims {
     /// sweep of each column the prefetcher can follow — and each value is stored at its place
     /// in the part, within the part's own few megabytes of each column.
     pub fn select(&self, rows: &[u32]) -> Result<Claims> {
-        let mut reject_detail = HashMap::new();
-        if !self.reject_detail.is_empty() {
-            for (new, &old) in rows.iter().enumerate() {
-                if let Some(text) = self.reject_detail.get(&(old as usize)) {
-                    reject_detail.insert(new, text.clone());
-                }
-            }
-        }
-        // (input row, place in the part), by input row.
-        let mut sweep: Vec<u64> = rows
-            .iter()
-            .enumerate()
-            .map(|(at, &row)| (u64::from(row) << 32) | at as u64)
-            .collect();
-        sweep.par_sort_unstable();
-        let sweep = &sweep[..];
+        let sweep = &sweep(rows)[..];
         let mut part = Claims {
             sources: self.sources.clone(),
-            reject_detail,
+            reject_detail: self.details_at(sweep),
             regions: self.regions.clone(),
             level_texts: self.level_texts.clone(),
             diagnoses: self.diagnoses.clone(),
@@ -687,14 +669,14 @@ impl Claims {
         let mut batches = Ok(Vec::new());
         // One task a column: each sweep writes its own vector.
         rayon::scope(|s| {
-            macro_rules! sweep {
+            macro_rules! place {
                 ($($column:ident),*) => {$(
                     let column = &mut part.$column;
                     let values = &self.$column;
                     s.spawn(move |_| *column = placed(values, sweep));
                 )*};
             }
-            row_columns!(sweep);
+            row_columns!(place);
             let batches = &mut batches;
             s.spawn(move |_| *batches = self.swept_batches(sweep));
         });
@@ -702,9 +684,23 @@ impl Claims {
         Ok(part)
     }
 
-    /// The text columns and sources of a part ([`Self::select`]'s `sweep`), in batches of
-    /// [`GATHERED_BATCH_ROWS`] in part order: copied out in input order first (a forward read
-    /// of the month's batches), then taken into part order from that copy of the part alone.
+    /// The rejected rows' details of the rows of `sweep` ([`sweep`]), by their new place.
+    fn details_at(&self, sweep: &[u64]) -> HashMap<usize, String> {
+        if self.reject_detail.is_empty() {
+            return HashMap::new();
+        }
+        sweep
+            .iter()
+            .filter_map(|&entry| {
+                let text = self.reject_detail.get(&((entry >> 32) as usize))?;
+                Some(((entry & PLACE) as usize, text.clone()))
+            })
+            .collect()
+    }
+
+    /// The text columns and sources of the rows of `sweep` ([`sweep`]), in batches of
+    /// [`GATHERED_BATCH_ROWS`] in their new order: copied out in input order first (a forward
+    /// read of the batches), then taken into the new order from that copy alone.
     fn swept_batches(&self, sweep: &[u64]) -> Result<Vec<ClaimBatch>> {
         let at = self.locate_rows(sweep.iter().map(|&e| (e >> 32) as usize));
         let swept = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<ArrayRef> {
@@ -722,7 +718,7 @@ impl Claims {
         // Where each place of the part is in the sweep.
         let mut swept_at = vec![0u32; sweep.len()];
         for (j, &entry) in sweep.iter().enumerate() {
-            swept_at[(entry & u64::from(u32::MAX)) as usize] = j as u32;
+            swept_at[(entry & PLACE) as usize] = j as u32;
         }
         let chunks: Vec<&[u32]> = swept_at.chunks(GATHERED_BATCH_ROWS).collect();
         chunks
@@ -751,34 +747,6 @@ impl Claims {
                 })
             })
             .collect()
-    }
-
-    /// The text columns and sources of `rows`, in batches of [`GATHERED_BATCH_ROWS`].
-    fn gathered_batches(&self, rows: &[u32]) -> Result<Vec<ClaimBatch>> {
-        let chunks: Vec<&[u32]> = rows.chunks(GATHERED_BATCH_ROWS).collect();
-        chunks
-            .par_iter()
-            .enumerate()
-            .map(|(k, chunk)| self.gather_batch(k * GATHERED_BATCH_ROWS, chunk))
-            .collect()
-    }
-
-    fn gather_batch(&self, offset: usize, rows: &[u32]) -> Result<ClaimBatch> {
-        let at = self.locate_rows(rows.iter().map(|&r| r as usize));
-        let take = |pick: fn(&ClaimBatch) -> &dyn Array| self.key_column(&at, pick);
-        let text = |pick: fn(&ClaimBatch) -> &dyn Array| -> Result<StringArray> {
-            Ok(take(pick)?.as_string::<i32>().clone())
-        };
-        let sources: Vec<(usize, u64)> = at.iter().map(|&a| self.source_at(a)).collect();
-        Ok(ClaimBatch {
-            offset,
-            file: 0,
-            file_row: 0,
-            file_rows: Some(sources.iter().map(|s| s.1).collect()),
-            files: Some(sources.iter().map(|s| s.0 as u32).collect()),
-            claim_id: text(|b| &b.claim_id)?,
-            reverses_claim_id: text(|b| &b.reverses_claim_id)?,
-        })
     }
 
     /// Column `pick` of the batches at `at` ((batch, row) pairs from [`Claims::locate_index`]):
@@ -861,15 +829,30 @@ fn gathered<T: Copy + Send + Sync>(values: &[T], rows: &[u32]) -> Vec<T> {
     rows.par_iter().map(|&r| values[r as usize]).collect()
 }
 
-/// The values of a part: `out[at] = values[row]` for each `(row << 32) | at` of `sweep`, which
-/// ascends by row and places each row once.
+/// `rows` (a new order of some rows) as `(row << 32) | place` entries, ascending by row: the
+/// order [`Claims::select`] and [`Claims::gather`] read the old rows in.
+fn sweep(rows: &[u32]) -> Vec<u64> {
+    let mut sweep: Vec<u64> = rows
+        .iter()
+        .enumerate()
+        .map(|(place, &row)| (u64::from(row) << 32) | place as u64)
+        .collect();
+    sweep.par_sort_unstable();
+    sweep
+}
+
+/// The place bits of a [`sweep`] entry.
+const PLACE: u64 = u32::MAX as u64;
+
+/// The values of a part: `out[place] = values[row]` for each entry of `sweep` ([`sweep`]), which
+/// places each row once.
 fn placed<T: Copy>(values: &[T], sweep: &[u64]) -> Vec<T> {
     let Some(&first) = values.first() else {
         return Vec::new();
     };
     let mut out = vec![first; sweep.len()];
     for &entry in sweep {
-        out[(entry & u64::from(u32::MAX)) as usize] = values[(entry >> 32) as usize];
+        out[(entry & PLACE) as usize] = values[(entry >> 32) as usize];
     }
     out
 }

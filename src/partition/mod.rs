@@ -183,7 +183,6 @@ impl Partitions {
             *row = next;
             next += 1;
         };
-        let mut detail = std::collections::HashMap::new();
         for s in 0..self.slots() {
             let (a, b) = (self.offsets[s] as usize, self.offsets[s + 1] as usize);
             self.order[a..b].iter_mut().for_each(&mut renumber);
@@ -191,18 +190,10 @@ impl Partitions {
                 self.rejected_offsets[s] as usize,
                 self.rejected_offsets[s + 1] as usize,
             );
-            for row in &mut self.rejected[a..b] {
-                let old = *row as usize;
-                renumber(row);
-                detail.insert(old, *row as usize);
-            }
+            self.rejected[a..b].iter_mut().for_each(&mut renumber);
         }
-        for row in &mut self.orphans {
-            let old = *row as usize;
-            renumber(row);
-            detail.insert(old, *row as usize);
-        }
-        claims.gather(&rows, &detail)
+        self.orphans.iter_mut().for_each(&mut renumber);
+        claims.gather(&rows)
     }
 
     /// Slot `slot`'s valid claim rows, in settlement order.
