@@ -427,25 +427,20 @@ fn a_person_past_the_registration_limit_stops_the_run_naming_the_file() {
         "I10",
         "100.00",
     )];
-    let at_limit: Vec<Registration> = (0..1024)
-        .map(|_| registration("PERSON-REG-LIMIT", "hypertension"))
-        .collect();
-    let s = Scenario::new(
-        &[person("PERSON-REG-LIMIT", EZHOU, "resident")],
-        &at_limit,
-        &claims,
-    );
-    let run = adjudicate(&s, "claims", "out");
+    let holding = |n: usize| {
+        let registrations: Vec<Registration> = (0..n)
+            .map(|_| registration("PERSON-REG-LIMIT", "hypertension"))
+            .collect();
+        Scenario::new(
+            &[person("PERSON-REG-LIMIT", EZHOU, "resident")],
+            &registrations,
+            &claims,
+        )
+    };
+    let run = adjudicate(&holding(1024), "claims", "out");
     assert!(run.status.success(), "{}", text_of(&run.stderr));
 
-    let past: Vec<Registration> = (0..1025)
-        .map(|_| registration("PERSON-REG-LIMIT", "hypertension"))
-        .collect();
-    let s = Scenario::new(
-        &[person("PERSON-REG-LIMIT", EZHOU, "resident")],
-        &past,
-        &claims,
-    );
+    let s = holding(1025);
     let stderr = refused(
         &s,
         "registrations.parquet",

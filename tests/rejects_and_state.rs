@@ -323,23 +323,31 @@ fn april_on_tampered_pools(
     (err, manifest.pools[0].file.clone())
 }
 
+/// `pools` with column `name` replaced by `values` (its field retyped to them).
+fn with_column(pools: &RecordBatch, name: &str, values: arrow::array::ArrayRef) -> RecordBatch {
+    let i = pools.schema().index_of(name).unwrap();
+    let mut columns = pools.columns().to_vec();
+    let mut fields: Vec<arrow::datatypes::Field> = pools
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[i] = fields[i].clone().with_data_type(values.data_type().clone());
+    columns[i] = values;
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns).unwrap()
+}
+
 #[test]
 fn a_state_naming_a_pool_the_policies_do_not_have_stops_the_run() {
     // Every pool renamed, as a policy edit that renamed a benefit would leave it.
     let (err, file) = april_on_tampered_pools(|pools| {
-        let i = pools.schema().index_of("pool").unwrap();
-        let mut columns = pools.columns().to_vec();
-        columns[i] = Arc::new(arrow::array::StringArray::from_iter_values(
-            (0..pools.num_rows()).map(|_| "resident:renamed"),
-        ));
-        let mut fields: Vec<arrow::datatypes::Field> = pools
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields[i] = arrow::datatypes::Field::new("pool", arrow::datatypes::DataType::Utf8, true);
-        RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns).unwrap()
+        let renamed = (0..pools.num_rows()).map(|_| "resident:renamed");
+        with_column(
+            pools,
+            "pool",
+            Arc::new(arrow::array::StringArray::from_iter_values(renamed)),
+        )
     });
     let message = err.to_string();
     assert!(
@@ -355,12 +363,12 @@ fn a_state_naming_a_pool_the_policies_do_not_have_stops_the_run() {
 fn a_state_holding_another_person_under_a_persons_key_stops_the_run() {
     // What a 64-bit collision of person keys would leave: P1's key on another person's rows.
     let (err, file) = april_on_tampered_pools(|pools| {
-        let i = pools.schema().index_of("person_check").unwrap();
-        let mut columns = pools.columns().to_vec();
-        columns[i] = Arc::new(arrow::array::Int64Array::from_iter_values(
-            (0..pools.num_rows()).map(|_| yibao::state::person_check("P2") as i64),
-        ));
-        RecordBatch::try_new(pools.schema(), columns).unwrap()
+        let other = (0..pools.num_rows()).map(|_| yibao::state::person_check("P2") as i64);
+        with_column(
+            pools,
+            "person_check",
+            Arc::new(arrow::array::Int64Array::from_iter_values(other)),
+        )
     });
     let message = err.to_string();
     assert!(
@@ -378,12 +386,12 @@ fn a_state_pool_no_settlement_could_leave_stops_the_run() {
     // A pool paid a negative amount: what a reversal giving back more than its claim took would
     // leave, or a hand edit.
     let (err, file) = april_on_tampered_pools(|pools| {
-        let i = pools.schema().index_of("fund_paid_fen").unwrap();
-        let mut columns = pools.columns().to_vec();
-        columns[i] = Arc::new(arrow::array::Int64Array::from_iter_values(
-            (0..pools.num_rows()).map(|_| -1),
-        ));
-        RecordBatch::try_new(pools.schema(), columns).unwrap()
+        let negative = (0..pools.num_rows()).map(|_| -1);
+        with_column(
+            pools,
+            "fund_paid_fen",
+            Arc::new(arrow::array::Int64Array::from_iter_values(negative)),
+        )
     });
     let message = err.to_string();
     assert!(
