@@ -120,13 +120,8 @@ impl AmountCounts {
             })
             .collect();
         let (offsets, mut totals) = crate::ingest::group_by_key(totals, groups);
-        let mut slices: Vec<&mut [i64]> = Vec::with_capacity(groups);
-        let mut rest: &mut [i64] = &mut totals;
-        for g in 0..groups {
-            let (group, tail) = rest.split_at_mut((offsets[g + 1] - offsets[g]) as usize);
-            slices.push(group);
-            rest = tail;
-        }
+        let lengths = offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
+        let mut slices = crate::ingest::cut_mut(&mut totals, lengths);
         slices
             .par_iter_mut()
             .for_each(|group| group.sort_unstable());

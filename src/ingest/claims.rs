@@ -973,13 +973,7 @@ fn sort_by_hash(keys: Vec<u64>) -> Vec<u64> {
         sorted[next[b]] = key;
         next[b] += 1;
     }
-    let mut buckets = Vec::with_capacity(1 << BITS);
-    let mut rest = &mut sorted[..];
-    for b in 0..1 << BITS {
-        let (head, tail) = rest.split_at_mut(starts[b + 1] - starts[b]);
-        buckets.push(head);
-        rest = tail;
-    }
+    let buckets = super::cut_mut(&mut sorted, starts.windows(2).map(|w| w[1] - w[0]));
     buckets.into_par_iter().for_each(|b| b.sort_unstable());
     sorted
 }

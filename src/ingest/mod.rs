@@ -37,6 +37,19 @@ pub fn person_slice<'a, T>(offsets: &[u32], items: &'a [T], person: u32) -> &'a 
     }
 }
 
+/// `items` cut into consecutive slices of `lengths` (adding up to no more than its length): the
+/// groups of a grouping, or the chunks of a parallel pass, each worked on by its own task.
+pub fn cut_mut<T>(mut items: &mut [T], lengths: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
+    let lengths = lengths.into_iter();
+    let mut slices = Vec::with_capacity(lengths.size_hint().0);
+    for len in lengths {
+        let (head, tail) = std::mem::take(&mut items).split_at_mut(len);
+        slices.push(head);
+        items = tail;
+    }
+    slices
+}
+
 /// Groups `(key, item)` by a dense `u32` key (stable), as CSR offsets over `keys` keys: a
 /// counting sort, each item moved once (pool states and registrations by person, judged amounts
 /// by outlier group: millions of them), with no sort buffer.
@@ -70,6 +83,16 @@ pub fn group_by_key<T>(items: Vec<(u32, T)>, keys: usize) -> (Vec<u32>, Vec<T>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_mut_gives_consecutive_slices_of_the_lengths() {
+        let mut items = [1, 2, 3, 4, 5, 6];
+        let mut slices = cut_mut(&mut items, [2, 0, 3]);
+        slices[2][0] = 30;
+        let lens: Vec<usize> = slices.iter().map(|s| s.len()).collect();
+        assert_eq!(lens, [2, 0, 3]);
+        assert_eq!(items, [1, 2, 30, 4, 5, 6], "the last item left out");
+    }
 
     #[test]
     fn group_is_a_stable_counting_sort_by_person() {

@@ -145,16 +145,9 @@ impl Partitions {
         }
         // Sort each person's rows in time; ties on the timestamp are broken by claim id, as the
         // contract says, so the order never depends on input file order.
-        let mut slices: Vec<&mut [u32]> = Vec::with_capacity(slots);
-        let mut rest: &mut [u32] = &mut order;
-        for s in 0..slots {
-            let len = (offsets[s + 1] - offsets[s]) as usize;
-            let (head, tail) = rest.split_at_mut(len);
-            if len > 1 {
-                slices.push(head);
-            }
-            rest = tail;
-        }
+        let lengths = offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
+        let mut slices = crate::ingest::cut_mut(&mut order, lengths);
+        slices.retain(|rows| rows.len() > 1);
         slices.par_iter_mut().for_each(|rows| {
             rows.sort_unstable_by(|&a, &b| {
                 let (a, b) = (a as usize, b as usize);

@@ -320,14 +320,14 @@ impl<'a> Engine<'a> {
         let mut outcomes = vec![Outcome::unsettled(Status::Rejected, Reason::NullKey); n];
         // Chunk boundaries fall between persons, by claim count: a function of the data only.
         let chunks = partitions.chunks(CHUNK_CLAIMS);
-        let mut work: Vec<((usize, usize), &mut [Outcome])> = Vec::with_capacity(chunks.len());
-        let mut rest: &mut [Outcome] = &mut outcomes;
-        for &(a, b) in &chunks {
-            let len = (partitions.offsets[b] - partitions.offsets[a]) as usize;
-            let (head, tail) = rest.split_at_mut(len);
-            work.push(((a, b), head));
-            rest = tail;
-        }
+        let lengths = chunks
+            .iter()
+            .map(|&(a, b)| (partitions.offsets[b] - partitions.offsets[a]) as usize);
+        let work: Vec<((usize, usize), &mut [Outcome])> = chunks
+            .iter()
+            .copied()
+            .zip(crate::ingest::cut_mut(&mut outcomes, lengths))
+            .collect();
         type Part = (Vec<(u32, PoolState)>, Vec<Refund>);
         let results: Vec<Part> = work
             .into_par_iter()
