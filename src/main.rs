@@ -107,6 +107,11 @@ enum Command {
         /// output is the same for any value.
         #[arg(long, hide = true)]
         part_claims: Option<u64>,
+        /// Whether spill files are LZ4-compressed (default `auto`: only when, raw, they would
+        /// not fit in a quarter of physical memory, the page cache's share). The output is the
+        /// same for any value.
+        #[arg(long, value_enum, default_value_t = SpillCompression::Auto)]
+        spill_compression: SpillCompression,
     },
     /// What a policy change would cost: the same claims settled under a baseline and a proposal
     /// policy directory in one pass, against the same state (read, never advanced).
@@ -198,6 +203,25 @@ enum Command {
     },
 }
 
+/// `adjudicate --spill-compression`.
+#[derive(Clone, Copy, ValueEnum)]
+enum SpillCompression {
+    /// LZ4 when the spill would not sit in the page cache.
+    Auto,
+    Lz4,
+    None,
+}
+
+impl From<SpillCompression> for Option<bool> {
+    fn from(c: SpillCompression) -> Self {
+        match c {
+            SpillCompression::Auto => None,
+            SpillCompression::Lz4 => Some(true),
+            SpillCompression::None => Some(false),
+        }
+    }
+}
+
 /// `generate --profile`: the library's `MonthProfile`, as the command line names it.
 #[derive(Clone, Copy, ValueEnum)]
 enum Profile {
@@ -233,7 +257,8 @@ struct SettleInputs {
     #[arg(long)]
     threads: Option<usize>,
     /// Memory the claims may take (e.g. `2GiB`, `512MiB`, `1.5G`, or bytes); a larger month
-    /// is spilled to disk under OUT by person partition. Default: half of physical memory.
+    /// is spilled to disk under OUT by person partition. Default: 1 GiB (half of physical
+    /// memory on a machine with less than 2 GiB).
     /// The output is the same for any value (compare holds both worlds' results of a part).
     #[arg(long, value_parser = parse_memory_limit)]
     memory_limit: Option<u64>,
@@ -394,6 +419,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             state_version,
             policies,
             part_claims,
+            spill_compression,
         } => {
             let args = yibao::run::AdjudicateArgs {
                 claims,
@@ -406,6 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 threads,
                 memory_limit,
                 part_claims,
+                compress_spill: spill_compression.into(),
             };
             retain_freed_memory(if yibao::run::spills(&args)? {
                 SPILLING_PURGE_DELAY

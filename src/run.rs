@@ -54,6 +54,9 @@ pub struct AdjudicateArgs {
     /// Claims per part of a run held in memory; `None`: [`PART_CLAIMS`]. Only speed and
     /// memory depend on it, never the output.
     pub part_claims: Option<u64>,
+    /// Whether spill files are LZ4-compressed; `None`: when raw they would not sit in the page
+    /// cache ([`spill::compress_spill`]). Only speed depends on it, never the output.
+    pub compress_spill: Option<bool>,
 }
 
 /// Resident memory a claim takes through a run held in memory, in bytes: used to decide whether
@@ -68,16 +71,28 @@ pub const MEMORY_PER_CLAIM: u64 = 600;
 /// empty one for 4 million rows of its persons); kept on the safe side, as the claims' figure.
 pub const MEMORY_PER_STATE_ROW: u64 = 100;
 
-/// Half of the machine's physical memory (Linux `MemTotal`), or 8 GiB where it cannot be read:
-/// the rest is left to the page cache that the Parquet reads and writes go through.
-pub fn default_memory_limit() -> u64 {
+/// The machine's physical memory (Linux `MemTotal`), or 16 GiB where it cannot be read.
+pub fn physical_memory() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     });
-    total.map_or(8 << 30, |t| t / 2)
+    total.unwrap_or(16 << 30)
 }
+
+/// `--memory-limit` when none is given: [`DEFAULT_MEMORY_LIMIT`], or half of physical memory on
+/// a machine with less than twice that (the rest is left to the page cache that the Parquet
+/// reads, the spill files and the writes go through).
+pub fn default_memory_limit() -> u64 {
+    DEFAULT_MEMORY_LIMIT.min(physical_memory() / 2)
+}
+
+/// 1 GiB: a month of 10 million claims is spilled in 16 partitions and peaks at about 1 GiB
+/// for 1.2× the time of a run held whole at 2 GiB; at 100 million claims a run under it is
+/// faster than one held in a few partitions of many gigabytes (README "Spilling"). A night's
+/// claims and a province's year-to-date state of a few million persons stay held in memory.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
 
 /// A size in bytes from `4096`, `512MiB`, `2GiB`, `1.5G`, `800M`, `64K` (binary multiples;
 /// `B`, `iB` and case are optional).
@@ -544,6 +559,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         policies: &policies,
         limit,
         part_claims: args.part_claims.unwrap_or(PART_CLAIMS),
+        compress_spill: args.compress_spill,
         audits: true,
     };
     let steps = PartSteps {
@@ -704,6 +720,8 @@ pub(crate) struct Plan<'a> {
     pub policies: &'a Policies,
     pub limit: u64,
     pub part_claims: u64,
+    /// [`AdjudicateArgs::compress_spill`].
+    pub compress_spill: Option<bool>,
     /// The parts are audited: the month's amount statistics (`amount_outlier`) are counted.
     pub audits: bool,
 }
@@ -905,10 +923,16 @@ pub(crate) fn settle_parts<P: Send>(
         let mut suspect_amounts = Vec::new();
         let mut present: Vec<bool> = Vec::new();
         let mut run_year = None;
+        let to = spill::SpillTo {
+            dir: &spill_dir,
+            bits,
+            compress: plan
+                .compress_spill
+                .unwrap_or_else(|| spill::compress_spill(rows, physical_memory())),
+        };
         let spilled = spill::scatter(
             files,
-            bits,
-            &spill_dir,
+            to,
             &mut registry,
             &known,
             &repeated,

@@ -69,6 +69,7 @@ fn args(
         threads: Some(threads),
         memory_limit: None,
         part_claims: None,
+        compress_spill: None,
     }
 }
 

@@ -52,6 +52,7 @@ fn args(
         threads: Some(threads),
         memory_limit: None,
         part_claims: None,
+        compress_spill: None,
     }
 }
 
@@ -110,13 +111,13 @@ fn a_spilled_month_and_its_state_match_the_run_in_memory() {
         state_pools(&d.join("s-state"))
     );
 
-    // The second half on the first half's state; the spilled run on one thread and more
-    // finely cut.
+    // The second half on the first half's state; the spilled run on one thread, more finely
+    // cut, and its spill files compressed (a month this small is spilled raw by default).
     run(args(d, "h2", "m2", Some("m-state"), 2));
-    let spilled = run(spilled_at(
-        200 << 10,
-        args(d, "h2", "s2", Some("s-state"), 1),
-    ));
+    let spilled = run(yibao::run::AdjudicateArgs {
+        compress_spill: Some(true),
+        ..spilled_at(200 << 10, args(d, "h2", "s2", Some("s-state"), 1))
+    });
     assert!(spilled.spill.unwrap().partitions > parts);
     assert_same_outputs(&d.join("m2"), &d.join("s2"));
     no_spill_left(&d.join("s2"));

@@ -30,6 +30,7 @@ fn args(d: &Path, claims: &str, out: &str, state: &str) -> yibao::run::Adjudicat
         threads: Some(2),
         memory_limit: None,
         part_claims: None,
+        compress_spill: None,
     }
 }
 

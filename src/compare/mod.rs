@@ -546,6 +546,7 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
             // Two worlds' results of a part are held at once: the claims get half.
             / 2,
         part_claims: run::PART_CLAIMS,
+        compress_spill: None,
         // A comparison settles without audit: no amount statistics to count.
         audits: false,
     };

@@ -853,6 +853,7 @@ mod tests {
             threads: Some(2),
             memory_limit: None,
             part_claims: None,
+            compress_spill: None,
         })
         .unwrap();
         read(&out.join("settlements.parquet")).0

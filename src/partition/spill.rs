@@ -11,7 +11,8 @@
 //! the converted windows as they pass. Two things a partition cannot see alone are found during
 //! the scatter: repeated claim ids (a copy may be filed under another person) and the claims
 //! with no person, which form a last partition of their own. Spill files are Arrow IPC, one per
-//! partition, LZ4-compressed.
+//! partition, LZ4-compressed only when raw they would not sit in the page cache
+//! ([`compress_spill`]).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -93,13 +94,72 @@ impl Spilled {
 /// Rows held back, over all partitions, to be joined into larger spill batches.
 const PENDING_ROWS: usize = 512 * 1024;
 
-/// Spill files are LZ4-compressed: a month's claims spilled raw are ~200 bytes a claim, which
-/// at 100 million claims no longer fits the page cache, and the disk then sets the pace
-/// (README "Spilling").
-fn spill_options() -> IpcWriteOptions {
+/// Bytes a converted claim takes in a spill file written raw (measured 107 on the 10M month);
+/// with LZ4 about 41.
+pub const SPILL_BYTES_PER_CLAIM: u64 = 110;
+
+/// Whether a spill of `rows` claims is LZ4-compressed on a machine of `memory` bytes: only when
+/// written raw it would not sit in the page cache, taken as a quarter of physical memory (the
+/// run, the input and the outputs need the rest). Raw, the spill costs a copy each way; LZ4
+/// costs about a core-second a gigabyte to write, but at 100 million claims raw files would
+/// be written back to disk and the disk would set the pace (README "Spilling"). The files'
+/// contents are the same either way, and so are the outputs.
+pub fn compress_spill(rows: u64, memory: u64) -> bool {
+    rows.saturating_mul(SPILL_BYTES_PER_CLAIM) > memory / 4
+}
+
+fn spill_options(compress: bool) -> IpcWriteOptions {
+    let codec = compress.then_some(CompressionType::LZ4_FRAME);
     IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+        .try_with_compression(codec)
         .expect("LZ4 is built in (arrow's ipc_compression feature)")
+}
+
+/// One partition's spill file while the scatter writes it: opened with its first rows.
+struct PartFile {
+    path: PathBuf,
+    writer: Option<FileWriter<BufWriter<File>>>,
+    /// Pieces not yet written, and their rows.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+}
+
+impl PartFile {
+    /// Writes the pending pieces as one batch.
+    fn flush(&mut self, options: &IpcWriteOptions) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let schema = converted::schema();
+        let batch = arrow::compute::concat_batches(&schema, &self.pending)
+            .map_err(|e| Error::arrow("spill rows", e))?;
+        self.pending.clear();
+        self.pending_rows = 0;
+        let path = &self.path;
+        let failed = |e| Error::arrow(path.display().to_string(), e);
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => {
+                let out = File::create(path).map_err(|e| Error::io(path, e))?;
+                let writer =
+                    FileWriter::try_new_with_options(BufWriter::new(out), &schema, options.clone())
+                        .map_err(failed)?;
+                self.writer.insert(writer)
+            }
+        };
+        writer.write(&batch).map_err(failed)
+    }
+
+    /// Writes what is pending and the file's footer.
+    fn finish(&mut self, options: &IpcWriteOptions) -> Result<()> {
+        self.flush(options)?;
+        match &mut self.writer {
+            Some(writer) => writer
+                .finish()
+                .map_err(|e| Error::arrow(self.path.display().to_string(), e)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The [`crate::state::claim_key`]s of a run's claim ids and of its reversals' targets.
@@ -163,21 +223,35 @@ pub struct Suspect {
     pub input_row: u64,
 }
 
-/// Scatters the claims of `files` into `1 << bits` person partitions (and one for rows with no
-/// person) under `dir`, converted a window at a time (persons not in the registry get dense ids
+/// Where and how a scatter writes its partitions.
+pub struct SpillTo<'a> {
+    /// The directory the partition files go to, removed with the [`Spilled`].
+    pub dir: &'a Path,
+    /// Key bits that pick a partition: `1 << bits` partitions of persons.
+    pub bits: u32,
+    /// Whether the files are LZ4-compressed ([`compress_spill`]).
+    pub compress: bool,
+}
+
+/// Scatters the claims of `files` into the `1 << bits` person partitions of `to` (and one for
+/// rows with no person), converted a window at a time (persons not in the registry get dense ids
 /// in `registry`, in input order). `known` are claim ids earlier runs settled and `repeated` the hashes
 /// of ids repeated within `files` ([`repeated_ids`]), for finding repeats. `inspect` sees each
 /// converted window before it is written, with its suspect rows (whether they repeat an id is
 /// known only once every file is read: [`Spilled::repeats`]).
 pub fn scatter(
     files: &[PathBuf],
-    bits: u32,
-    dir: &Path,
+    to: SpillTo,
     registry: &mut Registry,
     known: &[&str],
     repeated: &[u64],
     mut inspect: impl FnMut(&Registry, &Claims, &[Suspect]),
 ) -> Result<Spilled> {
+    let SpillTo {
+        dir,
+        bits,
+        compress,
+    } = to;
     let dir = SpillDir(dir.to_path_buf());
     std::fs::create_dir_all(&dir.0).map_err(|e| Error::io(&dir.0, e))?;
     let parts = (1usize << bits) + 1;
@@ -197,39 +271,19 @@ pub fn scatter(
         files: vec![None; parts],
         repeats: Vec::new(),
     };
-    let mut writers: Vec<Option<FileWriter<BufWriter<File>>>> = (0..parts).map(|_| None).collect();
     // Pieces are gathered per partition into larger batches before they are written: with many
     // partitions a window's piece of one is a few thousand rows, and each IPC batch costs a
-    // message and a compressed frame per buffer. PENDING_ROWS bounds the memory.
+    // message (and, compressed, a frame per buffer). PENDING_ROWS bounds the memory.
     let batch_rows = (PENDING_ROWS / parts).max(1024);
-    let mut pending: Vec<Vec<RecordBatch>> = vec![Vec::new(); parts];
-    let mut pending_rows = vec![0usize; parts];
-    let mut write_error = None;
-    let schema = converted::schema();
-    let mut flush = |part: usize,
-                     pieces: Vec<RecordBatch>,
-                     writers: &mut Vec<Option<FileWriter<BufWriter<File>>>>,
-                     spilled: &mut Spilled|
-     -> Result<()> {
-        if pieces.is_empty() {
-            return Ok(());
-        }
-        let batch = arrow::compute::concat_batches(&schema, &pieces)
-            .map_err(|e| Error::arrow("spill rows", e))?;
-        if writers[part].is_none() {
-            let path = spilled.dir.0.join(format!("part-{part:04}.arrow"));
-            let out = File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let writer =
-                FileWriter::try_new_with_options(BufWriter::new(out), &schema, spill_options())
-                    .map_err(|e| Error::arrow(path.display().to_string(), e))?;
-            writers[part] = Some(writer);
-            spilled.files[part] = Some(path);
-        }
-        if let Err(e) = writers[part].as_mut().expect("opened").write(&batch) {
-            write_error.get_or_insert(e);
-        }
-        Ok(())
-    };
+    let options = spill_options(compress);
+    let mut part_files: Vec<PartFile> = (0..parts)
+        .map(|part| PartFile {
+            path: spilled.dir.0.join(format!("part-{part:04}.arrow")),
+            writer: None,
+            pending: Vec::new(),
+            pending_rows: 0,
+        })
+        .collect();
     // Copies of repeated ids: (id, rejected, settled_at, input row).
     let mut copies: Vec<(String, bool, i64, u64)> = Vec::new();
     let mut windows = ClaimWindows::default();
@@ -290,21 +344,18 @@ pub fn scatter(
             inspect(registry, claims, &window_suspects);
 
             let pieces = converted::scatter(claims, &part_of_row, parts)?;
-            for (part, piece) in pieces.into_iter().enumerate() {
-                let Some(piece) = piece else { continue };
-                pending_rows[part] += piece.num_rows();
-                pending[part].push(piece);
-                if pending_rows[part] >= batch_rows {
-                    pending_rows[part] = 0;
-                    flush(
-                        part,
-                        std::mem::take(&mut pending[part]),
-                        &mut writers,
-                        &mut spilled,
-                    )?;
+            for (file, piece) in part_files.iter_mut().zip(pieces) {
+                if let Some(piece) = piece {
+                    file.pending_rows += piece.num_rows();
+                    file.pending.push(piece);
                 }
             }
-            Ok(())
+            // The partitions' files are written side by side: each is its own writer, and
+            // compressing (when the spill is) is most of the cost.
+            part_files
+                .par_iter_mut()
+                .filter(|file| file.pending_rows >= batch_rows)
+                .try_for_each(|file| file.flush(&options))
         })?;
         spilled.sources.push(SourceFile {
             path: file.clone(),
@@ -313,20 +364,13 @@ pub fn scatter(
         });
         input_start += rows;
     }
-    for (part, pieces) in std::mem::take(&mut pending).into_iter().enumerate() {
-        flush(part, pieces, &mut writers, &mut spilled)?;
-    }
-    for writer in writers.iter_mut().flatten() {
-        if let Err(e) = writer.finish() {
-            write_error.get_or_insert(e);
-        }
-    }
-    if let Some(e) = write_error {
-        return Err(Error::arrow(
-            format!("spill files in {}", spilled.dir.0.display()),
-            e,
-        ));
-    }
+    part_files
+        .par_iter_mut()
+        .try_for_each(|file| file.finish(&options))?;
+    spilled.files = part_files
+        .into_iter()
+        .map(|file| file.writer.is_some().then_some(file.path))
+        .collect();
     spilled.texts = windows.into_texts();
     spilled.repeats = find_repeats(
         copies.len(),
@@ -342,4 +386,20 @@ pub fn scatter(
         known,
     );
     Ok(spilled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spill_is_compressed_only_when_raw_it_would_outgrow_the_page_cache() {
+        let gib = 1u64 << 30;
+        // 10 million claims raw are 1.1 GB: they sit in a quarter of 24 GiB, not of 4 GiB.
+        assert!(!compress_spill(10_000_000, 24 * gib));
+        assert!(compress_spill(10_000_000, 4 * gib));
+        // 100 million are 11 GB.
+        assert!(compress_spill(100_000_000, 24 * gib));
+        assert!(!compress_spill(100_000_000, 64 * gib));
+    }
 }

@@ -485,6 +485,7 @@ impl Scenario {
             threads: Some(2),
             memory_limit: None,
             part_claims: None,
+            compress_spill: None,
         }
     }
 
