@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use rayon::prelude::*;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringBuilder,
     UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{
@@ -177,11 +177,12 @@ pub fn scatter(
                 c.rejected.iter().map(|&v| code(v, |x| x as u8)),
                 UInt8Array::from
             ),
-            20 => parts!(detail.iter().copied(), StringArray::from),
-            21 => parts!(at.iter().map(|&a| c.claim_id_at(a)), StringArray::from),
-            22 => parts!(
+            20 => text_parts(&counts, part_of_row, detail.iter().copied()),
+            21 => text_parts(&counts, part_of_row, at.iter().map(|&a| c.claim_id_at(a))),
+            22 => text_parts(
+                &counts,
+                part_of_row,
                 at.iter().map(|&a| c.reverses_claim_id_at(a)),
-                StringArray::from
             ),
             23 => parts!(
                 at.iter().map(|&a| c.source_at(a).0 as u32),
@@ -205,6 +206,26 @@ pub fn scatter(
                 .map(Some)
                 .map_err(|e| Error::arrow("spill rows", e))
         })
+        .collect()
+}
+
+/// A text column (`values`, in window order) cut into its parts' arrays: each value copied
+/// once, straight into its part's array.
+fn text_parts<'a>(
+    counts: &[usize],
+    part_of_row: &[u32],
+    values: impl Iterator<Item = Option<&'a str>>,
+) -> Vec<ArrayRef> {
+    let mut parts: Vec<StringBuilder> = counts
+        .iter()
+        .map(|&n| StringBuilder::with_capacity(n, n * 16))
+        .collect();
+    for (v, &p) in values.zip(part_of_row) {
+        parts[p as usize].append_option(v);
+    }
+    parts
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
         .collect()
 }
 
