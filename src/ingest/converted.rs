@@ -304,7 +304,7 @@ mod tests {
     use super::*;
     use crate::ingest::claims::{ClaimWindows, InputBatch, NO_PERSON};
     use crate::ingest::registry::PersonIndex;
-    use arrow::array::{Date32Array, Decimal128Array, TimestampMillisecondArray};
+    use arrow::array::{Date32Array, Decimal128Array, StringArray, TimestampMillisecondArray};
 
     fn text(values: &[Option<&str>]) -> ArrayRef {
         Arc::new(StringArray::from(values.to_vec()))
