@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::ingest::claims::CLAIM_COLUMNS;
-use crate::ingest::read::{list_parquet, read_windows};
+use crate::ingest::read::{list_parquet, read_windows, working_window};
 use crate::output::parquet::{FileSettings, PendingFile};
 use crate::output::settlements;
 
@@ -57,7 +57,7 @@ pub fn measure(claims: &Path, out: &Path, threads: Option<usize>, keep: bool) ->
         let threads = rayon::current_num_threads().max(1);
         let mut write_seconds = 0.0;
         for claims_file in list_parquet(claims)? {
-            read_windows(&claims_file, CLAIM_COLUMNS, threads, |read, _| {
+            read_windows(&claims_file, CLAIM_COLUMNS, working_window(), |read, _| {
                 let lap = Instant::now();
                 for group in read.chunks(threads * 2) {
                     let batches: Vec<RecordBatch> = group

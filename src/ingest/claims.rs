@@ -484,7 +484,7 @@ impl Claims {
         let mut claims = Claims::default();
         claims.reserve(total_rows as usize);
         let mut dictionaries = Dictionaries::default();
-        let window = rayon::current_num_threads().max(2);
+        let window = super::read::working_window();
         for (f, file) in files.iter().enumerate() {
             let (bytes, rows) = read_windows(file, CLAIM_COLUMNS, window, |batches, starts| {
                 let inputs = batches

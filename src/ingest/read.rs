@@ -155,15 +155,23 @@ pub fn read_file(path: &Path, specs: &[ColumnSpec]) -> Result<FileBatches> {
     })
 }
 
+/// Row groups per window ([`read_windows`]) for a reader whose `each` works every row (converts,
+/// scatters, writes): one per two threads, so that one window is decoded while the one before
+/// is worked and both fit where two windows of every thread's group would not. On 2 threads a
+/// spilled 10M month took 0.97× the time of windows of 2 groups not read ahead, at a lower peak.
+pub fn working_window() -> usize {
+    (rayon::current_num_threads() / 2).max(1)
+}
+
 /// Reads `specs` from `path` a window of `window` row groups at a time (each window decoded in
-/// parallel), handing each window's batches, in file order, to `each` with the file row number
-/// of each batch's first row: memory holds one window, not the file. Returns the file's size in
-/// bytes and its row count.
+/// parallel, the next while `each` takes this one), handing each window's batches, in file
+/// order, to `each` with the file row number of each batch's first row: memory holds two
+/// windows, not the file. Returns the file's size in bytes and its row count.
 pub fn read_windows(
     path: &Path,
     specs: &[ColumnSpec],
     window: usize,
-    mut each: impl FnMut(Vec<RecordBatch>, Vec<u64>) -> Result<()>,
+    mut each: impl FnMut(Vec<RecordBatch>, Vec<u64>) -> Result<()> + Send,
 ) -> Result<(u64, u64)> {
     let open = || File::open(path).map_err(|e| Error::io(path, e));
     let bytes = std::fs::metadata(path)
@@ -196,8 +204,7 @@ pub fn read_windows(
     let target = Arc::new(target_schema(specs, &file_schema));
 
     let groups: Vec<usize> = (0..row_groups).collect();
-    let mut next_row = 0;
-    for window in groups.chunks(window.max(1)) {
+    let decode = |window: &[usize]| -> Result<Vec<RecordBatch>> {
         let per_group: Vec<Result<Vec<RecordBatch>>> = window
             .par_iter()
             .map(|&rg| {
@@ -225,8 +232,26 @@ pub fn read_windows(
         for group in per_group {
             batches.extend(group?);
         }
+        Ok(batches)
+    };
+    // The next window is decoded while `each` takes this one: a window's conversion has steps
+    // that hold one thread (numbering, dictionaries), and the decoding fills the other.
+    let windows: Vec<&[usize]> = groups.chunks(window.max(1)).collect();
+    let mut next_row = 0;
+    let mut decoded = windows.first().map(|w| decode(w)).transpose()?;
+    for i in 0..windows.len() {
+        let batches = decoded
+            .take()
+            .expect("each window is decoded before it is handed on");
         let starts = first_rows(&batches, &mut next_row);
-        each(batches, starts)?;
+        let ahead = windows.get(i + 1);
+        let (handed, next) = rayon::join(
+            || each(batches, starts),
+            || ahead.map(|w| decode(w)).transpose(),
+        );
+        // A window's own failure is met before the next window's, as in file order.
+        handed?;
+        decoded = next?;
     }
     // The pages gave the rows the footer counts, or the file is damaged: every sizing and every
     // summary of the run takes the footer's count as the file's rows.

@@ -245,7 +245,7 @@ pub fn scatter(
     registry: &mut Registry,
     known: &[&str],
     repeated: &[u64],
-    mut inspect: impl FnMut(&Registry, &Claims, &[Suspect]),
+    mut inspect: impl FnMut(&Registry, &Claims, &[Suspect]) + Send,
 ) -> Result<Spilled> {
     let SpillTo {
         dir,
@@ -256,7 +256,7 @@ pub fn scatter(
     std::fs::create_dir_all(&dir.0).map_err(|e| Error::io(&dir.0, e))?;
     let parts = (1usize << bits) + 1;
     let no_person = parts - 1;
-    let window = rayon::current_num_threads().max(2);
+    let window = crate::ingest::read::working_window();
     // A row is a suspect when its id's hash is repeated in the claims or is an earlier run's.
     let mut suspects: Vec<u64> = known.par_iter().map(|id| claim_id_hash(id)).collect();
     suspects.extend_from_slice(repeated);
