@@ -145,6 +145,37 @@ impl PersonIndex {
         arena_id(&self.text, &self.ends, i)
     }
 
+    /// [`Self::name`] of each of `persons` (`None` for [`crate::ingest::claims::NO_PERSON`]) as a
+    /// text array ([`Self::each_name`]).
+    pub fn names(&self, persons: &[u32]) -> arrow::array::StringArray {
+        let average = self.text.len() / self.ends.len().max(1);
+        let mut names =
+            arrow::array::StringBuilder::with_capacity(persons.len(), persons.len() * average);
+        self.each_name(persons, |name| names.append_option(name));
+        names.finish()
+    }
+
+    /// Calls `f` with [`Self::name`] of each of `persons` in order (`None` for
+    /// [`crate::ingest::claims::NO_PERSON`]), the persons ahead prefetched: persons in key order
+    /// (an output's) or in claim order visit the arena, numbered in input order, at random, and
+    /// each person's offsets and text would otherwise be a wait on memory.
+    pub fn each_name<'a>(&'a self, persons: &[u32], mut f: impl FnMut(Option<&'a str>)) {
+        let absent = crate::ingest::claims::NO_PERSON;
+        for (i, &p) in persons.iter().enumerate() {
+            if let Some(&q) = persons.get(i + AHEAD).filter(|&&q| q != absent) {
+                prefetch(&self.ends[(q as usize).saturating_sub(1)]);
+            }
+            if let Some(&q) = persons.get(i + AHEAD / 2).filter(|&&q| q != absent) {
+                let start = match q {
+                    0 => 0,
+                    q => self.ends[q as usize - 1],
+                };
+                prefetch(self.text.as_ptr().wrapping_add(start));
+            }
+            f((p != absent).then(|| self.name(p)));
+        }
+    }
+
     /// The dense id of `id`, adding it if new.
     pub fn intern(&mut self, id: &str) -> (u32, bool) {
         self.intern_hashed(hash(id), id)

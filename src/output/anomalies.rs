@@ -201,7 +201,14 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
     };
     let columns: Vec<ArrayRef> = vec![
         text(&|a| claims.claim_id(row_of(a))),
-        text(&|a| claims.person_id(row_of(a), &registry.index)),
+        Arc::new(
+            registry.index.names(
+                &anomalies
+                    .iter()
+                    .map(|a| claims.person[row_of(a)])
+                    .collect::<Vec<_>>(),
+            ),
+        ),
         coded(&strs(&claims.regions), &|a| code(claims.region[row_of(a)])),
         Arc::new(arrow::array::TimestampMillisecondArray::from_iter_values(
             anomalies.iter().map(|a| claims.settled_at[row_of(a)]),

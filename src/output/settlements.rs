@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Decimal128Array, Float32Array, ListArray, RecordBatch, StringArray,
-    TimestampMillisecondArray,
+    ArrayRef, Decimal128Array, Float32Array, ListArray, RecordBatch, TimestampMillisecondArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -78,9 +77,6 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
     let claims = view.claims;
     let (kept, at) = settlement_rows(claims, rows);
     let persons = &view.registry.index;
-    let keys = |f: &dyn Fn(usize) -> Option<&'a str>| -> ArrayRef {
-        Arc::new(kept.iter().map(|&r| f(r)).collect::<StringArray>())
-    };
 
     let outcomes: Vec<_> = kept.iter().map(|&r| view.outcome(r)).collect();
     let policies = view.policies;
@@ -155,7 +151,7 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
         .collect();
     let columns: Vec<ArrayRef> = vec![
         claims.key_column(&at, |b| &b.claim_id)?,
-        keys(&|r| claims.person_id(r, persons)),
+        Arc::new(persons.names(&kept.iter().map(|&r| claims.person[r]).collect::<Vec<_>>())),
         coded(&names_of(&claims.regions), &|r| code(claims.region[r])),
         Arc::new(TimestampMillisecondArray::from_iter_values(
             kept.iter().map(|&r| claims.settled_at[r]),

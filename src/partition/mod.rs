@@ -97,8 +97,14 @@ impl Partitions {
             }
         }
         let mut keyed: Vec<(u64, u32)> = present
-            .par_iter()
-            .map(|&p| (person_key(index.id(p)), p))
+            .par_chunks(1 << 14)
+            .flat_map_iter(|persons| {
+                let mut keyed = Vec::with_capacity(persons.len());
+                index.each_name(persons, |id| {
+                    keyed.push(person_key(id.expect("a present person has an id")))
+                });
+                keyed.into_iter().zip(persons.iter().copied())
+            })
             .collect();
         drop(present);
         keyed.par_sort_unstable_by(|a, b| {
