@@ -639,7 +639,7 @@ impl Claims {
             )*};
         }
         row_columns!(gather);
-        let sweep = sweep(rows);
+        let sweep = permutation_sweep(rows);
         self.reject_detail = self.details_at(&sweep);
         self.batches = self.swept_batches(&sweep)?;
         Ok(())
@@ -838,6 +838,17 @@ fn sweep(rows: &[u32]) -> Vec<u64> {
         .map(|(place, &row)| (u64::from(row) << 32) | place as u64)
         .collect();
     sweep.par_sort_unstable();
+    sweep
+}
+
+/// [`sweep`] of `rows` that are a permutation of `0..rows.len()`: each entry goes straight to
+/// its row's index, with no sort.
+fn permutation_sweep(rows: &[u32]) -> Vec<u64> {
+    let mut sweep = vec![u64::MAX; rows.len()];
+    for (place, &row) in rows.iter().enumerate() {
+        sweep[row as usize] = (u64::from(row) << 32) | place as u64;
+    }
+    debug_assert!(sweep.iter().all(|&e| e != u64::MAX), "a permutation");
     sweep
 }
 
@@ -1327,6 +1338,17 @@ fn rescale(value: i128, scale: i8) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_permutations_sweep_is_the_sorted_sweep() {
+        let rows = [3u32, 0, 4, 1, 2];
+        assert_eq!(permutation_sweep(&rows), sweep(&rows));
+        // Row 0 is at place 1, row 1 at place 3, …
+        assert_eq!(
+            permutation_sweep(&rows),
+            [1, 1 << 32 | 3, 2 << 32 | 4, 3 << 32, 4 << 32 | 2]
+        );
+    }
 
     #[test]
     fn rows_are_located_in_one_walk_as_one_search_each_would() {
