@@ -687,6 +687,36 @@ mod tests {
     }
 
     #[test]
+    fn names_read_many_persons_as_one_name_each() {
+        use crate::ingest::claims::NO_PERSON;
+        let mut index = PersonIndex::default();
+        index.intern("");
+        for i in 0..100 {
+            index.intern(&format!("P{i}"));
+        }
+        // Longer than the prefetch distance, in no order, with persons missing and person 0
+        // (the empty id, at the arena's start).
+        let persons: Vec<u32> = (0..60u32)
+            .map(|i| match i % 5 {
+                0 => NO_PERSON,
+                1 => 0,
+                _ => i * 37 % 101,
+            })
+            .collect();
+        let names = index.names(&persons);
+        assert_eq!(names.len(), 60);
+        assert_eq!(names.null_count(), 12);
+        assert_eq!(names.value(1), "");
+        assert_eq!(names.value(2), "P73", "person 74 is P73");
+        for (i, &p) in persons.iter().enumerate() {
+            match p {
+                NO_PERSON => assert!(names.is_null(i)),
+                p => assert_eq!(names.value(i), index.name(p)),
+            }
+        }
+    }
+
+    #[test]
     fn registrations_are_grouped_by_person_in_approval_order_ties_in_file_order() {
         let reg = |condition: u16, approved_on: Day| Registration {
             condition,
