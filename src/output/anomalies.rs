@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Decimal128Array, Int16Array, Int64Array, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::RunView;
+use super::{coded_by, RunView};
 use crate::audit::{Anomaly, Related, Unit};
 use crate::domain::{AssistanceCategory, Rule};
 use crate::error::{Error, Result};
@@ -142,14 +142,7 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
     let row_of = |a: &Anomaly| view.partitions.order[a.position as usize] as usize;
     let outcome = |a: &Anomaly| &view.settled.outcomes[a.position as usize];
     // Texts are copied from where they live (the claims, the policies, static names): no
-    // string is made per flag.
-    let text = |f: &dyn Fn(&Anomaly) -> Option<&'a str>| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(anomalies.len(), anomalies.len() * 8);
-        for a in anomalies {
-            b.append_option(f(a));
-        }
-        Arc::new(b.finish())
-    };
+    // string is made per flag ([`texts`], [`coded_by`]).
     let amount = |of_value: bool| -> Result<ArrayRef> {
         Ok(Arc::new(
             anomalies
@@ -185,9 +178,6 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
             Rule::UnregisteredCondition | Rule::BeforeBenefitStart | Rule::AfterRegistrationEnd
         )
     };
-    let coded = |names: &[&str], code: &dyn Fn(&Anomaly) -> Option<u32>| {
-        super::coded(names, anomalies.iter().map(code))
-    };
     let strs = super::names_of;
     let code = |c: u32| (c != NO_CODE).then_some(c);
     let id = |c: u16| (c != NONE).then_some(u32::from(c));
@@ -200,7 +190,7 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
         _ => None,
     };
     let columns: Vec<ArrayRef> = vec![
-        text(&|a| claims.claim_id(row_of(a))),
+        texts(anomalies, |a| claims.claim_id(row_of(a))),
         Arc::new(
             registry.index.names(
                 &anomalies
@@ -209,35 +199,37 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
                     .collect::<Vec<_>>(),
             ),
         ),
-        coded(&strs(&claims.regions), &|a| code(claims.region[row_of(a)])),
+        coded_by(&strs(&claims.regions), anomalies, |a| {
+            code(claims.region[row_of(a)])
+        }),
         Arc::new(arrow::array::TimestampMillisecondArray::from_iter_values(
             anomalies.iter().map(|a| claims.settled_at[row_of(a)]),
         )),
-        coded(&policy_ids, &|a| id(outcome(a).version)),
-        coded(&strs(&policies.labels), &|a| id(outcome(a).label)),
-        coded(&rules, &|a| Some(a.rule as u32)),
+        coded_by(&policy_ids, anomalies, |a| id(outcome(a).version)),
+        coded_by(&strs(&policies.labels), anomalies, |a| id(outcome(a).label)),
+        coded_by(&rules, anomalies, |a| Some(a.rule as u32)),
         amount(true)?,
         amount(false)?,
         count(true),
         count(false),
-        coded(&["days", "claims"], &|a| match a.rule.unit() {
+        coded_by(&["days", "claims"], anomalies, |a| match a.rule.unit() {
             Unit::Days => Some(0),
             Unit::Claims => Some(1),
             _ => None,
         }),
-        text(&|a| related_id(view, a.related)),
+        texts(anomalies, |a| related_id(view, a.related)),
         Arc::new(
             anomalies
                 .iter()
                 .map(|a| (a.rule == Rule::VisitBurst).then_some(i16::from(a.window_days)))
                 .collect::<Int16Array>(),
         ),
-        coded(&strs(&claims.diagnoses), &|a| {
+        coded_by(&strs(&claims.diagnoses), anomalies, |a| {
             about_diagnosis(a)
                 .then(|| code(claims.diagnosis[row_of(a)]))
                 .flatten()
         }),
-        coded(&strs(&policies.conditions), &|a| {
+        coded_by(&strs(&policies.conditions), anomalies, |a| {
             let version = outcome(a).version;
             if !about_diagnosis(a) || version == NONE {
                 return None;
@@ -245,16 +237,25 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
             let diagnosis = claims.diagnosis[row_of(a)] as usize;
             id(view.settled.conditions[version as usize][diagnosis])
         }),
-        coded(&strs(&policies.pools), &|a| match a.rule {
+        coded_by(&strs(&policies.pools), anomalies, |a| match a.rule {
             Rule::CapExhausted => id(outcome(a).pool),
             _ => None,
         }),
-        coded(&categories, &|a| assistance(a).map(|c| c as u32)),
-        coded(&TEMPLATES, &|a| {
+        coded_by(&categories, anomalies, |a| assistance(a).map(|c| c as u32)),
+        coded_by(&TEMPLATES, anomalies, |a| {
             Some(Template::of(a, assistance(a).is_some()) as u32)
         }),
     ];
     super::batch_of(&schema(), columns, "anomalies")
+}
+
+/// A text column of `items`, each row's text copied from where it lives.
+fn texts<'a, T>(items: &[T], text: impl Fn(&T) -> Option<&'a str>) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(items.len(), items.len() * 8);
+    for item in items {
+        b.append_option(text(item));
+    }
+    Arc::new(b.finish())
 }
 
 fn related_id<'a>(view: &RunView<'a>, related: Related) -> Option<&'a str> {

@@ -40,6 +40,16 @@ pub(crate) fn coded(
     )
 }
 
+/// [`coded`] with each of `items` coded by `code`: generic, not `dyn`, so that each column's
+/// per-row code is inlined into its loop.
+pub(crate) fn coded_by<T>(
+    names: &[&str],
+    items: &[T],
+    code: impl Fn(&T) -> Option<u32>,
+) -> arrow::array::ArrayRef {
+    coded(names, items.iter().map(code))
+}
+
 /// The names of a list, to code a column by ([`coded`]).
 pub(crate) fn names_of(list: &[String]) -> Vec<&str> {
     list.iter().map(String::as_str).collect()

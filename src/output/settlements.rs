@@ -14,7 +14,6 @@ use crate::domain::{Reason, Rule, Status};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{Claims, NO_CODE};
 use crate::policy::NONE;
-use crate::settle::Outcome;
 
 /// The settlement schema of CONTRACT.md, in its column order.
 pub fn schema() -> SchemaRef {
@@ -80,12 +79,10 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
 
     let outcomes: Vec<_> = kept.iter().map(|&r| view.outcome(r)).collect();
     let policies = view.policies;
-    let coded = |names: &[&str], code: &dyn Fn(usize) -> Option<u32>| {
-        super::coded(names, kept.iter().map(|&r| code(r)))
-    };
-    let outcome_coded = |names: &[&str], code: &dyn Fn(&Outcome) -> Option<u32>| {
-        super::coded(names, outcomes.iter().map(code))
-    };
+    use super::coded_by;
+    fn per<T>(items: &[T], f: impl Fn(&T) -> i64) -> Vec<i64> {
+        items.iter().map(f).collect()
+    }
     let code = |c: u32| (c != NO_CODE).then_some(c);
     let id = |c: u16| (c != NONE).then_some(u32::from(c));
     let policy_ids: Vec<&str> = policies.versions.iter().map(|v| v.id.as_str()).collect();
@@ -97,9 +94,6 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
                 .with_precision_and_scale(18, 2)
                 .map_err(|e| Error::arrow("settlements", e))?,
         ))
-    };
-    let per = |f: &dyn Fn(&crate::settle::Outcome) -> i64| -> Vec<i64> {
-        outcomes.iter().map(f).collect()
     };
     let self_funded: Vec<i64> = kept
         .iter()
@@ -152,38 +146,42 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
     let columns: Vec<ArrayRef> = vec![
         claims.key_column(&at, |b| &b.claim_id)?,
         Arc::new(persons.names(&kept.iter().map(|&r| claims.person[r]).collect::<Vec<_>>())),
-        coded(&names_of(&claims.regions), &|r| code(claims.region[r])),
+        coded_by(&names_of(&claims.regions), &kept, |&r| {
+            code(claims.region[r])
+        }),
         Arc::new(TimestampMillisecondArray::from_iter_values(
             kept.iter().map(|&r| claims.settled_at[r]),
         )),
-        coded(&names_of(&claims.level_texts), &|r| {
+        coded_by(&names_of(&claims.level_texts), &kept, |&r| {
             code(claims.level_text[r])
         }),
-        outcome_coded(&policy_ids, &|o| id(o.version)),
-        outcome_coded(&names_of(&policies.labels), &|o| id(o.label)),
-        outcome_coded(&statuses, &|o| Some(o.status as u32)),
-        outcome_coded(&reasons, &|o| o.reason.map(|r| r as u32)),
-        money(per(&|o| o.eligible_fen))?,
-        money(per(&|o| o.deductible_fen))?,
+        coded_by(&policy_ids, &outcomes, |o| id(o.version)),
+        coded_by(&names_of(&policies.labels), &outcomes, |o| id(o.label)),
+        coded_by(&statuses, &outcomes, |o| Some(o.status as u32)),
+        coded_by(&reasons, &outcomes, |o| o.reason.map(|r| r as u32)),
+        money(per(&outcomes, |o| o.eligible_fen))?,
+        money(per(&outcomes, |o| o.deductible_fen))?,
         ratio,
-        money(per(&|o| o.fund_fen))?,
-        money(per(&|o| o.copay_fen))?,
-        money(per(&|o| o.over_cap_fen))?,
+        money(per(&outcomes, |o| o.fund_fen))?,
+        money(per(&outcomes, |o| o.copay_fen))?,
+        money(per(&outcomes, |o| o.over_cap_fen))?,
         money(self_funded)?,
         cap_remaining,
-        money(per(&|o| o.critical_illness_base_fen()))?,
-        money(per(&|o| o.assistance_base_fen()))?,
+        money(per(&outcomes, |o| o.critical_illness_base_fen()))?,
+        money(per(&outcomes, |o| o.assistance_base_fen()))?,
         anomaly_codes,
         Arc::new(risk),
-        money(per(&|o| o.layers.ci_fen))?,
-        money(per(&|o| o.layers.assistance_fen))?,
+        money(per(&outcomes, |o| o.layers.ci_fen))?,
+        money(per(&outcomes, |o| o.layers.assistance_fen))?,
         money(
             kept.iter()
                 .zip(&outcomes)
                 .map(|(&r, o)| o.patient_pays_fen(claims.total_fen[r]))
                 .collect(),
         )?,
-        outcome_coded(&reasons, &|o| o.condition_reason.map(|r| r as u32)),
+        coded_by(&reasons, &outcomes, |o| {
+            o.condition_reason.map(|r| r as u32)
+        }),
     ];
     batch_of(schema, columns, "settlements")
 }
