@@ -108,8 +108,8 @@ enum Command {
         #[arg(long, hide = true)]
         part_claims: Option<u64>,
         /// Whether spill files are LZ4-compressed (default `auto`: only when, raw, they would
-        /// not fit in a quarter of physical memory, the page cache's share). The output is the
-        /// same for any value.
+        /// not fit in half of physical memory, the page cache's share). The output is the same
+        /// for any value.
         #[arg(long, value_enum, default_value_t = SpillCompression::Auto)]
         spill_compression: SpillCompression,
     },

@@ -99,13 +99,14 @@ const PENDING_ROWS: usize = 512 * 1024;
 pub const SPILL_BYTES_PER_CLAIM: u64 = 110;
 
 /// Whether a spill of `rows` claims is LZ4-compressed on a machine of `memory` bytes: only when
-/// written raw it would not sit in the page cache, taken as a quarter of physical memory (the
-/// run, the input and the outputs need the rest). Raw, the spill costs a copy each way; LZ4
-/// costs about a core-second a gigabyte to write, but at 100 million claims raw files would
-/// be written back to disk and the disk would set the pace (README "Spilling"). The files'
-/// contents are the same either way, and so are the outputs.
+/// written raw it would not sit in the page cache, taken as half of physical memory (the run,
+/// the input and the outputs need the rest). Raw, the spill costs a copy each way; LZ4 costs
+/// about a core-second a gigabyte to write and half that to read, and saves the disk only what
+/// the page cache would not have held. Measured on 24 GiB: the 100M month (10.7 GB raw, 4.4 GB
+/// compressed) took 83.2 s raw and 87.7 s compressed (README "Spilling"). The outputs are the
+/// same either way.
 pub fn compress_spill(rows: u64, memory: u64) -> bool {
-    rows.saturating_mul(SPILL_BYTES_PER_CLAIM) > memory / 4
+    rows.saturating_mul(SPILL_BYTES_PER_CLAIM) > memory / 2
 }
 
 fn spill_options(compress: bool) -> IpcWriteOptions {
@@ -395,11 +396,12 @@ mod tests {
     #[test]
     fn a_spill_is_compressed_only_when_raw_it_would_outgrow_the_page_cache() {
         let gib = 1u64 << 30;
-        // 10 million claims raw are 1.1 GB: they sit in a quarter of 24 GiB, not of 4 GiB.
+        // 10 million claims raw are 1.1 GB: they sit in half of 24 GiB, not of 2 GiB.
         assert!(!compress_spill(10_000_000, 24 * gib));
-        assert!(compress_spill(10_000_000, 4 * gib));
-        // 100 million are 11 GB.
-        assert!(compress_spill(100_000_000, 24 * gib));
-        assert!(!compress_spill(100_000_000, 64 * gib));
+        assert!(compress_spill(10_000_000, 2 * gib));
+        // 100 million are 11 GB: half of 24 GiB holds them, half of 16 GiB does not.
+        assert!(!compress_spill(100_000_000, 24 * gib));
+        assert!(compress_spill(100_000_000, 16 * gib));
+        assert!(compress_spill(200_000_000, 24 * gib));
     }
 }
