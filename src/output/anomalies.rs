@@ -190,7 +190,9 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
         _ => None,
     };
     let columns: Vec<ArrayRef> = vec![
-        texts(anomalies, |a| claims.claim_id(row_of(a))),
+        texts(&claims.locate_rows(anomalies.iter().map(row_of)), |&at| {
+            claims.claim_id_at(at)
+        }),
         Arc::new(
             registry.index.names(
                 &anomalies
