@@ -19,8 +19,13 @@ use crate::settle::version_for;
 /// 1.4826 in ten-thousandths: MAD to standard deviation for normal data.
 const MAD_TO_SIGMA: i128 = 14_826;
 
-/// `(drug, level, total, position)` of a claim the rule judges.
-type Item = (u32, u8, i64, u32);
+/// What the rule judges a claim by: its drug code, its institution level and its total in fen.
+#[derive(Debug, Clone, Copy)]
+struct Judged {
+    drug: u32,
+    level: u8,
+    total: i64,
+}
 
 /// A group: (drug code text, institution level).
 type GroupKey = (Box<str>, u8);
@@ -115,7 +120,7 @@ impl AmountCounts {
             .into_par_iter()
             .filter(|&row| skip.binary_search(&(row as u32)).is_err())
             .filter_map(|row| {
-                let (drug, level, total, _) = judged(policies, registry, claims, row, 0)?;
+                let Judged { drug, level, total } = judged(policies, registry, claims, row)?;
                 Some((drug * Level::COUNT as u32 + level as u32, total))
             })
             .collect();
@@ -138,7 +143,7 @@ impl AmountCounts {
         claims: &Claims,
         row: usize,
     ) -> Option<Amount> {
-        let (drug, level, total, _) = judged(policies, registry, claims, row, 0)?;
+        let Judged { drug, level, total } = judged(policies, registry, claims, row)?;
         Some(Amount {
             group: (claims.drugs[drug as usize].as_str().into(), level),
             total,
@@ -203,18 +208,12 @@ fn group_stats(runs: &[(i64, u32)]) -> GroupStats {
     }
 }
 
-/// The item of claim `row` (at `position`) if the rule judges it: a valid, non-reversal claim
+/// What claim `row` is judged by, if the rule judges it: a valid, non-reversal claim
 /// of a person, with a drug, whose policy version has audit rules. Settlement never rejects such
 /// a claim and picks its version from the person and the service day alone ([`version_for`]),
 /// so this is known before settlement — the one definition for a run held whole and for a
 /// spilled run's first pass, whose outputs must be the same bytes.
-fn judged(
-    policies: &Policies,
-    registry: &Registry,
-    claims: &Claims,
-    row: usize,
-    position: u32,
-) -> Option<Item> {
+fn judged(policies: &Policies, registry: &Registry, claims: &Claims, row: usize) -> Option<Judged> {
     let person = claims.person[row];
     if person == NO_PERSON
         || claims.rejected[row].is_some()
@@ -225,12 +224,11 @@ fn judged(
     }
     let version = version_for(policies, &registry.person(person), claims.service_day[row]).ok()?;
     policies.versions[version as usize].audit.as_ref()?;
-    Some((
-        claims.drug[row],
-        claims.level[row] as u8,
-        claims.total_fen[row],
-        position,
-    ))
+    Some(Judged {
+        drug: claims.drug[row],
+        level: claims.level[row] as u8,
+        total: claims.total_fen[row],
+    })
 }
 
 /// The outliers of a whole run, judged against the run's own statistics.
@@ -250,14 +248,14 @@ pub fn amount_outliers(a: &Auditor, stats: &AmountStats) -> Vec<Anomaly> {
         .par_iter()
         .enumerate()
         .filter_map(|(position, &row)| {
-            let (drug, level, total, position) = judged(
-                a.policies,
-                a.registry,
-                a.claims,
-                row as usize,
+            let Judged { drug, level, total } =
+                judged(a.policies, a.registry, a.claims, row as usize)?;
+            judge(
+                a,
+                table[drug as usize][level as usize]?,
+                total,
                 position as u32,
-            )?;
-            judge(a, table[drug as usize][level as usize]?, total, position)
+            )
         })
         .collect()
 }
