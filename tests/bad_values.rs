@@ -410,6 +410,17 @@ fn a_claims_directory_holding_anything_but_claims_files_stops_the_run_naming_it(
         }
     }
 
+    // The extension is matched whatever its case: a file exported as DAY2.PARQUET is a claims
+    // file like any other.
+    write_claims(
+        &s.path("claims/DAY2.PARQUET"),
+        &[claim("C2", "P1", "2024-03-02", "primary", "I10", "50.00")],
+    );
+    let run = adjudicate(&s, "claims", "out-upper");
+    assert!(run.status.success(), "{}", text_of(&run.stderr));
+    assert_eq!(outcomes(&s, "out-upper").len(), 2);
+    std::fs::remove_file(s.path("claims/DAY2.PARQUET")).unwrap();
+
     // A file named *.parquet that is not Parquet stops the run as a damaged file.
     std::fs::write(s.path("claims/notes.parquet"), b"hello").unwrap();
     let run = adjudicate(&s, "claims", "out-text");

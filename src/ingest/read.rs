@@ -105,8 +105,9 @@ pub fn first_null<'n>(
 ///
 /// In a directory, names starting with `.` or `_` are a dataset's bookkeeping (`_SUCCESS`,
 /// `.part-0.parquet.crc`) and are passed over, as Spark and Arrow pass them over. Anything else
-/// that is not a `*.parquet` file — a `claims.parq`, a `notes.txt`, a subdirectory — stops the
-/// run naming it: skipping it could drop a day of claims without a word.
+/// that is not a `*.parquet` file (the extension in any case: `DAY2.PARQUET` is one) — a
+/// `claims.parq`, a `notes.txt`, a subdirectory — stops the run naming it: skipping it could
+/// drop a day of claims without a word.
 pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_dir() {
@@ -124,7 +125,7 @@ pub fn list_parquet(path: &Path) -> Result<Vec<PathBuf>> {
         let is_file = std::fs::metadata(&file)
             .map_err(|e| Error::io(&file, e))?
             .is_file();
-        if !is_file || !name.ends_with(".parquet") {
+        if !is_file || !name.to_ascii_lowercase().ends_with(".parquet") {
             return Err(Error::StrayFile { path: file });
         }
         files.push(file);
