@@ -454,7 +454,7 @@ impl Claims {
 
     /// A row's `person_id` as read (its dense id's text in the run's person index).
     pub fn person_id<'p>(&self, row: usize, persons: &'p PersonIndex) -> Option<&'p str> {
-        (self.person[row] != NO_PERSON).then(|| persons.name(self.person[row]))
+        (self.person[row] != NO_PERSON).then(|| persons.id(self.person[row]))
     }
 
     /// A row's `region` and `institution_level` as read.

@@ -140,12 +140,7 @@ impl PersonIndex {
         found
     }
 
-    /// The person id (as read) of dense id `i`.
-    pub fn name(&self, i: u32) -> &str {
-        arena_id(&self.text, &self.ends, i)
-    }
-
-    /// [`Self::name`] of each of `persons` (`None` for [`crate::ingest::claims::NO_PERSON`]) as a
+    /// [`Self::id`] of each of `persons` (`None` for [`crate::ingest::claims::NO_PERSON`]) as a
     /// text array ([`Self::each_name`]).
     pub fn names(&self, persons: &[u32]) -> arrow::array::StringArray {
         let average = self.text.len() / self.ends.len().max(1);
@@ -155,7 +150,7 @@ impl PersonIndex {
         names.finish()
     }
 
-    /// Calls `f` with [`Self::name`] of each of `persons` in order (`None` for
+    /// Calls `f` with [`Self::id`] of each of `persons` in order (`None` for
     /// [`crate::ingest::claims::NO_PERSON`]), the persons ahead prefetched: persons in key order
     /// (an output's) or in claim order visit the arena, numbered in input order, at random, and
     /// each person's offsets and text would otherwise be a wait on memory.
@@ -172,7 +167,7 @@ impl PersonIndex {
                 };
                 prefetch(self.text.as_ptr().wrapping_add(start));
             }
-            f((p != absent).then(|| self.name(p)));
+            f((p != absent).then(|| self.id(p)));
         }
     }
 
@@ -243,6 +238,7 @@ impl PersonIndex {
         }
     }
 
+    /// The person id (as read) of dense id `person`.
     pub fn id(&self, person: u32) -> &str {
         arena_id(&self.text, &self.ends, person)
     }
@@ -711,7 +707,7 @@ mod tests {
         for (i, &p) in persons.iter().enumerate() {
             match p {
                 NO_PERSON => assert!(names.is_null(i)),
-                p => assert_eq!(names.value(i), index.name(p)),
+                p => assert_eq!(names.value(i), index.id(p)),
             }
         }
     }
