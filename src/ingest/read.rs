@@ -237,19 +237,14 @@ pub fn read_windows(
     };
     // The next window is decoded while `each` takes this one: a window's conversion has steps
     // that hold one thread (numbering, dictionaries), and the decoding fills the other.
-    let windows: Vec<&[usize]> = groups.chunks(window.max(1)).collect();
+    let mut windows = groups.chunks(window.max(1));
     let mut next_row = 0;
-    let mut decoded = windows.first().map(|w| decode(w)).transpose()?;
-    for i in 0..windows.len() {
-        let batches = decoded
-            .take()
-            .expect("each window is decoded before it is handed on");
+    let mut decoded = windows.next().map(decode).transpose()?;
+    while let Some(batches) = decoded.take() {
         let starts = first_rows(&batches, &mut next_row);
-        let ahead = windows.get(i + 1);
-        let (handed, next) = rayon::join(
-            || each(batches, starts),
-            || ahead.map(|w| decode(w)).transpose(),
-        );
+        let ahead = windows.next();
+        let (handed, next) =
+            rayon::join(|| each(batches, starts), || ahead.map(decode).transpose());
         // A window's own failure is met before the next window's, as in file order.
         handed?;
         decoded = next?;
