@@ -11,6 +11,8 @@
 //!   `close` removes its temporary file; [`sync_dir`] makes the renames themselves durable.
 //! - **Tuned by measurement** ([`FileSettings`]): see README "Performance" for the numbers behind
 //!   the defaults.
+//! - **Text from codes.** A text column whose rows come as codes into a list of names is written
+//!   from the codes ([`coded`]), without the Arrow writer's hashing of every row's text.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -23,12 +25,17 @@ use parquet::arrow::arrow_writer::{
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding};
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::file::properties::{
+    EnabledStatistics, WriterProperties, WriterPropertiesBuilder, WriterVersion,
+};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+
+mod coded;
+use coded::CodedChunk;
 
 /// Rows per row group: about a million keeps per-group metadata small while letting readers
 /// decode groups in parallel.
@@ -168,7 +175,11 @@ pub struct PendingFile {
     row_group_rows: usize,
     /// The column writers of the row group being filled (created with its first rows): they
     /// hold its pages encoded and compressed, far smaller than the rows as Arrow arrays.
-    columns: Vec<ArrowColumnWriter>,
+    columns: Vec<ColumnChunk>,
+    /// Per column, how it is written from codes when its rows come as codes ([`coded`]):
+    /// `None` where the file's settings ask for what only the Arrow writer does (statistics,
+    /// another codec, no dictionary, a nested or non-text column).
+    codable: Vec<Option<Codable>>,
     /// Rows of the filling row group given to `write`…
     filling_rows: usize,
     /// …of which these are not yet encoded (fewer than [`ENCODE_ROWS`] until the group ends).
@@ -199,10 +210,11 @@ impl PendingFile {
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         // ArrowWriter derives the Parquet schema and embeds the Arrow schema (so readers get
         // back Timestamp(ms), Int16, …); only its low-level parts are used afterwards.
+        let props = settings.properties(&schema);
         let arrow_writer = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, file),
             schema.clone(),
-            Some(settings.properties(&schema)),
+            Some(props.clone()),
         )
         .map_err(|e| Error::parquet(&tmp, e))?;
         let (writer, factory) = arrow_writer
@@ -219,12 +231,14 @@ impl PendingFile {
             schema.fields().len(),
             "struct columns are not supported"
         );
+        let codable = codable_columns(&schema, writer.schema_descr(), &props);
         Ok(PendingFile {
             tmp,
             path: path.to_path_buf(),
             schema,
             writer: Some(writer),
             factory,
+            codable,
             row_group_rows: settings.row_group_rows.max(1),
             columns: Vec::new(),
             filling_rows: 0,
@@ -275,9 +289,24 @@ impl PendingFile {
         self.queued = rest;
         self.queued_rows -= rows;
         if self.columns.is_empty() {
-            self.columns = self
+            let writers = self
                 .factory
                 .create_column_writers(self.row_groups_written)
+                .map_err(|e| Error::parquet(&self.tmp, e))?;
+            // A column is written from codes for the whole row group when its first rows come
+            // as codes.
+            self.columns = writers
+                .into_iter()
+                .zip(&self.codable)
+                .enumerate()
+                .map(|(c, (writer, codable))| match codable {
+                    Some(how) if coded::is_coded(now[0].column(c).as_ref()) => {
+                        CodedChunk::new(how.descr.clone(), how.compression, how.page_rows)
+                            .map(|chunk| ColumnChunk::Coded(Box::new(chunk)))
+                    }
+                    _ => Ok(ColumnChunk::Arrow(Box::new(writer))),
+                })
+                .collect::<parquet::errors::Result<_>>()
                 .map_err(|e| Error::parquet(&self.tmp, e))?;
         }
         let schema = &self.schema;
@@ -285,11 +314,20 @@ impl PendingFile {
             .par_iter_mut()
             .enumerate()
             .try_for_each(|(c, column)| {
-                let field = schema.field(c);
                 let arrays: Vec<&ArrayRef> = now.iter().map(|b| b.column(c)).collect();
-                for piece in aligned(&arrays, WRITE_CALL_ROWS)? {
-                    for leaf in compute_leaves(field, &without_empty_nulls(piece)?)? {
-                        column.write(&leaf)?;
+                match column {
+                    ColumnChunk::Coded(chunk) => {
+                        for array in arrays {
+                            chunk.write(array.as_ref())?;
+                        }
+                    }
+                    ColumnChunk::Arrow(column) => {
+                        let field = schema.field(c);
+                        for piece in aligned(&arrays, WRITE_CALL_ROWS)? {
+                            for leaf in compute_leaves(field, &without_empty_nulls(piece)?)? {
+                                column.write(&leaf)?;
+                            }
+                        }
                     }
                 }
                 Ok(())
@@ -301,9 +339,14 @@ impl PendingFile {
     fn finish_row_group(&mut self) -> Result<()> {
         self.encode_queued(true)?;
         let tmp = &self.tmp;
-        let chunks: Vec<ArrowColumnChunk> = std::mem::take(&mut self.columns)
+        let chunks: Vec<ClosedChunk> = std::mem::take(&mut self.columns)
             .into_par_iter()
-            .map(|column| column.close())
+            .map(|column| match column {
+                ColumnChunk::Arrow(column) => column.close().map(ClosedChunk::Arrow),
+                ColumnChunk::Coded(chunk) => chunk
+                    .close()
+                    .map(|(bytes, close)| ClosedChunk::Coded(bytes, close)),
+            })
             .collect::<parquet::errors::Result<_>>()
             .map_err(|e| Error::parquet(tmp, e))?;
         let writer = self.writer.as_mut().expect("writer used after close");
@@ -311,9 +354,11 @@ impl PendingFile {
             .next_row_group()
             .map_err(|e| Error::parquet(tmp, e))?;
         for chunk in chunks {
-            chunk
-                .append_to_row_group(&mut row_group)
-                .map_err(|e| Error::parquet(tmp, e))?;
+            match chunk {
+                ClosedChunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group),
+                ClosedChunk::Coded(bytes, close) => row_group.append_column(&bytes, close),
+            }
+            .map_err(|e| Error::parquet(tmp, e))?;
         }
         row_group.close().map_err(|e| Error::parquet(tmp, e))?;
         self.row_groups_written += 1;
@@ -357,6 +402,55 @@ impl Drop for PendingFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// One column of the row group being filled.
+enum ColumnChunk {
+    Arrow(Box<ArrowColumnWriter>),
+    Coded(Box<CodedChunk>),
+}
+
+/// One column of a finished row group, ready to append.
+enum ClosedChunk {
+    Arrow(ArrowColumnChunk),
+    Coded(bytes::Bytes, parquet::column::writer::ColumnCloseResult),
+}
+
+/// How a column is written from codes ([`coded`]).
+struct Codable {
+    descr: ColumnDescPtr,
+    compression: Compression,
+    page_rows: usize,
+}
+
+/// Per column of `schema`, whether it can be written from codes under `props`: a top-level text
+/// column, dictionary-encoded, without statistics or a bloom filter, snappy or uncompressed, in
+/// data pages of version 1 — what [`coded`] writes.
+fn codable_columns(
+    schema: &SchemaRef,
+    parquet: &parquet::schema::types::SchemaDescriptor,
+    props: &WriterProperties,
+) -> Vec<Option<Codable>> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(c, field)| {
+            let path = ColumnPath::from(field.name().as_str());
+            let compression = props.compression(&path);
+            let fits = field.data_type() == &DataType::Utf8
+                && props.writer_version() == WriterVersion::PARQUET_1_0
+                && props.dictionary_enabled(&path)
+                && props.statistics_enabled(&path) == EnabledStatistics::None
+                && props.bloom_filter_properties(&path).is_none()
+                && matches!(compression, Compression::SNAPPY | Compression::UNCOMPRESSED);
+            fits.then(|| Codable {
+                descr: parquet.column(c),
+                compression,
+                page_rows: props.column_data_page_row_count_limit(&path),
+            })
+        })
+        .collect()
 }
 
 /// A complete temporary file waiting for the run to succeed.
@@ -680,6 +774,120 @@ mod tests {
         assert_eq!(
             write("small.parquet", &[700, 20_000, 41_000, 60_000]),
             whole
+        );
+    }
+
+    /// Rows of three text columns as the writers' batches bring them: `region` coded into a
+    /// list that changes order and grows from batch to batch, `reason` coded with nulls, and
+    /// `note` null in every row; one batch brings `region` as plain text.
+    fn coded_rows(cuts: &[usize]) -> (SchemaRef, Vec<RecordBatch>, Vec<[Option<String>; 3]>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("region", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, true),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let region = |i: usize| format!("3304{:02}", (i / 1000 + i % 3) % 9);
+        let reason =
+            |i: usize| (!i.is_multiple_of(7)).then(|| ["cap", "scope", "waiting"][i % 11 % 3]);
+        let mut expected = Vec::new();
+        let mut batches = Vec::new();
+        let mut from = 0;
+        for (k, &to) in cuts.iter().enumerate() {
+            // Each batch's list of regions: rotated by k, so the same code means another name.
+            let mut names: Vec<String> = (0..9).map(|r| format!("3304{r:02}")).collect();
+            names.rotate_left(k % 9);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let code_of = |text: &str| names.iter().position(|n| *n == text).unwrap() as u32;
+            let regions: ArrayRef = if k == 2 {
+                Arc::new(StringArray::from_iter_values((from..to).map(region)))
+            } else {
+                crate::output::coded(&names, (from..to).map(|i| Some(code_of(&region(i)))))
+            };
+            let reasons = crate::output::coded(
+                &["waiting", "scope", "cap"],
+                (from..to).map(|i| {
+                    reason(i).map(|r| {
+                        ["waiting", "scope", "cap"]
+                            .iter()
+                            .position(|n| *n == r)
+                            .unwrap() as u32
+                    })
+                }),
+            );
+            let notes = crate::output::coded(&["never"], (from..to).map(|_| None));
+            let fields: Vec<Field> = [&regions, &reasons, &notes]
+                .iter()
+                .zip(schema.fields())
+                .map(|(a, f)| f.as_ref().clone().with_data_type(a.data_type().clone()))
+                .collect();
+            batches.push(
+                RecordBatch::try_new(Arc::new(Schema::new(fields)), vec![regions, reasons, notes])
+                    .unwrap(),
+            );
+            expected
+                .extend((from..to).map(|i| [Some(region(i)), reason(i).map(String::from), None]));
+            from = to;
+        }
+        (schema, batches, expected)
+    }
+
+    #[test]
+    fn coded_text_reads_back_as_the_names_whatever_the_lists_and_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = FileSettings {
+            row_group_rows: 50_000,
+            ..FileSettings::OUTPUT
+        };
+        let write = |name: &str, cuts: &[usize]| {
+            let (schema, batches, expected) = coded_rows(cuts);
+            let path = dir.path().join(name);
+            let mut file = PendingFile::create_with(&path, schema, &settings).unwrap();
+            for batch in &batches {
+                file.write(batch).unwrap();
+            }
+            file.close().unwrap().commit().unwrap();
+            (path, expected)
+        };
+        let (path, expected) = write("a.parquet", &[7, 30_000, 30_001, 94_000, 120_000]);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let metadata = reader.metadata().clone();
+        assert_eq!(metadata.num_row_groups(), 3);
+        for group in metadata.row_groups() {
+            for column in group.columns() {
+                let encodings: Vec<Encoding> = column.encodings().collect();
+                assert!(
+                    encodings.contains(&Encoding::RLE_DICTIONARY),
+                    "{encodings:?}"
+                );
+                assert!(column.dictionary_page_offset().is_some());
+            }
+        }
+        let mut read = Vec::new();
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let text = |c: usize| {
+                let column = batch
+                    .column(c)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap();
+                column
+                    .iter()
+                    .map(|v| v.map(String::from))
+                    .collect::<Vec<_>>()
+            };
+            let (a, b, c) = (text(0), text(1), text(2));
+            read.extend((0..batch.num_rows()).map(|i| [a[i].clone(), b[i].clone(), c[i].clone()]));
+        }
+        assert_eq!(read.len(), 120_000);
+        assert_eq!(read, expected);
+        // The same rows cut into other batches, their lists rotated otherwise and the plain
+        // text elsewhere: a chunk's dictionary is in the order its names are first used, and
+        // its pages are cut by rows, so the bytes are the same.
+        let (again, _) = write("b.parquet", &[50_000, 50_001, 61_000, 99_999, 120_000]);
+        assert_eq!(
+            std::fs::read(&again).unwrap(),
+            std::fs::read(&path).unwrap()
         );
     }
 
