@@ -51,7 +51,9 @@ pub struct CodedChunk {
     indices: Vec<u32>,
     /// Finished data pages, compressed: (bytes, uncompressed size, rows).
     pages: Vec<(Bytes, usize, usize)>,
+    /// Rows in the chunk, and in the page being filled.
     rows: usize,
+    filled: usize,
 }
 
 impl CodedChunk {
@@ -84,6 +86,7 @@ impl CodedChunk {
             indices: Vec::new(),
             pages: Vec::new(),
             rows: 0,
+            filled: 0,
         })
     }
 
@@ -100,20 +103,35 @@ impl CodedChunk {
         if is_coded(array) {
             let coded = array.as_dictionary::<UInt32Type>();
             self.use_list(coded.values());
-            let keys = coded.keys();
-            match keys.nulls().filter(|n| n.null_count() > 0) {
-                None => {
-                    for &key in keys.values().iter() {
-                        let index = self.index(key);
-                        self.push(Some(index))?;
+            let keys = coded.keys().values();
+            let nulls = coded.keys().nulls().filter(|n| n.null_count() > 0);
+            // A page's share of the rows at a time, so that the loops are over codes only.
+            let mut at = 0;
+            while at < keys.len() {
+                let take = (self.page_rows - self.filled).min(keys.len() - at);
+                match nulls {
+                    None => {
+                        if self.nullable {
+                            self.levels.resize(self.levels.len() + take, 1);
+                        }
+                        for &key in &keys[at..at + take] {
+                            let index = self.index(key);
+                            self.indices.push(index);
+                        }
+                    }
+                    Some(nulls) => {
+                        for (k, &key) in keys[at..at + take].iter().enumerate() {
+                            let valid = nulls.is_valid(at + k);
+                            self.levels.push(u32::from(valid));
+                            if valid {
+                                let index = self.index(key);
+                                self.indices.push(index);
+                            }
+                        }
                     }
                 }
-                Some(nulls) => {
-                    for (&key, valid) in keys.values().iter().zip(nulls.iter()) {
-                        let index = valid.then(|| self.index(key));
-                        self.push(index)?;
-                    }
-                }
+                at += take;
+                self.advance(take)?;
             }
             return Ok(());
         }
@@ -148,9 +166,9 @@ impl CodedChunk {
     /// The chunk's index of `code` in the current list.
     #[inline]
     fn index(&mut self, code: u32) -> u32 {
-        match self.remap.get(code as usize) {
-            Some(&index) if index != UNSEEN => index,
-            _ => self.first_use(code),
+        match self.remap[code as usize] {
+            UNSEEN => self.first_use(code),
+            index => index,
         }
     }
 
@@ -173,7 +191,6 @@ impl CodedChunk {
         index
     }
 
-    #[inline]
     fn push(&mut self, index: Option<u32>) -> Result<()> {
         if self.nullable {
             self.levels.push(u32::from(index.is_some()));
@@ -181,8 +198,14 @@ impl CodedChunk {
         if let Some(index) = index {
             self.indices.push(index);
         }
-        self.rows += 1;
-        if self.rows.is_multiple_of(self.page_rows) {
+        self.advance(1)
+    }
+
+    /// Counts `rows` more rows, and finishes the page they fill.
+    fn advance(&mut self, rows: usize) -> Result<()> {
+        self.rows += rows;
+        self.filled += rows;
+        if self.filled == self.page_rows {
             self.finish_page()?;
         }
         Ok(())
@@ -191,11 +214,7 @@ impl CodedChunk {
     /// Encodes the filling page: for a nullable column its definition levels (length-prefixed),
     /// then the indices' bit width and the indices.
     fn finish_page(&mut self) -> Result<()> {
-        let rows = if self.nullable {
-            self.levels.len()
-        } else {
-            self.indices.len()
-        };
+        let rows = std::mem::take(&mut self.filled);
         if rows == 0 {
             return Ok(());
         }
