@@ -35,7 +35,10 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 
 mod coded;
+mod packed;
+mod pages;
 use coded::CodedChunk;
+use packed::PackedChunk;
 
 /// Rows per row group: about a million keeps per-group metadata small while letting readers
 /// decode groups in parallel.
@@ -176,10 +179,10 @@ pub struct PendingFile {
     /// The column writers of the row group being filled (created with its first rows): they
     /// hold its pages encoded and compressed, far smaller than the rows as Arrow arrays.
     columns: Vec<ColumnChunk>,
-    /// Per column, how it is written from codes when its rows come as codes ([`coded`]):
-    /// `None` where the file's settings ask for what only the Arrow writer does (statistics,
-    /// another codec, no dictionary, a nested or non-text column).
-    codable: Vec<Option<Codable>>,
+    /// Per column, how it is written by hand ([`coded`], [`packed`]): `None` where the file's
+    /// settings ask for what only the Arrow writer does (another codec or encoding, page
+    /// statistics, a bloom filter, a nested column).
+    by_hand: Vec<Option<ByHand>>,
     /// Rows of the filling row group given to `write`…
     filling_rows: usize,
     /// …of which these are not yet encoded (fewer than [`ENCODE_ROWS`] until the group ends).
@@ -231,14 +234,14 @@ impl PendingFile {
             schema.fields().len(),
             "struct columns are not supported"
         );
-        let codable = codable_columns(&schema, writer.schema_descr(), &props);
+        let by_hand = by_hand(&schema, writer.schema_descr(), &props);
         Ok(PendingFile {
             tmp,
             path: path.to_path_buf(),
             schema,
             writer: Some(writer),
             factory,
-            codable,
+            by_hand,
             row_group_rows: settings.row_group_rows.max(1),
             columns: Vec::new(),
             filling_rows: 0,
@@ -293,17 +296,24 @@ impl PendingFile {
                 .factory
                 .create_column_writers(self.row_groups_written)
                 .map_err(|e| Error::parquet(&self.tmp, e))?;
-            // A column is written from codes for the whole row group when its first rows come
-            // as codes.
+            // A text column is written from codes for the whole row group when its first rows
+            // come as codes.
             self.columns = writers
                 .into_iter()
-                .zip(&self.codable)
+                .zip(&self.by_hand)
                 .enumerate()
-                .map(|(c, (writer, codable))| match codable {
-                    Some(how) if coded::is_coded(now[0].column(c).as_ref()) => {
+                .map(|(c, (writer, by_hand))| match by_hand {
+                    Some(ByHand::Text(how)) if coded::is_coded(now[0].column(c).as_ref()) => {
                         CodedChunk::new(how.descr.clone(), how.compression, how.page_rows)
                             .map(|chunk| ColumnChunk::Coded(Box::new(chunk)))
                     }
+                    Some(ByHand::Integers(how, statistics)) => PackedChunk::new(
+                        how.descr.clone(),
+                        how.compression,
+                        how.page_rows,
+                        *statistics,
+                    )
+                    .map(|chunk| ColumnChunk::Packed(Box::new(chunk))),
                     _ => Ok(ColumnChunk::Arrow(Box::new(writer))),
                 })
                 .collect::<parquet::errors::Result<_>>()
@@ -317,6 +327,11 @@ impl PendingFile {
                 let arrays: Vec<&ArrayRef> = now.iter().map(|b| b.column(c)).collect();
                 match column {
                     ColumnChunk::Coded(chunk) => {
+                        for array in arrays {
+                            chunk.write(array.as_ref())?;
+                        }
+                    }
+                    ColumnChunk::Packed(chunk) => {
                         for array in arrays {
                             chunk.write(array.as_ref())?;
                         }
@@ -345,7 +360,10 @@ impl PendingFile {
                 ColumnChunk::Arrow(column) => column.close().map(ClosedChunk::Arrow),
                 ColumnChunk::Coded(chunk) => chunk
                     .close()
-                    .map(|(bytes, close)| ClosedChunk::Coded(bytes, close)),
+                    .map(|(bytes, close)| ClosedChunk::ByHand(bytes, close)),
+                ColumnChunk::Packed(chunk) => chunk
+                    .close()
+                    .map(|(bytes, close)| ClosedChunk::ByHand(bytes, close)),
             })
             .collect::<parquet::errors::Result<_>>()
             .map_err(|e| Error::parquet(tmp, e))?;
@@ -356,7 +374,7 @@ impl PendingFile {
         for chunk in chunks {
             match chunk {
                 ClosedChunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group),
-                ClosedChunk::Coded(bytes, close) => row_group.append_column(&bytes, close),
+                ClosedChunk::ByHand(bytes, close) => row_group.append_column(&bytes, close),
             }
             .map_err(|e| Error::parquet(tmp, e))?;
         }
@@ -408,29 +426,38 @@ impl Drop for PendingFile {
 enum ColumnChunk {
     Arrow(Box<ArrowColumnWriter>),
     Coded(Box<CodedChunk>),
+    Packed(Box<PackedChunk>),
 }
 
 /// One column of a finished row group, ready to append.
 enum ClosedChunk {
     Arrow(ArrowColumnChunk),
-    Coded(bytes::Bytes, parquet::column::writer::ColumnCloseResult),
+    ByHand(bytes::Bytes, parquet::column::writer::ColumnCloseResult),
 }
 
-/// How a column is written from codes ([`coded`]).
-struct Codable {
+/// Where and how a column written by hand goes.
+struct Chunking {
     descr: ColumnDescPtr,
     compression: Compression,
     page_rows: usize,
 }
 
-/// Per column of `schema`, whether it can be written from codes under `props`: a top-level text
-/// column, dictionary-encoded, without statistics or a bloom filter, snappy or uncompressed, in
-/// data pages of version 1 — what [`coded`] writes.
-fn codable_columns(
+/// A column written by hand: text from codes ([`coded`]), or integers delta-packed
+/// ([`packed`]) with or without chunk statistics.
+enum ByHand {
+    Text(Chunking),
+    Integers(Chunking, bool),
+}
+
+/// Per column of `schema`, whether it is written by hand under `props`: a top-level column,
+/// snappy or uncompressed, data pages of version 1 without page statistics or a bloom filter;
+/// text dictionary-encoded without statistics ([`coded`]), or integers `DELTA_BINARY_PACKED`
+/// ([`packed`]).
+fn by_hand(
     schema: &SchemaRef,
     parquet: &parquet::schema::types::SchemaDescriptor,
     props: &WriterProperties,
-) -> Vec<Option<Codable>> {
+) -> Vec<Option<ByHand>> {
     schema
         .fields()
         .iter()
@@ -438,17 +465,33 @@ fn codable_columns(
         .map(|(c, field)| {
             let path = ColumnPath::from(field.name().as_str());
             let compression = props.compression(&path);
-            let fits = field.data_type() == &DataType::Utf8
-                && props.writer_version() == WriterVersion::PARQUET_1_0
-                && props.dictionary_enabled(&path)
-                && props.statistics_enabled(&path) == EnabledStatistics::None
+            let statistics = props.statistics_enabled(&path);
+            let chunk = props.writer_version() == WriterVersion::PARQUET_1_0
                 && props.bloom_filter_properties(&path).is_none()
                 && matches!(compression, Compression::SNAPPY | Compression::UNCOMPRESSED);
-            fits.then(|| Codable {
+            let chunking = || Chunking {
                 descr: parquet.column(c),
                 compression,
                 page_rows: props.column_data_page_row_count_limit(&path),
-            })
+            };
+            if !chunk {
+                return None;
+            }
+            if field.data_type() == &DataType::Utf8
+                && props.dictionary_enabled(&path)
+                && statistics == EnabledStatistics::None
+            {
+                return Some(ByHand::Text(chunking()));
+            }
+            if packed::is_packable(field.data_type())
+                && !props.dictionary_enabled(&path)
+                && props.encoding(&path) == Some(Encoding::DELTA_BINARY_PACKED)
+                && statistics != EnabledStatistics::Page
+            {
+                let with_statistics = statistics == EnabledStatistics::Chunk;
+                return Some(ByHand::Integers(chunking(), with_statistics));
+            }
+            None
         })
         .collect()
 }
@@ -889,6 +932,140 @@ mod tests {
             std::fs::read(&again).unwrap(),
             std::fs::read(&path).unwrap()
         );
+    }
+
+    #[test]
+    fn integers_written_by_hand_read_back_with_the_arrow_writers_statistics() {
+        use arrow::array::{Decimal128Array, Int16Array, Int32Array, TimestampMillisecondArray};
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("fund_paid", DataType::Decimal128(18, 2), true),
+            Field::new("ratio", DataType::Decimal128(5, 4), true),
+            Field::new("window_days", DataType::Int16, true),
+            Field::new(
+                "settled_at",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("k", DataType::Int32, false),
+        ]));
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let n = 45_000usize;
+        let rows: Vec<[i64; 6]> = (0..n)
+            .map(|i| {
+                let r = next();
+                [
+                    // Extremes, whose deltas wrap.
+                    match i % 5 {
+                        0 => i64::MIN,
+                        1 => i64::MAX,
+                        _ => r as i64,
+                    },
+                    (r % 10_000_000) as i64 - 1_000,
+                    (r >> 20) as i64 % 10_001,
+                    (r >> 40) as i64 % 400,
+                    1_709_251_200_000 + i as i64 * 997 + (r % 1000) as i64,
+                    match i % 3 {
+                        0 => i64::from(i32::MIN),
+                        1 => i64::from(i32::MAX),
+                        _ => i64::from(r as i32),
+                    },
+                ]
+            })
+            .collect();
+        let null = |i: usize, every: usize| i % every == 3;
+        let batch = |from: usize, to: usize| {
+            let at = from..to;
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(at.clone().map(|i| rows[i][0]))),
+                    Arc::new(
+                        at.clone()
+                            .map(|i| (!null(i, 4)).then_some(i128::from(rows[i][1])))
+                            .collect::<Decimal128Array>()
+                            .with_precision_and_scale(18, 2)
+                            .unwrap(),
+                    ),
+                    Arc::new(
+                        at.clone()
+                            .map(|i| (!null(i, 7)).then_some(i128::from(rows[i][2])))
+                            .collect::<Decimal128Array>()
+                            .with_precision_and_scale(5, 4)
+                            .unwrap(),
+                    ),
+                    Arc::new(
+                        at.clone()
+                            .map(|i| (i % 50 != 0).then_some(rows[i][3] as i16))
+                            .collect::<Int16Array>(),
+                    ),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        at.clone().map(|i| rows[i][4]),
+                    )),
+                    Arc::new(Int32Array::from_iter_values(at.map(|i| rows[i][5] as i32))),
+                ],
+            )
+            .unwrap()
+        };
+        let write = |name: &str, statistics| {
+            let settings = FileSettings {
+                row_group_rows: 30_000,
+                statistics,
+                ..FileSettings::OUTPUT
+            };
+            let path = dir.path().join(name);
+            let mut file = PendingFile::create_with(&path, schema.clone(), &settings).unwrap();
+            for (from, to) in [(0, 1), (1, 29_999), (29_999, 31_000), (31_000, n)] {
+                file.write(&batch(from, to)).unwrap();
+            }
+            file.close().unwrap().commit().unwrap();
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap()
+        };
+        // Chunk statistics: written by hand; page statistics: by the Arrow writer.
+        let by_hand = write("hand.parquet", EnabledStatistics::Chunk);
+        let by_arrow = write("arrow.parquet", EnabledStatistics::Page);
+        let (hand_meta, arrow_meta) = (by_hand.metadata().clone(), by_arrow.metadata().clone());
+        assert_eq!(hand_meta.num_row_groups(), 2);
+        for (hand, arrow) in hand_meta.row_groups().iter().zip(arrow_meta.row_groups()) {
+            for (h, a) in hand.columns().iter().zip(arrow.columns()) {
+                let encodings: Vec<Encoding> = h.encodings().collect();
+                assert_eq!(encodings, [Encoding::RLE, Encoding::DELTA_BINARY_PACKED]);
+                let (hs, as_) = (h.statistics().unwrap(), a.statistics().unwrap());
+                assert_eq!(
+                    hs.min_bytes_opt(),
+                    as_.min_bytes_opt(),
+                    "{}",
+                    h.column_path()
+                );
+                assert_eq!(
+                    hs.max_bytes_opt(),
+                    as_.max_bytes_opt(),
+                    "{}",
+                    h.column_path()
+                );
+                assert_eq!(
+                    hs.null_count_opt(),
+                    as_.null_count_opt(),
+                    "{}",
+                    h.column_path()
+                );
+            }
+        }
+        let whole = batch(0, n);
+        for reader in [by_hand, by_arrow] {
+            let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+            assert_eq!(
+                arrow::compute::concat_batches(&schema, &read).unwrap(),
+                whole
+            );
+        }
     }
 
     #[test]

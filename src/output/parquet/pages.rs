@@ -1,0 +1,398 @@
+//! What the column chunks yibao writes by hand ([`super::coded`], [`super::packed`]) share:
+//! data pages of version 1 cut every `page_rows` rows from the row group's start, each with
+//! its rows' definition levels when the column is nullable, compressed on their own; then the
+//! chunk's pages behind their headers, with the chunk's metadata and offset index, as
+//! `SerializedRowGroupWriter::append_column` takes them.
+
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::{ColumnChunkMetaData, LevelHistogram, OffsetIndexBuilder};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+/// The pages of one column chunk being written.
+pub struct ChunkPages {
+    descr: ColumnDescPtr,
+    compression: Compression,
+    nullable: bool,
+    page_rows: usize,
+    /// The filling page's definition levels (nullable columns only) and its row count.
+    levels: Vec<u32>,
+    filled: usize,
+    /// Finished data pages, compressed: (bytes, uncompressed size, rows).
+    pages: Vec<(Bytes, usize, usize)>,
+    rows: usize,
+    nulls: u64,
+}
+
+/// What a chunk's metadata says beyond its pages.
+pub struct ChunkSummary {
+    /// The dictionary page's values (`PLAIN`) and their count, written before the data pages.
+    pub dictionary: Option<(Vec<u8>, u32)>,
+    /// Every encoding the chunk's pages use.
+    pub encodings: Vec<Encoding>,
+    /// The chunk's statistics, with its definition level histogram, when the file has them.
+    pub statistics: Option<Statistics>,
+}
+
+impl ChunkPages {
+    pub fn new(descr: ColumnDescPtr, compression: Compression, page_rows: usize) -> Result<Self> {
+        if descr.max_rep_level() != 0 || descr.max_def_level() > 1 {
+            return Err(ParquetError::General(format!(
+                "column {} is not a top-level column",
+                descr.path()
+            )));
+        }
+        if !matches!(compression, Compression::SNAPPY | Compression::UNCOMPRESSED) {
+            return Err(ParquetError::General(format!(
+                "column {} is written by hand with snappy or uncompressed, not {compression}",
+                descr.path()
+            )));
+        }
+        Ok(ChunkPages {
+            nullable: descr.max_def_level() == 1,
+            descr,
+            compression,
+            page_rows: page_rows.max(1),
+            levels: Vec::new(),
+            filled: 0,
+            pages: Vec::new(),
+            rows: 0,
+            nulls: 0,
+        })
+    }
+
+    pub fn descr(&self) -> &ColumnDescPtr {
+        &self.descr
+    }
+
+    pub fn nullable(&self) -> bool {
+        self.nullable
+    }
+
+    /// Null rows so far.
+    pub fn nulls(&self) -> u64 {
+        self.nulls
+    }
+
+    /// Rows the filling page still takes.
+    pub fn room(&self) -> usize {
+        self.page_rows - self.filled
+    }
+
+    /// `rows` rows more, all of them non-null, for the filling page.
+    #[inline]
+    pub fn present(&mut self, rows: usize) {
+        if self.nullable {
+            self.levels.resize(self.levels.len() + rows, 1);
+        }
+    }
+
+    /// One row more for the filling page, null or not (nullable columns only).
+    #[inline]
+    pub fn level(&mut self, valid: bool) {
+        self.levels.push(u32::from(valid));
+        self.nulls += u64::from(!valid);
+    }
+
+    /// Counts `rows` more rows (their levels given); `true` when they fill the page.
+    pub fn advance(&mut self, rows: usize) -> bool {
+        self.rows += rows;
+        self.filled += rows;
+        self.filled == self.page_rows
+    }
+
+    /// Ends the filling page: its levels, then its values as `values` appends them.
+    pub fn finish_page(&mut self, values: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        let rows = std::mem::take(&mut self.filled);
+        if rows == 0 {
+            return Ok(());
+        }
+        let mut page = Vec::with_capacity(rows + 64);
+        if self.nullable {
+            page.extend_from_slice(&[0; 4]);
+            hybrid(&self.levels, 1, &mut page);
+            let length = (page.len() - 4) as u32;
+            page[..4].copy_from_slice(&length.to_le_bytes());
+            self.levels.clear();
+        }
+        values(&mut page);
+        let uncompressed = page.len();
+        self.pages.push((self.compress(page)?, uncompressed, rows));
+        Ok(())
+    }
+
+    fn compress(&self, page: Vec<u8>) -> Result<Bytes> {
+        Ok(match self.compression {
+            Compression::SNAPPY => snap::raw::Encoder::new()
+                .compress_vec(&page)
+                .map_err(|e| ParquetError::External(Box::new(e)))?
+                .into(),
+            _ => page.into(),
+        })
+    }
+
+    /// The chunk's bytes (the dictionary page if any, then the data pages, each behind its
+    /// header) and its metadata and offset index, counted from the chunk's start. The caller
+    /// has finished the last page.
+    pub fn close(
+        self,
+        value_encoding: Encoding,
+        summary: ChunkSummary,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        debug_assert_eq!(self.filled, 0, "the last page is finished before close");
+        let mut sink = TrackedWrite::new(Vec::new());
+        let mut writer = SerializedPageWriter::new(&mut sink);
+        let (mut compressed, mut uncompressed) = (0i64, 0i64);
+        let mut dictionary_page = None;
+        if let Some((values, count)) = summary.dictionary {
+            let size = values.len();
+            let spec = writer.write_page(CompressedPage::new(
+                Page::DictionaryPage {
+                    buf: self.compress(values)?,
+                    num_values: count,
+                    encoding: Encoding::PLAIN,
+                    is_sorted: false,
+                },
+                size,
+            ))?;
+            compressed += spec.compressed_size as i64;
+            uncompressed += spec.uncompressed_size as i64;
+            dictionary_page = Some(spec.offset as i64);
+        }
+        let mut offsets = OffsetIndexBuilder::new();
+        let mut first_data_page = None;
+        for (buf, size, rows) in self.pages {
+            let spec = writer.write_page(CompressedPage::new(
+                Page::DataPage {
+                    buf,
+                    num_values: rows as u32,
+                    encoding: value_encoding,
+                    def_level_encoding: Encoding::RLE,
+                    rep_level_encoding: Encoding::RLE,
+                    statistics: None,
+                },
+                size,
+            ))?;
+            first_data_page.get_or_insert(spec.offset as i64);
+            compressed += spec.compressed_size as i64;
+            uncompressed += spec.uncompressed_size as i64;
+            offsets.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+            offsets.append_row_count(rows as i64);
+        }
+        writer.close()?;
+        let bytes: Bytes = sink.into_inner()?.into();
+        let mut metadata = ColumnChunkMetaData::builder(self.descr.clone())
+            .set_encodings(summary.encodings)
+            .set_compression(self.compression)
+            .set_num_values(self.rows as i64)
+            .set_total_compressed_size(compressed)
+            .set_total_uncompressed_size(uncompressed)
+            .set_dictionary_page_offset(dictionary_page)
+            .set_data_page_offset(first_data_page.or(dictionary_page).unwrap_or(0));
+        if let Some(statistics) = summary.statistics {
+            metadata = metadata.set_statistics(statistics);
+            if self.nullable {
+                let present = self.rows as i64 - self.nulls as i64;
+                metadata =
+                    metadata.set_definition_level_histogram(Some(LevelHistogram::from(vec![
+                        self.nulls as i64,
+                        present,
+                    ])));
+            }
+        }
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: self.rows as u64,
+            metadata: metadata.build()?,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: Some(offsets.build()),
+        };
+        Ok((bytes, close))
+    }
+}
+
+/// Bits to write indices up to `max` (at least one, which every reader takes).
+pub fn bit_width(max: u32) -> u8 {
+    (32 - max.leading_zeros()).max(1) as u8
+}
+
+/// Appends `values` (each below `2^width`) in Parquet's run-length / bit-packed hybrid: a run
+/// of eight or more equal values as one repeated value, the rest bit-packed eight at a time
+/// (the last group padded with zeros, which a reader knows to skip from the value count).
+pub fn hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
+    let n = values.len();
+    let run_at = |i: usize, at_least: usize| {
+        let v = values[i];
+        let end = (i + at_least).min(n);
+        let mut j = i + 1;
+        while j < end && values[j] == v {
+            j += 1;
+        }
+        j - i
+    };
+    let mut i = 0;
+    while i < n {
+        let run = run_at(i, n - i);
+        if run >= 8 {
+            put_varint(out, (run as u64) << 1);
+            let value = values[i].to_le_bytes();
+            out.extend_from_slice(&value[..(width as usize).div_ceil(8)]);
+            i += run;
+            continue;
+        }
+        // Literal groups of eight until a group starts a run worth repeating.
+        let start = i;
+        let mut groups = 0u64;
+        loop {
+            i += 8;
+            groups += 1;
+            if i >= n || run_at(i, 8) >= 8 {
+                break;
+            }
+        }
+        put_varint(out, (groups << 1) | 1);
+        bit_pack(&values[start..i.min(n)], width, groups as usize * 8, out);
+        i = i.min(n);
+    }
+}
+
+/// Packs `values` `width` bits each, least significant first, padded with zeros to `count`.
+fn bit_pack(values: &[u32], width: u8, count: usize, out: &mut Vec<u8>) {
+    let mut acc = 0u64;
+    let mut bits = 0u32;
+    for k in 0..count {
+        let v = values.get(k).copied().unwrap_or(0);
+        acc |= u64::from(v) << bits;
+        bits += u32::from(width);
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+    // `count` is a multiple of eight, so eight values fill `width` whole bytes.
+    debug_assert_eq!(bits, 0);
+}
+
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes the hybrid encoding of `count` values of `width` bits (the reader's side).
+    fn unhybrid(mut bytes: &[u8], width: u8, count: usize) -> Vec<u32> {
+        let varint = |bytes: &mut &[u8]| {
+            let (mut v, mut shift) = (0u64, 0);
+            loop {
+                let b = bytes[0];
+                *bytes = &bytes[1..];
+                v |= u64::from(b & 0x7f) << shift;
+                shift += 7;
+                if b < 0x80 {
+                    return v;
+                }
+            }
+        };
+        let mut out = Vec::new();
+        while out.len() < count {
+            let header = varint(&mut bytes);
+            if header & 1 == 0 {
+                let n = (width as usize).div_ceil(8);
+                let mut value = [0u8; 4];
+                value[..n].copy_from_slice(&bytes[..n]);
+                bytes = &bytes[n..];
+                out.extend(std::iter::repeat_n(
+                    u32::from_le_bytes(value),
+                    (header >> 1) as usize,
+                ));
+            } else {
+                let values = (header >> 1) as usize * 8;
+                let (mut acc, mut bits) = (0u64, 0u32);
+                for _ in 0..values {
+                    while bits < u32::from(width) {
+                        acc |= u64::from(bytes[0]) << bits;
+                        bytes = &bytes[1..];
+                        bits += 8;
+                    }
+                    out.push((acc & ((1u64 << width) - 1)) as u32);
+                    acc >>= width;
+                    bits -= u32::from(width);
+                }
+            }
+        }
+        assert!(bytes.is_empty(), "{} bytes left over", bytes.len());
+        out.truncate(count);
+        out
+    }
+
+    #[test]
+    fn hybrid_repeats_runs_and_packs_the_rest() {
+        // Literals around a run shorter than two groups: packed whole.
+        let mut values = vec![1, 2, 3];
+        values.extend([7; 10]);
+        values.extend([4, 5, 6, 0, 1]);
+        let mut out = Vec::new();
+        hybrid(&values, 3, &mut out);
+        assert_eq!(unhybrid(&out, 3, values.len()), values);
+        // A run of 20 zeros with width 1: header 40, one value byte.
+        let mut out = Vec::new();
+        hybrid(&[0; 20], 1, &mut out);
+        assert_eq!(out, vec![40, 0]);
+        // Eight distinct values of width 4 are one packed group: header 3, then 4 bytes.
+        let mut out = Vec::new();
+        hybrid(&[1, 2, 3, 4, 5, 6, 7, 8], 4, &mut out);
+        assert_eq!(out, vec![3, 0x21, 0x43, 0x65, 0x87]);
+    }
+
+    #[test]
+    fn hybrid_round_trips_any_values() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for width in [1u8, 2, 5, 8, 9, 17, 32] {
+            for n in [0usize, 1, 7, 8, 9, 63, 1000] {
+                let values: Vec<u32> = (0..n)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        // Runs half of the time.
+                        let v = if seed.is_multiple_of(2) {
+                            3
+                        } else {
+                            (seed >> 8) as u32
+                        };
+                        (u64::from(v) & ((1u64 << width) - 1)) as u32
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                hybrid(&values, width, &mut out);
+                assert_eq!(
+                    unhybrid(&out, width, n),
+                    values,
+                    "width {width}, {n} values"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bit_width_is_at_least_one() {
+        assert_eq!(bit_width(0), 1);
+        assert_eq!(bit_width(1), 1);
+        assert_eq!(bit_width(2), 2);
+        assert_eq!(bit_width(255), 8);
+        assert_eq!(bit_width(256), 9);
+    }
+}
