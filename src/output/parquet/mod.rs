@@ -37,8 +37,10 @@ use crate::error::{Error, Result};
 mod coded;
 mod packed;
 mod pages;
+mod prefixed;
 use coded::CodedChunk;
 use packed::PackedChunk;
+use prefixed::PrefixedChunk;
 
 /// Rows per row group: about a million keeps per-group metadata small while letting readers
 /// decode groups in parallel.
@@ -101,10 +103,10 @@ impl FileSettings {
     };
 
     /// An output with a row per claim in person-key order (settlements, anomalies, rejected
-    /// rows): [`Self::PER_CLAIM`] with the ids also delta-encoded, and no statistics for text
-    /// columns, which are in no order.
+    /// rows): [`Self::PER_CLAIM`] with the ids also delta-encoded (an anomaly's related claim
+    /// too: few flags share one), and no statistics for text columns, which are in no order.
     pub const OUTPUT: FileSettings = FileSettings {
-        distinct_columns: &["claim_id", "person_id"],
+        distinct_columns: &["claim_id", "person_id", "related_claim_id"],
         text_statistics: false,
         ..FileSettings::PER_CLAIM
     };
@@ -307,6 +309,12 @@ impl PendingFile {
                         CodedChunk::new(how.descr.clone(), how.compression, how.page_rows)
                             .map(|chunk| ColumnChunk::Coded(Box::new(chunk)))
                     }
+                    Some(ByHand::Distinct(how))
+                        if now[0].column(c).data_type() == &DataType::Utf8 =>
+                    {
+                        PrefixedChunk::new(how.descr.clone(), how.compression, how.page_rows)
+                            .map(|chunk| ColumnChunk::Prefixed(Box::new(chunk)))
+                    }
                     Some(ByHand::Integers(how, statistics)) => PackedChunk::new(
                         how.descr.clone(),
                         how.compression,
@@ -332,6 +340,11 @@ impl PendingFile {
                         }
                     }
                     ColumnChunk::Packed(chunk) => {
+                        for array in arrays {
+                            chunk.write(array.as_ref())?;
+                        }
+                    }
+                    ColumnChunk::Prefixed(chunk) => {
                         for array in arrays {
                             chunk.write(array.as_ref())?;
                         }
@@ -362,6 +375,9 @@ impl PendingFile {
                     .close()
                     .map(|(bytes, close)| ClosedChunk::ByHand(bytes, close)),
                 ColumnChunk::Packed(chunk) => chunk
+                    .close()
+                    .map(|(bytes, close)| ClosedChunk::ByHand(bytes, close)),
+                ColumnChunk::Prefixed(chunk) => chunk
                     .close()
                     .map(|(bytes, close)| ClosedChunk::ByHand(bytes, close)),
             })
@@ -427,6 +443,7 @@ enum ColumnChunk {
     Arrow(Box<ArrowColumnWriter>),
     Coded(Box<CodedChunk>),
     Packed(Box<PackedChunk>),
+    Prefixed(Box<PrefixedChunk>),
 }
 
 /// One column of a finished row group, ready to append.
@@ -442,17 +459,19 @@ struct Chunking {
     page_rows: usize,
 }
 
-/// A column written by hand: text from codes ([`coded`]), or integers delta-packed
-/// ([`packed`]) with or without chunk statistics.
+/// A column written by hand: text from codes ([`coded`]), distinct text as prefixes and
+/// suffixes ([`prefixed`]), or integers delta-packed ([`packed`]) with or without chunk
+/// statistics.
 enum ByHand {
     Text(Chunking),
+    Distinct(Chunking),
     Integers(Chunking, bool),
 }
 
 /// Per column of `schema`, whether it is written by hand under `props`: a top-level column,
 /// snappy or uncompressed, data pages of version 1 without page statistics or a bloom filter;
-/// text dictionary-encoded without statistics ([`coded`]), or integers `DELTA_BINARY_PACKED`
-/// ([`packed`]).
+/// text without statistics, dictionary-encoded ([`coded`]) or `DELTA_BYTE_ARRAY`
+/// ([`prefixed`]), or integers `DELTA_BINARY_PACKED` ([`packed`]).
 fn by_hand(
     schema: &SchemaRef,
     parquet: &parquet::schema::types::SchemaDescriptor,
@@ -482,6 +501,13 @@ fn by_hand(
                 && statistics == EnabledStatistics::None
             {
                 return Some(ByHand::Text(chunking()));
+            }
+            if field.data_type() == &DataType::Utf8
+                && !props.dictionary_enabled(&path)
+                && props.encoding(&path) == Some(Encoding::DELTA_BYTE_ARRAY)
+                && statistics == EnabledStatistics::None
+            {
+                return Some(ByHand::Distinct(chunking()));
             }
             if packed::is_packable(field.data_type())
                 && !props.dictionary_enabled(&path)
@@ -1066,6 +1092,57 @@ mod tests {
                 whole
             );
         }
+    }
+
+    #[test]
+    fn distinct_text_written_by_hand_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("claim_id", DataType::Utf8, false),
+            Field::new("related_claim_id", DataType::Utf8, true),
+        ]));
+        let n = 45_000usize;
+        // Ids sharing long prefixes, an empty one, and Chinese text (prefixes cut inside a
+        // character are bytes like any other).
+        let id = |i: usize| match i % 1000 {
+            0 => String::new(),
+            1 => format!("嘉兴{i}号"),
+            _ => format!("C2024{:09}", i * 7919 % 1_000_003),
+        };
+        let related = |i: usize| (i % 3 != 0).then(|| format!("R{}", i / 3));
+        let batch = |from: usize, to: usize| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values((from..to).map(id))),
+                    Arc::new(StringArray::from_iter((from..to).map(related))),
+                ],
+            )
+            .unwrap()
+        };
+        let path = dir.path().join("ids.parquet");
+        let settings = FileSettings {
+            row_group_rows: 30_000,
+            distinct_columns: &["claim_id", "related_claim_id"],
+            ..FileSettings::OUTPUT
+        };
+        let mut file = PendingFile::create_with(&path, schema.clone(), &settings).unwrap();
+        for (from, to) in [(0, 3), (3, 20_001), (20_001, 40_000), (40_000, n)] {
+            file.write(&batch(from, to)).unwrap();
+        }
+        file.close().unwrap().commit().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        for group in reader.metadata().row_groups() {
+            for column in group.columns() {
+                let encodings: Vec<Encoding> = column.encodings().collect();
+                assert_eq!(encodings, [Encoding::RLE, Encoding::DELTA_BYTE_ARRAY]);
+            }
+        }
+        let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+        assert_eq!(
+            arrow::compute::concat_batches(&schema, &read).unwrap(),
+            batch(0, n)
+        );
     }
 
     #[test]

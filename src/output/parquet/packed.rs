@@ -199,7 +199,7 @@ fn zigzag(v: i64) -> u64 {
 /// value count, first value), then per block of deltas its smallest delta, the bit width of
 /// each miniblock and the miniblocks, each delta less the smallest. With `INT32` the deltas
 /// wrap at 32 bits, as a reader of an INT32 column adds them.
-fn delta_binary_packed<const INT32: bool>(values: &[i64], out: &mut Vec<u8>) {
+pub(super) fn delta_binary_packed<const INT32: bool>(values: &[i64], out: &mut Vec<u8>) {
     put_varint(out, BLOCK as u64);
     put_varint(out, (BLOCK / MINIBLOCK) as u64);
     put_varint(out, values.len() as u64);

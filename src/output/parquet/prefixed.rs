@@ -1,0 +1,153 @@
+//! A text column of (nearly) distinct values written by hand in `DELTA_BYTE_ARRAY`: the ids
+//! (`claim_id`, `person_id`, `related_claim_id`), each value as the length of the prefix it
+//! shares with the value before it and the rest.
+//!
+//! A page holds its values' prefix lengths and suffix lengths, each `DELTA_BINARY_PACKED`
+//! ([`super::packed`]), then the suffixes end to end. Prefixes start afresh on each page, which
+//! a reader decodes on its own; pages are cut every `page_rows` rows from the row group's start.
+
+use arrow::array::{Array, StringArray};
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::{ParquetError, Result};
+use parquet::schema::types::ColumnDescPtr;
+
+use super::packed::delta_binary_packed;
+use super::pages::{ChunkPages, ChunkSummary};
+
+/// One text column of one row group, being written as prefixes and suffixes.
+pub struct PrefixedChunk {
+    pages: ChunkPages,
+    /// The filling page's last value, the next value's prefix is counted against.
+    previous: Vec<u8>,
+    prefix_lengths: Vec<i64>,
+    suffix_lengths: Vec<i64>,
+    suffixes: Vec<u8>,
+}
+
+impl PrefixedChunk {
+    pub fn new(
+        descr: ColumnDescPtr,
+        compression: Compression,
+        page_rows: usize,
+    ) -> Result<PrefixedChunk> {
+        Ok(PrefixedChunk {
+            pages: ChunkPages::new(descr, compression, page_rows)?,
+            previous: Vec::new(),
+            prefix_lengths: Vec::new(),
+            suffix_lengths: Vec::new(),
+            suffixes: Vec::new(),
+        })
+    }
+
+    /// Appends `array`'s rows (text).
+    pub fn write(&mut self, array: &dyn Array) -> Result<()> {
+        let path = || self.pages.descr().path().to_string();
+        let text: &StringArray = array.as_any().downcast_ref().ok_or_else(|| {
+            ParquetError::General(format!(
+                "column {} is written as text, but a batch has {}",
+                path(),
+                array.data_type()
+            ))
+        })?;
+        if !self.pages.nullable() && text.null_count() > 0 {
+            return Err(ParquetError::General(format!(
+                "column {} is not nullable but has {} nulls",
+                path(),
+                text.null_count()
+            )));
+        }
+        let nulls = text.nulls().filter(|n| n.null_count() > 0);
+        let (offsets, bytes) = (text.value_offsets(), text.values().as_slice());
+        let mut at = 0;
+        while at < text.len() {
+            let take = self.pages.room().min(text.len() - at);
+            if nulls.is_none() {
+                self.pages.present(take);
+            }
+            for i in at..at + take {
+                if let Some(nulls) = nulls {
+                    let valid = nulls.is_valid(i);
+                    self.pages.level(valid);
+                    if !valid {
+                        continue;
+                    }
+                }
+                let value = &bytes[offsets[i] as usize..offsets[i + 1] as usize];
+                let prefix = common_prefix(&self.previous, value);
+                self.prefix_lengths.push(prefix as i64);
+                self.suffix_lengths.push((value.len() - prefix) as i64);
+                self.suffixes.extend_from_slice(&value[prefix..]);
+                self.previous.truncate(prefix);
+                self.previous.extend_from_slice(&value[prefix..]);
+            }
+            at += take;
+            if self.pages.advance(take) {
+                self.finish_page()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the filling page: prefix lengths, suffix lengths, suffixes.
+    fn finish_page(&mut self) -> Result<()> {
+        let (prefixes, lengths, suffixes) =
+            (&self.prefix_lengths, &self.suffix_lengths, &self.suffixes);
+        self.pages.finish_page(|page| {
+            delta_binary_packed::<true>(prefixes, page);
+            delta_binary_packed::<true>(lengths, page);
+            page.extend_from_slice(suffixes);
+        })?;
+        self.prefix_lengths.clear();
+        self.suffix_lengths.clear();
+        self.suffixes.clear();
+        self.previous.clear();
+        Ok(())
+    }
+
+    /// Finishes the chunk: its bytes, metadata and offset index, counted from the chunk's
+    /// start, for `SerializedRowGroupWriter::append_column`.
+    pub fn close(mut self) -> Result<(Bytes, ColumnCloseResult)> {
+        self.finish_page()?;
+        let summary = ChunkSummary {
+            dictionary: None,
+            encodings: vec![Encoding::RLE, Encoding::DELTA_BYTE_ARRAY],
+            statistics: None,
+        };
+        self.pages.close(Encoding::DELTA_BYTE_ARRAY, summary)
+    }
+}
+
+/// The length of the prefix `a` and `b` share, compared eight bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("eight bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_prefix_counts_shared_bytes() {
+        assert_eq!(common_prefix(b"", b"abc"), 0);
+        assert_eq!(common_prefix(b"C202400001234", b"C202400001299"), 11);
+        assert_eq!(common_prefix(b"C2024000", b"C2024000"), 8);
+        assert_eq!(common_prefix(b"C2024000X", b"C2024000"), 8);
+        assert_eq!(common_prefix(b"abcdefghij", b"abcdefghiJ"), 9);
+        assert_eq!(common_prefix(b"xbcdefghij", b"abcdefghij"), 0);
+    }
+}
