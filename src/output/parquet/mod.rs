@@ -1109,7 +1109,7 @@ mod tests {
             1 => format!("嘉兴{i}号"),
             _ => format!("C2024{:09}", i * 7919 % 1_000_003),
         };
-        let related = |i: usize| (i % 3 != 0).then(|| format!("R{}", i / 3));
+        let related = |i: usize| (!i.is_multiple_of(3)).then(|| format!("R{}", i / 3));
         let batch = |from: usize, to: usize| {
             RecordBatch::try_new(
                 schema.clone(),
