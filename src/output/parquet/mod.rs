@@ -950,6 +950,24 @@ mod tests {
         }
         assert_eq!(read.len(), 120_000);
         assert_eq!(read, expected);
+        // Through the page index, from inside a page of the second row group.
+        let selected = read_selected(&path, 61_111, 30_000);
+        let text = |c: usize| {
+            let column = selected
+                .column(c)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            column
+                .iter()
+                .map(|v| v.map(String::from))
+                .collect::<Vec<_>>()
+        };
+        let (a, b, c) = (text(0), text(1), text(2));
+        let selected: Vec<[Option<String>; 3]> = (0..selected.num_rows())
+            .map(|i| [a[i].clone(), b[i].clone(), c[i].clone()])
+            .collect();
+        assert_eq!(selected, expected[61_111..91_111]);
         // The same rows cut into other batches, their lists rotated otherwise and the plain
         // text elsewhere: a chunk's dictionary is in the order its names are first used, and
         // its pages are cut by rows, so the bytes are the same.
@@ -1092,6 +1110,11 @@ mod tests {
                 whole
             );
         }
+        // A reader that skips pages by the offset index lands on the same rows.
+        assert_eq!(
+            read_selected(&dir.path().join("hand.parquet"), 41_234, 500),
+            whole.slice(41_234, 500)
+        );
     }
 
     #[test]
@@ -1143,6 +1166,38 @@ mod tests {
             arrow::compute::concat_batches(&schema, &read).unwrap(),
             batch(0, n)
         );
+        // Across the row groups' boundary, from inside a page.
+        assert_eq!(read_selected(&path, 20_003, 20_000), batch(20_003, 40_003));
+    }
+
+    /// `rows` rows of `path` from `from` on, read through its page index: pages wholly outside
+    /// them are skipped by the offset index's page locations and first rows.
+    fn read_selected(path: &Path, from: usize, rows: usize) -> RecordBatch {
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+        let options = ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(path).unwrap(),
+            options,
+        )
+        .unwrap();
+        assert!(reader.metadata().page_index().is_some());
+        for group in reader.metadata().row_groups() {
+            assert!(group
+                .columns()
+                .iter()
+                .all(|c| c.offset_index_range().is_some()));
+        }
+        let schema = reader.schema().clone();
+        let selection =
+            RowSelection::from(vec![RowSelector::skip(from), RowSelector::select(rows)]);
+        let read: Vec<RecordBatch> = reader
+            .with_row_selection(selection)
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        arrow::compute::concat_batches(&schema, &read).unwrap()
     }
 
     #[test]
