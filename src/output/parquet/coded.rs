@@ -65,13 +65,7 @@ impl CodedChunk {
     /// Appends `array`'s rows: codes into a list of text ([`is_coded`]), or plain text, whose
     /// values are looked up one by one.
     pub fn write(&mut self, array: &dyn Array) -> Result<()> {
-        if !self.pages.nullable() && array.null_count() > 0 {
-            return Err(ParquetError::General(format!(
-                "column {} is not nullable but has {} nulls",
-                self.pages.descr().path(),
-                array.null_count()
-            )));
-        }
+        self.pages.admit(array)?;
         if is_coded(array) {
             let coded = array.as_dictionary::<UInt32Type>();
             self.use_list(coded.values());

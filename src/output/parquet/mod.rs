@@ -900,6 +900,25 @@ mod tests {
         (schema, batches, expected)
     }
 
+    /// The rows of a batch of three text columns.
+    fn three_texts(batch: &RecordBatch) -> Vec<[Option<String>; 3]> {
+        let text = |c: usize| {
+            let column = batch
+                .column(c)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            column
+                .iter()
+                .map(|v| v.map(String::from))
+                .collect::<Vec<_>>()
+        };
+        let (a, b, c) = (text(0), text(1), text(2));
+        (0..batch.num_rows())
+            .map(|i| [a[i].clone(), b[i].clone(), c[i].clone()])
+            .collect()
+    }
+
     #[test]
     fn coded_text_reads_back_as_the_names_whatever_the_lists_and_batches() {
         let dir = tempfile::tempdir().unwrap();
@@ -933,40 +952,12 @@ mod tests {
         }
         let mut read = Vec::new();
         for batch in reader.build().unwrap() {
-            let batch = batch.unwrap();
-            let text = |c: usize| {
-                let column = batch
-                    .column(c)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .unwrap();
-                column
-                    .iter()
-                    .map(|v| v.map(String::from))
-                    .collect::<Vec<_>>()
-            };
-            let (a, b, c) = (text(0), text(1), text(2));
-            read.extend((0..batch.num_rows()).map(|i| [a[i].clone(), b[i].clone(), c[i].clone()]));
+            read.extend(three_texts(&batch.unwrap()));
         }
         assert_eq!(read.len(), 120_000);
         assert_eq!(read, expected);
         // Through the page index, from inside a page of the second row group.
-        let selected = read_selected(&path, 61_111, 30_000);
-        let text = |c: usize| {
-            let column = selected
-                .column(c)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap();
-            column
-                .iter()
-                .map(|v| v.map(String::from))
-                .collect::<Vec<_>>()
-        };
-        let (a, b, c) = (text(0), text(1), text(2));
-        let selected: Vec<[Option<String>; 3]> = (0..selected.num_rows())
-            .map(|i| [a[i].clone(), b[i].clone(), c[i].clone()])
-            .collect();
+        let selected = three_texts(&read_selected(&path, 61_111, 30_000));
         assert_eq!(selected, expected[61_111..91_111]);
         // The same rows cut into other batches, their lists rotated otherwise and the plain
         // text elsewhere: a chunk's dictionary is in the order its names are first used, and

@@ -76,13 +76,7 @@ impl PackedChunk {
 
     /// Appends `array`'s rows.
     pub fn write(&mut self, array: &dyn Array) -> Result<()> {
-        if !self.pages.nullable() && array.null_count() > 0 {
-            return Err(ParquetError::General(format!(
-                "column {} is not nullable but has {} nulls",
-                self.pages.descr().path(),
-                array.null_count()
-            )));
-        }
+        self.pages.admit(array)?;
         let data = array.to_data();
         match array.data_type() {
             DataType::Int16 => self.take(data.buffer::<i16>(0), array, i64::from),

@@ -1,8 +1,8 @@
-//! What the column chunks yibao writes by hand ([`super::coded`], [`super::packed`]) share:
-//! data pages of version 1 cut every `page_rows` rows from the row group's start, each with
-//! its rows' definition levels when the column is nullable, compressed on their own; then the
-//! chunk's pages behind their headers, with the chunk's metadata and offset index, as
-//! `SerializedRowGroupWriter::append_column` takes them.
+//! What the column chunks yibao writes by hand ([`super::coded`], [`super::packed`],
+//! [`super::prefixed`]) share: data pages of version 1 cut every `page_rows` rows from the row
+//! group's start, each with its rows' definition levels when the column is nullable, compressed
+//! on their own; then the chunk's pages behind their headers, with the chunk's metadata and
+//! offset index, as `SerializedRowGroupWriter::append_column` takes them.
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding};
@@ -77,6 +77,18 @@ impl ChunkPages {
     /// Null rows so far.
     pub fn nulls(&self) -> u64 {
         self.nulls
+    }
+
+    /// An error when `array` brings nulls to a column that holds none.
+    pub fn admit(&self, array: &dyn arrow::array::Array) -> Result<()> {
+        if !self.nullable && array.null_count() > 0 {
+            return Err(ParquetError::General(format!(
+                "column {} is not nullable but has {} nulls",
+                self.descr.path(),
+                array.null_count()
+            )));
+        }
+        Ok(())
     }
 
     /// Rows the filling page still takes.

@@ -43,21 +43,14 @@ impl PrefixedChunk {
 
     /// Appends `array`'s rows (text).
     pub fn write(&mut self, array: &dyn Array) -> Result<()> {
-        let path = || self.pages.descr().path().to_string();
         let text: &StringArray = array.as_any().downcast_ref().ok_or_else(|| {
             ParquetError::General(format!(
                 "column {} is written as text, but a batch has {}",
-                path(),
+                self.pages.descr().path(),
                 array.data_type()
             ))
         })?;
-        if !self.pages.nullable() && text.null_count() > 0 {
-            return Err(ParquetError::General(format!(
-                "column {} is not nullable but has {} nulls",
-                path(),
-                text.null_count()
-            )));
-        }
+        self.pages.admit(text)?;
         let nulls = text.nulls().filter(|n| n.null_count() > 0);
         let (offsets, bytes) = (text.value_offsets(), text.values().as_slice());
         let mut at = 0;
