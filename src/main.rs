@@ -146,13 +146,6 @@ enum Command {
         /// The region whose policy file has the [capitation] table.
         #[arg(long, default_value = "341502")]
         region: String,
-        /// A year of settlements: a settlements.parquet, or a directory of runs' outputs.
-        #[arg(long)]
-        settlements: PathBuf,
-        #[arg(long)]
-        persons: PathBuf,
-        #[arg(long)]
-        registrations: PathBuf,
         /// Member units, CSV: unit_id,name,medical_community_id,level,enrolled_persons,
         /// assessment_score,assessment_rank.
         #[arg(long)]
@@ -160,14 +153,8 @@ enum Command {
         /// The pilot persons each unit manages, CSV: person_id,unit_id.
         #[arg(long)]
         enrolment: PathBuf,
-        /// The year's claims: claims of an excluded diagnosis (accidental injury) are then left
-        /// out of the spend.
-        #[arg(long)]
-        claims: Option<PathBuf>,
-        #[arg(long, default_value = "policies")]
-        policies: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        inputs: SettledInputs,
     },
     /// Score the audit rules against the labels `generate` wrote: precision and recall per rule.
     AuditEval {
@@ -273,7 +260,7 @@ enum ReportCommand {
         #[arg(long)]
         month: String,
         #[command(flatten)]
-        inputs: ReportInputs,
+        inputs: SettledInputs,
     },
     /// Jiaxing's quarterly two-diseases tables (residents, employees).
     Jiaxing {
@@ -281,12 +268,13 @@ enum ReportCommand {
         #[arg(long)]
         quarter: String,
         #[command(flatten)]
-        inputs: ReportInputs,
+        inputs: SettledInputs,
     },
 }
 
+/// What the commands that read settled runs (`report`, `capitation`) take.
 #[derive(clap::Args)]
-struct ReportInputs {
+struct SettledInputs {
     /// A run's settlements.parquet, or a directory of runs' output directories.
     #[arg(long)]
     settlements: PathBuf,
@@ -294,7 +282,9 @@ struct ReportInputs {
     persons: PathBuf,
     #[arg(long)]
     registrations: PathBuf,
-    /// The runs' claims: annex 7 then counts persons per institution.
+    /// The runs' claims, for what settlements do not carry: `report ezhou` then counts annex
+    /// 7's persons per institution, `capitation` leaves claims of an excluded diagnosis
+    /// (accidental injury) out of the spend.
     #[arg(long)]
     claims: Option<PathBuf>,
     #[arg(long, default_value = "policies")]
@@ -542,26 +532,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Capitation {
             year,
             region,
-            settlements,
-            persons,
-            registrations,
             units,
             enrolment,
-            claims,
-            policies,
-            out,
+            inputs,
         } => {
+            let out = inputs.out;
             let (accounts, counted) =
                 yibao::capitation::capitation(&yibao::capitation::CapitationArgs {
                     region,
                     year,
-                    settlements,
-                    persons,
-                    registrations,
+                    settlements: inputs.settlements,
+                    persons: inputs.persons,
+                    registrations: inputs.registrations,
                     units,
                     enrolment,
-                    claims,
-                    policies,
+                    claims: inputs.claims,
+                    policies: inputs.policies,
                     out: out.clone(),
                 })?;
             print!("{}", yibao::capitation::terminal_table(&accounts));
