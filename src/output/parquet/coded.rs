@@ -16,12 +16,11 @@ use std::collections::HashMap;
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::datatypes::{DataType, UInt32Type};
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding};
+use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
-use parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{bit_width, hybrid, ChunkPages, ChunkSummary};
+use super::pages::{bit_width, hybrid, ChunkPages, ChunkSummary, HandChunk};
 
 /// Marks a code of the current list not yet given an index in the chunk's dictionary.
 const UNSEEN: u32 = u32::MAX;
@@ -47,24 +46,22 @@ pub struct CodedChunk {
 }
 
 impl CodedChunk {
-    pub fn new(
-        descr: ColumnDescPtr,
-        compression: Compression,
-        page_rows: usize,
-    ) -> Result<CodedChunk> {
-        Ok(CodedChunk {
-            pages: ChunkPages::new(descr, compression, page_rows)?,
+    pub fn new(pages: ChunkPages) -> CodedChunk {
+        CodedChunk {
+            pages,
             names: Vec::new(),
             index_of: HashMap::new(),
             list: None,
             remap: Vec::new(),
             indices: Vec::new(),
-        })
+        }
     }
+}
 
+impl HandChunk for CodedChunk {
     /// Appends `array`'s rows: codes into a list of text ([`is_coded`]), or plain text, whose
     /// values are looked up one by one.
-    pub fn write(&mut self, array: &dyn Array) -> Result<()> {
+    fn write(&mut self, array: &dyn Array) -> Result<()> {
         self.pages.admit(array)?;
         if is_coded(array) {
             let coded = array.as_dictionary::<UInt32Type>();
@@ -128,6 +125,24 @@ impl CodedChunk {
         Ok(())
     }
 
+    /// The dictionary page (the names in first-use order), then the data pages.
+    fn close(mut self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)> {
+        self.finish_page()?;
+        let mut dictionary = Vec::new();
+        for name in &self.names {
+            dictionary.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            dictionary.extend_from_slice(name.as_bytes());
+        }
+        let summary = ChunkSummary {
+            dictionary: Some((dictionary, self.names.len() as u32)),
+            encodings: vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY],
+            statistics: None,
+        };
+        self.pages.close(Encoding::RLE_DICTIONARY, summary)
+    }
+}
+
+impl CodedChunk {
     /// Makes `list` the list the next codes index, keeping the map of the last list when the
     /// names are the same (each batch brings its own copy of the same few names).
     fn use_list(&mut self, list: &ArrayRef) {
@@ -188,23 +203,5 @@ impl CodedChunk {
         })?;
         self.indices.clear();
         Ok(())
-    }
-
-    /// Finishes the chunk: its bytes (the dictionary page, then the data pages) and its
-    /// metadata and offset index, counted from the chunk's start, for
-    /// `SerializedRowGroupWriter::append_column`.
-    pub fn close(mut self) -> Result<(Bytes, ColumnCloseResult)> {
-        self.finish_page()?;
-        let mut dictionary = Vec::new();
-        for name in &self.names {
-            dictionary.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            dictionary.extend_from_slice(name.as_bytes());
-        }
-        let summary = ChunkSummary {
-            dictionary: Some((dictionary, self.names.len() as u32)),
-            encodings: vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY],
-            statistics: None,
-        };
-        self.pages.close(Encoding::RLE_DICTIONARY, summary)
     }
 }

@@ -11,8 +11,10 @@
 //!   `close` removes its temporary file; [`sync_dir`] makes the renames themselves durable.
 //! - **Tuned by measurement** ([`FileSettings`]): see README "Performance" for the numbers behind
 //!   the defaults.
-//! - **Text from codes.** A text column whose rows come as codes into a list of names is written
-//!   from the codes ([`coded`]), without the Arrow writer's hashing of every row's text.
+//! - **Columns written by hand** ([`pages::HandChunk`]): text that comes as codes into a list
+//!   of names, from the codes ([`coded`], without the Arrow writer's hashing of every row's
+//!   text); distinct ids as prefixes and suffixes ([`prefixed`]); integers delta-packed from
+//!   the Arrow buffer ([`packed`]). The Arrow writer takes the rest.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -40,6 +42,7 @@ mod pages;
 mod prefixed;
 use coded::CodedChunk;
 use packed::PackedChunk;
+use pages::{ChunkPages, HandChunk};
 use prefixed::PrefixedChunk;
 
 /// Rows per row group: about a million keeps per-group metadata small while letting readers
@@ -304,25 +307,21 @@ impl PendingFile {
                 .into_iter()
                 .zip(&self.by_hand)
                 .enumerate()
-                .map(|(c, (writer, by_hand))| match by_hand {
-                    Some(ByHand::Text(how)) if coded::is_coded(now[0].column(c).as_ref()) => {
-                        CodedChunk::new(how.descr.clone(), how.compression, how.page_rows)
-                            .map(|chunk| ColumnChunk::Coded(Box::new(chunk)))
-                    }
-                    Some(ByHand::Distinct(how))
-                        if now[0].column(c).data_type() == &DataType::Utf8 =>
-                    {
-                        PrefixedChunk::new(how.descr.clone(), how.compression, how.page_rows)
-                            .map(|chunk| ColumnChunk::Prefixed(Box::new(chunk)))
-                    }
-                    Some(ByHand::Integers(how, statistics)) => PackedChunk::new(
-                        how.descr.clone(),
-                        how.compression,
-                        how.page_rows,
-                        *statistics,
-                    )
-                    .map(|chunk| ColumnChunk::Packed(Box::new(chunk))),
-                    _ => Ok(ColumnChunk::Arrow(Box::new(writer))),
+                .map(|(c, (writer, by_hand))| {
+                    let first = now[0].column(c);
+                    let chunk: Box<dyn HandChunk> = match by_hand {
+                        Some(ByHand::Text(how)) if coded::is_coded(first.as_ref()) => {
+                            Box::new(CodedChunk::new(how.pages()?))
+                        }
+                        Some(ByHand::Distinct(how)) if first.data_type() == &DataType::Utf8 => {
+                            Box::new(PrefixedChunk::new(how.pages()?))
+                        }
+                        Some(ByHand::Integers(how, statistics)) => {
+                            Box::new(PackedChunk::new(how.pages()?, *statistics)?)
+                        }
+                        _ => return Ok(ColumnChunk::Arrow(Box::new(writer))),
+                    };
+                    Ok(ColumnChunk::ByHand(chunk))
                 })
                 .collect::<parquet::errors::Result<_>>()
                 .map_err(|e| Error::parquet(&self.tmp, e))?;
@@ -334,17 +333,7 @@ impl PendingFile {
             .try_for_each(|(c, column)| {
                 let arrays: Vec<&ArrayRef> = now.iter().map(|b| b.column(c)).collect();
                 match column {
-                    ColumnChunk::Coded(chunk) => {
-                        for array in arrays {
-                            chunk.write(array.as_ref())?;
-                        }
-                    }
-                    ColumnChunk::Packed(chunk) => {
-                        for array in arrays {
-                            chunk.write(array.as_ref())?;
-                        }
-                    }
-                    ColumnChunk::Prefixed(chunk) => {
+                    ColumnChunk::ByHand(chunk) => {
                         for array in arrays {
                             chunk.write(array.as_ref())?;
                         }
@@ -371,13 +360,7 @@ impl PendingFile {
             .into_par_iter()
             .map(|column| match column {
                 ColumnChunk::Arrow(column) => column.close().map(ClosedChunk::Arrow),
-                ColumnChunk::Coded(chunk) => chunk
-                    .close()
-                    .map(|(bytes, close)| ClosedChunk::ByHand(bytes, close)),
-                ColumnChunk::Packed(chunk) => chunk
-                    .close()
-                    .map(|(bytes, close)| ClosedChunk::ByHand(bytes, close)),
-                ColumnChunk::Prefixed(chunk) => chunk
+                ColumnChunk::ByHand(chunk) => chunk
                     .close()
                     .map(|(bytes, close)| ClosedChunk::ByHand(bytes, close)),
             })
@@ -441,9 +424,7 @@ impl Drop for PendingFile {
 /// One column of the row group being filled.
 enum ColumnChunk {
     Arrow(Box<ArrowColumnWriter>),
-    Coded(Box<CodedChunk>),
-    Packed(Box<PackedChunk>),
-    Prefixed(Box<PrefixedChunk>),
+    ByHand(Box<dyn HandChunk>),
 }
 
 /// One column of a finished row group, ready to append.
@@ -457,6 +438,13 @@ struct Chunking {
     descr: ColumnDescPtr,
     compression: Compression,
     page_rows: usize,
+}
+
+impl Chunking {
+    /// A row group's pages of the column, empty.
+    fn pages(&self) -> parquet::errors::Result<ChunkPages> {
+        ChunkPages::new(self.descr.clone(), self.compression, self.page_rows)
+    }
 }
 
 /// A column written by hand: text from codes ([`coded`]), distinct text as prefixes and

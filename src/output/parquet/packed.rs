@@ -12,13 +12,12 @@
 use arrow::array::Array;
 use arrow::datatypes::{DataType, TimeUnit};
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, Type as PhysicalType};
+use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::statistics::{Statistics, ValueStatistics};
-use parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{put_varint, ChunkPages, ChunkSummary};
+use super::pages::{put_varint, ChunkPages, ChunkSummary, HandChunk};
 
 /// Values per block and per miniblock of `DELTA_BINARY_PACKED`.
 const BLOCK: usize = 128;
@@ -49,12 +48,9 @@ pub struct PackedChunk {
 }
 
 impl PackedChunk {
-    pub fn new(
-        descr: ColumnDescPtr,
-        compression: Compression,
-        page_rows: usize,
-        statistics: bool,
-    ) -> Result<PackedChunk> {
+    /// With the chunk's statistics when `statistics`.
+    pub fn new(pages: ChunkPages, statistics: bool) -> Result<PackedChunk> {
+        let descr = pages.descr();
         let int32 = match descr.physical_type() {
             PhysicalType::INT32 => true,
             PhysicalType::INT64 => false,
@@ -66,16 +62,17 @@ impl PackedChunk {
             }
         };
         Ok(PackedChunk {
-            pages: ChunkPages::new(descr, compression, page_rows)?,
+            pages,
             int32,
             statistics,
             values: Vec::new(),
             range: None,
         })
     }
+}
 
-    /// Appends `array`'s rows.
-    pub fn write(&mut self, array: &dyn Array) -> Result<()> {
+impl HandChunk for PackedChunk {
+    fn write(&mut self, array: &dyn Array) -> Result<()> {
         self.pages.admit(array)?;
         let data = array.to_data();
         match array.data_type() {
@@ -96,6 +93,39 @@ impl PackedChunk {
         }
     }
 
+    fn close(mut self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)> {
+        self.finish_page()?;
+        let statistics = self.statistics.then(|| {
+            let nulls = Some(self.pages.nulls());
+            let (min, max) = (self.range.map(|r| r.0), self.range.map(|r| r.1));
+            // Signed integers: the deprecated min/max fields mean the same, so both are set.
+            match self.int32 {
+                true => Statistics::from(
+                    ValueStatistics::new(
+                        min.map(|v| v as i32),
+                        max.map(|v| v as i32),
+                        None,
+                        nulls,
+                        false,
+                    )
+                    .with_backwards_compatible_min_max(true),
+                ),
+                false => Statistics::from(
+                    ValueStatistics::new(min, max, None, nulls, false)
+                        .with_backwards_compatible_min_max(true),
+                ),
+            }
+        });
+        let summary = ChunkSummary {
+            dictionary: None,
+            encodings: vec![Encoding::RLE, Encoding::DELTA_BINARY_PACKED],
+            statistics,
+        };
+        self.pages.close(Encoding::DELTA_BINARY_PACKED, summary)
+    }
+}
+
+impl PackedChunk {
     /// Takes `values` (of `array`, whose nulls say which are rows' values), a page's share at
     /// a time.
     fn take<T: Copy>(
@@ -149,39 +179,6 @@ impl PackedChunk {
         })?;
         self.values.clear();
         Ok(())
-    }
-
-    /// Finishes the chunk: its bytes, metadata and offset index, counted from the chunk's
-    /// start, for `SerializedRowGroupWriter::append_column`.
-    pub fn close(mut self) -> Result<(Bytes, ColumnCloseResult)> {
-        self.finish_page()?;
-        let statistics = self.statistics.then(|| {
-            let nulls = Some(self.pages.nulls());
-            let (min, max) = (self.range.map(|r| r.0), self.range.map(|r| r.1));
-            // Signed integers: the deprecated min/max fields mean the same, so both are set.
-            match self.int32 {
-                true => Statistics::from(
-                    ValueStatistics::new(
-                        min.map(|v| v as i32),
-                        max.map(|v| v as i32),
-                        None,
-                        nulls,
-                        false,
-                    )
-                    .with_backwards_compatible_min_max(true),
-                ),
-                false => Statistics::from(
-                    ValueStatistics::new(min, max, None, nulls, false)
-                        .with_backwards_compatible_min_max(true),
-                ),
-            }
-        });
-        let summary = ChunkSummary {
-            dictionary: None,
-            encodings: vec![Encoding::RLE, Encoding::DELTA_BINARY_PACKED],
-            statistics,
-        };
-        self.pages.close(Encoding::DELTA_BINARY_PACKED, summary)
     }
 }
 

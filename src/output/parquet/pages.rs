@@ -14,6 +14,16 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+/// A column chunk written by hand: rows in, then its bytes and metadata.
+pub trait HandChunk: Send {
+    /// Appends `array`'s rows.
+    fn write(&mut self, array: &dyn arrow::array::Array) -> Result<()>;
+
+    /// Finishes the chunk: its bytes, metadata and offset index, counted from the chunk's
+    /// start, for `SerializedRowGroupWriter::append_column`.
+    fn close(self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)>;
+}
+
 /// The pages of one column chunk being written.
 pub struct ChunkPages {
     descr: ColumnDescPtr,

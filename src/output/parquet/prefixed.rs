@@ -8,13 +8,12 @@
 
 use arrow::array::{Array, StringArray};
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding};
+use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
-use parquet::schema::types::ColumnDescPtr;
 
 use super::packed::delta_binary_packed;
-use super::pages::{ChunkPages, ChunkSummary};
+use super::pages::{ChunkPages, ChunkSummary, HandChunk};
 
 /// One text column of one row group, being written as prefixes and suffixes.
 pub struct PrefixedChunk {
@@ -27,22 +26,36 @@ pub struct PrefixedChunk {
 }
 
 impl PrefixedChunk {
-    pub fn new(
-        descr: ColumnDescPtr,
-        compression: Compression,
-        page_rows: usize,
-    ) -> Result<PrefixedChunk> {
-        Ok(PrefixedChunk {
-            pages: ChunkPages::new(descr, compression, page_rows)?,
+    pub fn new(pages: ChunkPages) -> PrefixedChunk {
+        PrefixedChunk {
+            pages,
             previous: Vec::new(),
             prefix_lengths: Vec::new(),
             suffix_lengths: Vec::new(),
             suffixes: Vec::new(),
-        })
+        }
     }
 
+    /// Ends the filling page: prefix lengths, suffix lengths, suffixes.
+    fn finish_page(&mut self) -> Result<()> {
+        let (prefixes, lengths, suffixes) =
+            (&self.prefix_lengths, &self.suffix_lengths, &self.suffixes);
+        self.pages.finish_page(|page| {
+            delta_binary_packed::<true>(prefixes, page);
+            delta_binary_packed::<true>(lengths, page);
+            page.extend_from_slice(suffixes);
+        })?;
+        self.prefix_lengths.clear();
+        self.suffix_lengths.clear();
+        self.suffixes.clear();
+        self.previous.clear();
+        Ok(())
+    }
+}
+
+impl HandChunk for PrefixedChunk {
     /// Appends `array`'s rows (text).
-    pub fn write(&mut self, array: &dyn Array) -> Result<()> {
+    fn write(&mut self, array: &dyn Array) -> Result<()> {
         let text: &StringArray = array.as_any().downcast_ref().ok_or_else(|| {
             ParquetError::General(format!(
                 "column {} is written as text, but a batch has {}",
@@ -83,25 +96,7 @@ impl PrefixedChunk {
         Ok(())
     }
 
-    /// Ends the filling page: prefix lengths, suffix lengths, suffixes.
-    fn finish_page(&mut self) -> Result<()> {
-        let (prefixes, lengths, suffixes) =
-            (&self.prefix_lengths, &self.suffix_lengths, &self.suffixes);
-        self.pages.finish_page(|page| {
-            delta_binary_packed::<true>(prefixes, page);
-            delta_binary_packed::<true>(lengths, page);
-            page.extend_from_slice(suffixes);
-        })?;
-        self.prefix_lengths.clear();
-        self.suffix_lengths.clear();
-        self.suffixes.clear();
-        self.previous.clear();
-        Ok(())
-    }
-
-    /// Finishes the chunk: its bytes, metadata and offset index, counted from the chunk's
-    /// start, for `SerializedRowGroupWriter::append_column`.
-    pub fn close(mut self) -> Result<(Bytes, ColumnCloseResult)> {
+    fn close(mut self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)> {
         self.finish_page()?;
         let summary = ChunkSummary {
             dictionary: None,
