@@ -55,9 +55,15 @@ impl std::fmt::Debug for PersonIndex {
 
 /// Person `i`'s id in the arena (`ends[i]` is its end; its start the previous end).
 fn arena_id<'a>(text: &'a str, ends: &[usize], i: u32) -> &'a str {
-    let i = i as usize;
-    let start = if i == 0 { 0 } else { ends[i - 1] };
-    &text[start..ends[i]]
+    &text[arena_start(ends, i as usize)..ends[i as usize]]
+}
+
+/// Where person `i`'s id starts in the arena.
+fn arena_start(ends: &[usize], i: usize) -> usize {
+    match i {
+        0 => 0,
+        i => ends[i - 1],
+    }
 }
 
 fn hash(id: &str) -> u64 {
@@ -125,11 +131,10 @@ impl PersonIndex {
                 prefetch(&self.slots[h as usize & mask]);
             }
             if let Some(p) = hashes.get(i + AHEAD / 2).and_then(|&h| candidate(h)) {
-                prefetch(&self.ends[p.saturating_sub(1)]);
+                self.prefetch_ends(p);
             }
             if let Some(p) = hashes.get(i + AHEAD / 4).and_then(|&h| candidate(h)) {
-                let start = if p == 0 { 0 } else { self.ends[p - 1] };
-                prefetch(self.text.as_ptr().wrapping_add(start));
+                self.prefetch_text(p);
             }
             found.push(if ids.is_valid(i) {
                 self.find(hashes[i], ids.value(i))
@@ -158,17 +163,25 @@ impl PersonIndex {
         let absent = crate::ingest::claims::NO_PERSON;
         for (i, &p) in persons.iter().enumerate() {
             if let Some(&q) = persons.get(i + AHEAD).filter(|&&q| q != absent) {
-                prefetch(&self.ends[(q as usize).saturating_sub(1)]);
+                self.prefetch_ends(q as usize);
             }
             if let Some(&q) = persons.get(i + AHEAD / 2).filter(|&&q| q != absent) {
-                let start = match q {
-                    0 => 0,
-                    q => self.ends[q as usize - 1],
-                };
-                prefetch(self.text.as_ptr().wrapping_add(start));
+                self.prefetch_text(q as usize);
             }
             f((p != absent).then(|| self.id(p)));
         }
+    }
+
+    /// Brings person `p`'s offsets in the arena into cache (read before its text is found).
+    #[inline]
+    fn prefetch_ends(&self, p: usize) {
+        prefetch(&self.ends[p.saturating_sub(1)]);
+    }
+
+    /// Brings the start of person `p`'s id text into cache.
+    #[inline]
+    fn prefetch_text(&self, p: usize) {
+        prefetch(self.text.as_ptr().wrapping_add(arena_start(&self.ends, p)));
     }
 
     /// The dense id of `id`, adding it if new.
