@@ -89,9 +89,10 @@ pub fn default_memory_limit() -> u64 {
 }
 
 /// 1 GiB: a month of 10 million claims is spilled in 16 partitions and peaks at about 1 GiB
-/// for 1.03–1.07× the time of a run held whole at 1.9–2.0 GiB; at 100 million claims a run under it is
-/// faster than one held in a few partitions of many gigabytes (README "Spilling"). A night's
-/// claims and a province's year-to-date state of a few million persons stay held in memory.
+/// for 1.03–1.07× the time of a run held whole at 1.9–2.0 GiB; at 100 million claims a run
+/// under it is faster than one held in a few partitions of many gigabytes (README "Spilling").
+/// A night's claims and a province's year-to-date state of a few million persons stay held in
+/// memory.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
 
 /// A size in bytes from `4096`, `512MiB`, `2GiB`, `1.5G`, `800M`, `64K` (binary multiples;

@@ -9,7 +9,7 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{batch_of, names_of, RunView};
+use super::{batch_of, coded_by, names_of, RunView};
 use crate::domain::{Reason, Rule, Status};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{Claims, NO_CODE};
@@ -79,7 +79,6 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
 
     let outcomes: Vec<_> = kept.iter().map(|&r| view.outcome(r)).collect();
     let policies = view.policies;
-    use super::coded_by;
     fn per<T>(items: &[T], f: impl Fn(&T) -> i64) -> Vec<i64> {
         items.iter().map(f).collect()
     }

@@ -301,9 +301,10 @@ mod tests {
         let mut out = Vec::new();
         delta_binary_packed::<false>(&[5, 7, 6, 9], &mut out);
         let mut expected = vec![128, 1, 4, 4, 10];
-        expected.extend([1]); // zigzag(-1)
-        expected.extend([3, 0, 0, 0]); // widths
-                                       // 3 | 0 << 3 | 4 << 6 = 0x103, then 29 zero values: 12 bytes in all.
+        // The smallest delta, zigzag(-1), then the four miniblocks' widths.
+        expected.extend([1]);
+        expected.extend([3, 0, 0, 0]);
+        // 3 | 0 << 3 | 4 << 6 = 0x103, then 29 zero values: 12 bytes in all.
         let mut body = vec![0u8; 12];
         body[0] = 0x03;
         body[1] = 0x01;
