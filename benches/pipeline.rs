@@ -79,7 +79,6 @@ fn stages(c: &mut Criterion) {
         &policies,
         &registry,
         &claims,
-        &prior,
         &partitions,
         &settled,
         &audited,

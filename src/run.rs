@@ -330,7 +330,6 @@ impl Laps {
 fn written<P>(
     write: &mut WriteFn<P>,
     part: Option<P>,
-    ctx: &Context,
     first_year: i32,
     registry: &Registry,
 ) -> Result<Option<(u64, f64)>> {
@@ -338,7 +337,7 @@ fn written<P>(
         return Ok(None);
     };
     let started = Instant::now();
-    let rows = write(part, ctx, first_year, registry)?;
+    let rows = write(part, first_year, registry)?;
     Ok(Some((rows, started.elapsed().as_secs_f64())))
 }
 
@@ -540,15 +539,11 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         laps.mark(Stage::Audit);
         Result::Ok((part, audited))
     };
-    let mut write = |(part, audited): (Settled, Audited),
-                     ctx: &Context,
-                     first_year: i32,
-                     registry: &Registry| {
+    let mut write = |(part, audited): (Settled, Audited), first_year: i32, registry: &Registry| {
         let view = RunView::new(
             &policies,
             registry,
             &part.claims,
-            ctx.prior,
             &part.partitions,
             &part.settled,
             &audited,
@@ -774,9 +769,10 @@ pub(crate) type SettleFn<'f, P> = dyn Fn(&Context, Claims, Partitions, &AmountSt
     + Sync
     + 'f;
 
-/// How a run writes a settled part: `(part, the context it was settled in, first year held,
-/// registry)`. Parts come in person-key order, each once; returns the part's rows.
-pub(crate) type WriteFn<'f, P> = dyn FnMut(P, &Context, i32, &Registry) -> Result<u64> + Send + 'f;
+/// How a run writes a settled part: `(part, first year held, registry)`. Parts come in
+/// person-key order, each once; returns the part's rows. A settled part needs nothing of the
+/// state read for it ([`Context::prior`]): that is let go once the part is settled.
+pub(crate) type WriteFn<'f, P> = dyn FnMut(P, i32, &Registry) -> Result<u64> + Send + 'f;
 
 /// A run's two steps for each part. A part is written while the next one is settled
 /// ([`settle_parts`]): the writers' tails and the settlement's leave a core idle at different
@@ -911,7 +907,7 @@ pub(crate) fn settle_parts<P: Send>(
             count += 1;
             laps.restart();
             let (wrote, next) = rayon::join(
-                || written(write, pending.take(), &ctx, first_year, &registry),
+                || written(write, pending.take(), first_year, &registry),
                 || -> Result<P> {
                     // On one thread this starts once the part before is written.
                     laps.restart();
@@ -926,8 +922,10 @@ pub(crate) fn settle_parts<P: Send>(
             laps.wrote(wrote?);
             pending = Some(next?);
         }
+        // Every part is settled: the last is written without the state read for the run.
+        drop(prior);
         laps.restart();
-        let last = written(write, pending.take(), &ctx, first_year, &registry);
+        let last = written(write, pending.take(), first_year, &registry);
         laps.wrote(last?);
         Parts {
             sources: whole.sources.clone(),
@@ -998,9 +996,9 @@ pub(crate) fn settle_parts<P: Send>(
         let stats = counts.stats();
         let mut count = 0;
         let mut read = ReadStats::default();
-        // Each part's persons' state is written with it: a part waiting to be written keeps its
-        // own, and its rank buffer comes back for a later part once it is written.
-        let mut pending: Option<(P, Prior)> = None;
+        // Each part's persons' state is let go once the part is settled; its rank buffer comes
+        // back for a later part once the part is written.
+        let mut pending: Option<(P, Vec<u32>)> = None;
         let mut spare_ranks: Vec<Vec<u32>> = Vec::new();
         for part in 0..parts {
             laps.progress.stage(format!(
@@ -1011,17 +1009,13 @@ pub(crate) fn settle_parts<P: Send>(
             laps.restart();
             let (wrote, next) = rayon::join(
                 || -> Result<Option<(u64, f64, Vec<u32>)>> {
-                    let Some((settled, prior)) = pending.take() else {
+                    let Some((settled, ranks)) = pending.take() else {
                         return Ok(None);
                     };
-                    let ctx = Context {
-                        policies,
-                        prior: &prior,
-                    };
-                    let wrote = written(write, Some(settled), &ctx, first_year, &registry)?;
-                    Ok(wrote.map(|(rows, seconds)| (rows, seconds, prior.into_ranks())))
+                    let wrote = written(write, Some(settled), first_year, &registry)?;
+                    Ok(wrote.map(|(rows, seconds)| (rows, seconds, ranks)))
                 },
-                || -> Result<(P, Prior, ReadStats)> {
+                || -> Result<(P, Vec<u32>, ReadStats)> {
                     laps.restart();
                     let mut claims = spilled.read(part)?;
                     let (prior, part_read) = match (store, &spilled_persons) {
@@ -1045,7 +1039,7 @@ pub(crate) fn settle_parts<P: Send>(
                     laps.progress
                         .stage(format!("settling part {} of {parts}", part + 1));
                     let settled = settle(&ctx, claims, partitions, &stats, &registry, laps)?;
-                    Ok((settled, prior, part_read))
+                    Ok((settled, prior.into_ranks(), part_read))
                 },
             );
             if let Some((rows, seconds, ranks)) = wrote? {
@@ -1053,17 +1047,13 @@ pub(crate) fn settle_parts<P: Send>(
                 laps.wrote(Some((rows, seconds)));
                 spare_ranks.push(ranks);
             }
-            let (settled, prior, part_read) = next?;
+            let (settled, ranks, part_read) = next?;
             read.add(part_read);
-            pending = Some((settled, prior));
+            pending = Some((settled, ranks));
         }
-        if let Some((settled, prior)) = pending.take() {
+        if let Some((settled, _)) = pending.take() {
             laps.restart();
-            let ctx = Context {
-                policies,
-                prior: &prior,
-            };
-            let wrote = written(write, Some(settled), &ctx, first_year, &registry)?;
+            let wrote = written(write, Some(settled), first_year, &registry)?;
             count += wrote.map_or(0, |w| w.0);
             laps.wrote(wrote);
         }

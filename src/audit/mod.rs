@@ -83,6 +83,43 @@ pub struct Audited {
     pub flags: Vec<u16>,
     /// Every flag with its evidence, by position then rule.
     pub anomalies: Vec<Anomaly>,
+    /// The claim ids of the earlier claims the anomalies relate to: what the writers need of
+    /// the [`Prior`], which is let go once every part is settled.
+    pub earlier: EarlierIds,
+}
+
+/// Claim ids of earlier claims ([`Related::Earlier`]), by their number in the [`Prior`].
+#[derive(Debug, Default)]
+pub struct EarlierIds {
+    /// Ascending, each once.
+    numbers: Vec<u32>,
+    ids: crate::state::Ids,
+}
+
+impl EarlierIds {
+    /// The ids in `prior` of the earlier claims `anomalies` relate to.
+    fn of(anomalies: &[Anomaly], prior: &Prior) -> EarlierIds {
+        let mut numbers: Vec<u32> = anomalies
+            .iter()
+            .filter_map(|a| match a.related {
+                Related::Earlier(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let mut ids = crate::state::Ids::with_capacity(numbers.len(), numbers.len() * 16);
+        for &i in &numbers {
+            ids.push(prior.claim_id(i as usize));
+        }
+        EarlierIds { numbers, ids }
+    }
+
+    /// The claim id of earlier claim `number`, if an anomaly relates to it.
+    pub fn get(&self, number: u32) -> Option<&str> {
+        let at = self.numbers.binary_search(&number).ok()?;
+        Some(self.ids.get(at))
+    }
 }
 
 impl Audited {
@@ -171,7 +208,12 @@ impl Auditor<'_> {
         for a in &anomalies {
             flags[a.position as usize] |= 1 << a.rule as u16;
         }
-        Audited { flags, anomalies }
+        let earlier = EarlierIds::of(&anomalies, self.prior);
+        Audited {
+            flags,
+            anomalies,
+            earlier,
+        }
     }
 
     /// The audit rules of the version that settled the claim at `position`, if any.

@@ -489,20 +489,18 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
         crate::partition::Partitions,
         [crate::settle::Settled; 2],
     ),
-                          ctx: &run::Context,
                           _first_year: i32,
                           registry: &Registry| {
         // Compare has no audit: every position unflagged.
         let unflagged = Audited {
             flags: vec![0; partitions.order.len()],
-            anomalies: Vec::new(),
+            ..Audited::default()
         };
         let view = |policies, settled| {
             RunView::new(
                 policies,
                 registry,
                 &claims,
-                ctx.prior,
                 &partitions,
                 settled,
                 &unflagged,

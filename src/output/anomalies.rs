@@ -264,7 +264,7 @@ fn related_id<'a>(view: &RunView<'a>, related: Related) -> Option<&'a str> {
     match related {
         Related::None => None,
         Related::Run(row) => view.claims.claim_id(row as usize),
-        Related::Earlier(i) => Some(view.prior.claim_id(i as usize)),
+        Related::Earlier(i) => view.audited.earlier.get(i),
     }
 }
 

@@ -20,7 +20,6 @@ use crate::ingest::registry::Registry;
 use crate::partition::Partitions;
 use crate::policy::Policies;
 use crate::settle::{Outcome, Settled};
-use crate::state::Prior;
 use parquet::{FileSettings, PendingFile, ROW_GROUP_ROWS};
 
 /// A text column of few distinct values — names from the policies, the claims' dictionaries, a
@@ -83,7 +82,6 @@ pub struct RunView<'a> {
     pub policies: &'a Policies,
     pub registry: &'a Registry,
     pub claims: &'a Claims,
-    pub prior: &'a Prior,
     pub partitions: &'a Partitions,
     pub settled: &'a Settled,
     pub audited: &'a Audited,
@@ -96,7 +94,6 @@ impl<'a> RunView<'a> {
         policies: &'a Policies,
         registry: &'a Registry,
         claims: &'a Claims,
-        prior: &'a Prior,
         partitions: &'a Partitions,
         settled: &'a Settled,
         audited: &'a Audited,
@@ -109,7 +106,6 @@ impl<'a> RunView<'a> {
             policies,
             registry,
             claims,
-            prior,
             partitions,
             settled,
             audited,

@@ -330,8 +330,8 @@ fn merge_history(
             drug,
             medical_community: NO_CODE,
             days_supply: supply.is_valid(i).then(|| supply.value(i)),
-            status: status[i].unwrap_or(Status::Rejected),
-            visit: visit[i].unwrap_or(VisitType::Outpatient),
+            status: status.get(i)?.unwrap_or(Status::Rejected),
+            visit: visit.get(i)?.unwrap_or(VisitType::Outpatient),
             reversed: reversed.is_valid(i) && reversed.value(i),
         });
     }
@@ -416,7 +416,7 @@ fn merge_history(
 fn merge_claims(store: &Store) -> Result<Piece> {
     let m = &store.manifest;
     let first_year = m.first_year();
-    let mut file = TableFile::create(store, "claims", tables::claims_schema())?;
+    let mut file = TableFile::create_index(store)?;
     let schema = file.schema();
     let columns = column_names(&schema);
     for piece in m

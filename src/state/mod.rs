@@ -486,10 +486,21 @@ impl Prior {
             .step_by(chunk_persons)
             .map(|from| from..(from + chunk_persons).min(persons))
             .collect();
-        let mut chunks: Vec<Chunk> = ranges
-            .into_par_iter()
-            .map(|ranks| Chunk::group(&rows, ranks))
-            .collect();
+        // A band of chunks at a time, each piece dropped once the bands have passed its last
+        // rank: what was read is not held twice over while it is grouped.
+        let mut chunks: Vec<Chunk> = Vec::with_capacity(ranges.len());
+        for band in ranges.chunks(ranges.len().div_ceil(BANDS).max(1)) {
+            chunks.par_extend(
+                band.par_iter()
+                    .map(|ranks| Chunk::group(&rows, ranks.clone())),
+            );
+            let grouped = band.last().map_or(0, |r| r.end);
+            for piece in rows.iter_mut() {
+                if piece.person.last().is_none_or(|&p| (p as usize) < grouped) {
+                    *piece = EarlierRows::default();
+                }
+            }
+        }
         drop(rows);
         let mut base = 0;
         for c in &mut chunks {
@@ -591,6 +602,11 @@ impl Prior {
 /// Ranges of ranks per thread grouped as separate tasks, so that a thread given a range of
 /// heavy persons does not hold the other up.
 const CHUNKS: usize = 16;
+
+/// Bands the chunks are grouped in, one after another ([`Prior::new`]): the more bands, the less
+/// of what was read is held beside what is grouped from it, the more often threads wait for a
+/// band's last chunk.
+const BANDS: usize = 4;
 
 /// The earlier claims of a range of ranks ([`Prior::new`]).
 #[derive(Debug, Default)]

@@ -242,37 +242,76 @@ fn strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<StringArray> 
     Ok(c.as_string::<i32>().clone())
 }
 
+/// A name column resolved once per distinct name ([`names`]): a row's id is its dictionary
+/// entry's, looked up when the row is.
+pub(super) struct Names<'a, T> {
+    path: &'a Path,
+    name: &'a str,
+    /// Each dictionary entry's id, or why it cannot be used.
+    ids: Vec<std::result::Result<T, String>>,
+    keys: NameKeys,
+}
+
+/// The dictionary keys of a name column, as read (the state's files write them 16-bit).
+enum NameKeys {
+    Int16(arrow::array::Int16Array),
+    Int32(Int32Array),
+}
+
+impl<T: Copy> Names<'_, T> {
+    /// Row `row`'s id, `None` for a null name; an error names the file and the column.
+    #[inline]
+    pub(super) fn get(&self, row: usize) -> Result<Option<T>> {
+        let entry = match &self.keys {
+            NameKeys::Int16(k) => k.is_valid(row).then(|| k.value(row) as usize),
+            NameKeys::Int32(k) => k.is_valid(row).then(|| k.value(row) as usize),
+        };
+        match entry.map(|e| &self.ids[e]) {
+            None => Ok(None),
+            Some(Ok(id)) => Ok(Some(*id)),
+            Some(Err(reason)) => Err(Error::schema(self.path, self.name, reason.clone())),
+        }
+    }
+}
+
 /// A name column resolved once per distinct name: `resolve` gives a name's id, or why it
-/// cannot be used (the error names the file and the column).
-pub(super) fn names<T: Copy>(
-    path: &Path,
+/// cannot be used (a row naming it is an error that names the file and the column).
+pub(super) fn names<'a, T: Copy>(
+    path: &'a Path,
     batch: &RecordBatch,
-    name: &str,
+    name: &'a str,
     mut resolve: impl FnMut(&str) -> std::result::Result<T, String>,
-) -> Result<Vec<Option<T>>> {
-    let dictionary = arrow::compute::cast(
-        column(batch, name),
-        &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-    )
-    .map_err(|e| Error::schema(path, name, e.to_string()))?;
-    let dictionary = dictionary.as_dictionary::<Int32Type>();
-    let values = dictionary.values().as_string::<i32>();
-    let ids: Vec<std::result::Result<T, String>> = (0..values.len())
+) -> Result<Names<'a, T>> {
+    let c = column(batch, name);
+    let (values, keys) = if let Some(d) = c.as_dictionary_opt::<arrow::datatypes::Int16Type>() {
+        (d.values().clone(), NameKeys::Int16(d.keys().clone()))
+    } else {
+        let cast = match c.as_dictionary_opt::<Int32Type>() {
+            Some(_) => c.clone(),
+            None => arrow::compute::cast(
+                c,
+                &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            )
+            .map_err(|e| Error::schema(path, name, e.to_string()))?,
+        };
+        let d = cast.as_dictionary::<Int32Type>();
+        (d.values().clone(), NameKeys::Int32(d.keys().clone()))
+    };
+    let values = values
+        .as_string_opt::<i32>()
+        .ok_or_else(|| Error::schema(path, name, "not a text column"))?;
+    let ids = (0..values.len())
         .map(|i| match values.is_null(i) {
             true => Err("a null name".to_string()),
             false => resolve(values.value(i)),
         })
         .collect();
-    let keys = dictionary.keys();
-    (0..keys.len())
-        .map(|row| match keys.is_valid(row) {
-            false => Ok(None),
-            true => match &ids[keys.value(row) as usize] {
-                Ok(id) => Ok(Some(*id)),
-                Err(reason) => Err(Error::schema(path, name, reason.clone())),
-            },
-        })
-        .collect()
+    Ok(Names {
+        path,
+        name,
+        ids,
+        keys,
+    })
 }
 
 /// The policy ids of the names a state file holds.
@@ -313,18 +352,108 @@ pub(super) fn visit(name: &str) -> std::result::Result<VisitType, String> {
 /// One state file opened for reading by key.
 struct KeyedFile<'a> {
     path: &'a Path,
+    file: File,
     builder_schema: arrow::datatypes::SchemaRef,
     metadata: std::sync::Arc<parquet::file::metadata::ParquetMetaData>,
     parquet_schema: parquet::schema::types::SchemaDescPtr,
 }
 
+/// A row group's bytes, mapped from its file, as the pages of a reader: each page is a slice of
+/// the page cache, where reading it from the file took a seek and a read. A night's lookups in
+/// the claim index touch a few pages of every row group, one system call each otherwise; and
+/// only the pages touched become resident, while the row group is read.
+struct MappedRowGroup {
+    /// Where the mapping starts in the file.
+    base: u64,
+    bytes: bytes::Bytes,
+    file_len: u64,
+}
+
+impl MappedRowGroup {
+    fn map(file: &File, path: &Path, range: std::ops::Range<u64>) -> Result<MappedRowGroup> {
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if range.end > file_len {
+            return Err(Error::corrupt(
+                path,
+                format!("a column chunk ends at byte {} of {file_len}", range.end),
+            ));
+        }
+        let len = usize::try_from(range.end - range.start).expect("a row group fits in memory");
+        let bytes = if len == 0 {
+            bytes::Bytes::new()
+        } else {
+            // SAFETY: the mapped bytes lie within the file. State files are written whole under
+            // a temporary name, renamed into place and never written or truncated again; a
+            // compaction that removes one leaves an existing mapping valid.
+            let map = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(range.start)
+                    .len(len)
+                    .map(file)
+            }
+            .map_err(|e| Error::io(path, e))?;
+            bytes::Bytes::from_owner(map)
+        };
+        Ok(MappedRowGroup {
+            base: range.start,
+            bytes,
+            file_len,
+        })
+    }
+
+    fn slice(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let from = start
+            .checked_sub(self.base)
+            .map(|f| f as usize)
+            .filter(|&f| {
+                f.checked_add(length)
+                    .is_some_and(|end| end <= self.bytes.len())
+            });
+        match from {
+            Some(f) => Ok(self.bytes.slice(f..f + length)),
+            None => Err(parquet::errors::ParquetError::EOF(format!(
+                "bytes {start}+{length} lie outside the row group mapped at {}+{}",
+                self.base,
+                self.bytes.len()
+            ))),
+        }
+    }
+}
+
+impl parquet::file::reader::Length for MappedRowGroup {
+    fn len(&self) -> u64 {
+        self.file_len
+    }
+}
+
+impl parquet::file::reader::ChunkReader for MappedRowGroup {
+    type T = bytes::buf::Reader<bytes::Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let rest = (self.base + self.bytes.len() as u64).saturating_sub(start);
+        Ok(bytes::Buf::reader(self.slice(start, rest as usize)?))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.slice(start, length)
+    }
+}
+
 impl<'a> KeyedFile<'a> {
+    /// Opens `path` with its offset index, if it has one: a selection of rows
+    /// ([`Self::read_matching`]) then skips the pages holding none of them undecoded.
     fn open(path: &'a Path) -> Result<KeyedFile<'a>> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))?;
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_offset_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            file.try_clone().map_err(|e| Error::io(path, e))?,
+            options,
+        )
+        .map_err(|e| Error::parquet(path, e))?;
         Ok(KeyedFile {
             path,
+            file,
             builder_schema: builder.schema().clone(),
             metadata: builder.metadata().clone(),
             parquet_schema: builder.parquet_schema().clone().into(),
@@ -356,7 +485,17 @@ impl<'a> KeyedFile<'a> {
         dictionaries: &[&str],
     ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
         let path = self.path;
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let chunks = self.metadata.row_group(group).columns();
+        let range = roots
+            .iter()
+            .filter_map(|&c| chunks.get(c))
+            .map(|c| c.byte_range())
+            .fold(None, |acc: Option<(u64, u64)>, (start, len)| {
+                let end = start + len;
+                Some(acc.map_or((start, end), |(a, b)| (a.min(start), b.max(end))))
+            })
+            .unwrap_or((0, 0));
+        let file = MappedRowGroup::map(&self.file, path, range.0..range.1)?;
         let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
         if !dictionaries.is_empty() {
             let fields: Vec<arrow::datatypes::Field> = self
@@ -656,7 +795,7 @@ fn index_records(
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let (Some(person), Some(id), Some(status)) =
-            (opt(&person_id, i), opt(&claim_id, i), status[i])
+            (opt(&person_id, i), opt(&claim_id, i), status.get(i)?)
         else {
             return Err(Error::schema(
                 path,
@@ -671,9 +810,9 @@ fn index_records(
                 settled_at: settled_at.value(i),
                 service_day: service.value(i),
                 status,
-                version: version[i].unwrap_or(NONE),
-                label: label[i].unwrap_or(NONE),
-                pool: pool[i].unwrap_or(NONE),
+                version: version.get(i)?.unwrap_or(NONE),
+                label: label.get(i)?.unwrap_or(NONE),
+                pool: pool.get(i)?.unwrap_or(NONE),
                 ratio_bp: ratio.is_valid(i).then(|| ratio.value(i) as u32),
                 total_fen: value_or_zero(fen("total_fen"), i),
                 in_scope_fen: value_or_zero(fen("in_scope_fen"), i),
@@ -684,16 +823,16 @@ fn index_records(
                 over_cap_fen: value_or_zero(fen("over_cap_fen"), i),
                 assisted: assisted.is_valid(i) && assisted.value(i),
                 reversed: false,
-                visit: visit[i].unwrap_or(VisitType::Outpatient),
+                visit: visit.get(i)?.unwrap_or(VisitType::Outpatient),
                 institution: INDEX_ONLY_TEXT,
                 drug: INDEX_ONLY_TEXT,
                 days_supply: None,
                 medical_community: NO_CODE,
                 layers: Layers {
-                    ci_pool: ci_pool[i].unwrap_or(NONE),
+                    ci_pool: ci_pool.get(i)?.unwrap_or(NONE),
                     ci_deductible_fen: value_or_zero(fen("critical_illness_deductible_fen"), i),
                     ci_fen: value_or_zero(fen("critical_illness_paid_fen"), i),
-                    assistance_pool: assistance_pool[i].unwrap_or(NONE),
+                    assistance_pool: assistance_pool.get(i)?.unwrap_or(NONE),
                     assistance_deductible_fen: value_or_zero(fen("assistance_deductible_fen"), i),
                     assistance_fen: value_or_zero(fen("assistance_paid_fen"), i),
                 },
@@ -1035,8 +1174,11 @@ fn history_rows(
         if day < first_day {
             continue;
         }
-        let (Some(status), true, true) = (status[i], claim_ids.is_valid(i), claim_keys.is_valid(i))
-        else {
+        let (Some(status), true, true) = (
+            status.get(i)?,
+            claim_ids.is_valid(i),
+            claim_keys.is_valid(i),
+        ) else {
             return Err(Error::schema(
                 path,
                 "claim_id, claim_key, status",
@@ -1060,7 +1202,7 @@ fn history_rows(
             medical_community: code(2),
             days_supply: supply.is_valid(i).then(|| supply.value(i)),
             status,
-            visit: visit[i].unwrap_or(VisitType::Outpatient),
+            visit: visit.get(i)?.unwrap_or(VisitType::Outpatient),
             reversed: reversed.is_valid(i) && reversed.value(i),
         };
         if status == Status::Reversal && reverses.is_valid(i) {
@@ -1164,7 +1306,7 @@ fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Resu
                 let mut out = Vec::with_capacity(selected.len());
                 for (i, at) in selected {
                     let at = at as usize;
-                    let state = match (pool[i], year.is_valid(i)) {
+                    let state = match (pool.get(i)?, year.is_valid(i)) {
                         (Some(pool), true) => Some(PoolState {
                             year: year.value(i),
                             pool,
@@ -1412,6 +1554,32 @@ mod tests {
         assert_eq!(groups(&[2, 10]), [0, 1, 3]);
         assert_eq!(groups(&[high + 6]), [2, 3]);
         assert!(groups(&[]).is_empty(), "no person, no group");
+    }
+
+    #[test]
+    fn a_mapped_row_group_serves_its_own_bytes_and_refuses_others() {
+        use parquet::file::reader::{ChunkReader, Length};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bytes");
+        let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mapped = MappedRowGroup::map(&file, &path, 4_000..6_000).unwrap();
+        assert_eq!(
+            mapped.len(),
+            10_000,
+            "a reader sees the whole file's length"
+        );
+        assert_eq!(mapped.get_bytes(4_100, 50).unwrap(), &data[4_100..4_150]);
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut mapped.get_read(5_990).unwrap(), &mut rest).unwrap();
+        assert_eq!(rest, &data[5_990..6_000]);
+        assert!(mapped.get_bytes(3_999, 10).is_err(), "before the row group");
+        assert!(mapped.get_bytes(5_995, 10).is_err(), "past its end");
+        assert!(
+            MappedRowGroup::map(&file, &path, 9_000..10_001).is_err(),
+            "a chunk past the file's end is a corrupt file, not a fault"
+        );
     }
 
     #[test]

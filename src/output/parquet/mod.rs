@@ -75,6 +75,11 @@ pub struct FileSettings {
     /// comparison of every row's text.
     pub text_statistics: bool,
     pub row_group_rows: usize,
+    /// Rows per data page of every column but `plain_columns` (`None`: the writer's 20,000).
+    /// Small pages let a reader that wants a few rows of a large file decode only the pages
+    /// holding them, found through the offset index; the plain key columns it scans whole
+    /// keep the default.
+    pub value_page_rows: Option<usize>,
 }
 
 impl Default for FileSettings {
@@ -96,6 +101,7 @@ impl FileSettings {
         statistics_columns: &[],
         text_statistics: true,
         row_group_rows: ROW_GROUP_ROWS,
+        value_page_rows: None,
     };
 
     /// A file with a row per claim (settlements, anomalies, rejected rows, generated claims):
@@ -154,6 +160,16 @@ impl FileSettings {
                         false => Encoding::DELTA_BINARY_PACKED,
                     };
                     builder = no_dictionary(builder, field.name(), encoding);
+                }
+            }
+        }
+        if let Some(rows) = self.value_page_rows {
+            for field in schema.fields() {
+                if !self.plain_columns.contains(&field.name().as_str()) {
+                    builder = builder.set_column_data_page_row_count_limit(
+                        ColumnPath::from(field.name().as_str()),
+                        rows,
+                    );
                 }
             }
         }
@@ -1147,6 +1163,68 @@ mod tests {
         );
         // Across the row groups' boundary, from inside a page.
         assert_eq!(read_selected(&path, 20_003, 20_000), batch(20_003, 40_003));
+    }
+
+    #[test]
+    fn value_pages_are_cut_at_their_rows_and_plain_keys_keep_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, false),
+            Field::new("amount", DataType::Int64, true),
+            Field::new("claim_id", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let settings = FileSettings {
+            compression: Compression::UNCOMPRESSED,
+            statistics: EnabledStatistics::None,
+            distinct_columns: &["claim_id"],
+            plain_columns: &["key"],
+            value_page_rows: Some(1024),
+            ..FileSettings::DEFAULT
+        };
+        let rows = 5_000i64;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i * 7919))),
+                Arc::new(Int64Array::from_iter(
+                    (0..rows).map(|i| (i % 3 > 0).then_some(i)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("c{i}")),
+                )),
+                Arc::new(StringArray::from_iter(
+                    (0..rows).map(|i| (i % 5 > 0).then(|| format!("n{}", i % 4))),
+                )),
+            ],
+        )
+        .unwrap();
+        let mut file = PendingFile::create_with(&path, schema, &settings).unwrap();
+        file.write(&batch).unwrap();
+        file.close().unwrap().commit().unwrap();
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(&path).unwrap(),
+            options,
+        )
+        .unwrap();
+        let pages = reader.metadata().page_index_for_row_group(0);
+        let first_rows: Vec<Vec<i64>> = (0..4)
+            .map(|c| {
+                let locations = pages.page_locations(c).unwrap();
+                locations.iter().map(|p| p.first_row_index).collect()
+            })
+            .collect();
+        assert_eq!(first_rows[0], [0], "the key column is one page");
+        for column in &first_rows[1..] {
+            assert_eq!(column, &[0, 1024, 2048, 3072, 4096]);
+        }
+        let schema = reader.schema().clone();
+        let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+        let read = arrow::compute::concat_batches(&schema, &read).unwrap();
+        assert_eq!(read.columns(), batch.columns());
     }
 
     /// `rows` rows of `path` from `from` on, read through its page index: pages wholly outside
