@@ -883,10 +883,6 @@ pub(crate) fn settle_parts<P: Send>(
         drop(present);
         let run_year = latest_settlement_year(&whole, 0..whole.len());
         laps.mark(Stage::Ingest);
-        let ctx = Context {
-            policies,
-            prior: &prior,
-        };
         let first_year = latest_year(store, run_year).map_or(i32::MIN, |y| y - 1);
         let held = held_bits(whole.len() as u64, plan.part_claims);
         // Counted before grouping, as a spilled run counts them while it scatters: a crowded
@@ -903,8 +899,19 @@ pub(crate) fn settle_parts<P: Send>(
         // `cut` gives the parts of persons, then one of the rows with no person.
         let parts = (1usize << held) + 1;
         let mut pending: Option<P> = None;
+        let mut prior = Some(prior);
+        let no_prior = Prior::default();
         for (rows, partitions) in month.cut(held) {
             count += 1;
+            if count == parts as u64 {
+                // The rows with no person come last and read nothing of the state: what it gave
+                // the parts before is let go before the last of those is written beside them.
+                prior = None;
+            }
+            let ctx = Context {
+                policies,
+                prior: prior.as_ref().unwrap_or(&no_prior),
+            };
             laps.restart();
             let (wrote, next) = rayon::join(
                 || written(write, pending.take(), first_year, &registry),
@@ -922,8 +929,6 @@ pub(crate) fn settle_parts<P: Send>(
             laps.wrote(wrote?);
             pending = Some(next?);
         }
-        // Every part is settled: the last is written without the state read for the run.
-        drop(prior);
         laps.restart();
         let last = written(write, pending.take(), first_year, &registry);
         laps.wrote(last?);

@@ -260,7 +260,7 @@ pub fn audit_person(
                     }
                     None => {
                         let r = &records[n];
-                        let supply = r.days_supply.unwrap_or(0);
+                        let supply = i32::from(r.days_supply.unwrap_or(0));
                         (r.service_day + supply, Related::Earlier((first + n) as u32))
                     }
                 }

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use crate::domain::{Day, Millis, Status, VisitType};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::{group_by_key, person_slice};
-use crate::limits::MAX_CLAIM_FEN;
+use crate::limits::{MAX_CLAIM_FEN, MAX_DAYS_SUPPLY};
 use crate::policy::NONE;
 
 /// Days before a person's latest service day within which every settled claim is kept in the
@@ -226,11 +226,18 @@ pub struct EarlierClaim {
     pub institution: u32,
     pub drug: u32,
     pub medical_community: u32,
-    pub days_supply: Option<i32>,
+    /// Days of supply, 0 to [`MAX_DAYS_SUPPLY`]: 16 bits keep the claim in 40 bytes.
+    pub days_supply: Option<u16>,
     pub status: Status,
     pub visit: VisitType,
     /// A later reversal cancelled it.
     pub reversed: bool,
+}
+
+/// Days of supply as an [`EarlierClaim`] holds them: `days`, if it is a supply ingest accepts
+/// (0 to [`MAX_DAYS_SUPPLY`]).
+pub fn supply_days(days: i32) -> Option<u16> {
+    (0..=MAX_DAYS_SUPPLY).contains(&days).then_some(days as u16)
 }
 
 impl EarlierClaim {
@@ -242,7 +249,8 @@ impl EarlierClaim {
             institution: r.institution,
             drug: r.drug,
             medical_community: r.medical_community,
-            days_supply: r.days_supply,
+            // A record's supply was checked at ingest, or read from the index with none.
+            days_supply: r.days_supply.and_then(supply_days),
             status: r.status,
             visit: r.visit,
             reversed: r.reversed,
@@ -277,7 +285,7 @@ impl EarlierClaim {
             visit: self.visit,
             institution: self.institution,
             drug: self.drug,
-            days_supply: self.days_supply,
+            days_supply: self.days_supply.map(i32::from),
             medical_community: self.medical_community,
             layers: Layers::NONE,
         }
@@ -402,7 +410,6 @@ pub struct EarlierRows {
     /// The person's rank ([`Prior::new`]).
     pub person: Vec<u32>,
     pub claim: Vec<EarlierClaim>,
-    pub claim_key: Vec<u64>,
     pub claim_id: Ids,
     /// The refunds among the rows (`(row, key of the claim it cancelled)`): each marks its
     /// original reversed and is not itself an earlier claim the rules compare.
@@ -437,7 +444,6 @@ impl EarlierRows {
         }
         self.person = order.iter().map(|&i| self.person[i as usize]).collect();
         self.claim = order.iter().map(|&i| self.claim[i as usize]).collect();
-        self.claim_key = order.iter().map(|&i| self.claim_key[i as usize]).collect();
         let mut ids = Ids::with_capacity(self.len(), self.claim_id.bytes());
         for &i in &order {
             ids.push(self.claim_id.get(i as usize));
@@ -725,7 +731,11 @@ impl Chunk {
             claims.extend(kept.iter().map(|&(g, settlement)| {
                 let (n, i) = at(g);
                 let mut claim = rows[n].claim[i];
-                claim.reversed |= cancelled.binary_search(&rows[n].claim_key[i]).is_ok();
+                // A refund is rare: a claim's key is found from its id only when one is.
+                if !cancelled.is_empty() {
+                    let key = claim_key(rows[n].claim_id.get(i));
+                    claim.reversed |= cancelled.binary_search(&key).is_ok();
+                }
                 if settlement != NO_SETTLEMENT {
                     let (m, j) = at(settlement);
                     claim.reversed |= rows[m].claim[j].reversed;
@@ -858,6 +868,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_earlier_claim_is_held_in_40_bytes() {
+        // A night on a month's state holds millions of them, twice over while they are grouped.
+        assert_eq!(std::mem::size_of::<EarlierClaim>(), 40);
+        assert_eq!(supply_days(0), Some(0));
+        assert_eq!(supply_days(MAX_DAYS_SUPPLY), Some(366));
+        assert_eq!(supply_days(MAX_DAYS_SUPPLY + 1), None);
+        assert_eq!(supply_days(-1), None);
+    }
+
+    #[test]
     fn a_pool_holds_to_its_invariants() {
         let pool = |fund, cost, deductible, claims| PoolState {
             fund_fen: fund,
@@ -885,7 +905,7 @@ mod tests {
             .contains("cost"));
     }
 
-    fn claim(day: Day, drug: Option<u32>, supply: Option<i32>) -> EarlierClaim {
+    fn claim(day: Day, drug: Option<u32>, supply: Option<u16>) -> EarlierClaim {
         EarlierClaim {
             settled_at: day as i64 * 86_400_000,
             total_fen: 100,
@@ -939,7 +959,6 @@ mod tests {
             }
             rows.person.push(person);
             rows.claim.push(c);
-            rows.claim_key.push(claim_key(id));
             rows.claim_id.push(id);
             if index {
                 rows.settlements.push(c.as_record());

@@ -1110,7 +1110,6 @@ const HISTORY_COLUMNS: &[&str] = &[
     "institution_id",
     "drug_code",
     "days_supply",
-    "claim_key",
     "reverses_key",
 ];
 
@@ -1147,7 +1146,6 @@ fn history_rows(
     let reversed = column(batch, "reversed").as_boolean();
     let total = int64s(batch, "total_fen");
     let supply = int32s(batch, "days_supply");
-    let claim_keys = int64s(batch, "claim_key");
     let reverses = int64s(batch, "reverses_key");
     let columns = [
         dictionary(path, batch, HISTORY_TEXTS[0])?,
@@ -1163,7 +1161,6 @@ fn history_rows(
     }
     rows.person.reserve(selected.len());
     rows.claim.reserve(selected.len());
-    rows.claim_key.reserve(selected.len());
     // A state that has absorbed no year (`first_year` is `i32::MIN`) holds no row to drop.
     let first_day = match first_year {
         y if y < 0 => crate::domain::Day::MIN,
@@ -1174,15 +1171,11 @@ fn history_rows(
         if day < first_day {
             continue;
         }
-        let (Some(status), true, true) = (
-            status.get(i)?,
-            claim_ids.is_valid(i),
-            claim_keys.is_valid(i),
-        ) else {
+        let (Some(status), true) = (status.get(i)?, claim_ids.is_valid(i)) else {
             return Err(Error::schema(
                 path,
-                "claim_id, claim_key, status",
-                "a history row without its claim id, key or status",
+                "claim_id, status",
+                "a history row without its claim id or status",
             ));
         };
         let mut code = |w: usize| {
@@ -1200,7 +1193,17 @@ fn history_rows(
             institution: code(0),
             drug: code(1),
             medical_community: code(2),
-            days_supply: supply.is_valid(i).then(|| supply.value(i)),
+            days_supply: match supply.is_valid(i) {
+                false => None,
+                true => Some(super::supply_days(supply.value(i)).ok_or_else(|| {
+                    let days = crate::limits::MAX_DAYS_SUPPLY;
+                    Error::schema(
+                        path,
+                        "days_supply",
+                        format!("a supply outside 0 to {days} days"),
+                    )
+                })?),
+            },
             status,
             visit: visit.get(i)?.unwrap_or(VisitType::Outpatient),
             reversed: reversed.is_valid(i) && reversed.value(i),
@@ -1211,7 +1214,6 @@ fn history_rows(
         }
         rows.person.push(person);
         rows.claim.push(claim);
-        rows.claim_key.push(claim_keys.value(i) as u64);
         rows.claim_id.push(claim_ids.value(i));
     }
     Ok(rows)
@@ -1470,7 +1472,6 @@ pub fn load_prior(
         record.reversed = reversed.contains(r.claim_id.as_str());
         found.person.push(p as u32);
         found.claim.push(EarlierClaim::of(&record));
-        found.claim_key.push(claim_key(&r.claim_id));
         found.claim_id.push(&r.claim_id);
         found.settlements.push(record);
     }
