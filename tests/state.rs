@@ -288,6 +288,25 @@ fn years_before_the_previous_one_are_dropped_when_a_run_commits() {
 }
 
 /// Copies a state directory (flat) to `to`; an absent one leaves `to` absent.
+/// The `person_key` column of a state file, as the unsigned keys it holds.
+fn person_keys(path: &Path) -> Vec<u64> {
+    use arrow::array::AsArray;
+    let file = std::fs::File::open(path).unwrap();
+    let builder =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["person_key"]);
+    builder
+        .with_projection(mask)
+        .build()
+        .unwrap()
+        .flat_map(|b| {
+            let b = b.unwrap();
+            let keys = b.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+            keys.values().iter().map(|&k| k as u64).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
     let Ok(entries) = std::fs::read_dir(from) else {
@@ -480,6 +499,11 @@ fn a_compacted_state_settles_the_next_night_as_the_appended_one_does() {
         yibao::run::adjudicate(&args(d, &format!("night{i}"), &format!("o{i}"), "state")).unwrap();
     }
     copy_dir(&d.join("state"), &d.join("appended"));
+    let nights = yibao::state::store::read_manifest(&d.join("state"), 4).unwrap();
+    for piece in nights.pools.iter().chain(&nights.history) {
+        let keys = person_keys(&d.join("state").join(&piece.file));
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{}", piece.file);
+    }
     let before = state_pools(&d.join("state"));
     let c = yibao::state::compact::compact(&d.join("state"), 2).unwrap();
     assert_eq!(c.version, Some(5));
@@ -490,6 +514,13 @@ fn a_compacted_state_settles_the_next_night_as_the_appended_one_does() {
     let state = d.join("state");
     let m = yibao::state::store::read_manifest(&state, 5).unwrap();
     assert_eq!((m.pools.len(), m.history.len(), m.claims.len()), (1, 1, 1));
+    // Merged from four nights' files, each per-person table is in person-key order, as every
+    // state file is: a reader merges its persons with the rows in one pass.
+    for piece in m.pools.iter().chain(&m.history) {
+        let keys = person_keys(&state.join(&piece.file));
+        assert_eq!(keys.len() as u64, piece.rows);
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{}", piece.file);
+    }
     assert_eq!(m.inputs.len(), 4, "what was absorbed is still known");
     assert_eq!(yibao::state::store::versions(&state).unwrap(), [4, 5]);
     let files = std::fs::read_dir(&state)

@@ -39,6 +39,11 @@ pub struct Compacted {
 /// Rows of the per-person tables merged at once: a range of person keys holding about this many.
 const ROWS_PER_RANGE: u64 = 4 << 20;
 
+/// The same for `pools`, whose range is held whole to be put in person-key order (about 70
+/// bytes a row as read, twice over while sorted): a night that completes a tier merges its
+/// pools after its outputs are written, beside the registry.
+const POOL_ROWS_PER_RANGE: u64 = 1 << 20;
+
 /// Compacts `dir` and keeps its newest `keep` versions (at least 1).
 pub fn compact(dir: &std::path::Path, keep: usize) -> Result<Compacted> {
     let store = Store::open(dir)?;
@@ -117,8 +122,12 @@ pub enum Table {
 pub fn merge_pieces(store: &Store, table: Table, pieces: &[Piece]) -> Result<Piece> {
     let first_year = store.manifest.first_year();
     let rows: u64 = pieces.iter().map(|p| p.rows).sum();
+    let per_range = match table {
+        Table::Pools => POOL_ROWS_PER_RANGE,
+        Table::History => ROWS_PER_RANGE,
+    };
     let mut bits = 0;
-    while bits < crate::partition::BLOCK_BITS && rows > ROWS_PER_RANGE << bits {
+    while bits < crate::partition::BLOCK_BITS && rows > per_range << bits {
         bits += 1;
     }
     let mut file = match table {
@@ -236,6 +245,7 @@ fn merge_pools(
     }
     let schema = file.schema();
     let columns = column_names(&schema);
+    let mut kept_batches = Vec::new();
     for (n, piece) in pieces.iter().enumerate() {
         let path = store.path(&piece.file);
         for batch in super::read::read_selected(&path, in_range, &columns)? {
@@ -256,10 +266,27 @@ fn merge_pools(
                 .collect();
             let kept = arrow::compute::filter_record_batch(&batch, &keep)
                 .map_err(|e| Error::arrow("state compaction", e))?;
-            write_as(file, &kept, year_values(&kept))?;
+            kept_batches.push(kept);
         }
     }
-    Ok(())
+    // The pieces' rows in person-key order, as every pools file holds them: each person's rows
+    // come from one piece, in its order (a stable sort).
+    let Some(first) = kept_batches.first() else {
+        return Ok(());
+    };
+    let all = arrow::compute::concat_batches(&first.schema(), &kept_batches)
+        .map_err(|e| Error::arrow("state compaction", e))?;
+    drop(kept_batches);
+    let keys = all
+        .column_by_name("person_key")
+        .expect("projected")
+        .as_primitive::<Int64Type>();
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.sort_by_key(|&i| keys.value(i as usize) as u64);
+    let sorted = arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(order))
+        .map_err(|e| Error::arrow("state compaction", e))?;
+    drop(all);
+    write_as(file, &sorted, year_values(&sorted))
 }
 
 fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::StringArray {
@@ -346,7 +373,11 @@ fn merge_history(
         });
     }
     let mut order: Vec<u32> = (0..n as u32).collect();
-    let person = |i: usize| (person_keys.value(i), ids.is_valid(i).then(|| ids.value(i)));
+    // Keys in their unsigned order, as every state file holds them.
+    let person = |i: usize| {
+        let key = person_keys.value(i) as u64;
+        (key, ids.is_valid(i).then(|| ids.value(i)))
+    };
     order.sort_by(|&a, &b| {
         let (a, b) = (a as usize, b as usize);
         (person(a), settled_at.value(a), claim_ids.value(a)).cmp(&(
