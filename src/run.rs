@@ -771,7 +771,8 @@ pub(crate) type SettleFn<'f, P> = dyn Fn(&Context, Claims, Partitions, &AmountSt
 
 /// How a run writes a settled part: `(part, first year held, registry)`. Parts come in
 /// person-key order, each once; returns the part's rows. A settled part needs nothing of the
-/// state read for it ([`Context::prior`]): that is let go once the part is settled.
+/// state read for it ([`Context::prior`]), which a run lets go once it has settled the parts
+/// that need it.
 pub(crate) type WriteFn<'f, P> = dyn FnMut(P, i32, &Registry) -> Result<u64> + Send + 'f;
 
 /// A run's two steps for each part. A part is written while the next one is settled

@@ -356,17 +356,7 @@ fn merge_history(
             institution: NO_CODE,
             drug,
             medical_community: NO_CODE,
-            days_supply: match supply.is_valid(i) {
-                false => None,
-                true => Some(super::supply_days(supply.value(i)).ok_or_else(|| {
-                    let days = crate::limits::MAX_DAYS_SUPPLY;
-                    Error::schema(
-                        path,
-                        "days_supply",
-                        format!("a supply outside 0 to {days} days"),
-                    )
-                })?),
-            },
+            days_supply: super::read::days_supply(path, supply, i)?,
             status: status.get(i)?.unwrap_or(Status::Rejected),
             visit: visit.get(i)?.unwrap_or(VisitType::Outpatient),
             reversed: reversed.is_valid(i) && reversed.value(i),

@@ -314,6 +314,26 @@ pub(super) fn names<'a, T: Copy>(
     })
 }
 
+/// Row `i`'s days of supply as an [`EarlierClaim`] holds them: a supply ingest would not accept
+/// is not one yibao wrote.
+pub(super) fn days_supply(path: &Path, supply: &Int32Array, i: usize) -> Result<Option<u16>> {
+    if supply.is_null(i) {
+        return Ok(None);
+    }
+    match super::supply_days(supply.value(i)) {
+        Some(days) => Ok(Some(days)),
+        None => Err(Error::schema(
+            path,
+            "days_supply",
+            format!(
+                "a supply of {} days, outside 0 to {}",
+                supply.value(i),
+                crate::limits::MAX_DAYS_SUPPLY
+            ),
+        )),
+    }
+}
+
 /// The policy ids of the names a state file holds.
 struct Resolver<'p> {
     policies: &'p Policies,
@@ -1193,17 +1213,7 @@ fn history_rows(
             institution: code(0),
             drug: code(1),
             medical_community: code(2),
-            days_supply: match supply.is_valid(i) {
-                false => None,
-                true => Some(super::supply_days(supply.value(i)).ok_or_else(|| {
-                    let days = crate::limits::MAX_DAYS_SUPPLY;
-                    Error::schema(
-                        path,
-                        "days_supply",
-                        format!("a supply outside 0 to {days} days"),
-                    )
-                })?),
-            },
+            days_supply: days_supply(path, supply, i)?,
             status,
             visit: visit.get(i)?.unwrap_or(VisitType::Outpatient),
             reversed: reversed.is_valid(i) && reversed.value(i),
@@ -1581,6 +1591,21 @@ mod tests {
             MappedRowGroup::map(&file, &path, 9_000..10_001).is_err(),
             "a chunk past the file's end is a corrupt file, not a fault"
         );
+    }
+
+    #[test]
+    fn a_supply_ingest_would_refuse_is_not_read_from_a_state_file() {
+        let supply = Int32Array::from(vec![Some(30), None, Some(366), Some(400), Some(-1)]);
+        let path = Path::new("history.parquet");
+        let read = |i| days_supply(path, &supply, i);
+        assert_eq!(read(0).unwrap(), Some(30));
+        assert_eq!(read(1).unwrap(), None);
+        assert_eq!(read(2).unwrap(), Some(366));
+        for i in [3, 4] {
+            let message = read(i).unwrap_err().to_string();
+            assert!(message.contains("days_supply"), "{message}");
+            assert!(message.contains("outside 0 to 366"), "{message}");
+        }
     }
 
     #[test]
