@@ -20,7 +20,7 @@ use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 
-use super::pages::{bit_width, hybrid, ChunkPages, ChunkSummary, HandChunk};
+use super::pages::{bit_width, hybrid, take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
 
 /// Marks a code of the current list not yet given an index in the chunk's dictionary.
 const UNSEEN: u32 = u32::MAX;
@@ -68,42 +68,30 @@ impl HandChunk for CodedChunk {
             self.use_list(coded.values());
             let keys = coded.keys().values();
             let nulls = coded.keys().nulls().filter(|n| n.null_count() > 0);
-            // A page's share of the rows at a time, so that the loops are over codes only.
-            let mut at = 0;
-            while at < keys.len() {
-                let take = self.pages.room().min(keys.len() - at);
-                match nulls {
-                    None => {
-                        self.pages.present(take);
-                        // Gathered through the map, then the codes first used here mapped.
-                        let keys = &keys[at..at + take];
-                        let start = self.indices.len();
-                        let remap = &self.remap;
-                        self.indices
-                            .extend(keys.iter().map(|&key| remap[key as usize]));
-                        if self.indices[start..].contains(&UNSEEN) {
-                            for (k, &key) in keys.iter().enumerate() {
-                                if self.indices[start + k] == UNSEEN {
-                                    self.indices[start + k] = self.index(key);
-                                }
-                            }
-                        }
-                    }
-                    Some(nulls) => {
-                        for (k, &key) in keys[at..at + take].iter().enumerate() {
-                            let valid = nulls.is_valid(at + k);
-                            self.pages.level(valid);
-                            if valid {
-                                let index = self.index(key);
-                                self.indices.push(index);
+            return take_rows(self, keys.len(), nulls, |chunk, rows| match nulls {
+                None => {
+                    // Gathered through the map, then the codes first used here mapped.
+                    let keys = &keys[rows];
+                    let start = chunk.indices.len();
+                    let remap = &chunk.remap;
+                    chunk
+                        .indices
+                        .extend(keys.iter().map(|&key| remap[key as usize]));
+                    if chunk.indices[start..].contains(&UNSEEN) {
+                        for (k, &key) in keys.iter().enumerate() {
+                            if chunk.indices[start + k] == UNSEEN {
+                                chunk.indices[start + k] = chunk.index(key);
                             }
                         }
                     }
                 }
-                at += take;
-                self.advance(take)?;
-            }
-            return Ok(());
+                Some(nulls) => {
+                    for i in rows.filter(|&i| nulls.is_valid(i)) {
+                        let index = chunk.index(keys[i]);
+                        chunk.indices.push(index);
+                    }
+                }
+            });
         }
         let text: &StringArray = array.as_any().downcast_ref().ok_or_else(|| {
             ParquetError::General(format!(
@@ -112,17 +100,13 @@ impl HandChunk for CodedChunk {
                 array.data_type()
             ))
         })?;
-        for value in text.iter() {
-            if self.pages.nullable() {
-                self.pages.level(value.is_some());
+        let nulls = text.nulls().filter(|n| n.null_count() > 0);
+        take_rows(self, text.len(), nulls, |chunk, rows| {
+            for i in rows.filter(|&i| nulls.is_none_or(|n| n.is_valid(i))) {
+                let index = chunk.intern(text.value(i));
+                chunk.indices.push(index);
             }
-            if let Some(value) = value {
-                let index = self.intern(value);
-                self.indices.push(index);
-            }
-            self.advance(1)?;
-        }
-        Ok(())
+        })
     }
 
     /// The dictionary page (the names in first-use order), then the data pages.
@@ -184,13 +168,11 @@ impl CodedChunk {
         self.index_of.insert(name.to_owned(), index);
         index
     }
+}
 
-    /// Counts `rows` more rows, and finishes the page they fill.
-    fn advance(&mut self, rows: usize) -> Result<()> {
-        if self.pages.advance(rows) {
-            self.finish_page()?;
-        }
-        Ok(())
+impl Paged for CodedChunk {
+    fn pages(&mut self) -> &mut ChunkPages {
+        &mut self.pages
     }
 
     /// Ends the filling page: the indices' bit width, then the indices.

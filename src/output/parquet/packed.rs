@@ -17,7 +17,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 
-use super::pages::{put_varint, ChunkPages, ChunkSummary, HandChunk};
+use super::pages::{put_varint, take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
 
 /// Values per block and per miniblock of `DELTA_BINARY_PACKED`.
 const BLOCK: usize = 128;
@@ -126,8 +126,7 @@ impl HandChunk for PackedChunk {
 }
 
 impl PackedChunk {
-    /// Takes `values` (of `array`, whose nulls say which are rows' values), a page's share at
-    /// a time.
+    /// Takes `values` (of `array`, whose nulls say which are rows' values).
     fn take<T: Copy>(
         &mut self,
         values: &[T],
@@ -135,31 +134,19 @@ impl PackedChunk {
         widen: impl Fn(T) -> i64,
     ) -> Result<()> {
         let nulls = array.nulls().filter(|n| n.null_count() > 0);
-        let mut at = 0;
-        while at < values.len() {
-            let take = self.pages.room().min(values.len() - at);
-            match nulls {
-                None => {
-                    self.pages.present(take);
-                    self.values
-                        .extend(values[at..at + take].iter().map(|&v| widen(v)));
-                }
-                Some(nulls) => {
-                    for (k, &v) in values[at..at + take].iter().enumerate() {
-                        let valid = nulls.is_valid(at + k);
-                        self.pages.level(valid);
-                        if valid {
-                            self.values.push(widen(v));
-                        }
-                    }
-                }
-            }
-            at += take;
-            if self.pages.advance(take) {
-                self.finish_page()?;
-            }
-        }
-        Ok(())
+        take_rows(self, values.len(), nulls, |chunk, rows| match nulls {
+            None => chunk.values.extend(values[rows].iter().map(|&v| widen(v))),
+            Some(nulls) => chunk.values.extend(
+                rows.filter(|&i| nulls.is_valid(i))
+                    .map(|i| widen(values[i])),
+            ),
+        })
+    }
+}
+
+impl Paged for PackedChunk {
+    fn pages(&mut self) -> &mut ChunkPages {
+        &mut self.pages
     }
 
     /// Ends the filling page: its values delta-packed.

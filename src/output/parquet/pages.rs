@@ -24,6 +24,41 @@ pub trait HandChunk: Send {
     fn close(self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)>;
 }
 
+/// A hand-written chunk that fills pages of rows ([`take_rows`]).
+pub trait Paged {
+    fn pages(&mut self) -> &mut ChunkPages;
+
+    /// Ends the filling page with the values taken for it.
+    fn finish_page(&mut self) -> Result<()>;
+}
+
+/// Takes `rows` rows into `chunk` a page's share at a time: writes each share's definition
+/// levels (from `nulls`; every row present without them), has `values` take the values of the
+/// share's rows that `nulls` says are valid (the range is of the batch's rows), and ends each
+/// page the rows fill. The loops over a share are over values only.
+pub fn take_rows<C: Paged>(
+    chunk: &mut C,
+    rows: usize,
+    nulls: Option<&arrow::buffer::NullBuffer>,
+    mut values: impl FnMut(&mut C, std::ops::Range<usize>),
+) -> Result<()> {
+    let mut at = 0;
+    while at < rows {
+        let pages = chunk.pages();
+        let take = pages.room().min(rows - at);
+        match nulls {
+            None => pages.present(take),
+            Some(nulls) => (at..at + take).for_each(|i| pages.level(nulls.is_valid(i))),
+        }
+        values(chunk, at..at + take);
+        at += take;
+        if chunk.pages().advance(take) {
+            chunk.finish_page()?;
+        }
+    }
+    Ok(())
+}
+
 /// The pages of one column chunk being written.
 pub struct ChunkPages {
     descr: ColumnDescPtr,
@@ -78,10 +113,6 @@ impl ChunkPages {
 
     pub fn descr(&self) -> &ColumnDescPtr {
         &self.descr
-    }
-
-    pub fn nullable(&self) -> bool {
-        self.nullable
     }
 
     /// Null rows so far.

@@ -13,7 +13,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 
 use super::packed::delta_binary_packed;
-use super::pages::{ChunkPages, ChunkSummary, HandChunk};
+use super::pages::{take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
 
 /// One text column of one row group, being written as prefixes and suffixes.
 pub struct PrefixedChunk {
@@ -34,6 +34,22 @@ impl PrefixedChunk {
             suffix_lengths: Vec::new(),
             suffixes: Vec::new(),
         }
+    }
+
+    /// Takes `value` as the filling page's next value.
+    fn push(&mut self, value: &[u8]) {
+        let prefix = common_prefix(&self.previous, value);
+        self.prefix_lengths.push(prefix as i64);
+        self.suffix_lengths.push((value.len() - prefix) as i64);
+        self.suffixes.extend_from_slice(&value[prefix..]);
+        self.previous.truncate(prefix);
+        self.previous.extend_from_slice(&value[prefix..]);
+    }
+}
+
+impl Paged for PrefixedChunk {
+    fn pages(&mut self) -> &mut ChunkPages {
+        &mut self.pages
     }
 
     /// Ends the filling page: prefix lengths, suffix lengths, suffixes.
@@ -66,34 +82,14 @@ impl HandChunk for PrefixedChunk {
         self.pages.admit(text)?;
         let nulls = text.nulls().filter(|n| n.null_count() > 0);
         let (offsets, bytes) = (text.value_offsets(), text.values().as_slice());
-        let mut at = 0;
-        while at < text.len() {
-            let take = self.pages.room().min(text.len() - at);
-            if nulls.is_none() {
-                self.pages.present(take);
-            }
-            for i in at..at + take {
-                if let Some(nulls) = nulls {
-                    let valid = nulls.is_valid(i);
-                    self.pages.level(valid);
-                    if !valid {
-                        continue;
-                    }
+        let value = |i: usize| &bytes[offsets[i] as usize..offsets[i + 1] as usize];
+        take_rows(self, text.len(), nulls, |chunk, rows| {
+            for i in rows {
+                if nulls.is_none_or(|n| n.is_valid(i)) {
+                    chunk.push(value(i));
                 }
-                let value = &bytes[offsets[i] as usize..offsets[i + 1] as usize];
-                let prefix = common_prefix(&self.previous, value);
-                self.prefix_lengths.push(prefix as i64);
-                self.suffix_lengths.push((value.len() - prefix) as i64);
-                self.suffixes.extend_from_slice(&value[prefix..]);
-                self.previous.truncate(prefix);
-                self.previous.extend_from_slice(&value[prefix..]);
             }
-            at += take;
-            if self.pages.advance(take) {
-                self.finish_page()?;
-            }
-        }
-        Ok(())
+        })
     }
 
     fn close(mut self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)> {
