@@ -13,12 +13,12 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, UInt32Type};
 use bytes::Bytes;
 use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
-use parquet::errors::{ParquetError, Result};
+use parquet::errors::Result;
 
 use super::pages::{bit_width, hybrid, take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
 
@@ -93,13 +93,7 @@ impl HandChunk for CodedChunk {
                 }
             });
         }
-        let text: &StringArray = array.as_any().downcast_ref().ok_or_else(|| {
-            ParquetError::General(format!(
-                "column {} is written from codes, but a batch has {}",
-                self.pages.descr().path(),
-                array.data_type()
-            ))
-        })?;
+        let text = self.pages.text(array, "from codes")?;
         let nulls = text.nulls().filter(|n| n.null_count() > 0);
         take_rows(self, text.len(), nulls, |chunk, rows| {
             for i in rows.filter(|&i| nulls.is_none_or(|n| n.is_valid(i))) {

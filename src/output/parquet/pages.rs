@@ -132,6 +132,22 @@ impl ChunkPages {
         Ok(())
     }
 
+    /// `array` as the text a chunk writes it from, or an error naming the column and what
+    /// `written` says it is written from.
+    pub fn text<'a>(
+        &self,
+        array: &'a dyn arrow::array::Array,
+        written: &str,
+    ) -> Result<&'a arrow::array::StringArray> {
+        array.as_any().downcast_ref().ok_or_else(|| {
+            ParquetError::General(format!(
+                "column {} is written {written}, but a batch has {}",
+                self.descr.path(),
+                array.data_type()
+            ))
+        })
+    }
+
     /// Rows the filling page still takes.
     pub fn room(&self) -> usize {
         self.page_rows - self.filled

@@ -6,11 +6,11 @@
 //! ([`super::packed`]), then the suffixes end to end. Prefixes start afresh on each page, which
 //! a reader decodes on its own; pages are cut every `page_rows` rows from the row group's start.
 
-use arrow::array::{Array, StringArray};
+use arrow::array::Array;
 use bytes::Bytes;
 use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
-use parquet::errors::{ParquetError, Result};
+use parquet::errors::Result;
 
 use super::packed::delta_binary_packed;
 use super::pages::{take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
@@ -72,13 +72,7 @@ impl Paged for PrefixedChunk {
 impl HandChunk for PrefixedChunk {
     /// Appends `array`'s rows (text).
     fn write(&mut self, array: &dyn Array) -> Result<()> {
-        let text: &StringArray = array.as_any().downcast_ref().ok_or_else(|| {
-            ParquetError::General(format!(
-                "column {} is written as text, but a batch has {}",
-                self.pages.descr().path(),
-                array.data_type()
-            ))
-        })?;
+        let text = self.pages.text(array, "as text")?;
         self.pages.admit(text)?;
         let nulls = text.nulls().filter(|n| n.null_count() > 0);
         let (offsets, bytes) = (text.value_offsets(), text.values().as_slice());
