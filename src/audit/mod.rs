@@ -99,6 +99,10 @@ pub struct EarlierIds {
 impl EarlierIds {
     /// The ids in `prior` of the earlier claims `anomalies` relate to.
     fn of(anomalies: &[Anomaly], prior: &Prior) -> EarlierIds {
+        // A month without state flags millions of claims and relates none to an earlier one.
+        if prior.holds_no_claims() {
+            return EarlierIds::default();
+        }
         let mut numbers: Vec<u32> = anomalies
             .iter()
             .filter_map(|a| match a.related {

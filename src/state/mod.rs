@@ -585,6 +585,11 @@ impl Prior {
         }
     }
 
+    /// Whether it holds no earlier claim (a run without state, or whose persons have none).
+    pub fn holds_no_claims(&self) -> bool {
+        self.chunks.iter().all(|c| c.claims.is_empty())
+    }
+
     /// Person's earlier claims with the number of the first.
     pub fn claims_of(&self, person: u32) -> (usize, &[EarlierClaim]) {
         let Some(r) = self.rank(person) else {
