@@ -356,10 +356,7 @@ fn merge_history(
             institution: NO_CODE,
             drug,
             medical_community: NO_CODE,
-            days_supply: super::read::days_supply(
-                path,
-                supply.is_valid(i).then(|| supply.value(i)),
-            )?,
+            days_supply: super::read::days_supply(path, supply, i)?,
             status: status.get(i)?.unwrap_or(Status::Rejected),
             visit: visit.get(i)?.unwrap_or(VisitType::Outpatient),
             reversed: reversed.is_valid(i) && reversed.value(i),

@@ -20,7 +20,6 @@
 //! commits a new version atomically as its last step ([`store::Store::commit`]).
 
 pub mod compact;
-mod gather;
 pub mod read;
 pub mod store;
 pub mod tables;

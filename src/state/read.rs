@@ -5,11 +5,10 @@
 //! known by key ([`PersonKeys`]), so a run held in memory reads its state while the registry
 //! loads, and a spilled run reads one partition's persons at a time ([`SpilledPersons`]),
 //! skipping the row groups whose `person_key` statistics lie outside the partition's keys. A
-//! night's persons are in nearly every page of the per-person files, so every page is read: the
-//! `person_key` column is matched with the persons' keys in one merge pass, then the other
-//! columns' values are taken of the matching rows only ([`gather`]: keys, names and flags from
-//! the pages, delta-packed integers and ids decoded whole; no person id read: `person_check`
-//! confirms a pools row's person). A row group is a rayon task throughout.
+//! night's persons are in nearly every page of the per-person files, so those are decoded whole
+//! and the persons' rows matched by key in one merge pass (texts as dictionary codes, no person
+//! id read: `person_check` confirms a pools row's person). A row group is a rayon task
+//! throughout.
 //!
 //! Names (pools, policy versions, benefits) are resolved against the current policies once per
 //! distinct name. A name the current policies do not have stops the run: settling against state
@@ -24,7 +23,6 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 
-use super::gather::{self, Column};
 use super::store::Store;
 use super::{
     claim_key, text_lists, ClaimRecord, EarlierClaim, EarlierRows, Layers, PoolState, Prior,
@@ -162,12 +160,38 @@ impl PersonKeys {
         self.keys.position(key)
     }
 
-    /// The rows of `keys` (a `person_key` column chunk) that are these persons', with each
-    /// one's rank ([`RowsOf`]).
-    fn rows_in(&self, path: &Path, keys: &Column) -> Result<Vec<(usize, u32)>> {
-        let mut rows = RowsOf::new(self);
-        keys.for_each_i64(path, |i, k| rows.push(i, k as u64))?;
-        Ok(rows.rows)
+    /// The rows of `keys` (a `person_key` column) that are these persons', with each one's
+    /// rank. State files hold rows in person-key order: a batch in that order is merged with
+    /// the sorted keys in one pass, any other is looked up row by row.
+    fn rows_of(&self, keys: &Int64Array) -> Vec<(usize, u32)> {
+        let values = keys.values();
+        let sorted =
+            keys.null_count() == 0 && values.windows(2).all(|w| (w[0] as u64) <= (w[1] as u64));
+        if !sorted {
+            return (0..keys.len())
+                .filter(|&i| keys.is_valid(i))
+                .filter_map(|i| Some((i, self.position(values[i] as u64)? as u32)))
+                .collect();
+        }
+        let wanted = &self.keys.sorted;
+        let Some(&first) = values.first() else {
+            return Vec::new();
+        };
+        let mut at = wanted.partition_point(|&w| w < first as u64);
+        let mut rows = Vec::new();
+        for (i, &k) in values.iter().enumerate() {
+            let k = k as u64;
+            while at < wanted.len() && wanted[at] < k {
+                at += 1;
+            }
+            if at == wanted.len() {
+                break;
+            }
+            if wanted[at] == k {
+                rows.push((i, at as u32));
+            }
+        }
+        rows
     }
 
     /// Each dense id's rank among these persons (`u32::MAX` for a person not `present`): what
@@ -182,56 +206,6 @@ impl PersonKeys {
                 _ => u32::MAX,
             })
             .collect()
-    }
-}
-
-/// The rows of a `person_key` column that are the wanted persons', found as its keys come.
-/// State files hold rows in person-key order: while they come in order they are merged with the
-/// sorted wanted keys in one pass; from a key out of order on, each is looked up.
-struct RowsOf<'k> {
-    wanted: &'k PersonKeys,
-    rows: Vec<(usize, u32)>,
-    /// The position among the wanted keys of the first not below the last key, while in order.
-    at: Option<usize>,
-    last: u64,
-    in_order: bool,
-}
-
-impl<'k> RowsOf<'k> {
-    fn new(wanted: &'k PersonKeys) -> Self {
-        RowsOf {
-            wanted,
-            rows: Vec::new(),
-            at: None,
-            last: 0,
-            in_order: true,
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, row: usize, key: u64) {
-        let sorted = &self.wanted.keys.sorted;
-        if self.in_order && key < self.last {
-            self.in_order = false;
-        }
-        self.last = key;
-        if !self.in_order {
-            if let Some(p) = self.wanted.position(key) {
-                self.rows.push((row, p as u32));
-            }
-            return;
-        }
-        let mut at = match self.at {
-            Some(at) => at,
-            None => sorted.partition_point(|&w| w < key),
-        };
-        while at < sorted.len() && sorted[at] < key {
-            at += 1;
-        }
-        self.at = Some(at);
-        if at < sorted.len() && sorted[at] == key {
-            self.rows.push((row, at as u32));
-        }
     }
 }
 
@@ -282,8 +256,6 @@ pub(super) struct Names<'a, T> {
 enum NameKeys {
     Int16(arrow::array::Int16Array),
     Int32(Int32Array),
-    /// The entries of gathered rows ([`Column::codes_at`]).
-    Codes(Vec<Option<u32>>),
 }
 
 impl<T: Copy> Names<'_, T> {
@@ -293,7 +265,6 @@ impl<T: Copy> Names<'_, T> {
         let entry = match &self.keys {
             NameKeys::Int16(k) => k.is_valid(row).then(|| k.value(row) as usize),
             NameKeys::Int32(k) => k.is_valid(row).then(|| k.value(row) as usize),
-            NameKeys::Codes(c) => c[row].map(|c| c as usize),
         };
         match entry.map(|e| &self.ids[e]) {
             None => Ok(None),
@@ -329,48 +300,34 @@ pub(super) fn names<'a, T: Copy>(
     let values = values
         .as_string_opt::<i32>()
         .ok_or_else(|| Error::schema(path, name, "not a text column"))?;
+    let ids = (0..values.len())
+        .map(|i| match values.is_null(i) {
+            true => Err("a null name".to_string()),
+            false => resolve(values.value(i)),
+        })
+        .collect();
     Ok(Names {
         path,
         name,
-        ids: values
-            .iter()
-            .map(|v| v.map_or_else(|| Err("a null name".to_string()), &mut resolve))
-            .collect(),
+        ids,
         keys,
-    })
-}
-
-/// [`names`] of the rows gathered from a name column ([`Column::codes_at`]): row `i` of the
-/// names is `rows[i]` of the column.
-fn gathered_names<'a, T: Copy>(
-    path: &'a Path,
-    column: &Column,
-    name: &'a str,
-    rows: &[u32],
-    resolve: impl FnMut(&str) -> std::result::Result<T, String>,
-) -> Result<Names<'a, T>> {
-    let (codes, texts) = column.codes_at(path, rows)?;
-    Ok(Names {
-        path,
-        name,
-        ids: texts.iter().map(resolve).collect(),
-        keys: NameKeys::Codes(codes),
     })
 }
 
 /// Row `i`'s days of supply as an [`EarlierClaim`] holds them: a supply ingest would not accept
 /// is not one yibao wrote.
-pub(super) fn days_supply(path: &Path, supply: Option<i32>) -> Result<Option<u16>> {
-    let Some(supply) = supply else {
+pub(super) fn days_supply(path: &Path, supply: &Int32Array, i: usize) -> Result<Option<u16>> {
+    if supply.is_null(i) {
         return Ok(None);
-    };
-    match super::supply_days(supply) {
+    }
+    match super::supply_days(supply.value(i)) {
         Some(days) => Ok(Some(days)),
         None => Err(Error::schema(
             path,
             "days_supply",
             format!(
-                "a supply of {supply} days, outside 0 to {}",
+                "a supply of {} days, outside 0 to {}",
+                supply.value(i),
                 crate::limits::MAX_DAYS_SUPPLY
             ),
         )),
@@ -529,61 +486,6 @@ impl<'a> KeyedFile<'a> {
             .map_err(|_| Error::schema(self.path, name, "missing from a state file"))
     }
 
-    /// The span of row group `group` holding the chunks of `roots`, mapped.
-    fn map(&self, group: usize, roots: &[usize]) -> Result<MappedRowGroup> {
-        let chunks = self.metadata.row_group(group).columns();
-        let range = roots
-            .iter()
-            .filter_map(|&c| chunks.get(c))
-            .map(|c| c.byte_range())
-            .fold(None, |acc: Option<(u64, u64)>, (start, len)| {
-                let end = start + len;
-                Some(acc.map_or((start, end), |(a, b)| (a.min(start), b.max(end))))
-            })
-            .unwrap_or((0, 0));
-        MappedRowGroup::map(&self.file, self.path, range.0..range.1)
-    }
-
-    /// Columns `names` of row group `group`, their values found by row ([`Column`]): read from
-    /// their mapped pages, or decoded whole when written in an encoding the pages are not read
-    /// in. Returns them with the bytes of their chunks.
-    fn columns(&self, group: usize, names: &[&str]) -> Result<(Vec<Column>, u64)> {
-        let roots = names
-            .iter()
-            .map(|c| self.root(c))
-            .collect::<Result<Vec<_>>>()?;
-        let g = self.metadata.row_group(group);
-        let rows = g.num_rows() as usize;
-        let mapped = std::sync::Arc::new(self.map(group, &roots)?);
-        let mut columns = Vec::with_capacity(roots.len());
-        for &c in &roots {
-            columns.push(Column::pages(self.path, mapped.clone(), g.column(c), rows)?);
-        }
-        let undecoded: Vec<usize> = (0..roots.len()).filter(|&i| columns[i].is_none()).collect();
-        let mut batches = Vec::new();
-        if !undecoded.is_empty() {
-            let decode: Vec<usize> = undecoded.iter().map(|&i| roots[i]).collect();
-            // Chunks with a dictionary page are read as dictionary codes, like the pages'.
-            let texts: Vec<&str> = undecoded
-                .iter()
-                .filter(|&&i| g.column(roots[i]).dictionary_page_offset().is_some())
-                .map(|&i| names[i])
-                .collect();
-            for batch in self.reader_with(group, &decode, None, &texts)? {
-                batches.push(batch.map_err(|e| Error::corrupt(self.path, e))?);
-            }
-        }
-        let columns = columns
-            .into_iter()
-            .zip(names)
-            .map(|(c, name)| match c {
-                Some(c) => Ok(c),
-                None => gather::decoded(self.path, &batches, name),
-            })
-            .collect::<Result<_>>()?;
-        Ok((columns, self.bytes(group, &roots)))
-    }
-
     fn reader(
         &self,
         group: usize,
@@ -603,7 +505,17 @@ impl<'a> KeyedFile<'a> {
         dictionaries: &[&str],
     ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
         let path = self.path;
-        let file = self.map(group, roots)?;
+        let chunks = self.metadata.row_group(group).columns();
+        let range = roots
+            .iter()
+            .filter_map(|&c| chunks.get(c))
+            .map(|c| c.byte_range())
+            .fold(None, |acc: Option<(u64, u64)>, (start, len)| {
+                let end = start + len;
+                Some(acc.map_or((start, end), |(a, b)| (a.min(start), b.max(end))))
+            })
+            .unwrap_or((0, 0));
+        let file = MappedRowGroup::map(&self.file, path, range.0..range.1)?;
         let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
         if !dictionaries.is_empty() {
             let fields: Vec<arrow::datatypes::Field> = self
@@ -676,40 +588,66 @@ impl<'a> KeyedFile<'a> {
             .sum()
     }
 
-    /// What `map` makes of each row group that may hold rows of `persons` ([`Self::may_hold`]),
-    /// given with the number of its first row in the file: a row group a rayon task.
-    fn groups<T: Send>(
+    /// `columns` of every row of the row groups that may hold rows of `persons`
+    /// ([`Self::may_hold`]), a row group a rayon task, each batch handed to `map` with the
+    /// number of its first row in the file; `dictionaries` as in [`Self::reader_with`]. For the
+    /// per-person tables, where a night's persons have rows in nearly every page: decoding the
+    /// pages whole costs less than selecting rows in them. Returns what `map` made, and the bytes
+    /// read.
+    fn scan<T: Send>(
         &self,
         persons: &PersonKeys,
-        map: impl Fn(usize, usize) -> Result<T> + Sync,
-    ) -> Result<Vec<T>> {
+        columns: &[&str],
+        dictionaries: &[&str],
+        map: impl Fn(usize, RecordBatch) -> Result<T> + Sync,
+    ) -> Result<(Vec<T>, u64)> {
+        let roots = columns
+            .iter()
+            .map(|c| self.root(c))
+            .collect::<Result<Vec<_>>>()?;
         let mut first_rows = Vec::with_capacity(self.metadata.num_row_groups());
         let mut at = 0usize;
         for g in self.metadata.row_groups() {
             first_rows.push(at);
             at += g.num_rows() as usize;
         }
-        (0..self.metadata.num_row_groups())
+        let per_group: Vec<(Vec<T>, u64)> = (0..self.metadata.num_row_groups())
             .into_par_iter()
             .filter(|&g| self.may_hold(g, persons))
-            .map(|g| map(g, first_rows[g]))
-            .collect()
+            .map(|g| {
+                let mut out = Vec::new();
+                let mut at = first_rows[g];
+                for batch in self.reader_with(g, &roots, None, dictionaries)? {
+                    let batch = batch.map_err(|e| Error::corrupt(self.path, e))?;
+                    let n = batch.num_rows();
+                    out.push(map(at, batch)?);
+                    at += n;
+                }
+                Ok((out, self.bytes(g, &roots)))
+            })
+            .collect::<Result<_>>()?;
+        let bytes = per_group.iter().map(|(_, b)| b).sum();
+        Ok((per_group.into_iter().flat_map(|(t, _)| t).collect(), bytes))
     }
 
-    /// The rows where a key column passes `select` (given the column's number among
-    /// `key_columns` and its value; a null passes nothing): the key columns of every row group
-    /// are scanned from their pages, then `columns` of the selected rows only are read, each
-    /// batch handed to `map`. `maybe` is a cheap test that every key `select` may want passes:
-    /// only keys passing it are given to `select`, so that the scan over millions of keys is a
-    /// tight loop. Returns what `map` made, and the bytes read.
+    /// The rows whose `key_columns` pass `select` (given each key column's value, null as
+    /// `None`): the key columns of every row group are read, then `columns` of the selected
+    /// rows only, each batch handed to `map` with the selected rows' first key. `maybe` is a
+    /// cheap test that every key `select` may want passes: only rows with a key passing it are
+    /// given to `select`, so that the scan over millions of keys is a tight loop. Returns what
+    /// `map` made, and the bytes read.
     fn read_matching<T: Send>(
         &self,
         key_columns: &[&str],
         maybe: impl Fn(u64) -> bool + Sync,
-        select: impl Fn(usize, u64) -> bool + Sync,
+        select: impl Fn(&[Option<u64>]) -> bool + Sync,
         columns: &[&str],
-        map: impl Fn(RecordBatch) -> Result<T> + Sync,
+        map: impl Fn(&[u64], RecordBatch) -> Result<T> + Sync,
     ) -> Result<(Vec<T>, u64)> {
+        let key_roots = key_columns
+            .iter()
+            .map(|c| self.root(c))
+            .collect::<Result<Vec<_>>>()?;
         let roots = columns
             .iter()
             .map(|c| self.root(c))
@@ -718,29 +656,59 @@ impl<'a> KeyedFile<'a> {
         let per_group: Vec<(Vec<T>, u64)> = groups
             .par_iter()
             .map(|&g| {
-                let (keys, mut bytes) = self.columns(g, key_columns)?;
-                let mut rows: Vec<usize> = Vec::new();
-                for (c, column) in keys.iter().enumerate() {
-                    column.for_each_i64(self.path, |row, key| {
-                        let key = key as u64;
-                        if maybe(key) && select(c, key) {
-                            rows.push(row);
+                let mut bytes = self.bytes(g, &key_roots);
+                let (mut rows, mut keys, mut at) = (Vec::new(), Vec::new(), 0usize);
+                let mut values = vec![None; key_columns.len()];
+                let mut candidates: Vec<u32> = Vec::new();
+                for batch in self.reader(g, &key_roots, None)? {
+                    let batch = batch
+                        .map_err(|e| Error::schema(self.path, key_columns[0], e.to_string()))?;
+                    let arrays: Vec<&Int64Array> =
+                        key_columns.iter().map(|c| int64s(&batch, c)).collect();
+                    candidates.clear();
+                    for a in &arrays {
+                        let v = a.values();
+                        match a.nulls() {
+                            None => candidates.extend(
+                                (0..v.len())
+                                    .filter(|&i| maybe(v[i] as u64))
+                                    .map(|i| i as u32),
+                            ),
+                            Some(n) => candidates.extend(
+                                n.valid_indices()
+                                    .filter(|&i| maybe(v[i] as u64))
+                                    .map(|i| i as u32),
+                            ),
                         }
-                    })?;
-                }
-                if keys.len() > 1 {
-                    rows.sort_unstable();
-                    rows.dedup();
+                    }
+                    if arrays.len() > 1 {
+                        candidates.sort_unstable();
+                        candidates.dedup();
+                    }
+                    for &i in &candidates {
+                        let i = i as usize;
+                        for (v, a) in values.iter_mut().zip(&arrays) {
+                            *v = a.is_valid(i).then(|| a.value(i) as u64);
+                        }
+                        if select(&values) {
+                            rows.push(at + i);
+                            keys.push(values[0].unwrap_or(0));
+                        }
+                    }
+                    at += batch.num_rows();
                 }
                 if rows.is_empty() {
                     return Ok((Vec::new(), bytes));
                 }
                 bytes += self.bytes(g, &roots);
-                let at = self.metadata.row_group(g).num_rows() as usize;
                 let selection = RowSelection::from_consecutive_ranges(runs(&rows).into_iter(), at);
                 let mut out = Vec::new();
+                let mut first = 0;
                 for batch in self.reader(g, &roots, Some(selection))? {
-                    out.push(map(batch.map_err(|e| Error::corrupt(self.path, e))?)?);
+                    let batch = batch.map_err(|e| Error::corrupt(self.path, e))?;
+                    let n = batch.num_rows();
+                    out.push(map(&keys[first..first + n], batch)?);
+                    first += n;
                 }
                 Ok((out, bytes))
             })
@@ -769,8 +737,13 @@ pub fn read_selected(
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>> {
     let file = KeyedFile::open(path)?;
-    let (batches, _) =
-        file.read_matching(&["person_key"], |_| true, |_, k| select(k), columns, Ok)?;
+    let (batches, _) = file.read_matching(
+        &["person_key"],
+        &select,
+        |k| k[0].is_some_and(&select),
+        columns,
+        |_, batch| Ok(batch),
+    )?;
     Ok(batches)
 }
 
@@ -982,16 +955,16 @@ pub fn lookup_claims(
             let file = KeyedFile::open(&path)?;
             // One scan of the two key columns: the run's repeated ids (rare; confirmed on the
             // text by ingest), the originals its reversals name, and the reversals of them.
-            let select = |column: usize, k: u64| match column {
-                0 => claim_keys.contains(k) || target_keys.contains(k),
-                _ => target_keys.contains(k),
+            let select = |k: &[Option<u64>]| {
+                k[0].is_some_and(|k| claim_keys.contains(k) || target_keys.contains(k))
+                    || k[1].is_some_and(|k| target_keys.contains(k))
             };
             let (batches, bytes_read) = file.read_matching(
                 &["claim_key", "reverses_key"],
                 |k| either.may_contain(k),
                 select,
                 RECORD_COLUMNS,
-                |b| index_records(&path, &b, &resolver),
+                |_, b| index_records(&path, &b, &resolver),
             )?;
             let mut hits = IndexHits {
                 bytes_read,
@@ -1112,12 +1085,12 @@ impl LocalTexts {
         self.of_entry.resize(entries, u32::MAX);
     }
 
-    fn code(&mut self, texts: &gather::Dictionary, entry: usize) -> u32 {
+    fn code(&mut self, values: &StringArray, entry: usize) -> u32 {
         let c = self.of_entry[entry];
         if c != u32::MAX {
             return c;
         }
-        let text = texts.get(entry);
+        let text = values.value(entry);
         let c = match self.index.get(text) {
             Some(&c) => c,
             None => {
@@ -1130,6 +1103,17 @@ impl LocalTexts {
         self.of_entry[entry] = c;
         c
     }
+}
+
+/// A dictionary text column of a batch read with [`KeyedFile::reader_with`].
+fn dictionary<'b>(
+    path: &Path,
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<&'b arrow::array::DictionaryArray<Int32Type>> {
+    column(batch, name)
+        .as_dictionary_opt::<Int32Type>()
+        .ok_or_else(|| Error::schema(path, name, "not a text column"))
 }
 
 /// The history's columns a night reads.
@@ -1149,49 +1133,52 @@ const HISTORY_COLUMNS: &[&str] = &[
     "reverses_key",
 ];
 
-/// The history rows of the wanted persons in one row group (`columns`, as
-/// [`HISTORY_COLUMNS`] names them), texts as codes of `texts`' lists.
+/// The history's text columns read as dictionary codes: the texts, then the names.
+const HISTORY_CODED: [&str; 5] = [
+    "institution_id",
+    "drug_code",
+    "medical_community_id",
+    "status",
+    "visit_type",
+];
+
+/// Institutions, drugs, medical communities: read as codes of the Prior's text lists.
+const HISTORY_TEXTS: [&str; 3] = [HISTORY_CODED[0], HISTORY_CODED[1], HISTORY_CODED[2]];
+
+/// The history rows of the wanted persons in one batch, texts as codes of `texts`' lists.
 fn history_rows(
     path: &Path,
-    columns: &[Column],
+    batch: &RecordBatch,
     wanted: &PersonKeys,
     first_year: i32,
     texts: &mut [LocalTexts; 3],
 ) -> Result<EarlierRows> {
-    let [keys, claim_ids, settled_at, service, status, reversed, total, visit, community, institution, drug, supply, reverses] =
-        columns
-    else {
-        unreachable!("one column per name of HISTORY_COLUMNS")
-    };
-    let selected = wanted.rows_in(path, keys)?;
+    let selected = wanted.rows_of(int64s(batch, "person_key"));
     let mut rows = EarlierRows::default();
     if selected.is_empty() {
         return Ok(rows);
     }
-    let at: Vec<u32> = selected.iter().map(|&(r, _)| r as u32).collect();
-    let service = service.i32s_at(path, &at)?;
-    let settled_at = settled_at.i64s_at(path, &at)?;
-    let status = gathered_names(path, status, "status", &at, self::status)?;
-    let visit = gathered_names(path, visit, "visit_type", &at, self::visit)?;
-    let reversed = reversed.bools_at(path, &at)?;
-    let total = total.i64s_at(path, &at)?;
-    let supply = supply.i32s_at(path, &at)?;
-    let reverses = reverses.i64s_at(path, &at)?;
-    let coded = [institution, drug, community];
-    let mut codes = Vec::with_capacity(3);
-    for (w, column) in coded.into_iter().enumerate() {
-        let (entries, dictionary) = column.codes_at(path, &at)?;
-        texts[w].start(dictionary.len());
-        let local = &mut texts[w];
-        codes.push(
-            entries
-                .into_iter()
-                .map(|e| e.map_or(NO_CODE, |e| local.code(&dictionary, e as usize)))
-                .collect::<Vec<u32>>(),
-        );
+    let claim_ids = column(batch, "claim_id").as_string::<i32>();
+    let settled_at = column(batch, "settled_at").as_primitive::<TimestampMillisecondType>();
+    let service = column(batch, "service_date").as_primitive::<Date32Type>();
+    let status = names(path, batch, "status", status)?;
+    let visit = names(path, batch, "visit_type", visit)?;
+    let reversed = column(batch, "reversed").as_boolean();
+    let total = int64s(batch, "total_fen");
+    let supply = int32s(batch, "days_supply");
+    let reverses = int64s(batch, "reverses_key");
+    let columns = [
+        dictionary(path, batch, HISTORY_TEXTS[0])?,
+        dictionary(path, batch, HISTORY_TEXTS[1])?,
+        dictionary(path, batch, HISTORY_TEXTS[2])?,
+    ];
+    let values: Vec<&StringArray> = columns
+        .iter()
+        .map(|c| c.values().as_string::<i32>())
+        .collect();
+    for (t, v) in texts.iter_mut().zip(&values) {
+        t.start(v.len());
     }
-    let mut ids = Vec::with_capacity(at.len());
-    claim_ids.texts_at(path, &at, |id| ids.push(id))?;
     rows.person.reserve(selected.len());
     rows.claim.reserve(selected.len());
     // A state that has absorbed no year (`first_year` is `i32::MIN`) holds no row to drop.
@@ -1199,44 +1186,45 @@ fn history_rows(
         y if y < 0 => crate::domain::Day::MIN,
         y => crate::domain::days_from_civil(y, 1, 1),
     };
-    for (i, &(_, person)) in selected.iter().enumerate() {
-        let Some(day) = service[i] else {
-            return Err(Error::schema(
-                path,
-                "service_date",
-                "a history row without its date",
-            ));
-        };
+    for (i, person) in selected {
+        let day = service.value(i);
         if day < first_day {
             continue;
         }
-        let (Some(status), Some(claim_id), Some(settled_at)) =
-            (status.get(i)?, ids[i], settled_at[i])
-        else {
+        let (Some(status), true) = (status.get(i)?, claim_ids.is_valid(i)) else {
             return Err(Error::schema(
                 path,
-                "claim_id, status, settled_at",
-                "a history row without its claim id, status or settlement time",
+                "claim_id, status",
+                "a history row without its claim id or status",
             ));
         };
+        let mut code = |w: usize| {
+            let keys = columns[w].keys();
+            if keys.is_null(i) {
+                NO_CODE
+            } else {
+                texts[w].code(values[w], keys.value(i) as usize)
+            }
+        };
         let claim = EarlierClaim {
-            settled_at,
-            total_fen: total[i].unwrap_or(0),
+            settled_at: settled_at.value(i),
+            total_fen: value_or_zero(total, i),
             service_day: day,
-            institution: codes[0][i],
-            drug: codes[1][i],
-            medical_community: codes[2][i],
-            days_supply: days_supply(path, supply[i])?,
+            institution: code(0),
+            drug: code(1),
+            medical_community: code(2),
+            days_supply: days_supply(path, supply, i)?,
             status,
             visit: visit.get(i)?.unwrap_or(VisitType::Outpatient),
-            reversed: reversed[i].unwrap_or(false),
+            reversed: reversed.is_valid(i) && reversed.value(i),
         };
-        if let (Status::Reversal, Some(target)) = (status, reverses[i]) {
-            rows.refunds.push((rows.person.len() as u32, target as u64));
+        if status == Status::Reversal && reverses.is_valid(i) {
+            rows.refunds
+                .push((rows.person.len() as u32, reverses.value(i) as u64));
         }
         rows.person.push(person);
         rows.claim.push(claim);
-        rows.claim_id.push(claim_id);
+        rows.claim_id.push(claim_ids.value(i));
     }
     Ok(rows)
 }
@@ -1289,7 +1277,7 @@ impl PersonsRead {
 }
 
 /// Reads the pools and history of the `wanted` persons from the version `store` holds, every
-/// page of every file read: the newest `pools` file holding a person gives its pools, every
+/// file decoded whole: the newest `pools` file holding a person gives its pools, every
 /// `history` file its rows. Needs no registry: a run reads it while the registry loads.
 fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Result<PersonsRead> {
     let manifest = &store.manifest;
@@ -1315,36 +1303,33 @@ fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Resu
         .enumerate()
         .map(|(n, path)| {
             let file = KeyedFile::open(path)?;
-            let groups = file.groups(wanted, |g, first_row| {
-                let (columns, bytes) = file.columns(g, POOL_COLUMNS)?;
-                let [keys, checks, year, pool, fund, cost, deductible, claims] = &columns[..]
-                else {
-                    unreachable!("one column per name of POOL_COLUMNS")
-                };
-                let selected = wanted.rows_in(path, keys)?;
-                let rows: Vec<u32> = selected.iter().map(|&(r, _)| r as u32).collect();
-                let pool = gathered_names(path, pool, "pool", &rows, |name| resolver.pool(name))?;
-                let (checks, year, claims) = (
-                    checks.i64s_at(path, &rows)?,
-                    year.i32s_at(path, &rows)?,
-                    claims.i32s_at(path, &rows)?,
-                );
+            file.scan(wanted, POOL_COLUMNS, &["pool"], |first_row, batch| {
+                let keys = int64s(&batch, "person_key");
+                let checks = int64s(&batch, "person_check");
+                let pool = names(path, &batch, "pool", |name| resolver.pool(name))?;
+                let year = int32s(&batch, "year");
+                let claims = int32s(&batch, "claims");
                 let (fund, cost, deductible) = (
-                    fund.i64s_at(path, &rows)?,
-                    cost.i64s_at(path, &rows)?,
-                    deductible.i64s_at(path, &rows)?,
+                    int64s(&batch, "fund_paid_fen"),
+                    int64s(&batch, "cost_fen"),
+                    int64s(&batch, "deductible_fen"),
                 );
+                let selected = wanted.rows_of(keys);
                 let mut out = Vec::with_capacity(selected.len());
-                for (i, &(row, at)) in selected.iter().enumerate() {
+                for (i, at) in selected {
                     let at = at as usize;
-                    let state = match (pool.get(i)?, year[i]) {
-                        (Some(pool), Some(year)) => Some(PoolState {
-                            year,
+                    let state = match (pool.get(i)?, year.is_valid(i)) {
+                        (Some(pool), true) => Some(PoolState {
+                            year: year.value(i),
                             pool,
-                            fund_fen: fund[i].unwrap_or(0),
-                            cost_fen: cost[i].unwrap_or(0),
-                            deductible_fen: deductible[i].unwrap_or(0),
-                            claims: claims[i].unwrap_or(0),
+                            fund_fen: value_or_zero(fund, i),
+                            cost_fen: value_or_zero(cost, i),
+                            deductible_fen: value_or_zero(deductible, i),
+                            claims: if claims.is_valid(i) {
+                                claims.value(i)
+                            } else {
+                                0
+                            },
                         }),
                         _ => None,
                     };
@@ -1352,22 +1337,20 @@ fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Resu
                         return Err(Error::Value {
                             path: path.clone(),
                             column: "fund_paid_fen, cost_fen, deductible_fen, claims".into(),
-                            row: (first_row + row) as u64,
+                            row: (first_row + i) as u64,
                             reason: format!("not a pool yibao could have written: {broken}"),
                         });
                     }
                     out.push(PoolRow {
                         at: at as u32,
                         file: n as u32,
-                        row: (first_row + row) as u64,
-                        checked: checks[i].is_some_and(|c| c as u64 == wanted.checks[at]),
+                        row: (first_row + i) as u64,
+                        checked: checks.is_valid(i) && checks.value(i) as u64 == wanted.checks[at],
                         state,
                     });
                 }
-                Ok((out, bytes))
-            })?;
-            let bytes = groups.iter().map(|(_, b)| b).sum::<u64>();
-            Ok((groups.into_iter().map(|(rows, _)| rows).collect(), bytes))
+                Ok(out)
+            })
         })
         .collect::<Result<_>>()?;
     // Each person's holder: the newest file with a row of it (file numbers from 1, 0 for none).
@@ -1416,14 +1399,13 @@ fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Resu
         .par_iter()
         .map(|path| {
             let file = KeyedFile::open(path)?;
-            let groups = file.groups(wanted, |g, _| {
-                let (columns, bytes) = file.columns(g, HISTORY_COLUMNS)?;
-                let mut local: [LocalTexts; 3] = Default::default();
-                let rows = history_rows(path, &columns, wanted, first_year, &mut local)?;
-                Ok(((rows, local.map(|t| t.texts)), bytes))
-            })?;
-            let bytes = groups.iter().map(|(_, b)| b).sum::<u64>();
-            Ok((groups.into_iter().map(|(rows, _)| rows).collect(), bytes))
+            let (rows, bytes) =
+                file.scan(wanted, HISTORY_COLUMNS, &HISTORY_CODED, |_, batch| {
+                    let mut local: [LocalTexts; 3] = Default::default();
+                    let rows = history_rows(path, &batch, wanted, first_year, &mut local)?;
+                    Ok((rows, local.map(|t| t.texts)))
+                })?;
+            Ok((rows, bytes))
         })
         .collect::<Result<_>>()?;
 
@@ -1615,7 +1597,7 @@ mod tests {
     fn a_supply_ingest_would_refuse_is_not_read_from_a_state_file() {
         let supply = Int32Array::from(vec![Some(30), None, Some(366), Some(400), Some(-1)]);
         let path = Path::new("history.parquet");
-        let read = |i: usize| days_supply(path, supply.is_valid(i).then(|| supply.value(i)));
+        let read = |i| days_supply(path, &supply, i);
         assert_eq!(read(0).unwrap(), Some(30));
         assert_eq!(read(1).unwrap(), None);
         assert_eq!(read(2).unwrap(), Some(366));
