@@ -5,7 +5,8 @@
 # behind it. Prints wall time, peak RSS and the state bytes each run read and wrote.
 #
 #   benches/nightly.sh [CLAIMS] [PERSONS]    # default 10,000,000 claims, CLAIMS/5 persons
-#   REPEAT=3 benches/nightly.sh              # best of N for each run (default 2)
+#   REPEAT=8 benches/nightly.sh              # N runs of each (default 2): the best of each,
+#                                            # and the median of the paired ratios
 #   NIGHTS=30 benches/nightly.sh             # build the state as N nightly runs (default 30;
 #                                            # 1 builds it in one run over the first 30 days)
 #
@@ -59,17 +60,19 @@ if [ "$NIGHTS" = 1 ]; then
 else
   for d in $(seq 1 "$NIGHTS"); do adjudicate "$DAYS/$d.parquet" "$BASE" "$OUT/night-$d"; done
 fi
-cp -r "$BASE" "$OUT/state-compacted"
+# Copies are hard links: a state's files are never written again once in place (a run adds
+# files and a manifest and removes only names), so a copy shares the page cache with its origin
+# and costs no writes. With copies of the bytes (3.4 GB for the state as the nights left it, one
+# per measured run) the best of two runs varied by a tenth between sittings.
+cp -al "$BASE" "$OUT/state-compacted"
 "$BIN" state compact "$OUT/state-compacted" > "$OUT/compact.txt"
 
-# Every measured run gets its own copy of the state, all made before the first is timed: a
-# run started right after a multi-GB copy paid for the kernel's settling of that copy (the state
-# as the nights left it is 3.4 GB), not for its own work.
+# Every measured run gets its own copy of the state, all made before the first is timed.
 for i in $(seq "$REPEAT"); do
   for kind in appended compacted; do
     from=$BASE
     if [ "$kind" = compacted ]; then from=$OUT/state-compacted; fi
-    cp -r "$from" "$OUT/state-$kind-$i"
+    cp -al "$from" "$OUT/state-$kind-$i"
   done
 done
 sync
@@ -90,11 +93,12 @@ du -sb "$BASE" | awk '{print $1}' > "$OUT/state-bytes"
 du -sb "$OUT/state-compacted" | awk '{print $1}' > "$OUT/compacted-bytes"
 
 python3 - "$OUT" "$REPEAT" <<'EOF'
-import json, os, sys
+import json, os, statistics, sys
 out, repeat = sys.argv[1], int(sys.argv[2])
+def runs(kind):
+    return [json.load(open(os.path.join(out, f"{kind}.{i}.json"))) for i in range(1, repeat + 1)]
 def best(kind):
-    runs = [json.load(open(os.path.join(out, f"{kind}.{i}.json"))) for i in range(1, repeat + 1)]
-    return min(runs, key=lambda r: r["wall_seconds"])
+    return min(runs(kind), key=lambda r: r["wall_seconds"])
 state_bytes = int(open(os.path.join(out, "state-bytes")).read())
 compacted_bytes = int(open(os.path.join(out, "compacted-bytes")).read())
 empty, appended, compacted = best("empty"), best("appended"), best("compacted")
@@ -110,6 +114,15 @@ for name, r in (("empty", empty), ("30 nights, appended", appended), ("30 nights
     print(f"| {name} | {r['wall_seconds']:.2f} s | {gib(r['peak_rss_bytes'])} | "
           f"{mb(s['read']['bytes_read'])} | {mb(s['written_bytes'])} | {stages} s |")
 for name, r in (("appended", appended), ("compacted", compacted)):
-    print(f"{name} / empty: wall {r['wall_seconds'] / empty['wall_seconds']:.2f}×, "
+    print(f"{name} / empty, best: wall {r['wall_seconds'] / empty['wall_seconds']:.2f}×, "
           f"peak RSS {r['peak_rss_bytes'] / empty['peak_rss_bytes']:.2f}×")
+# Each repetition runs the three nights one after the other: a pair of a night on the state and
+# the empty night next to it shares the machine's moment, and the median of the pairs' ratios
+# moves less between sittings than the ratio of the bests.
+empties = runs("empty")
+for name in ("appended", "compacted"):
+    pairs = list(zip(runs(name), empties))
+    ratio = lambda key: statistics.median(r[key] / e[key] for r, e in pairs)
+    print(f"{name} / empty, median of {repeat} pairs: wall {ratio('wall_seconds'):.2f}×, "
+          f"peak RSS {ratio('peak_rss_bytes'):.2f}×")
 EOF
