@@ -373,6 +373,8 @@ pub(super) fn visit(name: &str) -> std::result::Result<VisitType, String> {
 struct KeyedFile<'a> {
     path: &'a Path,
     file: File,
+    /// The file's length, taken once: every row group read is mapped within it.
+    file_len: u64,
     builder_schema: arrow::datatypes::SchemaRef,
     metadata: std::sync::Arc<parquet::file::metadata::ParquetMetaData>,
     parquet_schema: parquet::schema::types::SchemaDescPtr,
@@ -390,8 +392,13 @@ struct MappedRowGroup {
 }
 
 impl MappedRowGroup {
-    fn map(file: &File, path: &Path, range: std::ops::Range<u64>) -> Result<MappedRowGroup> {
-        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    /// Maps `range` of `file` (at `path`, `file_len` bytes long).
+    fn map(
+        file: &File,
+        file_len: u64,
+        path: &Path,
+        range: std::ops::Range<u64>,
+    ) -> Result<MappedRowGroup> {
         if range.end > file_len {
             return Err(Error::corrupt(
                 path,
@@ -464,6 +471,7 @@ impl<'a> KeyedFile<'a> {
     /// ([`Self::read_matching`]) then skips the pages holding none of them undecoded.
     fn open(path: &'a Path) -> Result<KeyedFile<'a>> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
             .with_offset_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
         let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
@@ -474,6 +482,7 @@ impl<'a> KeyedFile<'a> {
         Ok(KeyedFile {
             path,
             file,
+            file_len,
             builder_schema: builder.schema().clone(),
             metadata: builder.metadata().clone(),
             parquet_schema: builder.parquet_schema().clone().into(),
@@ -515,7 +524,7 @@ impl<'a> KeyedFile<'a> {
                 Some(acc.map_or((start, end), |(a, b)| (a.min(start), b.max(end))))
             })
             .unwrap_or((0, 0));
-        let file = MappedRowGroup::map(&self.file, path, range.0..range.1)?;
+        let file = MappedRowGroup::map(&self.file, self.file_len, path, range.0..range.1)?;
         let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
         if !dictionaries.is_empty() {
             let fields: Vec<arrow::datatypes::Field> = self
@@ -1575,7 +1584,7 @@ mod tests {
         let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
         std::fs::write(&path, &data).unwrap();
         let file = File::open(&path).unwrap();
-        let mapped = MappedRowGroup::map(&file, &path, 4_000..6_000).unwrap();
+        let mapped = MappedRowGroup::map(&file, 10_000, &path, 4_000..6_000).unwrap();
         assert_eq!(
             mapped.len(),
             10_000,
@@ -1588,7 +1597,7 @@ mod tests {
         assert!(mapped.get_bytes(3_999, 10).is_err(), "before the row group");
         assert!(mapped.get_bytes(5_995, 10).is_err(), "past its end");
         assert!(
-            MappedRowGroup::map(&file, &path, 9_000..10_001).is_err(),
+            MappedRowGroup::map(&file, 10_000, &path, 9_000..10_001).is_err(),
             "a chunk past the file's end is a corrupt file, not a fault"
         );
     }
