@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::datatypes::{Date32Type, Int32Type, Int64Type, SchemaRef, TimestampMillisecondType};
 
 use super::read::column;
@@ -270,22 +270,29 @@ fn merge_pools(
         }
     }
     // The pieces' rows in person-key order, as every pools file holds them: each person's rows
-    // come from one piece, in its order (a stable sort).
-    let Some(first) = kept_batches.first() else {
+    // come from one piece, in its order (a stable sort), taken from the pieces' batches as
+    // they are.
+    if kept_batches.is_empty() {
         return Ok(());
-    };
-    let all = arrow::compute::concat_batches(&first.schema(), &kept_batches)
+    }
+    let keys: Vec<&Int64Array> = kept_batches
+        .iter()
+        .map(|b| {
+            b.column_by_name("person_key")
+                .expect("projected")
+                .as_primitive::<Int64Type>()
+        })
+        .collect();
+    let mut order: Vec<(usize, usize)> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(b, k)| (0..k.len()).map(move |r| (b, r)))
+        .collect();
+    order.sort_by_key(|&(b, r)| keys[b].value(r) as u64);
+    let batches: Vec<&RecordBatch> = kept_batches.iter().collect();
+    let sorted = arrow::compute::interleave_record_batch(&batches, &order)
         .map_err(|e| Error::arrow("state compaction", e))?;
     drop(kept_batches);
-    let keys = all
-        .column_by_name("person_key")
-        .expect("projected")
-        .as_primitive::<Int64Type>();
-    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.sort_by_key(|&i| keys.value(i as usize) as u64);
-    let sorted = arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(order))
-        .map_err(|e| Error::arrow("state compaction", e))?;
-    drop(all);
     write_as(file, &sorted, year_values(&sorted))
 }
 
