@@ -92,9 +92,9 @@ done
 du -sb "$BASE" | awk '{print $1}' > "$OUT/state-bytes"
 du -sb "$OUT/state-compacted" | awk '{print $1}' > "$OUT/compacted-bytes"
 
-python3 - "$OUT" "$REPEAT" <<'EOF'
+python3 - "$OUT" "$REPEAT" "$NIGHTS" <<'EOF'
 import json, os, statistics, sys
-out, repeat = sys.argv[1], int(sys.argv[2])
+out, repeat, nights = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def runs(kind):
     return [json.load(open(os.path.join(out, f"{kind}.{i}.json"))) for i in range(1, repeat + 1)]
 def best(kind):
@@ -125,4 +125,20 @@ for name in ("appended", "compacted"):
     ratio = lambda key: statistics.median(r[key] / e[key] for r, e in pairs)
     print(f"{name} / empty, median of {repeat} pairs: wall {ratio('wall_seconds'):.2f}×, "
           f"peak RSS {ratio('peak_rss_bytes'):.2f}×")
+# The nights that built the state, each run once as a data centre would: a night that completes
+# a tier of the per-person files merges it before it commits, and pays for that night.
+if nights > 1:
+    built = [json.load(open(os.path.join(out, f"night-{d}", "summary.json")))
+             for d in range(1, nights + 1)]
+    walls = [r["wall_seconds"] for r in built]
+    merging = [r for r in built if r["state"]["merged_rows"] > 0]
+    worst = max(range(nights), key=lambda d: walls[d])
+    print(f"\nthe {nights} nights that built the state: {sum(walls):.1f} s in all, "
+          f"{statistics.mean(walls):.2f} s a night (median {statistics.median(walls):.2f} s); "
+          f"{len(merging)} merged a tier "
+          f"({sum(r['state']['merged_rows'] for r in merging) / 1e6:.1f} M rows); the slowest, "
+          f"night {worst + 1}: {walls[worst]:.2f} s, "
+          f"{built[worst]['state']['merged_rows'] / 1e6:.1f} M rows merged, "
+          f"peak {gib(built[worst]['peak_rss_bytes'])}; highest peak "
+          f"{gib(max(r['peak_rss_bytes'] for r in built))}")
 EOF

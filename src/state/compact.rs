@@ -10,10 +10,10 @@
 //! and needs no policies. Versions older than the newest `keep` are then removed with the files
 //! only they named.
 
-use std::collections::HashMap;
-
 use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::datatypes::{Date32Type, Int32Type, Int64Type, SchemaRef, TimestampMillisecondType};
+
+use rayon::prelude::*;
 
 use super::read::column;
 use super::store::{read_manifest, versions, Manifest, Piece, Store};
@@ -22,7 +22,7 @@ use super::EarlierClaim;
 use crate::domain::{Status, VisitType};
 use crate::error::{Error, Result};
 use crate::ingest::claims::NO_CODE;
-use crate::partition::part_of;
+use crate::ingest::FastMap;
 
 /// What a compaction did.
 #[derive(Debug)]
@@ -122,23 +122,39 @@ pub enum Table {
 pub fn merge_pieces(store: &Store, table: Table, pieces: &[Piece]) -> Result<Piece> {
     let first_year = store.manifest.first_year();
     let rows: u64 = pieces.iter().map(|p| p.rows).sum();
+    // Ranges are merged as many at once as there are threads, each with its share of the
+    // rows one range may hold, then written in order.
+    let at_once = rayon::current_num_threads().max(1);
     let per_range = match table {
         Table::Pools => POOL_ROWS_PER_RANGE,
         Table::History => ROWS_PER_RANGE,
-    };
+    } / at_once as u64;
     let mut bits = 0;
     while bits < crate::partition::BLOCK_BITS && rows > per_range << bits {
         bits += 1;
     }
-    let mut file = match table {
-        Table::Pools => TableFile::create(store, "pools", tables::pools_schema())?,
-        Table::History => TableFile::create(store, "history", tables::history_schema())?,
+    let schema = match table {
+        Table::Pools => tables::pools_schema(),
+        Table::History => tables::history_schema(),
     };
-    for range in 0..1usize << bits {
-        let in_range = |key: u64| part_of(key, bits) == range;
-        match table {
-            Table::Pools => merge_pools(store, pieces, in_range, first_year, &mut file)?,
-            Table::History => merge_history(store, pieces, in_range, first_year, &mut file)?,
+    let mut file = match table {
+        Table::Pools => TableFile::create(store, "pools", schema.clone())?,
+        Table::History => TableFile::create(store, "history", schema.clone())?,
+    };
+    let ranges: Vec<usize> = (0..1usize << bits).collect();
+    for window in ranges.chunks(at_once) {
+        let merged: Vec<Option<RecordBatch>> = window
+            .par_iter()
+            .map(|&range| {
+                let in_range = keys_of(range, bits);
+                match table {
+                    Table::Pools => merge_pools(store, pieces, in_range, first_year, &schema),
+                    Table::History => merge_history(store, pieces, in_range, first_year, &schema),
+                }
+            })
+            .collect::<Result<_>>()?;
+        for batch in merged.into_iter().flatten() {
+            write_as(&mut file, &batch, year_values(&batch))?;
         }
     }
     let (mut piece, committed) = file.close()?;
@@ -147,6 +163,15 @@ pub fn merge_pieces(store: &Store, table: Table, pieces: &[Piece]) -> Result<Pie
     committed.commit()?;
     crate::output::parquet::sync_dir(&store.dir)?;
     Ok(piece)
+}
+
+/// The person keys of range `range` of `1 << bits` (the ranges of [`part_of`]).
+fn keys_of(range: usize, bits: u32) -> std::ops::RangeInclusive<u64> {
+    if bits == 0 {
+        return 0..=u64::MAX;
+    }
+    let first = (range as u64) << (64 - bits);
+    first..=first | (u64::MAX >> bits)
 }
 
 /// Files of a tier merged by a nightly run: when the newest `TIER` files of a per-person table
@@ -226,74 +251,104 @@ pub fn tier_to_merge(pieces: &[Piece]) -> Option<std::ops::Range<usize>> {
         .then_some(n - TIER..n)
 }
 
-/// The pools rows of the persons `in_range` from the newest file holding each, of the years held.
+/// The pools rows of the persons `in_range` from the newest file holding each, of the years
+/// held, in person-key order.
 fn merge_pools(
     store: &Store,
     pieces: &[Piece],
-    in_range: impl Fn(u64) -> bool + Sync + Copy,
+    in_range: std::ops::RangeInclusive<u64>,
     first_year: i32,
-    file: &mut TableFile,
-) -> Result<()> {
-    let mut holder: HashMap<String, usize> = HashMap::new();
+    schema: &SchemaRef,
+) -> Result<Option<RecordBatch>> {
+    let columns = column_names(schema);
+    // Oldest piece first, each in its own order.
+    let mut batches: Vec<(usize, RecordBatch)> = Vec::new();
     for (n, piece) in pieces.iter().enumerate() {
-        for ids in super::read::read_selected(&store.path(&piece.file), in_range, &["person_id"])? {
-            let ids = ids.column(0).as_string::<i32>();
-            for id in ids.iter().flatten() {
-                holder.insert(id.to_string(), n);
-            }
+        for batch in
+            super::read::read_selected(&store.path(&piece.file), in_range.clone(), &columns)?
+        {
+            batches.push((n, batch));
         }
     }
-    let schema = file.schema();
-    let columns = column_names(&schema);
-    let mut kept_batches = Vec::new();
-    for (n, piece) in pieces.iter().enumerate() {
-        let path = store.path(&piece.file);
-        for batch in super::read::read_selected(&path, in_range, &columns)? {
-            let ids = string_column(&batch, "person_id");
-            let year = batch
-                .column_by_name("year")
-                .expect("projected")
-                .as_primitive::<Int32Type>();
-            // A row with no year marks a person settled with no pool: kept.
-            let keep: BooleanArray = (0..batch.num_rows())
-                .map(|i| {
-                    Some(
-                        ids.is_valid(i)
-                            && holder.get(ids.value(i)) == Some(&n)
-                            && (year.is_null(i) || year.value(i) >= first_year),
-                    )
-                })
-                .collect();
-            let kept = arrow::compute::filter_record_batch(&batch, &keep)
-                .map_err(|e| Error::arrow("state compaction", e))?;
-            kept_batches.push(kept);
-        }
+    if batches.is_empty() {
+        return Ok(None);
     }
-    // The pieces' rows in person-key order, as every pools file holds them: each person's rows
-    // come from one piece, in its order (a stable sort), taken from the pieces' batches as
-    // they are.
-    if kept_batches.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<&Int64Array> = kept_batches
+    let int64 = |b: &RecordBatch, name: &str| column(b, name).as_primitive::<Int64Type>().clone();
+    let keys: Vec<Int64Array> = batches
         .iter()
-        .map(|b| {
-            b.column_by_name("person_key")
-                .expect("projected")
-                .as_primitive::<Int64Type>()
-        })
+        .map(|(_, b)| int64(b, "person_key"))
         .collect();
-    let mut order: Vec<(usize, usize)> = keys
+    let checks: Vec<Int64Array> = batches
+        .iter()
+        .map(|(_, b)| int64(b, "person_check"))
+        .collect();
+    let ids: Vec<_> = batches
+        .iter()
+        .map(|(_, b)| column(b, "person_id").clone())
+        .collect();
+    let years: Vec<_> = batches
+        .iter()
+        .map(|(_, b)| column(b, "year").as_primitive::<Int32Type>().clone())
+        .collect();
+    // Every row in person-key order (keys in their unsigned order, as every pools file holds
+    // them), a key's rows in piece order and each piece's in its own: sorted by key and
+    // position in that order.
+    let rows: Vec<(usize, usize)> = keys
         .iter()
         .enumerate()
         .flat_map(|(b, k)| (0..k.len()).map(move |r| (b, r)))
         .collect();
-    order.sort_by_key(|&(b, r)| keys[b].value(r) as u64);
-    let batches: Vec<&RecordBatch> = kept_batches.iter().collect();
-    let sorted = arrow::compute::interleave_record_batch(&batches, &order)
+    let mut sorted: Vec<(u64, u32)> = rows
+        .iter()
+        .enumerate()
+        .map(|(at, &(b, r))| (keys[b].value(r) as u64, at as u32))
+        .collect();
+    sorted.sort_unstable();
+    let order: Vec<(usize, usize)> = sorted.iter().map(|&(_, at)| rows[at as usize]).collect();
+    drop((rows, sorted));
+    // A person is its key and check (the first bytes of its id's hash): of the rows under one
+    // key, each person's come from the newest piece holding it.
+    let check = |(b, r): (usize, usize)| {
+        (checks[b].is_valid(r) && ids[b].is_valid(r)).then(|| checks[b].value(r))
+    };
+    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(order.len());
+    let mut start = 0;
+    while start < order.len() {
+        let key = keys[order[start].0].value(order[start].1);
+        let mut end = start + 1;
+        while end < order.len() && keys[order[end].0].value(order[end].1) == key {
+            end += 1;
+        }
+        let rows = &order[start..end];
+        let one_person = rows.iter().all(|&row| check(row) == check(rows[0]));
+        for &(b, r) in rows {
+            let person = check((b, r));
+            // The last row of a person is of the newest piece holding it.
+            let holder = match one_person {
+                true => rows.last().map(|&(b, _)| batches[b].0),
+                false => rows
+                    .iter()
+                    .filter(|&&row| check(row) == person)
+                    .map(|&(b, _)| batches[b].0)
+                    .max(),
+            };
+            // A row with no year marks a person settled with no pool: kept.
+            if person.is_some()
+                && holder == Some(batches[b].0)
+                && (years[b].is_null(r) || years[b].value(r) >= first_year)
+            {
+                kept.push((b, r));
+            }
+        }
+        start = end;
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let refs: Vec<&RecordBatch> = batches.iter().map(|(_, b)| b).collect();
+    let sorted = arrow::compute::interleave_record_batch(&refs, &kept)
         .map_err(|e| Error::arrow("state compaction", e))?;
-    drop(kept_batches);
-    write_as(file, &sorted, year_values(&sorted))
+    Ok(Some(sorted))
 }
 
 fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::StringArray {
@@ -309,16 +364,15 @@ fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::St
 fn merge_history(
     store: &Store,
     pieces: &[Piece],
-    in_range: impl Fn(u64) -> bool + Sync + Copy,
+    in_range: std::ops::RangeInclusive<u64>,
     first_year: i32,
-    file: &mut TableFile,
-) -> Result<()> {
-    let schema = file.schema();
-    let columns = column_names(&schema);
+    schema: &SchemaRef,
+) -> Result<Option<RecordBatch>> {
+    let columns = column_names(schema);
     let mut batches = Vec::new();
     for piece in pieces {
         let path = store.path(&piece.file);
-        for batch in super::read::read_selected(&path, in_range, &columns)? {
+        for batch in super::read::read_selected(&path, in_range.clone(), &columns)? {
             // As the file's own schema: dictionary columns are read back as such.
             batches.push(
                 RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
@@ -326,12 +380,12 @@ fn merge_history(
             );
         }
     }
-    let batch = arrow::compute::concat_batches(&schema, &batches)
+    let batch = arrow::compute::concat_batches(schema, &batches)
         .map_err(|e| Error::arrow("state compaction", e))?;
     drop(batches);
     let n = batch.num_rows();
     if n == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let path = store.dir.as_path();
     let ids = string_column(&batch, "person_id");
@@ -347,7 +401,7 @@ fn merge_history(
     let status = super::read::names(path, &batch, "status", super::read::status)?;
     let visit = super::read::names(path, &batch, "visit_type", super::read::visit)?;
     // Drugs as codes of one list, so that retention compares integers.
-    let mut drug_codes: HashMap<&str, u32> = HashMap::new();
+    let mut drug_codes: FastMap<&str, u32> = FastMap::default();
     let mut claims: Vec<EarlierClaim> = Vec::with_capacity(n);
     for i in 0..n {
         let drug = if drugs.is_valid(i) {
@@ -369,20 +423,44 @@ fn merge_history(
             reversed: reversed.is_valid(i) && reversed.value(i),
         });
     }
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    // Keys in their unsigned order, as every state file holds them.
+    // Rows in person order (keys in their unsigned order, as every state file holds them, then
+    // ids), each person's in settlement order (time, then claim id), ties in row order: sorted
+    // by key, time and row first; a key's rows are sorted again by the whole order only where
+    // two persons share the key or two of its rows the time.
     let person = |i: usize| {
         let key = person_keys.value(i) as u64;
         (key, ids.is_valid(i).then(|| ids.value(i)))
     };
-    order.sort_by(|&a, &b| {
+    let whole_order = |&a: &u32, &b: &u32| {
         let (a, b) = (a as usize, b as usize);
-        (person(a), settled_at.value(a), claim_ids.value(a)).cmp(&(
+        (person(a), settled_at.value(a), claim_ids.value(a), a).cmp(&(
             person(b),
             settled_at.value(b),
             claim_ids.value(b),
+            b,
         ))
-    });
+    };
+    let mut by_time: Vec<(u64, i64, u32)> = (0..n)
+        .map(|i| (person_keys.value(i) as u64, settled_at.value(i), i as u32))
+        .collect();
+    by_time.sort_unstable();
+    let mut order: Vec<u32> = by_time.iter().map(|&(_, _, i)| i).collect();
+    let mut start = 0;
+    while start < n {
+        let key = by_time[start].0;
+        let mut end = start + 1;
+        let mut again = false;
+        while end < n && by_time[end].0 == key {
+            again |= by_time[end].1 == by_time[end - 1].1
+                || person(by_time[end].2 as usize) != person(by_time[start].2 as usize);
+            end += 1;
+        }
+        if again {
+            order[start..end].sort_unstable_by(whole_order);
+        }
+        start = end;
+    }
+    drop(by_time);
     // Merging every file: a refund whose original is not here has nothing left to cancel.
     let whole = pieces.len() == store.manifest.history.len();
     // Per person: positions (in `rows`) of refunds whose original is not here, and the rows
@@ -445,9 +523,9 @@ fn merge_history(
             .iter()
             .map(|&r| Some(claims[r as usize].reversed)),
     ));
-    let kept =
-        RecordBatch::try_new(schema, columns).map_err(|e| Error::arrow("state compaction", e))?;
-    write_as(file, &kept, year_values(&kept))
+    let kept = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::arrow("state compaction", e))?;
+    Ok(Some(kept))
 }
 
 /// Concatenates the claim index files, rows of the years held.
@@ -540,6 +618,7 @@ fn drop_versions(store: &Store, keep: usize) -> Result<Vec<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partition::part_of;
 
     fn pieces(runs: &[u32]) -> Vec<Piece> {
         runs.iter()
@@ -554,6 +633,24 @@ mod tests {
                 retained: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_range_of_keys_is_the_keys_of_its_part() {
+        for bits in [0, 1, 4, 10] {
+            for range in [0, (1usize << bits) - 1, (1usize << bits) / 2] {
+                let keys = keys_of(range, bits);
+                assert_eq!(part_of(*keys.start(), bits), range);
+                assert_eq!(part_of(*keys.end(), bits), range);
+                if *keys.start() > 0 {
+                    assert_eq!(part_of(keys.start() - 1, bits), range - 1);
+                }
+                if *keys.end() < u64::MAX {
+                    assert_eq!(part_of(keys.end() + 1, bits), range + 1);
+                }
+            }
+        }
+        assert_eq!(keys_of(1, 1), 1 << 63..=u64::MAX);
     }
 
     #[test]

@@ -567,10 +567,14 @@ impl<'a> KeyedFile<'a> {
     /// Whether row group `group` may hold rows of `persons`: false when its `person_key`
     /// statistics lie outside their range of keys (a spilled partition's persons are one range).
     fn may_hold(&self, group: usize, persons: &PersonKeys) -> bool {
-        let (Some(&first), Some(&last)) = (persons.keys.sorted.first(), persons.keys.sorted.last())
-        else {
-            return false;
-        };
+        match (persons.keys.sorted.first(), persons.keys.sorted.last()) {
+            (Some(&first), Some(&last)) => self.may_hold_keys(group, first..=last),
+            _ => false,
+        }
+    }
+
+    /// Whether row group `group` may hold rows with a `person_key` in `keys`, by its statistics.
+    fn may_hold_keys(&self, group: usize, keys: std::ops::RangeInclusive<u64>) -> bool {
         let Ok(column) = self.root("person_key") else {
             return true;
         };
@@ -585,7 +589,7 @@ impl<'a> KeyedFile<'a> {
         // Keys are u64 stored as Int64: statistics order them signed. A group holding keys on
         // both sides of 2^63 has a signed minimum above its signed maximum as u64: unknown.
         let (min, max) = (min as u64, max as u64);
-        min > max || (min <= last && first <= max)
+        min > max || (min <= *keys.end() && *keys.start() <= max)
     }
 
     /// Compressed bytes of `roots` in row group `group`: what reading them costs.
@@ -640,7 +644,7 @@ impl<'a> KeyedFile<'a> {
     }
 
     /// The rows whose `key_columns` pass `select` (given each key column's value, null as
-    /// `None`): the key columns of every row group are read, then `columns` of the selected
+    /// `None`): the key columns of every row group passing `groups` are read, then `columns` of the selected
     /// rows only, each batch handed to `map` with the selected rows' first key. `maybe` is a
     /// cheap test that every key `select` may want passes: only rows with a key passing it are
     /// given to `select`, so that the scan over millions of keys is a tight loop. Returns what
@@ -648,6 +652,7 @@ impl<'a> KeyedFile<'a> {
     fn read_matching<T: Send>(
         &self,
         key_columns: &[&str],
+        groups: impl Fn(usize) -> bool + Sync,
         maybe: impl Fn(u64) -> bool + Sync,
         select: impl Fn(&[Option<u64>]) -> bool + Sync,
         columns: &[&str],
@@ -661,7 +666,9 @@ impl<'a> KeyedFile<'a> {
             .iter()
             .map(|c| self.root(c))
             .collect::<Result<Vec<_>>>()?;
-        let groups: Vec<usize> = (0..self.metadata.num_row_groups()).collect();
+        let groups: Vec<usize> = (0..self.metadata.num_row_groups())
+            .filter(|&g| groups(g))
+            .collect();
         let per_group: Vec<(Vec<T>, u64)> = groups
             .par_iter()
             .map(|&g| {
@@ -739,17 +746,19 @@ fn runs(rows: &[usize]) -> Vec<std::ops::Range<usize>> {
     ranges
 }
 
-/// `columns` of the rows of a state file whose `person_key` passes `select`, as stored.
+/// `columns` of the rows of a state file whose `person_key` is in `keys`, as stored: only the
+/// row groups whose statistics overlap `keys` are read.
 pub fn read_selected(
     path: &Path,
-    select: impl Fn(u64) -> bool + Sync,
+    keys: std::ops::RangeInclusive<u64>,
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>> {
     let file = KeyedFile::open(path)?;
     let (batches, _) = file.read_matching(
         &["person_key"],
-        &select,
-        |k| k[0].is_some_and(&select),
+        |g| file.may_hold_keys(g, keys.clone()),
+        |k| keys.contains(&k),
+        |k| k[0].is_some_and(|k| keys.contains(&k)),
         columns,
         |_, batch| Ok(batch),
     )?;
@@ -970,6 +979,7 @@ pub fn lookup_claims(
             };
             let (batches, bytes_read) = file.read_matching(
                 &["claim_key", "reverses_key"],
+                |_| true,
                 |k| either.may_contain(k),
                 select,
                 RECORD_COLUMNS,
