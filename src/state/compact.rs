@@ -292,7 +292,7 @@ fn merge_pools(
         .collect();
     // Every row in person-key order (keys in their unsigned order, as every pools file holds
     // them), a key's rows in piece order and each piece's in its own: sorted by key and
-    // position in that order.
+    // position in that order (a stable sort, which merges the pieces' sorted runs).
     let rows: Vec<(usize, usize)> = keys
         .iter()
         .enumerate()
@@ -303,7 +303,7 @@ fn merge_pools(
         .enumerate()
         .map(|(at, &(b, r))| (keys[b].value(r) as u64, at as u32))
         .collect();
-    sorted.sort_unstable();
+    sorted.sort();
     let order: Vec<(usize, usize)> = sorted.iter().map(|&(_, at)| rows[at as usize]).collect();
     drop((rows, sorted));
     // A person is its key and check (the first bytes of its id's hash): of the rows under one
@@ -425,7 +425,8 @@ fn merge_history(
     }
     // Rows in person order (keys in their unsigned order, as every state file holds them, then
     // ids), each person's in settlement order (time, then claim id), ties in row order: sorted
-    // by key, time and row first; a key's rows are sorted again by the whole order only where
+    // by key, time and row first (a stable sort, which merges the pieces' runs in that order);
+    // a key's rows are sorted again by the whole order only where
     // two persons share the key or two of its rows the time.
     let person = |i: usize| {
         let key = person_keys.value(i) as u64;
@@ -443,7 +444,7 @@ fn merge_history(
     let mut by_time: Vec<(u64, i64, u32)> = (0..n)
         .map(|i| (person_keys.value(i) as u64, settled_at.value(i), i as u32))
         .collect();
-    by_time.sort_unstable();
+    by_time.sort();
     let mut order: Vec<u32> = by_time.iter().map(|&(_, _, i)| i).collect();
     let mut start = 0;
     while start < n {
