@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::read::column;
 use super::store::{read_manifest, versions, Manifest, Piece, Store};
-use super::tables::{self, TableFile};
+use super::tables::TableFile;
 use super::EarlierClaim;
 use crate::domain::{Status, VisitType};
 use crate::error::{Error, Result};
@@ -136,14 +136,11 @@ pub fn merge_pieces(store: &Store, table: Table, pieces: &[Piece]) -> Result<Pie
     while bits < crate::partition::BLOCK_BITS && rows > per_range << bits {
         bits += 1;
     }
-    let schema = match table {
-        Table::Pools => tables::pools_schema(),
-        Table::History => tables::history_schema(),
-    };
     let mut file = match table {
-        Table::Pools => TableFile::create(store, "pools", schema.clone())?,
-        Table::History => TableFile::create(store, "history", schema.clone())?,
+        Table::Pools => TableFile::pools(store)?,
+        Table::History => TableFile::history(store)?,
     };
+    let schema = file.schema();
     let ranges: Vec<usize> = (0..1usize << bits).collect();
     for window in ranges.chunks(at_once) {
         let merged: Vec<Option<RecordBatch>> = window
@@ -536,7 +533,7 @@ fn merge_history(
 fn merge_claims(store: &Store) -> Result<Piece> {
     let m = &store.manifest;
     let first_year = m.first_year();
-    let mut file = TableFile::create_index(store)?;
+    let mut file = TableFile::index(store)?;
     let schema = file.schema();
     let columns = column_names(&schema);
     for piece in m

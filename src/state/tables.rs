@@ -147,6 +147,17 @@ const SETTINGS: FileSettings = FileSettings {
     ..FileSettings::DEFAULT
 };
 
+/// The history: [`SETTINGS`] with its claim ids written `DELTA_LENGTH_BYTE_ARRAY`. A night
+/// decodes the claim ids of every history row it scans, and copies their bytes at once where
+/// `DELTA_BYTE_ARRAY` rebuilds each id from the one before: on the 30-night bench the night on
+/// the compacted state took 0.965x the wall time (paired medians of 8), for a history file a
+/// fifth larger (360 MB against 292).
+const HISTORY_SETTINGS: FileSettings = FileSettings {
+    distinct_columns: &["person_id"],
+    length_columns: &["claim_id"],
+    ..SETTINGS
+};
+
 /// The claim index: [`SETTINGS`] with its records in pages of [`INDEX_PAGE_ROWS`]. A night
 /// reads the two key columns whole, then the records of the few rows they select (a few
 /// thousand of ten million): it decodes the pages holding one, and skips the others unread.
@@ -379,13 +390,18 @@ pub struct TableFile {
 }
 
 impl TableFile {
-    /// A new `pools` or `history` file.
-    pub fn create(store: &Store, table: &str, schema: SchemaRef) -> Result<TableFile> {
-        TableFile::create_with(store, table, schema, &SETTINGS)
+    /// A new `pools` file.
+    pub fn pools(store: &Store) -> Result<TableFile> {
+        TableFile::create_with(store, "pools", pools_schema(), &SETTINGS)
+    }
+
+    /// A new `history` file.
+    pub fn history(store: &Store) -> Result<TableFile> {
+        TableFile::create_with(store, "history", history_schema(), &HISTORY_SETTINGS)
     }
 
     /// A new `claims` (index) file.
-    pub fn create_index(store: &Store) -> Result<TableFile> {
+    pub fn index(store: &Store) -> Result<TableFile> {
         TableFile::create_with(store, "claims", claims_schema(), &INDEX_SETTINGS)
     }
 
@@ -480,9 +496,9 @@ impl<'p> StateWriter<'p> {
     pub fn create(store: &Store, policies: &'p Policies) -> Result<StateWriter<'p>> {
         Ok(StateWriter {
             names: NameLists::new(policies),
-            pools: TableFile::create(store, "pools", pools_schema())?,
-            history: TableFile::create(store, "history", history_schema())?,
-            claims: TableFile::create_index(store)?,
+            pools: TableFile::pools(store)?,
+            history: TableFile::history(store)?,
+            claims: TableFile::index(store)?,
         })
     }
 

@@ -57,6 +57,11 @@ pub struct FileSettings {
     /// would build a dictionary only to abandon it, so they are written `DELTA_BYTE_ARRAY`
     /// (each value as the length of the prefix it shares with the previous one and the rest).
     pub distinct_columns: &'static [&'static str],
+    /// Distinct text columns written `DELTA_LENGTH_BYTE_ARRAY` instead (the lengths, then every
+    /// value's bytes in one run): larger than `DELTA_BYTE_ARRAY` where ids share prefixes, but
+    /// a reader that decodes the column whole copies the bytes at once instead of rebuilding
+    /// each value from the one before.
+    pub length_columns: &'static [&'static str],
     /// Integer columns (Int16/32/64, dates, timestamps, decimals of up to 18 digits) written
     /// `DELTA_BINARY_PACKED` instead of through a dictionary: no hashing of every value, and
     /// about as small (amounts are bit-packed to their range, sorted keys to their steps).
@@ -95,6 +100,7 @@ impl FileSettings {
     pub const DEFAULT: FileSettings = FileSettings {
         compression: Compression::SNAPPY,
         distinct_columns: &[],
+        length_columns: &[],
         delta_integers: true,
         plain_columns: &[],
         statistics: EnabledStatistics::Chunk,
@@ -134,6 +140,9 @@ impl FileSettings {
         };
         for name in self.distinct_columns {
             builder = no_dictionary(builder, name, Encoding::DELTA_BYTE_ARRAY);
+        }
+        for name in self.length_columns {
+            builder = no_dictionary(builder, name, Encoding::DELTA_LENGTH_BYTE_ARRAY);
         }
         if !self.text_statistics {
             for field in schema.fields() {
