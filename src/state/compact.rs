@@ -620,6 +620,67 @@ fn drop_versions(store: &Store, keep: usize) -> Result<Vec<u64>> {
 mod tests {
     use super::*;
     use crate::partition::part_of;
+    use arrow::array::{DictionaryArray, Int32Array, StringArray};
+    use arrow::datatypes::Int16Type;
+    use std::sync::Arc;
+
+    /// A pools file of `(person id, person key, person check, fund paid)` rows, one pool each.
+    fn pools_file(store: &Store, rows: &[(&str, i64, i64, i64)]) -> Piece {
+        let n = rows.len();
+        let pool: DictionaryArray<Int16Type> = rows.iter().map(|_| "employee:general").collect();
+        let batch = RecordBatch::try_new(
+            crate::state::tables::pools_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(Int32Array::from(vec![2024; n])),
+                Arc::new(pool),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                Arc::new(Int64Array::from(vec![0; n])),
+                Arc::new(Int64Array::from(vec![0; n])),
+                Arc::new(Int32Array::from(vec![1; n])),
+            ],
+        )
+        .unwrap();
+        let mut file = TableFile::pools(store).unwrap();
+        file.write(batch, std::iter::once(2024)).unwrap();
+        let (piece, committed) = file.close().unwrap();
+        committed.commit().unwrap();
+        piece
+    }
+
+    #[test]
+    fn a_merge_keeps_each_persons_pools_from_the_newest_file_holding_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        // A and B share key 7 (a collision), told apart by their checks; C has a key of its own
+        // above 2^63, where keys are ordered unsigned.
+        let c = -5;
+        let older = pools_file(
+            &store,
+            &[("A", 7, 1, 100), ("B", 7, 2, 200), ("C", c, 3, 300)],
+        );
+        let newer = pools_file(&store, &[("A", 7, 1, 150), ("C", c, 3, 350)]);
+        let merged = merge_pieces(&store, Table::Pools, &[older, newer]).unwrap();
+        let rows: Vec<(String, i64)> = super::super::read::read_selected(
+            &store.path(&merged.file),
+            0..=u64::MAX,
+            &["person_id", "fund_paid_fen"],
+        )
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column(0).as_string::<i32>().clone();
+            let fund = b.column(1).as_primitive::<Int64Type>().clone();
+            (0..b.num_rows()).map(move |i| (ids.value(i).to_string(), fund.value(i)))
+        })
+        .collect();
+        // Key 7's rows in file order (B's from the older file, A's from the newer), then C's.
+        let expected = [("B", 200), ("A", 150), ("C", 350)].map(|(p, f)| (p.to_string(), f));
+        assert_eq!(rows, expected);
+        assert_eq!((merged.rows, merged.runs), (3, 2));
+    }
 
     fn pieces(runs: &[u32]) -> Vec<Piece> {
         runs.iter()
