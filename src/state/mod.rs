@@ -845,10 +845,15 @@ pub fn retained(candidates: &[EarlierClaim], first_year: i32, keep: &mut Vec<boo
         .max()
         .unwrap_or(Day::MIN);
     let horizon = latest.saturating_sub(HISTORY_DAYS);
+    // A claim served before this day is of a year no longer held.
+    let first_day = match first_year {
+        y if y < 0 => Day::MIN,
+        y => crate::domain::days_from_civil(y, 1, 1),
+    };
     let mut drugs_seen: Vec<u32> = Vec::new();
     let mut stay_seen = false;
     for (i, c) in candidates.iter().enumerate().rev() {
-        if !c.status.is_settled_claim() || crate::domain::year_of(c.service_day) < first_year {
+        if !c.status.is_settled_claim() || c.service_day < first_day {
             continue;
         }
         let mut kept = c.service_day >= horizon;
