@@ -37,6 +37,15 @@ pub fn part_of(key: u64, bits: u32) -> usize {
     }
 }
 
+/// The person keys of part `part` of `1 << bits` ([`part_of`]): one range of keys.
+pub fn keys_of(part: usize, bits: u32) -> std::ops::RangeInclusive<u64> {
+    if bits == 0 {
+        return 0..=u64::MAX;
+    }
+    let first = (part as u64) << (64 - bits);
+    first..=first | (u64::MAX >> bits)
+}
+
 /// The claims of a run grouped by person, persons in output order.
 ///
 /// A *slot* is a person's place in output order; `persons[slot]` is its dense person id.
@@ -333,6 +342,24 @@ mod tests {
                 .collect(),
             ..Claims::default()
         }
+    }
+
+    #[test]
+    fn a_range_of_keys_is_the_keys_of_its_part() {
+        for bits in [0, 1, 4, 10] {
+            for range in [0, (1usize << bits) - 1, (1usize << bits) / 2] {
+                let keys = keys_of(range, bits);
+                assert_eq!(part_of(*keys.start(), bits), range);
+                assert_eq!(part_of(*keys.end(), bits), range);
+                if *keys.start() > 0 {
+                    assert_eq!(part_of(keys.start() - 1, bits), range - 1);
+                }
+                if *keys.end() < u64::MAX {
+                    assert_eq!(part_of(keys.end() + 1, bits), range + 1);
+                }
+            }
+        }
+        assert_eq!(keys_of(1, 1), 1 << 63..=u64::MAX);
     }
 
     #[test]

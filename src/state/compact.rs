@@ -146,7 +146,7 @@ pub fn merge_pieces(store: &Store, table: Table, pieces: &[Piece]) -> Result<Pie
         let merged: Vec<Option<RecordBatch>> = window
             .par_iter()
             .map(|&range| {
-                let in_range = keys_of(range, bits);
+                let in_range = crate::partition::keys_of(range, bits);
                 match table {
                     Table::Pools => merge_pools(store, pieces, in_range, first_year, &schema),
                     Table::History => merge_history(store, pieces, in_range, first_year, &schema),
@@ -163,15 +163,6 @@ pub fn merge_pieces(store: &Store, table: Table, pieces: &[Piece]) -> Result<Pie
     committed.commit()?;
     crate::output::parquet::sync_dir(&store.dir)?;
     Ok(piece)
-}
-
-/// The person keys of range `range` of `1 << bits` (the ranges of [`part_of`]).
-fn keys_of(range: usize, bits: u32) -> std::ops::RangeInclusive<u64> {
-    if bits == 0 {
-        return 0..=u64::MAX;
-    }
-    let first = (range as u64) << (64 - bits);
-    first..=first | (u64::MAX >> bits)
 }
 
 /// Files of a tier merged by a nightly run: when the newest `TIER` files of a per-person table
@@ -312,6 +303,8 @@ fn merge_pools(
         (checks[b].is_valid(r) && ids[b].is_valid(r)).then(|| checks[b].value(r))
     };
     let mut kept: Vec<(usize, usize)> = Vec::with_capacity(order.len());
+    // Each person under the key with its newest piece: that of its last row.
+    let mut holders: Vec<(Option<i64>, usize)> = Vec::new();
     let mut start = 0;
     while start < order.len() {
         let key = keys[order[start].0].value(order[start].1);
@@ -320,21 +313,18 @@ fn merge_pools(
             end += 1;
         }
         let rows = &order[start..end];
-        let one_person = rows.iter().all(|&row| check(row) == check(rows[0]));
+        holders.clear();
+        for &row in rows.iter().rev() {
+            let person = check(row);
+            if !holders.iter().any(|&(p, _)| p == person) {
+                holders.push((person, batches[row.0].0));
+            }
+        }
         for &(b, r) in rows {
             let person = check((b, r));
-            // The last row of a person is of the newest piece holding it.
-            let holder = match one_person {
-                true => rows.last().map(|&(b, _)| batches[b].0),
-                false => rows
-                    .iter()
-                    .filter(|&&row| check(row) == person)
-                    .map(|&(b, _)| batches[b].0)
-                    .max(),
-            };
             // A row with no year marks a person settled with no pool: kept.
             if person.is_some()
-                && holder == Some(batches[b].0)
+                && holders.contains(&(person, batches[b].0))
                 && (years[b].is_null(r) || years[b].value(r) >= first_year)
             {
                 kept.push((b, r));
@@ -619,7 +609,6 @@ fn drop_versions(store: &Store, keep: usize) -> Result<Vec<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partition::part_of;
     use arrow::array::{DictionaryArray, Int32Array, StringArray};
     use arrow::datatypes::Int16Type;
     use std::sync::Arc;
@@ -695,24 +684,6 @@ mod tests {
                 retained: false,
             })
             .collect()
-    }
-
-    #[test]
-    fn a_range_of_keys_is_the_keys_of_its_part() {
-        for bits in [0, 1, 4, 10] {
-            for range in [0, (1usize << bits) - 1, (1usize << bits) / 2] {
-                let keys = keys_of(range, bits);
-                assert_eq!(part_of(*keys.start(), bits), range);
-                assert_eq!(part_of(*keys.end(), bits), range);
-                if *keys.start() > 0 {
-                    assert_eq!(part_of(keys.start() - 1, bits), range - 1);
-                }
-                if *keys.end() < u64::MAX {
-                    assert_eq!(part_of(keys.end() + 1, bits), range + 1);
-                }
-            }
-        }
-        assert_eq!(keys_of(1, 1), 1 << 63..=u64::MAX);
     }
 
     #[test]

@@ -831,6 +831,15 @@ pub struct Changes<'a> {
     pub history: Vec<bool>,
 }
 
+/// The first day of `first_year`: a claim served before it is of a year the state no longer
+/// holds. A state that has absorbed no year (`first_year` is `i32::MIN`) drops none.
+pub fn first_day_held(first_year: i32) -> Day {
+    match first_year {
+        y if y < 0 => Day::MIN,
+        y => crate::domain::days_from_civil(y, 1, 1),
+    }
+}
+
 /// Which of a person's claims (`candidates`, in settlement order, refunds already applied as
 /// [`EarlierClaim::reversed`]) compaction keeps in the history: settled claims of a year from
 /// `first_year` on that are within [`HISTORY_DAYS`] of the person's latest service day, or are
@@ -845,11 +854,7 @@ pub fn retained(candidates: &[EarlierClaim], first_year: i32, keep: &mut Vec<boo
         .max()
         .unwrap_or(Day::MIN);
     let horizon = latest.saturating_sub(HISTORY_DAYS);
-    // A claim served before this day is of a year no longer held.
-    let first_day = match first_year {
-        y if y < 0 => Day::MIN,
-        y => crate::domain::days_from_civil(y, 1, 1),
-    };
+    let first_day = first_day_held(first_year);
     let mut drugs_seen: Vec<u32> = Vec::new();
     let mut stay_seen = false;
     for (i, c) in candidates.iter().enumerate().rev() {

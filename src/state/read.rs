@@ -644,9 +644,9 @@ impl<'a> KeyedFile<'a> {
     }
 
     /// The rows whose `key_columns` pass `select` (given each key column's value, null as
-    /// `None`): the key columns of every row group passing `groups` are read, then `columns` of the selected
-    /// rows only, each batch handed to `map` with the selected rows' first key. `maybe` is a
-    /// cheap test that every key `select` may want passes: only rows with a key passing it are
+    /// `None`): the key columns of every row group passing `groups` are read, then `columns` of
+    /// the selected rows only, each batch handed to `map` with the selected rows' first key.
+    /// `maybe` is a cheap test that every key `select` may want passes: only rows with a key passing it are
     /// given to `select`, so that the scan over millions of keys is a tight loop. Returns what
     /// `map` made, and the bytes read.
     fn read_matching<T: Send>(
@@ -1200,11 +1200,7 @@ fn history_rows(
     }
     rows.person.reserve(selected.len());
     rows.claim.reserve(selected.len());
-    // A state that has absorbed no year (`first_year` is `i32::MIN`) holds no row to drop.
-    let first_day = match first_year {
-        y if y < 0 => crate::domain::Day::MIN,
-        y => crate::domain::days_from_civil(y, 1, 1),
-    };
+    let first_day = super::first_day_held(first_year);
     for (i, person) in selected {
         let day = service.value(i);
         if day < first_day {
