@@ -199,7 +199,8 @@ impl Auditor<'_> {
                 for slot in a..b {
                     person::audit_person(self, &lookup, slot, &mut scratch, &mut found);
                 }
-                found.sort_by_key(|a| (a.position, a.rule));
+                // A person's claims are in position order and each claim's flags in rule order.
+                assert!(found.is_sorted_by_key(|a| (a.position, a.rule)));
                 found
             })
             .collect();

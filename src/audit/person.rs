@@ -194,40 +194,6 @@ pub fn audit_person(
         let rules = a.rules_at(position);
         let drug = claims.drug[row];
 
-        // Claim-intrinsic rules.
-        if claims.level[row] == Level::Pharmacy && claims.prescriber[row].is_none() {
-            flag(Rule::PharmacyWithoutPrescription, None, None, Related::None);
-        }
-        match o.condition_reason {
-            Some(Reason::NotRegistered) => {
-                flag(Rule::UnregisteredCondition, None, None, Related::None)
-            }
-            Some(Reason::BeforeBenefitStart) => {
-                flag(Rule::BeforeBenefitStart, None, None, Related::None)
-            }
-            Some(Reason::RegistrationEnded) => {
-                flag(Rule::AfterRegistrationEnd, None, None, Related::None)
-            }
-            _ => {}
-        }
-        if let (Some(cap_left), true) = (o.cap_remaining_fen, o.pool != NONE && o.version != NONE) {
-            let version = &a.policies.versions[o.version as usize];
-            if let Some(benefit) = version.benefit_of_pool(o.pool) {
-                let used_here = match benefit.cap_basis {
-                    CapBasis::Fund => o.fund_fen,
-                    CapBasis::Cost => o.fund_fen + o.copay_fen,
-                };
-                if cap_left + used_here <= 0 {
-                    flag(
-                        Rule::CapExhausted,
-                        Some(o.over_cap_fen),
-                        benefit.annual_cap_fen,
-                        Related::None,
-                    );
-                }
-            }
-        }
-
         // Against the person's earlier claims (this run's first, then the state's), those not
         // refunded by now: a copy of an earlier claim, and the latest fill of the same drug.
         let (run_gone, earlier_gone) = (&s.run_gone, &s.earlier_gone);
@@ -270,25 +236,9 @@ pub fn audit_person(
             s.copies.push(recent + k);
             s.fills.push(records.len() + k);
         }
-        if let Some(related) = copy {
-            flag(
-                Rule::DuplicateClaim,
-                Some(claims.total_fen[row]),
-                None,
-                related,
-            );
-        }
 
-        let Some(rules) = rules else { continue };
-        if let Some(days) = claims.days_supply[row] {
-            if days > rules.max_days_supply {
-                flag(
-                    Rule::SupplyTooLong,
-                    Some(days as i64),
-                    Some(rules.max_days_supply as i64),
-                    Related::None,
-                );
-            }
+        // The flags, in rule-code order: a chunk's flags come out sorted by (position, rule).
+        if let (Some(rules), Some(days)) = (rules, claims.days_supply[row]) {
             if let Some((runs_out, related)) = fill {
                 let remaining = (runs_out - day) as i64;
                 if remaining > rules.refill_remaining_days as i64 {
@@ -300,16 +250,66 @@ pub fn audit_person(
                     );
                 }
             }
+            if days > rules.max_days_supply {
+                flag(
+                    Rule::SupplyTooLong,
+                    Some(days as i64),
+                    Some(rules.max_days_supply as i64),
+                    Related::None,
+                );
+            }
         }
-        if before < rules.high_cost_fen && after >= rules.high_cost_fen {
+        if let Some(related) = copy {
             flag(
-                Rule::HighCost,
-                Some(after),
-                Some(rules.high_cost_fen),
-                Related::None,
+                Rule::DuplicateClaim,
+                Some(claims.total_fen[row]),
+                None,
+                related,
             );
         }
-
+        match o.condition_reason {
+            Some(Reason::NotRegistered) => {
+                flag(Rule::UnregisteredCondition, None, None, Related::None)
+            }
+            Some(Reason::BeforeBenefitStart) => {
+                flag(Rule::BeforeBenefitStart, None, None, Related::None)
+            }
+            Some(Reason::RegistrationEnded) => {
+                flag(Rule::AfterRegistrationEnd, None, None, Related::None)
+            }
+            _ => {}
+        }
+        if let (Some(cap_left), true) = (o.cap_remaining_fen, o.pool != NONE && o.version != NONE) {
+            let version = &a.policies.versions[o.version as usize];
+            if let Some(benefit) = version.benefit_of_pool(o.pool) {
+                let used_here = match benefit.cap_basis {
+                    CapBasis::Fund => o.fund_fen,
+                    CapBasis::Cost => o.fund_fen + o.copay_fen,
+                };
+                if cap_left + used_here <= 0 {
+                    flag(
+                        Rule::CapExhausted,
+                        Some(o.over_cap_fen),
+                        benefit.annual_cap_fen,
+                        Related::None,
+                    );
+                }
+            }
+        }
+        if let Some(rules) = rules {
+            if before < rules.high_cost_fen && after >= rules.high_cost_fen {
+                flag(
+                    Rule::HighCost,
+                    Some(after),
+                    Some(rules.high_cost_fen),
+                    Related::None,
+                );
+            }
+        }
+        if claims.level[row] == Level::Pharmacy && claims.prescriber[row].is_none() {
+            flag(Rule::PharmacyWithoutPrescription, None, None, Related::None);
+        }
+        let Some(rules) = rules else { continue };
         let burst = if on_day > rules.max_claims_per_day {
             Some((on_day, rules.max_claims_per_day, 1))
         } else if in_week > rules.max_claims_per_week {

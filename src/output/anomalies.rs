@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int16Array, Int64Array, RecordBatch, StringBuilder};
+use arrow::array::{ArrayRef, Int16Array, Int64Array, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::{coded_by, RunView};
 use crate::audit::{Anomaly, Related, Unit};
 use crate::domain::{AssistanceCategory, Rule};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ingest::claims::NO_CODE;
 use crate::policy::NONE;
 
@@ -143,21 +143,17 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
     let outcome = |a: &Anomaly| &view.settled.outcomes[a.position as usize];
     // Texts are copied from where they live (the claims, the policies, static names): no
     // string is made per flag ([`texts`], [`coded_by`]).
-    let amount = |of_value: bool| -> Result<ArrayRef> {
-        Ok(Arc::new(
+    // Amounts in fen, as the file's decimals store them ([`super::fen`]).
+    let amount = |of_value: bool| -> ArrayRef {
+        Arc::new(
             anomalies
                 .iter()
                 .map(|a| {
                     let v = if of_value { a.value } else { a.threshold };
-                    (a.rule.unit() == Unit::Fen)
-                        .then_some(v)
-                        .flatten()
-                        .map(i128::from)
+                    (a.rule.unit() == Unit::Fen).then_some(v).flatten()
                 })
-                .collect::<Decimal128Array>()
-                .with_precision_and_scale(18, 2)
-                .map_err(|e| Error::arrow("anomalies", e))?,
-        ))
+                .collect::<Int64Array>(),
+        )
     };
     let count = |of_value: bool| -> ArrayRef {
         Arc::new(
@@ -210,8 +206,8 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
         coded_by(&policy_ids, anomalies, |a| id(outcome(a).version)),
         coded_by(&strs(&policies.labels), anomalies, |a| id(outcome(a).label)),
         coded_by(&rules, anomalies, |a| Some(a.rule as u32)),
-        amount(true)?,
-        amount(false)?,
+        amount(true),
+        amount(false),
         count(true),
         count(false),
         coded_by(&["days", "claims"], anomalies, |a| match a.rule.unit() {

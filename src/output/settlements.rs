@@ -4,14 +4,15 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Decimal128Array, Float32Array, ListArray, RecordBatch, TimestampMillisecondArray,
+    ArrayRef, Float32Array, Int32Array, Int64Array, ListArray, RecordBatch,
+    TimestampMillisecondArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::{batch_of, coded_by, names_of, RunView};
 use crate::domain::{Reason, Rule, Status};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ingest::claims::{Claims, NO_CODE};
 use crate::policy::NONE;
 
@@ -87,32 +88,23 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
     let policy_ids: Vec<&str> = policies.versions.iter().map(|v| v.id.as_str()).collect();
     let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
     let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-    let money = |values: Vec<i64>| -> Result<ArrayRef> {
-        Ok(Arc::new(
-            Decimal128Array::from_iter_values(values.into_iter().map(i128::from))
-                .with_precision_and_scale(18, 2)
-                .map_err(|e| Error::arrow("settlements", e))?,
-        ))
-    };
+    let money = super::fen;
     let self_funded: Vec<i64> = kept
         .iter()
         .map(|&r| claims.total_fen[r] - claims.in_scope_fen[r])
         .collect();
+    // Decimals as their unscaled integers ([`super::fen`]): basis points for Decimal(5,4).
     let ratio: ArrayRef = Arc::new(
         outcomes
             .iter()
-            .map(|o| o.ratio_bp.map(i128::from))
-            .collect::<Decimal128Array>()
-            .with_precision_and_scale(5, 4)
-            .map_err(|e| Error::arrow("settlements", e))?,
+            .map(|o| o.ratio_bp.map(|bp| bp as i32))
+            .collect::<Int32Array>(),
     );
     let cap_remaining: ArrayRef = Arc::new(
         outcomes
             .iter()
-            .map(|o| o.cap_remaining_fen.map(i128::from))
-            .collect::<Decimal128Array>()
-            .with_precision_and_scale(18, 2)
-            .map_err(|e| Error::arrow("settlements", e))?,
+            .map(|o| o.cap_remaining_fen)
+            .collect::<Int64Array>(),
     );
     let k = outcomes.len();
     // Flags as lists of rule codes, coded into the list of rules.
@@ -158,26 +150,26 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
         coded_by(&names_of(&policies.labels), &outcomes, |o| id(o.label)),
         coded_by(&statuses, &outcomes, |o| Some(o.status as u32)),
         coded_by(&reasons, &outcomes, |o| o.reason.map(|r| r as u32)),
-        money(per(&outcomes, |o| o.eligible_fen))?,
-        money(per(&outcomes, |o| o.deductible_fen))?,
+        money(per(&outcomes, |o| o.eligible_fen)),
+        money(per(&outcomes, |o| o.deductible_fen)),
         ratio,
-        money(per(&outcomes, |o| o.fund_fen))?,
-        money(per(&outcomes, |o| o.copay_fen))?,
-        money(per(&outcomes, |o| o.over_cap_fen))?,
-        money(self_funded)?,
+        money(per(&outcomes, |o| o.fund_fen)),
+        money(per(&outcomes, |o| o.copay_fen)),
+        money(per(&outcomes, |o| o.over_cap_fen)),
+        money(self_funded),
         cap_remaining,
-        money(per(&outcomes, |o| o.critical_illness_base_fen()))?,
-        money(per(&outcomes, |o| o.assistance_base_fen()))?,
+        money(per(&outcomes, |o| o.critical_illness_base_fen())),
+        money(per(&outcomes, |o| o.assistance_base_fen())),
         anomaly_codes,
         Arc::new(risk),
-        money(per(&outcomes, |o| o.layers.ci_fen))?,
-        money(per(&outcomes, |o| o.layers.assistance_fen))?,
+        money(per(&outcomes, |o| o.layers.ci_fen)),
+        money(per(&outcomes, |o| o.layers.assistance_fen)),
         money(
             kept.iter()
                 .zip(&outcomes)
                 .map(|(&r, o)| o.patient_pays_fen(claims.total_fen[r]))
                 .collect(),
-        )?,
+        ),
         coded_by(&reasons, &outcomes, |o| {
             o.condition_reason.map(|r| r as u32)
         }),

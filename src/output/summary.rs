@@ -284,14 +284,19 @@ impl Tally {
 
 fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
     let c = view.claims;
-    // Integer sums commute, so a parallel fold merged in any order gives the same totals. The
-    // groups are a few dozen: each chunk of rows sums into its own small map.
-    (0..c.len())
+    // Integer sums commute, so chunks summed in parallel and merged in any order give the same
+    // totals. The groups are a few dozen: each chunk of rows sums into its own small map, in a
+    // plain loop (a fold would move the map and the reason counts through every row).
+    let chunks: Vec<(usize, usize)> = (0..c.len())
+        .step_by(TALLY_CHUNK_ROWS)
+        .map(|from| (from, (from + TALLY_CHUNK_ROWS).min(c.len())))
+        .collect();
+    chunks
         .into_par_iter()
-        .with_min_len(TALLY_CHUNK_ROWS)
-        .fold(
-            || (FastMap::<Key, Sums>::default(), [0u64; Reason::COUNT]),
-            |(mut groups, mut reasons), row| {
+        .map(|(from, to)| {
+            let mut groups = FastMap::<Key, Sums>::default();
+            let mut reasons = [0u64; Reason::COUNT];
+            for row in from..to {
                 let o = view.outcome(row);
                 let person = if c.person[row] == crate::ingest::claims::NO_PERSON {
                     crate::ingest::registry::Person::UNKNOWN
@@ -318,9 +323,9 @@ fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
                 if let Some(r) = o.reason {
                     reasons[r as usize] += 1;
                 }
-                (groups, reasons)
-            },
-        )
+            }
+            (groups, reasons)
+        })
         .reduce(
             || (FastMap::default(), [0u64; Reason::COUNT]),
             |(mut a, mut ra), (b, rb)| {

@@ -1122,6 +1122,74 @@ mod tests {
     }
 
     #[test]
+    fn decimals_given_as_their_unscaled_integers_write_the_bytes_of_decimal_arrays() {
+        use arrow::array::{Decimal128Array, Int32Array};
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("fund_paid", DataType::Decimal128(18, 2), false),
+            Field::new("cap_remaining", DataType::Decimal128(18, 2), true),
+            Field::new("ratio", DataType::Decimal128(5, 4), true),
+        ]));
+        let fen: Vec<i64> = (0..50_000i64)
+            .map(|i| (i * 7_919) % 123_457 - 500)
+            .collect();
+        let left = |i: usize| (i % 9 != 4).then_some(fen[i] * 3);
+        let ratio = |i: usize| (i % 11 != 2).then_some((i % 10_001) as i32);
+        let decimal = |values: Vec<Option<i128>>, p: u8, s: i8| -> ArrayRef {
+            Arc::new(
+                Decimal128Array::from(values)
+                    .with_precision_and_scale(p, s)
+                    .unwrap(),
+            )
+        };
+        let n = fen.len();
+        let as_decimals = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                decimal(fen.iter().map(|&v| Some(i128::from(v))).collect(), 18, 2),
+                decimal((0..n).map(|i| left(i).map(i128::from)).collect(), 18, 2),
+                decimal((0..n).map(|i| ratio(i).map(i128::from)).collect(), 5, 4),
+            ],
+        )
+        .unwrap();
+        let as_integers = crate::output::batch_of(
+            &schema,
+            vec![
+                crate::output::fen(fen.clone()),
+                Arc::new((0..n).map(left).collect::<Int64Array>()),
+                Arc::new((0..n).map(ratio).collect::<Int32Array>()),
+            ],
+            "test",
+        )
+        .unwrap();
+        let write = |name: &str, batch: &RecordBatch| {
+            let path = dir.path().join(name);
+            let mut file =
+                PendingFile::create_with(&path, schema.clone(), &FileSettings::OUTPUT).unwrap();
+            file.write(&batch.slice(0, 20_000)).unwrap();
+            file.write(&batch.slice(20_000, n - 20_000)).unwrap();
+            file.close().unwrap().commit().unwrap();
+            std::fs::read(&path).unwrap()
+        };
+        let (decimals, integers) = (
+            write("decimals.parquet", &as_decimals),
+            write("integers.parquet", &as_integers),
+        );
+        assert_eq!(decimals, integers);
+        let read: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(integers))
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect();
+        assert_eq!(
+            arrow::compute::concat_batches(&schema, &read).unwrap(),
+            as_decimals
+        );
+    }
+
+    #[test]
     fn distinct_text_written_by_hand_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let schema = Arc::new(Schema::new(vec![
