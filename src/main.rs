@@ -31,10 +31,15 @@ fn retain_freed_memory(delay_ms: std::ffi::c_long) {
 /// +10–14% (README "Performance").
 const KEEP_FREED: std::ffi::c_long = -1;
 
-/// A run that spills is one whose memory `--memory-limit` bounds: memory no stage has used for a
-/// second goes back to the OS (what one stage freed is not held beside the next stage's). At
-/// 100M claims under a 1 GiB limit: peak RSS 4.53 → 3.31 GiB, wall level (322 s, 311 s).
-const SPILLING_PURGE_DELAY: std::ffi::c_long = 1000;
+/// A run that spills is one whose memory `--memory-limit` bounds: memory no stage has used for
+/// ten seconds goes back to the OS (what one stage freed is not held beside a later stage's for
+/// long). Never returning it, at 100M claims under a 1 GiB limit: peak RSS 4.53 GiB against
+/// 3.31 GiB after one second, wall level (322 s, 311 s). Ten seconds outlast the settling of a
+/// few partitions, so each partition's buffers (its outcomes, its claims read back) reuse the
+/// pages of the ones before it instead of faulting in fresh ones. Against one second, paired
+/// runs of the 10M month: 0.93× the wall time clean and 0.95× skewed, the system time halved,
+/// peak 0.93 → 1.04 and 1.05 → 1.12 GiB; three seconds: 0.97× at 0.96 → 0.98 GiB.
+const SPILLING_PURGE_DELAY: std::ffi::c_long = 10_000;
 
 /// Transparent huge pages are turned off for the process (unless the operator's
 /// `MIMALLOC_ALLOW_THP` says otherwise). mimalloc asks for them where the system leaves it to the
