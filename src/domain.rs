@@ -293,10 +293,34 @@ pub const fn civil_from_days(z: Day) -> (i32, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The first year of [`YEAR_STARTS`].
+const YEAR_STARTS_FROM: i32 = 1900;
+
+/// The first day of each year from 1900 to 2200: settlement and audit take the year of every
+/// claim, and a look-up costs less than the calendar arithmetic.
+const YEAR_STARTS: [Day; 301] = {
+    let mut starts = [0; 301];
+    let mut i = 0;
+    while i < starts.len() {
+        starts[i] = days_from_civil(YEAR_STARTS_FROM + i as i32, 1, 1);
+        i += 1;
+    }
+    starts
+};
+
 /// The calendar year of a day: the key of year-to-date state.
 #[inline]
 pub fn year_of(day: Day) -> i32 {
-    civil_from_days(day).0
+    let last = YEAR_STARTS.len() - 1;
+    if day < YEAR_STARTS[0] || day >= YEAR_STARTS[last] {
+        return civil_from_days(day).0;
+    }
+    // A year has at most 366 days, so this is the year or up to one before it.
+    let mut i = ((day - YEAR_STARTS[0]) / 366) as usize;
+    while YEAR_STARTS[i + 1] <= day {
+        i += 1;
+    }
+    YEAR_STARTS_FROM + i as i32
 }
 
 /// Parses `YYYY-MM-DD`.
@@ -350,6 +374,17 @@ pub fn stable_key(id: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_year_of_a_day_is_its_calendar_year() {
+        for day in -800_000..800_000 {
+            assert_eq!(year_of(day), civil_from_days(day).0, "day {day}");
+        }
+        assert_eq!(year_of(days_from_civil(2024, 1, 1)), 2024);
+        assert_eq!(year_of(days_from_civil(2023, 12, 31)), 2023);
+        assert_eq!(year_of(days_from_civil(2200, 1, 1)), 2200);
+        assert_eq!(year_of(days_from_civil(1899, 12, 31)), 1899);
+    }
 
     #[test]
     fn vocabulary_round_trips() {
