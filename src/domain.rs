@@ -299,7 +299,7 @@ const YEAR_STARTS_FROM: i32 = 1900;
 /// The first day of each year from 1900 to 2200: settlement and audit take the year of every
 /// claim, and a look-up costs less than the calendar arithmetic.
 const YEAR_STARTS: [Day; 301] = {
-    let mut starts = [0; 301];
+    let mut starts = [0; _];
     let mut i = 0;
     while i < starts.len() {
         starts[i] = days_from_civil(YEAR_STARTS_FROM + i as i32, 1, 1);

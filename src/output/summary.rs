@@ -287,13 +287,11 @@ fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
     // Integer sums commute, so chunks summed in parallel and merged in any order give the same
     // totals. The groups are a few dozen: each chunk of rows sums into its own small map, in a
     // plain loop (a fold would move the map and the reason counts through every row).
-    let chunks: Vec<(usize, usize)> = (0..c.len())
-        .step_by(TALLY_CHUNK_ROWS)
-        .map(|from| (from, (from + TALLY_CHUNK_ROWS).min(c.len())))
-        .collect();
-    chunks
+    (0..c.len().div_ceil(TALLY_CHUNK_ROWS))
         .into_par_iter()
-        .map(|(from, to)| {
+        .map(|chunk| {
+            let from = chunk * TALLY_CHUNK_ROWS;
+            let to = (from + TALLY_CHUNK_ROWS).min(c.len());
             let mut groups = FastMap::<Key, Sums>::default();
             let mut reasons = [0u64; Reason::COUNT];
             for row in from..to {

@@ -282,45 +282,35 @@ fn merge_pools(
         .map(|(_, b)| column(b, "year").as_primitive::<Int32Type>().clone())
         .collect();
     // Every row in person-key order (keys in their unsigned order, as every pools file holds
-    // them), a key's rows in piece order and each piece's in its own: sorted by key and
-    // position in that order (a stable sort, which merges the pieces' sorted runs).
-    let rows: Vec<(usize, usize)> = keys
+    // them), a key's rows in piece order and each piece's in its own: sorted by key, batch and
+    // row (a stable sort, which merges the pieces' sorted runs).
+    let mut sorted: Vec<(u64, u32, u32)> = keys
         .iter()
         .enumerate()
-        .flat_map(|(b, k)| (0..k.len()).map(move |r| (b, r)))
-        .collect();
-    let mut sorted: Vec<(u64, u32)> = rows
-        .iter()
-        .enumerate()
-        .map(|(at, &(b, r))| (keys[b].value(r) as u64, at as u32))
+        .flat_map(|(b, k)| {
+            let keys = k.values().iter().enumerate();
+            keys.map(move |(r, &key)| (key as u64, b as u32, r as u32))
+        })
         .collect();
     sorted.sort();
-    let order: Vec<(usize, usize)> = sorted.iter().map(|&(_, at)| rows[at as usize]).collect();
-    drop((rows, sorted));
     // A person is its key and check (the first bytes of its id's hash): of the rows under one
     // key, each person's come from the newest piece holding it.
     let check = |(b, r): (usize, usize)| {
         (checks[b].is_valid(r) && ids[b].is_valid(r)).then(|| checks[b].value(r))
     };
-    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(order.len());
+    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(sorted.len());
     // Each person under the key with its newest piece: that of its last row.
     let mut holders: Vec<(Option<i64>, usize)> = Vec::new();
-    let mut start = 0;
-    while start < order.len() {
-        let key = keys[order[start].0].value(order[start].1);
-        let mut end = start + 1;
-        while end < order.len() && keys[order[end].0].value(order[end].1) == key {
-            end += 1;
-        }
-        let rows = &order[start..end];
+    for under_key in sorted.chunk_by(|x, y| x.0 == y.0) {
+        let rows = under_key.iter().map(|&(_, b, r)| (b as usize, r as usize));
         holders.clear();
-        for &row in rows.iter().rev() {
+        for row in rows.clone().rev() {
             let person = check(row);
             if !holders.iter().any(|&(p, _)| p == person) {
                 holders.push((person, batches[row.0].0));
             }
         }
-        for &(b, r) in rows {
+        for (b, r) in rows {
             let person = check((b, r));
             // A row with no year marks a person settled with no pool: kept.
             if person.is_some()
@@ -330,8 +320,8 @@ fn merge_pools(
                 kept.push((b, r));
             }
         }
-        start = end;
     }
+    drop(sorted);
     if kept.is_empty() {
         return Ok(None);
     }
@@ -435,21 +425,16 @@ fn merge_history(
         .map(|i| (person_keys.value(i) as u64, settled_at.value(i), i as u32))
         .collect();
     by_time.sort();
-    let mut order: Vec<u32> = by_time.iter().map(|&(_, _, i)| i).collect();
-    let mut start = 0;
-    while start < n {
-        let key = by_time[start].0;
-        let mut end = start + 1;
-        let mut again = false;
-        while end < n && by_time[end].0 == key {
-            again |= by_time[end].1 == by_time[end - 1].1
-                || person(by_time[end].2 as usize) != person(by_time[start].2 as usize);
-            end += 1;
-        }
+    let mut order: Vec<u32> = Vec::with_capacity(n);
+    for under_key in by_time.chunk_by(|x, y| x.0 == y.0) {
+        let start = order.len();
+        order.extend(under_key.iter().map(|&(_, _, i)| i));
+        let first = person(under_key[0].2 as usize);
+        let again = under_key.windows(2).any(|w| w[0].1 == w[1].1)
+            || under_key.iter().any(|r| person(r.2 as usize) != first);
         if again {
-            order[start..end].sort_unstable_by(whole_order);
+            order[start..].sort_unstable_by(whole_order);
         }
-        start = end;
     }
     drop(by_time);
     // Merging every file: a refund whose original is not here has nothing left to cancel.
