@@ -214,17 +214,21 @@ fn group_stats(runs: &[(i64, u32)]) -> GroupStats {
 /// so this is known before settlement — the one definition for a run held whole and for a
 /// spilled run's first pass, whose outputs must be the same bytes.
 fn judged(policies: &Policies, registry: &Registry, claims: &Claims, row: usize) -> Option<Judged> {
-    let person = claims.person[row];
-    if person == NO_PERSON
-        || claims.rejected[row].is_some()
-        || claims.is_reversal[row]
-        || claims.drug[row] == NO_CODE
-    {
-        return None;
-    }
-    let version = version_for(policies, &registry.person(person), claims.service_day[row]).ok()?;
+    let judged = of_a_kind_judged(claims, row)?;
+    let person = registry.person(claims.person[row]);
+    let version = version_for(policies, &person, claims.service_day[row]).ok()?;
     policies.versions[version as usize].audit.as_ref()?;
-    Some(Judged {
+    Some(judged)
+}
+
+/// What claim `row` is judged by if its version has audit rules ([`judged`]): a valid,
+/// non-reversal claim of a person, with a drug.
+fn of_a_kind_judged(claims: &Claims, row: usize) -> Option<Judged> {
+    let judged = claims.person[row] != NO_PERSON
+        && claims.rejected[row].is_none()
+        && !claims.is_reversal[row]
+        && claims.drug[row] != NO_CODE;
+    judged.then(|| Judged {
         drug: claims.drug[row],
         level: claims.level[row] as u8,
         total: claims.total_fen[row],
@@ -240,7 +244,9 @@ pub fn whole_run_outliers(a: &Auditor) -> Vec<Anomaly> {
 
 /// The outliers among this partition's claims, each judged against its group in `stats`: one
 /// claim at a time, in position order, its group's statistics looked up by drug code — no
-/// grouping or sorting of the partition's claims.
+/// grouping or sorting of the partition's claims. The version is the one that settled the
+/// claim, which for a claim of the kind judged is [`version_for`]'s ([`judged`]), so the
+/// registry is not looked up again.
 pub fn amount_outliers(a: &Auditor, stats: &AmountStats) -> Vec<Anomaly> {
     let table = stats.by_drug_code(&a.claims.drugs);
     a.partitions
@@ -248,8 +254,17 @@ pub fn amount_outliers(a: &Auditor, stats: &AmountStats) -> Vec<Anomaly> {
         .par_iter()
         .enumerate()
         .filter_map(|(position, &row)| {
-            let Judged { drug, level, total } =
-                judged(a.policies, a.registry, a.claims, row as usize)?;
+            let Judged { drug, level, total } = of_a_kind_judged(a.claims, row as usize)?;
+            debug_assert_eq!(
+                a.settled.outcomes[position].version,
+                version_for(
+                    a.policies,
+                    &a.registry.person(a.claims.person[row as usize]),
+                    a.claims.service_day[row as usize]
+                )
+                .unwrap_or(crate::policy::NONE),
+                "a judged kind of claim is settled by its day's version"
+            );
             judge(
                 a,
                 table[drug as usize][level as usize]?,

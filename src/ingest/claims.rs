@@ -684,16 +684,17 @@ impl Claims {
         Ok(part)
     }
 
-    /// The rejected rows' details of the rows of `sweep` ([`sweep`]), by their new place.
+    /// The rejected rows' details of the rows of `sweep` ([`sweep`]), by their new place. The
+    /// details are few beside the rows, so each is found in the sweep (ascending by row) rather
+    /// than every row looked up among them.
     fn details_at(&self, sweep: &[u64]) -> HashMap<usize, String> {
-        if self.reject_detail.is_empty() {
-            return HashMap::new();
-        }
-        sweep
+        self.reject_detail
             .iter()
-            .filter_map(|&entry| {
-                let text = self.reject_detail.get(&((entry >> 32) as usize))?;
-                Some(((entry & PLACE) as usize, text.clone()))
+            .filter_map(|(&row, text)| {
+                let at = sweep
+                    .binary_search_by_key(&(row as u64), |&entry| entry >> 32)
+                    .ok()?;
+                Some(((sweep[at] & PLACE) as usize, text.clone()))
             })
             .collect()
     }
@@ -1350,6 +1351,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rejection_details_move_with_their_rows_and_stay_behind_when_not_selected() {
+        let claims = Claims {
+            reject_detail: HashMap::from([(0, "first".into()), (3, "fourth".into())]),
+            ..Claims::default()
+        };
+        // All five rows in a new order: row 0 goes to place 1, row 3 to place 0.
+        let moved = claims.details_at(&permutation_sweep(&[3, 0, 4, 1, 2]));
+        assert_eq!(
+            moved,
+            HashMap::from([(1, "first".into()), (0, "fourth".into())])
+        );
+        // Rows 4 and 3 selected, in that order: row 0's detail is not the part's.
+        let part = claims.details_at(&sweep(&[4, 3]));
+        assert_eq!(part, HashMap::from([(1, "fourth".into())]));
+    }
     #[test]
     fn rows_are_located_in_one_walk_as_one_search_each_would() {
         let batch = |offset: usize, len: usize| ClaimBatch {
