@@ -46,6 +46,24 @@ pub fn keys_of(part: usize, bits: u32) -> std::ops::RangeInclusive<u64> {
     first..=first | (u64::MAX >> bits)
 }
 
+/// No slot: the entry of a dense id with no claim in the partition being grouped.
+const ABSENT: u32 = u32::MAX;
+
+/// Each dense person id's slot while a partition is grouped, [`ABSENT`] between groupings.
+#[derive(Debug, Default)]
+pub struct SlotTable(Vec<u32>);
+
+impl SlotTable {
+    /// The table, with an entry for each of `ids` dense ids, every one [`ABSENT`].
+    fn for_ids(&mut self, ids: usize) -> &mut [u32] {
+        if self.0.len() < ids {
+            self.0.resize(ids, ABSENT);
+        }
+        debug_assert!(self.0.iter().all(|&s| s == ABSENT), "cleared after use");
+        &mut self.0
+    }
+}
+
 /// The claims of a run grouped by person, persons in output order.
 ///
 /// A *slot* is a person's place in output order; `persons[slot]` is its dense person id.
@@ -74,11 +92,27 @@ impl Partitions {
     /// (`person_claim_limit`): a run holds all of a person's claims in one partition, so the
     /// count is the same whether the run is held or spilled.
     pub fn build(claims: &mut Claims, index: &PersonIndex) -> Partitions {
-        Self::build_within(claims, index, MAX_CLAIMS_PER_PERSON)
+        Self::build_reusing(claims, index, &mut SlotTable::default())
     }
 
-    fn build_within(claims: &mut Claims, index: &PersonIndex, limit: usize) -> Partitions {
-        let partitions = Self::group(claims, index);
+    /// [`Self::build`] with a table of slots kept from the last partition built: a run cut in
+    /// many partitions clears the few entries a partition used instead of allocating and
+    /// filling a table of every dense id for each one.
+    pub fn build_reusing(
+        claims: &mut Claims,
+        index: &PersonIndex,
+        slots: &mut SlotTable,
+    ) -> Partitions {
+        Self::build_within(claims, index, MAX_CLAIMS_PER_PERSON, slots)
+    }
+
+    fn build_within(
+        claims: &mut Claims,
+        index: &PersonIndex,
+        limit: usize,
+        slots: &mut SlotTable,
+    ) -> Partitions {
+        let partitions = Self::group(claims, index, slots);
         let crowded: Vec<usize> = (0..partitions.slots())
             .filter(|&s| partitions.rows_of(s).len() > limit)
             .collect();
@@ -92,12 +126,11 @@ impl Partitions {
                 claims.rejected[row as usize] = Some(Reason::PersonClaimLimit);
             }
         }
-        Self::group(claims, index)
+        Self::group(claims, index, slots)
     }
 
-    fn group(claims: &Claims, index: &PersonIndex) -> Partitions {
-        const ABSENT: u32 = u32::MAX;
-        let mut slot_of = vec![ABSENT; index.len()];
+    fn group(claims: &Claims, index: &PersonIndex, slots: &mut SlotTable) -> Partitions {
+        let slot_of = slots.for_ids(index.len());
         let mut present = Vec::new();
         for &p in &claims.person {
             if p != NO_PERSON && slot_of[p as usize] == ABSENT {
@@ -171,6 +204,9 @@ impl Partitions {
                     .then_with(|| claims.claim_id(a).cmp(&claims.claim_id(b)))
             })
         });
+        for &p in &persons {
+            slot_of[p as usize] = ABSENT;
+        }
         Partitions {
             persons,
             keys,
@@ -444,7 +480,7 @@ mod tests {
             (Some(1), 3, "C7", false),
             (Some(0), 5, "C8", false),
         ]);
-        let built = Partitions::build_within(&mut month, &index, 3);
+        let built = Partitions::build_within(&mut month, &index, 3, &mut SlotTable::default());
         let slot_of = |p: u32| built.persons.iter().position(|&q| q == p).unwrap();
         assert!(built.rows_of(slot_of(0)).is_empty());
         assert_eq!(built.rejected_of(slot_of(0)), &[0, 2, 3, 5, 7]);
