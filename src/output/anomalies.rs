@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int16Array, Int64Array, RecordBatch, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Int16Type, Int64Type, Schema, SchemaRef, TimeUnit};
 
-use super::{coded_by, RunView};
+use super::{coded_by, optional, RunView};
 use crate::audit::{Anomaly, Related, Unit};
 use crate::domain::{AssistanceCategory, Rule};
 use crate::error::Result;
@@ -145,28 +145,18 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
     // string is made per flag ([`texts`], [`coded_by`]).
     // Amounts in fen, as the file's decimals store them ([`super::fen`]).
     let amount = |of_value: bool| -> ArrayRef {
-        Arc::new(
-            anomalies
-                .iter()
-                .map(|a| {
-                    let v = if of_value { a.value } else { a.threshold };
-                    (a.rule.unit() == Unit::Fen).then_some(v).flatten()
-                })
-                .collect::<Int64Array>(),
-        )
+        Arc::new(optional::<Int64Type>(anomalies.iter().map(|a| {
+            let v = if of_value { a.value } else { a.threshold };
+            (a.rule.unit() == Unit::Fen).then_some(v).flatten()
+        })))
     };
     let count = |of_value: bool| -> ArrayRef {
-        Arc::new(
-            anomalies
-                .iter()
-                .map(|a| {
-                    let v = if of_value { a.value } else { a.threshold };
-                    matches!(a.rule.unit(), Unit::Days | Unit::Claims)
-                        .then_some(v)
-                        .flatten()
-                })
-                .collect::<Int64Array>(),
-        )
+        Arc::new(optional::<Int64Type>(anomalies.iter().map(|a| {
+            let v = if of_value { a.value } else { a.threshold };
+            matches!(a.rule.unit(), Unit::Days | Unit::Claims)
+                .then_some(v)
+                .flatten()
+        })))
     };
     let about_diagnosis = |a: &Anomaly| {
         matches!(
@@ -216,12 +206,9 @@ pub fn batch<'a>(view: &RunView<'a>, anomalies: &[Anomaly]) -> Result<RecordBatc
             _ => None,
         }),
         texts(anomalies, |a| related_id(view, a.related)),
-        Arc::new(
-            anomalies
-                .iter()
-                .map(|a| (a.rule == Rule::VisitBurst).then_some(i16::from(a.window_days)))
-                .collect::<Int16Array>(),
-        ),
+        Arc::new(optional::<Int16Type>(anomalies.iter().map(|a| {
+            (a.rule == Rule::VisitBurst).then_some(i16::from(a.window_days))
+        }))),
         coded_by(&strs(&claims.diagnoses), anomalies, |a| {
             about_diagnosis(a)
                 .then(|| code(claims.diagnosis[row_of(a)]))

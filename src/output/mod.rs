@@ -32,7 +32,7 @@ pub(crate) fn coded(
 ) -> arrow::array::ArrayRef {
     use arrow::array::{DictionaryArray, StringArray, UInt32Array};
     let values: StringArray = names.iter().map(|n| Some(*n)).collect();
-    let keys: UInt32Array = codes.collect();
+    let keys: UInt32Array = optional(codes);
     std::sync::Arc::new(
         DictionaryArray::<arrow::datatypes::UInt32Type>::try_new(keys, std::sync::Arc::new(values))
             .expect("codes index their list"),
@@ -47,6 +47,34 @@ pub(crate) fn coded_by<T>(
     code: impl Fn(&T) -> Option<u32>,
 ) -> arrow::array::ArrayRef {
     coded(names, items.iter().map(code))
+}
+
+/// A column of optional values: the values and a validity bit each, packed a word at a time.
+/// Arrow's `FromIterator` of `Option`s appends each bit to a growing builder and each value to
+/// a growing buffer, checking room for both per row; the output columns of 15 million anomaly
+/// rows spent 3% of a month's CPU time there. No validity buffer when every value is present.
+pub(crate) fn optional<T: arrow::datatypes::ArrowPrimitiveType>(
+    items: impl Iterator<Item = Option<T::Native>>,
+) -> arrow::array::PrimitiveArray<T> {
+    use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
+    let mut values = Vec::with_capacity(items.size_hint().0);
+    let mut words: Vec<u64> = Vec::with_capacity(values.capacity().div_ceil(64));
+    let mut word = 0u64;
+    for item in items {
+        let bit = values.len() % 64;
+        word |= u64::from(item.is_some()) << bit;
+        values.push(item.unwrap_or_default());
+        if bit == 63 {
+            words.push(word);
+            word = 0;
+        }
+    }
+    if values.len() % 64 != 0 {
+        words.push(word);
+    }
+    let validity = NullBuffer::new(BooleanBuffer::new(Buffer::from_vec(words), 0, values.len()));
+    let nulls = (validity.null_count() > 0).then_some(validity);
+    arrow::array::PrimitiveArray::new(ScalarBuffer::from(values), nulls)
 }
 
 /// An amount column of a file's `Decimal128(18, 2)` as its fen. Parquet stores such a decimal
@@ -247,5 +275,38 @@ impl OutputFiles {
             self.anomalies.close()?,
         ];
         Ok((self.written, pending))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::Int64Type;
+
+    #[test]
+    fn optional_values_are_the_arrays_arrow_collects() {
+        // Across word boundaries (64 and 128 bits), ending mid-word.
+        for len in [0, 1, 63, 64, 65, 130] {
+            let items: Vec<Option<i64>> = (0..len as i64)
+                .map(|i| (i % 3 != 1).then_some(i * 100))
+                .collect();
+            let built = optional::<Int64Type>(items.iter().copied());
+            assert_eq!(
+                built,
+                items.iter().copied().collect::<Int64Array>(),
+                "{len}"
+            );
+            assert_eq!(
+                built.null_count(),
+                items.iter().filter(|v| v.is_none()).count()
+            );
+        }
+        let full = optional::<Int64Type>((0..100).map(Some));
+        assert!(
+            full.nulls().is_none(),
+            "no validity when every value is present"
+        );
+        assert_eq!(full.value(99), 99);
     }
 }

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Float32Array, Int32Array, Int64Array, ListArray, RecordBatch,
-    TimestampMillisecondArray,
-};
+use arrow::array::{ArrayRef, Float32Array, ListArray, RecordBatch, TimestampMillisecondArray};
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
 
 use super::{batch_of, coded_by, names_of, RunView};
 use crate::domain::{Reason, Rule, Status};
@@ -94,18 +91,12 @@ pub fn batch<'a>(view: &RunView<'a>, rows: &[u32], schema: &SchemaRef) -> Result
         .map(|&r| claims.total_fen[r] - claims.in_scope_fen[r])
         .collect();
     // Decimals as their unscaled integers ([`super::fen`]): basis points for Decimal(5,4).
-    let ratio: ArrayRef = Arc::new(
-        outcomes
-            .iter()
-            .map(|o| o.ratio_bp.map(|bp| bp as i32))
-            .collect::<Int32Array>(),
-    );
-    let cap_remaining: ArrayRef = Arc::new(
-        outcomes
-            .iter()
-            .map(|o| o.cap_remaining_fen)
-            .collect::<Int64Array>(),
-    );
+    let ratio: ArrayRef = Arc::new(super::optional::<Int32Type>(
+        outcomes.iter().map(|o| o.ratio_bp.map(|bp| bp as i32)),
+    ));
+    let cap_remaining: ArrayRef = Arc::new(super::optional::<Int64Type>(
+        outcomes.iter().map(|o| o.cap_remaining_fen),
+    ));
     let k = outcomes.len();
     // Flags as lists of rule codes, coded into the list of rules.
     let flags: Vec<u16> = kept.iter().map(|&r| view.flags(r)).collect();
