@@ -151,13 +151,17 @@ impl Paged for PackedChunk {
 
     /// Ends the filling page: its values delta-packed.
     fn finish_page(&mut self) -> Result<()> {
-        if self.statistics {
-            if let (Some(&min), Some(&max)) = (self.values.iter().min(), self.values.iter().max()) {
-                self.range = Some(match self.range {
-                    Some((lo, hi)) => (lo.min(min), hi.max(max)),
-                    None => (min, max),
-                });
-            }
+        if self.statistics && !self.values.is_empty() {
+            // One pass of plain comparisons, which the compiler turns into vector min/max:
+            // `Iterator::min` and `max` were two passes through a comparison function.
+            let (min, max) = self
+                .values
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            self.range = Some(match self.range {
+                Some((lo, hi)) => (lo.min(min), hi.max(max)),
+                None => (min, max),
+            });
         }
         let (values, int32) = (&self.values, self.int32);
         self.pages.finish_page(|page| match int32 {
@@ -197,7 +201,7 @@ pub(super) fn delta_binary_packed<const INT32: bool>(values: &[i64], out: &mut V
             };
             previous = v;
         }
-        let min = deltas[..n].iter().copied().min().unwrap_or(0);
+        let min = deltas[..n].iter().fold(i64::MAX, |lo, &d| lo.min(d));
         put_varint(out, zigzag(min));
         for (p, &d) in packed.iter_mut().zip(&deltas[..n]) {
             *p = match INT32 {
