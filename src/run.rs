@@ -168,6 +168,9 @@ pub fn spill_bits(rows: u64, state_rows: u64, limit: u64) -> u32 {
 /// 1.03x the time of 64.
 pub const SPILL_PART_CLAIMS: u64 = 1 << 18;
 
+/// A rank buffer of every dense id ([`read::SpilledPersons::part`]) and the part that filled it.
+type PartRanks = (usize, Vec<u32>);
+
 /// Claims in one part of a run held in memory: enough to keep both cores busy within a part,
 /// few enough that a part's settlement, audit flags and output rows stay small beside the
 /// claims themselves (README "Performance").
@@ -1012,30 +1015,39 @@ pub(crate) fn settle_parts<P: Send>(
         let mut read = ReadStats::default();
         // Each part's persons' state is let go once the part is settled; its rank buffer comes
         // back for a later part once the part is written.
-        let mut pending: Option<(P, Vec<u32>)> = None;
-        let mut spare_ranks: Vec<Vec<u32>> = Vec::new();
+        // A rank buffer comes back with the part it was filled for, whose entries are cleared
+        // before a later part fills it: a buffer of every dense id is filled once, not per part.
+        let mut pending: Option<(P, PartRanks)> = None;
+        let mut spare_ranks: Vec<PartRanks> = Vec::new();
         let mut slots = SlotTable::default();
         for part in 0..parts {
             laps.progress.stage(format!(
                 "reading back part {} of {parts} and its persons' state",
                 part + 1
             ));
-            let rank_of = spare_ranks.pop().unwrap_or_default();
+            let spare = spare_ranks.pop();
             laps.restart();
             let (wrote, next) = rayon::join(
-                || -> Result<Option<(u64, f64, Vec<u32>)>> {
+                || -> Result<Option<(u64, f64, PartRanks)>> {
                     let Some((settled, ranks)) = pending.take() else {
                         return Ok(None);
                     };
                     let wrote = written(write, Some(settled), first_year, &registry)?;
                     Ok(wrote.map(|(rows, seconds)| (rows, seconds, ranks)))
                 },
-                || -> Result<(P, Vec<u32>, ReadStats)> {
+                || -> Result<(P, PartRanks, ReadStats)> {
                     laps.restart();
                     let mut claims = spilled.read(part)?;
                     let (prior, part_read) = match (store, &spilled_persons) {
                         (Some(store), Some(persons)) => {
                             let dense_ids = registry.index.len();
+                            let rank_of = match spare {
+                                Some((used_by, mut ranks)) => {
+                                    persons.release(used_by, bits, &mut ranks);
+                                    ranks
+                                }
+                                None => Vec::new(),
+                            };
                             let (wanted, ranks) = persons.part(part, bits, rank_of, dense_ids)?;
                             let (prior, part_read) =
                                 read::load_prior(store, &wanted, policies, &hits)?;
@@ -1055,7 +1067,7 @@ pub(crate) fn settle_parts<P: Send>(
                     laps.progress
                         .stage(format!("settling part {} of {parts}", part + 1));
                     let settled = settle(&ctx, claims, partitions, &stats, &registry, laps)?;
-                    Ok((settled, prior.into_ranks(), part_read))
+                    Ok((settled, (part, prior.into_ranks()), part_read))
                 },
             );
             if let Some((rows, seconds, ranks)) = wrote? {

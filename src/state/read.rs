@@ -1065,8 +1065,8 @@ impl SpilledPersons {
     }
 
     /// The persons of partition `part` of `1 << bits`, and each dense id's rank among them in
-    /// `rank_of` (sized to `dense_ids`, `u32::MAX` for every other person; the vector of the
-    /// previous partition is reused).
+    /// `rank_of` (sized to `dense_ids`, `u32::MAX` for every other person): a new vector, or
+    /// one an earlier partition used and [`Self::release`] cleared.
     pub fn part(
         &self,
         part: usize,
@@ -1078,13 +1078,29 @@ impl SpilledPersons {
         let from = self.persons.partition_point(|p| of(p) < part);
         let to = self.persons.partition_point(|p| of(p) <= part);
         let persons = &self.persons[from..to];
-        rank_of.clear();
-        rank_of.resize(dense_ids, u32::MAX);
+        if rank_of.len() != dense_ids {
+            rank_of.clear();
+            rank_of.resize(dense_ids, u32::MAX);
+        }
+        debug_assert!(rank_of.iter().all(|&r| r == u32::MAX), "released");
         for (rank, &(_, dense, _)) in persons.iter().enumerate() {
             rank_of[dense as usize] = rank as u32;
         }
         let keys = PersonKeys::new(persons.iter().map(|p| (p.0, p.2)).collect())?;
         Ok((keys, rank_of))
+    }
+
+    /// Clears the entries [`Self::part`] set in `rank_of` for part `part`, so that the buffer
+    /// serves another part without being filled whole again.
+    pub fn release(&self, part: usize, bits: u32, rank_of: &mut [u32]) {
+        let of = |p: &(u64, u32, u64)| crate::partition::part_of(p.0, bits);
+        let from = self.persons.partition_point(|p| of(p) < part);
+        let to = self.persons.partition_point(|p| of(p) <= part);
+        for &(_, dense, _) in &self.persons[from..to] {
+            if let Some(rank) = rank_of.get_mut(dense as usize) {
+                *rank = u32::MAX;
+            }
+        }
     }
 }
 
@@ -1510,6 +1526,32 @@ pub fn load_prior(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_released_rank_buffer_ranks_the_next_part_as_a_new_one_would() {
+        let mut index = PersonIndex::default();
+        for i in 0..200 {
+            index.intern(&format!("P{i}"));
+        }
+        // Every other person present; 4 parts.
+        let present: Vec<bool> = (0..200).map(|i| i % 2 == 0).collect();
+        let persons = SpilledPersons::of_present(&index, &present).unwrap();
+        let (first, mut ranks) = persons.part(0, 2, Vec::new(), 200).unwrap();
+        let held = ranks.iter().filter(|&&r| r != u32::MAX).count();
+        assert!(held > 10 && held == first.len(), "{held} ranked in part 0");
+        for part in 1..4 {
+            persons.release(part - 1, 2, &mut ranks);
+            assert!(
+                ranks.iter().all(|&r| r == u32::MAX),
+                "part {} cleared",
+                part - 1
+            );
+            let (_, reused) = persons.part(part, 2, ranks, 200).unwrap();
+            let (_, fresh) = persons.part(part, 2, Vec::new(), 200).unwrap();
+            assert_eq!(reused, fresh, "part {part}");
+            ranks = reused;
+        }
+    }
 
     #[test]
     fn persons_sharing_a_key_cannot_share_a_state() {
