@@ -641,8 +641,49 @@ impl Claims {
         row_columns!(gather);
         let sweep = permutation_sweep(rows);
         self.reject_detail = self.details_at(&sweep);
-        self.batches = self.swept_batches(&sweep)?;
+        self.batches = self.placed_batches(&sweep)?;
         Ok(())
+    }
+
+    /// [`Self::swept_batches`] of a permutation of the rows ([`permutation_sweep`]): the text
+    /// columns taken straight into their new order from the batches. A run's or a partition's
+    /// own batches are what the claims are, so there is no larger whole to read forwards, and
+    /// one copy of the texts does where the sweep makes two.
+    fn placed_batches(&self, sweep: &[u64]) -> Result<Vec<ClaimBatch>> {
+        let at = self.locate_rows(0..sweep.len());
+        let mut placed = vec![(0usize, 0usize); sweep.len()];
+        for (&entry, &a) in sweep.iter().zip(&at) {
+            placed[(entry & PLACE) as usize] = a;
+        }
+        drop(at);
+        let claim_ids: Vec<&dyn Array> = self.batches.iter().map(|b| &b.claim_id as _).collect();
+        let reversed: Vec<&dyn Array> = self
+            .batches
+            .iter()
+            .map(|b| &b.reverses_claim_id as _)
+            .collect();
+        let chunks: Vec<&[(usize, usize)]> = placed.chunks(GATHERED_BATCH_ROWS).collect();
+        chunks
+            .par_iter()
+            .enumerate()
+            .map(|(k, chunk)| {
+                let take = |arrays: &[&dyn Array]| -> Result<StringArray> {
+                    let taken = arrow::compute::interleave(arrays, chunk)
+                        .map_err(|e| crate::error::Error::arrow("claim key columns", e))?;
+                    Ok(taken.as_string::<i32>().clone())
+                };
+                let sources: Vec<(usize, u64)> = chunk.iter().map(|&a| self.source_at(a)).collect();
+                Ok(ClaimBatch {
+                    offset: k * GATHERED_BATCH_ROWS,
+                    file: 0,
+                    file_row: 0,
+                    file_rows: Some(sources.iter().map(|s| s.1).collect()),
+                    files: Some(sources.iter().map(|s| s.0 as u32).collect()),
+                    claim_id: take(&claim_ids)?,
+                    reverses_claim_id: take(&reversed)?,
+                })
+            })
+            .collect()
     }
 
     /// The claims of `rows`, in that order, as claims of their own with the same text
@@ -1349,6 +1390,56 @@ mod tests {
             permutation_sweep(&rows),
             [1, 1 << 32 | 3, 2 << 32 | 4, 3 << 32, 4 << 32 | 2]
         );
+    }
+
+    #[test]
+    fn texts_placed_straight_into_a_permutation_are_the_texts_the_sweep_takes() {
+        let batch = |offset: usize, ids: &[Option<&str>], reversed: &[Option<&str>]| ClaimBatch {
+            offset,
+            file: 1,
+            file_row: 100 + offset as u64,
+            file_rows: None,
+            files: None,
+            claim_id: StringArray::from(ids.to_vec()),
+            reverses_claim_id: StringArray::from(reversed.to_vec()),
+        };
+        let mut spilled = batch(
+            3,
+            &[Some("C3"), None, Some("C5")],
+            &[None, None, Some("C0")],
+        );
+        // A batch read back from a spill: its rows' files and file rows of their own.
+        spilled.file_rows = Some(UInt64Array::from(vec![7, 9, 11]));
+        spilled.files = Some(vec![0, 2, 0]);
+        let claims = Claims {
+            batches: vec![
+                batch(
+                    0,
+                    &[Some("C0"), Some("C1"), Some("C2")],
+                    &[None, Some("C9"), None],
+                ),
+                spilled,
+                batch(6, &[Some("C6")], &[None]),
+            ],
+            ..Claims::default()
+        };
+        let sweep = permutation_sweep(&[5, 0, 6, 3, 1, 4, 2]);
+        let placed = claims.placed_batches(&sweep).unwrap();
+        let swept = claims.swept_batches(&sweep).unwrap();
+        assert_eq!(placed.len(), swept.len());
+        for (p, s) in placed.iter().zip(&swept) {
+            assert_eq!(p.offset, s.offset);
+            assert_eq!(p.claim_id, s.claim_id);
+            assert_eq!(p.reverses_claim_id, s.reverses_claim_id);
+            assert_eq!(p.file_rows, s.file_rows);
+            assert_eq!(p.files, s.files);
+        }
+        let first = &placed[0];
+        assert_eq!(first.claim_id.value(0), "C5");
+        assert_eq!(first.reverses_claim_id.value(0), "C0");
+        assert!(first.claim_id.is_null(5), "row 4's null id");
+        assert_eq!(first.file_rows.as_ref().unwrap().values()[..2], [11, 100]);
+        assert_eq!(first.files.as_deref().unwrap()[..3], [0, 1, 1]);
     }
 
     #[test]
