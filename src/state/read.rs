@@ -1074,10 +1074,7 @@ impl SpilledPersons {
         mut rank_of: Vec<u32>,
         dense_ids: usize,
     ) -> Result<(PersonKeys, Vec<u32>)> {
-        let of = |p: &(u64, u32, u64)| crate::partition::part_of(p.0, bits);
-        let from = self.persons.partition_point(|p| of(p) < part);
-        let to = self.persons.partition_point(|p| of(p) <= part);
-        let persons = &self.persons[from..to];
+        let persons = self.of_part(part, bits);
         if rank_of.len() != dense_ids {
             rank_of.clear();
             rank_of.resize(dense_ids, u32::MAX);
@@ -1090,13 +1087,18 @@ impl SpilledPersons {
         Ok((keys, rank_of))
     }
 
-    /// Clears the entries [`Self::part`] set in `rank_of` for part `part`, so that the buffer
-    /// serves another part without being filled whole again.
-    pub fn release(&self, part: usize, bits: u32, rank_of: &mut [u32]) {
+    /// The persons of partition `part` of `1 << bits` (in key order, so one range).
+    fn of_part(&self, part: usize, bits: u32) -> &[(u64, u32, u64)] {
         let of = |p: &(u64, u32, u64)| crate::partition::part_of(p.0, bits);
         let from = self.persons.partition_point(|p| of(p) < part);
         let to = self.persons.partition_point(|p| of(p) <= part);
-        for &(_, dense, _) in &self.persons[from..to] {
+        &self.persons[from..to]
+    }
+
+    /// Clears the entries [`Self::part`] set in `rank_of` for part `part`, so that the buffer
+    /// serves another part without being filled whole again.
+    pub fn release(&self, part: usize, bits: u32, rank_of: &mut [u32]) {
+        for &(_, dense, _) in self.of_part(part, bits) {
             if let Some(rank) = rank_of.get_mut(dense as usize) {
                 *rank = u32::MAX;
             }
