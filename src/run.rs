@@ -163,9 +163,9 @@ pub fn spill_bits(rows: u64, state_rows: u64, limit: u64) -> u32 {
 /// Claims in a spilled partition at most, whatever the memory allows: a partition is grouped,
 /// put in order, settled and audited column by column, and with a quarter of a million claims
 /// its columns (a few megabytes each) stay in the cores' caches while they are walked at
-/// random. The 10M month in 64 partitions instead of the 16 its memory needs: 0.95x and
-/// 0.94x the time (clean, skewed) and 0.82 and 0.84 GiB peak instead of 1.0 and 1.1; in 128,
-/// 1.03x the time of 64.
+/// random. The 10M month in 64 partitions instead of the 16 its memory needs: 0.96x and
+/// 0.98x the time (clean, skewed) and 0.82 and 0.83 GiB peak instead of 1.01 and 1.11; in 128,
+/// 1.03x the time of 64 (README "Spilling").
 pub const SPILL_PART_CLAIMS: u64 = 1 << 18;
 
 /// A rank buffer of every dense id ([`read::SpilledPersons::part`]) and the part that filled it.

@@ -662,28 +662,9 @@ impl Claims {
             .iter()
             .map(|b| &b.reverses_claim_id as _)
             .collect();
-        let chunks: Vec<&[(usize, usize)]> = placed.chunks(GATHERED_BATCH_ROWS).collect();
-        chunks
-            .par_iter()
-            .enumerate()
-            .map(|(k, chunk)| {
-                let take = |arrays: &[&dyn Array]| -> Result<StringArray> {
-                    let taken = arrow::compute::interleave(arrays, chunk)
-                        .map_err(|e| crate::error::Error::arrow("claim key columns", e))?;
-                    Ok(taken.as_string::<i32>().clone())
-                };
-                let sources: Vec<(usize, u64)> = chunk.iter().map(|&a| self.source_at(a)).collect();
-                Ok(ClaimBatch {
-                    offset: k * GATHERED_BATCH_ROWS,
-                    file: 0,
-                    file_row: 0,
-                    file_rows: Some(sources.iter().map(|s| s.1).collect()),
-                    files: Some(sources.iter().map(|s| s.0 as u32).collect()),
-                    claim_id: take(&claim_ids)?,
-                    reverses_claim_id: take(&reversed)?,
-                })
-            })
-            .collect()
+        ordered_batches(&claim_ids, &reversed, &placed, |place| {
+            self.source_at(placed[place])
+        })
     }
 
     /// The claims of `rows`, in that order, as claims of their own with the same text
@@ -757,38 +738,14 @@ impl Claims {
         let (claim_ids, reversed) = (claim_ids?, reversed?);
         let sources: Vec<(usize, u64)> = at.iter().map(|&a| self.source_at(a)).collect();
         drop(at);
-        // Where each place of the part is in the sweep.
-        let mut swept_at = vec![0u32; sweep.len()];
+        // Where each place of the part is in the sweep: its row of the swept copy.
+        let mut swept_at = vec![(0usize, 0usize); sweep.len()];
         for (j, &entry) in sweep.iter().enumerate() {
-            swept_at[(entry & PLACE) as usize] = j as u32;
+            swept_at[(entry & PLACE) as usize] = (0, j);
         }
-        let chunks: Vec<&[u32]> = swept_at.chunks(GATHERED_BATCH_ROWS).collect();
-        chunks
-            .par_iter()
-            .enumerate()
-            .map(|(k, chunk)| {
-                let indices = arrow::array::UInt32Array::from(chunk.to_vec());
-                let take = |array: &ArrayRef| -> Result<StringArray> {
-                    let taken = arrow::compute::take(array, &indices, None)
-                        .map_err(|e| crate::error::Error::arrow("claim key columns", e))?;
-                    Ok(taken.as_string::<i32>().clone())
-                };
-                Ok(ClaimBatch {
-                    offset: k * GATHERED_BATCH_ROWS,
-                    file: 0,
-                    file_row: 0,
-                    file_rows: Some(chunk.iter().map(|&j| sources[j as usize].1).collect()),
-                    files: Some(
-                        chunk
-                            .iter()
-                            .map(|&j| sources[j as usize].0 as u32)
-                            .collect(),
-                    ),
-                    claim_id: take(&claim_ids)?,
-                    reverses_claim_id: take(&reversed)?,
-                })
-            })
-            .collect()
+        ordered_batches(&[&*claim_ids], &[&*reversed], &swept_at, |place| {
+            sources[swept_at[place].1]
+        })
     }
 
     /// Column `pick` of the batches at `at` ((batch, row) pairs from [`Claims::locate_index`]):
@@ -864,6 +821,39 @@ fn copy<T: Copy>(out: &mut Vec<T>, converted: &[Converted], column: impl Fn(&Con
     for c in converted {
         out.extend_from_slice(column(c));
     }
+}
+
+/// Claim batches of [`GATHERED_BATCH_ROWS`] rows in a new order: row `i` is row `at[i].1` of
+/// array `at[i].0` of `claim_ids` and of `reversed`, and was read from `source(i)` (file, row).
+fn ordered_batches(
+    claim_ids: &[&dyn Array],
+    reversed: &[&dyn Array],
+    at: &[(usize, usize)],
+    source: impl Fn(usize) -> (usize, u64) + Sync,
+) -> Result<Vec<ClaimBatch>> {
+    let chunks: Vec<&[(usize, usize)]> = at.chunks(GATHERED_BATCH_ROWS).collect();
+    chunks
+        .par_iter()
+        .enumerate()
+        .map(|(k, chunk)| {
+            let take = |arrays: &[&dyn Array]| -> Result<StringArray> {
+                let taken = arrow::compute::interleave(arrays, chunk)
+                    .map_err(|e| crate::error::Error::arrow("claim key columns", e))?;
+                Ok(taken.as_string::<i32>().clone())
+            };
+            let offset = k * GATHERED_BATCH_ROWS;
+            let sources: Vec<(usize, u64)> = (offset..offset + chunk.len()).map(&source).collect();
+            Ok(ClaimBatch {
+                offset,
+                file: 0,
+                file_row: 0,
+                file_rows: Some(sources.iter().map(|s| s.1).collect()),
+                files: Some(sources.iter().map(|s| s.0 as u32).collect()),
+                claim_id: take(claim_ids)?,
+                reverses_claim_id: take(reversed)?,
+            })
+        })
+        .collect()
 }
 
 /// `values[rows[i]]` for each `i`.
