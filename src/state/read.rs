@@ -62,8 +62,8 @@ impl Keys {
             return Keys::default();
         }
         // About 32 bits a key, at most 64 MiB. A single bit a key at that size let 2% of the
-        // claim index's keys through to a binary search, which then took four fifths of a
-        // night's key scan; three bits of one word let about 0.1% through.
+        // claim index's keys through to binary searches, half of a night's key scan (profiled);
+        // three bits of one word let about 0.1% through.
         let bits = (sorted.len() as u64 * 32)
             .next_power_of_two()
             .clamp(128, 1 << 29)
