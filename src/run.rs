@@ -1013,10 +1013,9 @@ pub(crate) fn settle_parts<P: Send>(
         let stats = counts.stats();
         let mut count = 0;
         let mut read = ReadStats::default();
-        // Each part's persons' state is let go once the part is settled; its rank buffer comes
-        // back for a later part once the part is written.
-        // A rank buffer comes back with the part it was filled for, whose entries are cleared
-        // before a later part fills it: a buffer of every dense id is filled once, not per part.
+        // Each part's persons' state is let go once the part is settled. Its rank buffer comes
+        // back, with the part it was filled for, once the part is written; a later part clears
+        // those entries and fills its own: a buffer of every dense id is filled once, not per part.
         let mut pending: Option<(P, PartRanks)> = None;
         let mut spare_ranks: Vec<PartRanks> = Vec::new();
         let mut slots = SlotTable::default();

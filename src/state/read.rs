@@ -1578,33 +1578,30 @@ mod tests {
         assert!(err.to_string().contains("share person key"), "{err}");
     }
 
+    /// `n` hashed keys, as `claim_key` makes them, of the texts `prefix0`, `prefix1`, ….
+    fn hashed(prefix: &str, n: u64) -> impl Iterator<Item = u64> + '_ {
+        (0..n).map(move |i| crate::domain::stable_key(&format!("{prefix}{i}")))
+    }
+
     #[test]
     fn keys_find_exactly_their_members() {
-        let members: Vec<u64> = (0..5_000u64)
-            .map(|i| crate::domain::stable_key(&format!("M{i}")))
-            .collect();
+        let members: Vec<u64> = hashed("M", 5_000).collect();
         let keys = Keys::new(members.clone());
         assert_eq!(keys.len(), 5_000);
         for (i, &k) in members.iter().enumerate() {
             assert!(keys.contains(k), "member {i}");
         }
-        let strangers = (0..50_000u64)
-            .map(|i| crate::domain::stable_key(&format!("S{i}")))
-            .filter(|k| keys.contains(*k))
-            .count();
+        let strangers = hashed("S", 50_000).filter(|k| keys.contains(*k)).count();
         assert_eq!(strangers, 0);
         assert!(Keys::new(Vec::new()).position(7).is_none());
     }
 
     #[test]
     fn the_filter_lets_few_strangers_through_to_a_search() {
-        let members: Vec<u64> = (0..100_000u64)
-            .map(|i| crate::domain::stable_key(&format!("M{i}")))
-            .collect();
+        let members: Vec<u64> = hashed("M", 100_000).collect();
         let keys = Keys::new(members.clone());
         assert!(members.iter().all(|&k| keys.may_contain(k)));
-        let passed = (0..1_000_000u64)
-            .map(|i| crate::domain::stable_key(&format!("S{i}")))
+        let passed = hashed("S", 1_000_000)
             .filter(|&k| keys.may_contain(k))
             .count();
         // 100,000 keys in 2^22 bits (42 a key): 1.5 keys a word on average, and a stranger
