@@ -653,18 +653,176 @@ impl<'a> KeyedFile<'a> {
         Ok((per_group.into_iter().flat_map(|(t, _)| t).collect(), bytes))
     }
 
+    /// The key column each row group's rows ascend by, as the file's metadata names it
+    /// ([`super::tables::ROW_GROUP_ORDER`]; empty where it names none).
+    fn orders(&self) -> Result<Vec<&str>> {
+        let groups = self.metadata.num_row_groups();
+        let named = self
+            .metadata
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| {
+                kv.iter()
+                    .find(|kv| kv.key == super::tables::ROW_GROUP_ORDER)
+            })
+            .and_then(|kv| kv.value.as_deref());
+        match named {
+            None => Ok(vec![""; groups]),
+            Some(list) => {
+                let orders: Vec<&str> = list.split(',').collect();
+                if orders.len() != groups {
+                    return Err(Error::corrupt(
+                        self.path,
+                        format!(
+                            "its metadata `{}` names the order of {} row groups of {groups}",
+                            super::tables::ROW_GROUP_ORDER,
+                            orders.len()
+                        ),
+                    ));
+                }
+                Ok(orders)
+            }
+        }
+    }
+
+    /// The rows of row group `group`, whose column `column` ascends (as unsigned keys), with a
+    /// key `wanted`, and their keys. Each page's values are searched where
+    /// they lie in the mapped file, for the wanted keys between its first and last: a wanted key
+    /// costs a search of growing steps from where the one before it was found, so a few keys
+    /// cost a few steps each and many cost a pass over the page, whatever else the file holds.
+    /// `None` where a page is not plain values without nulls (for the scan to read instead).
+    fn search(
+        &self,
+        group: usize,
+        column: usize,
+        wanted: &Wanted,
+    ) -> Result<Option<Vec<(usize, u64)>>> {
+        use parquet::column::page::{Page, PageReader};
+        let path = self.path;
+        let row_group = self.metadata.row_group(group);
+        let chunk = row_group.column(column);
+        if chunk.compression() != parquet::basic::Compression::UNCOMPRESSED {
+            return Ok(None);
+        }
+        let (start, len) = chunk.byte_range();
+        let mapped = MappedRowGroup::map(&self.file, self.file_len, path, start..start + len)?;
+        let rows = row_group.num_rows() as usize;
+        let mut pages = parquet::file::serialized_reader::SerializedPageReader::new(
+            std::sync::Arc::new(mapped),
+            chunk,
+            rows,
+            None,
+        )
+        .map_err(|e| Error::parquet(path, e))?;
+        let nullable = self.parquet_schema.column(column).max_def_level() > 0;
+        let name = chunk.column_path().string();
+        let disorder = |what: &str| {
+            Error::schema(
+                path,
+                &name,
+                format!("row group {group} is named in order of the column, but {what}"),
+            )
+        };
+        let (mut found, mut row, mut from, mut previous) = (Vec::new(), 0usize, 0usize, 0u64);
+        while let Some(page) = pages.get_next_page().map_err(|e| Error::parquet(path, e))? {
+            let values = match &page {
+                Page::DataPage {
+                    buf,
+                    num_values,
+                    encoding: parquet::basic::Encoding::PLAIN,
+                    ..
+                } => {
+                    // Version 1 pages lead with their definition levels, after their length.
+                    let levels = match (nullable, buf.get(..4)) {
+                        (false, _) => 0,
+                        (true, Some(len)) => {
+                            4 + u32::from_le_bytes(len.try_into().unwrap()) as usize
+                        }
+                        (true, None) => return Ok(None),
+                    };
+                    match buf.get(levels..) {
+                        Some(v) if v.len() == *num_values as usize * 8 => v,
+                        _ => return Ok(None),
+                    }
+                }
+                Page::DataPageV2 {
+                    buf,
+                    num_values,
+                    num_nulls: 0,
+                    def_levels_byte_len,
+                    rep_levels_byte_len,
+                    encoding: parquet::basic::Encoding::PLAIN,
+                    ..
+                } => match buf.get((*def_levels_byte_len + *rep_levels_byte_len) as usize..) {
+                    Some(v) if v.len() == *num_values as usize * 8 => v,
+                    _ => return Ok(None),
+                },
+                _ => return Ok(None),
+            };
+            // Exactly as many values as rows: a value short would be a null.
+            let (keys, _) = values.as_chunks::<8>();
+            let key = |i: usize| u64::from_le_bytes(keys[i]);
+            let Some(last) = keys.len().checked_sub(1).map(key) else {
+                continue;
+            };
+            let first = key(0);
+            if first < previous || last < first {
+                return Err(disorder("its values descend between or within pages"));
+            }
+            match wanted {
+                Wanted::Keys(wanted) => {
+                    let lo = from + wanted[from..].partition_point(|&w| w < first);
+                    let hi = lo + wanted[lo..].partition_point(|&w| w <= last);
+                    let mut at = 0;
+                    for &w in &wanted[lo..hi] {
+                        at = first_at_least(keys, at, w);
+                        while at < keys.len() && key(at) == w {
+                            found.push((row + at, w));
+                            at += 1;
+                        }
+                    }
+                    // A key equal to the page's last may go on in the next page.
+                    from = lo + wanted[lo..hi].partition_point(|&w| w < last);
+                }
+                Wanted::Range(range) if first <= *range.end() && *range.start() <= last => {
+                    let start = first_at_least(keys, 0, *range.start());
+                    let end = match range.end().checked_add(1) {
+                        Some(after) => first_at_least(keys, start, after),
+                        None => keys.len(),
+                    };
+                    found.extend((start..end).map(|i| (row + i, key(i))));
+                }
+                Wanted::Range(_) => {}
+            }
+            previous = last;
+            row += keys.len();
+        }
+        if row != rows {
+            return Err(disorder(&format!(
+                "its pages hold {row} values of {rows} rows"
+            )));
+        }
+        Ok(Some(found))
+    }
+
     /// The rows whose `key_columns` pass `select` (given each key column's value, null as
     /// `None`): the key columns of every row group passing `groups` are read, then `columns` of
     /// the selected rows only, each batch handed to `map` with the selected rows' first key.
     /// `maybe` is a cheap test that every key `select` may want passes: only rows with a key passing it are
-    /// given to `select`, so that the scan over millions of keys is a tight loop. Returns what
-    /// `map` made, and the bytes read.
+    /// given to `select`, so that the scan over millions of keys is a tight loop. A row group
+    /// whose rows ascend by the first key column ([`Self::orders`]) is searched for the keys
+    /// `wanted` (all the keys `select` may want) instead, where `wanted` is given:
+    /// only for a table whose rows in that order have the other key columns null, as the claim
+    /// index's rows in order of `claim_key` have no `reverses_key`.
+    /// Returns what `map` made, and the bytes read.
+    #[allow(clippy::too_many_arguments)]
     fn read_matching<T: Send>(
         &self,
         key_columns: &[&str],
         groups: impl Fn(usize) -> bool + Sync,
         maybe: impl Fn(u64) -> bool + Sync,
         select: impl Fn(&[Option<u64>]) -> bool + Sync,
+        wanted: Option<Wanted>,
         columns: &[&str],
         map: impl Fn(&[u64], RecordBatch) -> Result<T> + Sync,
     ) -> Result<(Vec<T>, u64)> {
@@ -676,52 +834,74 @@ impl<'a> KeyedFile<'a> {
             .iter()
             .map(|c| self.root(c))
             .collect::<Result<Vec<_>>>()?;
+        let orders = self.orders()?;
         let groups: Vec<usize> = (0..self.metadata.num_row_groups())
             .filter(|&g| groups(g))
             .collect();
         let per_group: Vec<(Vec<T>, u64)> = groups
             .par_iter()
             .map(|&g| {
-                let mut bytes = self.bytes(g, &key_roots);
                 let (mut rows, mut keys, mut at) = (Vec::new(), Vec::new(), 0usize);
                 let mut values = vec![None; key_columns.len()];
-                let mut candidates: Vec<u32> = Vec::new();
-                for batch in self.reader(g, &key_roots, None)? {
-                    let batch = batch
-                        .map_err(|e| Error::schema(self.path, key_columns[0], e.to_string()))?;
-                    let arrays: Vec<&Int64Array> =
-                        key_columns.iter().map(|c| int64s(&batch, c)).collect();
-                    candidates.clear();
-                    for a in &arrays {
-                        let v = a.values();
-                        match a.nulls() {
-                            None => candidates.extend(
-                                (0..v.len())
-                                    .filter(|&i| maybe(v[i] as u64))
-                                    .map(|i| i as u32),
-                            ),
-                            Some(n) => candidates.extend(
-                                n.valid_indices()
-                                    .filter(|&i| maybe(v[i] as u64))
-                                    .map(|i| i as u32),
-                            ),
-                        }
+                let searched = match &wanted {
+                    Some(wanted) if orders[g] == key_columns[0] => {
+                        self.search(g, key_roots[0], wanted)?
                     }
-                    if arrays.len() > 1 {
-                        candidates.sort_unstable();
-                        candidates.dedup();
-                    }
-                    for &i in &candidates {
-                        let i = i as usize;
-                        for (v, a) in values.iter_mut().zip(&arrays) {
-                            *v = a.is_valid(i).then(|| a.value(i) as u64);
-                        }
+                    _ => None,
+                };
+                let mut bytes;
+                if let Some(found) = searched {
+                    bytes = self.bytes(g, &key_roots[..1]);
+                    at = self.metadata.row_group(g).num_rows() as usize;
+                    // The other key columns of an ordered group are not read: `select` sees
+                    // them null.
+                    for (row, key) in found {
+                        values[0] = Some(key);
                         if select(&values) {
-                            rows.push(at + i);
-                            keys.push(values[0].unwrap_or(0));
+                            rows.push(row);
+                            keys.push(key);
                         }
                     }
-                    at += batch.num_rows();
+                } else {
+                    bytes = self.bytes(g, &key_roots);
+                    let mut candidates: Vec<u32> = Vec::new();
+                    for batch in self.reader(g, &key_roots, None)? {
+                        let batch = batch
+                            .map_err(|e| Error::schema(self.path, key_columns[0], e.to_string()))?;
+                        let arrays: Vec<&Int64Array> =
+                            key_columns.iter().map(|c| int64s(&batch, c)).collect();
+                        candidates.clear();
+                        for a in &arrays {
+                            let v = a.values();
+                            match a.nulls() {
+                                None => candidates.extend(
+                                    (0..v.len())
+                                        .filter(|&i| maybe(v[i] as u64))
+                                        .map(|i| i as u32),
+                                ),
+                                Some(n) => candidates.extend(
+                                    n.valid_indices()
+                                        .filter(|&i| maybe(v[i] as u64))
+                                        .map(|i| i as u32),
+                                ),
+                            }
+                        }
+                        if arrays.len() > 1 {
+                            candidates.sort_unstable();
+                            candidates.dedup();
+                        }
+                        for &i in &candidates {
+                            let i = i as usize;
+                            for (v, a) in values.iter_mut().zip(&arrays) {
+                                *v = a.is_valid(i).then(|| a.value(i) as u64);
+                            }
+                            if select(&values) {
+                                rows.push(at + i);
+                                keys.push(values[0].unwrap_or(0));
+                            }
+                        }
+                        at += batch.num_rows();
+                    }
                 }
                 if rows.is_empty() {
                     return Ok((Vec::new(), bytes));
@@ -742,6 +922,29 @@ impl<'a> KeyedFile<'a> {
         let bytes = per_group.iter().map(|(_, b)| b).sum();
         Ok((per_group.into_iter().flat_map(|(t, _)| t).collect(), bytes))
     }
+}
+
+/// The keys a search of an ordered row group looks for ([`KeyedFile::search`]).
+enum Wanted<'a> {
+    /// These (ascending, without repeats).
+    Keys(&'a [u64]),
+    /// Every key of this range.
+    Range(std::ops::RangeInclusive<u64>),
+}
+
+/// The first position at or after `from` of ascending `keys` (little-endian 64-bit values)
+/// whose key is at least `wanted`: steps of 1, 2, 4, … from `from`, then a binary search
+/// within the last step.
+fn first_at_least(keys: &[[u8; 8]], from: usize, wanted: u64) -> usize {
+    let below = |k: &[u8; 8]| u64::from_le_bytes(*k) < wanted;
+    let (mut lo, mut hi, mut step) = (from, from, 1);
+    while hi < keys.len() && below(&keys[hi]) {
+        lo = hi + 1;
+        hi = from + step;
+        step *= 2;
+    }
+    let hi = hi.min(keys.len());
+    lo + keys[lo..hi].partition_point(below)
 }
 
 /// `rows` (ascending) as ranges of consecutive rows.
@@ -769,6 +972,35 @@ pub fn read_selected(
         |g| file.may_hold_keys(g, keys.clone()),
         |k| keys.contains(&k),
         |k| k[0].is_some_and(|k| keys.contains(&k)),
+        None,
+        columns,
+        |_, batch| Ok(batch),
+    )?;
+    Ok(batches)
+}
+
+/// `columns` of the claim index rows of file `path` whose `key` is in `keys`, in file order:
+/// by `claim_key`, the claims (rows without a `reverses_key`); by `reverses_key`, the accepted
+/// refunds. The row groups in order of `key` ([`super::tables::ROW_GROUP_ORDER`]) are searched,
+/// those in order of the other key skipped, and any other scanned.
+pub fn read_index_range(
+    path: &Path,
+    key: &'static str,
+    keys: std::ops::RangeInclusive<u64>,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>> {
+    let file = KeyedFile::open(path)?;
+    let other = match key {
+        "claim_key" => "reverses_key",
+        _ => "claim_key",
+    };
+    let orders = file.orders()?;
+    let (batches, _) = file.read_matching(
+        &[key, other],
+        |g| orders[g] != other,
+        |k| keys.contains(&k),
+        |k| k[0].is_some_and(|k| keys.contains(&k)) && (key != "claim_key" || k[1].is_none()),
+        Some(Wanted::Range(keys.clone())),
         columns,
         |_, batch| Ok(batch),
     )?;
@@ -987,11 +1219,14 @@ pub fn lookup_claims(
                 k[0].is_some_and(|k| claim_keys.contains(k) || target_keys.contains(k))
                     || k[1].is_some_and(|k| target_keys.contains(k))
             };
+            // Row groups in order of `claim_key` (all but the accepted refunds', whose
+            // `reverses_key` is null) are searched for the run's keys.
             let (batches, bytes_read) = file.read_matching(
                 &["claim_key", "reverses_key"],
                 |_| true,
                 |k| either.may_contain(k),
                 select,
+                Some(Wanted::Keys(&either.sorted)),
                 RECORD_COLUMNS,
                 |_, b| index_records(&path, &b, &resolver),
             )?;
@@ -1538,6 +1773,146 @@ pub fn load_prior(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::tables::tests::{keyed_batch, keyed_schema, write_keyed};
+
+    #[test]
+    fn a_search_of_growing_steps_finds_the_first_key_at_least_the_wanted() {
+        let values: Vec<u64> = vec![1, 3, 3, 3, 8, 20, 20, 1 << 63, u64::MAX];
+        let keys: Vec<[u8; 8]> = values.iter().map(|v| v.to_le_bytes()).collect();
+        for from in 0..=keys.len() {
+            for wanted in [0, 1, 2, 3, 4, 8, 19, 20, 21, 1 << 63, u64::MAX] {
+                let expected = from + values[from..].iter().take_while(|&&v| v < wanted).count();
+                assert_eq!(
+                    first_at_least(&keys, from, wanted),
+                    expected,
+                    "from {from}, wanted {wanted}"
+                );
+            }
+        }
+    }
+
+    /// 75,000 claims in two index runs, given out of order: 25,000 keys spread over the whole
+    /// unsigned range, each on three rows (so that runs of one key cross the 20,000-row pages
+    /// of the key column), and a refund every hundredth row.
+    fn keyed_rows() -> Vec<(u64, Option<u64>)> {
+        let step = u64::MAX / 25_000;
+        (0..75_000u64)
+            .map(|i| (i * 7919) % 75_000)
+            .map(|i| (i / 3 * step, (i % 100 == 7).then(|| (i / 7) * step)))
+            .collect()
+    }
+
+    fn numbers(batches: Vec<RecordBatch>) -> Vec<i64> {
+        let mut n: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("n")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        n.sort_unstable();
+        n
+    }
+
+    #[test]
+    fn an_ordered_row_group_is_searched_to_the_rows_a_scan_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let rows = keyed_rows();
+        let (a, b) = rows.split_at(40_000);
+        let path = write_keyed(
+            &store,
+            vec![vec![keyed_batch(a, 0)], vec![keyed_batch(b, 40_000)]],
+        );
+        let file = KeyedFile::open(&path).unwrap();
+        assert_eq!(
+            file.orders().unwrap(),
+            ["claim_key", "reverses_key", "claim_key", "reverses_key"]
+        );
+        // Every 37th key, a key beside each, and both ends of the range.
+        let step = u64::MAX / 25_000;
+        let wanted = Keys::new(
+            (0..25_000u64)
+                .step_by(37)
+                .flat_map(|k| [k * step, k * step + 1])
+                .chain([0, u64::MAX])
+                .collect(),
+        );
+        let read = |search: bool| {
+            let (batches, bytes) = file
+                .read_matching(
+                    &["claim_key", "reverses_key"],
+                    |_| true,
+                    |k| wanted.may_contain(k),
+                    |k| k[0].is_some_and(|k| wanted.contains(k)),
+                    search.then_some(Wanted::Keys(&wanted.sorted)),
+                    &["n"],
+                    |_, b| Ok(b),
+                )
+                .unwrap();
+            (numbers(batches), bytes)
+        };
+        let ((searched, searched_bytes), (scanned, scanned_bytes)) = (read(true), read(false));
+        let expected: Vec<i64> = (0..75_000)
+            .filter(|&i| wanted.contains(rows[i].0))
+            .map(|i| i as i64)
+            .collect();
+        assert_eq!(expected.len(), 3 * 25_000_usize.div_ceil(37));
+        assert_eq!(searched, expected);
+        assert_eq!(scanned, expected);
+        // The searched claim groups' `reverses_key` (all null) was not read.
+        assert!(
+            searched_bytes < scanned_bytes,
+            "{searched_bytes} {scanned_bytes}"
+        );
+
+        // A range of claim keys, and one of refunds' keys.
+        let (lo, hi) = (6_000 * step, 9_000 * step);
+        let in_range = |k: u64| (lo..=hi).contains(&k);
+        let claims = read_index_range(&path, "claim_key", lo..=hi, &["n"]).unwrap();
+        let expected: Vec<i64> = (0..75_000)
+            .filter(|&i| rows[i].1.is_none() && in_range(rows[i].0))
+            .map(|i| i as i64)
+            .collect();
+        assert_eq!(numbers(claims), expected);
+        let refunds = read_index_range(&path, "reverses_key", lo..=hi, &["n"]).unwrap();
+        let expected: Vec<i64> = (0..75_000)
+            .filter(|&i| rows[i].1.is_some_and(in_range))
+            .map(|i| i as i64)
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(numbers(refunds), expected);
+    }
+
+    #[test]
+    fn a_row_group_named_in_order_that_is_not_stops_the_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let mut file = crate::state::tables::TableFile::for_tests(&store, keyed_schema());
+        let batch = keyed_batch(&[(5, None), (3, None), (1, None)], 0);
+        file.write(batch, std::iter::once(2024)).unwrap();
+        file.end_row_group("claim_key").unwrap();
+        let (piece, committed) = file.close().unwrap();
+        committed.commit().unwrap();
+        let path = store.path(&piece.file);
+        let wanted = Keys::new(vec![3]);
+        let err = KeyedFile::open(&path)
+            .unwrap()
+            .read_matching(
+                &["claim_key", "reverses_key"],
+                |_| true,
+                |k| wanted.may_contain(k),
+                |k| k[0].is_some_and(|k| wanted.contains(k)),
+                Some(Wanted::Keys(&wanted.sorted)),
+                &["n"],
+                |_, b| Ok(b),
+            )
+            .expect_err("refused");
+        assert!(err.to_string().contains("descend"), "{err}");
+    }
 
     #[test]
     fn a_released_rank_buffer_ranks_the_next_part_as_a_new_one_would() {

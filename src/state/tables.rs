@@ -381,12 +381,32 @@ fn claims_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch>
     RecordBatch::try_new(claims_schema(), columns).map_err(|e| Error::arrow("state claims", e))
 }
 
+/// The key of a state file's metadata naming the order of each of its row groups: a
+/// comma-separated list, a row group each, of the key column its rows ascend by (as unsigned
+/// 64-bit keys), or nothing. The claim index's row groups are in order of `claim_key`, but for
+/// those of its accepted refunds, in order of `reverses_key`: a reader searches each for a
+/// run's keys where it would otherwise scan every key of the year
+/// ([`super::read::lookup_claims`]).
+pub const ROW_GROUP_ORDER: &str = "yibao.row_group_order";
+
+/// Rows of the claim index put in order at once: a night's index is one ordered run, and a
+/// month's is one every half-million claims. A reader searches each run for each of its keys,
+/// so runs are as long as the memory of one (a second copy of the rows is never made: they are
+/// written from the rows as buffered, a slice at a time).
+const INDEX_RUN_ROWS: usize = 1 << 19;
+
+/// Rows of an ordered run copied into place at once.
+const ORDERED_SLICE_ROWS: usize = 64 * 1024;
+
 /// One table's new file being written, with the service years it holds.
 pub struct TableFile {
     name: String,
     schema: SchemaRef,
     file: PendingFile,
     years: Option<(i32, i32)>,
+    /// Per row group written, the key column its rows ascend by ("" for none), once a group is
+    /// ordered: written as [`ROW_GROUP_ORDER`].
+    orders: Vec<&'static str>,
 }
 
 impl TableFile {
@@ -417,6 +437,7 @@ impl TableFile {
             schema,
             name,
             years: None,
+            orders: Vec::new(),
         })
     }
 
@@ -426,20 +447,39 @@ impl TableFile {
 
     /// Appends `batch`, whose rows are of the service years `years`.
     pub fn write(&mut self, batch: RecordBatch, years: impl Iterator<Item = i32>) -> Result<()> {
-        for y in years {
-            self.years = Some(match self.years {
-                None => (y, y),
-                Some((a, b)) => (a.min(y), b.max(y)),
-            });
-        }
+        self.note_years(years);
         if batch.num_rows() > 0 {
             self.file.write(&batch)?;
         }
         Ok(())
     }
 
+    /// Counts rows of the service years `years` in, written apart from them.
+    pub fn note_years(&mut self, years: impl Iterator<Item = i32>) {
+        for y in years {
+            self.years = Some(match self.years {
+                None => (y, y),
+                Some((a, b)) => (a.min(y), b.max(y)),
+            });
+        }
+    }
+
+    /// Ends the row group being filled: its rows, and those of every group since the last end,
+    /// ascend by the key column `by` ("" for none). Rows written between two ends with a key
+    /// column are an ordered run of row groups of their own.
+    pub fn end_row_group(&mut self, by: &'static str) -> Result<()> {
+        self.file.end_row_group()?;
+        self.orders.resize(self.file.row_groups(), by);
+        Ok(())
+    }
+
     /// Closes the file (fsynced, under its temporary name).
-    pub fn close(self) -> Result<(Piece, Committed)> {
+    pub fn close(mut self) -> Result<(Piece, Committed)> {
+        if !self.orders.is_empty() {
+            self.end_row_group("")?;
+            self.file
+                .append_key_value(ROW_GROUP_ORDER, self.orders.join(","));
+        }
         let rows = self.file.rows;
         let committed = self.file.close()?;
         let bytes = std::fs::metadata(&committed.tmp)
@@ -467,6 +507,10 @@ pub struct StateWriter<'p> {
     pools: TableFile,
     history: TableFile,
     claims: TableFile,
+    /// Claim index rows not yet written: they are put in order a run at a time
+    /// ([`INDEX_RUN_ROWS`]).
+    index_run: Vec<RecordBatch>,
+    index_run_rows: usize,
 }
 
 /// The new files of a run, complete and fsynced, waiting for the commit.
@@ -499,6 +543,8 @@ impl<'p> StateWriter<'p> {
             pools: TableFile::pools(store)?,
             history: TableFile::history(store)?,
             claims: TableFile::index(store)?,
+            index_run: Vec::new(),
+            index_run_rows: 0,
         })
     }
 
@@ -525,13 +571,20 @@ impl<'p> StateWriter<'p> {
         )?;
         self.history
             .write(history?, history_of(changes).map(year))?;
-        self.claims
-            .write(claims?, changes.claims.iter().map(year))?;
+        self.claims.note_years(changes.claims.iter().map(year));
+        let claims = claims?;
+        self.index_run_rows += claims.num_rows();
+        self.index_run.push(claims);
+        if self.index_run_rows >= INDEX_RUN_ROWS {
+            write_index_run(&mut self.claims, std::mem::take(&mut self.index_run))?;
+            self.index_run_rows = 0;
+        }
         Ok(())
     }
 
     /// Finishes the three files (fsynced, under temporary names).
-    pub fn close(self) -> Result<NewFiles> {
+    pub fn close(mut self) -> Result<NewFiles> {
+        write_index_run(&mut self.claims, std::mem::take(&mut self.index_run))?;
         let (pools, a) = self.pools.close()?;
         let (history, b) = self.history.close()?;
         let (claims, c) = self.claims.close()?;
@@ -541,5 +594,168 @@ impl<'p> StateWriter<'p> {
             claims,
             pending: vec![a, b, c],
         })
+    }
+}
+
+/// Writes the claim index rows of `run` in two ordered runs of row groups: the claims by
+/// `claim_key`, then the accepted refunds (the rows with a `reverses_key`) by the key of the
+/// claim each cancelled. Rows of one key keep the order they came in.
+pub(super) fn write_index_run(file: &mut TableFile, run: Vec<RecordBatch>) -> Result<()> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use rayon::slice::ParallelSliceMut;
+    let (mut by_claim, mut by_target) = (Vec::new(), Vec::new());
+    for (b, batch) in run.iter().enumerate() {
+        let column = |name| {
+            batch
+                .column_by_name(name)
+                .expect("the claim index has its keys")
+                .as_primitive::<Int64Type>()
+        };
+        let (claims, targets) = (column("claim_key"), column("reverses_key"));
+        for i in 0..batch.num_rows() {
+            let at = (b as u32, i as u32);
+            if targets.is_valid(i) {
+                by_target.push((targets.value(i) as u64, at));
+            } else {
+                by_claim.push((claims.value(i) as u64, at));
+            }
+        }
+    }
+    by_claim.par_sort_unstable();
+    by_target.par_sort_unstable();
+    let batches: Vec<&RecordBatch> = run.iter().collect();
+    for (rows, by) in [(by_claim, "claim_key"), (by_target, "reverses_key")] {
+        if rows.is_empty() {
+            continue;
+        }
+        file.end_row_group("")?;
+        write_in_order(file, &batches, rows.iter().map(|&(_, at)| at))?;
+        file.end_row_group(by)?;
+    }
+    Ok(())
+}
+
+/// Writes the rows of `batches` at `order` (batch, row), copied [`ORDERED_SLICE_ROWS`] at a
+/// time.
+pub fn write_in_order(
+    file: &mut TableFile,
+    batches: &[&RecordBatch],
+    order: impl ExactSizeIterator<Item = (u32, u32)>,
+) -> Result<()> {
+    let mut at = Vec::with_capacity(order.len().min(ORDERED_SLICE_ROWS));
+    let mut order = order.peekable();
+    while order.peek().is_some() {
+        at.clear();
+        at.extend(
+            order
+                .by_ref()
+                .take(ORDERED_SLICE_ROWS)
+                .map(|(b, i)| (b as usize, i as usize)),
+        );
+        let slice = arrow::compute::interleave_record_batch(batches, &at)
+            .map_err(|e| Error::arrow("state claims", e))?;
+        let slice = RecordBatch::try_new(file.schema(), slice.columns().to_vec())
+            .map_err(|e| Error::arrow("state claims", e))?;
+        file.write(slice, std::iter::empty())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+
+    /// The claim index's keys with a year and each row's place in the input (`n`), as a table
+    /// written with the index's settings.
+    pub fn keyed_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            field("claim_key", DataType::Int64),
+            field("reverses_key", DataType::Int64),
+            field("year", DataType::Int32),
+            field("n", DataType::Int64),
+        ]))
+    }
+
+    /// `rows` of `(claim key, reverses key)`, numbered from `first`.
+    pub fn keyed_batch(rows: &[(u64, Option<u64>)], first: i64) -> RecordBatch {
+        RecordBatch::try_new(
+            keyed_schema(),
+            vec![
+                arc(Int64Array::from_iter_values(
+                    rows.iter().map(|r| r.0 as i64),
+                )),
+                arc(rows
+                    .iter()
+                    .map(|r| r.1.map(|k| k as i64))
+                    .collect::<Int64Array>()),
+                arc(Int32Array::from(vec![2024; rows.len()])),
+                arc(Int64Array::from_iter_values(
+                    (0..rows.len() as i64).map(|i| first + i),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    impl TableFile {
+        /// A new file of `schema` written as the claim index is.
+        pub fn for_tests(store: &Store, schema: SchemaRef) -> TableFile {
+            TableFile::create_with(store, "claims", schema, &INDEX_SETTINGS).unwrap()
+        }
+    }
+
+    /// Writes `runs` as index runs into a new file of `store`; returns its path.
+    pub fn write_keyed(store: &Store, runs: Vec<Vec<RecordBatch>>) -> std::path::PathBuf {
+        let mut file = TableFile::for_tests(store, keyed_schema());
+        for run in runs {
+            write_index_run(&mut file, run).unwrap();
+        }
+        let (piece, committed) = file.close().unwrap();
+        committed.commit().unwrap();
+        store.path(&piece.file)
+    }
+
+    #[test]
+    fn an_index_run_is_written_as_claims_by_key_then_refunds_by_the_key_they_cancel() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let high = 1 << 63;
+        let run = vec![
+            keyed_batch(&[(9, None), (high + 1, Some(4)), (3, None)], 0),
+            keyed_batch(&[(high, None), (5, Some(2)), (3, None), (1, Some(4))], 3),
+        ];
+        let path = write_keyed(&store, vec![run]);
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&path).unwrap(),
+        )
+        .unwrap();
+        let orders = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == ROW_GROUP_ORDER))
+            .and_then(|kv| kv.value.clone());
+        assert_eq!(orders.as_deref(), Some("claim_key,reverses_key"));
+        let groups: Vec<u64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows() as u64)
+            .collect();
+        assert_eq!(groups, [4, 3]);
+        let n: Vec<i64> = reader
+            .build()
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                b.column(3).as_primitive::<Int64Type>().values().to_vec()
+            })
+            .collect();
+        // Claims by unsigned key (3 twice, in input order; 2^63 after 9), then the refunds by
+        // the key of the claim each cancelled (2, then 4 twice in input order).
+        assert_eq!(n, [2, 5, 0, 3, 4, 1, 6]);
     }
 }

@@ -306,6 +306,30 @@ impl PendingFile {
         Ok(())
     }
 
+    /// Ends the filling row group, if it holds rows: the rows written next start a new one.
+    pub fn end_row_group(&mut self) -> Result<()> {
+        if self.filling_rows > 0 {
+            self.finish_row_group()?;
+        }
+        Ok(())
+    }
+
+    /// Row groups appended to the file so far.
+    pub fn row_groups(&self) -> usize {
+        self.row_groups_written
+    }
+
+    /// Adds `key` = `value` to the file's key-value metadata (written by [`Self::close`]).
+    pub fn append_key_value(&mut self, key: &str, value: String) {
+        self.writer
+            .as_mut()
+            .expect("writer used after close")
+            .append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                key.to_string(),
+                value,
+            ));
+    }
+
     /// Encodes the queued rows into the filling row group's column writers: all of them at the
     /// group's end, else the whole [`WRITE_CALL_ROWS`] steps (the rest stays queued, so that
     /// steps fall on the same rows however the batches were cut).
