@@ -68,9 +68,10 @@ fn policy_lookup(c: &mut Criterion) {
 /// The claim index's key scan: every key of the index (4 Mi here; a month of a 10M-claim
 /// province is 10 M, a year 120 M) looked up among a night's 331,753 claim keys — the filter,
 /// then a search for the keys it lets through. Keys are 64-bit hashes, as `claim_key` makes
-/// them. What a night's scan costs per key of the year, beyond decoding it.
+/// them. What a night's scan costs per key of the year, beyond decoding it; and what a search
+/// of an index in key order costs a night's key, at two sizes of the index.
 fn state_key_probe(c: &mut Criterion) {
-    use yibao::state::read::Keys;
+    use yibao::state::read::{search_page, Keys};
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         // splitmix64: uniform 64-bit values, like the keys' hash.
@@ -92,6 +93,26 @@ fn state_key_probe(c: &mut Criterion) {
                 .count()
         })
     });
+    // The same night's keys searched in an index in key order, in pages of 20,000 keys as the
+    // state writes its key columns: at 4 Mi and at 32 Mi keys (a quarter of a year's claims of
+    // a 10M-claim month), where the probe above costs 8 times as much.
+    for keys in [1usize << 22, 1 << 25] {
+        let mut index: Vec<u64> = (0..keys).map(|_| next()).collect();
+        index.sort_unstable();
+        let bytes: Vec<[u8; 8]> = index.iter().map(|k| k.to_le_bytes()).collect();
+        group.throughput(Throughput::Elements(night.len() as u64));
+        group.bench_function(format!("ordered_index_search_{}Mi", keys >> 20), |b| {
+            let mut found = Vec::new();
+            b.iter(|| {
+                found.clear();
+                let mut from = 0;
+                for (p, page) in bytes.chunks(20_000).enumerate() {
+                    from = search_page(page, p * 20_000, &night, from, &mut found);
+                }
+                found.len()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -1123,7 +1123,9 @@ fn mark_present(present: &mut [bool], person: &[u32]) {
 /// Persons per batch of state changes built in parallel (by claim count, as settlement cuts).
 const CHANGE_CLAIMS: usize = 16 * 1024;
 
-/// Writes the state's changes of a settled part, a window of person chunks at a time.
+/// Writes the state's changes of a settled part, a window of person chunks at a time: pools
+/// and history, and the window's claims as one run of the index in key order (a run a window
+/// keeps the memory of one; the index is merged into one run by compaction).
 fn write_changes(
     writer: &mut StateWriter,
     part: &Settled,
@@ -1143,6 +1145,7 @@ fn write_changes(
         for c in &changes {
             writer.append(c)?;
         }
+        writer.append_index(&changes)?;
     }
     Ok(())
 }

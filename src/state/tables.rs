@@ -11,6 +11,7 @@ use arrow::array::{
     Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use rayon::prelude::*;
 
 use super::store::{Piece, Store};
 use super::{claim_key, Changes, ClaimRecord, PoolState, WrittenClaim};
@@ -389,14 +390,12 @@ fn claims_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch>
 /// ([`super::read::lookup_claims`]).
 pub const ROW_GROUP_ORDER: &str = "yibao.row_group_order";
 
-/// Rows of the claim index put in order at once: a night's index is one ordered run, and a
-/// month's is one every half-million claims. A reader searches each run for each of its keys,
-/// so runs are as long as the memory of one (a second copy of the rows is never made: they are
-/// written from the rows as buffered, a slice at a time).
-const INDEX_RUN_ROWS: usize = 1 << 19;
-
-/// Rows of an ordered run copied into place at once.
+/// Rows of an ordered run of the claim index copied into place at once.
 const ORDERED_SLICE_ROWS: usize = 64 * 1024;
+
+/// Rows of an ordered run of the claim index built at once, as many slices in parallel as
+/// there are threads.
+const INDEX_SLICE_ROWS: usize = 16 * 1024;
 
 /// One table's new file being written, with the service years it holds.
 pub struct TableFile {
@@ -507,10 +506,6 @@ pub struct StateWriter<'p> {
     pools: TableFile,
     history: TableFile,
     claims: TableFile,
-    /// Claim index rows not yet written: they are put in order a run at a time
-    /// ([`INDEX_RUN_ROWS`]).
-    index_run: Vec<RecordBatch>,
-    index_run_rows: usize,
 }
 
 /// The new files of a run, complete and fsynced, waiting for the commit.
@@ -543,22 +538,16 @@ impl<'p> StateWriter<'p> {
             pools: TableFile::pools(store)?,
             history: TableFile::history(store)?,
             claims: TableFile::index(store)?,
-            index_run: Vec::new(),
-            index_run_rows: 0,
         })
     }
 
-    /// Appends one batch of changes (persons in output order).
+    /// Appends the pools and history of one batch of changes (persons in output order); their
+    /// claims go to the index with the rest of their part's ([`Self::append_index`]).
     pub fn append(&mut self, changes: &Changes) -> Result<()> {
         let names = &self.names;
-        let ((pools, history), claims) = rayon::join(
-            || {
-                rayon::join(
-                    || pools_batch(&changes.pools, names),
-                    || history_batch(changes, names),
-                )
-            },
-            || claims_batch(&changes.claims, names),
+        let (pools, history) = rayon::join(
+            || pools_batch(&changes.pools, names),
+            || history_batch(changes, names),
         );
         let year = |c: &WrittenClaim| year_of(c.record.service_day);
         self.pools.write(
@@ -571,20 +560,56 @@ impl<'p> StateWriter<'p> {
         )?;
         self.history
             .write(history?, history_of(changes).map(year))?;
-        self.claims.note_years(changes.claims.iter().map(year));
-        let claims = claims?;
-        self.index_run_rows += claims.num_rows();
-        self.index_run.push(claims);
-        if self.index_run_rows >= INDEX_RUN_ROWS {
-            write_index_run(&mut self.claims, std::mem::take(&mut self.index_run))?;
-            self.index_run_rows = 0;
+        Ok(())
+    }
+
+    /// Appends the claims of `changes` to the index as one ordered run: the claims by
+    /// `claim_key`, then the accepted refunds (claims with an original) by the key of the claim
+    /// each cancelled, each in row groups of their own ([`ROW_GROUP_ORDER`]). Rows of one key
+    /// keep their order in `changes`.
+    pub fn append_index(&mut self, changes: &[Changes]) -> Result<()> {
+        let (mut by_claim, mut by_target) = (Vec::new(), Vec::new());
+        for (c, change) in changes.iter().enumerate() {
+            for (i, claim) in change.claims.iter().enumerate() {
+                let at = (c as u32, i as u32);
+                match claim.reverses {
+                    Some(original) => by_target.push((claim_key(original), at)),
+                    None => by_claim.push((claim_key(claim.claim_id), at)),
+                }
+            }
+        }
+        let year = |c: &WrittenClaim| year_of(c.record.service_day);
+        self.claims
+            .note_years(changes.iter().flat_map(|c| c.claims.iter().map(year)));
+        by_claim.par_sort_unstable();
+        by_target.par_sort_unstable();
+        let names = &self.names;
+        for (order, by) in [(by_claim, "claim_key"), (by_target, "reverses_key")] {
+            self.claims.end_row_group("")?;
+            // A window of slices built in parallel, then written in order.
+            let slices: Vec<&[(u64, (u32, u32))]> = order.chunks(INDEX_SLICE_ROWS).collect();
+            for window in slices.chunks(rayon::current_num_threads().max(1)) {
+                let batches: Vec<RecordBatch> = window
+                    .par_iter()
+                    .map(|slice| {
+                        let rows: Vec<WrittenClaim> = slice
+                            .iter()
+                            .map(|&(_, (c, i))| changes[c as usize].claims[i as usize])
+                            .collect();
+                        claims_batch(&rows, names)
+                    })
+                    .collect::<Result<_>>()?;
+                for batch in batches {
+                    self.claims.write(batch, std::iter::empty())?;
+                }
+            }
+            self.claims.end_row_group(by)?;
         }
         Ok(())
     }
 
     /// Finishes the three files (fsynced, under temporary names).
-    pub fn close(mut self) -> Result<NewFiles> {
-        write_index_run(&mut self.claims, std::mem::take(&mut self.index_run))?;
+    pub fn close(self) -> Result<NewFiles> {
         let (pools, a) = self.pools.close()?;
         let (history, b) = self.history.close()?;
         let (claims, c) = self.claims.close()?;
@@ -595,45 +620,6 @@ impl<'p> StateWriter<'p> {
             pending: vec![a, b, c],
         })
     }
-}
-
-/// Writes the claim index rows of `run` in two ordered runs of row groups: the claims by
-/// `claim_key`, then the accepted refunds (the rows with a `reverses_key`) by the key of the
-/// claim each cancelled. Rows of one key keep the order they came in.
-pub(super) fn write_index_run(file: &mut TableFile, run: Vec<RecordBatch>) -> Result<()> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::Int64Type;
-    use rayon::slice::ParallelSliceMut;
-    let (mut by_claim, mut by_target) = (Vec::new(), Vec::new());
-    for (b, batch) in run.iter().enumerate() {
-        let column = |name| {
-            batch
-                .column_by_name(name)
-                .expect("the claim index has its keys")
-                .as_primitive::<Int64Type>()
-        };
-        let (claims, targets) = (column("claim_key"), column("reverses_key"));
-        for i in 0..batch.num_rows() {
-            let at = (b as u32, i as u32);
-            if targets.is_valid(i) {
-                by_target.push((targets.value(i) as u64, at));
-            } else {
-                by_claim.push((claims.value(i) as u64, at));
-            }
-        }
-    }
-    by_claim.par_sort_unstable();
-    by_target.par_sort_unstable();
-    let batches: Vec<&RecordBatch> = run.iter().collect();
-    for (rows, by) in [(by_claim, "claim_key"), (by_target, "reverses_key")] {
-        if rows.is_empty() {
-            continue;
-        }
-        file.end_row_group("")?;
-        write_in_order(file, &batches, rows.iter().map(|&(_, at)| at))?;
-        file.end_row_group(by)?;
-    }
-    Ok(())
 }
 
 /// Writes the rows of `batches` at `order` (batch, row), copied [`ORDERED_SLICE_ROWS`] at a
@@ -719,17 +705,56 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn an_index_run_is_written_as_claims_by_key_then_refunds_by_the_key_they_cancel() {
+    fn a_parts_index_is_written_as_claims_by_key_then_refunds_by_the_key_they_cancel() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state")).unwrap();
-        let high = 1 << 63;
-        let run = vec![
-            keyed_batch(&[(9, None), (high + 1, Some(4)), (3, None)], 0),
-            keyed_batch(&[(high, None), (5, Some(2)), (3, None), (1, Some(4))], 3),
+        let policies = Policies::default();
+        let mut writer = StateWriter::create(&store, &policies).unwrap();
+        let record = super::super::EarlierClaim {
+            settled_at: 0,
+            total_fen: 100,
+            service_day: 19_723,
+            institution: 0,
+            drug: crate::ingest::claims::NO_CODE,
+            medical_community: crate::ingest::claims::NO_CODE,
+            days_supply: None,
+            status: Status::Paid,
+            visit: VisitType::Outpatient,
+            reversed: false,
+        }
+        .as_record();
+        let written = |person_id, claim_id, reverses| WrittenClaim {
+            person_id,
+            claim_id,
+            record,
+            institution: None,
+            drug: None,
+            medical_community: None,
+            reverses,
+            original_in_run: false,
+        };
+        let changes = |claims: Vec<WrittenClaim<'static>>| Changes {
+            pools: Vec::new(),
+            history: vec![false; claims.len()],
+            claims,
+        };
+        let part = [
+            changes(vec![
+                written("P0", "C9", None),
+                written("P0", "R1", Some("C3")),
+                written("P0", "C3", None),
+            ]),
+            changes(vec![
+                written("P1", "C1", None),
+                written("P1", "R2", Some("C1")),
+                written("P1", "C3", None),
+                written("P1", "R3", Some("C3")),
+            ]),
         ];
-        let path = write_keyed(&store, vec![run]);
+        writer.append_index(&part).unwrap();
+        let (_, _, claims) = writer.close().unwrap().place(&store).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(&path).unwrap(),
+            std::fs::File::open(store.path(&claims.file)).unwrap(),
         )
         .unwrap();
         let orders = reader
@@ -739,23 +764,105 @@ pub(super) mod tests {
             .and_then(|kv| kv.iter().find(|kv| kv.key == ROW_GROUP_ORDER))
             .and_then(|kv| kv.value.clone());
         assert_eq!(orders.as_deref(), Some("claim_key,reverses_key"));
-        let groups: Vec<u64> = reader
+        let groups: Vec<i64> = reader
             .metadata()
             .row_groups()
             .iter()
-            .map(|g| g.num_rows() as u64)
+            .map(|g| g.num_rows())
             .collect();
         assert_eq!(groups, [4, 3]);
-        let n: Vec<i64> = reader
+        let rows: Vec<(String, String, u64)> = reader
             .build()
             .unwrap()
             .flat_map(|b| {
                 let b = b.unwrap();
-                b.column(3).as_primitive::<Int64Type>().values().to_vec()
+                let text = |name| b.column_by_name(name).unwrap().as_string::<i32>().clone();
+                let (person, id) = (text("person_id"), text("claim_id"));
+                let key = |name| {
+                    b.column_by_name(name)
+                        .unwrap()
+                        .as_primitive::<Int64Type>()
+                        .clone()
+                };
+                let (claim, target) = (key("claim_key"), key("reverses_key"));
+                (0..b.num_rows())
+                    .map(|i| {
+                        let k = if target.is_valid(i) {
+                            target.value(i)
+                        } else {
+                            claim.value(i)
+                        };
+                        (
+                            person.value(i).to_string(),
+                            id.value(i).to_string(),
+                            k as u64,
+                        )
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
-        // Claims by unsigned key (3 twice, in input order; 2^63 after 9), then the refunds by
-        // the key of the claim each cancelled (2, then 4 twice in input order).
-        assert_eq!(n, [2, 5, 0, 3, 4, 1, 6]);
+        // The claims by the unsigned key of their ids, C3 of P0 before C3 of P1 (the order they
+        // came in); then the refunds by their originals' keys, R1 before R3 (both of C3).
+        let by_key = |ids: &[(&str, &str)]| {
+            let mut rows: Vec<(String, String, u64)> = ids
+                .iter()
+                .map(|&(p, id)| (p.to_string(), id.to_string(), claim_key(id)))
+                .collect();
+            rows.sort_by_key(|r| r.2);
+            rows
+        };
+        let mut expected = by_key(&[("P0", "C9"), ("P0", "C3"), ("P1", "C1"), ("P1", "C3")]);
+        let refunds = by_key(&[("P0", "C3"), ("P1", "C1"), ("P1", "C3")]);
+        let refunds: Vec<(String, String, u64)> = refunds
+            .into_iter()
+            .map(|(p, original, k)| {
+                let id = match (p.as_str(), original.as_str()) {
+                    ("P0", _) => "R1",
+                    (_, "C1") => "R2",
+                    _ => "R3",
+                };
+                (p, id.to_string(), k)
+            })
+            .collect();
+        expected.extend(refunds);
+        assert_eq!(rows, expected);
+    }
+
+    /// Writes `run` in two ordered runs of row groups, as [`StateWriter::append_index`] writes a
+    /// part: the rows without a `reverses_key` by `claim_key`, then the others by
+    /// `reverses_key`, rows of one key in the order they came in.
+    fn write_index_run(file: &mut TableFile, run: Vec<RecordBatch>) -> Result<()> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+        let (mut by_claim, mut by_target) = (Vec::new(), Vec::new());
+        for (b, batch) in run.iter().enumerate() {
+            let column = |name| {
+                batch
+                    .column_by_name(name)
+                    .expect("the claim index has its keys")
+                    .as_primitive::<Int64Type>()
+            };
+            let (claims, targets) = (column("claim_key"), column("reverses_key"));
+            for i in 0..batch.num_rows() {
+                let at = (b as u32, i as u32);
+                if targets.is_valid(i) {
+                    by_target.push((targets.value(i) as u64, at));
+                } else {
+                    by_claim.push((claims.value(i) as u64, at));
+                }
+            }
+        }
+        by_claim.par_sort_unstable();
+        by_target.par_sort_unstable();
+        let batches: Vec<&RecordBatch> = run.iter().collect();
+        for (rows, by) in [(by_claim, "claim_key"), (by_target, "reverses_key")] {
+            if rows.is_empty() {
+                continue;
+            }
+            file.end_row_group("")?;
+            write_in_order(file, &batches, rows.iter().map(|&(_, at)| at))?;
+            file.end_row_group(by)?;
+        }
+        Ok(())
     }
 }
