@@ -930,9 +930,10 @@ const MERGE_GAP: usize = 1024;
 /// Searches one page of an ordered key column (`keys`, little-endian, ascending; its first row
 /// `row`) for the keys of `set`, from the `from`th of them (the wanted keys before it lie
 /// before the page), pushing each row found with its key onto `found`. Returns where the next
-/// page's search starts. A page with many wanted keys ([`MERGE_GAP`]) is walked beside them;
-/// otherwise a wanted key costs a search of growing steps from where the one before it was
-/// found.
+/// page's search starts. A page with more wanted keys than keys has each of its keys probed
+/// in the set's filter, one with many ([`MERGE_GAP`]) is walked beside them, and otherwise a
+/// wanted key costs a search of growing steps from where the one before it was found: a page
+/// costs the least of its keys and the wanted keys it spans.
 pub fn search_page(
     keys: &[[u8; 8]],
     row: usize,
@@ -948,7 +949,15 @@ pub fn search_page(
     let wanted = &set.sorted;
     let lo = from + wanted[from..].partition_point(|&w| w < first);
     let hi = lo + wanted[lo..].partition_point(|&w| w <= last);
-    if (hi - lo) * MERGE_GAP > keys.len() {
+    if hi - lo > keys.len() {
+        // More wanted keys than the page holds (a small run: a window's, against a night's
+        // keys): each of the page's keys is probed in the set's filter instead.
+        found.extend(
+            (0..keys.len())
+                .map(|i| (row + i, key(i)))
+                .filter(|&(_, k)| set.contains(k)),
+        );
+    } else if (hi - lo) * MERGE_GAP > keys.len() {
         let mut at = 0;
         for &w in &wanted[lo..hi] {
             while at < keys.len() && key(at) < w {
@@ -1873,8 +1882,9 @@ mod tests {
             file.orders().unwrap(),
             ["claim_key", "reverses_key", "claim_key", "reverses_key"]
         );
-        // Every 37th key, a key beside each, and both ends of the range (pages walked beside
-        // them); then five keys (each searched for).
+        // Every key, with two beside each (more wanted keys than a page holds: each page key
+        // probed); every 37th key, a key beside each, and both ends of the range (pages walked
+        // beside them); then five keys (each searched for).
         let step = u64::MAX / 25_000;
         let dense: Vec<u64> = (0..25_000u64)
             .step_by(37)
@@ -1882,7 +1892,15 @@ mod tests {
             .chain([0, u64::MAX])
             .collect();
         let sparse = vec![0, 6_666 * step, 6_667 * step + 1, 20_000 * step, u64::MAX];
-        for (keys, hits) in [(dense, 3 * 25_000_usize.div_ceil(37)), (sparse, 9)] {
+        let every: Vec<u64> = (0..25_000u64)
+            .flat_map(|k| [k * step, k * step + 1, k * step + 2])
+            .collect();
+        let sets = [
+            (every, 75_000),
+            (dense, 3 * 25_000_usize.div_ceil(37)),
+            (sparse, 9),
+        ];
+        for (keys, hits) in sets {
             let wanted = Keys::new(keys);
             let read = |search: bool| {
                 let (batches, bytes) = file
