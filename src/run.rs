@@ -1123,9 +1123,14 @@ fn mark_present(present: &mut [bool], person: &[u32]) {
 /// Persons per batch of state changes built in parallel (by claim count, as settlement cuts).
 const CHANGE_CLAIMS: usize = 16 * 1024;
 
+/// Chunks of [`CHANGE_CLAIMS`] whose changes are built side by side and written together: the
+/// window's claims are one run of the claim index in key order. Fixed, so that the state's
+/// files are the same bytes for any number of threads; a run a window keeps the memory of one
+/// (compaction merges the index into one run).
+const CHANGE_WINDOW: usize = 4;
+
 /// Writes the state's changes of a settled part, a window of person chunks at a time: pools
-/// and history, and the window's claims as one run of the index in key order (a run a window
-/// keeps the memory of one; the index is merged into one run by compaction).
+/// and history, and the window's claims as one run of the index in key order.
 fn write_changes(
     writer: &mut StateWriter,
     part: &Settled,
@@ -1133,8 +1138,7 @@ fn write_changes(
     first_year: i32,
 ) -> Result<()> {
     let chunks = part.partitions.chunks(CHANGE_CLAIMS);
-    let window = rayon::current_num_threads().max(1) * 2;
-    for group in chunks.chunks(window) {
+    for group in chunks.chunks(CHANGE_WINDOW) {
         let changes: Vec<_> = group
             .par_iter()
             .map(|&range| {

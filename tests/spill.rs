@@ -269,3 +269,63 @@ fn a_spilled_night_reads_each_partitions_state_from_its_row_groups() {
         w.read.bytes_read
     );
 }
+
+/// The state's files of `dir`'s newest version, as bytes, by table.
+fn state_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let versions = yibao::state::store::versions(dir).unwrap();
+    let manifest = yibao::state::store::read_manifest(dir, *versions.last().unwrap()).unwrap();
+    [
+        ("pools", &manifest.pools),
+        ("history", &manifest.history),
+        ("claims", &manifest.claims),
+    ]
+    .into_iter()
+    .flat_map(|(table, pieces)| {
+        pieces
+            .iter()
+            .map(move |p| (table.to_string(), std::fs::read(dir.join(&p.file)).unwrap()))
+    })
+    .collect()
+}
+
+#[test]
+fn a_state_is_the_same_bytes_for_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // More claims than a window of state changes (4 chunks of 16 Ki): the claim index is
+    // written as several ordered runs.
+    generate_month(d, 5_000, 80_000, 2024, 5, 11);
+    run(args(d, "claims.parquet", "o1", Some("state-1"), 1));
+    run(args(d, "claims.parquet", "o2", Some("state-2"), 2));
+    let (one, two) = (
+        state_files(&d.join("state-1")),
+        state_files(&d.join("state-2")),
+    );
+    assert_eq!(one.len(), 3);
+    for ((table, a), (_, b)) in one.iter().zip(&two) {
+        assert!(a == b, "the {table} file differs between 1 and 2 threads");
+    }
+    let index = std::fs::File::open(
+        d.join("state-1").join(
+            &yibao::state::store::read_manifest(&d.join("state-1"), 1)
+                .unwrap()
+                .claims[0]
+                .file,
+        ),
+    )
+    .unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(index).unwrap();
+    let orders = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == "yibao.row_group_order"))
+        .and_then(|kv| kv.value.clone())
+        .unwrap();
+    // Two windows of 64 Ki claims and the rest: each a run of claims, then one of refunds.
+    assert!(
+        orders.matches("claim_key").count() >= 2,
+        "{orders}: one ordered run"
+    );
+}
