@@ -521,6 +521,57 @@ fn a_compacted_state_settles_the_next_night_as_the_appended_one_does() {
         assert_eq!(keys.len() as u64, piece.rows);
         assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{}", piece.file);
     }
+    // The claim index is one ordered run: its claims ascending by `claim_key` (unsigned), then
+    // its accepted refunds by `reverses_key`; every night's row kept.
+    let index = state.join(&m.claims[0].file);
+    let orders = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&index).unwrap(),
+    )
+    .unwrap()
+    .metadata()
+    .file_metadata()
+    .key_value_metadata()
+    .and_then(|kv| kv.iter().find(|kv| kv.key == "yibao.row_group_order"))
+    .and_then(|kv| kv.value.clone())
+    .unwrap();
+    let groups: Vec<&str> = orders.split(',').collect();
+    let claim_groups = groups.iter().take_while(|&&g| g == "claim_key").count();
+    assert!(claim_groups > 0, "{orders}");
+    assert!(
+        groups[claim_groups..].iter().all(|&g| g == "reverses_key"),
+        "{orders}"
+    );
+    let (mut rows, mut last) = (0u64, 0u64);
+    for (g, &name) in groups.iter().enumerate() {
+        if g == claim_groups {
+            last = 0;
+        }
+        let group = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&index).unwrap(),
+        )
+        .unwrap()
+        .with_row_groups(vec![g])
+        .build()
+        .unwrap();
+        for batch in group {
+            let batch = batch.unwrap();
+            rows += batch.num_rows() as u64;
+            let keys = batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
+            for k in keys.iter() {
+                let k = k.expect("a key on every row of its run") as u64;
+                assert!(
+                    k >= last,
+                    "{name} descends in row group {g} of the compacted index"
+                );
+                last = k;
+            }
+        }
+    }
+    assert_eq!(rows, nights.claims.iter().map(|p| p.rows).sum::<u64>());
     assert_eq!(m.inputs.len(), 4, "what was absorbed is still known");
     assert_eq!(yibao::state::store::versions(&state).unwrap(), [4, 5]);
     let files = std::fs::read_dir(&state)

@@ -706,6 +706,22 @@ mod tests {
     }
 
     #[test]
+    fn key_ranges_cut_every_key_once_in_ascending_ranges() {
+        assert_eq!(key_ranges(1), [0..=u64::MAX]);
+        for n in [2, 3, 7, 38] {
+            let ranges = key_ranges(n);
+            assert_eq!(ranges.len() as u64, n);
+            assert_eq!(*ranges[0].start(), 0);
+            assert_eq!(*ranges[n as usize - 1].end(), u64::MAX);
+            for w in ranges.windows(2) {
+                assert!(w[0].start() <= w[0].end());
+                assert_eq!(*w[0].end() + 1, *w[1].start(), "{n} ranges");
+            }
+        }
+        assert_eq!(key_ranges(2)[1], (1 << 63)..=u64::MAX);
+    }
+
+    #[test]
     fn a_tier_is_the_newest_four_files_of_as_many_runs() {
         assert_eq!(tier_to_merge(&pieces(&[1, 1, 1])), None);
         assert_eq!(tier_to_merge(&pieces(&[1, 1, 1, 1])), Some(0..4));

@@ -542,7 +542,7 @@ impl<'p> StateWriter<'p> {
     }
 
     /// Appends the pools and history of one batch of changes (persons in output order); their
-    /// claims go to the index with the rest of their part's ([`Self::append_index`]).
+    /// claims go to the index with the rest of their window's ([`Self::append_index`]).
     pub fn append(&mut self, changes: &Changes) -> Result<()> {
         let names = &self.names;
         let (pools, history) = rayon::join(
