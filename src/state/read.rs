@@ -1,5 +1,6 @@
 //! Reading a version of the state for one run: the claim index entries of the run's claim ids
-//! and reversal targets ([`lookup_claims`]: the key columns first, then only the rows selected),
+//! and reversal targets ([`lookup_claims`]: the keys first, searched in their pages where the
+//! index is in key order, then only the rows selected),
 //! then the pools and history of the run's persons, grouped by person with the index's
 //! records ([`load_prior`]). None of it needs the registry: the run's persons are
 //! known by key ([`PersonKeys`]), so a run held in memory reads its state while the registry
@@ -1236,8 +1237,8 @@ pub struct IndexHits {
 }
 
 /// Looks this run's claim ids (`claim_keys`) and reversal targets (`target_keys`) up in the
-/// claim index of `store`'s version: reads each file's two key columns, then only the rows
-/// whose key is one of them.
+/// claim index of `store`'s version: finds the rows whose key is one of them (searching the
+/// row groups in key order, scanning the key columns of the others), then reads only those.
 pub fn lookup_claims(
     store: &Store,
     claim_keys: &Keys,
@@ -1263,8 +1264,8 @@ pub fn lookup_claims(
         .map(|piece| -> Result<IndexHits> {
             let path = store.path(&piece.file);
             let file = KeyedFile::open(&path)?;
-            // One scan of the two key columns: the run's repeated ids (rare; confirmed on the
-            // text by ingest), the originals its reversals name, and the reversals of them.
+            // One pass over the keys: the run's repeated ids (rare; confirmed on the text by
+            // ingest), the originals its reversals name, and the reversals of them.
             let select = |k: &[Option<u64>]| {
                 k[0].is_some_and(|k| claim_keys.contains(k) || target_keys.contains(k))
                     || k[1].is_some_and(|k| target_keys.contains(k))

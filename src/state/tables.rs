@@ -160,8 +160,9 @@ const HISTORY_SETTINGS: FileSettings = FileSettings {
 };
 
 /// The claim index: [`SETTINGS`] with its records in pages of [`INDEX_PAGE_ROWS`]. A night
-/// reads the two key columns whole, then the records of the few rows they select (a few
-/// thousand of ten million): it decodes the pages holding one, and skips the others unread.
+/// finds its keys in the key columns' pages, then reads the records of the few rows they
+/// select (a few thousand of ten million): it decodes the pages holding one, and skips the
+/// others unread.
 const INDEX_SETTINGS: FileSettings = FileSettings {
     value_page_rows: Some(INDEX_PAGE_ROWS),
     ..SETTINGS
