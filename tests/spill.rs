@@ -305,24 +305,8 @@ fn a_state_is_the_same_bytes_for_any_number_of_threads() {
     for ((table, a), (_, b)) in one.iter().zip(&two) {
         assert!(a == b, "the {table} file differs between 1 and 2 threads");
     }
-    let index = std::fs::File::open(
-        d.join("state-1").join(
-            &yibao::state::store::read_manifest(&d.join("state-1"), 1)
-                .unwrap()
-                .claims[0]
-                .file,
-        ),
-    )
-    .unwrap();
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(index).unwrap();
-    let orders = reader
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|kv| kv.key == "yibao.row_group_order"))
-        .and_then(|kv| kv.value.clone())
-        .unwrap();
+    let manifest = yibao::state::store::read_manifest(&d.join("state-1"), 1).unwrap();
+    let orders = row_group_order(&d.join("state-1").join(&manifest.claims[0].file));
     // Two windows of 64 Ki claims and the rest: each a run of claims, then one of refunds.
     assert!(
         orders.matches("claim_key").count() >= 2,

@@ -524,16 +524,7 @@ fn a_compacted_state_settles_the_next_night_as_the_appended_one_does() {
     // The claim index is one ordered run: its claims ascending by `claim_key` (unsigned), then
     // its accepted refunds by `reverses_key`; every night's row kept.
     let index = state.join(&m.claims[0].file);
-    let orders = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(&index).unwrap(),
-    )
-    .unwrap()
-    .metadata()
-    .file_metadata()
-    .key_value_metadata()
-    .and_then(|kv| kv.iter().find(|kv| kv.key == "yibao.row_group_order"))
-    .and_then(|kv| kv.value.clone())
-    .unwrap();
+    let orders = row_group_order(&index);
     let groups: Vec<&str> = orders.split(',').collect();
     let claim_groups = groups.iter().take_while(|&&g| g == "claim_key").count();
     assert!(claim_groups > 0, "{orders}");

@@ -546,21 +546,15 @@ fn merge_claims(store: &Store) -> Result<Piece> {
                     .column_by_name("year")
                     .expect("projected")
                     .as_primitive::<Int32Type>();
-                order.extend(
+                let held = || {
                     (0..batch.num_rows())
                         .filter(|&i| years.is_valid(i) && years.value(i) >= first_year)
-                        .map(|i| (keys.value(i) as u64, (b as u32, i as u32))),
-                );
+                };
+                file.note_years(held().map(|i| years.value(i)));
+                order.extend(held().map(|i| (keys.value(i) as u64, (b as u32, i as u32))));
             }
             // Rows of one key stay in file order, older files first.
             order.par_sort_unstable();
-            file.note_years(order.iter().map(|&(_, (b, i))| {
-                batches[b as usize]
-                    .column_by_name("year")
-                    .expect("projected")
-                    .as_primitive::<Int32Type>()
-                    .value(i as usize)
-            }));
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             super::tables::write_in_order(&mut file, &refs, order.iter().map(|&(_, at)| at))?;
         }

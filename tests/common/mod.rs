@@ -146,6 +146,22 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) {
 }
 
 /// Reads a whole Parquet file as one batch.
+/// The order a state file names for each of its row groups (its metadata
+/// `yibao::state::tables::ROW_GROUP_ORDER`, a comma-separated entry per row group).
+pub fn row_group_order(path: &Path) -> String {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| {
+            kv.iter()
+                .find(|kv| kv.key == yibao::state::tables::ROW_GROUP_ORDER)
+        })
+        .and_then(|kv| kv.value.clone())
+        .unwrap_or_else(|| panic!("{path:?} names no row group order"))
+}
+
 pub fn read_parquet(path: &Path) -> RecordBatch {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
     let schema = builder.schema().clone();
