@@ -1030,32 +1030,46 @@ pub fn read_selected(
     Ok(batches)
 }
 
-/// `columns` of the claim index rows of file `path` whose `key` is in `keys`, in file order:
-/// by `claim_key`, the claims (rows without a `reverses_key`); by `reverses_key`, the accepted
-/// refunds. The row groups in order of `key` ([`super::tables::ROW_GROUP_ORDER`]) are searched,
-/// those in order of the other key skipped, and any other scanned.
-pub fn read_index_range(
-    path: &Path,
-    key: &'static str,
-    keys: std::ops::RangeInclusive<u64>,
-    columns: &[&str],
-) -> Result<Vec<RecordBatch>> {
-    let file = KeyedFile::open(path)?;
-    let other = match key {
-        "claim_key" => "reverses_key",
-        _ => "claim_key",
-    };
-    let orders = file.orders()?;
-    let (batches, _) = file.read_matching(
-        &[key, other],
-        |g| orders[g] != other,
-        |k| keys.contains(&k),
-        |k| k[0].is_some_and(|k| keys.contains(&k)) && (key != "claim_key" || k[1].is_none()),
-        Some(Wanted::Range(keys.clone())),
-        columns,
-        |_, batch| Ok(batch),
-    )?;
-    Ok(batches)
+/// A claim index file opened once for the ranges of keys a merge reads from it
+/// ([`Self::read_range`]): its footer and offset index are read when it is opened, not for
+/// every range.
+pub struct IndexFile<'a> {
+    file: KeyedFile<'a>,
+}
+
+impl<'a> IndexFile<'a> {
+    pub fn open(path: &'a Path) -> Result<IndexFile<'a>> {
+        Ok(IndexFile {
+            file: KeyedFile::open(path)?,
+        })
+    }
+
+    /// `columns` of the rows whose `key` is in `keys`, in file order: by `claim_key`, the
+    /// claims (rows without a `reverses_key`); by `reverses_key`, the accepted refunds. The row
+    /// groups in order of `key` ([`super::tables::ROW_GROUP_ORDER`]) are searched, those in
+    /// order of the other key skipped, and any other scanned.
+    pub fn read_range(
+        &self,
+        key: &'static str,
+        keys: std::ops::RangeInclusive<u64>,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>> {
+        let other = match key {
+            "claim_key" => "reverses_key",
+            _ => "claim_key",
+        };
+        let orders = self.file.orders()?;
+        let (batches, _) = self.file.read_matching(
+            &[key, other],
+            |g| orders[g] != other,
+            |k| keys.contains(&k),
+            |k| k[0].is_some_and(|k| keys.contains(&k)) && (key != "claim_key" || k[1].is_none()),
+            Some(Wanted::Range(keys.clone())),
+            columns,
+            |_, batch| Ok(batch),
+        )?;
+        Ok(batches)
+    }
 }
 
 /// The claim index columns of a settled claim.
@@ -1935,13 +1949,19 @@ mod tests {
         // A range of claim keys, and one of refunds' keys.
         let (lo, hi) = (6_000 * step, 9_000 * step);
         let in_range = |k: u64| (lo..=hi).contains(&k);
-        let claims = read_index_range(&path, "claim_key", lo..=hi, &["n"]).unwrap();
+        let claims = IndexFile::open(&path)
+            .unwrap()
+            .read_range("claim_key", lo..=hi, &["n"])
+            .unwrap();
         let expected: Vec<i64> = (0..75_000)
             .filter(|&i| rows[i].1.is_none() && in_range(rows[i].0))
             .map(|i| i as i64)
             .collect();
         assert_eq!(numbers(claims), expected);
-        let refunds = read_index_range(&path, "reverses_key", lo..=hi, &["n"]).unwrap();
+        let refunds = IndexFile::open(&path)
+            .unwrap()
+            .read_range("reverses_key", lo..=hi, &["n"])
+            .unwrap();
         let expected: Vec<i64> = (0..75_000)
             .filter(|&i| rows[i].1.is_some_and(in_range))
             .map(|i| i as i64)
