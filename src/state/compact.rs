@@ -515,6 +515,11 @@ const INDEX_ROWS_PER_RANGE: u64 = 1 << 18;
 /// ([`super::tables::ROW_GROUP_ORDER`]), a range of keys at a time: a night then searches one
 /// run for its keys, at a cost that does not grow with the index.
 fn merge_claims(store: &Store) -> Result<Piece> {
+    merge_claims_by(store, INDEX_ROWS_PER_RANGE)
+}
+
+/// [`merge_claims`], a range of about `rows_per_range` keys at a time.
+fn merge_claims_by(store: &Store, rows_per_range: u64) -> Result<Piece> {
     let m = &store.manifest;
     let first_year = m.first_year();
     let pieces: Vec<&Piece> = m
@@ -527,7 +532,7 @@ fn merge_claims(store: &Store) -> Result<Piece> {
     let mut file = TableFile::index(store)?;
     let schema = file.schema();
     let columns = column_names(&schema);
-    let ranges = key_ranges(rows.div_ceil(INDEX_ROWS_PER_RANGE).max(1));
+    let ranges = key_ranges(rows.div_ceil(rows_per_range.max(1)).max(1));
     let inputs = paths
         .iter()
         .map(|p| IndexFile::open(p))
@@ -707,6 +712,108 @@ mod tests {
                 retained: false,
             })
             .collect()
+    }
+
+    /// Three runs' claim index files of 1,500 claims each (every tenth of a later run a refund
+    /// of a claim, not a refund, of the run before), as one version's index.
+    fn three_index_files(store: &mut Store) {
+        use crate::state::tables::StateWriter;
+        use crate::state::{Changes, ClaimRecord, WrittenClaim};
+        let policies = crate::policy::Policies::default();
+        let record = EarlierClaim {
+            settled_at: 0,
+            total_fen: 100,
+            service_day: 19_723,
+            institution: 0,
+            drug: NO_CODE,
+            medical_community: NO_CODE,
+            days_supply: None,
+            status: Status::Paid,
+            visit: VisitType::Outpatient,
+            reversed: false,
+        }
+        .as_record();
+        let ids: Vec<Vec<String>> = (0..3)
+            .map(|run| (0..1500).map(|i| format!("C{run}-{i}")).collect())
+            .collect();
+        let mut pieces = Vec::new();
+        for run in 0..3 {
+            let claims: Vec<WrittenClaim> = (0..1500)
+                .map(|i| {
+                    let refund = run > 0 && i % 10 == 0;
+                    WrittenClaim {
+                        person_id: "P",
+                        claim_id: &ids[run][i],
+                        record: ClaimRecord {
+                            status: if refund {
+                                Status::Reversal
+                            } else {
+                                Status::Paid
+                            },
+                            total_fen: if refund { -100 } else { 100 },
+                            ..record
+                        },
+                        institution: None,
+                        drug: None,
+                        medical_community: None,
+                        reverses: refund.then(|| ids[run - 1][i + 1].as_str()),
+                        original_in_run: false,
+                    }
+                })
+                .collect();
+            let changes = Changes {
+                pools: Vec::new(),
+                history: vec![false; claims.len()],
+                claims,
+            };
+            let mut writer = StateWriter::create(store, &policies).unwrap();
+            writer.append_index(&[changes]).unwrap();
+            let (_, _, claims) = writer.close().unwrap().place(store).unwrap();
+            pieces.push(claims);
+        }
+        store.manifest.claims = pieces;
+    }
+
+    #[test]
+    fn the_claim_index_merged_a_range_of_keys_at_a_time_is_the_index_merged_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("state")).unwrap();
+        three_index_files(&mut store);
+        let whole = merge_claims_by(&store, u64::MAX).unwrap();
+        // About 45 ranges of 100 keys: every file holds rows of every range.
+        let cut = merge_claims_by(&store, 100).unwrap();
+        assert_eq!(whole.rows, 4500);
+        assert_eq!(cut.rows, 4500);
+        let bytes = |p: &Piece| std::fs::read(store.path(&p.file)).unwrap();
+        assert!(bytes(&whole) == bytes(&cut), "the merges' files differ");
+        // One ordered run: the claims by claim key, then the refunds by the key they cancel.
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(store.path(&cut.file)).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let (mut claims, mut refunds) = (Vec::new(), Vec::new());
+        for batch in reader {
+            let batch = batch.unwrap();
+            let key = |name| {
+                batch
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            };
+            let (claim, target) = (key("claim_key"), key("reverses_key"));
+            for i in 0..batch.num_rows() {
+                match target.is_valid(i) {
+                    true => refunds.push(target.value(i) as u64),
+                    false => claims.push(claim.value(i) as u64),
+                }
+            }
+        }
+        assert_eq!((claims.len(), refunds.len()), (4200, 300));
+        assert!(claims.is_sorted() && refunds.is_sorted());
+        assert!(refunds.iter().all(|k| claims.binary_search(k).is_ok()));
     }
 
     #[test]
