@@ -507,19 +507,45 @@ fn merge_history(
 /// Claim index rows merged at once: a range of keys holding about this many of every file's,
 /// read, put in order and written. Compacting the 30-night bench state (9.7 M index rows) took
 /// 12.5 s and 1.34 GiB peak at 256 Ki rows, 14.3 s and 1.52 GiB at 1 Mi, 20.3 s and 1.11 GiB
-/// at 64 Ki (every range opens every file again).
+/// at 64 Ki (when every range opened every file again, and freed memory was kept).
 const INDEX_ROWS_PER_RANGE: u64 = 1 << 18;
+
+/// Index files a merge holds open from its first range to its last; any more are opened again
+/// for each range. A state whose nights have not been compacted holds an index file a night,
+/// and a process may hold only so many files open (1,024 by default on Linux).
+const OPEN_INDEX_FILES: usize = 256;
+
+/// An index file a merge reads a range at a time: held open, or opened for each range.
+enum MergeInput<'a> {
+    Open(IndexFile<'a>),
+    Closed(&'a std::path::Path),
+}
+
+impl MergeInput<'_> {
+    fn read_range(
+        &self,
+        key: &'static str,
+        keys: std::ops::RangeInclusive<u64>,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>> {
+        match self {
+            MergeInput::Open(file) => file.read_range(key, keys, columns),
+            MergeInput::Closed(path) => IndexFile::open(path)?.read_range(key, keys, columns),
+        }
+    }
+}
 
 /// Merges the claim index files, rows of the years held, into one ordered run of claims by
 /// `claim_key` and one of accepted refunds by `reverses_key`
 /// ([`super::tables::ROW_GROUP_ORDER`]), a range of keys at a time: a night then searches one
 /// run for its keys, at a cost that does not grow with the index.
 fn merge_claims(store: &Store) -> Result<Piece> {
-    merge_claims_by(store, INDEX_ROWS_PER_RANGE)
+    merge_claims_by(store, INDEX_ROWS_PER_RANGE, OPEN_INDEX_FILES)
 }
 
-/// [`merge_claims`], a range of about `rows_per_range` keys at a time.
-fn merge_claims_by(store: &Store, rows_per_range: u64) -> Result<Piece> {
+/// [`merge_claims`], a range of about `rows_per_range` keys at a time, holding the first
+/// `open_files` files open throughout.
+fn merge_claims_by(store: &Store, rows_per_range: u64, open_files: usize) -> Result<Piece> {
     let m = &store.manifest;
     let first_year = m.first_year();
     let pieces: Vec<&Piece> = m
@@ -535,7 +561,11 @@ fn merge_claims_by(store: &Store, rows_per_range: u64) -> Result<Piece> {
     let ranges = key_ranges(rows.div_ceil(rows_per_range.max(1)).max(1));
     let inputs = paths
         .iter()
-        .map(|p| IndexFile::open(p))
+        .enumerate()
+        .map(|(n, p)| match n < open_files {
+            true => IndexFile::open(p).map(MergeInput::Open),
+            false => Ok(MergeInput::Closed(p)),
+        })
         .collect::<Result<Vec<_>>>()?;
     for key in ["claim_key", "reverses_key"] {
         file.end_row_group("")?;
@@ -779,9 +809,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("state")).unwrap();
         three_index_files(&mut store);
-        let whole = merge_claims_by(&store, u64::MAX).unwrap();
-        // About 45 ranges of 100 keys: every file holds rows of every range.
-        let cut = merge_claims_by(&store, 100).unwrap();
+        let whole = merge_claims_by(&store, u64::MAX, 3).unwrap();
+        // About 45 ranges of 100 keys, every file holding rows of every range; the first file
+        // held open throughout, the others opened for each range.
+        let cut = merge_claims_by(&store, 100, 1).unwrap();
         assert_eq!(whole.rows, 4500);
         assert_eq!(cut.rows, 4500);
         let bytes = |p: &Piece| std::fs::read(store.path(&p.file)).unwrap();
