@@ -7,7 +7,6 @@ mod compile;
 pub mod diff;
 pub mod raw;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::domain::{
@@ -44,8 +43,9 @@ pub struct Policies {
     pub assumptions: Vec<Assumption>,
     /// Capitation budgets, by region index (`yibao capitation`).
     pub capitation: Vec<(u16, Capitation)>,
-    region_by_code: HashMap<String, u16>,
-    version_by_id: HashMap<String, u16>,
+    /// Looked up once for every person of the registry: a fast hash, not SipHash.
+    region_by_code: foldhash::HashMap<String, u16>,
+    version_by_id: foldhash::HashMap<String, u16>,
 }
 
 fn names(list: &Names) -> Vec<&str> {
@@ -57,7 +57,7 @@ fn names(list: &Names) -> Vec<&str> {
 #[derive(Debug, Default)]
 pub struct Names {
     names: Vec<String>,
-    ids: HashMap<String, u16>,
+    ids: foldhash::HashMap<String, u16>,
 }
 
 impl Names {
