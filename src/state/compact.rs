@@ -747,48 +747,19 @@ mod tests {
     /// Three runs' claim index files of 1,500 claims each (every tenth of a later run a refund
     /// of a claim, not a refund, of the run before), as one version's index.
     fn three_index_files(store: &mut Store) {
-        use crate::state::tables::StateWriter;
-        use crate::state::{Changes, ClaimRecord, WrittenClaim};
+        use crate::state::tables::{tests::written_claim, StateWriter};
+        use crate::state::Changes;
         let policies = crate::policy::Policies::default();
-        let record = EarlierClaim {
-            settled_at: 0,
-            total_fen: 100,
-            service_day: 19_723,
-            institution: 0,
-            drug: NO_CODE,
-            medical_community: NO_CODE,
-            days_supply: None,
-            status: Status::Paid,
-            visit: VisitType::Outpatient,
-            reversed: false,
-        }
-        .as_record();
         let ids: Vec<Vec<String>> = (0..3)
             .map(|run| (0..1500).map(|i| format!("C{run}-{i}")).collect())
             .collect();
         let mut pieces = Vec::new();
         for run in 0..3 {
-            let claims: Vec<WrittenClaim> = (0..1500)
+            let claims: Vec<_> = (0..1500)
                 .map(|i| {
                     let refund = run > 0 && i % 10 == 0;
-                    WrittenClaim {
-                        person_id: "P",
-                        claim_id: &ids[run][i],
-                        record: ClaimRecord {
-                            status: if refund {
-                                Status::Reversal
-                            } else {
-                                Status::Paid
-                            },
-                            total_fen: if refund { -100 } else { 100 },
-                            ..record
-                        },
-                        institution: None,
-                        drug: None,
-                        medical_community: None,
-                        reverses: refund.then(|| ids[run - 1][i + 1].as_str()),
-                        original_in_run: false,
-                    }
+                    let original = refund.then(|| ids[run - 1][i + 1].as_str());
+                    written_claim("P", &ids[run][i], original)
                 })
                 .collect();
             let changes = Changes {

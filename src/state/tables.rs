@@ -687,6 +687,38 @@ pub(super) mod tests {
         .unwrap()
     }
 
+    /// A claim of `person_id` as a run hands it to the state (a refund where it `reverses`
+    /// another): 1 yuan paid, served on 2024-01-01.
+    pub fn written_claim<'a>(
+        person_id: &'a str,
+        claim_id: &'a str,
+        reverses: Option<&'a str>,
+    ) -> WrittenClaim<'a> {
+        let record = super::super::EarlierClaim {
+            settled_at: 0,
+            total_fen: 100,
+            service_day: 19_723,
+            institution: 0,
+            drug: crate::ingest::claims::NO_CODE,
+            medical_community: crate::ingest::claims::NO_CODE,
+            days_supply: None,
+            status: Status::Paid,
+            visit: VisitType::Outpatient,
+            reversed: false,
+        }
+        .as_record();
+        WrittenClaim {
+            person_id,
+            claim_id,
+            record,
+            institution: None,
+            drug: None,
+            medical_community: None,
+            reverses,
+            original_in_run: false,
+        }
+    }
+
     impl TableFile {
         /// A new file of `schema` written as the claim index is.
         pub fn for_tests(store: &Store, schema: SchemaRef) -> TableFile {
@@ -711,29 +743,7 @@ pub(super) mod tests {
         let store = Store::open(&dir.path().join("state")).unwrap();
         let policies = Policies::default();
         let mut writer = StateWriter::create(&store, &policies).unwrap();
-        let record = super::super::EarlierClaim {
-            settled_at: 0,
-            total_fen: 100,
-            service_day: 19_723,
-            institution: 0,
-            drug: crate::ingest::claims::NO_CODE,
-            medical_community: crate::ingest::claims::NO_CODE,
-            days_supply: None,
-            status: Status::Paid,
-            visit: VisitType::Outpatient,
-            reversed: false,
-        }
-        .as_record();
-        let written = |person_id, claim_id, reverses| WrittenClaim {
-            person_id,
-            claim_id,
-            record,
-            institution: None,
-            drug: None,
-            medical_community: None,
-            reverses,
-            original_in_run: false,
-        };
+        let written = written_claim;
         let changes = |claims: Vec<WrittenClaim<'static>>| Changes {
             pools: Vec::new(),
             history: vec![false; claims.len()],
