@@ -47,6 +47,10 @@ pub struct Scratch {
     copies: LatestPerKey<(u32, u32, i64, Day)>,
     /// The latest fill of each drug: nodes are the person's earlier claims, then this run's.
     fills: LatestPerKey<u32>,
+    /// The service days of the person's claims in this run that the rules look at.
+    run_days: Vec<Day>,
+    /// The drugs of those claims that are fills (a drug and days of supply).
+    run_drugs: Vec<u32>,
 }
 
 pub fn audit_person(
@@ -116,21 +120,46 @@ pub fn audit_person(
     for &i in &s.recent {
         s.days.add(records[i].service_day);
     }
+    // Only this run's claims look for a copy or a fill: an earlier claim is keyed only when it
+    // may be one of theirs (on one of their days, of one of their drugs). A person on a month
+    // of state has several times as many earlier claims as claims in a night.
+    s.run_days.clear();
+    s.run_drugs.clear();
+    for (k, &row) in rows.iter().enumerate() {
+        let row = row as usize;
+        if audited(k) {
+            s.run_days.push(claims.service_day[row]);
+            if claims.drug[row] != NO_CODE && claims.days_supply[row].is_some() {
+                s.run_drugs.push(claims.drug[row]);
+            }
+        }
+    }
+    s.run_days.sort_unstable();
+    s.run_days.dedup();
+    s.run_drugs.sort_unstable();
+    s.run_drugs.dedup();
     s.copies.start(recent + rows.len());
     for (n, &i) in s.recent.iter().enumerate() {
         let r = &records[i];
-        let key = (
-            codes.institutions.of(r.institution),
-            codes.drugs.of(r.drug),
-            r.total_fen,
-            r.service_day,
-        );
-        s.copies.key(n, key);
+        if s.run_days.binary_search(&r.service_day).is_ok() {
+            let key = (
+                codes.institutions.of(r.institution),
+                codes.drugs.of(r.drug),
+                r.total_fen,
+                r.service_day,
+            );
+            s.copies.key(n, key);
+        }
     }
     s.fills.start(records.len() + rows.len());
-    for (i, r) in records.iter().enumerate() {
-        if r.status.is_settled_claim() && r.days_supply.is_some() {
-            s.fills.key(i, codes.drugs.of(r.drug));
+    if !s.run_drugs.is_empty() {
+        for (i, r) in records.iter().enumerate() {
+            if r.status.is_settled_claim() && r.days_supply.is_some() {
+                let drug = codes.drugs.of(r.drug);
+                if s.run_drugs.binary_search(&drug).is_ok() {
+                    s.fills.key(i, drug);
+                }
+            }
         }
     }
     for (k, &row) in rows.iter().enumerate() {

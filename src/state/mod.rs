@@ -697,6 +697,44 @@ impl Chunk {
                 let at = open.partition_point(|&m| m < n);
                 open.insert(at, n);
             }
+            // The common case, a person's rows all of one piece of the history, in order and
+            // none a refund: what compaction keeps of them is taken from the piece as it lies.
+            let mut holding = open.iter().copied().filter(|&n| {
+                rows[n]
+                    .person
+                    .get(cursor[n])
+                    .is_some_and(|&q| q as usize == p)
+            });
+            if let (Some(n), None) = (holding.next(), holding.next()) {
+                let piece = &rows[n];
+                let from = cursor[n];
+                let to = from
+                    + piece.person[from..ends[n]]
+                        .iter()
+                        .take_while(|&&q| q as usize == p)
+                        .count();
+                let first_refund = piece.refunds.partition_point(|r| (r.0 as usize) < from);
+                let refunded = piece
+                    .refunds
+                    .get(first_refund)
+                    .is_some_and(|r| (r.0 as usize) < to);
+                let row = |i: usize| (n as u64) << 32 | i as u64;
+                if !piece.is_index()
+                    && !refunded
+                    && (from + 1..to).all(|i| order(row(i - 1), row(i)).is_le())
+                {
+                    cursor[n] = to;
+                    open.retain(|&m| cursor[m] < ends[m]);
+                    retained(&piece.claim[from..to], i32::MIN, &mut keep);
+                    for (i, _) in (from..to).zip(&keep).filter(|(_, &k)| k) {
+                        chunk.settlement_of.push(u32::MAX);
+                        chunk.claims.push(piece.claim[i]);
+                        chunk.claim_ids.push(piece.claim_id.get(i));
+                    }
+                    chunk.offsets[local + 1] = chunk.claims.len() as u32;
+                    continue;
+                }
+            }
             group.clear();
             for &n in &open {
                 let person = &rows[n].person;
