@@ -1449,39 +1449,45 @@ impl SpilledPersons {
     }
 }
 
-/// Codes, in a list of their own, of the texts a dictionary column's rows name: each distinct
-/// text of a batch's dictionary is looked up once, when a selected row first names it.
-#[derive(Default)]
-struct LocalTexts {
-    texts: Vec<String>,
-    index: FastMap<String, u32>,
-    /// The code of each dictionary entry of the current batch, or `u32::MAX` before its first use.
-    of_entry: Vec<u32>,
+/// The texts the history's rows hold as codes (institutions, drugs, medical communities): a
+/// list each, shared by the tasks reading row groups side by side, so that a text is copied
+/// once for the run. A batch's dictionary is coded whole under one lock: interning each
+/// batch's texts in lists of its own and merging them afterwards cost a night on a month of
+/// state a twentieth of its CPU time (7,000 institutions a row group, profiled). Codes are in
+/// the order the tasks met the texts, which varies from run to run: what holds them compares
+/// them with the run's only by text ([`super::run_codes`]).
+struct TextIndex {
+    lists: [Vec<String>; 3],
+    index: [FastMap<String, u32>; 3],
 }
 
-impl LocalTexts {
-    fn start(&mut self, entries: usize) {
-        self.of_entry.clear();
-        self.of_entry.resize(entries, u32::MAX);
+impl TextIndex {
+    fn new(lists: [Vec<String>; 3]) -> TextIndex {
+        let mut index: [FastMap<String, u32>; 3] = Default::default();
+        for (list, map) in lists.iter().zip(index.iter_mut()) {
+            for (i, t) in list.iter().enumerate() {
+                map.insert(t.clone(), i as u32);
+            }
+        }
+        TextIndex { lists, index }
     }
 
-    fn code(&mut self, values: &StringArray, entry: usize) -> u32 {
-        let c = self.of_entry[entry];
-        if c != u32::MAX {
+    /// The code of `text` in list `which`, added if new.
+    fn intern(&mut self, which: usize, text: &str) -> u32 {
+        if let Some(&c) = self.index[which].get(text) {
             return c;
         }
-        let text = values.value(entry);
-        let c = match self.index.get(text) {
-            Some(&c) => c,
-            None => {
-                let c = self.texts.len() as u32;
-                self.texts.push(text.to_string());
-                self.index.insert(text.to_string(), c);
-                c
-            }
-        };
-        self.of_entry[entry] = c;
+        let c = self.lists[which].len() as u32;
+        self.lists[which].push(text.to_string());
+        self.index[which].insert(text.to_string(), c);
         c
+    }
+
+    /// The code of every entry of `values` (a dictionary's), in list `which`.
+    fn codes(&mut self, which: usize, values: &StringArray) -> Vec<u32> {
+        (0..values.len())
+            .map(|i| self.intern(which, values.value(i)))
+            .collect()
     }
 }
 
@@ -1531,7 +1537,7 @@ fn history_rows(
     batch: &RecordBatch,
     wanted: &PersonKeys,
     first_year: i32,
-    texts: &mut [LocalTexts; 3],
+    texts: &std::sync::Mutex<TextIndex>,
 ) -> Result<EarlierRows> {
     let selected = wanted.rows_of(int64s(batch, "person_key"));
     let mut rows = EarlierRows::default();
@@ -1552,15 +1558,19 @@ fn history_rows(
         dictionary(path, batch, HISTORY_TEXTS[1])?,
         dictionary(path, batch, HISTORY_TEXTS[2])?,
     ];
-    let values: Vec<&StringArray> = columns
-        .iter()
-        .map(|c| c.values().as_string::<i32>())
-        .collect();
-    for (t, v) in texts.iter_mut().zip(&values) {
-        t.start(v.len());
-    }
+    let entry_codes: Vec<Vec<u32>> = {
+        let mut texts = texts.lock().expect("no task panicked holding the texts");
+        columns
+            .iter()
+            .enumerate()
+            .map(|(w, c)| texts.codes(w, c.values().as_string::<i32>()))
+            .collect()
+    };
     rows.person.reserve(selected.len());
     rows.claim.reserve(selected.len());
+    // The selected rows' ids take about their share of the batch's id bytes.
+    let id_bytes = claim_ids.value_data().len() / claim_ids.len().max(1) * selected.len();
+    rows.claim_id = super::Ids::with_capacity(selected.len(), id_bytes + id_bytes / 8);
     let first_day = super::first_day_held(first_year);
     for (i, person) in selected {
         let day = service.value(i);
@@ -1574,12 +1584,12 @@ fn history_rows(
                 "a history row without its claim id or status",
             ));
         };
-        let mut code = |w: usize| {
+        let code = |w: usize| {
             let keys = columns[w].keys();
             if keys.is_null(i) {
                 NO_CODE
             } else {
-                texts[w].code(values[w], keys.value(i) as usize)
+                entry_codes[w][keys.value(i) as usize]
             }
         };
         let claim = EarlierClaim {
@@ -1604,9 +1614,6 @@ fn history_rows(
     }
     Ok(rows)
 }
-
-/// A batch's history rows of the wanted persons, with the texts their codes index.
-type HistoryPiece = (EarlierRows, [Vec<String>; 3]);
 
 /// The pools columns a night reads.
 const POOL_COLUMNS: &[&str] = &[
@@ -1634,22 +1641,8 @@ struct PoolRow {
 struct PersonsRead {
     pools: Vec<(u32, PoolState)>,
     pieces: Vec<EarlierRows>,
-    lists: [Vec<String>; 3],
-    index: [FastMap<String, u32>; 3],
+    texts: TextIndex,
     stats: ReadStats,
-}
-
-impl PersonsRead {
-    /// The code of `text` in list `which`, added if new.
-    fn intern(&mut self, which: usize, text: &str) -> u32 {
-        if let Some(&c) = self.index[which].get(text) {
-            return c;
-        }
-        let c = self.lists[which].len() as u32;
-        self.lists[which].push(text.to_string());
-        self.index[which].insert(text.to_string(), c);
-        c
-    }
 }
 
 /// Reads the pools and history of the `wanted` persons from the version `store` holds, every
@@ -1787,57 +1780,28 @@ fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Resu
     stats.pool_rows = pools.len() as u64;
 
     // History: every file's rows of the wanted persons (each run appends its own claims), a
-    // row group a task, texts as codes of the task's own lists.
-    let history: Vec<(Vec<HistoryPiece>, u64)> = history_files
+    // row group a task, texts as codes of the lists the Prior will hold.
+    let texts = std::sync::Mutex::new(TextIndex::new(text_lists()));
+    let history: Vec<(Vec<EarlierRows>, u64)> = history_files
         .par_iter()
         .map(|path| {
             let file = KeyedFile::open(path)?;
-            let (rows, bytes) =
-                file.scan(wanted, HISTORY_COLUMNS, &HISTORY_CODED, |_, batch| {
-                    let mut local: [LocalTexts; 3] = Default::default();
-                    let rows = history_rows(path, &batch, wanted, first_year, &mut local)?;
-                    Ok((rows, local.map(|t| t.texts)))
-                })?;
-            Ok((rows, bytes))
+            file.scan(wanted, HISTORY_COLUMNS, &HISTORY_CODED, |_, batch| {
+                history_rows(path, &batch, wanted, first_year, &texts)
+            })
         })
         .collect::<Result<_>>()?;
-
-    // Texts as codes of the Prior's own lists: each piece's lists merged in file order.
-    let lists = text_lists();
-    let mut index: [FastMap<String, u32>; 3] = Default::default();
-    for (list, map) in lists.iter().zip(index.iter_mut()) {
-        for (i, t) in list.iter().enumerate() {
-            map.insert(t.clone(), i as u32);
-        }
-    }
     let mut read = PersonsRead {
         pools,
         pieces: Vec::new(),
-        lists,
-        index,
+        texts: texts
+            .into_inner()
+            .expect("no task panicked holding the texts"),
         stats,
     };
-    for (batches, bytes) in history {
+    for (pieces, bytes) in history {
         read.stats.bytes_read += bytes;
-        for (mut rows, texts) in batches {
-            if rows.is_empty() {
-                continue;
-            }
-            let remap: Vec<Vec<u32>> = (0..3)
-                .map(|w| texts[w].iter().map(|t| read.intern(w, t)).collect())
-                .collect();
-            let code = |w: usize, c: u32| {
-                if c == NO_CODE {
-                    NO_CODE
-                } else {
-                    remap[w][c as usize]
-                }
-            };
-            for claim in &mut rows.claim {
-                claim.institution = code(0, claim.institution);
-                claim.drug = code(1, claim.drug);
-                claim.medical_community = code(2, claim.medical_community);
-            }
+        for rows in pieces.into_iter().filter(|r| !r.is_empty()) {
             read.stats.history_rows += rows.len() as u64;
             read.pieces.push(rows);
         }
@@ -1869,7 +1833,7 @@ pub fn load_prior(
         read.stats.index_records += 1;
         let mut record = r.record;
         record.medical_community = match &r.medical_community {
-            Some(c) => read.intern(2, c),
+            Some(c) => read.texts.intern(2, c),
             None => NO_CODE,
         };
         record.reversed = reversed.contains(r.claim_id.as_str());
@@ -1881,7 +1845,7 @@ pub fn load_prior(
     if !found.is_empty() {
         read.pieces.push(found);
     }
-    let prior = Prior::new(wanted.len(), read.pools, read.pieces, read.lists);
+    let prior = Prior::new(wanted.len(), read.pools, read.pieces, read.texts.lists);
     Ok((prior, read.stats))
 }
 
