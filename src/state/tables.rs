@@ -162,9 +162,14 @@ const HISTORY_SETTINGS: FileSettings = FileSettings {
 /// The claim index: [`SETTINGS`] with its records in pages of [`INDEX_PAGE_ROWS`]. A night
 /// finds its keys in the key columns' pages, then reads the records of the few rows they
 /// select (a few thousand of ten million): it decodes the pages holding one, and skips the
-/// others unread.
+/// others unread. Its ids are written `DELTA_LENGTH_BYTE_ARRAY`: reaching a row of a page skips
+/// the ids before it, which `DELTA_BYTE_ARRAY` rebuilds one from another and this skips by
+/// their lengths (on the 30-night bench the records' read took two thirds of the CPU time, and
+/// the night 0.959x the wall time, paired medians of 12, for an index 7% larger).
 const INDEX_SETTINGS: FileSettings = FileSettings {
     value_page_rows: Some(INDEX_PAGE_ROWS),
+    distinct_columns: &[],
+    length_columns: &["claim_id", "person_id"],
     ..SETTINGS
 };
 
@@ -782,6 +787,22 @@ pub(super) mod tests {
             .map(|g| g.num_rows())
             .collect();
         assert_eq!(groups, [4, 3]);
+        // Keys as they lie, for the search; ids by their lengths, for a record's read to skip.
+        let encodings = |name: &str| {
+            let group = reader.metadata().row_group(0);
+            let at = (0..group.num_columns())
+                .find(|&c| group.column(c).column_path().string() == name)
+                .unwrap();
+            group.column(at).encodings().collect::<Vec<_>>()
+        };
+        assert!(encodings("claim_key").contains(&parquet::basic::Encoding::PLAIN));
+        for id in ["claim_id", "person_id"] {
+            assert!(
+                encodings(id).contains(&parquet::basic::Encoding::DELTA_LENGTH_BYTE_ARRAY),
+                "{id}: {:?}",
+                encodings(id)
+            );
+        }
         let rows: Vec<(String, String, u64)> = reader
             .build()
             .unwrap()
