@@ -27,6 +27,9 @@ use crate::state::Prior;
 /// Persons per parallel work unit (by claim count, as in settlement).
 const CHUNK_CLAIMS: usize = 16 * 1024;
 
+/// Persons ahead of the one audited whose place in the prior is prefetched ([`Prior::prefetch`]).
+const PREFETCH_AHEAD: usize = 8;
+
 /// The claim an anomaly points back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Related {
@@ -197,6 +200,9 @@ impl Auditor<'_> {
                 let mut found = Vec::new();
                 let mut scratch = person::Scratch::default();
                 for slot in a..b {
+                    if let Some(&ahead) = partitions.persons.get(slot + PREFETCH_AHEAD) {
+                        self.prior.prefetch(ahead);
+                    }
                     person::audit_person(self, &lookup, slot, &mut scratch, &mut found);
                 }
                 // A person's claims are in position order and each claim's flags in rule order.

@@ -77,7 +77,7 @@ fn tag(hash: u64) -> u64 {
 
 /// Asks the CPU to start loading `p`'s cache line; a hint only.
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults and changes no state the program can see, whatever the
     // address.

@@ -533,6 +533,16 @@ impl Prior {
         self
     }
 
+    /// Starts loading where `person`'s rank is held: ranks are by dense id, in no order a
+    /// walk of the persons in key order follows, and each is a cache miss otherwise (a third
+    /// of the audit's time on a month of state, profiled).
+    #[inline]
+    pub fn prefetch(&self, person: u32) {
+        if let Some(r) = self.rank_of.get(person as usize) {
+            crate::ingest::registry::prefetch(r);
+        }
+    }
+
     /// The ranks given by [`Self::with_ranks`], for the next partition's prior.
     pub fn into_ranks(self) -> Vec<u32> {
         self.rank_of
@@ -718,11 +728,14 @@ impl Chunk {
                     .refunds
                     .get(first_refund)
                     .is_some_and(|r| (r.0 as usize) < to);
-                let row = |i: usize| (n as u64) << 32 | i as u64;
-                if !piece.is_index()
-                    && !refunded
-                    && (from + 1..to).all(|i| order(row(i - 1), row(i)).is_le())
-                {
+                // In settlement order: by time, the ids compared only between equal times.
+                let in_order = |i: usize| {
+                    let (a, b) = (&piece.claim[i - 1], &piece.claim[i]);
+                    a.settled_at < b.settled_at
+                        || (a.settled_at == b.settled_at
+                            && piece.claim_id.get(i - 1) <= piece.claim_id.get(i))
+                };
+                if !piece.is_index() && !refunded && (from + 1..to).all(in_order) {
                     cursor[n] = to;
                     open.retain(|&m| cursor[m] < ends[m]);
                     retained(&piece.claim[from..to], i32::MIN, &mut keep);
