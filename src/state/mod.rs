@@ -589,10 +589,8 @@ impl Prior {
     /// this run's reversals).
     pub fn settlement(&self, i: usize) -> Option<&ClaimRecord> {
         let (c, at) = self.chunk_of(i);
-        match c.settlement_of[at] {
-            u32::MAX => None,
-            s => Some(&c.settlements[s as usize]),
-        }
+        let s = c.settled.binary_search(&(at as u32)).ok()?;
+        Some(&c.settlements[s])
     }
 
     /// Whether it holds no earlier claim (a run without state, or whose persons have none).
@@ -639,9 +637,9 @@ struct Chunk {
     claims: Vec<EarlierClaim>,
     /// The claim id of each of `claims`.
     claim_ids: Ids,
-    /// The settlement of each of `claims` found in the claim index (the originals of this
-    /// run's reversals): an index into `settlements`, or `u32::MAX`.
-    settlement_of: Vec<u32>,
+    /// Which of `claims` the claim index gave a settlement for (the originals of this run's
+    /// reversals, a few thousand of millions), ascending: `settlements[k]` is `settled[k]`'s.
+    settled: Vec<u32>,
     settlements: Vec<ClaimRecord>,
 }
 
@@ -693,7 +691,7 @@ impl Chunk {
             offsets: vec![0u32; persons + 1],
             claims: Vec::with_capacity(total),
             claim_ids: Ids::with_capacity(total, bytes),
-            settlement_of: Vec::with_capacity(total),
+            settled: Vec::new(),
             settlements: Vec::new(),
         };
         // (row of the record, row of its settlement in the index or NO_SETTLEMENT)
@@ -740,7 +738,6 @@ impl Chunk {
                     open.retain(|&m| cursor[m] < ends[m]);
                     retained(&piece.claim[from..to], i32::MIN, &mut keep);
                     for (i, _) in (from..to).zip(&keep).filter(|(_, &k)| k) {
-                        chunk.settlement_of.push(u32::MAX);
                         chunk.claims.push(piece.claim[i]);
                         chunk.claim_ids.push(piece.claim_id.get(i));
                     }
@@ -806,14 +803,11 @@ impl Chunk {
                     continue;
                 }
                 let (n, i) = at(g);
-                chunk.settlement_of.push(match settlement {
-                    NO_SETTLEMENT => u32::MAX,
-                    s => {
-                        let (m, j) = at(s);
-                        chunk.settlements.push(rows[m].settlements[j]);
-                        chunk.settlements.len() as u32 - 1
-                    }
-                });
+                if settlement != NO_SETTLEMENT {
+                    let (m, j) = at(settlement);
+                    chunk.settled.push(chunk.claims.len() as u32);
+                    chunk.settlements.push(rows[m].settlements[j]);
+                }
                 chunk.claims.push(claims[k]);
                 chunk.claim_ids.push(rows[n].claim_id.get(i));
             }
