@@ -1627,6 +1627,10 @@ const POOL_COLUMNS: &[&str] = &[
     "claims",
 ];
 
+/// A batch's pools of the persons it holds (by rank), and its first row of another person under
+/// a wanted person's key (file, row), if any.
+type PoolsPiece = (Vec<(u32, PoolState)>, Option<(u32, u64)>);
+
 /// A pools row of a wanted person (at its position in `wanted`), as scanned.
 struct PoolRow {
     at: u32,
@@ -1722,59 +1726,49 @@ fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Resu
             })
         })
         .collect::<Result<_>>()?;
+    stats.bytes_read += scanned.iter().map(|(_, bytes)| bytes).sum::<u64>();
+    // Batch by batch in parallel, in file order: a compacted state is one file, whose passes
+    // over its rows one thread made alone.
+    let batches: Vec<Vec<PoolRow>> = scanned.into_iter().flat_map(|(b, _)| b).collect();
     // Each person's holder: the newest file with a row of it (file numbers from 1, 0 for none).
     let holder: Vec<std::sync::atomic::AtomicU32> = (0..wanted.len())
         .map(|_| std::sync::atomic::AtomicU32::new(0))
         .collect();
-    scanned.par_iter().for_each(|(batches, _)| {
-        for r in batches.iter().flatten() {
+    batches.par_iter().for_each(|batch| {
+        for r in batch {
             holder[r.at as usize].fetch_max(r.file + 1, std::sync::atomic::Ordering::Relaxed);
         }
     });
     let holder: Vec<u32> = holder.into_iter().map(|h| h.into_inner()).collect();
-    stats.bytes_read += scanned.iter().map(|(_, bytes)| bytes).sum::<u64>();
     let held = |r: &PoolRow| holder[r.at as usize] == r.file + 1;
-    // The first row (in file order) of another person under a wanted person's key.
-    if scanned
-        .par_iter()
-        .any(|(batches, _)| batches.iter().flatten().any(|r| held(r) && !r.checked))
-    {
-        let r = scanned
-            .iter()
-            .flat_map(|(b, _)| b)
-            .flatten()
-            .find(|r| held(r) && !r.checked)
-            .expect("found by the parallel search");
+    let pieces: Vec<PoolsPiece> = batches
+        .into_par_iter()
+        .map(|batch| {
+            let mut kept = Vec::with_capacity(batch.len());
+            let mut stranger = None;
+            for r in batch.into_iter().filter(|r| held(r)) {
+                if !r.checked && stranger.is_none() {
+                    stranger = Some((r.file, r.row));
+                }
+                if let Some(state) = r.state.filter(|s| s.year >= first_year) {
+                    kept.push((r.at, state));
+                }
+            }
+            (kept, stranger)
+        })
+        .collect();
+    if let Some((file, row)) = pieces.iter().find_map(|(_, stranger)| *stranger) {
         return Err(Error::Value {
-            path: pool_files[r.file as usize].clone(),
+            path: pool_files[file as usize].clone(),
             column: "person_check".into(),
-            row: r.row,
+            row,
             reason: "another person's state is held under the key of a person of this run \
                      (a 64-bit key collision): one state cannot hold both"
                 .into(),
         });
     }
-    // A batch a task, each kept in a vector of the batch's length, then put together once: a
-    // compacted state is one file, and one vector grown row by row cost 50 ms of CPU time in
-    // copies (profiled).
-    let pieces: Vec<Vec<(u32, PoolState)>> = scanned
-        .into_iter()
-        .flat_map(|(batches, _)| batches)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|batch| {
-            let mut kept = Vec::with_capacity(batch.len());
-            kept.extend(
-                batch
-                    .into_iter()
-                    .filter(|r| held(r))
-                    .filter_map(|r| Some((r.at, r.state.filter(|s| s.year >= first_year)?))),
-            );
-            kept
-        })
-        .collect();
-    let mut pools = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
-    for piece in pieces {
+    let mut pools = Vec::with_capacity(pieces.iter().map(|(p, _)| p.len()).sum());
+    for (piece, _) in pieces {
         pools.extend(piece);
     }
     stats.pool_rows = pools.len() as u64;
