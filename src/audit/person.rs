@@ -95,11 +95,26 @@ pub fn audit_person(
             Status::Rejected | Status::Reversal
         )
     };
-    let earliest = (0..rows.len())
-        .filter(|&k| audited(k))
-        .map(|k| claims.service_day[rows[k] as usize])
-        .min()
-        .unwrap_or(Day::MAX);
+    // The days and fills of the claims the rules look at. Only they look for a copy or a fill:
+    // an earlier claim is keyed only when it may be one of theirs (on one of their days, of one
+    // of their drugs). A person on a month of state has several times as many earlier claims
+    // as claims in a night.
+    s.run_days.clear();
+    s.run_drugs.clear();
+    for (k, &row) in rows.iter().enumerate() {
+        let row = row as usize;
+        if audited(k) {
+            s.run_days.push(claims.service_day[row]);
+            if claims.drug[row] != NO_CODE && claims.days_supply[row].is_some() {
+                s.run_drugs.push(claims.drug[row]);
+            }
+        }
+    }
+    s.run_days.sort_unstable();
+    s.run_days.dedup();
+    s.run_drugs.sort_unstable();
+    s.run_drugs.dedup();
+    let earliest = s.run_days.first().copied().unwrap_or(Day::MAX);
     s.recent.clear();
     s.recent.extend(
         records
@@ -120,24 +135,6 @@ pub fn audit_person(
     for &i in &s.recent {
         s.days.add(records[i].service_day);
     }
-    // Only this run's claims look for a copy or a fill: an earlier claim is keyed only when it
-    // may be one of theirs (on one of their days, of one of their drugs). A person on a month
-    // of state has several times as many earlier claims as claims in a night.
-    s.run_days.clear();
-    s.run_drugs.clear();
-    for (k, &row) in rows.iter().enumerate() {
-        let row = row as usize;
-        if audited(k) {
-            s.run_days.push(claims.service_day[row]);
-            if claims.drug[row] != NO_CODE && claims.days_supply[row].is_some() {
-                s.run_drugs.push(claims.drug[row]);
-            }
-        }
-    }
-    s.run_days.sort_unstable();
-    s.run_days.dedup();
-    s.run_drugs.sort_unstable();
-    s.run_drugs.dedup();
     s.copies.start(recent + rows.len());
     for (n, &i) in s.recent.iter().enumerate() {
         let r = &records[i];
