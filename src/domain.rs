@@ -259,6 +259,11 @@ pub type Day = i32;
 /// Milliseconds since 1970-01-01T00:00:00 (Arrow `Timestamp(ms)`).
 pub type Millis = i64;
 
+/// The days of `visit_burst`'s longer window, a claim's service day and the six before it: the
+/// furthest the rules look back at a person's earlier claims by date (`duplicate_claim` looks
+/// at the same day only).
+pub const WEEK_DAYS: Day = 7;
+
 pub const MILLIS_PER_DAY: i64 = 86_400_000;
 
 /// The calendar day of a timestamp.

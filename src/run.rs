@@ -886,10 +886,12 @@ pub(crate) fn settle_parts<P: Send>(
         let mut present = vec![false; registry.index.len()];
         mark_present(&mut present, &whole.person);
         let (prior, read) = match early {
-            Some((wanted, prior, read)) => (
-                prior.with_ranks(wanted.ranks(&registry.index, &present)),
-                read,
-            ),
+            Some((wanted, prior, mut read)) => {
+                let mut prior = prior.with_ranks(wanted.ranks(&registry.index, &present));
+                prior.keep_reachable(&whole);
+                read.earlier_claims_held = prior.claims_held() as u64;
+                (prior, read)
+            }
             None => (Prior::default(), ReadStats::default()),
         };
         drop(present);
@@ -1048,9 +1050,12 @@ pub(crate) fn settle_parts<P: Send>(
                                 None => Vec::new(),
                             };
                             let (wanted, ranks) = persons.part(part, bits, rank_of, dense_ids)?;
-                            let (prior, part_read) =
+                            let (prior, mut part_read) =
                                 read::load_prior(store, &wanted, policies, &hits)?;
-                            (prior.with_ranks(ranks), part_read)
+                            let mut prior = prior.with_ranks(ranks);
+                            prior.keep_reachable(&claims);
+                            part_read.earlier_claims_held = prior.claims_held() as u64;
+                            (prior, part_read)
                         }
                         _ => (Prior::default(), ReadStats::default()),
                     };

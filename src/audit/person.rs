@@ -4,7 +4,7 @@
 //! longer count as an earlier fill or a duplicate's first copy from the refund on.
 
 use super::{Anomaly, Auditor, Related};
-use crate::domain::{year_of, Day, Level, Reason, Rule, Status};
+use crate::domain::{year_of, Day, Level, Reason, Rule, Status, WEEK_DAYS};
 use crate::ingest::claims::{Claims, NO_CODE};
 use crate::partition::lookup::{DayCounts, LatestPerKey, Original};
 use crate::policy::{CapBasis, NONE, TOTAL_COST_POOL};
@@ -121,7 +121,8 @@ pub fn audit_person(
             .iter()
             .enumerate()
             .filter(|(_, r)| {
-                r.status.is_settled_claim() && r.service_day >= earliest.saturating_sub(6)
+                r.status.is_settled_claim()
+                    && r.service_day >= earliest.saturating_sub(WEEK_DAYS - 1)
             })
             .map(|(i, _)| i),
     );

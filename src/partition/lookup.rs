@@ -8,7 +8,7 @@
 //! Every structure lives in a per-thread scratch reused across persons: nothing is allocated
 //! per claim, and a person's build clears only what the previous person used.
 
-use crate::domain::Day;
+use crate::domain::{Day, WEEK_DAYS};
 use crate::ingest::claims::Claims;
 use crate::state::{claim_key, Prior};
 
@@ -133,7 +133,7 @@ impl DayCounts {
             self.tree[i] += 1;
             i += i & i.wrapping_neg();
         }
-        let week_start = self.days.partition_point(|&d| d <= day - 7);
+        let week_start = self.days.partition_point(|&d| d <= day - WEEK_DAYS);
         let in_week = self.up_to(at + 1) - self.up_to(week_start);
         (self.on_day[at], in_week)
     }

@@ -26,7 +26,7 @@ pub mod tables;
 
 use std::collections::HashMap;
 
-use crate::domain::{Day, Millis, Status, VisitType};
+use crate::domain::{Day, Millis, Status, VisitType, WEEK_DAYS};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::{group_by_key, person_slice};
 use crate::limits::{MAX_CLAIM_FEN, MAX_DAYS_SUPPLY};
@@ -593,6 +593,63 @@ impl Prior {
         Some(&c.settlements[s])
     }
 
+    /// Lets go of the earlier claims that no claim of the run (`claims`, its persons ranked by
+    /// [`Self::with_ranks`]) can reach, once the run's claims are known. The state is read
+    /// before them (beside the registry), so it is grouped whole; most of what it holds of a
+    /// person is fills of drugs the person does not fill in this run, which no rule compares.
+    /// A person keeps:
+    /// - a claim the claim index gave a settlement for (a reversal's original) or that is
+    ///   already reversed (a reversal naming it is rejected as such);
+    /// - a stay (settlement's latest stay);
+    /// - a claim from [`WEEK_DAYS`] before the person's earliest service day in the run on
+    ///   (`visit_burst` and `duplicate_claim` look no further back);
+    /// - a fill of a drug the person fills in the run (`early_refill`).
+    ///
+    /// Every claim of the run counts, rejected or not: what it keeps is a superset of what
+    /// settlement and the audit look at, in the same order, so their outcomes are the same.
+    pub fn keep_reachable(&mut self, claims: &crate::ingest::claims::Claims) {
+        use rayon::prelude::*;
+        if self.holds_no_claims() {
+            return;
+        }
+        let ranks: usize = self.chunks.iter().map(|c| c.offsets.len() - 1).sum();
+        let mut earliest = vec![Day::MAX; ranks];
+        // (rank, the run's code of a drug it fills)
+        let mut fills: Vec<(u32, u32)> = Vec::new();
+        for row in 0..claims.len() {
+            let Some(r) = self.rank(claims.person[row]) else {
+                continue;
+            };
+            let day = &mut earliest[r as usize];
+            *day = (*day).min(claims.service_day[row]);
+            if claims.drug[row] != NO_CODE && claims.days_supply[row].is_some() {
+                fills.push((r, claims.drug[row]));
+            }
+        }
+        fills.sort_unstable();
+        fills.dedup();
+        let reach = Reach {
+            earliest,
+            fills,
+            drugs: run_codes(&self.drugs, &claims.drugs),
+        };
+        let chunk_persons = self.chunk_persons;
+        self.chunks
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(n, c)| c.keep_reachable(n * chunk_persons, &reach));
+        let mut base = 0;
+        for c in &mut self.chunks {
+            c.base = base;
+            base += c.claims.len();
+        }
+    }
+
+    /// Earlier claims held (after [`Self::keep_reachable`], those kept).
+    pub fn claims_held(&self) -> usize {
+        self.chunks.iter().map(|c| c.claims.len()).sum()
+    }
+
     /// Whether it holds no earlier claim (a run without state, or whose persons have none).
     pub fn holds_no_claims(&self) -> bool {
         self.chunks.iter().all(|c| c.claims.is_empty())
@@ -814,6 +871,83 @@ impl Chunk {
             chunk.offsets[local + 1] = chunk.claims.len() as u32;
         }
         chunk
+    }
+}
+
+/// What the run's claims reach of each rank's earlier claims ([`Prior::keep_reachable`]).
+struct Reach {
+    /// The earliest service day of each rank's claims in the run.
+    earliest: Vec<Day>,
+    /// (rank, the run's code of a drug it fills), ascending.
+    fills: Vec<(u32, u32)>,
+    /// The state's drug codes as the run's.
+    drugs: RunCodes,
+}
+
+impl Chunk {
+    /// Keeps the claims of ranks `first..` that the run reaches ([`Prior::keep_reachable`]),
+    /// in new buffers of their own size: what is let go is memory the run's later stages use.
+    fn keep_reachable(&mut self, first: usize, reach: &Reach) {
+        let persons = self.offsets.len() - 1;
+        let mut keep = vec![false; self.claims.len()];
+        let mut settled = self.settled.iter().peekable();
+        let mut fill = reach.fills.partition_point(|&(r, _)| (r as usize) < first);
+        let (mut kept, mut bytes) = (0, 0);
+        for local in 0..persons {
+            let rank = first + local;
+            let from = fill;
+            while reach
+                .fills
+                .get(fill)
+                .is_some_and(|&(r, _)| r as usize == rank)
+            {
+                fill += 1;
+            }
+            let drugs = &reach.fills[from..fill];
+            let horizon = reach.earliest[rank].saturating_sub(WEEK_DAYS - 1);
+            let claims = self.offsets[local] as usize..self.offsets[local + 1] as usize;
+            for i in claims {
+                let c = &self.claims[i];
+                let settlement = settled.next_if(|&&s| s as usize == i).is_some();
+                let filled = || {
+                    c.days_supply.is_some()
+                        && drugs
+                            .binary_search_by_key(&reach.drugs.of(c.drug), |&(_, d)| d)
+                            .is_ok()
+                };
+                if settlement || c.reversed || c.is_stay() || c.service_day >= horizon || filled() {
+                    keep[i] = true;
+                    kept += 1;
+                    bytes += self.claim_ids.get(i).len();
+                }
+            }
+        }
+        if kept == self.claims.len() {
+            return;
+        }
+        let mut claims = Vec::with_capacity(kept);
+        let mut claim_ids = Ids::with_capacity(kept, bytes);
+        let mut settled = Vec::with_capacity(self.settled.len());
+        let mut s = 0;
+        let mut start = 0;
+        for local in 0..persons {
+            // The person's claims as held until now; its offset is rewritten below.
+            let end = self.offsets[local + 1] as usize;
+            for i in (start..end).filter(|&i| keep[i]) {
+                if self.settled.get(s).is_some_and(|&at| at as usize == i) {
+                    settled.push(claims.len() as u32);
+                    s += 1;
+                }
+                claims.push(self.claims[i]);
+                claim_ids.push(self.claim_ids.get(i));
+            }
+            self.offsets[local + 1] = claims.len() as u32;
+            start = end;
+        }
+        debug_assert_eq!(s, self.settled.len(), "every settled claim is kept");
+        self.claims = claims;
+        self.claim_ids = claim_ids;
+        self.settled = settled;
     }
 }
 
@@ -1054,6 +1188,75 @@ mod tests {
         assert_eq!(ids, ["FILL", "ORIG", "NEW"]);
         assert!(prior.settlement(first).is_none());
         assert!(prior.settlement(first + 1).is_some());
+    }
+
+    #[test]
+    fn a_run_keeps_of_the_earlier_claims_what_its_claims_can_reach() {
+        let d = 19_723;
+        // Person 0 (rank 0) claims on day d (no drug) and fills drug A on d + 1; person 1 on
+        // d + 30, with drug A but no supply (not a fill). The state codes A as 1 and B as 2, the
+        // run B as 1 and A as 2 (compared as codes of one list, B would pass for A). All of the
+        // history is within compaction's horizon.
+        let (a, b) = (Some(1), Some(2));
+        let rows = [
+            (0, "FILL-A", d - 14, a, Some(30)), // a fill of a drug the person fills: kept
+            (0, "STAY", d - 13, None, None),    // the latest stay: kept
+            (0, "FILL-B", d - 12, b, Some(30)), // another drug, before the week: dropped
+            (0, "SETTLED", d - 11, None, None), // a reversal's original, from the index: kept
+            (0, "REVERSED", d - 10, None, None), // already reversed: kept
+            (0, "OLD", d - 7, None, None),      // the day before the week: dropped
+            (0, "WEEK", d - 6, None, None),     // the week's first day: kept
+            (0, "FILL-B2", d - 3, b, Some(30)), // another drug within the week: kept
+            (0, "LATEST", d - 1, None, None),   // kept
+            (1, "P1-FILL-A", d - 1, a, Some(30)), // person 1 fills no drug: dropped
+        ];
+        let ids: Vec<(u32, &str, Day, Option<&str>)> = rows
+            .iter()
+            .map(|&(p, id, day, _, _)| (p, id, day, None))
+            .collect();
+        let mut history = piece(&ids, false);
+        for (c, &(_, id, _, drug, supply)) in history.claim.iter_mut().zip(&rows) {
+            c.drug = drug.unwrap_or(NO_CODE);
+            c.days_supply = supply;
+            c.visit = match id {
+                "STAY" => VisitType::Inpatient,
+                _ => c.visit,
+            };
+            c.reversed = id == "REVERSED";
+        }
+        let index = piece(&[(0, "SETTLED", d - 11, None)], true);
+        let texts = [
+            vec![INDEX_ONLY.to_string()],
+            [INDEX_ONLY, "A", "B"].map(String::from).to_vec(),
+            Vec::new(),
+        ];
+        let mut prior =
+            Prior::new(2, Vec::new(), vec![history, index], texts).with_ranks(vec![0, 1]);
+        assert_eq!(prior.claims_held(), 10, "compaction keeps all of it");
+        let claims = crate::ingest::claims::Claims {
+            person: vec![0, 0, 1],
+            service_day: vec![d, d + 1, d + 30],
+            drug: vec![NO_CODE, 2, 2],
+            days_supply: vec![None, Some(30), None],
+            drugs: ["X", "B", "A"].map(String::from).to_vec(),
+            ..Default::default()
+        };
+        prior.keep_reachable(&claims);
+        let (first, held) = prior.claims_of(0);
+        let kept: Vec<&str> = (first..first + held.len())
+            .map(|i| prior.claim_id(i))
+            .collect();
+        assert_eq!(
+            kept,
+            ["FILL-A", "STAY", "SETTLED", "REVERSED", "WEEK", "FILL-B2", "LATEST"]
+        );
+        let settled: Vec<bool> = (first..first + held.len())
+            .map(|i| prior.settlement(i).is_some())
+            .collect();
+        assert_eq!(settled, [false, false, true, false, false, false, false]);
+        assert!(held[3].reversed);
+        assert!(prior.claims_of(1).1.is_empty());
+        assert_eq!(prior.claims_held(), 7);
     }
 
     #[test]

@@ -1368,6 +1368,9 @@ pub struct ReadStats {
     pub pool_rows: u64,
     pub history_rows: u64,
     pub index_records: u64,
+    /// Earlier claims held once the run's claims are known: of the history rows and index
+    /// records read, those a claim of the run can reach ([`Prior::keep_reachable`]).
+    pub earlier_claims_held: u64,
     /// Bytes of the column chunks read as stored (key columns of every file, other columns of
     /// the row groups holding selected rows).
     pub bytes_read: u64,
@@ -1379,6 +1382,7 @@ impl ReadStats {
         self.pool_rows += other.pool_rows;
         self.history_rows += other.history_rows;
         self.index_records += other.index_records;
+        self.earlier_claims_held += other.earlier_claims_held;
         self.bytes_read += other.bytes_read;
     }
 }
