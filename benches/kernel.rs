@@ -113,6 +113,40 @@ fn state_key_probe(c: &mut Criterion) {
             })
         });
     }
+    // A night's keys in an index of small runs, each of fewer keys than the night's: the 10M
+    // month's night in 64 runs of 64 Ki keys, as the nights append their windows; the 100M
+    // month's (3.3 M keys) in 16 runs of 256 Ki keys, as a spilled run of a large month writes
+    // a run a partition.
+    let large_night = Keys::new((0..3_304_265).map(|_| next()).collect());
+    for (night, runs, keys) in [(&night, 64usize, 1usize << 16), (&large_night, 16, 1 << 18)] {
+        let runs: Vec<Vec<[u8; 8]>> = (0..runs)
+            .map(|_| {
+                let mut run: Vec<u64> = (0..keys).map(|_| next()).collect();
+                run.sort_unstable();
+                run.iter().map(|k| k.to_le_bytes()).collect()
+            })
+            .collect();
+        group.throughput(Throughput::Elements((runs.len() * keys) as u64));
+        let name = format!(
+            "small_runs_search_{}k_keys_in_{}x{}Ki",
+            night.len() / 1000,
+            runs.len(),
+            keys >> 10
+        );
+        group.bench_function(name, |b| {
+            let mut found = Vec::new();
+            b.iter(|| {
+                found.clear();
+                for run in &runs {
+                    let mut from = 0;
+                    for (p, page) in run.chunks(20_000).enumerate() {
+                        from = search_page(page, p * 20_000, night, from, &mut found);
+                    }
+                }
+                found.len()
+            })
+        });
+    }
     group.finish();
 }
 
