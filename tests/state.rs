@@ -106,6 +106,45 @@ fn a_month_settled_as_31_daily_runs_equals_one_run_and_leaves_the_same_state() {
     );
     assert!(a.len() > 1_000, "{} pools", a.len());
     assert_eq!(a, b);
+    // The same flags, each related to the same earlier claim, though a night holds of the
+    // earlier nights only what its own claims can reach: all but `amount_outlier`, which judges
+    // a claim among the claims of its run.
+    let flags = |paths: Vec<std::path::PathBuf>| {
+        let mut flags: Vec<_> = paths
+            .iter()
+            .flat_map(|p| read_anomalies(p))
+            .filter(|f| f.rule != "amount_outlier")
+            .map(|f| {
+                let numbers = (
+                    f.value_amount,
+                    f.threshold_amount,
+                    f.value_count,
+                    f.threshold_count,
+                );
+                (f.claim_id, f.rule, f.related_claim_id, numbers)
+            })
+            .collect();
+        flags.sort();
+        flags
+    };
+    let nights = flags(
+        (0..31)
+            .map(|i| d.join(format!("out{i}/anomalies.parquet")))
+            .collect(),
+    );
+    let related = |rule: &str| {
+        nights
+            .iter()
+            .filter(|f| f.1 == rule && f.2.is_some())
+            .count()
+    };
+    assert!(related("early_refill") > 10, "{}", related("early_refill"));
+    assert!(
+        related("duplicate_claim") > 10,
+        "{}",
+        related("duplicate_claim")
+    );
+    assert_eq!(nights, flags(vec![d.join("month/anomalies.parquet")]));
     // Reversals found their originals in earlier nights.
     let status = nightly.column_by_name("status").unwrap().as_string::<i32>();
     let reason = nightly.column_by_name("reason").unwrap().as_string::<i32>();
