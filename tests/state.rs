@@ -560,47 +560,8 @@ fn a_compacted_state_settles_the_next_night_as_the_appended_one_does() {
         assert_eq!(keys.len() as u64, piece.rows);
         assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{}", piece.file);
     }
-    // The claim index is one ordered run: its claims ascending by `claim_key` (unsigned), then
-    // its accepted refunds by `reverses_key`; every night's row kept.
-    let index = state.join(&m.claims[0].file);
-    let orders = row_group_order(&index);
-    let groups: Vec<&str> = orders.split(',').collect();
-    let claim_groups = groups.iter().take_while(|&&g| g == "claim_key").count();
-    assert!(claim_groups > 0, "{orders}");
-    assert!(
-        groups[claim_groups..].iter().all(|&g| g == "reverses_key"),
-        "{orders}"
-    );
-    let (mut rows, mut last) = (0u64, 0u64);
-    for (g, &name) in groups.iter().enumerate() {
-        if g == claim_groups {
-            last = 0;
-        }
-        let group = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(&index).unwrap(),
-        )
-        .unwrap()
-        .with_row_groups(vec![g])
-        .build()
-        .unwrap();
-        for batch in group {
-            let batch = batch.unwrap();
-            rows += batch.num_rows() as u64;
-            let keys = batch
-                .column_by_name(name)
-                .unwrap()
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .clone();
-            for k in keys.iter() {
-                let k = k.expect("a key on every row of its run") as u64;
-                assert!(
-                    k >= last,
-                    "{name} descends in row group {g} of the compacted index"
-                );
-                last = k;
-            }
-        }
-    }
+    // The claim index is one ordered run; every night's row kept.
+    let rows = assert_one_ordered_run(&state.join(&m.claims[0].file));
     assert_eq!(rows, nights.claims.iter().map(|p| p.rows).sum::<u64>());
     assert_eq!(m.inputs.len(), 4, "what was absorbed is still known");
     assert_eq!(yibao::state::store::versions(&state).unwrap(), [4, 5]);
@@ -627,6 +588,82 @@ fn a_compacted_state_settles_the_next_night_as_the_appended_one_does() {
     let idle = yibao::state::compact::compact(&state, 1).unwrap();
     assert_eq!((idle.version, idle.removed), (None, vec![]));
     assert_eq!(state_pools(&state), state_pools(&d.join("appended")));
+}
+
+/// Asserts that the claim index file `index` is one ordered run: its claims ascending by
+/// `claim_key` (unsigned), then its accepted refunds by `reverses_key`. Returns its rows.
+fn assert_one_ordered_run(index: &Path) -> u64 {
+    let orders = row_group_order(index);
+    let groups: Vec<&str> = orders.split(',').collect();
+    let claim_groups = groups.iter().take_while(|&&g| g == "claim_key").count();
+    assert!(claim_groups > 0, "{orders}");
+    assert!(
+        groups[claim_groups..].iter().all(|&g| g == "reverses_key"),
+        "{orders}"
+    );
+    let (mut rows, mut last) = (0u64, 0u64);
+    for (g, &name) in groups.iter().enumerate() {
+        if g == claim_groups {
+            last = 0;
+        }
+        let group = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(index).unwrap(),
+        )
+        .unwrap()
+        .with_row_groups(vec![g])
+        .build()
+        .unwrap();
+        for batch in group {
+            let batch = batch.unwrap();
+            rows += batch.num_rows() as u64;
+            let keys = batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
+            for k in keys.iter() {
+                let k = k.expect("a key on every row of its run") as u64;
+                assert!(k >= last, "{name} descends in row group {g} of the index");
+                last = k;
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_state_a_spilled_run_wrote_has_its_claim_index_compacted_into_one_ordered_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 1_500, 15_000, 45);
+    // Spilled in partitions, each writing its claims' index rows as an ordered run of its own:
+    // one file a table, and an index of many runs.
+    let mut spilled = args(d, "claims.parquet", "o", "state");
+    spilled.memory_limit = Some(1);
+    let settled = yibao::run::adjudicate(&spilled).unwrap().summary();
+    assert!(settled.spill.is_some_and(|s| s.partitions > 1));
+    let state = d.join("state");
+    let m = yibao::state::store::read_manifest(&state, 1).unwrap();
+    assert_eq!((m.pools.len(), m.history.len(), m.claims.len()), (1, 1, 1));
+    assert!(!m.claims[0].ordered);
+    let runs = row_group_order(&state.join(&m.claims[0].file))
+        .split(',')
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w == &["reverses_key", "claim_key"])
+        .count();
+    assert!(runs > 1, "{runs} runs");
+    let c = yibao::state::compact::compact(&state, 1).unwrap();
+    assert_eq!(c.version, Some(2));
+    let m = yibao::state::store::read_manifest(&state, 2).unwrap();
+    assert!(m.claims[0].ordered);
+    assert_eq!(
+        assert_one_ordered_run(&state.join(&m.claims[0].file)),
+        m.claims[0].rows
+    );
+    // Then there is nothing left to merge.
+    let idle = yibao::state::compact::compact(&state, 1).unwrap();
+    assert_eq!(idle.version, None);
 }
 
 #[test]

@@ -62,16 +62,16 @@ pub fn compact(dir: &std::path::Path, keep: usize) -> Result<Compacted> {
     let merge = m.pools.len() > 1
         || m.history.len() > 1
         || m.history.iter().any(|p| !p.retained)
-        || m.claims.len() > 1
+        || index_to_merge(m)
         || stale_years(m);
     let version = if merge {
         let (pools, history) = merge_people(&store)?;
         let mut next = m.clone();
         next.pools = vec![pools];
         next.history = vec![history];
-        // The claim index is rewritten only to join its files or drop years.
+        // The claim index is rewritten only to make it one ordered run or drop years.
         let first = m.first_year();
-        if m.claims.len() > 1
+        if index_to_merge(m)
             || m.claims
                 .iter()
                 .any(|p| p.min_year.is_some_and(|y| y < first))
@@ -92,6 +92,12 @@ pub fn compact(dir: &std::path::Path, keep: usize) -> Result<Compacted> {
         bytes: (bytes_before, bytes_after),
         removed,
     })
+}
+
+/// Whether the claim index is more than one ordered run: more than one file, or a file a run
+/// wrote (an ordered run a part of its claims).
+fn index_to_merge(m: &Manifest) -> bool {
+    m.claims.len() > 1 || m.claims.iter().any(|p| !p.ordered && p.rows > 0)
 }
 
 /// Whether some file holds years the state no longer keeps.
@@ -605,7 +611,8 @@ fn merge_claims_by(store: &Store, rows_per_range: u64, open_files: usize) -> Res
         }
         file.end_row_group(key)?;
     }
-    let (piece, committed) = file.close()?;
+    let (mut piece, committed) = file.close()?;
+    piece.ordered = true;
     committed.commit()?;
     crate::output::parquet::sync_dir(&store.dir)?;
     Ok(piece)
@@ -740,6 +747,7 @@ mod tests {
                 max_year: Some(2024),
                 runs,
                 retained: false,
+                ordered: false,
             })
             .collect()
     }

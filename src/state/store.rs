@@ -74,6 +74,12 @@ pub struct Piece {
     /// of a run.
     #[serde(default)]
     pub retained: bool,
+    /// A claims file whose claims are one ordered run of `claim_key` (a compaction's merge),
+    /// rather than a run's: a run writes an ordered run a part of its claims (each spilled
+    /// partition, each window of a night), and a later night probes every key of a run smaller
+    /// than its own key set.
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 fn one_run() -> u32 {
@@ -491,6 +497,7 @@ mod tests {
                 max_year: Some(2024),
                 runs: 1,
                 retained: false,
+                ordered: false,
             }],
             latest_year: Some(2024),
             ..store.manifest.clone()

@@ -500,6 +500,7 @@ impl TableFile {
                 runs: 1,
                 // A run writes what the rules reach of its own claims.
                 retained: true,
+                ordered: false,
             },
             committed,
         ))
