@@ -1078,6 +1078,16 @@ impl<'a> IndexFile<'a> {
         })
     }
 
+    /// Its row groups of claims in order of `claim_key`: a search of a range of keys reads a
+    /// page of each.
+    pub fn claim_row_groups(&self) -> usize {
+        self.file
+            .orders
+            .iter()
+            .filter(|o| *o == "claim_key")
+            .count()
+    }
+
     /// `columns` of the rows whose `key` is in `keys`, in file order: by `claim_key`, the
     /// claims (rows without a `reverses_key`); by `reverses_key`, the accepted refunds. The row
     /// groups in order of `key` ([`super::tables::ROW_GROUP_ORDER`]) are searched, those in

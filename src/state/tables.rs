@@ -175,7 +175,7 @@ const INDEX_SETTINGS: FileSettings = FileSettings {
 
 /// Rows per page of the claim index's records: a night's hits (a reversal's original, a
 /// repeated id: about 1% of its claims) then fall in about a third of a month's pages.
-const INDEX_PAGE_ROWS: usize = 1024;
+pub(super) const INDEX_PAGE_ROWS: usize = 1024;
 
 /// Names as a dictionary column: `ids` index `names` ([`NONE`] is null).
 fn names_array(names: &[&str], ids: impl Iterator<Item = u16>) -> ArrayRef {
