@@ -655,7 +655,12 @@ fn a_state_a_spilled_run_wrote_has_its_claim_index_compacted_into_one_ordered_ru
     assert!(runs > 1, "{runs} runs");
     let c = yibao::state::compact::compact(&state, 1).unwrap();
     assert_eq!(c.version, Some(2));
-    let m = yibao::state::store::read_manifest(&state, 2).unwrap();
+    let merged = yibao::state::store::read_manifest(&state, 2).unwrap();
+    // The per-person files are as a merge would leave them: the new version names them again.
+    assert_eq!(merged.pools, m.pools);
+    assert_eq!(merged.history, m.history);
+    assert_ne!(merged.claims[0].file, m.claims[0].file);
+    let m = merged;
     assert!(m.claims[0].ordered);
     assert_eq!(
         assert_one_ordered_run(&state.join(&m.claims[0].file)),

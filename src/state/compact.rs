@@ -59,23 +59,21 @@ pub fn compact(dir: &std::path::Path, keep: usize) -> Result<Compacted> {
     };
     let (rows_before, bytes_before) = total(m);
     // A history file a run wrote holds every claim it settled: compaction keeps what counts.
-    let merge = m.pools.len() > 1
+    // Each table is rewritten only when it must be: the per-person files of a state one run
+    // wrote are as a merge would leave them, while its claim index is a run a partition.
+    let people = m.pools.len() > 1
         || m.history.len() > 1
         || m.history.iter().any(|p| !p.retained)
-        || index_to_merge(m)
-        || stale_years(m);
-    let version = if merge {
-        let (pools, history) = merge_people(&store)?;
+        || stale_years(m.pools.iter().chain(&m.history), m.first_year());
+    let index = index_to_merge(m) || stale_years(m.claims.iter(), m.first_year());
+    let version = if people || index {
         let mut next = m.clone();
-        next.pools = vec![pools];
-        next.history = vec![history];
-        // The claim index is rewritten only to make it one ordered run or drop years.
-        let first = m.first_year();
-        if index_to_merge(m)
-            || m.claims
-                .iter()
-                .any(|p| p.min_year.is_some_and(|y| y < first))
-        {
+        if people {
+            let (pools, history) = merge_people(&store)?;
+            next.pools = vec![pools];
+            next.history = vec![history];
+        }
+        if index {
             next.claims = vec![merge_claims(&store)?];
         }
         Some(store.commit(next)?)
@@ -100,10 +98,9 @@ fn index_to_merge(m: &Manifest) -> bool {
     m.claims.len() > 1 || m.claims.iter().any(|p| !p.ordered && p.rows > 0)
 }
 
-/// Whether some file holds years the state no longer keeps.
-fn stale_years(m: &Manifest) -> bool {
-    let first = m.first_year();
-    m.files().any(|p| p.min_year.is_some_and(|y| y < first))
+/// Whether one of `files` holds years before `first_year`, which the state no longer keeps.
+fn stale_years<'m>(mut files: impl Iterator<Item = &'m Piece>, first_year: i32) -> bool {
+    files.any(|p| p.min_year.is_some_and(|y| y < first_year))
 }
 
 /// Merges all the pools and history files, a range of person keys at a time: each person's
