@@ -105,7 +105,7 @@ pub fn audit_person(
         let row = row as usize;
         if audited(k) {
             s.run_days.push(claims.service_day[row]);
-            if claims.drug[row] != NO_CODE && claims.days_supply[row].is_some() {
+            if claims.is_fill(row) {
                 s.run_drugs.push(claims.drug[row]);
             }
         }
@@ -152,7 +152,7 @@ pub fn audit_person(
     s.fills.start(records.len() + rows.len());
     if !s.run_drugs.is_empty() {
         for (i, r) in records.iter().enumerate() {
-            if r.status.is_settled_claim() && r.days_supply.is_some() {
+            if r.status.is_settled_claim() && r.is_fill() {
                 let drug = codes.drugs.of(r.drug);
                 if s.run_drugs.binary_search(&drug).is_ok() {
                     s.fills.key(i, drug);
@@ -170,7 +170,7 @@ pub fn audit_person(
                 claims.service_day[row],
             );
             s.copies.key(recent + k, key);
-            if claims.drug[row] != NO_CODE && claims.days_supply[row].is_some() {
+            if claims.is_fill(row) {
                 s.fills.key(records.len() + k, claims.drug[row]);
             }
         }

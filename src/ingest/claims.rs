@@ -368,6 +368,13 @@ fn extend_recoded(out: &mut Vec<u32>, codes: &[u32], remap: &[u32]) {
 }
 
 impl Claims {
+    /// Whether the claim at `row` is a fill: a drug with days of supply, what `early_refill`
+    /// compares.
+    #[inline]
+    pub fn is_fill(&self, row: usize) -> bool {
+        self.drug[row] != NO_CODE && self.days_supply[row].is_some()
+    }
+
     pub fn len(&self) -> usize {
         self.person.len()
     }

@@ -262,6 +262,11 @@ impl EarlierClaim {
         self.visit == VisitType::Inpatient && self.status.is_settled_claim()
     }
 
+    /// A fill: a drug with days of supply ([`crate::ingest::claims::Claims::is_fill`]).
+    pub fn is_fill(&self) -> bool {
+        self.drug != NO_CODE && self.days_supply.is_some()
+    }
+
     /// As a claim record with no settlement (for tests that build records).
     #[cfg(test)]
     pub fn as_record(&self) -> ClaimRecord {
@@ -508,11 +513,7 @@ impl Prior {
             }
         }
         drop(rows);
-        let mut base = 0;
-        for c in &mut chunks {
-            c.base = base;
-            base += c.claims.len();
-        }
+        number_chunks(&mut chunks);
         let [institutions, drugs, medical_communities] = texts;
         Prior {
             rank_of: Vec::new(),
@@ -622,7 +623,7 @@ impl Prior {
             };
             let day = &mut earliest[r as usize];
             *day = (*day).min(claims.service_day[row]);
-            if claims.drug[row] != NO_CODE && claims.days_supply[row].is_some() {
+            if claims.is_fill(row) {
                 fills.push((r, claims.drug[row]));
             }
         }
@@ -638,11 +639,7 @@ impl Prior {
             .par_iter_mut()
             .enumerate()
             .for_each(|(n, c)| c.keep_reachable(n * chunk_persons, &reach));
-        let mut base = 0;
-        for c in &mut self.chunks {
-            c.base = base;
-            base += c.claims.len();
-        }
+        number_chunks(&mut self.chunks);
     }
 
     /// Earlier claims held (after [`Self::keep_reachable`], those kept).
@@ -874,6 +871,15 @@ impl Chunk {
     }
 }
 
+/// Numbers the chunks' claims one after another, in rank order ([`Chunk::base`]).
+fn number_chunks(chunks: &mut [Chunk]) {
+    let mut base = 0;
+    for c in chunks {
+        c.base = base;
+        base += c.claims.len();
+    }
+}
+
 /// What the run's claims reach of each rank's earlier claims ([`Prior::keep_reachable`]).
 struct Reach {
     /// The earliest service day of each rank's claims in the run.
@@ -910,7 +916,7 @@ impl Chunk {
                 let c = &self.claims[i];
                 let settlement = settled.next_if(|&&s| s as usize == i).is_some();
                 let filled = || {
-                    c.days_supply.is_some()
+                    c.is_fill()
                         && drugs
                             .binary_search_by_key(&reach.drugs.of(c.drug), |&(_, d)| d)
                             .is_ok()
@@ -1042,7 +1048,7 @@ pub fn retained(candidates: &[EarlierClaim], first_year: i32, keep: &mut Vec<boo
         }
         let mut kept = c.service_day >= horizon;
         if !c.reversed {
-            if c.drug != NO_CODE && c.days_supply.is_some() {
+            if c.is_fill() {
                 if let Err(at) = drugs_seen.binary_search(&c.drug) {
                     drugs_seen.insert(at, c.drug);
                     kept = true;
