@@ -552,21 +552,20 @@ fn merge_claims(store: &Store) -> Result<Piece> {
     // A range reads a page of every row group of claims, whole: with many row groups (a state
     // a run of many partitions wrote holds one a partition) a range of INDEX_ROWS_PER_RANGE
     // keys takes a few rows of each page it decodes.
-    let first_year = store.manifest.first_year();
-    let mut groups = 0u64;
-    for p in store.manifest.claims.iter() {
-        if p.max_year.is_some_and(|y| y >= first_year) {
-            groups += IndexFile::open(&store.path(&p.file))?.claim_row_groups() as u64;
-        }
-    }
-    let rows_per_range = (groups * super::tables::INDEX_PAGE_ROWS as u64)
-        .clamp(INDEX_ROWS_PER_RANGE, MAX_INDEX_ROWS_PER_RANGE);
+    let rows_per_range = |groups: u64| {
+        (groups * super::tables::INDEX_PAGE_ROWS as u64)
+            .clamp(INDEX_ROWS_PER_RANGE, MAX_INDEX_ROWS_PER_RANGE)
+    };
     merge_claims_by(store, rows_per_range, OPEN_INDEX_FILES)
 }
 
-/// [`merge_claims`], a range of about `rows_per_range` keys at a time, holding the first
-/// `open_files` files open throughout.
-fn merge_claims_by(store: &Store, rows_per_range: u64, open_files: usize) -> Result<Piece> {
+/// [`merge_claims`], a range of about `rows_per_range(row groups of claims)` keys at a time,
+/// holding the first `open_files` files open throughout.
+fn merge_claims_by(
+    store: &Store,
+    rows_per_range: impl Fn(u64) -> u64,
+    open_files: usize,
+) -> Result<Piece> {
     let m = &store.manifest;
     let first_year = m.first_year();
     let pieces: Vec<&Piece> = m
@@ -579,7 +578,6 @@ fn merge_claims_by(store: &Store, rows_per_range: u64, open_files: usize) -> Res
     let mut file = TableFile::index(store)?;
     let schema = file.schema();
     let columns = column_names(&schema);
-    let ranges = key_ranges(rows.div_ceil(rows_per_range.max(1)).max(1));
     let inputs = paths
         .iter()
         .enumerate()
@@ -588,6 +586,14 @@ fn merge_claims_by(store: &Store, rows_per_range: u64, open_files: usize) -> Res
             false => Ok(MergeInput::Closed(p)),
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut groups = 0u64;
+    for input in &inputs {
+        groups += match input {
+            MergeInput::Open(file) => file.claim_row_groups(),
+            MergeInput::Closed(path) => IndexFile::open(path)?.claim_row_groups(),
+        } as u64;
+    }
+    let ranges = key_ranges(rows.div_ceil(rows_per_range(groups).max(1)).max(1));
     for key in ["claim_key", "reverses_key"] {
         file.end_row_group("")?;
         for range in &ranges {
@@ -803,10 +809,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("state")).unwrap();
         three_index_files(&mut store);
-        let whole = merge_claims_by(&store, u64::MAX, 3).unwrap();
+        let whole = merge_claims_by(&store, |_| u64::MAX, 3).unwrap();
         // About 45 ranges of 100 keys, every file holding rows of every range; the first file
         // held open throughout, the others opened for each range.
-        let cut = merge_claims_by(&store, 100, 1).unwrap();
+        let cut = merge_claims_by(&store, |_| 100, 1).unwrap();
         assert_eq!(whole.rows, 4500);
         assert_eq!(cut.rows, 4500);
         let bytes = |p: &Piece| std::fs::read(store.path(&p.file)).unwrap();
