@@ -33,7 +33,7 @@ use crate::domain::{year_of, Status, VisitType};
 use crate::error::{Error, Result};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::registry::PersonIndex;
-use crate::ingest::FastMap;
+use crate::ingest::Interner;
 use crate::limits::MAX_CLAIM_FEN;
 use crate::policy::{Policies, NONE};
 
@@ -1471,30 +1471,24 @@ impl SpilledPersons {
 /// the order the tasks met the texts, which varies from run to run: what holds them compares
 /// them with the run's only by text ([`super::run_codes`]).
 struct TextIndex {
-    lists: [Vec<String>; 3],
-    index: [FastMap<String, u32>; 3],
+    lists: [Interner; 3],
 }
 
 impl TextIndex {
     fn new(lists: [Vec<String>; 3]) -> TextIndex {
-        let mut index: [FastMap<String, u32>; 3] = Default::default();
-        for (list, map) in lists.iter().zip(index.iter_mut()) {
-            for (i, t) in list.iter().enumerate() {
-                map.insert(t.clone(), i as u32);
-            }
+        TextIndex {
+            lists: lists.map(Interner::of),
         }
-        TextIndex { lists, index }
     }
 
     /// The code of `text` in list `which`, added if new.
     fn intern(&mut self, which: usize, text: &str) -> u32 {
-        if let Some(&c) = self.index[which].get(text) {
-            return c;
-        }
-        let c = self.lists[which].len() as u32;
-        self.lists[which].push(text.to_string());
-        self.index[which].insert(text.to_string(), c);
-        c
+        self.lists[which].intern(text)
+    }
+
+    /// The lists, by code.
+    fn into_lists(self) -> [Vec<String>; 3] {
+        self.lists.map(Interner::into_texts)
     }
 
     /// The code of every entry of `values` (a dictionary's), in list `which`.
@@ -1853,7 +1847,12 @@ pub fn load_prior(
     if !found.is_empty() {
         read.pieces.push(found);
     }
-    let prior = Prior::new(wanted.len(), read.pools, read.pieces, read.texts.lists);
+    let prior = Prior::new(
+        wanted.len(),
+        read.pools,
+        read.pieces,
+        read.texts.into_lists(),
+    );
     Ok((prior, read.stats))
 }
 

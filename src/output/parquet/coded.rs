@@ -11,14 +11,14 @@
 //! `data_page_row_count_limit` rows from the row group's start, so that the bytes depend only
 //! on the rows.
 
-use std::collections::HashMap;
-
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, UInt32Type};
 use bytes::Bytes;
 use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::Result;
+
+use crate::ingest::Interner;
 
 use super::pages::{bit_width, hybrid, take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
 
@@ -35,8 +35,7 @@ pub fn is_coded(array: &dyn Array) -> bool {
 pub struct CodedChunk {
     pages: ChunkPages,
     /// The chunk's dictionary, in first-use order, and where each name is in it.
-    names: Vec<String>,
-    index_of: HashMap<String, u32>,
+    names: Interner,
     /// The list of names the last rows were coded into, and each code's index in `names`
     /// ([`UNSEEN`] until first used).
     list: Option<ArrayRef>,
@@ -49,8 +48,7 @@ impl CodedChunk {
     pub fn new(pages: ChunkPages) -> CodedChunk {
         CodedChunk {
             pages,
-            names: Vec::new(),
-            index_of: HashMap::new(),
+            names: Interner::default(),
             list: None,
             remap: Vec::new(),
             indices: Vec::new(),
@@ -97,7 +95,7 @@ impl HandChunk for CodedChunk {
         let nulls = text.nulls().filter(|n| n.null_count() > 0);
         take_rows(self, text.len(), nulls, |chunk, rows| {
             for i in rows.filter(|&i| nulls.is_none_or(|n| n.is_valid(i))) {
-                let index = chunk.intern(text.value(i));
+                let index = chunk.names.intern(text.value(i));
                 chunk.indices.push(index);
             }
         })
@@ -107,12 +105,12 @@ impl HandChunk for CodedChunk {
     fn close(mut self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)> {
         self.finish_page()?;
         let mut dictionary = Vec::new();
-        for name in &self.names {
+        for name in self.names.texts() {
             dictionary.extend_from_slice(&(name.len() as u32).to_le_bytes());
             dictionary.extend_from_slice(name.as_bytes());
         }
         let summary = ChunkSummary {
-            dictionary: Some((dictionary, self.names.len() as u32)),
+            dictionary: Some((dictionary, self.names.texts().len() as u32)),
             encodings: vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY],
             statistics: None,
         };
@@ -147,19 +145,10 @@ impl CodedChunk {
     #[cold]
     fn first_use(&mut self, code: u32) -> u32 {
         let list = self.list.as_ref().expect("a list is set before codes");
-        let name = list.as_string::<i32>().value(code as usize).to_owned();
-        let index = self.intern(&name);
+        let index = self
+            .names
+            .intern(list.as_string::<i32>().value(code as usize));
         self.remap[code as usize] = index;
-        index
-    }
-
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&index) = self.index_of.get(name) {
-            return index;
-        }
-        let index = self.names.len() as u32;
-        self.names.push(name.to_owned());
-        self.index_of.insert(name.to_owned(), index);
         index
     }
 }
