@@ -1637,15 +1637,15 @@ const POOL_COLUMNS: &[&str] = &[
 
 /// A batch's pools of the persons it holds (by rank), and its first row of another person under
 /// a wanted person's key (file, row), if any.
-type PoolsPiece = (Vec<(u32, PoolState)>, Option<(u32, u64)>);
-
-/// A pools row of a wanted person (at its position in `wanted`), as scanned.
-struct PoolRow {
-    at: u32,
-    file: u32,
-    row: u64,
-    checked: bool,
-    state: Option<PoolState>,
+/// What a batch of a pools file gives of the persons no newer file held ([`read_persons`]).
+#[derive(Default)]
+struct PoolRows {
+    /// Each row's person (its position in the wanted keys).
+    holders: Vec<u32>,
+    /// The rows of the years the state holds.
+    kept: Vec<(u32, PoolState)>,
+    /// The batch's first row of another person under a wanted key.
+    stranger: Option<u64>,
 }
 
 /// What [`read_persons`] read of the run's persons: their pools and history by rank, the
@@ -1675,109 +1675,91 @@ fn read_persons(store: &Store, wanted: &PersonKeys, policies: &Policies) -> Resu
         .iter()
         .map(|p| store.path(&p.file))
         .collect::<Vec<_>>();
-    // One pass over every pools file: the rows of the wanted persons, each with the file it
-    // came from; a person's state is then the rows of the newest file holding it. Nearly every
-    // file holds some of a night's persons, so a first pass to find the holders would decode
-    // the key columns twice for nothing.
-    let scanned: Vec<(Vec<Vec<PoolRow>>, u64)> = pool_files
-        .par_iter()
-        .enumerate()
-        .map(|(n, path)| {
-            let file = KeyedFile::open(path)?;
-            file.scan(wanted, POOL_COLUMNS, &["pool"], |first_row, batch| {
-                let keys = int64s(&batch, "person_key");
-                let checks = int64s(&batch, "person_check");
-                let pool = names(path, &batch, "pool", |name| resolver.pool(name))?;
-                let year = int32s(&batch, "year");
-                let claims = int32s(&batch, "claims");
-                let (fund, cost, deductible) = (
-                    int64s(&batch, "fund_paid_fen"),
-                    int64s(&batch, "cost_fen"),
-                    int64s(&batch, "deductible_fen"),
-                );
-                let selected = wanted.rows_of(keys);
-                let mut out = Vec::with_capacity(selected.len());
-                for (i, at) in selected {
-                    let at = at as usize;
-                    let state = match (pool.get(i)?, year.is_valid(i)) {
-                        (Some(pool), true) => Some(PoolState {
-                            year: year.value(i),
-                            pool,
-                            fund_fen: value_or_zero(fund, i),
-                            cost_fen: value_or_zero(cost, i),
-                            deductible_fen: value_or_zero(deductible, i),
-                            claims: if claims.is_valid(i) {
-                                claims.value(i)
-                            } else {
-                                0
-                            },
-                        }),
-                        _ => None,
-                    };
-                    if let Some(broken) = state.as_ref().and_then(PoolState::violation) {
-                        return Err(Error::Value {
-                            path: path.clone(),
-                            column: "fund_paid_fen, cost_fen, deductible_fen, claims".into(),
-                            row: (first_row + i) as u64,
-                            reason: format!("not a pool yibao could have written: {broken}"),
-                        });
-                    }
-                    out.push(PoolRow {
-                        at: at as u32,
-                        file: n as u32,
+    // The pools files newest first, each decoded whole (nearly every page holds some of a
+    // night's persons): a person's state is the rows of the newest file holding it, so an
+    // older file's rows are taken only for persons no newer file held. On a state as the
+    // nights leave it, most of a night's persons are in several files.
+    let mut held = vec![false; wanted.len()];
+    let mut pools: Vec<(u32, PoolState)> = Vec::new();
+    // The first row (in file order) of another person under a wanted person's key.
+    let mut stranger: Option<(usize, u64)> = None;
+    for (n, path) in pool_files.iter().enumerate().rev() {
+        let file = KeyedFile::open(path)?;
+        let (batches, bytes) = file.scan(wanted, POOL_COLUMNS, &["pool"], |first_row, batch| {
+            let keys = int64s(&batch, "person_key");
+            let checks = int64s(&batch, "person_check");
+            let pool = names(path, &batch, "pool", |name| resolver.pool(name))?;
+            let year = int32s(&batch, "year");
+            let claims = int32s(&batch, "claims");
+            let (fund, cost, deductible) = (
+                int64s(&batch, "fund_paid_fen"),
+                int64s(&batch, "cost_fen"),
+                int64s(&batch, "deductible_fen"),
+            );
+            let mut out = PoolRows::default();
+            for (i, at) in wanted.rows_of(keys) {
+                if held[at as usize] {
+                    continue;
+                }
+                let state = match (pool.get(i)?, year.is_valid(i)) {
+                    (Some(pool), true) => Some(PoolState {
+                        year: year.value(i),
+                        pool,
+                        fund_fen: value_or_zero(fund, i),
+                        cost_fen: value_or_zero(cost, i),
+                        deductible_fen: value_or_zero(deductible, i),
+                        claims: if claims.is_valid(i) {
+                            claims.value(i)
+                        } else {
+                            0
+                        },
+                    }),
+                    _ => None,
+                };
+                if let Some(broken) = state.as_ref().and_then(PoolState::violation) {
+                    return Err(Error::Value {
+                        path: path.clone(),
+                        column: "fund_paid_fen, cost_fen, deductible_fen, claims".into(),
                         row: (first_row + i) as u64,
-                        checked: checks.is_valid(i) && checks.value(i) as u64 == wanted.checks[at],
-                        state,
+                        reason: format!("not a pool yibao could have written: {broken}"),
                     });
                 }
-                Ok(out)
-            })
-        })
-        .collect::<Result<_>>()?;
-    stats.bytes_read += scanned.iter().map(|(_, bytes)| bytes).sum::<u64>();
-    // Batch by batch in parallel, in file order: a compacted state is one file, whose passes
-    // over its rows one thread made alone.
-    let batches: Vec<Vec<PoolRow>> = scanned.into_iter().flat_map(|(b, _)| b).collect();
-    // Each person's holder: the newest file with a row of it (file numbers from 1, 0 for none).
-    let holder: Vec<std::sync::atomic::AtomicU32> = (0..wanted.len())
-        .map(|_| std::sync::atomic::AtomicU32::new(0))
-        .collect();
-    batches.par_iter().for_each(|batch| {
-        for r in batch {
-            holder[r.at as usize].fetch_max(r.file + 1, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
-    let holder: Vec<u32> = holder.into_iter().map(|h| h.into_inner()).collect();
-    let held = |r: &PoolRow| holder[r.at as usize] == r.file + 1;
-    let pieces: Vec<PoolsPiece> = batches
-        .into_par_iter()
-        .map(|batch| {
-            let mut kept = Vec::with_capacity(batch.len());
-            let mut stranger = None;
-            for r in batch.into_iter().filter(|r| held(r)) {
-                if !r.checked && stranger.is_none() {
-                    stranger = Some((r.file, r.row));
+                let checked =
+                    checks.is_valid(i) && checks.value(i) as u64 == wanted.checks[at as usize];
+                if !checked && out.stranger.is_none() {
+                    out.stranger = Some((first_row + i) as u64);
                 }
-                if let Some(state) = r.state.filter(|s| s.year >= first_year) {
-                    kept.push((r.at, state));
+                out.holders.push(at);
+                if let Some(state) = state.filter(|s| s.year >= first_year) {
+                    out.kept.push((at, state));
                 }
             }
-            (kept, stranger)
-        })
-        .collect();
-    if let Some((file, row)) = pieces.iter().find_map(|(_, stranger)| *stranger) {
+            Ok(out)
+        })?;
+        stats.bytes_read += bytes;
+        for b in &batches {
+            for &at in &b.holders {
+                held[at as usize] = true;
+            }
+        }
+        if let Some(row) = batches.iter().find_map(|b| b.stranger) {
+            stranger = Some((n, row));
+        }
+        // Newest first, each file's rows in file order: a person's rows are all of one file.
+        pools.reserve(batches.iter().map(|b| b.kept.len()).sum());
+        for b in batches {
+            pools.extend(b.kept);
+        }
+    }
+    if let Some((file, row)) = stranger {
         return Err(Error::Value {
-            path: pool_files[file as usize].clone(),
+            path: pool_files[file].clone(),
             column: "person_check".into(),
             row,
             reason: "another person's state is held under the key of a person of this run \
                      (a 64-bit key collision): one state cannot hold both"
                 .into(),
         });
-    }
-    let mut pools = Vec::with_capacity(pieces.iter().map(|(p, _)| p.len()).sum());
-    for (piece, _) in pieces {
-        pools.extend(piece);
     }
     stats.pool_rows = pools.len() as u64;
 
