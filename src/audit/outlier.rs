@@ -96,6 +96,9 @@ pub struct AmountStats {
     groups: FastMap<GroupKey, GroupStats>,
 }
 
+/// Rows ahead of the one counted whose person's attributes are prefetched.
+const PERSON_PREFETCH_ROWS: usize = 16;
+
 impl AmountCounts {
     /// Adds the claims of one partition, before they are settled ([`judged`] needs no
     /// settlement).
@@ -120,6 +123,10 @@ impl AmountCounts {
             .into_par_iter()
             .filter(|&row| skip.binary_search(&(row as u32)).is_err())
             .filter_map(|row| {
+                // Claims in input order read the registry at random.
+                if let Some(&ahead) = claims.person.get(row + PERSON_PREFETCH_ROWS) {
+                    registry.prefetch_person(ahead);
+                }
                 let Judged { drug, level, total } = judged(policies, registry, claims, row)?;
                 Some((drug * Level::COUNT as u32 + level as u32, total))
             })

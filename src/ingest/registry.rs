@@ -549,6 +549,34 @@ impl Registry {
         super::person_slice(&self.registration_offsets, &self.registrations, person)
     }
 
+    /// Starts loading the attributes of `person` ([`Self::person`]): the persons are numbered
+    /// in the registry's order, so a walk in person-key order (or in claim order) reads them
+    /// at random.
+    #[inline]
+    pub fn prefetch_person(&self, person: u32) {
+        if let Some(p) = self.persons.get(person as usize) {
+            prefetch(p);
+        }
+    }
+
+    /// Starts loading where `person`'s registrations lie.
+    #[inline]
+    pub fn prefetch_registration_offsets(&self, person: u32) {
+        if let Some(r) = self.registration_offsets.get(person as usize) {
+            prefetch(r);
+        }
+    }
+
+    /// Starts loading `person`'s registrations ([`Self::registrations_of`]), once
+    /// [`Self::prefetch_registration_offsets`] has had time to load where they lie.
+    #[inline]
+    pub fn prefetch_registrations(&self, person: u32) {
+        let first = self.registration_offsets.get(person as usize);
+        if let Some(r) = first.and_then(|&at| self.registrations.get(at as usize)) {
+            prefetch(r);
+        }
+    }
+
     /// The person's attributes; [`Person::UNKNOWN`] for ids met outside the registry.
     #[inline]
     pub fn person(&self, person: u32) -> Person {

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::{RunView, Written};
 use crate::domain::{Reason, Status};
-use crate::ingest::claims::SourceFile;
-use crate::ingest::registry::RegistryStats;
+use crate::ingest::claims::{SourceFile, NO_PERSON};
+use crate::ingest::registry::{Person, RegistryStats};
 use crate::ingest::FastMap;
 use crate::money::Yuan;
 use crate::policy::{Policies, NONE};
@@ -284,23 +284,48 @@ impl Tally {
 
 fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
     let c = view.claims;
+    // Rows in output order, the rows settlement did not reach after them: the outcomes (a
+    // hundred bytes each) are then read in the order they lie, and the claims' columns, a
+    // partition's few megabytes, at random.
+    let order = &view.partitions.order;
+    let unsettled: Vec<u32> = (0..c.len() as u32)
+        .filter(|&r| view.position[r as usize] == super::NOT_SETTLED)
+        .collect();
+    let rows = order.len() + unsettled.len();
     // Integer sums commute, so chunks summed in parallel and merged in any order give the same
     // totals. The groups are a few dozen: each chunk of rows sums into its own small map, in a
     // plain loop (a fold would move the map and the reason counts through every row).
-    (0..c.len().div_ceil(TALLY_CHUNK_ROWS))
+    (0..rows.div_ceil(TALLY_CHUNK_ROWS))
         .into_par_iter()
         .map(|chunk| {
             let from = chunk * TALLY_CHUNK_ROWS;
-            let to = (from + TALLY_CHUNK_ROWS).min(c.len());
+            let to = (from + TALLY_CHUNK_ROWS).min(rows);
             let mut groups = FastMap::<Key, Sums>::default();
             let mut reasons = [0u64; Reason::COUNT];
-            for row in from..to {
-                let o = view.outcome(row);
-                let person = if c.person[row] == crate::ingest::claims::NO_PERSON {
-                    crate::ingest::registry::Person::UNKNOWN
-                } else {
-                    view.registry.person(c.person[row])
+            // Rows come a person at a time: the registry (in input order, a random read per
+            // person) is read once per person, not per claim.
+            let mut last = (NO_PERSON, Person::UNKNOWN);
+            for at in from..to {
+                let (row, o) = match order.get(at) {
+                    Some(&row) => (row as usize, view.settled.outcomes[at]),
+                    None => {
+                        let row = unsettled[at - order.len()] as usize;
+                        (row, view.outcome(row))
+                    }
                 };
+                if let Some(&ahead) = order.get(at + PERSON_PREFETCH_ROWS) {
+                    view.registry.prefetch_person(c.person[ahead as usize]);
+                }
+                if c.person[row] != last.0 {
+                    last = (
+                        c.person[row],
+                        match c.person[row] {
+                            NO_PERSON => Person::UNKNOWN,
+                            p => view.registry.person(p),
+                        },
+                    );
+                }
+                let person = last.1;
                 let key = (
                     person.region,
                     person.coverage as u8,
@@ -337,6 +362,9 @@ fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
             },
         )
 }
+
+/// Rows ahead of the one summed whose person's attributes are prefetched.
+const PERSON_PREFETCH_ROWS: usize = 16;
 
 /// Rows a tally task sums before its map is merged with another's.
 const TALLY_CHUNK_ROWS: usize = 16 * 1024;
