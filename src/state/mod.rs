@@ -730,14 +730,15 @@ impl Chunk {
                 .ok()
                 .map(|k| r[k].1)
         };
+        // By time, the ids looked up only between equal times.
         let order = |a: u64, b: u64| {
             let ((x, i), (y, j)) = (at(a), at(b));
             let (rx, ry) = (&rows[x], &rows[y]);
-            (rx.claim[i].settled_at, rx.claim_id.get(i), rx.is_index()).cmp(&(
-                ry.claim[j].settled_at,
-                ry.claim_id.get(j),
-                ry.is_index(),
-            ))
+            rx.claim[i]
+                .settled_at
+                .cmp(&ry.claim[j].settled_at)
+                .then_with(|| rx.claim_id.get(i).cmp(ry.claim_id.get(j)))
+                .then_with(|| rx.is_index().cmp(&ry.is_index()))
         };
         const NO_SETTLEMENT: u64 = u64::MAX;
         let mut chunk = Chunk {
