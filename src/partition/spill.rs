@@ -192,12 +192,19 @@ pub fn repeated_ids(
         read_windows(file, columns, window, |batches, _| {
             for batch in &batches {
                 let ids = batch.column(0).as_string::<i32>();
-                hashes.par_extend(
-                    (0..ids.len())
-                        .into_par_iter()
-                        .filter(|&i| ids.is_valid(i))
-                        .map(|i| claim_id_hash(ids.value(i))),
-                );
+                let hash = |i: usize| claim_id_hash(ids.value(i));
+                // Without nulls the hashes are written in place; a filtered extend collects
+                // them in pieces and copies them over.
+                if ids.null_count() == 0 {
+                    hashes.par_extend((0..ids.len()).into_par_iter().map(hash));
+                } else {
+                    hashes.par_extend(
+                        (0..ids.len())
+                            .into_par_iter()
+                            .filter(|&i| ids.is_valid(i))
+                            .map(hash),
+                    );
+                }
                 if let Some((claim_keys, target_keys)) = keys.as_mut() {
                     let targets = batch.column(1).as_string::<i32>();
                     crate::state::push_claim_keys(ids, targets, claim_keys, target_keys);
