@@ -284,9 +284,8 @@ impl Tally {
 
 fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
     let c = view.claims;
-    // Rows in output order, the rows settlement did not reach after them: the outcomes (a
-    // hundred bytes each) are then read in the order they lie, and the claims' columns, a
-    // partition's few megabytes, at random.
+    // The settled rows in output order, then the rows settlement did not reach: each outcome
+    // (a hundred bytes) is read where it lies, whatever order the claims are in.
     let order = &view.partitions.order;
     let unsettled: Vec<u32> = (0..c.len() as u32)
         .filter(|&r| view.position[r as usize] == super::NOT_SETTLED)

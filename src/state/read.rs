@@ -1635,8 +1635,6 @@ const POOL_COLUMNS: &[&str] = &[
     "claims",
 ];
 
-/// A batch's pools of the persons it holds (by rank), and its first row of another person under
-/// a wanted person's key (file, row), if any.
 /// What a batch of a pools file gives of the persons no newer file held ([`read_persons`]).
 #[derive(Default)]
 struct PoolRows {
