@@ -20,6 +20,7 @@ pub mod error;
 pub mod floor;
 pub mod generate;
 pub mod ingest;
+pub mod interner;
 pub mod limits;
 pub mod money;
 pub mod output;

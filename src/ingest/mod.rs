@@ -27,47 +27,6 @@ impl std::hash::BuildHasher for FastHash {
 /// A hash map keyed by ingest's strings.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FastHash>;
 
-/// Texts numbered in first-seen order: a text's code is its place in the list, and finding
-/// one is a hash. What a run holds as codes of texts (the state's institutions and drugs, an
-/// output chunk's dictionary) is numbered by one.
-#[derive(Debug, Default, Clone)]
-pub struct Interner {
-    texts: Vec<String>,
-    codes: FastMap<String, u32>,
-}
-
-impl Interner {
-    /// Numbers `texts` (distinct) in their order.
-    pub fn of(texts: Vec<String>) -> Interner {
-        let codes = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        Interner { texts, codes }
-    }
-
-    /// The code of `text`, added if new.
-    pub fn intern(&mut self, text: &str) -> u32 {
-        if let Some(&c) = self.codes.get(text) {
-            return c;
-        }
-        let c = self.texts.len() as u32;
-        self.texts.push(text.to_owned());
-        self.codes.insert(text.to_owned(), c);
-        c
-    }
-
-    /// The texts, by code.
-    pub fn texts(&self) -> &[String] {
-        &self.texts
-    }
-
-    pub fn into_texts(self) -> Vec<String> {
-        self.texts
-    }
-}
-
 /// Person `person`'s items of a grouping by dense person id ([`group_by_key`]); none for a
 /// person past its end.
 pub fn person_slice<'a, T>(offsets: &[u32], items: &'a [T], person: u32) -> &'a [T] {
@@ -124,16 +83,6 @@ pub fn group_by_key<T>(items: Vec<(u32, T)>, keys: usize) -> (Vec<u32>, Vec<T>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn texts_are_coded_in_first_seen_order_and_keep_their_codes() {
-        let mut texts = Interner::of(vec!["A".to_string(), "B".to_string()]);
-        assert_eq!(texts.intern("C"), 2);
-        assert_eq!(texts.intern("A"), 0);
-        assert_eq!(texts.intern("C"), 2);
-        assert_eq!(texts.intern("D"), 3);
-        assert_eq!(texts.texts(), ["A", "B", "C", "D"]);
-    }
 
     #[test]
     fn cut_mut_gives_consecutive_slices_of_the_lengths() {

@@ -13,6 +13,7 @@ use crate::domain::{
     AssistanceCategory, Coverage, Day, Level, Referral, Rule, Severity, VisitType,
 };
 use crate::error::{Error, Result};
+use crate::interner::Interner;
 use crate::money::Yuan;
 
 pub use compile::{compile_file, TIERS};
@@ -55,25 +56,16 @@ fn names(list: &Names) -> Vec<&str> {
 /// Interned names: a name's index is its id. Looking a name up is a hash, once per distinct
 /// input value (registration conditions, state pools); settlement uses only the ids.
 #[derive(Debug, Default)]
-pub struct Names {
-    names: Vec<String>,
-    ids: foldhash::HashMap<String, u16>,
-}
+pub struct Names(Interner);
 
 impl Names {
     /// The id of `name`, adding it if new.
     pub fn intern(&mut self, name: &str) -> u16 {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
-        }
-        let id = self.names.len() as u16;
-        self.names.push(name.to_string());
-        self.ids.insert(name.to_string(), id);
-        id
+        self.0.intern(name) as u16
     }
 
     pub fn id(&self, name: &str) -> Option<u16> {
-        self.ids.get(name).copied()
+        self.0.code(name).map(|c| c as u16)
     }
 }
 
@@ -81,7 +73,7 @@ impl std::ops::Deref for Names {
     type Target = [String];
 
     fn deref(&self) -> &[String] {
-        &self.names
+        self.0.texts()
     }
 }
 

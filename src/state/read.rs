@@ -33,7 +33,7 @@ use crate::domain::{year_of, Status, VisitType};
 use crate::error::{Error, Result};
 use crate::ingest::claims::NO_CODE;
 use crate::ingest::registry::PersonIndex;
-use crate::ingest::Interner;
+use crate::interner::Interner;
 use crate::limits::MAX_CLAIM_FEN;
 use crate::policy::{Policies, NONE};
 

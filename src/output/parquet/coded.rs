@@ -18,7 +18,7 @@ use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::Result;
 
-use crate::ingest::Interner;
+use crate::interner::Interner;
 
 use super::pages::{bit_width, hybrid, take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
 
