@@ -96,9 +96,6 @@ pub struct AmountStats {
     groups: FastMap<GroupKey, GroupStats>,
 }
 
-/// Rows ahead of the one counted whose person's attributes are prefetched.
-const PERSON_PREFETCH_ROWS: usize = 16;
-
 impl AmountCounts {
     /// Adds the claims of one partition, before they are settled ([`judged`] needs no
     /// settlement).
@@ -124,7 +121,10 @@ impl AmountCounts {
             .filter(|&row| skip.binary_search(&(row as u32)).is_err())
             .filter_map(|row| {
                 // Claims in input order read the registry at random.
-                if let Some(&ahead) = claims.person.get(row + PERSON_PREFETCH_ROWS) {
+                if let Some(&ahead) = claims
+                    .person
+                    .get(row + crate::ingest::registry::PERSON_PREFETCH_ROWS)
+                {
                     registry.prefetch_person(ahead);
                 }
                 let Judged { drug, level, total } = judged(policies, registry, claims, row)?;

@@ -39,6 +39,10 @@ const EMPTY: u64 = u64::MAX;
 /// slot is read and its id's arena offsets prefetched; a quarter, the id's text.
 const AHEAD: usize = 16;
 
+/// Rows ahead of the one at hand whose person's attributes a walk prefetches
+/// ([`Registry::prefetch_person`]).
+pub const PERSON_PREFETCH_ROWS: usize = 16;
+
 impl Default for PersonIndex {
     fn default() -> Self {
         PersonIndex::with_capacity(0)

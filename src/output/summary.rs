@@ -312,7 +312,8 @@ fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
                         (row, view.outcome(row))
                     }
                 };
-                if let Some(&ahead) = order.get(at + PERSON_PREFETCH_ROWS) {
+                if let Some(&ahead) = order.get(at + crate::ingest::registry::PERSON_PREFETCH_ROWS)
+                {
                     view.registry.prefetch_person(c.person[ahead as usize]);
                 }
                 if c.person[row] != last.0 {
@@ -361,9 +362,6 @@ fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
             },
         )
 }
-
-/// Rows ahead of the one summed whose person's attributes are prefetched.
-const PERSON_PREFETCH_ROWS: usize = 16;
 
 /// Rows a tally task sums before its map is merged with another's.
 const TALLY_CHUNK_ROWS: usize = 16 * 1024;
