@@ -756,25 +756,38 @@ impl Claims {
     }
 
     /// Column `pick` of the batches at `at` ((batch, row) pairs from [`Claims::locate_index`]):
-    /// a slice of one batch when the rows are consecutive in it — as they are once the claims
-    /// are in output order — else gathered across batches.
+    /// slices of the batches joined where the rows run consecutively in them — as they do once
+    /// the claims are in output order, broken only where a row without every key is left out
+    /// of a file — else gathered value by value across batches.
     pub fn key_column(
         &self,
         at: &[(usize, usize)],
         pick: fn(&ClaimBatch) -> &dyn Array,
     ) -> Result<ArrayRef> {
-        if let Some(&(b, first)) = at.first() {
-            if at
+        let error = |e| crate::error::Error::arrow("claim key columns", e);
+        let mut runs: Vec<ArrayRef> = Vec::new();
+        let mut k = 0;
+        while k < at.len() && runs.len() <= at.len() / MIN_RUN_ROWS {
+            let (b, first) = at[k];
+            let len = at[k..]
                 .iter()
                 .enumerate()
-                .all(|(k, &(bk, i))| bk == b && i == first + k)
-            {
-                return Ok(pick(&self.batches[b]).slice(first, at.len()));
+                .take_while(|&(j, &a)| a == (b, first + j))
+                .count();
+            runs.push(pick(&self.batches[b]).slice(first, len));
+            k += len;
+        }
+        match runs.len() {
+            _ if k < at.len() || at.is_empty() => {
+                let arrays: Vec<&dyn Array> = self.batches.iter().map(pick).collect();
+                arrow::compute::interleave(&arrays, at).map_err(error)
+            }
+            1 => Ok(runs.pop().expect("one run")),
+            _ => {
+                let runs: Vec<&dyn Array> = runs.iter().map(|r| r.as_ref()).collect();
+                arrow::compute::concat(&runs).map_err(error)
             }
         }
-        let arrays: Vec<&dyn Array> = self.batches.iter().map(pick).collect();
-        arrow::compute::interleave(&arrays, at)
-            .map_err(|e| crate::error::Error::arrow("claim key columns", e))
     }
 
     /// The input row number of each source file's first row (files in order).
@@ -913,6 +926,10 @@ fn code_text(list: &[String], code: u32) -> Option<&str> {
 
 /// Rows per batch of claims put in output order.
 const GATHERED_BATCH_ROWS: usize = 64 * 1024;
+
+/// Rows a run of consecutive rows holds on average for [`Claims::key_column`] to join slices
+/// rather than gather value by value.
+const MIN_RUN_ROWS: usize = 64;
 
 /// A claims batch to build [`Claims`] from.
 pub struct InputBatch {
@@ -1476,6 +1493,43 @@ mod tests {
         assert_eq!(claims.locate_rows(rows), searched);
         assert_eq!(searched[..4], [(0, 0), (0, 2), (2, 0), (2, 3)]);
         assert_eq!(searched[6..], [(0, 1), (3, 1), (2, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn key_columns_are_the_ids_at_their_rows_joined_from_runs_or_gathered() {
+        let batch = |offset: usize, ids: Vec<String>| ClaimBatch {
+            offset,
+            file: 0,
+            file_row: 0,
+            file_rows: None,
+            files: None,
+            reverses_claim_id: StringArray::from(vec![None::<&str>; ids.len()]),
+            claim_id: StringArray::from(ids),
+        };
+        let ids = |from: usize, n: usize| (from..from + n).map(|i| format!("C{i}")).collect();
+        let claims = Claims {
+            batches: vec![batch(0, ids(0, 300)), batch(300, ids(300, 200))],
+            ..Claims::default()
+        };
+        let column = |rows: &[usize]| {
+            let at = claims.locate_rows(rows.iter().copied());
+            let column = claims.key_column(&at, |b| &b.claim_id).unwrap();
+            let texts = column.as_string::<i32>();
+            (0..texts.len())
+                .map(|i| texts.value(i).to_string())
+                .collect::<Vec<_>>()
+        };
+        let expected = |rows: &[usize]| rows.iter().map(|r| format!("C{r}")).collect::<Vec<_>>();
+        // One run in one batch; runs broken by left-out rows and by a batch's end; rows out of
+        // order, too many runs to join.
+        let one: Vec<usize> = (10..250).collect();
+        let broken: Vec<usize> = (0..500)
+            .filter(|r| ![7, 123, 124, 401].contains(r))
+            .collect();
+        let shuffled: Vec<usize> = (0..200).map(|i| (i * 37) % 500).collect();
+        for rows in [&one, &broken, &shuffled, &vec![42], &vec![]] {
+            assert_eq!(column(rows), expected(rows));
+        }
     }
 
     #[test]
