@@ -4,6 +4,7 @@
 //! on their own; then the chunk's pages behind their headers, with the chunk's metadata and
 //! offset index, as `SerializedRowGroupWriter::append_column` takes them.
 
+use arrow::array::BooleanBufferBuilder;
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
@@ -48,7 +49,7 @@ pub fn take_rows<C: Paged>(
         let take = pages.room().min(rows - at);
         match nulls {
             None => pages.present(take),
-            Some(nulls) => (at..at + take).for_each(|i| pages.level(nulls.is_valid(i))),
+            Some(nulls) => pages.levels_of(&nulls.slice(at, take)),
         }
         values(chunk, at..at + take);
         at += take;
@@ -72,8 +73,9 @@ pub struct ChunkPages {
     compression: Compression,
     nullable: bool,
     page_rows: usize,
-    /// The filling page's definition levels (nullable columns only) and its row count.
-    levels: Vec<u32>,
+    /// The filling page's definition levels (nullable columns only), a bit a row as Arrow's
+    /// validity holds them, and its row count.
+    levels: BooleanBufferBuilder,
     filled: usize,
     /// Finished data pages, compressed: (bytes, uncompressed size, rows).
     pages: Vec<(Bytes, usize, usize)>,
@@ -110,7 +112,7 @@ impl ChunkPages {
             descr,
             compression,
             page_rows: page_rows.max(1),
-            levels: Vec::new(),
+            levels: BooleanBufferBuilder::new(0),
             filled: 0,
             pages: Vec::new(),
             rows: 0,
@@ -164,15 +166,15 @@ impl ChunkPages {
     #[inline]
     pub fn present(&mut self, rows: usize) {
         if self.nullable {
-            self.levels.resize(self.levels.len() + rows, 1);
+            self.levels.append_n(rows, true);
         }
     }
 
-    /// One row more for the filling page, null or not (nullable columns only).
-    #[inline]
-    pub fn level(&mut self, valid: bool) {
-        self.levels.push(u32::from(valid));
-        self.nulls += u64::from(!valid);
+    /// Rows more for the filling page, null or not as `validity` says (nullable columns only):
+    /// copied a word at a time.
+    pub fn levels_of(&mut self, validity: &arrow::buffer::NullBuffer) {
+        self.levels.append_buffer(validity.inner());
+        self.nulls += validity.null_count() as u64;
     }
 
     /// Counts `rows` more rows (their levels given); `true` when they fill the page.
@@ -191,10 +193,10 @@ impl ChunkPages {
         let mut page = Vec::with_capacity(rows + 64);
         if self.nullable {
             page.extend_from_slice(&[0; 4]);
-            hybrid(&self.levels, 1, &mut page);
+            hybrid_bits(self.levels.as_slice(), self.levels.len(), &mut page);
             let length = (page.len() - 4) as u32;
             page[..4].copy_from_slice(&length.to_le_bytes());
-            self.levels.clear();
+            self.levels.truncate(0);
         }
         values(&mut page);
         let uncompressed = page.len();
@@ -361,6 +363,78 @@ pub fn hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
     }
 }
 
+/// [`hybrid`] of `n` one-bit values given as bits (least significant first, as Arrow's
+/// validity and Parquet's bit-packing both hold them), the same bytes: runs are found and
+/// groups packed a word at a time rather than value by value.
+pub fn hybrid_bits(bits: &[u8], n: usize, out: &mut Vec<u8>) {
+    // The 64 bits from bit `i` on, zeros past `n`.
+    let word_at = |i: usize| -> u64 {
+        let (byte, shift) = (i / 8, i % 8);
+        let (low, high) = match bits.get(byte..byte + 9) {
+            Some(nine) => (
+                u64::from_le_bytes(nine[..8].try_into().expect("eight bytes")),
+                nine[8],
+            ),
+            None => {
+                let mut buf = [0u8; 9];
+                let tail = bits.get(byte..).unwrap_or_default();
+                buf[..tail.len()].copy_from_slice(tail);
+                (
+                    u64::from_le_bytes(buf[..8].try_into().expect("eight bytes")),
+                    buf[8],
+                )
+            }
+        };
+        let word = match shift {
+            0 => low,
+            s => (low >> s) | (u64::from(high) << (64 - s)),
+        };
+        match n.saturating_sub(i) {
+            left if left >= 64 => word,
+            left => word & ((1u64 << left) - 1),
+        }
+    };
+    // The length of the run of equal values from `i`, to `n` at most.
+    let run_from = |i: usize| -> usize {
+        let flip = if word_at(i) & 1 == 1 { !0u64 } else { 0 };
+        let mut j = i;
+        while j < n {
+            let mut differs = word_at(j) ^ flip;
+            if n - j < 64 {
+                differs |= !0u64 << (n - j);
+            }
+            if differs != 0 {
+                return (j + differs.trailing_zeros() as usize).min(n) - i;
+            }
+            j += 64;
+        }
+        n - i
+    };
+    let eight_equal = |i: usize| i + 8 <= n && matches!(word_at(i) as u8, 0 | 0xff);
+    let mut i = 0;
+    while i < n {
+        let run = run_from(i);
+        if run >= 8 {
+            put_varint(out, (run as u64) << 1);
+            out.push((word_at(i) & 1) as u8);
+            i += run;
+            continue;
+        }
+        let start = i;
+        let mut groups = 0u64;
+        loop {
+            i += 8;
+            groups += 1;
+            if i >= n || eight_equal(i) {
+                break;
+            }
+        }
+        put_varint(out, (groups << 1) | 1);
+        out.extend((0..groups as usize).map(|g| word_at(start + 8 * g) as u8));
+        i = i.min(n);
+    }
+}
+
 /// Packs `values` `width` bits each, least significant first, padded with zeros to `count`.
 fn bit_pack(values: &[u32], width: u8, count: usize, out: &mut Vec<u8>) {
     let mut acc = 0u64;
@@ -482,6 +556,43 @@ mod tests {
                     values,
                     "width {width}, {n} values"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn hybrid_of_bits_is_the_hybrid_of_their_values() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Nulls rare, half, common; runs of random lengths; all one value; alternating.
+        type Pattern<'a> = &'a dyn Fn(&mut dyn FnMut() -> u64, usize) -> bool;
+        let patterns: [Pattern; 6] = [
+            &|r, _| r() % 100 != 0,
+            &|r, _| r() % 2 == 0,
+            &|r, _| r() % 100 == 0,
+            &|_, i| (i / 13 + i / 97) % 2 == 0,
+            &|_, _| true,
+            &|_, i| i % 2 == 0,
+        ];
+        for (p, pattern) in patterns.iter().enumerate() {
+            for n in [
+                0usize, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 200, 1000, 20_000,
+            ] {
+                let values: Vec<bool> = (0..n).map(|i| pattern(&mut next, i)).collect();
+                let mut bits = BooleanBufferBuilder::new(n);
+                values.iter().for_each(|&v| bits.append(v));
+                let mut of_bits = Vec::new();
+                hybrid_bits(bits.as_slice(), n, &mut of_bits);
+                let as_values: Vec<u32> = values.iter().map(|&v| u32::from(v)).collect();
+                let mut of_values = Vec::new();
+                hybrid(&as_values, 1, &mut of_values);
+                assert_eq!(of_bits, of_values, "pattern {p}, {n} values");
+                assert_eq!(unhybrid(&of_bits, 1, n), as_values);
             }
         }
     }
