@@ -778,12 +778,20 @@ mod tests {
             .map(|g| g.num_rows())
             .collect();
         assert_eq!(sizes, vec![1000, 1000, 1000, 1000, 7]);
-        let rows: Vec<i64> = reader
-            .build()
-            .unwrap()
-            .flat_map(|b| int64_values(b.unwrap().column(0)))
-            .collect();
+        let (mut rows, mut ids) = (Vec::new(), Vec::new());
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            rows.extend(int64_values(batch.column(0)));
+            let texts = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            ids.extend(texts.iter().map(|t| t.unwrap().to_string()));
+        }
         assert_eq!(rows, (0..4007).collect::<Vec<_>>());
+        // The ids, prefixed against the value before them across batches and pages.
+        assert_eq!(ids, (0..4007).map(|i| format!("c{i}")).collect::<Vec<_>>());
         // Batched differently, the same rows give the same file.
         assert_eq!(write_file(dir.path(), 2, &[4007]), one);
     }

@@ -18,8 +18,12 @@ use super::pages::{take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
 /// One text column of one row group, being written as prefixes and suffixes.
 pub struct PrefixedChunk {
     pages: ChunkPages,
-    /// The filling page's last value, the next value's prefix is counted against.
+    /// The filling page's last value, the next value's prefix is counted against, when it
+    /// came in an earlier batch ([`HandChunk::write`] compares values within a batch where
+    /// they lie).
     previous: Vec<u8>,
+    /// Whether the filling page has a value yet.
+    started: bool,
     prefix_lengths: Vec<i64>,
     suffix_lengths: Vec<i64>,
     suffixes: Vec<u8>,
@@ -30,20 +34,20 @@ impl PrefixedChunk {
         PrefixedChunk {
             pages,
             previous: Vec::new(),
+            started: false,
             prefix_lengths: Vec::new(),
             suffix_lengths: Vec::new(),
             suffixes: Vec::new(),
         }
     }
 
-    /// Takes `value` as the filling page's next value.
-    fn push(&mut self, value: &[u8]) {
-        let prefix = common_prefix(&self.previous, value);
+    /// Takes `value` as the filling page's next value, after `previous`.
+    fn push(&mut self, previous: &[u8], value: &[u8]) {
+        let prefix = common_prefix(previous, value);
         self.prefix_lengths.push(prefix as i64);
         self.suffix_lengths.push((value.len() - prefix) as i64);
         self.suffixes.extend_from_slice(&value[prefix..]);
-        self.previous.truncate(prefix);
-        self.previous.extend_from_slice(&value[prefix..]);
+        self.started = true;
     }
 }
 
@@ -65,6 +69,7 @@ impl Paged for PrefixedChunk {
         self.suffix_lengths.clear();
         self.suffixes.clear();
         self.previous.clear();
+        self.started = false;
         Ok(())
     }
 }
@@ -77,13 +82,31 @@ impl HandChunk for PrefixedChunk {
         let nulls = text.nulls().filter(|n| n.null_count() > 0);
         let (offsets, bytes) = (text.value_offsets(), text.values().as_slice());
         let value = |i: usize| &bytes[offsets[i] as usize..offsets[i + 1] as usize];
+        // The last value taken from this batch, while the filling page has one.
+        let mut last: Option<usize> = None;
         take_rows(self, text.len(), nulls, |chunk, rows| {
+            if !chunk.started {
+                last = None;
+            }
             for i in rows {
                 if nulls.is_none_or(|n| n.is_valid(i)) {
-                    chunk.push(value(i));
+                    match last {
+                        Some(j) => chunk.push(value(j), value(i)),
+                        None => {
+                            let previous = std::mem::take(&mut chunk.previous);
+                            chunk.push(&previous, value(i));
+                        }
+                    }
+                    last = Some(i);
                 }
             }
-        })
+        })?;
+        // The next batch's first value is compared with this one's last.
+        if let (Some(j), true) = (last, self.started) {
+            self.previous.clear();
+            self.previous.extend_from_slice(value(j));
+        }
+        Ok(())
     }
 
     fn close(mut self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)> {
