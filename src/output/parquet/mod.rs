@@ -52,6 +52,9 @@ pub const ROW_GROUP_ROWS: usize = 1 << 20;
 /// How a file's columns are encoded.
 #[derive(Debug, Clone)]
 pub struct FileSettings {
+    /// The codec asked for. A column chunk yibao writes by hand asked for snappy keeps it only
+    /// when snappy shrinks the chunk's first data page to 7/8 of its size or less, and is
+    /// otherwise written uncompressed (`pages::ChunkPages`).
     pub compression: Compression,
     /// Columns whose values are (nearly) all distinct, such as `claim_id`: dictionary encoding
     /// would build a dictionary only to abandon it, so they are written `DELTA_BYTE_ARRAY`
@@ -94,9 +97,9 @@ impl Default for FileSettings {
 }
 
 impl FileSettings {
-    /// The settings measured best for yibao's files (README "Performance"): snappy, dictionary
-    /// encoding for text, delta encoding for integers, chunk-level statistics, row groups of
-    /// [`ROW_GROUP_ROWS`].
+    /// The settings measured best for yibao's files (README "Performance"): snappy where it
+    /// pays, dictionary encoding for text, delta encoding for integers, chunk-level statistics,
+    /// row groups of [`ROW_GROUP_ROWS`].
     pub const DEFAULT: FileSettings = FileSettings {
         compression: Compression::SNAPPY,
         distinct_columns: &[],
