@@ -323,61 +323,112 @@ pub fn bit_width(max: u32) -> u8 {
     (32 - max.leading_zeros()).max(1) as u8
 }
 
-/// Appends `values` (each below `2^width`) in Parquet's run-length / bit-packed hybrid: a run
-/// of eight or more equal values as one repeated value, the rest bit-packed eight at a time
-/// (the last group padded with zeros, which a reader knows to skip from the value count).
-pub fn hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
+/// Values as [`hybrid_of`] encodes them.
+trait HybridValues {
+    fn len(&self) -> usize;
+    /// The length of the run of equal values from `i`, to the end at most.
+    fn run_from(&self, i: usize) -> usize;
+    /// Whether the eight values from `i` are there and equal.
+    fn eight_equal(&self, i: usize) -> bool;
+    /// Appends value `i` in the bytes its width takes.
+    fn put_value(&self, i: usize, out: &mut Vec<u8>);
+    /// Appends `groups` groups of eight values from `start`, bit-packed, padded with zeros.
+    fn put_groups(&self, start: usize, groups: usize, out: &mut Vec<u8>);
+}
+
+/// Appends `values` in Parquet's run-length / bit-packed hybrid: a run of eight or more equal
+/// values as one repeated value, the rest bit-packed eight at a time (the last group padded
+/// with zeros, which a reader knows to skip from the value count), literal groups running on
+/// until a group starts a run worth repeating.
+fn hybrid_of(values: &impl HybridValues, out: &mut Vec<u8>) {
     let n = values.len();
-    let run_at = |i: usize, at_least: usize| {
-        let v = values[i];
-        let end = (i + at_least).min(n);
-        let mut j = i + 1;
-        while j < end && values[j] == v {
-            j += 1;
-        }
-        j - i
-    };
     let mut i = 0;
     while i < n {
-        let run = run_at(i, n - i);
+        let run = values.run_from(i);
         if run >= 8 {
             put_varint(out, (run as u64) << 1);
-            let value = values[i].to_le_bytes();
-            out.extend_from_slice(&value[..(width as usize).div_ceil(8)]);
+            values.put_value(i, out);
             i += run;
             continue;
         }
-        // Literal groups of eight until a group starts a run worth repeating.
         let start = i;
-        let mut groups = 0u64;
+        let mut groups = 0usize;
         loop {
             i += 8;
             groups += 1;
-            if i >= n || run_at(i, 8) >= 8 {
+            if i >= n || values.eight_equal(i) {
                 break;
             }
         }
-        put_varint(out, (groups << 1) | 1);
-        bit_pack(&values[start..i.min(n)], width, groups as usize * 8, out);
+        put_varint(out, ((groups as u64) << 1) | 1);
+        values.put_groups(start, groups, out);
         i = i.min(n);
     }
 }
 
-/// [`hybrid`] of `n` one-bit values given as bits (least significant first, as Arrow's
-/// validity and Parquet's bit-packing both hold them), the same bytes: runs are found and
-/// groups packed a word at a time rather than value by value.
+/// [`hybrid_of`] `values`, each below `2^width`.
+pub fn hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
+    hybrid_of(&Wide { values, width }, out);
+}
+
+/// [`hybrid_of`] `n` one-bit values given as bits (least significant first, as Arrow's
+/// validity and Parquet's bit-packing both hold them): runs are found and groups packed a word
+/// at a time rather than value by value.
 pub fn hybrid_bits(bits: &[u8], n: usize, out: &mut Vec<u8>) {
-    // The 64 bits from bit `i` on, zeros past `n`.
-    let word_at = |i: usize| -> u64 {
+    hybrid_of(&Bits { bits, n }, out);
+}
+
+/// Values of `width` bits, one to a `u32`.
+struct Wide<'a> {
+    values: &'a [u32],
+    width: u8,
+}
+
+impl HybridValues for Wide<'_> {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn run_from(&self, i: usize) -> usize {
+        let v = self.values[i];
+        1 + self.values[i + 1..].iter().take_while(|&&x| x == v).count()
+    }
+
+    fn eight_equal(&self, i: usize) -> bool {
+        self.values
+            .get(i..i + 8)
+            .is_some_and(|eight| eight.iter().all(|&x| x == eight[0]))
+    }
+
+    fn put_value(&self, i: usize, out: &mut Vec<u8>) {
+        let value = self.values[i].to_le_bytes();
+        out.extend_from_slice(&value[..(self.width as usize).div_ceil(8)]);
+    }
+
+    fn put_groups(&self, start: usize, groups: usize, out: &mut Vec<u8>) {
+        let end = (start + groups * 8).min(self.values.len());
+        bit_pack(&self.values[start..end], self.width, groups * 8, out);
+    }
+}
+
+/// `n` one-bit values as bits.
+struct Bits<'a> {
+    bits: &'a [u8],
+    n: usize,
+}
+
+impl Bits<'_> {
+    /// The 64 values from `i` on, zeros past `n`.
+    fn word_at(&self, i: usize) -> u64 {
         let (byte, shift) = (i / 8, i % 8);
-        let (low, high) = match bits.get(byte..byte + 9) {
+        let (low, high) = match self.bits.get(byte..byte + 9) {
             Some(nine) => (
                 u64::from_le_bytes(nine[..8].try_into().expect("eight bytes")),
                 nine[8],
             ),
             None => {
                 let mut buf = [0u8; 9];
-                let tail = bits.get(byte..).unwrap_or_default();
+                let tail = self.bits.get(byte..).unwrap_or_default();
                 buf[..tail.len()].copy_from_slice(tail);
                 (
                     u64::from_le_bytes(buf[..8].try_into().expect("eight bytes")),
@@ -389,49 +440,44 @@ pub fn hybrid_bits(bits: &[u8], n: usize, out: &mut Vec<u8>) {
             0 => low,
             s => (low >> s) | (u64::from(high) << (64 - s)),
         };
-        match n.saturating_sub(i) {
+        match self.n.saturating_sub(i) {
             left if left >= 64 => word,
             left => word & ((1u64 << left) - 1),
         }
-    };
-    // The length of the run of equal values from `i`, to `n` at most.
-    let run_from = |i: usize| -> usize {
-        let flip = if word_at(i) & 1 == 1 { !0u64 } else { 0 };
+    }
+}
+
+impl HybridValues for Bits<'_> {
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    fn run_from(&self, i: usize) -> usize {
+        let flip = if self.word_at(i) & 1 == 1 { !0u64 } else { 0 };
         let mut j = i;
-        while j < n {
-            let mut differs = word_at(j) ^ flip;
-            if n - j < 64 {
-                differs |= !0u64 << (n - j);
+        while j < self.n {
+            let mut differs = self.word_at(j) ^ flip;
+            if self.n - j < 64 {
+                differs |= !0u64 << (self.n - j);
             }
             if differs != 0 {
-                return (j + differs.trailing_zeros() as usize).min(n) - i;
+                return (j + differs.trailing_zeros() as usize).min(self.n) - i;
             }
             j += 64;
         }
-        n - i
-    };
-    let eight_equal = |i: usize| i + 8 <= n && matches!(word_at(i) as u8, 0 | 0xff);
-    let mut i = 0;
-    while i < n {
-        let run = run_from(i);
-        if run >= 8 {
-            put_varint(out, (run as u64) << 1);
-            out.push((word_at(i) & 1) as u8);
-            i += run;
-            continue;
-        }
-        let start = i;
-        let mut groups = 0u64;
-        loop {
-            i += 8;
-            groups += 1;
-            if i >= n || eight_equal(i) {
-                break;
-            }
-        }
-        put_varint(out, (groups << 1) | 1);
-        out.extend((0..groups as usize).map(|g| word_at(start + 8 * g) as u8));
-        i = i.min(n);
+        self.n - i
+    }
+
+    fn eight_equal(&self, i: usize) -> bool {
+        i + 8 <= self.n && matches!(self.word_at(i) as u8, 0 | 0xff)
+    }
+
+    fn put_value(&self, i: usize, out: &mut Vec<u8>) {
+        out.push((self.word_at(i) & 1) as u8);
+    }
+
+    fn put_groups(&self, start: usize, groups: usize, out: &mut Vec<u8>) {
+        out.extend((0..groups).map(|g| self.word_at(start + 8 * g) as u8));
     }
 }
 
