@@ -767,7 +767,7 @@ impl Claims {
         let error = |e| crate::error::Error::arrow("claim key columns", e);
         let mut runs: Vec<ArrayRef> = Vec::new();
         let mut k = 0;
-        while k < at.len() && runs.len() <= at.len() / MIN_RUN_ROWS {
+        while k < at.len() && runs.len() < (at.len() / MIN_RUN_ROWS).max(1) {
             let (b, first) = at[k];
             let len = at[k..]
                 .iter()

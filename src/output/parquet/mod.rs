@@ -806,6 +806,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![
             Field::new("noise", DataType::Int64, false),
             Field::new("steady", DataType::Int64, false),
+            Field::new("late", DataType::Int64, true),
         ]));
         // Delta-packed, random values leave snappy nothing to find; a value that steps once
         // every hundred rows packs to runs of zero bits, which it shrinks several times over.
@@ -816,11 +817,17 @@ mod tests {
         };
         let noise: Vec<i64> = (0..50_000u64).map(mix).collect();
         let steady: Vec<i64> = (0..50_000).map(|i| i / 100).collect();
+        // Null on the whole first page (its levels a few bytes, which snappy cannot shrink),
+        // steady after it: judged on the pages that hold values.
+        let late: Vec<Option<i64>> = (0..50_000)
+            .map(|i| (i >= 20_000).then_some(i / 100))
+            .collect();
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
                 Arc::new(Int64Array::from(noise.clone())),
                 Arc::new(Int64Array::from(steady.clone())),
+                Arc::new(Int64Array::from(late)),
             ],
         )
         .unwrap();
@@ -832,6 +839,7 @@ mod tests {
         let chunk = |c: usize| reader.metadata().row_group(0).column(c).clone();
         assert_eq!(chunk(0).compression(), Compression::UNCOMPRESSED);
         assert_eq!(chunk(1).compression(), Compression::SNAPPY);
+        assert_eq!(chunk(2).compression(), Compression::SNAPPY);
         assert!(chunk(1).compressed_size() * 4 < chunk(1).uncompressed_size());
         assert_eq!(chunk(0).compressed_size(), chunk(0).uncompressed_size());
         let (mut noise_read, mut steady_read) = (Vec::new(), Vec::new());

@@ -60,17 +60,27 @@ pub fn take_rows<C: Paged>(
     Ok(())
 }
 
-/// A chunk asked for snappy keeps it when its first data page compresses to at most
-/// `.0 / .1` of its size; otherwise the whole chunk (dictionary page included) is written
-/// uncompressed, as Parquet names the codec per column chunk.
+/// A chunk asked for snappy keeps it when its first data pages, [`SNAPPY_SAMPLE_BYTES`] of
+/// them or all it has, compress to at most `.0 / .1` of their size; otherwise the whole chunk
+/// (dictionary page included) is written uncompressed, as Parquet names the codec per column
+/// chunk.
 const SNAPPY_KEPT: (usize, usize) = (7, 8);
+
+/// The bytes of data pages snappy is judged on: a first page of a few bytes (a column all
+/// null there, a short row group) says nothing of the pages after it.
+const SNAPPY_SAMPLE_BYTES: usize = 4096;
 
 /// The pages of one column chunk being written.
 pub struct ChunkPages {
     descr: ColumnDescPtr,
-    /// Snappy or uncompressed; snappy until the first data page shows it saves too little
+    /// Snappy or uncompressed; snappy until the first data pages show it saves too little
     /// ([`SNAPPY_KEPT`]).
     compression: Compression,
+    /// Whether the codec asked for has been judged; until then the data pages are held
+    /// uncompressed.
+    judged: bool,
+    /// The bytes of the data pages held until then.
+    sampled: usize,
     nullable: bool,
     page_rows: usize,
     /// The filling page's definition levels (nullable columns only), a bit a row as Arrow's
@@ -110,6 +120,8 @@ impl ChunkPages {
         Ok(ChunkPages {
             nullable: descr.max_def_level() == 1,
             descr,
+            judged: compression != Compression::SNAPPY,
+            sampled: 0,
             compression,
             page_rows: page_rows.max(1),
             levels: BooleanBufferBuilder::new(0),
@@ -200,28 +212,38 @@ impl ChunkPages {
         }
         values(&mut page);
         let uncompressed = page.len();
-        let bytes = if self.pages.is_empty() && self.compression == Compression::SNAPPY {
-            self.first_page(page)?
+        if self.judged {
+            self.pages.push((self.compress(page)?, uncompressed, rows));
         } else {
-            self.compress(page)?
-        };
-        self.pages.push((bytes, uncompressed, rows));
+            self.sampled += uncompressed;
+            self.pages.push((page.into(), uncompressed, rows));
+            if self.sampled >= SNAPPY_SAMPLE_BYTES {
+                self.judge()?;
+            }
+        }
         Ok(())
     }
 
-    /// The chunk's first data page, which decides its codec: snappy is kept only where it
-    /// earns its time. Amounts and times delta-packed to their range, and dictionary indices
-    /// of a few-valued column, leave snappy little to find (13 of the skewed month's 25
-    /// settlement columns, 54% of the file's bytes, kept 0.93–1.00 of their size), and a
-    /// reader then takes their pages as they lie.
-    fn first_page(&mut self, page: Vec<u8>) -> Result<Bytes> {
-        let packed = self.compress_snappy(&page)?;
-        if packed.len() * SNAPPY_KEPT.1 <= page.len() * SNAPPY_KEPT.0 {
-            Ok(packed.into())
+    /// Decides the chunk's codec from the data pages held: snappy is kept only where it earns
+    /// its time. Amounts and times delta-packed to their range, and dictionary indices of a
+    /// few-valued column, leave snappy little to find (README "Outputs"), and a reader then
+    /// takes their pages as they lie.
+    fn judge(&mut self) -> Result<()> {
+        self.judged = true;
+        let packed: Vec<Vec<u8>> = self
+            .pages
+            .iter()
+            .map(|(page, _, _)| self.compress_snappy(page))
+            .collect::<Result<_>>()?;
+        let packed_bytes: usize = packed.iter().map(Vec::len).sum();
+        if packed_bytes * SNAPPY_KEPT.1 <= self.sampled * SNAPPY_KEPT.0 {
+            for ((page, _, _), packed) in self.pages.iter_mut().zip(packed) {
+                *page = packed.into();
+            }
         } else {
             self.compression = Compression::UNCOMPRESSED;
-            Ok(page.into())
         }
+        Ok(())
     }
 
     fn compress_snappy(&self, page: &[u8]) -> Result<Vec<u8>> {
@@ -241,11 +263,14 @@ impl ChunkPages {
     /// header) and its metadata and offset index, counted from the chunk's start. The caller
     /// has finished the last page.
     pub fn close(
-        self,
+        mut self,
         value_encoding: Encoding,
         summary: ChunkSummary,
     ) -> Result<(Bytes, ColumnCloseResult)> {
         debug_assert_eq!(self.filled, 0, "the last page is finished before close");
+        if !self.judged {
+            self.judge()?;
+        }
         let mut sink = TrackedWrite::new(Vec::new());
         let mut writer = SerializedPageWriter::new(&mut sink);
         let (mut compressed, mut uncompressed) = (0i64, 0i64);
@@ -372,8 +397,8 @@ pub fn hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
 }
 
 /// [`hybrid_of`] `n` one-bit values given as bits (least significant first, as Arrow's
-/// validity and Parquet's bit-packing both hold them): runs are found and groups packed a word
-/// at a time rather than value by value.
+/// validity and Parquet's bit-packing both hold them): runs are found a word at a time and
+/// each group of eight taken as a byte, rather than value by value.
 pub fn hybrid_bits(bits: &[u8], n: usize, out: &mut Vec<u8>) {
     hybrid_of(&Bits { bits, n }, out);
 }
