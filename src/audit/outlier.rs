@@ -10,7 +10,7 @@ use super::{Anomaly, Auditor, Related};
 use crate::domain::{Level, Rule};
 use crate::ingest::claims::NO_PERSON;
 use crate::ingest::claims::{Claims, NO_CODE};
-use crate::ingest::registry::Registry;
+use crate::ingest::registry::{Registry, PERSON_PREFETCH_ROWS};
 use crate::ingest::FastMap;
 use crate::money::round_div;
 use crate::policy::Policies;
@@ -121,10 +121,7 @@ impl AmountCounts {
             .filter(|&row| skip.binary_search(&(row as u32)).is_err())
             .filter_map(|row| {
                 // Claims in input order read the registry at random.
-                if let Some(&ahead) = claims
-                    .person
-                    .get(row + crate::ingest::registry::PERSON_PREFETCH_ROWS)
-                {
+                if let Some(&ahead) = claims.person.get(row + PERSON_PREFETCH_ROWS) {
                     registry.prefetch_person(ahead);
                 }
                 let Judged { drug, level, total } = judged(policies, registry, claims, row)?;

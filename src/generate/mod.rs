@@ -109,7 +109,7 @@
 mod catalogue;
 mod chunk;
 mod plant;
-mod rng;
+pub(crate) mod rng;
 mod schema;
 mod skewed;
 

@@ -777,16 +777,14 @@ impl Claims {
             runs.push(pick(&self.batches[b]).slice(first, len));
             k += len;
         }
-        match runs.len() {
-            _ if k < at.len() || at.is_empty() => {
-                let arrays: Vec<&dyn Array> = self.batches.iter().map(pick).collect();
-                arrow::compute::interleave(&arrays, at).map_err(error)
-            }
-            1 => Ok(runs.pop().expect("one run")),
-            _ => {
-                let runs: Vec<&dyn Array> = runs.iter().map(|r| r.as_ref()).collect();
-                arrow::compute::concat(&runs).map_err(error)
-            }
+        if k < at.len() || runs.is_empty() {
+            let arrays: Vec<&dyn Array> = self.batches.iter().map(pick).collect();
+            arrow::compute::interleave(&arrays, at).map_err(error)
+        } else if runs.len() == 1 {
+            Ok(runs.swap_remove(0))
+        } else {
+            let runs: Vec<&dyn Array> = runs.iter().map(|r| r.as_ref()).collect();
+            arrow::compute::concat(&runs).map_err(error)
         }
     }
 

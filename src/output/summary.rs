@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{RunView, Written};
 use crate::domain::{Reason, Status};
 use crate::ingest::claims::{SourceFile, NO_PERSON};
-use crate::ingest::registry::{Person, RegistryStats};
+use crate::ingest::registry::{Person, RegistryStats, PERSON_PREFETCH_ROWS};
 use crate::ingest::FastMap;
 use crate::money::Yuan;
 use crate::policy::{Policies, NONE};
@@ -312,8 +312,7 @@ fn tally(view: &RunView) -> (FastMap<Key, Sums>, [u64; Reason::COUNT]) {
                         (row, view.outcome(row))
                     }
                 };
-                if let Some(&ahead) = order.get(at + crate::ingest::registry::PERSON_PREFETCH_ROWS)
-                {
+                if let Some(&ahead) = order.get(at + PERSON_PREFETCH_ROWS) {
                     view.registry.prefetch_person(c.person[ahead as usize]);
                 }
                 if c.person[row] != last.0 {

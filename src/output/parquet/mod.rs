@@ -692,6 +692,7 @@ fn aligned(arrays: &[&ArrayRef], step: usize) -> parquet::errors::Result<Vec<Arr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generate::rng::{mix64, SplitMix64};
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -810,12 +811,7 @@ mod tests {
         ]));
         // Delta-packed, random values leave snappy nothing to find; a value that steps once
         // every hundred rows packs to runs of zero bits, which it shrinks several times over.
-        let mix = |mut x: u64| {
-            x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-            x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-            (x ^ (x >> 33)) as i64
-        };
-        let noise: Vec<i64> = (0..50_000u64).map(mix).collect();
+        let noise: Vec<i64> = (0..50_000u64).map(|i| mix64(i) as i64).collect();
         let steady: Vec<i64> = (0..50_000).map(|i| i / 100).collect();
         // Null on the whole first page (its levels a few bytes, which snappy cannot shrink),
         // steady after it: judged on the pages that hold values.
@@ -1085,13 +1081,8 @@ mod tests {
             ),
             Field::new("k", DataType::Int32, false),
         ]));
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = SplitMix64::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next_u64();
         let n = 45_000usize;
         let rows: Vec<[i64; 6]> = (0..n)
             .map(|i| {

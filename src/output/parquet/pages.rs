@@ -76,10 +76,7 @@ pub struct ChunkPages {
     /// Snappy or uncompressed; snappy until the first data pages show it saves too little
     /// ([`SNAPPY_KEPT`]).
     compression: Compression,
-    /// Whether the codec asked for has been judged; until then the data pages are held
-    /// uncompressed.
-    judged: bool,
-    /// The bytes of the data pages held until then.
+    /// The bytes of the data pages held uncompressed until the codec is judged.
     sampled: usize,
     nullable: bool,
     page_rows: usize,
@@ -120,7 +117,6 @@ impl ChunkPages {
         Ok(ChunkPages {
             nullable: descr.max_def_level() == 1,
             descr,
-            judged: compression != Compression::SNAPPY,
             sampled: 0,
             compression,
             page_rows: page_rows.max(1),
@@ -212,7 +208,7 @@ impl ChunkPages {
         }
         values(&mut page);
         let uncompressed = page.len();
-        if self.judged {
+        if self.judged() {
             self.pages.push((self.compress(page)?, uncompressed, rows));
         } else {
             self.sampled += uncompressed;
@@ -229,7 +225,6 @@ impl ChunkPages {
     /// few-valued column, leave snappy little to find (README "Outputs"), and a reader then
     /// takes their pages as they lie.
     fn judge(&mut self) -> Result<()> {
-        self.judged = true;
         let packed: Vec<Vec<u8>> = self
             .pages
             .iter()
@@ -244,6 +239,12 @@ impl ChunkPages {
             self.compression = Compression::UNCOMPRESSED;
         }
         Ok(())
+    }
+
+    /// Whether the codec is settled: not snappy (asked for so, or judged so), or snappy kept
+    /// once judged on [`SNAPPY_SAMPLE_BYTES`] of pages ([`Self::judge`]).
+    fn judged(&self) -> bool {
+        self.compression != Compression::SNAPPY || self.sampled >= SNAPPY_SAMPLE_BYTES
     }
 
     fn compress_snappy(&self, page: &[u8]) -> Result<Vec<u8>> {
@@ -268,7 +269,7 @@ impl ChunkPages {
         summary: ChunkSummary,
     ) -> Result<(Bytes, ColumnCloseResult)> {
         debug_assert_eq!(self.filled, 0, "the last page is finished before close");
-        if !self.judged {
+        if !self.judged() {
             self.judge()?;
         }
         let mut sink = TrackedWrite::new(Vec::new());
@@ -535,6 +536,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generate::rng::SplitMix64;
 
     /// Decodes the hybrid encoding of `count` values of `width` bits (the reader's side).
     fn unhybrid(mut bytes: &[u8], width: u8, count: usize) -> Vec<u32> {
@@ -633,13 +635,8 @@ mod tests {
 
     #[test]
     fn hybrid_of_bits_is_the_hybrid_of_their_values() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = SplitMix64::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next_u64();
         // Nulls rare, half, common; runs of random lengths; all one value; alternating.
         type Pattern<'a> = &'a dyn Fn(&mut dyn FnMut() -> u64, usize) -> bool;
         let patterns: [Pattern; 6] = [

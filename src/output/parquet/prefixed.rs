@@ -22,8 +22,6 @@ pub struct PrefixedChunk {
     /// came in an earlier batch ([`HandChunk::write`] compares values within a batch where
     /// they lie).
     previous: Vec<u8>,
-    /// Whether the filling page has a value yet.
-    started: bool,
     prefix_lengths: Vec<i64>,
     suffix_lengths: Vec<i64>,
     suffixes: Vec<u8>,
@@ -34,7 +32,6 @@ impl PrefixedChunk {
         PrefixedChunk {
             pages,
             previous: Vec::new(),
-            started: false,
             prefix_lengths: Vec::new(),
             suffix_lengths: Vec::new(),
             suffixes: Vec::new(),
@@ -47,7 +44,11 @@ impl PrefixedChunk {
         self.prefix_lengths.push(prefix as i64);
         self.suffix_lengths.push((value.len() - prefix) as i64);
         self.suffixes.extend_from_slice(&value[prefix..]);
-        self.started = true;
+    }
+
+    /// Whether the filling page has a value yet.
+    fn started(&self) -> bool {
+        !self.prefix_lengths.is_empty()
     }
 }
 
@@ -69,7 +70,6 @@ impl Paged for PrefixedChunk {
         self.suffix_lengths.clear();
         self.suffixes.clear();
         self.previous.clear();
-        self.started = false;
         Ok(())
     }
 }
@@ -85,7 +85,7 @@ impl HandChunk for PrefixedChunk {
         // The last value taken from this batch, while the filling page has one.
         let mut last: Option<usize> = None;
         take_rows(self, text.len(), nulls, |chunk, rows| {
-            if !chunk.started {
+            if !chunk.started() {
                 last = None;
             }
             for i in rows {
@@ -102,7 +102,7 @@ impl HandChunk for PrefixedChunk {
             }
         })?;
         // The next batch's first value is compared with this one's last.
-        if let (Some(j), true) = (last, self.started) {
+        if let (Some(j), true) = (last, self.started()) {
             self.previous.clear();
             self.previous.extend_from_slice(value(j));
         }
