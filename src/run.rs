@@ -31,7 +31,7 @@ use crate::policy::Policies;
 use crate::settle::Engine;
 use crate::state::read::{self, IndexHits, Keys, PersonKeys, ReadStats, SpilledPersons};
 use crate::state::store::{self, Input, Manifest, RunRecord, Store};
-use crate::state::tables::{NewFiles, StateWriter};
+use crate::state::tables::{NewFiles, StateWriter, TextLists};
 use crate::state::Prior;
 
 /// What `yibao adjudicate` was asked to do.
@@ -1143,6 +1143,7 @@ fn write_changes(
     first_year: i32,
 ) -> Result<()> {
     let chunks = part.partitions.chunks(CHANGE_CLAIMS);
+    let texts = TextLists::of(&part.claims);
     for group in chunks.chunks(CHANGE_WINDOW) {
         let changes: Vec<_> = group
             .par_iter()
@@ -1152,9 +1153,9 @@ fn write_changes(
             })
             .collect();
         for c in &changes {
-            writer.append(c)?;
+            writer.append(c, &texts)?;
         }
-        writer.append_index(&changes)?;
+        writer.append_index(&changes, &texts)?;
     }
     Ok(())
 }

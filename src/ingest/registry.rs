@@ -166,13 +166,23 @@ impl PersonIndex {
     pub fn each_name<'a>(&'a self, persons: &[u32], mut f: impl FnMut(Option<&'a str>)) {
         let absent = crate::ingest::claims::NO_PERSON;
         for (i, &p) in persons.iter().enumerate() {
-            if let Some(&q) = persons.get(i + AHEAD).filter(|&&q| q != absent) {
-                self.prefetch_ends(q as usize);
-            }
-            if let Some(&q) = persons.get(i + AHEAD / 2).filter(|&&q| q != absent) {
-                self.prefetch_text(q as usize);
-            }
+            self.prefetch_ahead(persons, i);
             f((p != absent).then(|| self.id(p)));
+        }
+    }
+
+    /// Brings into cache what [`Self::id`] of the persons ahead of `persons[i]` will read: the
+    /// arena offsets of the one [`AHEAD`] rows on, the text of the one half as far (whose
+    /// offsets were fetched earlier). A walk calling [`Self::id`] for each of `persons` in turn
+    /// calls this at each.
+    #[inline]
+    pub fn prefetch_ahead(&self, persons: &[u32], i: usize) {
+        let absent = crate::ingest::claims::NO_PERSON;
+        if let Some(&q) = persons.get(i + AHEAD).filter(|&&q| q != absent) {
+            self.prefetch_ends(q as usize);
+        }
+        if let Some(&q) = persons.get(i + AHEAD / 2).filter(|&&q| q != absent) {
+            self.prefetch_text(q as usize);
         }
     }
 

@@ -30,11 +30,26 @@ pub(crate) fn coded(
     names: &[&str],
     codes: impl Iterator<Item = Option<u32>>,
 ) -> arrow::array::ArrayRef {
-    use arrow::array::{DictionaryArray, StringArray, UInt32Array};
-    let values: StringArray = names.iter().map(|n| Some(*n)).collect();
+    coded_in(&name_list(names), codes)
+}
+
+/// A list of names for [`coded_in`]: a writer given the same list (the same array) batch
+/// after batch maps its codes once, where a list built per batch is compared name by name.
+pub(crate) fn name_list(names: &[&str]) -> arrow::array::ArrayRef {
+    std::sync::Arc::new(arrow::array::StringArray::from_iter_values(
+        names.iter().copied(),
+    ))
+}
+
+/// [`coded`] into a list already built ([`name_list`]).
+pub(crate) fn coded_in(
+    list: &arrow::array::ArrayRef,
+    codes: impl Iterator<Item = Option<u32>>,
+) -> arrow::array::ArrayRef {
+    use arrow::array::{DictionaryArray, UInt32Array};
     let keys: UInt32Array = optional(codes);
     std::sync::Arc::new(
-        DictionaryArray::<arrow::datatypes::UInt32Type>::try_new(keys, std::sync::Arc::new(values))
+        DictionaryArray::<arrow::datatypes::UInt32Type>::try_new(keys, list.clone())
             .expect("codes index their list"),
     )
 }

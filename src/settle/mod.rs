@@ -174,18 +174,24 @@ impl Settled {
         first_year: i32,
         (a, b): (usize, usize),
     ) -> Changes<'a> {
-        let mut changes = Changes::default();
+        let claim_rows = (partitions.offsets[b] - partitions.offsets[a]) as usize;
+        let mut changes = Changes {
+            claims: Vec::with_capacity(claim_rows),
+            history: Vec::with_capacity(claim_rows),
+            ..Changes::default()
+        };
         let (mut scratch, mut keep) = (Vec::new(), Vec::new());
         let from = self.pools.partition_point(|(q, _)| (*q as usize) < a);
         let mut pools = self.pools[from..].iter().peekable();
-        let text =
-            |list: &'a [String], code: u32| (code != NO_CODE).then(|| list[code as usize].as_str());
         for slot in a..b {
             let rows = partitions.rows_of(slot);
             if rows.is_empty() {
                 continue;
             }
+            // Persons in key order read the arena, in input order, at random.
+            persons.prefetch_ahead(&partitions.persons, slot);
             let person_id = persons.id(partitions.persons[slot]);
+            let person_key = partitions.keys[slot];
             let before = changes.pools.len();
             while let Some((_, state)) = pools.next_if(|(q, _)| *q as usize == slot) {
                 if state.year >= first_year {
@@ -202,16 +208,13 @@ impl Settled {
             for (k, &row) in rows.iter().enumerate() {
                 let row = row as usize;
                 let o = &self.outcomes[first + k];
+                let claim_id = claims.claim_id(row).unwrap_or_default();
                 changes.claims.push(WrittenClaim {
                     person_id,
-                    claim_id: claims.claim_id(row).unwrap_or_default(),
+                    person_key,
+                    claim_id,
+                    claim_key: crate::state::claim_key(claim_id),
                     record: record_of(claims, row, o),
-                    institution: text(&claims.institutions, claims.institution[row]),
-                    drug: text(&claims.drugs, claims.drug[row]),
-                    medical_community: text(
-                        &claims.medical_communities,
-                        claims.medical_community[row],
-                    ),
                     reverses: (o.status == Status::Reversal)
                         .then(|| claims.reverses_claim_id(row))
                         .flatten(),

@@ -776,7 +776,7 @@ mod tests {
     /// Three runs' claim index files of 1,500 claims each (every tenth of a later run a refund
     /// of a claim, not a refund, of the run before), as one version's index.
     fn three_index_files(store: &mut Store) {
-        use crate::state::tables::{tests::written_claim, StateWriter};
+        use crate::state::tables::{tests::written_claim, tests::written_texts, StateWriter};
         use crate::state::Changes;
         let policies = crate::policy::Policies::default();
         let ids: Vec<Vec<String>> = (0..3)
@@ -797,7 +797,7 @@ mod tests {
                 claims,
             };
             let mut writer = StateWriter::create(store, &policies).unwrap();
-            writer.append_index(&[changes]).unwrap();
+            writer.append_index(&[changes], &written_texts()).unwrap();
             let (_, _, claims) = writer.close().unwrap().place(store).unwrap();
             pieces.push(claims);
         }

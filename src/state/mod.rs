@@ -972,11 +972,14 @@ pub fn text_lists() -> [Vec<String>; 3] {
 #[derive(Clone, Copy)]
 pub struct WrittenClaim<'a> {
     pub person_id: &'a str,
+    /// [`claim_key`] of `person_id` (the person key) and of `claim_id`, computed once: the
+    /// tables write them and the index is ordered by the claim's.
+    pub person_key: u64,
     pub claim_id: &'a str,
+    pub claim_key: u64,
+    /// Its institution, drug and medical community are codes of the run's dictionaries
+    /// ([`crate::ingest::claims::Claims`]).
     pub record: ClaimRecord,
-    pub institution: Option<&'a str>,
-    pub drug: Option<&'a str>,
-    pub medical_community: Option<&'a str>,
     /// The original of an accepted reversal.
     pub reverses: Option<&'a str>,
     /// An accepted reversal whose original is one of the run's claims (that claim's record
@@ -1360,15 +1363,14 @@ mod tests {
                        status: Status,
                        reverses: Option<&'static str>| WrittenClaim {
             person_id: "P",
+            person_key: claim_key("P"),
             claim_id: id,
+            claim_key: claim_key(id),
             record: EarlierClaim {
                 status,
                 ..claim(day, None, None)
             }
             .as_record(),
-            institution: None,
-            drug: None,
-            medical_community: None,
             reverses,
             // Of the originals, only A is one of this run's claims.
             original_in_run: reverses == Some("A"),

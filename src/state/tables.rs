@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, DictionaryArray, Int16Array, Int32Array,
-    Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
@@ -17,6 +17,7 @@ use super::store::{Piece, Store};
 use super::{claim_key, Changes, ClaimRecord, PoolState, WrittenClaim};
 use crate::domain::{year_of, Status, VisitType};
 use crate::error::{Error, Result};
+use crate::ingest::claims::{Claims, NO_CODE};
 use crate::output::parquet::{Committed, FileSettings, PendingFile};
 use crate::policy::{Policies, NONE};
 
@@ -177,11 +178,36 @@ const INDEX_SETTINGS: FileSettings = FileSettings {
 /// repeated id: about 1% of its claims) then fall in about a third of a month's pages.
 pub(super) const INDEX_PAGE_ROWS: usize = 1024;
 
-/// Names as a dictionary column: `ids` index `names` ([`NONE`] is null).
+/// Names as a dictionary column: `ids` index `names` ([`NONE`] is null), as codes the file
+/// writer encodes from ([`crate::output::coded`]) under the file's 16-bit dictionary type.
 fn names_array(names: &[&str], ids: impl Iterator<Item = u16>) -> ArrayRef {
-    let keys: Int16Array = ids.map(|id| (id != NONE).then_some(id as i16)).collect();
-    let values: ArrayRef = Arc::new(StringArray::from_iter_values(names.iter().copied()));
-    Arc::new(DictionaryArray::try_new(keys, values).expect("ids index their names"))
+    crate::output::coded(names, ids.map(|id| (id != NONE).then_some(u32::from(id))))
+}
+
+/// The run's dictionaries a [`ClaimRecord`] codes its institution, drug and medical
+/// community in, as the lists their columns are coded into ([`crate::output::coded_in`]):
+/// built once per part of a run, so that the writer maps each list's codes once.
+#[derive(Clone)]
+pub struct TextLists {
+    institutions: ArrayRef,
+    drugs: ArrayRef,
+    medical_communities: ArrayRef,
+}
+
+impl TextLists {
+    pub fn of(claims: &Claims) -> TextLists {
+        let list = |names: &[String]| crate::output::name_list(&name_list(names));
+        TextLists {
+            institutions: list(&claims.institutions),
+            drugs: list(&claims.drugs),
+            medical_communities: list(&claims.medical_communities),
+        }
+    }
+}
+
+/// A column of texts coded in `list` ([`NO_CODE`] is null).
+fn texts_array(list: &ArrayRef, codes: impl Iterator<Item = u32>) -> ArrayRef {
+    crate::output::coded_in(list, codes.map(|c| (c != NO_CODE).then_some(c)))
 }
 
 fn name_list(names: &[String]) -> Vec<&str> {
@@ -221,8 +247,8 @@ fn pools_batch(rows: &[(&str, PoolState)], names: &NameLists) -> Result<RecordBa
             .map(|(_, s)| present(s).then(|| f(s)))
             .collect::<Int64Array>())
     };
-    RecordBatch::try_new(
-        pools_schema(),
+    crate::output::batch_of(
+        &pools_schema(),
         vec![
             arc(StringArray::from_iter_values(rows.iter().map(|(p, _)| *p))),
             arc(Int64Array::from_iter_values(
@@ -242,8 +268,8 @@ fn pools_batch(rows: &[(&str, PoolState)], names: &NameLists) -> Result<RecordBa
                 .map(|(_, s)| present(s).then_some(s.claims))
                 .collect::<Int32Array>()),
         ],
+        "state pools",
     )
-    .map_err(|e| Error::arrow("state pools", e))
 }
 
 /// [`super::person_check`] of each row's person, computed once per person (rows are by person).
@@ -260,7 +286,7 @@ fn person_checks<'r>(rows: &'r [(&str, PoolState)]) -> impl Iterator<Item = i64>
 }
 
 /// The record columns of `rows`, in [`record_fields`] order.
-fn record_columns(rows: &[WrittenClaim], names: &NameLists) -> Vec<ArrayRef> {
+fn record_columns(rows: &[&WrittenClaim], names: &NameLists, texts: &TextLists) -> Vec<ArrayRef> {
     let int64 = |f: fn(&ClaimRecord) -> i64| {
         arc(Int64Array::from_iter_values(
             rows.iter().map(|c| f(&c.record)),
@@ -288,10 +314,10 @@ fn record_columns(rows: &[WrittenClaim], names: &NameLists) -> Vec<ArrayRef> {
             rows.iter().map(|c| Some(c.record.assisted)),
         )),
         names_array(&names.visits, ids(|r| r.visit as u16)),
-        arc(rows
-            .iter()
-            .map(|c| c.medical_community)
-            .collect::<StringArray>()),
+        texts_array(
+            &texts.medical_communities,
+            rows.iter().map(|c| c.record.medical_community),
+        ),
         names_array(&names.pools, ids(|r| r.layers.ci_pool)),
         int64(|r| r.layers.ci_deductible_fen),
         int64(|r| r.layers.ci_fen),
@@ -304,13 +330,13 @@ fn record_columns(rows: &[WrittenClaim], names: &NameLists) -> Vec<ArrayRef> {
 
 /// The columns that name a claim, first in `history` and the claim record: `person_id`,
 /// `person_key`, `claim_id`, `settled_at`, `service_date`, `year`.
-fn claim_columns(rows: &[WrittenClaim]) -> Vec<ArrayRef> {
+fn claim_columns(rows: &[&WrittenClaim]) -> Vec<ArrayRef> {
     vec![
         arc(StringArray::from_iter_values(
             rows.iter().map(|c| c.person_id),
         )),
         arc(Int64Array::from_iter_values(
-            rows.iter().map(|c| claim_key(c.person_id) as i64),
+            rows.iter().map(|c| c.person_key as i64),
         )),
         arc(StringArray::from_iter_values(
             rows.iter().map(|c| c.claim_id),
@@ -327,8 +353,8 @@ fn claim_columns(rows: &[WrittenClaim]) -> Vec<ArrayRef> {
     ]
 }
 
-fn history_batch(changes: &Changes, names: &NameLists) -> Result<RecordBatch> {
-    let rows: Vec<WrittenClaim> = history_of(changes).copied().collect();
+fn history_batch(changes: &Changes, names: &NameLists, texts: &TextLists) -> Result<RecordBatch> {
+    let rows: Vec<&WrittenClaim> = history_of(changes).collect();
     let rows = &rows[..];
     let mut columns = claim_columns(rows);
     columns.extend([
@@ -340,22 +366,25 @@ fn history_batch(changes: &Changes, names: &NameLists) -> Result<RecordBatch> {
             rows.iter().map(|c| c.record.total_fen),
         )),
         names_array(&names.visits, rows.iter().map(|c| c.record.visit as u16)),
-        arc(rows
-            .iter()
-            .map(|c| c.medical_community)
-            .collect::<StringArray>()),
-        arc(rows.iter().map(|c| c.institution).collect::<StringArray>()),
-        arc(rows.iter().map(|c| c.drug).collect::<StringArray>()),
+        texts_array(
+            &texts.medical_communities,
+            rows.iter().map(|c| c.record.medical_community),
+        ),
+        texts_array(
+            &texts.institutions,
+            rows.iter().map(|c| c.record.institution),
+        ),
+        texts_array(&texts.drugs, rows.iter().map(|c| c.record.drug)),
         arc(rows
             .iter()
             .map(|c| c.record.days_supply)
             .collect::<Int32Array>()),
         arc(Int64Array::from_iter_values(
-            rows.iter().map(|c| claim_key(c.claim_id) as i64),
+            rows.iter().map(|c| c.claim_key as i64),
         )),
         reverses_keys(rows),
     ]);
-    RecordBatch::try_new(history_schema(), columns).map_err(|e| Error::arrow("state history", e))
+    crate::output::batch_of(&history_schema(), columns, "state history")
 }
 
 /// The claims of `changes` that go to the history.
@@ -369,23 +398,27 @@ fn history_of<'c, 'a>(changes: &'c Changes<'a>) -> impl Iterator<Item = &'c Writ
 }
 
 /// `reverses_key`: the key of the claim each accepted refund cancelled.
-fn reverses_keys(rows: &[WrittenClaim]) -> ArrayRef {
+fn reverses_keys(rows: &[&WrittenClaim]) -> ArrayRef {
     arc(rows
         .iter()
         .map(|c| c.reverses.map(|r| claim_key(r) as i64))
         .collect::<Int64Array>())
 }
 
-fn claims_batch(rows: &[WrittenClaim], names: &NameLists) -> Result<RecordBatch> {
+fn claims_batch(
+    rows: &[&WrittenClaim],
+    names: &NameLists,
+    texts: &TextLists,
+) -> Result<RecordBatch> {
     let mut columns = vec![arc(Int64Array::from_iter_values(
-        rows.iter().map(|c| claim_key(c.claim_id) as i64),
+        rows.iter().map(|c| c.claim_key as i64),
     ))];
-    columns.extend(record_columns(rows, names));
+    columns.extend(record_columns(rows, names, texts));
     columns.extend([
         arc(rows.iter().map(|c| c.reverses).collect::<StringArray>()),
         reverses_keys(rows),
     ]);
-    RecordBatch::try_new(claims_schema(), columns).map_err(|e| Error::arrow("state claims", e))
+    crate::output::batch_of(&claims_schema(), columns, "state claims")
 }
 
 /// The key of a state file's metadata naming the order of each of its row groups: a
@@ -550,11 +583,11 @@ impl<'p> StateWriter<'p> {
 
     /// Appends the pools and history of one batch of changes (persons in output order); their
     /// claims go to the index with the rest of their window's ([`Self::append_index`]).
-    pub fn append(&mut self, changes: &Changes) -> Result<()> {
+    pub fn append(&mut self, changes: &Changes, texts: &TextLists) -> Result<()> {
         let names = &self.names;
         let (pools, history) = rayon::join(
             || pools_batch(&changes.pools, names),
-            || history_batch(changes, names),
+            || history_batch(changes, names, texts),
         );
         let year = |c: &WrittenClaim| year_of(c.record.service_day);
         self.pools.write(
@@ -574,14 +607,14 @@ impl<'p> StateWriter<'p> {
     /// `claim_key`, then the accepted refunds (claims with an original) by the key of the claim
     /// each cancelled, each in row groups of their own ([`ROW_GROUP_ORDER`]). Rows of one key
     /// keep their order in `changes`.
-    pub fn append_index(&mut self, changes: &[Changes]) -> Result<()> {
+    pub fn append_index(&mut self, changes: &[Changes], texts: &TextLists) -> Result<()> {
         let (mut by_claim, mut by_target) = (Vec::new(), Vec::new());
         for (c, change) in changes.iter().enumerate() {
             for (i, claim) in change.claims.iter().enumerate() {
                 let at = (c as u32, i as u32);
                 match claim.reverses {
                     Some(original) => by_target.push((claim_key(original), at)),
-                    None => by_claim.push((claim_key(claim.claim_id), at)),
+                    None => by_claim.push((claim.claim_key, at)),
                 }
             }
         }
@@ -599,11 +632,11 @@ impl<'p> StateWriter<'p> {
                 let batches: Vec<RecordBatch> = window
                     .par_iter()
                     .map(|slice| {
-                        let rows: Vec<WrittenClaim> = slice
+                        let rows: Vec<&WrittenClaim> = slice
                             .iter()
-                            .map(|&(_, (c, i))| changes[c as usize].claims[i as usize])
+                            .map(|&(_, (c, i))| &changes[c as usize].claims[i as usize])
                             .collect();
-                        claims_batch(&rows, names)
+                        claims_batch(&rows, names, texts)
                     })
                     .collect::<Result<_>>()?;
                 for batch in batches {
@@ -715,14 +748,21 @@ pub(super) mod tests {
         .as_record();
         WrittenClaim {
             person_id,
+            person_key: claim_key(person_id),
             claim_id,
+            claim_key: claim_key(claim_id),
             record,
-            institution: None,
-            drug: None,
-            medical_community: None,
             reverses,
             original_in_run: false,
         }
+    }
+
+    /// The run's dictionaries of [`written_claim`]'s codes: one institution.
+    pub fn written_texts() -> TextLists {
+        TextLists::of(&Claims {
+            institutions: vec!["I0".into()],
+            ..Claims::default()
+        })
     }
 
     impl TableFile {
@@ -768,7 +808,7 @@ pub(super) mod tests {
                 written("P1", "R3", Some("C3")),
             ]),
         ];
-        writer.append_index(&part).unwrap();
+        writer.append_index(&part, &written_texts()).unwrap();
         let (_, _, claims) = writer.close().unwrap().place(&store).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
             std::fs::File::open(store.path(&claims.file)).unwrap(),

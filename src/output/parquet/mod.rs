@@ -365,8 +365,10 @@ impl PendingFile {
                         Some(ByHand::Text(how)) if coded::is_coded(first.as_ref()) => {
                             Box::new(CodedChunk::new(how.pages()?))
                         }
-                        Some(ByHand::Distinct(how)) if first.data_type() == &DataType::Utf8 => {
-                            Box::new(PrefixedChunk::new(how.pages()?))
+                        Some(ByHand::Distinct(how, prefixed))
+                            if first.data_type() == &DataType::Utf8 =>
+                        {
+                            Box::new(PrefixedChunk::new(how.pages()?, *prefixed))
                         }
                         Some(ByHand::Integers(how, statistics)) => {
                             Box::new(PackedChunk::new(how.pages()?, *statistics)?)
@@ -500,18 +502,19 @@ impl Chunking {
 }
 
 /// A column written by hand: text from codes ([`coded`]), distinct text as prefixes and
-/// suffixes ([`prefixed`]), or integers delta-packed ([`packed`]) with or without chunk
-/// statistics.
+/// suffixes or as lengths and values ([`prefixed`]), or integers delta-packed ([`packed`])
+/// with or without chunk statistics.
 enum ByHand {
     Text(Chunking),
-    Distinct(Chunking),
+    /// `DELTA_BYTE_ARRAY` when `true`, else `DELTA_LENGTH_BYTE_ARRAY`.
+    Distinct(Chunking, bool),
     Integers(Chunking, bool),
 }
 
 /// Per column of `schema`, whether it is written by hand under `props`: a top-level column,
 /// snappy or uncompressed, data pages of version 1 without page statistics or a bloom filter;
-/// text without statistics, dictionary-encoded ([`coded`]) or `DELTA_BYTE_ARRAY`
-/// ([`prefixed`]), or integers `DELTA_BINARY_PACKED` ([`packed`]).
+/// text without statistics, dictionary-encoded ([`coded`]), `DELTA_BYTE_ARRAY` or
+/// `DELTA_LENGTH_BYTE_ARRAY` ([`prefixed`]), or integers `DELTA_BINARY_PACKED` ([`packed`]).
 fn by_hand(
     schema: &SchemaRef,
     parquet: &parquet::schema::types::SchemaDescriptor,
@@ -536,18 +539,28 @@ fn by_hand(
             if !chunk {
                 return None;
             }
-            if field.data_type() == &DataType::Utf8
-                && props.dictionary_enabled(&path)
-                && statistics == EnabledStatistics::None
-            {
+            // A field of dictionary type is text to Parquet (the type tells a reader how to
+            // hand it back): the state's name columns.
+            let text = match field.data_type() {
+                DataType::Dictionary(_, value) => value.as_ref() == &DataType::Utf8,
+                other => other == &DataType::Utf8,
+            };
+            if text && props.dictionary_enabled(&path) && statistics == EnabledStatistics::None {
                 return Some(ByHand::Text(chunking()));
             }
             if field.data_type() == &DataType::Utf8
                 && !props.dictionary_enabled(&path)
-                && props.encoding(&path) == Some(Encoding::DELTA_BYTE_ARRAY)
                 && statistics == EnabledStatistics::None
             {
-                return Some(ByHand::Distinct(chunking()));
+                match props.encoding(&path) {
+                    Some(Encoding::DELTA_BYTE_ARRAY) => {
+                        return Some(ByHand::Distinct(chunking(), true))
+                    }
+                    Some(Encoding::DELTA_LENGTH_BYTE_ARRAY) => {
+                        return Some(ByHand::Distinct(chunking(), false))
+                    }
+                    _ => {}
+                }
             }
             if packed::is_packable(field.data_type())
                 && !props.dictionary_enabled(&path)

@@ -1,10 +1,12 @@
-//! A text column of (nearly) distinct values written by hand in `DELTA_BYTE_ARRAY`: the ids
-//! (`claim_id`, `person_id`, `related_claim_id`), each value as the length of the prefix it
-//! shares with the value before it and the rest.
+//! A text column of (nearly) distinct values written by hand, without a dictionary: the ids
+//! (`claim_id`, `person_id`, `related_claim_id`).
 //!
-//! A page holds its values' prefix lengths and suffix lengths, each `DELTA_BINARY_PACKED`
-//! ([`super::packed`]), then the suffixes end to end. Prefixes start afresh on each page, which
-//! a reader decodes on its own; pages are cut every `page_rows` rows from the row group's start.
+//! `DELTA_BYTE_ARRAY` writes each value as the length of the prefix it shares with the value
+//! before it and the rest: a page holds its values' prefix lengths and suffix lengths, each
+//! `DELTA_BINARY_PACKED` ([`super::packed`]), then the suffixes end to end. Prefixes start
+//! afresh on each page, which a reader decodes on its own. `DELTA_LENGTH_BYTE_ARRAY` is the
+//! same without the prefixes: the lengths, then the values end to end. Pages are cut every
+//! `page_rows` rows from the row group's start.
 
 use arrow::array::Array;
 use bytes::Bytes;
@@ -15,9 +17,13 @@ use parquet::errors::Result;
 use super::packed::delta_binary_packed;
 use super::pages::{take_rows, ChunkPages, ChunkSummary, HandChunk, Paged};
 
-/// One text column of one row group, being written as prefixes and suffixes.
+/// One text column of one row group, being written as prefixes and suffixes, or as lengths
+/// and values.
 pub struct PrefixedChunk {
     pages: ChunkPages,
+    /// `DELTA_BYTE_ARRAY` (prefixes shared with the value before), else
+    /// `DELTA_LENGTH_BYTE_ARRAY` (every prefix empty, and not written).
+    prefixed: bool,
     /// The filling page's last value, the next value's prefix is counted against, when it
     /// came in an earlier batch ([`HandChunk::write`] compares values within a batch where
     /// they lie).
@@ -28,9 +34,11 @@ pub struct PrefixedChunk {
 }
 
 impl PrefixedChunk {
-    pub fn new(pages: ChunkPages) -> PrefixedChunk {
+    /// A `DELTA_BYTE_ARRAY` chunk when `prefixed`, else a `DELTA_LENGTH_BYTE_ARRAY` one.
+    pub fn new(pages: ChunkPages, prefixed: bool) -> PrefixedChunk {
         PrefixedChunk {
             pages,
+            prefixed,
             previous: Vec::new(),
             prefix_lengths: Vec::new(),
             suffix_lengths: Vec::new(),
@@ -46,9 +54,41 @@ impl PrefixedChunk {
         self.suffixes.extend_from_slice(&value[prefix..]);
     }
 
-    /// Whether the filling page has a value yet.
+    /// Whether the filling page has a value yet (`DELTA_BYTE_ARRAY` only).
     fn started(&self) -> bool {
         !self.prefix_lengths.is_empty()
+    }
+
+    /// The encoding of the chunk's data pages.
+    fn encoding(&self) -> Encoding {
+        match self.prefixed {
+            true => Encoding::DELTA_BYTE_ARRAY,
+            false => Encoding::DELTA_LENGTH_BYTE_ARRAY,
+        }
+    }
+
+    /// Appends `text`'s rows as lengths and values: a run of rows without nulls at once.
+    fn write_lengths(&mut self, text: &arrow::array::StringArray) -> Result<()> {
+        let nulls = text.nulls().filter(|n| n.null_count() > 0);
+        let (offsets, bytes) = (text.value_offsets(), text.values().as_slice());
+        take_rows(self, text.len(), nulls, |chunk, rows| match nulls {
+            None => {
+                let ends = &offsets[rows.start..=rows.end];
+                chunk
+                    .suffix_lengths
+                    .extend(ends.windows(2).map(|w| i64::from(w[1] - w[0])));
+                chunk
+                    .suffixes
+                    .extend_from_slice(&bytes[ends[0] as usize..ends[ends.len() - 1] as usize]);
+            }
+            Some(nulls) => {
+                for i in rows.filter(|&i| nulls.is_valid(i)) {
+                    let value = &bytes[offsets[i] as usize..offsets[i + 1] as usize];
+                    chunk.suffix_lengths.push(value.len() as i64);
+                    chunk.suffixes.extend_from_slice(value);
+                }
+            }
+        })
     }
 }
 
@@ -57,12 +97,15 @@ impl Paged for PrefixedChunk {
         &mut self.pages
     }
 
-    /// Ends the filling page: prefix lengths, suffix lengths, suffixes.
+    /// Ends the filling page: prefix lengths (`DELTA_BYTE_ARRAY`), suffix lengths, suffixes.
     fn finish_page(&mut self) -> Result<()> {
         let (prefixes, lengths, suffixes) =
             (&self.prefix_lengths, &self.suffix_lengths, &self.suffixes);
+        let prefixed = self.prefixed;
         self.pages.finish_page(|page| {
-            delta_binary_packed::<true>(prefixes, page);
+            if prefixed {
+                delta_binary_packed::<true>(prefixes, page);
+            }
             delta_binary_packed::<true>(lengths, page);
             page.extend_from_slice(suffixes);
         })?;
@@ -79,6 +122,9 @@ impl HandChunk for PrefixedChunk {
     fn write(&mut self, array: &dyn Array) -> Result<()> {
         let text = self.pages.text(array, "as text")?;
         self.pages.admit(text)?;
+        if !self.prefixed {
+            return self.write_lengths(text);
+        }
         let nulls = text.nulls().filter(|n| n.null_count() > 0);
         let (offsets, bytes) = (text.value_offsets(), text.values().as_slice());
         let value = |i: usize| &bytes[offsets[i] as usize..offsets[i + 1] as usize];
@@ -111,12 +157,13 @@ impl HandChunk for PrefixedChunk {
 
     fn close(mut self: Box<Self>) -> Result<(Bytes, ColumnCloseResult)> {
         self.finish_page()?;
+        let encoding = self.encoding();
         let summary = ChunkSummary {
             dictionary: None,
-            encodings: vec![Encoding::RLE, Encoding::DELTA_BYTE_ARRAY],
+            encodings: vec![Encoding::RLE, encoding],
             statistics: None,
         };
-        self.pages.close(Encoding::DELTA_BYTE_ARRAY, summary)
+        self.pages.close(encoding, summary)
     }
 }
 
