@@ -151,6 +151,9 @@ impl FileSettings {
             for field in schema.fields() {
                 let path = match field.data_type() {
                     DataType::Utf8 | DataType::LargeUtf8 => vec![field.name().clone()],
+                    DataType::Dictionary(_, value) if value.as_ref() == &DataType::Utf8 => {
+                        vec![field.name().clone()]
+                    }
                     DataType::List(item) if item.data_type() == &DataType::Utf8 => {
                         vec![field.name().clone(), "list".into(), item.name().clone()]
                     }
@@ -1306,31 +1309,92 @@ mod tests {
             )
             .unwrap()
         };
-        let path = dir.path().join("ids.parquet");
-        let settings = FileSettings {
+        let both = &["claim_id", "related_claim_id"];
+        let prefixed = FileSettings {
             row_group_rows: 30_000,
-            distinct_columns: &["claim_id", "related_claim_id"],
+            distinct_columns: both,
+            ..FileSettings::OUTPUT
+        };
+        let lengths = FileSettings {
+            distinct_columns: &[],
+            length_columns: both,
+            ..prefixed
+        };
+        for (settings, encoding) in [
+            (prefixed, Encoding::DELTA_BYTE_ARRAY),
+            (lengths, Encoding::DELTA_LENGTH_BYTE_ARRAY),
+        ] {
+            let path = dir.path().join(format!("ids-{encoding}.parquet"));
+            let mut file = PendingFile::create_with(&path, schema.clone(), &settings).unwrap();
+            assert!(file.by_hand.iter().all(Option::is_some));
+            for (from, to) in [(0, 3), (3, 20_001), (20_001, 40_000), (40_000, n)] {
+                file.write(&batch(from, to)).unwrap();
+            }
+            file.close().unwrap().commit().unwrap();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+            for group in reader.metadata().row_groups() {
+                for column in group.columns() {
+                    let encodings: Vec<Encoding> = column.encodings().collect();
+                    assert_eq!(encodings, [Encoding::RLE, encoding]);
+                }
+            }
+            let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+            assert_eq!(
+                arrow::compute::concat_batches(&schema, &read).unwrap(),
+                batch(0, n)
+            );
+            // Across the row groups' boundary, from inside a page.
+            assert_eq!(read_selected(&path, 20_003, 20_000), batch(20_003, 40_003));
+        }
+    }
+
+    #[test]
+    fn codes_given_for_a_dictionary_field_are_written_by_hand_and_read_back_as_its_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let name_type = DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![Field::new("pool", name_type, true)]));
+        let names = ["basic", "two_diseases", "critical"];
+        let code = |i: usize| (!i.is_multiple_of(7)).then_some((i * i % 3) as u32);
+        let list = crate::output::name_list(&names);
+        let path = dir.path().join("names.parquet");
+        let settings = FileSettings {
+            row_group_rows: 25_000,
             ..FileSettings::OUTPUT
         };
         let mut file = PendingFile::create_with(&path, schema.clone(), &settings).unwrap();
-        for (from, to) in [(0, 3), (3, 20_001), (20_001, 40_000), (40_000, n)] {
-            file.write(&batch(from, to)).unwrap();
+        assert!(matches!(file.by_hand[0], Some(ByHand::Text(_))));
+        for (from, to) in [(0, 10_000), (10_000, 30_001), (30_001, 40_000)] {
+            let codes = crate::output::coded_in(&list, (from..to).map(code));
+            let batch = crate::output::batch_of(&schema, vec![codes], "names").unwrap();
+            file.write(&batch).unwrap();
         }
         file.close().unwrap().commit().unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         for group in reader.metadata().row_groups() {
-            for column in group.columns() {
-                let encodings: Vec<Encoding> = column.encodings().collect();
-                assert_eq!(encodings, [Encoding::RLE, Encoding::DELTA_BYTE_ARRAY]);
-            }
+            let encodings: Vec<Encoding> = group.column(0).encodings().collect();
+            assert!(encodings.contains(&Encoding::RLE_DICTIONARY));
         }
-        let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
-        assert_eq!(
-            arrow::compute::concat_batches(&schema, &read).unwrap(),
-            batch(0, n)
-        );
-        // Across the row groups' boundary, from inside a page.
-        assert_eq!(read_selected(&path, 20_003, 20_000), batch(20_003, 40_003));
+        let mut read = Vec::new();
+        for batch in reader.build().unwrap() {
+            use arrow::array::AsArray;
+            let batch = batch.unwrap();
+            let pools = batch
+                .column(0)
+                .as_dictionary_opt::<arrow::datatypes::Int16Type>()
+                .expect("read back as the field's 16-bit dictionary");
+            let values = pools.values().as_string::<i32>();
+            read.extend(
+                pools
+                    .keys()
+                    .iter()
+                    .map(|k| k.map(|k| values.value(k as usize).to_string())),
+            );
+        }
+        let expected: Vec<Option<String>> = (0..40_000)
+            .map(|i| code(i).map(|c| names[c as usize].to_string()))
+            .collect();
+        assert_eq!(read, expected);
     }
 
     #[test]
