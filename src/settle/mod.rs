@@ -25,6 +25,7 @@ use crate::policy::{DeductiblePer, LevelRatio, Policies, Slot, Version, NONE};
 pub use crate::state::Layers;
 use crate::state::{
     history_rows, run_codes, Changes, ClaimRecord, PoolState, Prior, RunCodes, WrittenClaim,
+    WrittenPool,
 };
 use kernel::{split, Terms};
 
@@ -193,14 +194,19 @@ impl Settled {
             let person_id = persons.id(partitions.persons[slot]);
             let person_key = partitions.keys[slot];
             let before = changes.pools.len();
+            let pool = |state: PoolState| WrittenPool {
+                person_id,
+                person_key,
+                state,
+            };
             while let Some((_, state)) = pools.next_if(|(q, _)| *q as usize == slot) {
                 if state.year >= first_year {
-                    changes.pools.push((person_id, *state));
+                    changes.pools.push(pool(*state));
                 }
             }
             if changes.pools.len() == before {
                 // No pool: the row still marks this version as the holder of the person.
-                changes.pools.push((person_id, PoolState::empty(0, NONE)));
+                changes.pools.push(pool(PoolState::empty(0, NONE)));
             }
             let first = partitions.offsets[slot] as usize;
             let start = changes.claims.len();

@@ -987,6 +987,15 @@ pub struct WrittenClaim<'a> {
     pub original_in_run: bool,
 }
 
+/// One of a person's pools after a run, as the run writes it to the `pools` table.
+#[derive(Debug, Clone, Copy)]
+pub struct WrittenPool<'a> {
+    pub person_id: &'a str,
+    /// [`claim_key`] of `person_id` (the person key).
+    pub person_key: u64,
+    pub state: PoolState,
+}
+
 /// Which of one person's claims of a run (`claims`, in settlement order, text codes of the run's
 /// dictionaries) the run writes to the history: what [`retained`] keeps of them, and the
 /// accepted refunds of claims of earlier runs (a refund of a claim of this run is already in
@@ -1013,7 +1022,7 @@ pub fn history_rows(
 /// ([`crate::settle::Settled::changes`]).
 #[derive(Default)]
 pub struct Changes<'a> {
-    pub pools: Vec<(&'a str, PoolState)>,
+    pub pools: Vec<WrittenPool<'a>>,
     /// Every claim the part settled, for the claim index.
     pub claims: Vec<WrittenClaim<'a>>,
     /// Whether each of `claims` goes to the history ([`history_rows`]).

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
 
 use super::store::{Piece, Store};
-use super::{claim_key, Changes, ClaimRecord, PoolState, WrittenClaim};
+use super::{claim_key, Changes, ClaimRecord, PoolState, WrittenClaim, WrittenPool};
 use crate::domain::{year_of, Status, VisitType};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{Claims, NO_CODE};
@@ -239,47 +239,51 @@ fn arc(a: impl Array + 'static) -> ArrayRef {
     Arc::new(a)
 }
 
-fn pools_batch(rows: &[(&str, PoolState)], names: &NameLists) -> Result<RecordBatch> {
+fn pools_batch(rows: &[WrittenPool], names: &NameLists) -> Result<RecordBatch> {
     let present = |s: &PoolState| s.pool != NONE;
     let int64 = |f: fn(&PoolState) -> i64| {
         arc(rows
             .iter()
-            .map(|(_, s)| present(s).then(|| f(s)))
+            .map(|r| present(&r.state).then(|| f(&r.state)))
             .collect::<Int64Array>())
     };
     crate::output::batch_of(
         &pools_schema(),
         vec![
-            arc(StringArray::from_iter_values(rows.iter().map(|(p, _)| *p))),
+            arc(StringArray::from_iter_values(
+                rows.iter().map(|r| r.person_id),
+            )),
             arc(Int64Array::from_iter_values(
-                rows.iter().map(|(p, _)| claim_key(p) as i64),
+                rows.iter().map(|r| r.person_key as i64),
             )),
             arc(Int64Array::from_iter_values(person_checks(rows))),
             arc(rows
                 .iter()
-                .map(|(_, s)| present(s).then_some(s.year))
+                .map(|r| present(&r.state).then_some(r.state.year))
                 .collect::<Int32Array>()),
-            names_array(&names.pools, rows.iter().map(|(_, s)| s.pool)),
+            names_array(&names.pools, rows.iter().map(|r| r.state.pool)),
             int64(|s| s.fund_fen),
             int64(|s| s.cost_fen),
             int64(|s| s.deductible_fen),
             arc(rows
                 .iter()
-                .map(|(_, s)| present(s).then_some(s.claims))
+                .map(|r| present(&r.state).then_some(r.state.claims))
                 .collect::<Int32Array>()),
         ],
         "state pools",
     )
 }
 
-/// [`super::person_check`] of each row's person, computed once per person (rows are by person).
-fn person_checks<'r>(rows: &'r [(&str, PoolState)]) -> impl Iterator<Item = i64> + 'r {
+/// [`super::person_check`] of each row's person, computed once per person: rows are by person,
+/// and a person's rows share the key and the id's text (the same slice, so a person is told
+/// from the one before without comparing texts).
+fn person_checks<'r>(rows: &'r [WrittenPool]) -> impl Iterator<Item = i64> + 'r {
     let mut last: Option<(&str, i64)> = None;
-    rows.iter().map(move |(p, _)| match last {
-        Some((q, check)) if q == *p => check,
+    rows.iter().map(move |r| match last {
+        Some((q, check)) if std::ptr::eq(q, r.person_id) => check,
         _ => {
-            let check = super::person_check(p) as i64;
-            last = Some((p, check));
+            let check = super::person_check(r.person_id) as i64;
+            last = Some((r.person_id, check));
             check
         }
     })
@@ -595,8 +599,8 @@ impl<'p> StateWriter<'p> {
             changes
                 .pools
                 .iter()
-                .filter(|(_, s)| s.pool != NONE)
-                .map(|(_, s)| s.year),
+                .filter(|r| r.state.pool != NONE)
+                .map(|r| r.state.year),
         )?;
         self.history
             .write(history?, history_of(changes).map(year))?;
