@@ -178,15 +178,21 @@ const INDEX_SETTINGS: FileSettings = FileSettings {
 /// repeated id: about 1% of its claims) then fall in about a third of a month's pages.
 pub(super) const INDEX_PAGE_ROWS: usize = 1024;
 
-/// Names as a dictionary column: `ids` index `names` ([`NONE`] is null), as codes the file
-/// writer encodes from ([`crate::output::coded`]) under the file's 16-bit dictionary type.
-fn names_array(names: &[&str], ids: impl Iterator<Item = u16>) -> ArrayRef {
-    crate::output::coded(names, ids.map(|id| (id != NONE).then_some(u32::from(id))))
+/// Names as a dictionary column: `ids` index the names of `list` ([`NONE`] is null), as codes
+/// the file writer encodes from ([`crate::output::coded_in`]) under the file's 16-bit
+/// dictionary type.
+fn names_array(list: &ArrayRef, ids: impl Iterator<Item = u16>) -> ArrayRef {
+    crate::output::coded_in(list, ids.map(|id| (id != NONE).then_some(u32::from(id))))
+}
+
+/// A list of names as the columns coded into it take it ([`crate::output::name_list`]).
+fn list_of(names: &[String]) -> ArrayRef {
+    crate::output::name_list(&crate::output::names_of(names))
 }
 
 /// The run's dictionaries a [`ClaimRecord`] codes its institution, drug and medical
-/// community in, as the lists their columns are coded into ([`crate::output::coded_in`]):
-/// built once per part of a run, so that the writer maps each list's codes once.
+/// community in, as the lists their columns are coded into: built once per part of a run, so
+/// that the writer maps each list's codes once.
 #[derive(Clone)]
 pub struct TextLists {
     institutions: ArrayRef,
@@ -196,11 +202,10 @@ pub struct TextLists {
 
 impl TextLists {
     pub fn of(claims: &Claims) -> TextLists {
-        let list = |names: &[String]| crate::output::name_list(&name_list(names));
         TextLists {
-            institutions: list(&claims.institutions),
-            drugs: list(&claims.drugs),
-            medical_communities: list(&claims.medical_communities),
+            institutions: list_of(&claims.institutions),
+            drugs: list_of(&claims.drugs),
+            medical_communities: list_of(&claims.medical_communities),
         }
     }
 }
@@ -210,27 +215,27 @@ fn texts_array(list: &ArrayRef, codes: impl Iterator<Item = u32>) -> ArrayRef {
     crate::output::coded_in(list, codes.map(|c| (c != NO_CODE).then_some(c)))
 }
 
-fn name_list(names: &[String]) -> Vec<&str> {
-    names.iter().map(String::as_str).collect()
+/// The lists of the closed vocabularies and the policies' names, built once for a run's
+/// writer.
+struct NameLists {
+    statuses: ArrayRef,
+    visits: ArrayRef,
+    versions: ArrayRef,
+    labels: ArrayRef,
+    pools: ArrayRef,
 }
 
-/// Names of the closed vocabularies and the policies, as written.
-struct NameLists<'p> {
-    statuses: Vec<&'static str>,
-    visits: Vec<&'static str>,
-    versions: Vec<&'p str>,
-    labels: Vec<&'p str>,
-    pools: Vec<&'p str>,
-}
-
-impl<'p> NameLists<'p> {
-    fn new(policies: &'p Policies) -> Self {
+impl NameLists {
+    fn new(policies: &Policies) -> Self {
+        let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        let visits: Vec<&str> = VisitType::ALL.iter().map(|v| v.as_str()).collect();
+        let versions: Vec<&str> = policies.versions.iter().map(|v| v.id.as_str()).collect();
         NameLists {
-            statuses: Status::ALL.iter().map(|s| s.as_str()).collect(),
-            visits: VisitType::ALL.iter().map(|v| v.as_str()).collect(),
-            versions: policies.versions.iter().map(|v| v.id.as_str()).collect(),
-            labels: name_list(&policies.labels),
-            pools: name_list(&policies.pools),
+            statuses: crate::output::name_list(&statuses),
+            visits: crate::output::name_list(&visits),
+            versions: crate::output::name_list(&versions),
+            labels: list_of(&policies.labels),
+            pools: list_of(&policies.pools),
         }
     }
 }
@@ -545,8 +550,8 @@ impl TableFile {
 }
 
 /// The three new files a run writes into the state directory, a part at a time.
-pub struct StateWriter<'p> {
-    names: NameLists<'p>,
+pub struct StateWriter {
+    names: NameLists,
     pools: TableFile,
     history: TableFile,
     claims: TableFile,
@@ -575,8 +580,8 @@ impl NewFiles {
     }
 }
 
-impl<'p> StateWriter<'p> {
-    pub fn create(store: &Store, policies: &'p Policies) -> Result<StateWriter<'p>> {
+impl StateWriter {
+    pub fn create(store: &Store, policies: &Policies) -> Result<StateWriter> {
         Ok(StateWriter {
             names: NameLists::new(policies),
             pools: TableFile::pools(store)?,
@@ -761,7 +766,7 @@ pub(super) mod tests {
         }
     }
 
-    /// The run's dictionaries of [`written_claim`]'s codes: one institution.
+    /// The run's dictionaries of [`written_claim`]'s codes (its institution is code 0).
     pub fn written_texts() -> TextLists {
         TextLists::of(&Claims {
             institutions: vec!["I0".into()],
@@ -785,6 +790,112 @@ pub(super) mod tests {
         let (piece, committed) = file.close().unwrap();
         committed.commit().unwrap();
         store.path(&piece.file)
+    }
+
+    /// Every column of `path`'s table named in `names`, as text (nulls as `None`).
+    fn text_columns(path: &std::path::Path, names: &[&str]) -> Vec<Vec<Option<String>>> {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        names
+            .iter()
+            .map(|name| {
+                let mut texts = Vec::new();
+                for batch in &batches {
+                    let column = batch.column_by_name(name).unwrap();
+                    let column = arrow::compute::cast(column, &DataType::Utf8).unwrap();
+                    texts.extend(
+                        column
+                            .as_string::<i32>()
+                            .iter()
+                            .map(|t| t.map(String::from)),
+                    );
+                }
+                texts
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pools_and_history_are_written_with_the_names_and_texts_their_codes_stand_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let policies =
+            Policies::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+                .unwrap();
+        let texts = TextLists::of(&Claims {
+            institutions: vec!["I0".into(), "I1".into()],
+            drugs: vec!["D0".into()],
+            medical_communities: vec!["M0".into()],
+            ..Claims::default()
+        });
+        let mut paid = written_claim("P0", "C1", None);
+        paid.record.institution = 1;
+        paid.record.drug = 0;
+        let mut stay = written_claim("P0", "C2", None);
+        stay.record.status = Status::NotCovered;
+        stay.record.visit = VisitType::Inpatient;
+        stay.record.medical_community = 0;
+        let pool = |person_id: &'static str, state: PoolState| WrittenPool {
+            person_id,
+            person_key: claim_key(person_id),
+            state,
+        };
+        let changes = Changes {
+            pools: vec![
+                pool(
+                    "P0",
+                    PoolState {
+                        claims: 2,
+                        fund_fen: 100,
+                        ..PoolState::empty(2024, 1)
+                    },
+                ),
+                pool("P1", PoolState::empty(0, NONE)),
+            ],
+            claims: vec![paid, stay],
+            history: vec![true, true],
+        };
+        let mut writer = StateWriter::create(&store, &policies).unwrap();
+        writer.append(&changes, &texts).unwrap();
+        let (pools, history, _) = writer.close().unwrap().place(&store).unwrap();
+        let history = text_columns(
+            &store.path(&history.file),
+            &[
+                "claim_id",
+                "status",
+                "visit_type",
+                "institution_id",
+                "drug_code",
+                "medical_community_id",
+            ],
+        );
+        let text = |t: &[Option<&str>]| -> Vec<Option<String>> {
+            t.iter().map(|t| t.map(String::from)).collect()
+        };
+        assert_eq!(
+            history,
+            [
+                text(&[Some("C1"), Some("C2")]),
+                text(&[Some("paid"), Some("not_covered")]),
+                text(&[Some("outpatient"), Some("inpatient")]),
+                text(&[Some("I1"), Some("I0")]),
+                text(&[Some("D0"), None]),
+                text(&[None, Some("M0")]),
+            ]
+        );
+        let pools = text_columns(&store.path(&pools.file), &["person_id", "pool"]);
+        assert_eq!(
+            pools,
+            [
+                text(&[Some("P0"), Some("P1")]),
+                text(&[Some(policies.pools[1].as_str()), None]),
+            ]
+        );
     }
 
     #[test]

@@ -561,7 +561,9 @@ fn by_hand(
                 return None;
             }
             // A field of dictionary type is text to Parquet (the type tells a reader how to
-            // hand it back): the state's name columns.
+            // hand it back): the state's name columns. Written by hand when its rows come as
+            // codes ([`coded`]); a file's batches give a column one type throughout (queued
+            // rows are concatenated), so a row group never mixes codes with other keys.
             let text = match field.data_type() {
                 DataType::Dictionary(_, value) => value.as_ref() == &DataType::Utf8,
                 other => other == &DataType::Utf8,
