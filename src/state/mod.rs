@@ -967,8 +967,8 @@ pub fn text_lists() -> [Vec<String>; 3] {
     ]
 }
 
-/// A claim as written to the history or the index: its record, its texts, and for a reversal
-/// the claim it cancelled.
+/// A claim as written to the history or the index: its ids and their keys, its record, and
+/// for a reversal the claim it cancelled.
 #[derive(Clone, Copy)]
 pub struct WrittenClaim<'a> {
     pub person_id: &'a str,

@@ -53,8 +53,8 @@ pub const ROW_GROUP_ROWS: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct FileSettings {
     /// The codec asked for. A column chunk yibao writes by hand asked for snappy keeps it only
-    /// when snappy shrinks the chunk's first data page to 7/8 of its size or less, and is
-    /// otherwise written uncompressed (`pages::ChunkPages`).
+    /// when snappy shrinks the chunk's first data pages (4 KiB of them, or all it has) to 7/8
+    /// of their size or less, and is otherwise written uncompressed (`pages::ChunkPages`).
     pub compression: Compression,
     /// Columns whose values are (nearly) all distinct, such as `claim_id`: dictionary encoding
     /// would build a dictionary only to abandon it, so they are written `DELTA_BYTE_ARRAY`
@@ -150,10 +150,8 @@ impl FileSettings {
         if !self.text_statistics {
             for field in schema.fields() {
                 let path = match field.data_type() {
-                    DataType::Utf8 | DataType::LargeUtf8 => vec![field.name().clone()],
-                    DataType::Dictionary(_, value) if value.as_ref() == &DataType::Utf8 => {
-                        vec![field.name().clone()]
-                    }
+                    DataType::LargeUtf8 => vec![field.name().clone()],
+                    text if is_text(text) => vec![field.name().clone()],
                     DataType::List(item) if item.data_type() == &DataType::Utf8 => {
                         vec![field.name().clone(), "list".into(), item.name().clone()]
                     }
@@ -560,30 +558,25 @@ fn by_hand(
             if !chunk {
                 return None;
             }
-            // A field of dictionary type is text to Parquet (the type tells a reader how to
-            // hand it back): the state's name columns. Written by hand when its rows come as
-            // codes ([`coded`]); a file's batches give a column one type throughout (queued
-            // rows are concatenated), so a row group never mixes codes with other keys.
-            let text = match field.data_type() {
-                DataType::Dictionary(_, value) => value.as_ref() == &DataType::Utf8,
-                other => other == &DataType::Utf8,
-            };
-            if text && props.dictionary_enabled(&path) && statistics == EnabledStatistics::None {
+            // Text without statistics. A dictionary field's text is written by hand when its
+            // rows come as codes ([`coded`]); a file's batches give a column one type
+            // throughout (queued rows are concatenated), so a row group never mixes codes with
+            // other keys.
+            let bare_text = is_text(field.data_type()) && statistics == EnabledStatistics::None;
+            if bare_text && props.dictionary_enabled(&path) {
                 return Some(ByHand::Text(chunking()));
             }
-            if field.data_type() == &DataType::Utf8
-                && !props.dictionary_enabled(&path)
-                && statistics == EnabledStatistics::None
-            {
-                match props.encoding(&path) {
-                    Some(Encoding::DELTA_BYTE_ARRAY) => {
-                        return Some(ByHand::Distinct(chunking(), true))
-                    }
-                    Some(Encoding::DELTA_LENGTH_BYTE_ARRAY) => {
-                        return Some(ByHand::Distinct(chunking(), false))
-                    }
-                    _ => {}
+            let distinct = bare_text
+                && field.data_type() == &DataType::Utf8
+                && !props.dictionary_enabled(&path);
+            match props.encoding(&path) {
+                Some(Encoding::DELTA_BYTE_ARRAY) if distinct => {
+                    return Some(ByHand::Distinct(chunking(), true));
                 }
+                Some(Encoding::DELTA_LENGTH_BYTE_ARRAY) if distinct => {
+                    return Some(ByHand::Distinct(chunking(), false));
+                }
+                _ => {}
             }
             if packed::is_packable(field.data_type())
                 && !props.dictionary_enabled(&path)
@@ -596,6 +589,15 @@ fn by_hand(
             None
         })
         .collect()
+}
+
+/// Whether Parquet stores `data_type` as text: `Utf8`, or a dictionary of it (the state's name
+/// columns, whose type tells a reader to hand them back as a dictionary).
+fn is_text(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, value) => value.as_ref() == &DataType::Utf8,
+        other => other == &DataType::Utf8,
+    }
 }
 
 /// A complete temporary file waiting for the run to succeed.
