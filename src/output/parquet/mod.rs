@@ -17,7 +17,6 @@
 //!   the Arrow buffer ([`packed`]). The Arrow writer takes the rest.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
@@ -37,10 +36,12 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 
 mod coded;
+mod direct;
 mod packed;
 mod pages;
 mod prefixed;
 use coded::CodedChunk;
+use direct::Sink;
 use packed::PackedChunk;
 use pages::{ChunkPages, HandChunk};
 use prefixed::PrefixedChunk;
@@ -207,7 +208,7 @@ pub struct PendingFile {
     path: PathBuf,
     schema: SchemaRef,
     /// `None` once closed, so that `Drop` knows whether to clean up.
-    writer: Option<SerializedFileWriter<BufWriter<File>>>,
+    writer: Option<SerializedFileWriter<Sink>>,
     factory: ArrowRowGroupWriterFactory,
     row_group_rows: usize,
     /// The column writers of the row group being filled (created with its first rows): they
@@ -244,16 +245,12 @@ impl PendingFile {
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let file = Sink::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         // ArrowWriter derives the Parquet schema and embeds the Arrow schema (so readers get
         // back Timestamp(ms), Int16, …); only its low-level parts are used afterwards.
         let props = settings.properties(&schema);
-        let arrow_writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 20, file),
-            schema.clone(),
-            Some(props.clone()),
-        )
-        .map_err(|e| Error::parquet(&tmp, e))?;
+        let arrow_writer = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))
+            .map_err(|e| Error::parquet(&tmp, e))?;
         let (writer, factory) = arrow_writer
             .into_serialized_writer()
             .map_err(|e| Error::parquet(&tmp, e))?;
@@ -433,7 +430,7 @@ impl PendingFile {
             .map_err(|e| Error::parquet(tmp, e))?;
         }
         row_group.close().map_err(|e| Error::parquet(tmp, e))?;
-        start_writeback(writer.inner().get_ref());
+        writer.inner().row_group_written();
         self.row_groups_written += 1;
         self.filling_rows = 0;
         Ok(())
@@ -449,12 +446,7 @@ impl PendingFile {
         let closed = writer
             .into_inner()
             .map_err(|e| Error::parquet(&self.tmp, e))
-            .and_then(|buffered| {
-                buffered
-                    .into_inner()
-                    .map_err(|e| Error::io(&self.tmp, e.into_error()))
-            })
-            .and_then(|file| file.sync_all().map_err(|e| Error::io(&self.tmp, e)));
+            .and_then(|sink| sink.finish().map_err(|e| Error::io(&self.tmp, e)));
         match closed {
             Ok(()) => Ok(Committed {
                 tmp: std::mem::take(&mut self.tmp),
@@ -466,23 +458,6 @@ impl PendingFile {
             }
         }
     }
-}
-
-/// Has the kernel start writing the dirty pages of `file` to disk, without waiting for them:
-/// a run's files are written over many seconds and fsynced at the end, and left to the page
-/// cache they would all be written then, with the cores idle. Advisory: an error only means
-/// the fsync does all the work.
-fn start_writeback(file: &File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain system call on a descriptor the `File` owns; no memory is passed.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
 }
 
 impl Drop for PendingFile {
