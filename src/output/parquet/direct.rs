@@ -1,4 +1,4 @@
-//! Where a Parquet file's bytes go: around the page cache where the file system allows it.
+//! Where a Parquet file's bytes go: around the page cache for the files a run never reads back.
 //!
 //! A run writes its outputs once and never reads them back, yet a buffered write copies every
 //! byte into the page cache and the fsync at the end writes it out from there. On these
@@ -7,8 +7,9 @@
 //! gigabyte of outputs a second of CPU taken from the settlement. [`Sink::Direct`] writes with
 //! `O_DIRECT` instead: whole aligned buffers handed to a thread of the file's own that writes
 //! them while the caller fills the next, so the disk's time overlaps the encoding and no byte
-//! is copied by the kernel. A file system that refuses `O_DIRECT` (tmpfs) gets the buffered
-//! file, with its dirty pages pushed to disk after every row group ([`Sink::row_group_written`]).
+//! is copied by the kernel. Files a later run reads (the state's) and files on a file system
+//! that refuses `O_DIRECT` (tmpfs) are buffered, their dirty pages pushed to disk after every
+//! row group ([`Sink::row_group_written`]).
 
 use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};
@@ -37,10 +38,11 @@ pub(super) enum Sink {
 }
 
 impl Sink {
-    /// Creates (or truncates) `path`, written around the page cache if its file system allows.
-    pub(super) fn create(path: &Path) -> io::Result<Sink> {
+    /// Creates (or truncates) `path`, written around the page cache when `around_page_cache`
+    /// and its file system allows.
+    pub(super) fn create(path: &Path, around_page_cache: bool) -> io::Result<Sink> {
         #[cfg(target_os = "linux")]
-        {
+        if around_page_cache {
             use std::os::unix::fs::OpenOptionsExt;
             match OpenOptions::new()
                 .write(true)
@@ -54,6 +56,8 @@ impl Sink {
                 Err(e) => return Err(e),
             }
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = around_page_cache;
         Ok(Sink::Buffered(BufWriter::with_capacity(
             1 << 20,
             File::create(path)?,
@@ -320,9 +324,14 @@ mod tests {
     use super::*;
 
     /// Writes `sizes` pieces of counting bytes through a sink and reads the file back.
-    fn round_trip(dir: &Path, sizes: &[usize]) -> (Vec<u8>, Vec<u8>) {
-        let path = dir.join(format!("f{}", sizes.len()));
-        let mut sink = Sink::create(&path).unwrap();
+    fn round_trip(dir: &Path, sizes: &[usize], direct: bool) -> (Vec<u8>, Vec<u8>) {
+        let path = dir.join(format!("f{}-{direct}", sizes.len()));
+        let mut sink = Sink::create(&path, direct).unwrap();
+        assert_eq!(
+            matches!(sink, Sink::Buffered(_)),
+            !direct || !takes_o_direct(dir),
+            "{direct}"
+        );
         let mut expected = Vec::new();
         for (i, &size) in sizes.iter().enumerate() {
             let piece: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
@@ -333,8 +342,20 @@ mod tests {
         (std::fs::read(&path).unwrap(), expected)
     }
 
+    /// Whether `dir`'s file system opens files `O_DIRECT` (tmpfs does not).
+    fn takes_o_direct(dir: &Path) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(dir.join("probe"))
+            .is_ok()
+    }
+
     #[test]
-    fn bytes_come_back_as_written_across_buffers_and_an_unaligned_end() {
+    fn bytes_come_back_as_written_direct_or_buffered_across_buffers_and_an_unaligned_end() {
         let dir = tempfile::tempdir().unwrap();
         for sizes in [
             vec![],
@@ -345,9 +366,11 @@ mod tests {
             // More buffers than may be in flight, so the writer waits for the thread.
             vec![3 * BUFFER_BYTES + 5; 4],
         ] {
-            let (read, expected) = round_trip(dir.path(), &sizes);
-            assert_eq!(read.len(), expected.len(), "{sizes:?}");
-            assert!(read == expected, "bytes differ for {sizes:?}");
+            for direct in [true, false] {
+                let (read, expected) = round_trip(dir.path(), &sizes, direct);
+                assert_eq!(read.len(), expected.len(), "{sizes:?} {direct}");
+                assert!(read == expected, "bytes differ for {sizes:?} {direct}");
+            }
         }
     }
 }

@@ -89,6 +89,11 @@ pub struct FileSettings {
     /// holding them, found through the offset index; the plain key columns it scans whole
     /// keep the default.
     pub value_page_rows: Option<usize>,
+    /// Whether the file is written around the page cache (`O_DIRECT`, [`direct`]): for files
+    /// no later step of the run or the next run reads (the outputs), so that their bytes are
+    /// never copied into the page cache. The state's files, which the next night reads, keep
+    /// the page cache.
+    pub around_page_cache: bool,
 }
 
 impl Default for FileSettings {
@@ -112,6 +117,7 @@ impl FileSettings {
         text_statistics: true,
         row_group_rows: ROW_GROUP_ROWS,
         value_page_rows: None,
+        around_page_cache: false,
     };
 
     /// A file with a row per claim (settlements, anomalies, rejected rows, generated claims):
@@ -123,10 +129,12 @@ impl FileSettings {
 
     /// An output with a row per claim in person-key order (settlements, anomalies, rejected
     /// rows): [`Self::PER_CLAIM`] with the ids also delta-encoded (an anomaly's related claim
-    /// too: few flags share one), and no statistics for text columns, which are in no order.
+    /// too: few flags share one), no statistics for text columns, which are in no order, and
+    /// written around the page cache: the run never reads its outputs back.
     pub const OUTPUT: FileSettings = FileSettings {
         distinct_columns: &["claim_id", "person_id", "related_claim_id"],
         text_statistics: false,
+        around_page_cache: true,
         ..FileSettings::PER_CLAIM
     };
 
@@ -245,7 +253,8 @@ impl PendingFile {
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
-        let file = Sink::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let file =
+            Sink::create(&tmp, settings.around_page_cache).map_err(|e| Error::io(&tmp, e))?;
         // ArrowWriter derives the Parquet schema and embeds the Arrow schema (so readers get
         // back Timestamp(ms), Int16, …); only its low-level parts are used afterwards.
         let props = settings.properties(&schema);
