@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod capitation;
 pub mod compare;
+pub mod disk;
 pub mod domain;
 pub mod error;
 pub mod floor;

@@ -974,6 +974,7 @@ pub(crate) fn settle_parts<P: Send>(
             compress: plan
                 .compress_spill
                 .unwrap_or_else(|| spill::compress_spill(rows, physical_memory())),
+            around_page_cache: spill::spill_around_page_cache(rows, physical_memory()),
         };
         let spilled = spill::scatter(
             files,

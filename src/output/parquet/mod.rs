@@ -36,12 +36,11 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 
 mod coded;
-mod direct;
 mod packed;
 mod pages;
 mod prefixed;
+use crate::disk::Sink;
 use coded::CodedChunk;
-use direct::Sink;
 use packed::PackedChunk;
 use pages::{ChunkPages, HandChunk};
 use prefixed::PrefixedChunk;
@@ -89,7 +88,7 @@ pub struct FileSettings {
     /// holding them, found through the offset index; the plain key columns it scans whole
     /// keep the default.
     pub value_page_rows: Option<usize>,
-    /// Whether the file is written around the page cache (`O_DIRECT`, [`direct`]): for files
+    /// Whether the file is written around the page cache (`O_DIRECT`, [`crate::disk`]): for files
     /// no later step of the run or the next run reads (the outputs), so that their bytes are
     /// never copied into the page cache. The state's files, which the next night reads, keep
     /// the page cache.

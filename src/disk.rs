@@ -1,4 +1,5 @@
-//! Where a Parquet file's bytes go: around the page cache for the files a run never reads back.
+//! Writing around the page cache: for the files a run never reads back (its outputs) and those
+//! it reads back once, soon, in pieces it knows (its spill).
 //!
 //! A run writes its outputs once and never reads them back, yet a buffered write copies every
 //! byte into the page cache and the fsync at the end writes it out from there. On these
@@ -10,13 +11,17 @@
 //! is copied by the kernel. Files a later run reads (the state's) and files on a file system
 //! that refuses `O_DIRECT` (tmpfs) are buffered, their dirty pages pushed to disk after every
 //! row group ([`Sink::row_group_written`]).
+//!
+//! A spill writes hundreds of partition files at once, a batch at a time: [`Appender`]s hand
+//! their block-aligned bytes to one [`DirectQueue`] thread. Buffered, the 100M month's 10.7 GB
+//! of spill cost 17 s of CPU time in the kernel's copy into the page cache alone.
 
 use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -32,7 +37,7 @@ const BUFFER_BYTES: usize = 4 << 20;
 const BUFFERS_IN_FLIGHT: usize = 8;
 
 /// The destination of a [`super::PendingFile`]'s bytes.
-pub(super) enum Sink {
+pub(crate) enum Sink {
     Direct(DirectWriter),
     Buffered(BufWriter<File>),
 }
@@ -40,24 +45,12 @@ pub(super) enum Sink {
 impl Sink {
     /// Creates (or truncates) `path`, written around the page cache when `around_page_cache`
     /// and its file system allows.
-    pub(super) fn create(path: &Path, around_page_cache: bool) -> io::Result<Sink> {
-        #[cfg(target_os = "linux")]
+    pub(crate) fn create(path: &Path, around_page_cache: bool) -> io::Result<Sink> {
         if around_page_cache {
-            use std::os::unix::fs::OpenOptionsExt;
-            match OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-            {
-                Ok(file) => return Ok(Sink::Direct(DirectWriter::new(file))),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                Err(e) => return Err(e),
+            if let Some(file) = open_direct(path)? {
+                return Ok(Sink::Direct(DirectWriter::new(file)));
             }
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = around_page_cache;
         Ok(Sink::Buffered(BufWriter::with_capacity(
             1 << 20,
             File::create(path)?,
@@ -68,7 +61,7 @@ impl Sink {
     /// waiting for them, so that the fsync at the end has little left to do (a run's files are
     /// written over many seconds, and left to the page cache would all be written then, with
     /// the cores idle). Advisory: an error only means the fsync does all the work.
-    pub(super) fn row_group_written(&self) {
+    pub(crate) fn row_group_written(&self) {
         #[cfg(target_os = "linux")]
         if let Sink::Buffered(writer) = self {
             use std::os::fd::AsRawFd;
@@ -85,7 +78,7 @@ impl Sink {
     }
 
     /// Writes what is left and fsyncs the file.
-    pub(super) fn finish(self) -> io::Result<()> {
+    pub(crate) fn finish(self) -> io::Result<()> {
         match self {
             Sink::Direct(writer) => writer.finish(),
             Sink::Buffered(writer) => writer.into_inner().map_err(|e| e.into_error())?.sync_all(),
@@ -117,26 +110,37 @@ impl Write for Sink {
     }
 }
 
-/// A buffer of [`BUFFER_BYTES`] aligned to [`BLOCK`], as `O_DIRECT` needs.
+/// A buffer aligned to [`BLOCK`], its capacity a multiple of it, as `O_DIRECT` needs.
 struct Aligned {
     ptr: NonNull<u8>,
     len: usize,
+    capacity: usize,
 }
 
 // SAFETY: `Aligned` owns its allocation outright, like a `Vec<u8>`.
 unsafe impl Send for Aligned {}
 
 impl Aligned {
-    const LAYOUT: Layout = match Layout::from_size_align(BUFFER_BYTES, BLOCK) {
-        Ok(layout) => layout,
-        Err(_) => panic!("buffer layout"),
-    };
+    fn layout(capacity: usize) -> Layout {
+        Layout::from_size_align(capacity, BLOCK).expect("a buffer's size fits the address space")
+    }
+
+    /// An empty buffer of at least `bytes` (and at least a block).
+    fn with_capacity(bytes: usize) -> Aligned {
+        let capacity = bytes.max(1).div_ceil(BLOCK) * BLOCK;
+        let layout = Self::layout(capacity);
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc::alloc(layout) };
+        let ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        Aligned {
+            ptr,
+            len: 0,
+            capacity,
+        }
+    }
 
     fn new() -> Aligned {
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc::alloc(Self::LAYOUT) };
-        let ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(Self::LAYOUT));
-        Aligned { ptr, len: 0 }
+        Self::with_capacity(BUFFER_BYTES)
     }
 
     /// The filled part.
@@ -147,8 +151,8 @@ impl Aligned {
 
     /// Copies as much of `bytes` as fits; returns how much that was.
     fn fill(&mut self, bytes: &[u8]) -> usize {
-        let n = bytes.len().min(BUFFER_BYTES - self.len);
-        // SAFETY: `len + n <= BUFFER_BYTES`, and `bytes` is not this allocation.
+        let n = bytes.len().min(self.capacity - self.len);
+        // SAFETY: `len + n <= capacity`, and `bytes` is not this allocation.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(self.len), n);
         }
@@ -156,28 +160,28 @@ impl Aligned {
         n
     }
 
-    /// Zeros the buffer up to the next [`BLOCK`] boundary, for the file's last write.
+    /// Zeros the buffer up to the next [`BLOCK`] boundary, for a file's last write.
     fn pad(&mut self) {
         let end = self.len.div_ceil(BLOCK) * BLOCK;
-        // SAFETY: `end <= BUFFER_BYTES`, a multiple of `BLOCK`.
+        // SAFETY: `end <= capacity`, a multiple of `BLOCK`.
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, end - self.len) };
         self.len = end;
     }
 
     fn is_full(&self) -> bool {
-        self.len == BUFFER_BYTES
+        self.len == self.capacity
     }
 }
 
 impl Drop for Aligned {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::LAYOUT) };
+        // SAFETY: allocated in `with_capacity` with this layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) };
     }
 }
 
 /// A file opened `O_DIRECT`, written a buffer at a time by its own thread.
-pub(super) struct DirectWriter {
+pub(crate) struct DirectWriter {
     file: Arc<File>,
     /// The buffer being filled; it starts at file offset `handed`.
     filling: Aligned,
@@ -297,6 +301,171 @@ impl Drop for DirectWriter {
     }
 }
 
+/// Creates (or truncates) `path` for writing `O_DIRECT`; `None` where its file system refuses.
+fn open_direct(path: &Path) -> io::Result<Option<File>> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        Ok(None)
+    }
+}
+
+/// Pieces handed to the [`DirectQueue`] thread and not yet written, at most, so that the
+/// writers wait for the disk only when it falls this far behind.
+const QUEUED_PIECES: usize = 64;
+
+/// Bytes an [`Appender`] gathers before it hands them to the queue: a spill has hundreds of
+/// files open at once (512 of them hold 64 MiB).
+const PIECE_BYTES: usize = 128 * 1024;
+
+type Piece = (Arc<File>, Aligned, u64);
+
+/// One thread writing the pieces of many files ([`Appender`]s) in the order handed over.
+pub struct DirectQueue {
+    to_disk: Option<SyncSender<Piece>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Default for DirectQueue {
+    fn default() -> Self {
+        let (to_disk, to_write) = mpsc::sync_channel::<Piece>(QUEUED_PIECES);
+        let thread = std::thread::spawn(move || {
+            // The first failure is kept and reported by `finish`; the pieces after it are
+            // taken and dropped, so that no writer waits on a queue nobody empties.
+            let mut failed = None;
+            for (file, piece, offset) in to_write {
+                if failed.is_none() {
+                    failed = write_at(&file, piece.filled(), offset).err();
+                }
+            }
+            failed.map_or(Ok(()), Err)
+        });
+        DirectQueue {
+            to_disk: Some(to_disk),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl DirectQueue {
+    /// Waits for every piece handed over to be written (every [`Appender`] of the queue must
+    /// be finished or dropped first); the first write that failed, if any.
+    pub fn finish(mut self) -> io::Result<()> {
+        drop(self.to_disk.take());
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the spill's writer thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for DirectQueue {
+    fn drop(&mut self) {
+        drop(self.to_disk.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A file written through a [`DirectQueue`]: the bytes written to it are gathered in an
+/// aligned piece of [`PIECE_BYTES`], handed to the queue whole; [`Appender::finish`] hands the
+/// last one padded to a block, and the file is cut to its length once the queue is done
+/// ([`Length::cut`]).
+pub struct Appender {
+    file: Arc<File>,
+    piece: Aligned,
+    handed: u64,
+    to_disk: SyncSender<Piece>,
+}
+
+impl Appender {
+    /// Creates (or truncates) `path`, written through `queue` around the page cache (opened
+    /// `O_DIRECT`) where its file system allows.
+    pub fn create(path: &Path, queue: &DirectQueue) -> io::Result<Appender> {
+        let file = match open_direct(path)? {
+            Some(file) => file,
+            None => File::create(path)?,
+        };
+        Ok(Appender {
+            file: Arc::new(file),
+            piece: Aligned::with_capacity(PIECE_BYTES),
+            handed: 0,
+            to_disk: queue
+                .to_disk
+                .clone()
+                .expect("appender created after the queue finished"),
+        })
+    }
+
+    fn hand_over(&mut self, next: Aligned) -> io::Result<()> {
+        let piece = std::mem::replace(&mut self.piece, next);
+        let offset = self.handed;
+        self.handed += piece.len as u64;
+        self.to_disk
+            .send((Arc::clone(&self.file), piece, offset))
+            .map_err(|_| io::Error::other("the spill's writer thread stopped"))
+    }
+
+    /// Hands everything written, the last block padded; returns the file's length, for
+    /// [`Length::cut`] once the queue is finished.
+    pub fn finish(mut self) -> io::Result<Length> {
+        let length = self.handed + self.piece.len as u64;
+        if self.piece.len > 0 {
+            self.piece.pad();
+            self.hand_over(Aligned::with_capacity(BLOCK))?;
+        }
+        Ok(Length {
+            file: self.file,
+            length,
+        })
+    }
+}
+
+impl Write for Appender {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.piece.fill(bytes);
+        if self.piece.is_full() {
+            self.hand_over(Aligned::with_capacity(PIECE_BYTES))?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A finished [`Appender`]'s file and the length to cut it to.
+pub struct Length {
+    file: Arc<File>,
+    length: u64,
+}
+
+impl Length {
+    /// Cuts the file to its length (its last write was padded to a block); call once the
+    /// queue that wrote it is finished.
+    pub fn cut(self) -> io::Result<()> {
+        self.file.set_len(self.length)
+    }
+}
+
 /// Writes `bytes` at `offset`. A file system that takes `O_DIRECT` at open and then refuses
 /// a write with it gets the file switched to buffered writes, and the write again.
 fn write_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
@@ -322,6 +491,7 @@ fn write_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// Writes `sizes` pieces of counting bytes through a sink and reads the file back.
     fn round_trip(dir: &Path, sizes: &[usize], direct: bool) -> (Vec<u8>, Vec<u8>) {
@@ -372,5 +542,57 @@ mod tests {
                 assert!(read == expected, "bytes differ for {sizes:?} {direct}");
             }
         }
+    }
+
+    #[test]
+    fn files_appended_side_by_side_through_one_queue_read_back_whole_and_cut_to_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = DirectQueue::default();
+        let mut files: Vec<(PathBuf, Appender, Vec<u8>)> = (0..5)
+            .map(|f| {
+                let path = dir.path().join(format!("part-{f}"));
+                let appender = Appender::create(&path, &queue).unwrap();
+                (path, appender, Vec::new())
+            })
+            .collect();
+        // Writes of uneven sizes, the files in turn, so that pieces fill and are handed over
+        // in between; file 4 gets nothing.
+        for round in 0..40usize {
+            for (f, (_, appender, expected)) in files.iter_mut().enumerate().take(4) {
+                let size = (round * 7919 + f * 104_729) % (PIECE_BYTES / 2) + 1;
+                let piece: Vec<u8> = (0..size).map(|b| (b + round * 31 + f) as u8).collect();
+                appender.write_all(&piece).unwrap();
+                expected.extend_from_slice(&piece);
+            }
+        }
+        let mut lengths = Vec::new();
+        let mut expected_files = Vec::new();
+        for (path, appender, expected) in files {
+            lengths.push(appender.finish().unwrap());
+            expected_files.push((path, expected));
+        }
+        queue.finish().unwrap();
+        for length in lengths {
+            length.cut().unwrap();
+        }
+        for (path, expected) in expected_files {
+            let read = std::fs::read(&path).unwrap();
+            assert_eq!(read.len(), expected.len(), "{}", path.display());
+            assert!(read == expected, "bytes differ in {}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_by_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = DirectQueue::default();
+        let path = dir.path().join("read-only");
+        std::fs::write(&path, b"").unwrap();
+        // An appender whose file was opened read-only: its first write fails.
+        let mut appender = Appender::create(&path, &queue).unwrap();
+        appender.file = Arc::new(File::open(&path).unwrap());
+        appender.write_all(&vec![1u8; PIECE_BYTES + 1]).unwrap();
+        drop(appender.finish().unwrap());
+        assert!(queue.finish().is_err());
     }
 }
