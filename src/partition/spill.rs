@@ -12,7 +12,8 @@
 //! the scatter: repeated claim ids (a copy may be filed under another person) and the claims
 //! with no person, which form a last partition of their own. Spill files are Arrow IPC, one per
 //! partition, LZ4-compressed only when raw they would not sit in the page cache
-//! ([`compress_spill`]).
+//! ([`compress_spill`]), and written around the page cache when they would pass the kernel's
+//! background writeback ([`spill_around_page_cache`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -137,7 +138,7 @@ pub fn compress_spill(rows: u64, memory: u64) -> bool {
 /// writing it around the page cache (which reads it back from disk). Above it, the kernel
 /// writes the pages back while the run writes them, and the copy into the page cache
 /// costs several times as much: the 100M month's 10.7 GB took 37 s of system time buffered
-/// against 12.5 s written around it, 0.94× the wall time (README "Spilling").
+/// against 12.5 s written around it, 0.94× the wall time (README "Performance").
 pub fn spill_around_page_cache(rows: u64, memory: u64) -> bool {
     rows.saturating_mul(SPILL_BYTES_PER_CLAIM) > memory / 10
 }
