@@ -440,6 +440,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 memory_limit,
                 part_claims,
                 compress_spill: spill_compression.into(),
+                spill_around_page_cache: None,
             };
             retain_freed_memory(if yibao::run::spills(&args)? {
                 SPILLING_PURGE_DELAY

@@ -57,6 +57,10 @@ pub struct AdjudicateArgs {
     /// Whether spill files are LZ4-compressed; `None`: when raw they would not sit in the page
     /// cache ([`spill::compress_spill`]). Only speed depends on it, never the output.
     pub compress_spill: Option<bool>,
+    /// Whether spill files are written around the page cache; `None`: when raw they would pass
+    /// the kernel's background writeback ([`spill::spill_around_page_cache`]). Only speed
+    /// depends on it, never the output.
+    pub spill_around_page_cache: Option<bool>,
 }
 
 /// Resident memory a claim takes through a run held in memory, in bytes: used to decide whether
@@ -594,6 +598,7 @@ fn run(args: &AdjudicateArgs) -> Result<Adjudicated> {
         limit,
         part_claims: args.part_claims.unwrap_or(PART_CLAIMS),
         compress_spill: args.compress_spill,
+        spill_around_page_cache: args.spill_around_page_cache,
         audits: true,
     };
     let steps = PartSteps {
@@ -756,6 +761,8 @@ pub(crate) struct Plan<'a> {
     pub part_claims: u64,
     /// [`AdjudicateArgs::compress_spill`].
     pub compress_spill: Option<bool>,
+    /// [`AdjudicateArgs::spill_around_page_cache`].
+    pub spill_around_page_cache: Option<bool>,
     /// The parts are audited: the month's amount statistics (`amount_outlier`) are counted.
     pub audits: bool,
 }
@@ -974,7 +981,9 @@ pub(crate) fn settle_parts<P: Send>(
             compress: plan
                 .compress_spill
                 .unwrap_or_else(|| spill::compress_spill(rows, physical_memory())),
-            around_page_cache: spill::spill_around_page_cache(rows, physical_memory()),
+            around_page_cache: plan
+                .spill_around_page_cache
+                .unwrap_or_else(|| spill::spill_around_page_cache(rows, physical_memory())),
         };
         let spilled = spill::scatter(
             files,

@@ -70,6 +70,7 @@ fn args(
         memory_limit: None,
         part_claims: None,
         compress_spill: None,
+        spill_around_page_cache: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn args(
         memory_limit: None,
         part_claims: None,
         compress_spill: None,
+        spill_around_page_cache: None,
     }
 }
 
@@ -93,7 +94,11 @@ fn a_spilled_month_and_its_state_match_the_run_in_memory() {
     assert_same_outputs(&d.join("m1"), &d.join("p1"));
     // The month-wide statistics of amount_outlier are gathered before the spilled run settles.
     assert!(memory.anomalies.get("amount_outlier").copied().unwrap_or(0) > 0);
-    let spilled = run(spilled_at(1 << 20, args(d, "h1", "s1", Some("s-state"), 2)));
+    // Written around the page cache, as a spill past a tenth of memory is.
+    let spilled = run(yibao::run::AdjudicateArgs {
+        spill_around_page_cache: Some(true),
+        ..spilled_at(1 << 20, args(d, "h1", "s1", Some("s-state"), 2))
+    });
     let parts = spilled
         .spill
         .as_ref()

@@ -31,6 +31,7 @@ fn args(d: &Path, claims: &str, out: &str, state: &str) -> yibao::run::Adjudicat
         memory_limit: None,
         part_claims: None,
         compress_spill: None,
+        spill_around_page_cache: None,
     }
 }
 

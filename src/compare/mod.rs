@@ -545,6 +545,7 @@ fn compare_on_pool(args: &CompareArgs) -> Result<CompareSummary> {
             / 2,
         part_claims: run::PART_CLAIMS,
         compress_spill: None,
+        spill_around_page_cache: None,
         // A comparison settles without audit: no amount statistics to count.
         audits: false,
     };

@@ -854,6 +854,7 @@ mod tests {
             memory_limit: None,
             part_claims: None,
             compress_spill: None,
+            spill_around_page_cache: None,
         })
         .unwrap();
         read(&out.join("settlements.parquet")).0

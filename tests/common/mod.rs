@@ -502,6 +502,7 @@ impl Scenario {
             memory_limit: None,
             part_claims: None,
             compress_spill: None,
+            spill_around_page_cache: None,
         }
     }
 
