@@ -36,7 +36,7 @@ const BUFFER_BYTES: usize = 4 << 20;
 /// tens of megabytes, which this lets the caller hand over without waiting for the disk.
 const BUFFERS_IN_FLIGHT: usize = 8;
 
-/// The destination of a [`super::PendingFile`]'s bytes.
+/// The destination of a [`crate::output::parquet::PendingFile`]'s bytes.
 pub(crate) enum Sink {
     Direct(DirectWriter),
     Buffered(BufWriter<File>),
