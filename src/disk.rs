@@ -5,15 +5,16 @@
 //! byte into the page cache and the fsync at the end writes it out from there. On these
 //! machines that copy costs about 1.9 ns a byte of one core's time (1 GiB written buffered by
 //! `dd` takes 1.9 s of system time, with `oflag=direct` 0.07 s): for a 10M month's half a
-//! gigabyte of outputs a second of CPU taken from the settlement. [`Sink::Direct`] writes with
-//! `O_DIRECT` instead: whole aligned buffers handed to a thread of the file's own that writes
-//! them while the caller fills the next, so the disk's time overlaps the encoding and no byte
-//! is copied by the kernel. Files a later run reads (the state's) and files on a file system
+//! gigabyte of outputs a second of CPU taken from the settlement. An output file is
+//! written `O_DIRECT` instead: whole aligned buffers handed to a thread of the file's own that
+//! writes them while the caller fills the next, so the disk's time overlaps the encoding and
+//! no byte is copied by the kernel. Files a later run reads (the state's) and files on a file system
 //! that refuses `O_DIRECT` (tmpfs) are buffered, their dirty pages pushed to disk after every
 //! row group ([`Sink::row_group_written`]).
 //!
-//! A spill writes hundreds of partition files at once, a batch at a time: [`Appender`]s hand
-//! their block-aligned bytes to one [`DirectQueue`] thread. Buffered, the 100M month's 10.7 GB
+//! Both go through the same pieces: an [`Appender`] per file gathers its bytes in aligned
+//! pieces and hands them to a [`DirectQueue`] thread — an output file's own, or one for the
+//! hundreds of partition files a spill writes at once. Buffered, the 100M month's 10.7 GB
 //! of spill cost 17 s of CPU time in the kernel's copy into the page cache alone.
 
 use std::alloc::{self, Layout};
@@ -21,7 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -32,13 +33,19 @@ const BLOCK: usize = 4096;
 /// Bytes a buffer holds before it goes to disk.
 const BUFFER_BYTES: usize = 4 << 20;
 
-/// Buffers a file may have filled and not yet written: a row group arrives as one burst of
-/// tens of megabytes, which this lets the caller hand over without waiting for the disk.
+/// Buffers an output file may have filled and not yet written: a row group arrives as one
+/// burst of tens of megabytes, which this lets the caller hand over without waiting for the
+/// disk.
 const BUFFERS_IN_FLIGHT: usize = 8;
 
 /// The destination of a [`crate::output::parquet::PendingFile`]'s bytes.
 pub(crate) enum Sink {
-    Direct(DirectWriter),
+    /// The file's pieces written by a queue of its own. The appender comes first: fields drop
+    /// in order, and the queue's thread ends only once the appender has let go of it.
+    Direct {
+        appender: Appender,
+        queue: DirectQueue,
+    },
     Buffered(BufWriter<File>),
 }
 
@@ -48,7 +55,9 @@ impl Sink {
     pub(crate) fn create(path: &Path, around_page_cache: bool) -> io::Result<Sink> {
         if around_page_cache {
             if let Some(file) = open_direct(path)? {
-                return Ok(Sink::Direct(DirectWriter::new(file)));
+                let queue = DirectQueue::new(BUFFERS_IN_FLIGHT);
+                let appender = Appender::with_file(file, &queue, BUFFER_BYTES);
+                return Ok(Sink::Direct { appender, queue });
             }
         }
         Ok(Sink::Buffered(BufWriter::with_capacity(
@@ -80,7 +89,12 @@ impl Sink {
     /// Writes what is left and fsyncs the file.
     pub(crate) fn finish(self) -> io::Result<()> {
         match self {
-            Sink::Direct(writer) => writer.finish(),
+            Sink::Direct { appender, queue } => {
+                let length = appender.finish()?;
+                queue.finish()?;
+                length.cut()?;
+                length.file.sync_all()
+            }
             Sink::Buffered(writer) => writer.into_inner().map_err(|e| e.into_error())?.sync_all(),
         }
     }
@@ -89,14 +103,14 @@ impl Sink {
 impl Write for Sink {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         match self {
-            Sink::Direct(writer) => writer.write(bytes),
+            Sink::Direct { appender, .. } => appender.write(bytes),
             Sink::Buffered(writer) => writer.write(bytes),
         }
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
-            Sink::Direct(writer) => writer.write_all(bytes),
+            Sink::Direct { appender, .. } => appender.write_all(bytes),
             Sink::Buffered(writer) => writer.write_all(bytes),
         }
     }
@@ -104,7 +118,7 @@ impl Write for Sink {
     /// Data reaches the disk at [`Sink::finish`]; a flush before it has nothing to promise.
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Sink::Direct(_) => Ok(()),
+            Sink::Direct { .. } => Ok(()),
             Sink::Buffered(writer) => writer.flush(),
         }
     }
@@ -137,10 +151,6 @@ impl Aligned {
             len: 0,
             capacity,
         }
-    }
-
-    fn new() -> Aligned {
-        Self::with_capacity(BUFFER_BYTES)
     }
 
     /// The filled part.
@@ -180,127 +190,6 @@ impl Drop for Aligned {
     }
 }
 
-/// A file opened `O_DIRECT`, written a buffer at a time by its own thread.
-pub(crate) struct DirectWriter {
-    file: Arc<File>,
-    /// The buffer being filled; it starts at file offset `handed`.
-    filling: Aligned,
-    handed: u64,
-    /// Buffers written and returned by the thread, for reuse.
-    spare: Vec<Aligned>,
-    /// Buffers allocated so far (at most [`BUFFERS_IN_FLIGHT`] + 1).
-    allocated: usize,
-    to_disk: Option<Sender<(Aligned, u64)>>,
-    written: Receiver<io::Result<Aligned>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl DirectWriter {
-    fn new(file: File) -> DirectWriter {
-        let file = Arc::new(file);
-        let (to_disk, to_write) = mpsc::channel::<(Aligned, u64)>();
-        let (give_back, written) = mpsc::channel();
-        let thread_file = Arc::clone(&file);
-        let thread = std::thread::spawn(move || {
-            for (buffer, offset) in to_write {
-                let result = write_at(&thread_file, buffer.filled(), offset).map(|()| buffer);
-                if give_back.send(result).is_err() {
-                    break;
-                }
-            }
-        });
-        DirectWriter {
-            file,
-            filling: Aligned::new(),
-            handed: 0,
-            spare: Vec::new(),
-            allocated: 1,
-            to_disk: Some(to_disk),
-            written,
-            thread: Some(thread),
-        }
-    }
-
-    /// Hands the full buffer to the thread and takes an empty one: a spare, a new one while
-    /// fewer than [`BUFFERS_IN_FLIGHT`] are out, else the next the thread gives back.
-    fn hand_over(&mut self) -> io::Result<()> {
-        while let Ok(back) = self.written.try_recv() {
-            self.spare.push(back?);
-        }
-        let mut next = match self.spare.pop() {
-            Some(buffer) => buffer,
-            None if self.allocated <= BUFFERS_IN_FLIGHT => {
-                self.allocated += 1;
-                Aligned::new()
-            }
-            None => self.wait_for_one()?,
-        };
-        next.len = 0;
-        let full = std::mem::replace(&mut self.filling, next);
-        let offset = self.handed;
-        self.handed += full.len as u64;
-        self.to_disk
-            .as_ref()
-            .expect("writer used after finish")
-            .send((full, offset))
-            .map_err(|_| io::Error::other("the file's writer thread stopped"))
-    }
-
-    fn wait_for_one(&mut self) -> io::Result<Aligned> {
-        self.written
-            .recv()
-            .map_err(|_| io::Error::other("the file's writer thread stopped"))?
-    }
-
-    /// Waits for every buffer handed over, writes the last (padded to a block, then the file
-    /// cut to its length) and fsyncs.
-    fn finish(mut self) -> io::Result<()> {
-        drop(self.to_disk.take());
-        let out = self.allocated - 1 - self.spare.len();
-        for _ in 0..out {
-            let back = self.wait_for_one()?;
-            self.spare.push(back);
-        }
-        if let Some(thread) = self.thread.take() {
-            thread
-                .join()
-                .map_err(|_| io::Error::other("the file's writer thread panicked"))?;
-        }
-        let length = self.handed + self.filling.len as u64;
-        if self.filling.len > 0 {
-            self.filling.pad();
-            write_at(&self.file, self.filling.filled(), self.handed)?;
-            self.file.set_len(length)?;
-        }
-        self.file.sync_all()
-    }
-}
-
-impl Write for DirectWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = self.filling.fill(bytes);
-        if self.filling.is_full() {
-            self.hand_over()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for DirectWriter {
-    /// A writer dropped unfinished (an error on the way) stops its thread; the file is
-    /// removed by its owner.
-    fn drop(&mut self) {
-        drop(self.to_disk.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Creates (or truncates) `path` for writing `O_DIRECT`; `None` where its file system refuses.
 fn open_direct(path: &Path) -> io::Result<Option<File>> {
     #[cfg(target_os = "linux")]
@@ -325,25 +214,26 @@ fn open_direct(path: &Path) -> io::Result<Option<File>> {
     }
 }
 
-/// Pieces handed to the [`DirectQueue`] thread and not yet written, at most, so that the
-/// writers wait for the disk only when it falls this far behind.
-const QUEUED_PIECES: usize = 64;
+/// Pieces a spill's [`DirectQueue`] holds handed over and not yet written, at most, so that
+/// the scatter waits for the disk only when it falls this far behind.
+pub const SPILL_QUEUED_PIECES: usize = 64;
 
-/// Bytes an [`Appender`] gathers before it hands them to the queue: a spill has hundreds of
-/// files open at once (512 of them hold 64 MiB).
-const PIECE_BYTES: usize = 128 * 1024;
+/// Bytes a spill file's [`Appender`] gathers before it hands them to the queue: a spill has
+/// hundreds of files open at once (512 of them hold 64 MiB).
+pub const SPILL_PIECE_BYTES: usize = 128 * 1024;
 
 type Piece = (Arc<File>, Aligned, u64);
 
-/// One thread writing the pieces of many files ([`Appender`]s) in the order handed over.
+/// One thread writing the pieces of one file or many ([`Appender`]s) in the order handed over.
 pub struct DirectQueue {
     to_disk: Option<SyncSender<Piece>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
-impl Default for DirectQueue {
-    fn default() -> Self {
-        let (to_disk, to_write) = mpsc::sync_channel::<Piece>(QUEUED_PIECES);
+impl DirectQueue {
+    /// A queue holding at most `depth` pieces handed over and not yet written.
+    pub fn new(depth: usize) -> Self {
+        let (to_disk, to_write) = mpsc::sync_channel::<Piece>(depth);
         let thread = std::thread::spawn(move || {
             // The first failure is kept and reported by `finish`; the pieces after it are
             // taken and dropped, so that no writer waits on a queue nobody empties.
@@ -360,16 +250,14 @@ impl Default for DirectQueue {
             thread: Some(thread),
         }
     }
-}
 
-impl DirectQueue {
     /// Waits for every piece handed over to be written (every [`Appender`] of the queue must
     /// be finished or dropped first); the first write that failed, if any.
     pub fn finish(mut self) -> io::Result<()> {
         drop(self.to_disk.take());
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(io::Error::other("the spill's writer thread panicked")),
+            Some(Err(_)) => Err(io::Error::other("the file writer thread panicked")),
             None => Ok(()),
         }
     }
@@ -384,12 +272,13 @@ impl Drop for DirectQueue {
     }
 }
 
-/// A file written through a [`DirectQueue`]: the bytes written to it are gathered in an
-/// aligned piece of [`PIECE_BYTES`], handed to the queue whole; [`Appender::finish`] hands the
+/// A file written through a [`DirectQueue`]: the bytes written to it are gathered in aligned
+/// pieces of a fixed size, each handed to the queue whole; [`Appender::finish`] hands the
 /// last one padded to a block, and the file is cut to its length once the queue is done
 /// ([`Length::cut`]).
 pub struct Appender {
     file: Arc<File>,
+    piece_bytes: usize,
     piece: Aligned,
     handed: u64,
     to_disk: SyncSender<Piece>,
@@ -397,21 +286,26 @@ pub struct Appender {
 
 impl Appender {
     /// Creates (or truncates) `path`, written through `queue` around the page cache (opened
-    /// `O_DIRECT`) where its file system allows.
-    pub fn create(path: &Path, queue: &DirectQueue) -> io::Result<Appender> {
+    /// `O_DIRECT`) where its file system allows, in pieces of `piece_bytes`.
+    pub fn create(path: &Path, queue: &DirectQueue, piece_bytes: usize) -> io::Result<Appender> {
         let file = match open_direct(path)? {
             Some(file) => file,
             None => File::create(path)?,
         };
-        Ok(Appender {
+        Ok(Self::with_file(file, queue, piece_bytes))
+    }
+
+    fn with_file(file: File, queue: &DirectQueue, piece_bytes: usize) -> Appender {
+        Appender {
             file: Arc::new(file),
-            piece: Aligned::with_capacity(PIECE_BYTES),
+            piece_bytes,
+            piece: Aligned::with_capacity(piece_bytes),
             handed: 0,
             to_disk: queue
                 .to_disk
                 .clone()
                 .expect("appender created after the queue finished"),
-        })
+        }
     }
 
     fn hand_over(&mut self, next: Aligned) -> io::Result<()> {
@@ -420,7 +314,7 @@ impl Appender {
         self.handed += piece.len as u64;
         self.to_disk
             .send((Arc::clone(&self.file), piece, offset))
-            .map_err(|_| io::Error::other("the spill's writer thread stopped"))
+            .map_err(|_| io::Error::other("the file writer thread stopped"))
     }
 
     /// Hands everything written, the last block padded; returns the file's length, for
@@ -442,7 +336,7 @@ impl Write for Appender {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let n = self.piece.fill(bytes);
         if self.piece.is_full() {
-            self.hand_over(Aligned::with_capacity(PIECE_BYTES))?;
+            self.hand_over(Aligned::with_capacity(self.piece_bytes))?;
         }
         Ok(n)
     }
@@ -459,9 +353,18 @@ pub struct Length {
 }
 
 impl Length {
+    /// A file written whole by other means (buffered), at the length it has.
+    pub fn of(file: File) -> io::Result<Length> {
+        let length = file.metadata()?.len();
+        Ok(Length {
+            file: Arc::new(file),
+            length,
+        })
+    }
+
     /// Cuts the file to its length (its last write was padded to a block); call once the
     /// queue that wrote it is finished.
-    pub fn cut(self) -> io::Result<()> {
+    pub fn cut(&self) -> io::Result<()> {
         self.file.set_len(self.length)
     }
 }
@@ -547,11 +450,11 @@ mod tests {
     #[test]
     fn files_appended_side_by_side_through_one_queue_read_back_whole_and_cut_to_length() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = DirectQueue::default();
+        let queue = DirectQueue::new(SPILL_QUEUED_PIECES);
         let mut files: Vec<(PathBuf, Appender, Vec<u8>)> = (0..5)
             .map(|f| {
                 let path = dir.path().join(format!("part-{f}"));
-                let appender = Appender::create(&path, &queue).unwrap();
+                let appender = Appender::create(&path, &queue, SPILL_PIECE_BYTES).unwrap();
                 (path, appender, Vec::new())
             })
             .collect();
@@ -559,7 +462,7 @@ mod tests {
         // in between; file 4 gets nothing.
         for round in 0..40usize {
             for (f, (_, appender, expected)) in files.iter_mut().enumerate().take(4) {
-                let size = (round * 7919 + f * 104_729) % (PIECE_BYTES / 2) + 1;
+                let size = (round * 7919 + f * 104_729) % (SPILL_PIECE_BYTES / 2) + 1;
                 let piece: Vec<u8> = (0..size).map(|b| (b + round * 31 + f) as u8).collect();
                 appender.write_all(&piece).unwrap();
                 expected.extend_from_slice(&piece);
@@ -585,13 +488,15 @@ mod tests {
     #[test]
     fn a_failed_write_is_reported_by_the_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = DirectQueue::default();
+        let queue = DirectQueue::new(SPILL_QUEUED_PIECES);
         let path = dir.path().join("read-only");
         std::fs::write(&path, b"").unwrap();
         // An appender whose file was opened read-only: its first write fails.
-        let mut appender = Appender::create(&path, &queue).unwrap();
+        let mut appender = Appender::create(&path, &queue, SPILL_PIECE_BYTES).unwrap();
         appender.file = Arc::new(File::open(&path).unwrap());
-        appender.write_all(&vec![1u8; PIECE_BYTES + 1]).unwrap();
+        appender
+            .write_all(&vec![1u8; SPILL_PIECE_BYTES + 1])
+            .unwrap();
         drop(appender.finish().unwrap());
         assert!(queue.finish().is_err());
     }

@@ -26,7 +26,7 @@ use arrow::ipc::CompressionType;
 use rayon::prelude::*;
 
 use super::{part_of, person_key};
-use crate::disk::{Appender, DirectQueue};
+use crate::disk::{Appender, DirectQueue, Length, SPILL_PIECE_BYTES, SPILL_QUEUED_PIECES};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{
     claim_id_hash, find_repeats, ClaimWindows, Claims, InputBatch, Occurrence, SourceFile,
@@ -157,8 +157,6 @@ fn spill_options(compress: bool) -> IpcWriteOptions {
 struct PartFile {
     path: PathBuf,
     around_page_cache: bool,
-    /// Whether the file was created (with the partition's first rows).
-    opened: bool,
     writer: Option<FileWriter<SpillFile>>,
     /// Pieces not yet written, and their rows.
     pending: Vec<RecordBatch>,
@@ -182,13 +180,12 @@ impl PartFile {
             Some(writer) => writer,
             None => {
                 let out = match self.around_page_cache {
-                    true => Appender::create(path, queue).map(SpillFile::Direct),
+                    true => Appender::create(path, queue, SPILL_PIECE_BYTES).map(SpillFile::Direct),
                     false => File::create(path).map(|file| {
                         SpillFile::Buffered(BufWriter::with_capacity(SPILL_WRITE_BYTES, file))
                     }),
                 }
                 .map_err(|e| Error::io(path, e))?;
-                self.opened = true;
                 let writer = FileWriter::try_new_with_options(out, &schema, options.clone())
                     .map_err(failed)?;
                 self.writer.insert(writer)
@@ -199,11 +196,7 @@ impl PartFile {
 
     /// Writes what is pending and the file's footer; the file's length to cut it to once
     /// `queue` is finished (`None` for a partition with no rows, which has no file).
-    fn finish(
-        &mut self,
-        options: &IpcWriteOptions,
-        queue: &DirectQueue,
-    ) -> Result<Option<crate::disk::Length>> {
+    fn finish(&mut self, options: &IpcWriteOptions, queue: &DirectQueue) -> Result<Option<Length>> {
         self.flush(options, queue)?;
         let Some(writer) = self.writer.take() else {
             return Ok(None);
@@ -213,12 +206,13 @@ impl PartFile {
             .into_inner()
             .map_err(|e| Error::arrow(path.display().to_string(), e))?;
         match out {
-            SpillFile::Direct(appender) => appender.finish().map(Some),
+            SpillFile::Direct(appender) => appender.finish(),
             SpillFile::Buffered(writer) => writer
                 .into_inner()
-                .map(|_| None)
-                .map_err(|e| e.into_error()),
+                .map_err(|e| e.into_error())
+                .and_then(Length::of),
         }
+        .map(Some)
         .map_err(|e| Error::io(path, e))
     }
 }
@@ -376,11 +370,10 @@ pub fn scatter(
     // message (and, compressed, a frame per buffer). PENDING_ROWS bounds the memory.
     let batch_rows = (PENDING_ROWS / parts).max(1024);
     let options = spill_options(compress);
-    let queue = DirectQueue::default();
+    let queue = DirectQueue::new(SPILL_QUEUED_PIECES);
     let mut part_files: Vec<PartFile> = (0..parts)
         .map(|part| PartFile {
             around_page_cache,
-            opened: false,
             path: spilled.dir.0.join(format!("part-{part:04}.arrow")),
             writer: None,
             pending: Vec::new(),
@@ -467,9 +460,9 @@ pub fn scatter(
         });
         input_start += rows;
     }
-    // Buffered files are complete when finished; those written around the page cache once the
-    // queue has written their last pieces and they are cut to their length.
-    let lengths: Vec<Option<crate::disk::Length>> = part_files
+    // A file written around the page cache is complete once the queue has written its last
+    // piece and it is cut to its length (a buffered one already is: the cut changes nothing).
+    let lengths: Vec<Option<Length>> = part_files
         .par_iter_mut()
         .map(|file| file.finish(&options, &queue))
         .collect::<Result<_>>()?;
@@ -477,13 +470,12 @@ pub fn scatter(
     spilled.files = part_files
         .into_iter()
         .zip(lengths)
-        .map(|(file, length)| match (file.opened, length) {
-            (true, Some(length)) => length
-                .cut()
-                .map(|()| Some(file.path.clone()))
-                .map_err(|e| Error::io(&file.path, e)),
-            (true, None) => Ok(Some(file.path.clone())),
-            (false, _) => Ok(None),
+        .map(|(file, length)| match length {
+            Some(length) => match length.cut() {
+                Ok(()) => Ok(Some(file.path)),
+                Err(e) => Err(Error::io(&file.path, e)),
+            },
+            None => Ok(None),
         })
         .collect::<Result<_>>()?;
     spilled.bytes = spilled
