@@ -48,6 +48,17 @@ struct Runs {
 }
 
 impl Runs {
+    /// Adds a group's totals, in order, as runs of equal totals.
+    fn add_sorted(&mut self, totals: impl Iterator<Item = i64>) {
+        for total in totals {
+            match self.runs.last_mut() {
+                Some((v, n)) if *v == total => *n += 1,
+                _ => self.runs.push((total, 1)),
+            }
+        }
+        self.compact_when_grown();
+    }
+
     /// Sorts and merges equal totals once the runs added since the last compaction outnumber
     /// the compacted ones (amortised: each run is re-sorted a logarithmic number of times).
     /// Within a partition most totals are distinct, across a month they repeat: at 100 million
@@ -113,10 +124,8 @@ impl AmountCounts {
         skip: &[u32],
     ) {
         // Each judged claim's total under its group's number (drug code × levels + level),
-        // grouped by a counting sort and sorted group by group: small sorts of bare totals
-        // instead of one sort of the month's claims.
-        let groups = claims.drugs.len() * Level::COUNT;
-        let totals: Vec<(u32, i64)> = (0..claims.len())
+        // sorted by group and total: each group's totals then lie in order, side by side.
+        let mut totals: Vec<(u32, i64)> = (0..claims.len())
             .into_par_iter()
             .filter(|&row| skip.binary_search(&(row as u32)).is_err())
             .filter_map(|row| {
@@ -128,16 +137,27 @@ impl AmountCounts {
                 Some((drug * Level::COUNT as u32 + level as u32, total))
             })
             .collect();
-        let (offsets, mut totals) = crate::ingest::group_by_key(totals, groups);
-        let lengths = offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
-        let mut slices = crate::ingest::cut_mut(&mut totals, lengths);
-        slices
+        totals.par_sort_unstable();
+        // The groups' runs are taken out of the map and added to side by side: a spilled run
+        // adds a window at a time while the window is scattered, and a popular drug's
+        // compaction alone held one thread.
+        let mut groups: Vec<_> = totals
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|group| {
+                let g = group[0].0 as usize;
+                let key: GroupKey = (
+                    claims.drugs[g / Level::COUNT].as_str().into(),
+                    (g % Level::COUNT) as u8,
+                );
+                let runs = self.groups.remove(&key).unwrap_or_default();
+                (key, runs, group)
+            })
+            .collect();
+        groups
             .par_iter_mut()
-            .for_each(|group| group.sort_unstable());
-        for (g, group) in slices.iter().enumerate().filter(|(_, t)| !t.is_empty()) {
-            let drug = &claims.drugs[g / Level::COUNT];
-            self.add_sorted(drug, (g % Level::COUNT) as u8, group.iter().copied());
-        }
+            .for_each(|(_, runs, group)| runs.add_sorted(group.iter().map(|&(_, total)| total)));
+        self.groups
+            .extend(groups.into_iter().map(|(key, runs, _)| (key, runs)));
     }
 
     /// The group and amount of claim `row` if the rule judges it, kept apart from `claims`.
@@ -159,19 +179,6 @@ impl AmountCounts {
         let group = self.groups.entry(amount.group).or_default();
         group.runs.push((amount.total, 1));
         group.compact_when_grown();
-    }
-
-    /// Adds one group's totals, in order, as runs of equal totals.
-    fn add_sorted(&mut self, drug: &str, level: u8, totals: impl Iterator<Item = i64>) {
-        let group_runs = self.groups.entry((drug.into(), level)).or_default();
-        let runs = &mut group_runs.runs;
-        for total in totals {
-            match runs.last_mut() {
-                Some((v, n)) if *v == total => *n += 1,
-                _ => runs.push((total, 1)),
-            }
-        }
-        group_runs.compact_when_grown();
     }
 
     pub fn stats(mut self) -> AmountStats {
@@ -329,7 +336,11 @@ mod tests {
         for chunk in totals.chunks(size) {
             let mut sorted = chunk.to_vec();
             sorted.sort_unstable();
-            counts.add_sorted("D1", 1, sorted.into_iter());
+            counts
+                .groups
+                .entry(("D1".into(), 1))
+                .or_default()
+                .add_sorted(sorted.into_iter());
         }
         let held = counts.groups.values().map(|r| r.runs.len()).sum();
         let stats = counts.stats().groups[&("D1".into(), 1)];

@@ -145,8 +145,11 @@ pub fn scatter(
     }
     let c = claims;
     // One task per column, in [`COLUMNS`] order; each yields the column's array of every part.
+    // A task each: the text columns cost many times the others, and columns split into
+    // ranges left one thread copying the texts while the other waited.
     let columns: Vec<Vec<ArrayRef>> = (0..COLUMNS.len())
         .into_par_iter()
+        .with_max_len(1)
         .map(|column| match column {
             0 => parts!(c.person.iter().copied(), UInt32Array::from),
             1 => parts!(c.region.iter().copied(), UInt32Array::from),

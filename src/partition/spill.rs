@@ -26,7 +26,9 @@ use arrow::ipc::CompressionType;
 use rayon::prelude::*;
 
 use super::{part_of, person_key};
-use crate::disk::{Appender, DirectQueue, Length, SPILL_PIECE_BYTES, SPILL_QUEUED_PIECES};
+use crate::disk::{
+    Appender, DirectQueue, Length, SPILL_PIECE_BYTES, SPILL_QUEUED_PIECES, SPILL_WRITERS,
+};
 use crate::error::{Error, Result};
 use crate::ingest::claims::{
     claim_id_hash, find_repeats, ClaimWindows, Claims, InputBatch, Occurrence, SourceFile,
@@ -157,6 +159,8 @@ fn spill_options(compress: bool) -> IpcWriteOptions {
 struct PartFile {
     path: PathBuf,
     around_page_cache: bool,
+    /// The size of the file's first piece around the page cache ([`first_piece_bytes`]).
+    first_piece_bytes: usize,
     writer: Option<FileWriter<SpillFile>>,
     /// Pieces not yet written, and their rows.
     pending: Vec<RecordBatch>,
@@ -180,7 +184,10 @@ impl PartFile {
             Some(writer) => writer,
             None => {
                 let out = match self.around_page_cache {
-                    true => Appender::create(path, queue, SPILL_PIECE_BYTES).map(SpillFile::Direct),
+                    true => {
+                        Appender::create(path, queue, self.first_piece_bytes, SPILL_PIECE_BYTES)
+                            .map(SpillFile::Direct)
+                    }
                     false => File::create(path).map(|file| {
                         SpillFile::Buffered(BufWriter::with_capacity(SPILL_WRITE_BYTES, file))
                     }),
@@ -215,6 +222,14 @@ impl PartFile {
         .map(Some)
         .map_err(|e| Error::io(path, e))
     }
+}
+
+/// The first piece of partition `part`'s file written around the page cache: one of eight
+/// sizes up to [`SPILL_PIECE_BYTES`], so that the partitions, filled at the same pace, hand
+/// their pieces to the queue spread over the windows rather than all in one (a burst the queue
+/// cannot hold, the scatter waiting while the disk writes it).
+fn first_piece_bytes(part: usize) -> usize {
+    SPILL_PIECE_BYTES / 8 * (1 + part % 8)
 }
 
 /// Bytes a buffered partition file's writer gathers before a write: every partition has one,
@@ -370,11 +385,12 @@ pub fn scatter(
     // message (and, compressed, a frame per buffer). PENDING_ROWS bounds the memory.
     let batch_rows = (PENDING_ROWS / parts).max(1024);
     let options = spill_options(compress);
-    let queue = DirectQueue::new(SPILL_QUEUED_PIECES);
+    let queue = DirectQueue::new(SPILL_QUEUED_PIECES, SPILL_WRITERS);
     let mut part_files: Vec<PartFile> = (0..parts)
         .map(|part| PartFile {
             around_page_cache,
             path: spilled.dir.0.join(format!("part-{part:04}.arrow")),
+            first_piece_bytes: first_piece_bytes(part),
             writer: None,
             pending: Vec::new(),
             pending_rows: 0,
@@ -437,9 +453,14 @@ pub fn scatter(
                     s.input_row,
                 )
             }));
-            inspect(registry, claims, &window_suspects);
-
-            let pieces = converted::scatter(claims, &part_of_row, parts)?;
+            // Both only read the window: what either does on one thread (the amount
+            // statistics' grouping, a column's copy into its parts) the other's tasks fill.
+            let registry: &Registry = registry;
+            let ((), pieces) = rayon::join(
+                || inspect(registry, claims, &window_suspects),
+                || converted::scatter(claims, &part_of_row, parts),
+            );
+            let pieces = pieces?;
             for (file, piece) in part_files.iter_mut().zip(pieces) {
                 if let Some(piece) = piece {
                     file.pending_rows += piece.num_rows();
