@@ -145,8 +145,8 @@ pub fn scatter(
     }
     let c = claims;
     // One task per column, in [`COLUMNS`] order; each yields the column's array of every part.
-    // A task each: the text columns cost many times the others, and columns split into
-    // ranges left one thread copying the texts while the other waited.
+    // Never a range of columns to a task: the text columns cost many times the others, and
+    // ranges left one thread copying them while the other waited.
     let columns: Vec<Vec<ArrayRef>> = (0..COLUMNS.len())
         .into_par_iter()
         .with_max_len(1)

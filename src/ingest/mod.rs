@@ -51,8 +51,8 @@ pub fn cut_mut<T>(mut items: &mut [T], lengths: impl IntoIterator<Item = usize>)
 }
 
 /// Groups `(key, item)` by a dense `u32` key (stable), as CSR offsets over `keys` keys: a
-/// counting sort, each item moved once (pool states and registrations by person, judged amounts
-/// by outlier group: millions of them), with no sort buffer.
+/// counting sort, each item moved once (pool states and registrations by person: millions of
+/// them), with no sort buffer.
 pub fn group_by_key<T>(items: Vec<(u32, T)>, keys: usize) -> (Vec<u32>, Vec<T>) {
     let mut offsets = vec![0u32; keys + 1];
     for (p, _) in &items {
