@@ -40,15 +40,66 @@ const BUFFER_BYTES: usize = 4 << 20;
 /// disk.
 const BUFFERS_IN_FLIGHT: usize = 8;
 
-/// The destination of a [`crate::output::parquet::PendingFile`]'s bytes.
-pub(crate) enum Sink {
-    /// The file's pieces written by a queue of its own. The appender comes first: fields drop
-    /// in order, and the queue's thread ends only once the appender has let go of it.
-    Direct {
-        appender: Appender,
-        queue: DirectQueue,
-    },
+/// Where a file's bytes go: through a buffer into the page cache, or in aligned pieces around
+/// it ([`Appender`]). The outputs' [`Sink`] and the spill's partition files are both one.
+pub enum Destination {
     Buffered(BufWriter<File>),
+    Direct(Appender),
+}
+
+impl Destination {
+    /// Creates (or truncates) `path`, written through a buffer of `capacity` bytes.
+    pub fn buffered(path: &Path, capacity: usize) -> io::Result<Destination> {
+        Ok(Destination::Buffered(BufWriter::with_capacity(
+            capacity,
+            File::create(path)?,
+        )))
+    }
+
+    /// Writes what is buffered (a direct file's last piece handed to its queue, padded); the
+    /// file's length, to cut it to once the queue has written everything ([`Length::cut`]).
+    pub fn finish(self) -> io::Result<Length> {
+        match self {
+            Destination::Buffered(writer) => {
+                Length::of(writer.into_inner().map_err(|e| e.into_error())?)
+            }
+            Destination::Direct(appender) => appender.finish(),
+        }
+    }
+}
+
+impl Write for Destination {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Destination::Buffered(writer) => writer.write(bytes),
+            Destination::Direct(appender) => appender.write(bytes),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Destination::Buffered(writer) => writer.write_all(bytes),
+            Destination::Direct(appender) => appender.write_all(bytes),
+        }
+    }
+
+    /// A direct file's data reaches the disk once its queue is finished; a flush before it has
+    /// nothing to promise.
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Destination::Buffered(writer) => writer.flush(),
+            Destination::Direct(_) => Ok(()),
+        }
+    }
+}
+
+/// The destination of a [`crate::output::parquet::PendingFile`]'s bytes: written around the
+/// page cache by a queue of the file's own, or buffered.
+pub(crate) struct Sink {
+    /// Comes first: fields drop in order, and the queue's thread ends only once the file's
+    /// appender has let go of it.
+    out: Destination,
+    queue: Option<DirectQueue>,
 }
 
 impl Sink {
@@ -59,13 +110,16 @@ impl Sink {
             if let Some(file) = open_direct(path)? {
                 let queue = DirectQueue::new(BUFFERS_IN_FLIGHT, 1);
                 let appender = Appender::with_file(file, &queue, BUFFER_BYTES, BUFFER_BYTES);
-                return Ok(Sink::Direct { appender, queue });
+                return Ok(Sink {
+                    out: Destination::Direct(appender),
+                    queue: Some(queue),
+                });
             }
         }
-        Ok(Sink::Buffered(BufWriter::with_capacity(
-            1 << 20,
-            File::create(path)?,
-        )))
+        Ok(Sink {
+            out: Destination::buffered(path, 1 << 20)?,
+            queue: None,
+        })
     }
 
     /// A row group is complete: a buffered file starts writing its dirty pages to disk without
@@ -74,7 +128,7 @@ impl Sink {
     /// the cores idle). Advisory: an error only means the fsync does all the work.
     pub(crate) fn row_group_written(&self) {
         #[cfg(target_os = "linux")]
-        if let Sink::Buffered(writer) = self {
+        if let Destination::Buffered(writer) = &self.out {
             use std::os::fd::AsRawFd;
             // SAFETY: a plain system call on a descriptor the `File` owns; no memory is passed.
             unsafe {
@@ -90,39 +144,27 @@ impl Sink {
 
     /// Writes what is left and fsyncs the file.
     pub(crate) fn finish(self) -> io::Result<()> {
-        match self {
-            Sink::Direct { appender, queue } => {
-                let length = appender.finish()?;
-                queue.finish()?;
-                length.cut()?;
-                length.file.sync_all()
-            }
-            Sink::Buffered(writer) => writer.into_inner().map_err(|e| e.into_error())?.sync_all(),
+        let Sink { out, queue } = self;
+        let length = out.finish()?;
+        if let Some(queue) = queue {
+            queue.finish()?;
         }
+        length.cut()?;
+        length.file.sync_all()
     }
 }
 
 impl Write for Sink {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Direct { appender, .. } => appender.write(bytes),
-            Sink::Buffered(writer) => writer.write(bytes),
-        }
+        self.out.write(bytes)
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Sink::Direct { appender, .. } => appender.write_all(bytes),
-            Sink::Buffered(writer) => writer.write_all(bytes),
-        }
+        self.out.write_all(bytes)
     }
 
-    /// Data reaches the disk at [`Sink::finish`]; a flush before it has nothing to promise.
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Direct { .. } => Ok(()),
-            Sink::Buffered(writer) => writer.flush(),
-        }
+        self.out.flush()
     }
 }
 
@@ -438,7 +480,7 @@ mod tests {
         let path = dir.join(format!("f{}-{direct}", sizes.len()));
         let mut sink = Sink::create(&path, direct).unwrap();
         assert_eq!(
-            matches!(sink, Sink::Buffered(_)),
+            matches!(sink.out, Destination::Buffered(_)),
             !direct || !takes_o_direct(dir),
             "{direct}"
         );

@@ -16,7 +16,6 @@
 //! background writeback ([`spill_around_page_cache`]).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -27,7 +26,8 @@ use rayon::prelude::*;
 
 use super::{part_of, person_key};
 use crate::disk::{
-    Appender, DirectQueue, Length, SPILL_PIECE_BYTES, SPILL_QUEUED_PIECES, SPILL_WRITERS,
+    Appender, Destination, DirectQueue, Length, SPILL_PIECE_BYTES, SPILL_QUEUED_PIECES,
+    SPILL_WRITERS,
 };
 use crate::error::{Error, Result};
 use crate::ingest::claims::{
@@ -156,16 +156,48 @@ fn spill_options(compress: bool) -> IpcWriteOptions {
         .expect("LZ4 is built in (arrow's ipc_compression feature)")
 }
 
-/// One partition's spill file while the scatter writes it: opened with its first rows, and
-/// written through the scatter's [`DirectQueue`], around the page cache when the spill is
-/// large ([`spill_around_page_cache`]: read back once, a partition at a time, it then needs
-/// the page cache only just before it is read, [`Spilled::prefetch`]).
-struct PartFile {
-    path: PathBuf,
+/// How the scatter writes its partition files: the IPC options, the queue of the files written
+/// around the page cache, and whether they are ([`spill_around_page_cache`]: read back once, a
+/// partition at a time, they then need the page cache only just before they are read,
+/// [`Spilled::prefetch`]).
+struct PartWriting<'a> {
+    dir: &'a Path,
+    options: IpcWriteOptions,
+    queue: DirectQueue,
     around_page_cache: bool,
-    /// The size of the file's first piece around the page cache ([`first_piece_bytes`]).
-    first_piece_bytes: usize,
-    writer: Option<FileWriter<SpillFile>>,
+}
+
+/// Partition `part`'s spill file in `dir`.
+fn part_path(dir: &Path, part: usize) -> PathBuf {
+    dir.join(format!("part-{part:04}.arrow"))
+}
+
+impl PartWriting<'_> {
+    fn path(&self, part: usize) -> PathBuf {
+        part_path(self.dir, part)
+    }
+
+    /// Creates partition `part`'s file, its first piece around the page cache one of eight
+    /// sizes up to [`SPILL_PIECE_BYTES`]: the partitions, filled at the same pace, then hand
+    /// their pieces to the queue spread over the windows rather than all in one (a burst the
+    /// queue cannot hold, the scatter waiting while the disk writes it).
+    fn create(&self, part: usize) -> std::io::Result<Destination> {
+        let path = self.path(part);
+        match self.around_page_cache {
+            true => {
+                let first_piece_bytes = SPILL_PIECE_BYTES / 8 * (1 + part % 8);
+                Appender::create(&path, &self.queue, first_piece_bytes, SPILL_PIECE_BYTES)
+                    .map(Destination::Direct)
+            }
+            false => Destination::buffered(&path, SPILL_WRITE_BYTES),
+        }
+    }
+}
+
+/// One partition's spill file while the scatter writes it: opened with its first rows.
+struct PartFile {
+    part: usize,
+    writer: Option<FileWriter<Destination>>,
     /// Pieces not yet written, and their rows.
     pending: Vec<RecordBatch>,
     pending_rows: usize,
@@ -173,7 +205,7 @@ struct PartFile {
 
 impl PartFile {
     /// Writes the pending pieces as one batch.
-    fn flush(&mut self, options: &IpcWriteOptions, queue: &DirectQueue) -> Result<()> {
+    fn flush(&mut self, to: &PartWriting) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -182,22 +214,13 @@ impl PartFile {
             .map_err(|e| Error::arrow("spill rows", e))?;
         self.pending.clear();
         self.pending_rows = 0;
-        let path = &self.path;
+        let path = to.path(self.part);
         let failed = |e| Error::arrow(path.display().to_string(), e);
         let writer = match &mut self.writer {
             Some(writer) => writer,
             None => {
-                let out = match self.around_page_cache {
-                    true => {
-                        Appender::create(path, queue, self.first_piece_bytes, SPILL_PIECE_BYTES)
-                            .map(SpillFile::Direct)
-                    }
-                    false => File::create(path).map(|file| {
-                        SpillFile::Buffered(BufWriter::with_capacity(SPILL_WRITE_BYTES, file))
-                    }),
-                }
-                .map_err(|e| Error::io(path, e))?;
-                let writer = FileWriter::try_new_with_options(out, &schema, options.clone())
+                let out = to.create(self.part).map_err(|e| Error::io(&path, e))?;
+                let writer = FileWriter::try_new_with_options(out, &schema, to.options.clone())
                     .map_err(failed)?;
                 self.writer.insert(writer)
             }
@@ -205,64 +228,25 @@ impl PartFile {
         writer.write(&batch).map_err(failed)
     }
 
-    /// Writes what is pending and the file's footer; the file's length to cut it to once
-    /// `queue` is finished (`None` for a partition with no rows, which has no file).
-    fn finish(&mut self, options: &IpcWriteOptions, queue: &DirectQueue) -> Result<Option<Length>> {
-        self.flush(options, queue)?;
+    /// Writes what is pending and the file's footer; the file's length to cut it to once the
+    /// queue is finished (`None` for a partition with no rows, which has no file).
+    fn finish(&mut self, to: &PartWriting) -> Result<Option<Length>> {
+        self.flush(to)?;
         let Some(writer) = self.writer.take() else {
             return Ok(None);
         };
-        let path = &self.path;
+        let path = to.path(self.part);
         let out = writer
             .into_inner()
             .map_err(|e| Error::arrow(path.display().to_string(), e))?;
-        match out {
-            SpillFile::Direct(appender) => appender.finish(),
-            SpillFile::Buffered(writer) => writer
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .and_then(Length::of),
-        }
-        .map(Some)
-        .map_err(|e| Error::io(path, e))
+        out.finish().map(Some).map_err(|e| Error::io(&path, e))
     }
-}
-
-/// The first piece of partition `part`'s file written around the page cache: one of eight
-/// sizes up to [`SPILL_PIECE_BYTES`], so that the partitions, filled at the same pace, hand
-/// their pieces to the queue spread over the windows rather than all in one (a burst the queue
-/// cannot hold, the scatter waiting while the disk writes it).
-fn first_piece_bytes(part: usize) -> usize {
-    SPILL_PIECE_BYTES / 8 * (1 + part % 8)
 }
 
 /// Bytes a buffered partition file's writer gathers before a write: every partition has one,
 /// so few enough that 512 of them hold 32 MiB (with the default 8 KiB, the kernel zeroed the
 /// rest of each new page-cache folio a write began, 5% of the 100M month's CPU time).
 const SPILL_WRITE_BYTES: usize = 64 * 1024;
-
-/// Where a partition file's bytes go: buffered, or around the page cache
-/// ([`spill_around_page_cache`]).
-enum SpillFile {
-    Buffered(BufWriter<File>),
-    Direct(Appender),
-}
-
-impl Write for SpillFile {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        match self {
-            SpillFile::Buffered(writer) => writer.write(bytes),
-            SpillFile::Direct(appender) => appender.write(bytes),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            SpillFile::Buffered(writer) => writer.flush(),
-            SpillFile::Direct(appender) => appender.flush(),
-        }
-    }
-}
 
 /// The [`crate::state::claim_key`]s of a run's claim ids and of its reversals' targets.
 pub type StateKeys = (Vec<u64>, Vec<u64>);
@@ -388,13 +372,15 @@ pub fn scatter(
     // partitions a window's piece of one is a few thousand rows, and each IPC batch costs a
     // message (and, compressed, a frame per buffer). PENDING_ROWS bounds the memory.
     let batch_rows = (PENDING_ROWS / parts).max(1024);
-    let options = spill_options(compress);
-    let queue = DirectQueue::new(SPILL_QUEUED_PIECES, SPILL_WRITERS);
+    let to = PartWriting {
+        dir: &spilled.dir.0,
+        options: spill_options(compress),
+        queue: DirectQueue::new(SPILL_QUEUED_PIECES, SPILL_WRITERS),
+        around_page_cache,
+    };
     let mut part_files: Vec<PartFile> = (0..parts)
         .map(|part| PartFile {
-            around_page_cache,
-            path: spilled.dir.0.join(format!("part-{part:04}.arrow")),
-            first_piece_bytes: first_piece_bytes(part),
+            part,
             writer: None,
             pending: Vec::new(),
             pending_rows: 0,
@@ -476,7 +462,7 @@ pub fn scatter(
             part_files
                 .par_iter_mut()
                 .filter(|file| file.pending_rows >= batch_rows)
-                .try_for_each(|file| file.flush(&options, &queue))
+                .try_for_each(|file| file.flush(&to))
         })?;
         spilled.sources.push(SourceFile {
             path: file.clone(),
@@ -489,20 +475,23 @@ pub fn scatter(
     // piece and it is cut to its length (a buffered one already is: the cut changes nothing).
     let lengths: Vec<Option<Length>> = part_files
         .par_iter_mut()
-        .map(|file| file.finish(&options, &queue))
+        .map(|file| file.finish(&to))
         .collect::<Result<_>>()?;
-    queue.finish().map_err(|e| Error::io(&spilled.dir.0, e))?;
-    spilled.files = part_files
+    let PartWriting { dir, queue, .. } = to;
+    queue.finish().map_err(|e| Error::io(dir, e))?;
+    let files: Vec<Option<PathBuf>> = lengths
         .into_iter()
-        .zip(lengths)
-        .map(|(file, length)| match length {
-            Some(length) => match length.cut() {
-                Ok(()) => Ok(Some(file.path)),
-                Err(e) => Err(Error::io(&file.path, e)),
-            },
-            None => Ok(None),
+        .enumerate()
+        .map(|(part, length)| {
+            let Some(length) = length else {
+                return Ok(None);
+            };
+            let path = part_path(dir, part);
+            length.cut().map_err(|e| Error::io(&path, e))?;
+            Ok(Some(path))
         })
         .collect::<Result<_>>()?;
+    spilled.files = files;
     spilled.bytes = spilled
         .files
         .iter()
